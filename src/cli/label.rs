@@ -1,0 +1,244 @@
+//! `labelloop label`: batch pre-labeling from the command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use super::inputs::{self, Item};
+use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT};
+use crate::model::pipeline::{self, PipelineOptions};
+use crate::model::{registry, LoadOptions, Model, Prediction};
+use crate::runtime::SessionOptions;
+use crate::select::Uncertainty;
+
+#[derive(Args, Debug)]
+pub struct LabelArgs {
+    /// Model folder (holding model.toml), or a model name under --models-dir.
+    #[arg(long, short)]
+    model: String,
+    /// Image files, folders (searched recursively for .png/.jpg/.jpeg),
+    /// JSONL files of {"id", "text"|"image", "label"?}, or .txt files (one text per line).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Write JSONL here instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Items per model run.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// ONNX Runtime intra-op threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Threads that read, decode and tokenize items (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Refuse images with more pixels than this, before decoding them.
+    #[arg(long, default_value_t = 40_000_000)]
+    max_pixels: u64,
+    /// Include each item's embedding in the output (always on for text-embedding models).
+    #[arg(long)]
+    embeddings: bool,
+    /// Folder that holds model folders, for --model given as a name.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+}
+
+/// One output line. Borrowed, so writing costs no clones.
+struct Line<'a> {
+    id: &'a str,
+    pred: &'a Prediction,
+    labels: &'a [String],
+    model: &'a str,
+    version: &'a str,
+    embeddings: bool,
+}
+
+struct Scores<'a>(&'a [String], &'a [f32]);
+
+impl Serialize for Scores<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (label, p) in self.0.iter().zip(self.1) {
+            map.serialize_entry(label, p)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", self.id)?;
+        if let Some(c) = &self.pred.class {
+            map.serialize_entry("label", &self.labels.get(c.index))?;
+            map.serialize_entry("score", &c.score)?;
+            map.serialize_entry("scores", &Scores(self.labels, &c.probs))?;
+            map.serialize_entry::<_, Uncertainty>("uncertainty", &c.uncertainty)?;
+        }
+        map.serialize_entry("model", self.model)?;
+        map.serialize_entry("model_version", self.version)?;
+        if self.pred.truncated {
+            map.serialize_entry("truncated", &true)?;
+        }
+        if self.embeddings {
+            if let Some(e) = &self.pred.embedding {
+                map.serialize_entry("embedding", e)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    id: &'a str,
+    error: String,
+    code: &'a str,
+}
+
+pub fn run(args: LabelArgs) -> ExitCode {
+    let dir = registry::resolve(&args.model, &args.models_dir);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let opts = LoadOptions {
+        session: SessionOptions {
+            intra_threads: args.threads.unwrap_or(cores),
+        },
+        sessions: 1,
+        max_pixels: args.max_pixels,
+    };
+    let model = match Model::load(&dir, opts) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_MODEL_LOAD);
+        }
+    };
+    let items = inputs::expand(&args.inputs);
+    if items.is_empty() {
+        eprintln!("error: the inputs hold no items to label (folders are searched for .png, .jpg and .jpeg)");
+        return ExitCode::from(EXIT_NOTHING_LABELED);
+    }
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot create {}: {e}", path.display());
+                return ExitCode::from(EXIT_OUTPUT);
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let embeddings = args.embeddings || model.manifest().task == crate::model::Task::TextEmbedding;
+
+    let total = items.len() as u64;
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let (ids, inputs, truths): (Vec<String>, Vec<_>, Vec<Option<String>>) = items
+        .into_iter()
+        .map(|Item { id, input, truth }| (id, input, truth))
+        .fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |mut acc, (a, b, c)| {
+                acc.0.push(a);
+                acc.1.push(b);
+                acc.2.push(c);
+                acc
+            },
+        );
+    let labels = model.labels().clone();
+    let (name, version) = (model.name().to_string(), model.version().to_string());
+    let started = Instant::now();
+    let (mut ok, mut failed, mut judged, mut correct) = (0u64, 0u64, 0u64, 0u64);
+    let mut write_error: Option<std::io::Error> = None;
+    let popts = PipelineOptions {
+        batch_size: args.batch_size.max(1),
+        workers: args.workers.unwrap_or(cores),
+        ..PipelineOptions::default()
+    };
+    pipeline::label_all(&model, inputs, popts, |i, result| {
+        progress.inc(1);
+        let id = &ids[i];
+        let written = match &result {
+            Ok(pred) => {
+                ok += 1;
+                if let (Some(truth), Some(c)) = (&truths[i], &pred.class) {
+                    judged += 1;
+                    if labels.get(c.index) == Some(truth) {
+                        correct += 1;
+                    }
+                }
+                serde_json::to_writer(
+                    &mut out,
+                    &Line {
+                        id,
+                        pred,
+                        labels: &labels,
+                        model: &name,
+                        version: &version,
+                        embeddings,
+                    },
+                )
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::debug!(id, error = %e, "item failed");
+                serde_json::to_writer(
+                    &mut out,
+                    &ErrorLine {
+                        id,
+                        error: e.to_string(),
+                        code: e.code(),
+                    },
+                )
+            }
+        };
+        let written = written
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"));
+        if let (Err(e), None) = (written, &write_error) {
+            write_error = Some(e);
+        }
+    });
+    progress.finish_and_clear();
+    if let Err(e) = out.flush() {
+        write_error.get_or_insert(e);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "labeled {ok} of {total} items with {name} {version} in {secs:.2}s ({:.0} items/s); {failed} failed",
+        ok as f64 / secs.max(1e-9)
+    );
+    if judged > 0 {
+        eprintln!(
+            "accuracy against the given labels: {:.4} ({correct}/{judged})",
+            correct as f64 / judged as f64
+        );
+    }
+    if let Some(e) = write_error {
+        eprintln!("error: writing the output failed: {e}");
+        return ExitCode::from(EXIT_OUTPUT);
+    }
+    if ok == 0 {
+        eprintln!("error: nothing could be labeled; see the error lines in the output");
+        return ExitCode::from(EXIT_NOTHING_LABELED);
+    }
+    ExitCode::SUCCESS
+}

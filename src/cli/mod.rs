@@ -1,0 +1,76 @@
+//! Command-line interface: argument parsing and the subcommands.
+//!
+//! Exit codes (also in README.md):
+//! - 0: success (for `label`: at least one item was labeled);
+//! - 1: nothing could be labeled;
+//! - 2: bad usage (unknown flag, missing argument);
+//! - 3: the model or the ONNX Runtime library could not be loaded;
+//! - 4: the output could not be written.
+
+mod inputs;
+mod label;
+mod models;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: nothing could be labeled.
+pub const EXIT_NOTHING_LABELED: u8 = 1;
+/// Exit code: the model (or ONNX Runtime) failed to load.
+pub const EXIT_MODEL_LOAD: u8 = 3;
+/// Exit code: writing the output failed.
+pub const EXIT_OUTPUT: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "labelloop",
+    version,
+    about = "Model-assisted auto-labeling: pre-label with ONNX models, route uncertain items to people, learn from corrections."
+)]
+pub struct Cli {
+    /// Only print warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pre-label images or texts with a model; writes one JSON line per item.
+    Label(label::LabelArgs),
+    /// List or check model folders.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+}
+
+/// Where model folders live unless `--models-dir` says otherwise.
+pub fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.quiet);
+    match cli.command {
+        Command::Label(args) => label::run(args),
+        Command::Models { command } => models::run(command),
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("LABELLOOP_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

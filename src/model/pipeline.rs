@@ -1,0 +1,183 @@
+//! Labeling a large, known set of items as fast as the machine allows.
+//!
+//! Used by `labelloop label`. Staging (file reads, decoding, resizing,
+//! tokenizing) runs on worker threads while the calling thread drives ONNX
+//! Runtime, so decoding overlaps inference. Text is batched by similar
+//! length within a window, because padding dominates transformer cost, and
+//! results are still emitted in input order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use super::{Input, ItemError, Model, Prediction, Staged};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    pub batch_size: usize,
+    /// Threads that stage items.
+    pub workers: usize,
+    /// Items considered together when sorting text by length.
+    pub window: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            batch_size: 64,
+            workers: 2,
+            window: 4096,
+        }
+    }
+}
+
+pub type ItemResult = Result<Prediction, ItemError>;
+
+/// Label every item; `emit(index, result)` is called once per item, in input order.
+pub fn label_all<F>(
+    model: &Model,
+    items: Vec<Result<Input, ItemError>>,
+    opts: PipelineOptions,
+    mut emit: F,
+) where
+    F: FnMut(usize, ItemResult),
+{
+    let batch = opts.batch_size.max(1);
+    let window = opts.window.max(batch);
+    let mut base = 0;
+    let mut items = items;
+    while !items.is_empty() {
+        let rest = items.split_off(window.min(items.len()));
+        let chunk = std::mem::replace(&mut items, rest);
+        let n = chunk.len();
+        if model.is_text() {
+            label_window_sorted(model, chunk, batch, opts.workers, &mut |i, r| {
+                emit(base + i, r)
+            });
+        } else {
+            label_window_streaming(model, chunk, batch, opts.workers, &mut |i, r| {
+                emit(base + i, r)
+            });
+        }
+        base += n;
+    }
+}
+
+/// Stage blocks of `batch` items on `workers` threads, sending each finished block.
+fn stage_blocks<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    model: &'s Model,
+    chunk: &'s [Result<Input, ItemError>],
+    batch: usize,
+    workers: usize,
+) -> mpsc::Receiver<(usize, Vec<Result<Staged, ItemError>>)> {
+    let blocks = chunk.len().div_ceil(batch);
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::sync_channel(workers.max(1) * 2);
+    for _ in 0..workers.max(1) {
+        let tx = tx.clone();
+        let next = next.clone();
+        scope.spawn(move || loop {
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            if b >= blocks {
+                break;
+            }
+            let staged = chunk[b * batch..((b + 1) * batch).min(chunk.len())]
+                .iter()
+                .map(|i| match i {
+                    Ok(input) => model.stage(input),
+                    Err(e) => Err(e.clone()),
+                })
+                .collect();
+            if tx.send((b, staged)).is_err() {
+                break;
+            }
+        });
+    }
+    rx
+}
+
+/// Images: every item has the same shape, so run blocks as soon as they are staged.
+fn label_window_streaming(
+    model: &Model,
+    chunk: Vec<Result<Input, ItemError>>,
+    batch: usize,
+    workers: usize,
+    emit: &mut dyn FnMut(usize, ItemResult),
+) {
+    let n = chunk.len();
+    let mut results: Vec<Option<ItemResult>> = (0..n).map(|_| None).collect();
+    let mut next_emit = 0;
+    std::thread::scope(|scope| {
+        let rx = stage_blocks(scope, model, &chunk, batch, workers);
+        for (b, staged) in rx {
+            let preds = model.predict_staged(staged);
+            for (i, r) in preds.into_iter().enumerate() {
+                results[b * batch + i] = Some(r);
+            }
+            while next_emit < n {
+                match results[next_emit].take() {
+                    Some(r) => {
+                        emit(next_emit, r);
+                        next_emit += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
+}
+
+/// Text: stage the whole window, then batch items of similar length.
+fn label_window_sorted(
+    model: &Model,
+    chunk: Vec<Result<Input, ItemError>>,
+    batch: usize,
+    workers: usize,
+    emit: &mut dyn FnMut(usize, ItemResult),
+) {
+    let n = chunk.len();
+    let mut staged: Vec<Option<Result<Staged, ItemError>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let rx = stage_blocks(scope, model, &chunk, batch, workers);
+        for (b, block) in rx {
+            for (i, s) in block.into_iter().enumerate() {
+                staged[b * batch + i] = Some(s);
+            }
+        }
+    });
+    let mut results: Vec<Option<ItemResult>> = (0..n).map(|_| None).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for (i, s) in staged.iter_mut().enumerate() {
+        match s.take() {
+            Some(Ok(st)) => {
+                *s = Some(Ok(st));
+                order.push(i);
+            }
+            Some(Err(e)) => results[i] = Some(Err(e)),
+            None => results[i] = Some(Err(ItemError::Invalid("item was not staged".into()))),
+        }
+    }
+    order.sort_by_key(|&i| match &staged[i] {
+        Some(Ok(s)) => s.seq_len(),
+        _ => 0,
+    });
+    for group in order.chunks(batch) {
+        let items: Vec<Result<Staged, ItemError>> = group
+            .iter()
+            .map(|&i| {
+                staged[i]
+                    .take()
+                    .unwrap_or(Err(ItemError::Invalid("item was not staged".into())))
+            })
+            .collect();
+        for (&i, r) in group.iter().zip(model.predict_staged(items)) {
+            results[i] = Some(r);
+        }
+    }
+    for (i, r) in results.into_iter().enumerate() {
+        emit(
+            i,
+            r.unwrap_or(Err(ItemError::Invalid("item was not labeled".into()))),
+        );
+    }
+}
