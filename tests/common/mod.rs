@@ -41,7 +41,8 @@ pub fn load(name: &str) -> Model {
 
 /// One loaded model per name for the whole test binary.
 pub fn shared(name: &'static str) -> Arc<Model> {
-    static MODELS: OnceLock<std::sync::Mutex<Vec<(&'static str, Arc<Model>)>>> = OnceLock::new();
+    type Loaded = std::sync::Mutex<Vec<(&'static str, Arc<Model>)>>;
+    static MODELS: OnceLock<Loaded> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap();
     if let Some((_, m)) = models.iter().find(|(n, _)| *n == name) {
         return m.clone();
