@@ -31,18 +31,20 @@ REQS=$ROOT/scripts/bench/requirements.txt
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 build=0
+own_bin=0
 args=()
 for arg in "$@"; do
     case "$arg" in
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         --build) build=1 ;;
+        --bin|--bin=*) own_bin=1; args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done
 
 bash scripts/setup.sh
 
-if [ "$build" = 1 ] || [ ! -x target/release/labelloop ]; then
+if [ "$build" = 1 ] || { [ "$own_bin" = 0 ] && [ ! -x target/release/labelloop ]; }; then
     log "building labelloop (release)"
     cargo build --release --quiet
 fi

@@ -132,8 +132,10 @@ def pipeline_side(runs, items):
 
 
 def raw_side(res, what):
-    return side("raw ORT session.run", what, res["items"], res["pass_seconds"],
-                **({"padded_tokens": res["padded_tokens"]} if "padded_tokens" in res else {}))
+    extra = {"cold_pass_items_per_s": res["items"] / res["cold_pass_seconds"]}
+    if "padded_tokens" in res:
+        extra["padded_tokens"] = res["padded_tokens"]
+    return side("raw ORT session.run", what, res["items"], res["pass_seconds"], **extra)
 
 
 def read_jsonl(path):
@@ -395,6 +397,9 @@ def markdown(env, results):
             if "items_per_s_with_startup" in s:
                 extra.append(f"{s['side']} including interpreter + session startup: "
                              f"{fmt_rate(s['items_per_s_with_startup'])} items/s")
+            if "cold_pass_items_per_s" in s:
+                extra.append(f"{s['side']} first (warm-up, untimed) pass: "
+                             f"{fmt_rate(s['cold_pass_items_per_s'])} items/s")
         ag = r["agreement"]
         if "labelloop_vs_python_top1" in ag:
             line = f"top-1 agreement labelloop vs Python: {ag['labelloop_vs_python_top1']:.2%} of {ag['items']}"

@@ -67,11 +67,13 @@ impl ImagePreprocessor {
         &self.spec
     }
 
-    /// Decode and resize to the model's size; returns interleaved u8 pixels.
-    pub fn stage(&self, bytes: &[u8]) -> Result<Vec<u8>, ItemError> {
+    /// Decode, convert and resize to the model's size.
+    pub fn stage(&self, bytes: &[u8]) -> Result<Staged, ItemError> {
         let img = self.decode(bytes)?;
-        let img = self.convert(img)?;
-        self.resize(img)
+        let (width, height) = (img.width(), img.height());
+        let (data, channels) = self.convert(img)?;
+        let data = self.resize(data, channels, width, height)?;
+        Ok(Staged::Pixels { data, channels })
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<DynamicImage, ItemError> {
@@ -113,7 +115,10 @@ impl ImagePreprocessor {
         r.decode().map_err(|e| ItemError::Decode(e.to_string()))
     }
 
-    fn convert(&self, img: DynamicImage) -> Result<DynamicImage, ItemError> {
+    /// Reduce any decoded image to interleaved u8 grey or RGB, with our own
+    /// tight loops for the common cases: `image`'s generic conversions go
+    /// through colour management and cost more than decoding itself.
+    fn convert(&self, img: DynamicImage) -> Result<(Vec<u8>, u8), ItemError> {
         let color = img.color();
         let found = color.channel_count() - u8::from(color.has_alpha());
         let expected = self.spec.channels;
@@ -124,33 +129,49 @@ impl ImagePreprocessor {
                 color: format!("{color:?}"),
             });
         }
-        Ok(match (expected, &img) {
-            (1, DynamicImage::ImageLuma8(_)) | (3, DynamicImage::ImageRgb8(_)) => img,
-            (1, _) => DynamicImage::ImageLuma8(img.into_luma8()),
-            _ => DynamicImage::ImageRgb8(img.into_rgb8()),
-        })
+        let (data, channels) = match img {
+            DynamicImage::ImageLuma8(b) => (b.into_raw(), 1),
+            DynamicImage::ImageRgb8(b) => (b.into_raw(), 3),
+            DynamicImage::ImageLumaA8(b) => {
+                (b.into_raw().chunks_exact(2).map(|p| p[0]).collect(), 1)
+            }
+            DynamicImage::ImageRgba8(b) => {
+                let raw = b.into_raw();
+                let mut rgb = Vec::with_capacity(raw.len() / 4 * 3);
+                for p in raw.chunks_exact(4) {
+                    rgb.extend_from_slice(&p[..3]);
+                }
+                (rgb, 3)
+            }
+            other if expected == 1 => (other.into_luma8().into_raw(), 1),
+            other => (other.into_rgb8().into_raw(), 3),
+        };
+        if expected == 1 && channels == 3 {
+            // ITU-R 601-2 luma, as PIL's convert("L"), in fixed point.
+            let grey = data
+                .chunks_exact(3)
+                .map(|p| {
+                    ((u32::from(p[0]) * 19595
+                        + u32::from(p[1]) * 38470
+                        + u32::from(p[2]) * 7471
+                        + 32768)
+                        >> 16) as u8
+                })
+                .collect();
+            return Ok((grey, 1));
+        }
+        Ok((data, channels))
     }
 
-    fn resize(&self, img: DynamicImage) -> Result<Vec<u8>, ItemError> {
+    fn resize(&self, src_buf: Vec<u8>, channels: u8, w: u32, h: u32) -> Result<Vec<u8>, ItemError> {
         let (tw, th) = (self.spec.width, self.spec.height);
-        let (w, h) = (img.width(), img.height());
         if w == 0 || h == 0 {
             return Err(ItemError::Decode("image has zero width or height".into()));
         }
-        let pixel_type = if self.spec.channels == 1 {
+        let pixel_type = if channels == 1 {
             fir::PixelType::U8
         } else {
             fir::PixelType::U8x3
-        };
-        let src_buf = match img {
-            DynamicImage::ImageLuma8(b) => b.into_raw(),
-            DynamicImage::ImageRgb8(b) => b.into_raw(),
-            other => {
-                return Err(ItemError::Decode(format!(
-                    "unexpected pixel format {:?}",
-                    other.color()
-                )))
-            }
         };
         let mut options = fir::ResizeOptions::new().resize_alg(self.alg);
         match self.spec.resize_mode {
@@ -195,8 +216,8 @@ impl ImagePreprocessor {
             TensorType::Float32 => {
                 let mut data = vec![0f32; items.len() * per_item];
                 for (item, out) in items.iter().zip(data.chunks_exact_mut(per_item)) {
-                    if let Staged::Pixels(px) = item {
-                        self.normalise(px, out, &self.lut);
+                    if let Staged::Pixels { data, channels } = item {
+                        self.normalise(data, *channels, out, &self.lut);
                     }
                 }
                 Batch::F32 { shape, data }
@@ -204,8 +225,8 @@ impl ImagePreprocessor {
             TensorType::Float16 => {
                 let mut data = vec![half::f16::ZERO; items.len() * per_item];
                 for (item, out) in items.iter().zip(data.chunks_exact_mut(per_item)) {
-                    if let Staged::Pixels(px) = item {
-                        self.normalise(px, out, &self.lut16);
+                    if let Staged::Pixels { data, channels } = item {
+                        self.normalise(data, *channels, out, &self.lut16);
                     }
                 }
                 Batch::F16 { shape, data }
@@ -213,35 +234,125 @@ impl ImagePreprocessor {
         }
     }
 
-    fn normalise<T: Copy>(&self, px: &[u8], out: &mut [T], lut: &[[T; 256]]) {
+    /// `src_c` is the staged buffer's channel count: 1 for grey (widened to
+    /// every model channel here) or the model's own channel count.
+    fn normalise<T: Copy>(&self, px: &[u8], src_c: u8, out: &mut [T], lut: &[[T; 256]]) {
         let c = self.spec.channels as usize;
+        let src_c = usize::from(src_c);
         let plane = out.len() / c;
         let bgr = self.spec.channel_order == ChannelOrder::BGR && c == 3;
+        let source = |mc: usize| {
+            if src_c == 1 {
+                0
+            } else if bgr {
+                c - 1 - mc
+            } else {
+                mc
+            }
+        };
         match self.spec.layout {
             Layout::NCHW => {
-                if c == 1 {
-                    for (o, &p) in out.iter_mut().zip(px) {
-                        *o = lut[0][p as usize];
-                    }
-                } else {
-                    for mc in 0..c {
-                        let sc = if bgr { c - 1 - mc } else { mc };
-                        let table = &lut[mc];
-                        let dst = &mut out[mc * plane..(mc + 1) * plane];
-                        for (o, chunk) in dst.iter_mut().zip(px.chunks_exact(c)) {
+                for mc in 0..c {
+                    let sc = source(mc);
+                    let table = &lut[mc];
+                    let dst = &mut out[mc * plane..(mc + 1) * plane];
+                    if src_c == 1 {
+                        for (o, &p) in dst.iter_mut().zip(px) {
+                            *o = table[p as usize];
+                        }
+                    } else {
+                        for (o, chunk) in dst.iter_mut().zip(px.chunks_exact(src_c)) {
                             *o = table[chunk[sc] as usize];
                         }
                     }
                 }
             }
             Layout::NHWC => {
-                for (o_px, chunk) in out.chunks_exact_mut(c).zip(px.chunks_exact(c)) {
-                    for mc in 0..c {
-                        let sc = if bgr { c - 1 - mc } else { mc };
-                        o_px[mc] = lut[mc][chunk[sc] as usize];
+                for (o_px, chunk) in out.chunks_exact_mut(c).zip(px.chunks_exact(src_c)) {
+                    for (mc, o) in o_px.iter_mut().enumerate() {
+                        *o = lut[mc][chunk[source(mc)] as usize];
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::ResizeFilter;
+
+    fn spec(channels: u32, layout: Layout, order: ChannelOrder) -> ImageInput {
+        ImageInput {
+            name: "x".into(),
+            dtype: TensorType::Float32,
+            width: 2,
+            height: 1,
+            channels,
+            layout,
+            resize_filter: ResizeFilter::Triangle,
+            resize_mode: ResizeMode::Stretch,
+            resize_short: None,
+            channel_order: order,
+            channel_policy: ChannelPolicy::Convert,
+            scale: 1.0,
+            mean: vec![],
+            std: vec![],
+        }
+    }
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn f32s(batch: Batch) -> Vec<f32> {
+        match batch {
+            Batch::F32 { data, .. } => data,
+            _ => panic!("expected f32"),
+        }
+    }
+
+    #[test]
+    fn rgb_to_grey_matches_pil_luma() {
+        let p = ImagePreprocessor::new(spec(1, Layout::NCHW, ChannelOrder::RGB), 1 << 20);
+        let img = image::RgbImage::from_raw(2, 1, vec![255, 0, 0, 10, 200, 30]).unwrap();
+        let staged = p.stage(&png(DynamicImage::ImageRgb8(img))).unwrap();
+        // PIL: L = R*299/1000 + G*587/1000 + B*114/1000
+        assert_eq!(f32s(p.pack(&[&staged])), vec![76.0, 124.0]);
+    }
+
+    #[test]
+    fn grey_is_widened_and_bgr_is_swapped() {
+        let grey = image::GrayImage::from_raw(2, 1, vec![7, 9]).unwrap();
+        let p = ImagePreprocessor::new(spec(3, Layout::NCHW, ChannelOrder::RGB), 1 << 20);
+        let staged = p.stage(&png(DynamicImage::ImageLuma8(grey))).unwrap();
+        assert_eq!(f32s(p.pack(&[&staged])), vec![7.0, 9.0, 7.0, 9.0, 7.0, 9.0]);
+
+        let rgb = image::RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let bytes = png(DynamicImage::ImageRgb8(rgb));
+        let p = ImagePreprocessor::new(spec(3, Layout::NCHW, ChannelOrder::BGR), 1 << 20);
+        let staged = p.stage(&bytes).unwrap();
+        assert_eq!(f32s(p.pack(&[&staged])), vec![3.0, 6.0, 2.0, 5.0, 1.0, 4.0]);
+        let p = ImagePreprocessor::new(spec(3, Layout::NHWC, ChannelOrder::RGB), 1 << 20);
+        let staged = p.stage(&bytes).unwrap();
+        assert_eq!(f32s(p.pack(&[&staged])), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn alpha_is_dropped_and_normalisation_applied() {
+        let mut s = spec(3, Layout::NCHW, ChannelOrder::RGB);
+        s.scale = 1.0 / 255.0;
+        s.mean = vec![0.5];
+        s.std = vec![0.5];
+        let p = ImagePreprocessor::new(s, 1 << 20);
+        let rgba = image::RgbaImage::from_raw(2, 1, vec![255, 0, 255, 0, 0, 255, 0, 255]).unwrap();
+        let staged = p.stage(&png(DynamicImage::ImageRgba8(rgba))).unwrap();
+        assert_eq!(
+            f32s(p.pack(&[&staged])),
+            vec![1.0, -1.0, -1.0, 1.0, 1.0, -1.0]
+        );
     }
 }

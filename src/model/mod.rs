@@ -132,8 +132,13 @@ impl Input {
 /// A model-ready item: pixels at the model's size, or token ids.
 #[derive(Debug, Clone)]
 pub enum Staged {
-    /// Interleaved u8 pixels, `height * width * channels`, in source (RGB or grey) order.
-    Pixels(Vec<u8>),
+    /// Interleaved u8 pixels at the model's size, in RGB (or grey) order.
+    /// A grey image stays grey here even for a colour model: it is widened to
+    /// three channels while packing, which saves resizing three equal planes.
+    Pixels {
+        data: Vec<u8>,
+        channels: u8,
+    },
     Tokens(text::Encoded),
 }
 
@@ -141,7 +146,7 @@ impl Staged {
     /// Sequence length for text, 0 for images. Used to batch by similar length.
     pub fn seq_len(&self) -> usize {
         match self {
-            Staged::Pixels(_) => 0,
+            Staged::Pixels { .. } => 0,
             Staged::Tokens(t) => t.ids.len(),
         }
     }
@@ -314,13 +319,13 @@ impl Model {
     /// Step 1: decode/resize or tokenize one item.
     pub fn stage(&self, input: &Input) -> Result<Staged, ItemError> {
         match (&self.pre, input) {
-            (Preprocessor::Image(p), Input::Image(bytes)) => p.stage(bytes).map(Staged::Pixels),
+            (Preprocessor::Image(p), Input::Image(bytes)) => p.stage(bytes),
             (Preprocessor::Image(p), Input::ImagePath(path)) => {
                 let bytes = std::fs::read(path).map_err(|e| ItemError::Io {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })?;
-                p.stage(&bytes).map(Staged::Pixels)
+                p.stage(&bytes)
             }
             (Preprocessor::Text(p), Input::Text(s)) => p.encode(s).map(Staged::Tokens),
             (Preprocessor::Text(p), Input::TextBytes(b)) => {
