@@ -16,7 +16,10 @@ fn load(name: &str) -> Model {
     Model::load(
         &root().join("models").join(name),
         LoadOptions {
-            session: SessionOptions { intra_threads: 2 },
+            session: SessionOptions {
+                intra_threads: 2,
+                spinning: true,
+            },
             ..LoadOptions::default()
         },
     )

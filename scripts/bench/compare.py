@@ -43,7 +43,7 @@ SUMMARY = re.compile(
 
 SCENARIOS = ("fashion", "orientation", "text")
 # items per scenario: full / --quick
-SIZES = {"fashion": (10000, 1000), "orientation": (64, 16), "text": (None, 500)}
+SIZES = {"fashion": (10000, 1000), "orientation": (512, 16), "text": (None, 500)}
 
 
 def log(msg):

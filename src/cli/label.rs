@@ -41,6 +41,10 @@ pub struct LabelArgs {
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long, default_value_t = 40_000_000)]
     max_pixels: u64,
+    /// Let ONNX Runtime's idle threads spin. Off by default: decoding runs on
+    /// the same cores, and spinning threads take the time it needs.
+    #[arg(long)]
+    ort_spinning: bool,
     /// Include each item's embedding in the output (always on for text-embedding models).
     #[arg(long)]
     embeddings: bool,
@@ -110,9 +114,15 @@ pub fn run(args: LabelArgs) -> ExitCode {
     let opts = LoadOptions {
         session: SessionOptions {
             intra_threads: args.threads.unwrap_or(cores),
+            spinning: args.ort_spinning,
         },
         sessions: 1,
         max_pixels: args.max_pixels,
+        // Pure embedding models always report theirs; others only on request.
+        embeddings: args.embeddings
+            || crate::model::Manifest::load(&dir)
+                .map(|m| m.task == crate::model::Task::TextEmbedding)
+                .unwrap_or(true),
     };
     let model = match Model::load(&dir, opts) {
         Ok(m) => m,
@@ -136,7 +146,7 @@ pub fn run(args: LabelArgs) -> ExitCode {
         },
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let embeddings = args.embeddings || model.manifest().task == crate::model::Task::TextEmbedding;
+    let embeddings = opts.embeddings;
 
     let total = items.len() as u64;
     let progress = if std::io::stderr().is_terminal() {

@@ -69,7 +69,10 @@ fn list(models_dir: PathBuf) -> ExitCode {
 
 fn check(dir: PathBuf) -> ExitCode {
     let opts = LoadOptions {
-        session: crate::runtime::SessionOptions { intra_threads: 1 },
+        session: crate::runtime::SessionOptions {
+            intra_threads: 1,
+            spinning: true,
+        },
         ..LoadOptions::default()
     };
     match Model::load(&dir, opts) {

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use fast_image_resize as fir;
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use super::manifest::{
     ChannelOrder, ChannelPolicy, ImageInput, Layout, ResizeFilter, ResizeMode, TensorType,
@@ -80,22 +80,19 @@ impl ImagePreprocessor {
         if bytes.is_empty() {
             return Err(ItemError::Empty);
         }
-        let reader = |bytes| -> Result<ImageReader<Cursor<&[u8]>>, ItemError> {
-            let r = ImageReader::new(Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| ItemError::Decode(e.to_string()))?;
-            if r.format().is_none() {
-                return Err(ItemError::Decode(
-                    "unrecognised format; expected PNG or JPEG".into(),
-                ));
-            }
-            Ok(r)
-        };
-        // Read only the header first, so a decompression bomb is refused
-        // before a single large buffer is allocated.
-        let (width, height) = reader(bytes)?
-            .into_dimensions()
+        let decode_err = |e: image::ImageError| ItemError::Decode(e.to_string());
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
             .map_err(|e| ItemError::Decode(e.to_string()))?;
+        if reader.format().is_none() {
+            return Err(ItemError::Decode(
+                "unrecognised format; expected PNG or JPEG".into(),
+            ));
+        }
+        // Making the decoder reads only the header, so a decompression bomb
+        // is refused here, before a single large buffer is allocated.
+        let mut decoder = reader.into_decoder().map_err(decode_err)?;
+        let (width, height) = decoder.dimensions();
         let pixels = u64::from(width) * u64::from(height);
         if pixels > self.max_pixels {
             return Err(ItemError::TooLarge {
@@ -105,14 +102,13 @@ impl ImagePreprocessor {
                 limit: self.max_pixels,
             });
         }
-        let mut r = reader(bytes)?;
         let mut limits = Limits::default();
         limits.max_image_width = Some(width);
         limits.max_image_height = Some(height);
         // 8 bytes per pixel covers 16-bit RGBA; anything more is not an image we accept.
         limits.max_alloc = Some(pixels.saturating_mul(8).max(1 << 20));
-        r.limits(limits);
-        r.decode().map_err(|e| ItemError::Decode(e.to_string()))
+        decoder.set_limits(limits).map_err(decode_err)?;
+        DynamicImage::from_decoder(decoder).map_err(decode_err)
     }
 
     /// Reduce any decoded image to interleaved u8 grey or RGB, with our own

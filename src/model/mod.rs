@@ -209,6 +209,9 @@ pub struct LoadOptions {
     pub sessions: usize,
     /// Images with more pixels than this are refused before full decoding.
     pub max_pixels: u64,
+    /// Read the embedding output, if the model declares one. Callers that
+    /// only want labels turn this off and skip a copy per item.
+    pub embeddings: bool,
 }
 
 impl Default for LoadOptions {
@@ -217,6 +220,7 @@ impl Default for LoadOptions {
             session: SessionOptions::default(),
             sessions: 1,
             max_pixels: 40_000_000,
+            embeddings: true,
         }
     }
 }
@@ -273,7 +277,7 @@ impl Model {
             sessions.push(runtime::create_session(&onnx, opts.session)?);
         }
         graph::check(&manifest, sessions[0].inputs(), sessions[0].outputs())?;
-        let plan = postprocess::OutputPlan::new(&manifest);
+        let plan = postprocess::OutputPlan::new(&manifest, opts.embeddings);
         let labels: Arc<[String]> = manifest.labels.clone().into();
         tracing::info!(
             model = %manifest.name,

@@ -27,7 +27,8 @@ struct EmbeddingOutput {
 }
 
 impl OutputPlan {
-    pub fn new(manifest: &Manifest) -> Self {
+    /// `embeddings: false` skips a declared embedding output.
+    pub fn new(manifest: &Manifest, embeddings: bool) -> Self {
         let image_input = match &manifest.input {
             InputSpec::Image(i) => i.name.clone(),
             InputSpec::Text(_) => String::new(),
@@ -49,13 +50,14 @@ impl OutputPlan {
                         },
                     })
                 }
-                OutputKind::Embedding => {
+                OutputKind::Embedding if embeddings => {
                     plan.embedding = Some(EmbeddingOutput {
                         name: o.name.clone(),
                         pooling: o.pooling.unwrap_or(Pooling::None),
                         normalize: o.normalize,
                     })
                 }
+                OutputKind::Embedding => {}
             }
         }
         plan

@@ -32,7 +32,10 @@ pub fn load(name: &str) -> Model {
     Model::load(
         &dir,
         LoadOptions {
-            session: SessionOptions { intra_threads: 2 },
+            session: SessionOptions {
+                intra_threads: 2,
+                spinning: true,
+            },
             ..LoadOptions::default()
         },
     )
