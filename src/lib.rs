@@ -7,7 +7,10 @@
 //!
 //! None of these know about HTTP or storage.
 
+pub mod api;
 pub mod cli;
 pub mod model;
 pub mod runtime;
 pub mod select;
+pub mod service;
+pub mod store;

@@ -5,11 +5,14 @@
 //! - 1: nothing could be labeled;
 //! - 2: bad usage (unknown flag, missing argument);
 //! - 3: the model or the ONNX Runtime library could not be loaded;
-//! - 4: the output could not be written.
+//! - 4: the output could not be written;
+//! - 5: the database could not be opened.
 
 mod inputs;
 mod label;
 mod models;
+mod serve;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +23,12 @@ use clap::{Parser, Subcommand};
 pub const EXIT_NOTHING_LABELED: u8 = 1;
 /// Exit code: the model (or ONNX Runtime) failed to load.
 pub const EXIT_MODEL_LOAD: u8 = 3;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: writing the output failed.
 pub const EXIT_OUTPUT: u8 = 4;
+/// Exit code: the database could not be opened.
+pub const EXIT_STORE: u8 = 5;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Run the HTTP service: projects, items, jobs, predictions.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
 }
 
 /// Where model folders live unless `--models-dir` says otherwise.
@@ -59,6 +73,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Label(args) => label::run(args),
         Command::Models { command } => models::run(command),
+        Command::Serve(args) => serve::run(args),
+        Command::Tokens { command } => tokens::run(command),
     }
 }
 

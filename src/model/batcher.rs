@@ -85,8 +85,16 @@ impl Batcher {
         &self.stats
     }
 
-    /// Queue one item and wait for its prediction.
-    pub async fn predict(&self, input: Input) -> Result<Prediction, BatchError> {
+    /// Free places in the queue right now (a hint: other callers race for them).
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// Put one item in the queue without waiting; the receiver yields its result.
+    fn enqueue(
+        &self,
+        input: Input,
+    ) -> Result<oneshot::Receiver<Result<Prediction, ItemError>>, BatchError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Request { input, reply })
@@ -97,17 +105,30 @@ impl Batcher {
                 mpsc::error::TrySendError::Closed(_) => BatchError::Closed,
             })?;
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        Ok(rx)
+    }
+
+    /// Queue one item and wait for its prediction.
+    pub async fn predict(&self, input: Input) -> Result<Prediction, BatchError> {
+        let rx = self.enqueue(input)?;
         rx.await
             .map_err(|_| BatchError::Closed)?
             .map_err(BatchError::Item)
     }
 
-    /// Queue many items; results come back in input order.
+    /// Queue many items at once (so they can share batches), then wait for
+    /// all of them; results come back in input order.
     pub async fn predict_many(&self, inputs: Vec<Input>) -> Vec<Result<Prediction, BatchError>> {
-        let futures: Vec<_> = inputs.into_iter().map(|i| self.predict(i)).collect();
-        let mut out = Vec::with_capacity(futures.len());
-        for f in futures {
-            out.push(f.await);
+        let pending: Vec<_> = inputs.into_iter().map(|i| self.enqueue(i)).collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(rx) => rx
+                    .await
+                    .map_err(|_| BatchError::Closed)
+                    .and_then(|r| r.map_err(BatchError::Item)),
+                Err(e) => Err(e),
+            });
         }
         out
     }

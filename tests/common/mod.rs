@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 use labelloop::model::{LoadOptions, Model};
 use labelloop::runtime::SessionOptions;
 
+pub mod server;
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -1,0 +1,8 @@
+//! The service layer between the HTTP API and the engine/store: loaded models
+//! with their batchers, background pre-labeling workers, metrics and config.
+//! Handlers call this; they never touch ONNX Runtime or SQL.
+
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod worker;

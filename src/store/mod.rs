@@ -1,0 +1,613 @@
+//! Persistent state: projects, items, predictions, annotations, jobs and
+//! API tokens, in SQLite (the embedded default) or PostgreSQL (scale-out).
+//!
+//! Both backends run the same SQL, written once: `with_pool!` expands a body
+//! for each pool type, so a query cannot drift between them. Where the
+//! dialects differ (claiming work with `FOR UPDATE SKIP LOCKED`), the
+//! difference is one string. Times are Unix milliseconds in both.
+
+mod types;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            sqlx::Error::Database(db) => {
+                // PostgreSQL shutting down or refusing connections: class 57P / 08.
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("57P") || code.starts_with("08") {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Db(e.to_string())
+                }
+            }
+            _ => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$pool` bound to whichever pool this store has.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const ITEM_COLUMNS: &str =
+    "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
+     pred_uncertainty, model_version, final_label, final_source, created_at";
+
+impl Store {
+    /// Connect and run migrations. `url` is `postgres://…`, `sqlite://PATH`, or a plain file path.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Db(format!("bad --db URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            Store::Postgres(pool)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            if let Some(parent) = Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Db(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+            let opts = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            Store::Sqlite(pool)
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let res = match self {
+            Store::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Store::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        };
+        res.map_err(|e| StoreError::Db(format!("migration failed: {e}")))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, |p| p.close().await)
+    }
+
+    /// Cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    // ---- projects -------------------------------------------------------
+
+    pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
+        let labels = serde_json::to_string(&new.labels).unwrap_or_default();
+        let now = now_ms();
+        let row = with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&new.name)
+            .bind(&new.model)
+            .bind(&labels)
+            .bind(new.precision_target)
+            .bind(new.threshold)
+            .bind(now)
+            .fetch_one(p)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+        })
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("a project named {:?} already exists", new.name)),
+            other => other,
+        })?;
+        Ok(Project {
+            id: row,
+            name: new.name.clone(),
+            model: new.model.clone(),
+            labels: new.labels.clone(),
+            precision_target: new.precision_target,
+            threshold: new.threshold,
+            created_at: now,
+        })
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>> {
+        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at FROM projects ORDER BY id";
+        let rows = with_pool!(self, |p| {
+            let rows = sqlx::query(SQL).fetch_all(p).await?;
+            rows.iter()
+                .map(Project::from_row)
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows)
+    }
+
+    pub async fn get_project(&self, id: i64) -> Result<Project> {
+        const SQL: &str =
+            "SELECT id, name, model, labels, precision_target, threshold, created_at FROM projects WHERE id = $1";
+        let project = with_pool!(self, |p| {
+            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
+                Some(r) => Project::from_row(&r).map(Some),
+                None => Ok(None),
+            }
+        })?;
+        project.ok_or_else(|| StoreError::NotFound(format!("project {id}")))
+    }
+
+    // ---- items and jobs -------------------------------------------------
+
+    /// Insert new items (ids already present in the project are skipped) and
+    /// create a pre-labeling job for the new ones, atomically.
+    pub async fn ingest(&self, project_id: i64, items: &[NewItem]) -> Result<IngestResult> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let job_id: i64 = sqlx::query(
+                "INSERT INTO jobs (project_id, state, total, created_at, updated_at) VALUES ($1, 'running', 0, $2, $3) RETURNING id",
+            )
+            .bind(project_id)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let mut inserted = 0i64;
+            for chunk in items.chunks(500) {
+                let mut sql = String::from(
+                    "INSERT INTO items (project_id, client_id, kind, text, image, path, status, job_id, created_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    // $1..$3 are shared; each row adds five values.
+                    let b = 3 + i * 5;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "($1, ${}, ${}, ${}, ${}, ${}, 'pending', $2, $3)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    ));
+                }
+                sql.push_str(" ON CONFLICT (project_id, client_id) DO NOTHING");
+                let mut q = sqlx::query(&sql).bind(project_id).bind(job_id).bind(now);
+                for item in chunk {
+                    let (kind, text, image, path) = item.content.columns();
+                    q = q.bind(&item.client_id).bind(kind).bind(text).bind(image).bind(path);
+                }
+                inserted += q.execute(&mut *tx).await?.rows_affected() as i64;
+            }
+            let state = if inserted == 0 { "done" } else { "running" };
+            sqlx::query("UPDATE jobs SET total = $1, state = $2, finished_at = $3 WHERE id = $4")
+                .bind(inserted)
+                .bind(state)
+                .bind(if inserted == 0 { Some(now) } else { None })
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(IngestResult {
+                job_id,
+                inserted: inserted as u64,
+                duplicates: items.len() as u64 - inserted as u64,
+            })
+        })
+        .map_err(StoreError::from)
+    }
+
+    pub async fn get_job(&self, id: i64) -> Result<Job> {
+        const SQL: &str =
+            "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at FROM jobs WHERE id = $1";
+        let job = with_pool!(self, |p| {
+            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
+                Some(r) => Job::from_row(&r).map(Some),
+                None => Ok(None),
+            }
+        })?;
+        job.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    }
+
+    /// Lease up to `limit` pending items of the oldest running job to `worker`.
+    /// Items whose lease expired (their worker died) are taken back.
+    /// On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets many servers claim at once
+    /// without waiting on each other or taking the same rows.
+    pub async fn claim(&self, worker: &str, limit: i64, lease: Duration) -> Result<Option<Claim>> {
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        let lock = if self.is_sqlite() {
+            ""
+        } else {
+            " FOR UPDATE SKIP LOCKED"
+        };
+        let sql = format!(
+            "UPDATE items SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+               SELECT id FROM items WHERE job_id = $3 AND status = 'pending' \
+               AND (lease_until IS NULL OR lease_until < $4) ORDER BY id LIMIT $5{lock}) \
+             RETURNING id, project_id, kind, text, image, path"
+        );
+        with_pool!(self, |p| async {
+            let jobs: Vec<(i64, i64)> =
+                sqlx::query("SELECT id, project_id FROM jobs WHERE state = 'running' ORDER BY id")
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<std::result::Result<_, sqlx::Error>>()?;
+            for (job_id, project_id) in jobs {
+                let rows = sqlx::query(&sql)
+                    .bind(worker)
+                    .bind(until)
+                    .bind(job_id)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut items = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    items.push(ClaimedItem {
+                        id: r.try_get("id")?,
+                        content: Content::from_columns(
+                            r.try_get("kind")?,
+                            r.try_get("text")?,
+                            r.try_get("image")?,
+                            r.try_get("path")?,
+                        ),
+                    });
+                }
+                items.sort_by_key(|i| i.id);
+                return Ok::<_, sqlx::Error>(Some(Claim {
+                    job_id,
+                    project_id,
+                    items,
+                }));
+            }
+            Ok(None)
+        }
+        .await)
+        .map_err(StoreError::from)
+    }
+
+    /// Record the outcome of a claimed batch in one transaction. Each item is
+    /// written only if `worker` still holds its lease and it is still pending,
+    /// so an item whose lease expired and moved to another worker is never
+    /// labeled twice. Returns how many items this call recorded.
+    pub async fn complete(
+        &self,
+        worker: &str,
+        job_id: i64,
+        outcomes: &[(i64, Outcome)],
+    ) -> Result<u64> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let (mut done, mut errors) = (0i64, 0i64);
+            for (item_id, outcome) in outcomes {
+                match outcome {
+                    Outcome::Predicted(pred) => {
+                        let status = if pred.auto_accept { "auto_accepted" } else { "needs_review" };
+                        let (final_label, final_source) = if pred.auto_accept {
+                            (Some(pred.label.as_str()), Some("machine"))
+                        } else {
+                            (None, None)
+                        };
+                        let updated = sqlx::query(
+                            "UPDATE items SET status = $1, pred_label = $2, pred_score = $3, pred_scores = $4, \
+                             pred_uncertainty = $5, model_version = $6, final_label = $7, final_source = $8, \
+                             lease_owner = NULL, lease_until = NULL, error = NULL \
+                             WHERE id = $9 AND lease_owner = $10 AND status = 'pending'",
+                        )
+                        .bind(status)
+                        .bind(&pred.label)
+                        .bind(pred.score)
+                        .bind(&pred.scores_json)
+                        .bind(&pred.uncertainty_json)
+                        .bind(&pred.model_version)
+                        .bind(final_label)
+                        .bind(final_source)
+                        .bind(item_id)
+                        .bind(worker)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if updated == 1 {
+                            sqlx::query(
+                                "INSERT INTO predictions (item_id, model_version, label, score, worker, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                            )
+                            .bind(item_id)
+                            .bind(&pred.model_version)
+                            .bind(&pred.label)
+                            .bind(pred.score)
+                            .bind(worker)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            done += 1;
+                        }
+                    }
+                    Outcome::Failed(message) => {
+                        let updated = sqlx::query(
+                            "UPDATE items SET status = 'failed', error = $1, lease_owner = NULL, lease_until = NULL \
+                             WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+                        )
+                        .bind(message)
+                        .bind(item_id)
+                        .bind(worker)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        errors += updated as i64;
+                    }
+                }
+            }
+            sqlx::query(
+                "UPDATE jobs SET done = done + $1, errors = errors + $2, updated_at = $3, \
+                 state = CASE WHEN done + $1 + errors + $2 >= total THEN 'done' ELSE state END, \
+                 finished_at = CASE WHEN done + $1 + errors + $2 >= total THEN $3 ELSE finished_at END \
+                 WHERE id = $4",
+            )
+            .bind(done)
+            .bind(errors)
+            .bind(now)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((done + errors) as u64)
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Give back leases held by `worker` (or by anyone, with `None`): used on
+    /// graceful shutdown, and on start-up for SQLite, where one process owns the file.
+    pub async fn release_leases(&self, worker: Option<&str>) -> Result<u64> {
+        let n = with_pool!(self, |p| {
+            match worker {
+                Some(w) => sqlx::query(
+                    "UPDATE items SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
+                )
+                .bind(w)
+                .execute(p)
+                .await,
+                None => sqlx::query(
+                    "UPDATE items SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL AND status = 'pending'",
+                )
+                .execute(p)
+                .await,
+            }
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
+    /// Keyset paging: items after `cursor` (an item id), oldest first.
+    pub async fn list_items(
+        &self,
+        project_id: i64,
+        status: Option<Status>,
+        cursor: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ItemRecord>> {
+        let filter = if status.is_some() {
+            " AND status = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE project_id = $1 AND id > $2{filter} ORDER BY id LIMIT {}",
+            limit.clamp(1, 1000)
+        );
+        let mut items = with_pool!(self, |p| {
+            let mut q = sqlx::query(&sql).bind(project_id).bind(cursor.unwrap_or(0));
+            if let Some(s) = status {
+                q = q.bind(s.as_str());
+            }
+            let rows = q.fetch_all(p).await?;
+            rows.iter()
+                .map(ItemRecord::from_row)
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        self.attach_annotations(&mut items).await?;
+        Ok(items)
+    }
+
+    pub async fn get_item(&self, id: i64) -> Result<ItemRecord> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1");
+        let item = with_pool!(self, |p| {
+            match sqlx::query(&sql).bind(id).fetch_optional(p).await? {
+                Some(r) => ItemRecord::from_row(&r).map(Some),
+                None => Ok(None),
+            }
+        })?;
+        let mut items: Vec<ItemRecord> = item.into_iter().collect();
+        if items.is_empty() {
+            return Err(StoreError::NotFound(format!("item {id}")));
+        }
+        self.attach_annotations(&mut items).await?;
+        Ok(items.remove(0))
+    }
+
+    async fn attach_annotations(&self, items: &mut [ItemRecord]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let (lo, hi) = (items[0].id, items[items.len() - 1].id);
+        const SQL: &str = "SELECT item_id, label, annotator, created_at FROM annotations \
+                           WHERE item_id >= $1 AND item_id <= $2 ORDER BY id";
+        let rows: Vec<(i64, Annotation)> = with_pool!(self, |p| {
+            let rows = sqlx::query(SQL).bind(lo).bind(hi).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("item_id")?,
+                        Annotation {
+                            label: r.try_get("label")?,
+                            annotator: r.try_get("annotator")?,
+                            created_at: r.try_get("created_at")?,
+                        },
+                    ))
+                })
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        for (item_id, a) in rows {
+            if let Ok(i) = items.binary_search_by_key(&item_id, |it| it.id) {
+                items[i].annotations.push(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a human label; it becomes the item's final label.
+    pub async fn annotate(&self, item_id: i64, label: &str, annotator: &str) -> Result<()> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO annotations (item_id, label, annotator, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(item_id)
+                .bind(label)
+                .bind(annotator)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'human', \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $2",
+            )
+            .bind(label)
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    // ---- tokens ---------------------------------------------------------
+
+    pub async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query("INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(name)
+                .bind(role)
+                .bind(hash)
+                .bind(now_ms())
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// The role of the token with this hash, if any.
+    pub async fn token_role(&self, hash: &str) -> Result<Option<String>> {
+        let role = with_pool!(self, |p| {
+            sqlx::query("SELECT role FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(p)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()
+        })?;
+        Ok(role)
+    }
+
+    /// Counts for tests and metrics: how many prediction rows each item has.
+    pub async fn prediction_counts(&self, project_id: i64) -> Result<Vec<(i64, i64)>> {
+        const SQL: &str =
+            "SELECT i.id, COUNT(pr.id) FROM items i LEFT JOIN predictions pr ON pr.item_id = i.id \
+                           WHERE i.project_id = $1 GROUP BY i.id ORDER BY i.id";
+        let rows = with_pool!(self, |p| {
+            let rows = sqlx::query(SQL).bind(project_id).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows)
+    }
+}

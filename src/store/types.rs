@@ -1,0 +1,268 @@
+//! Records the store reads and writes.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub model: String,
+    pub labels: Vec<String>,
+    pub precision_target: f64,
+    pub threshold: f64,
+    pub created_at: i64,
+}
+
+impl Project {
+    pub(crate) fn from_row<R: Row>(r: &R) -> Result<Project, sqlx::Error>
+    where
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        let labels: String = r.try_get("labels")?;
+        Ok(Project {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            model: r.try_get("model")?,
+            labels: serde_json::from_str(&labels).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            precision_target: r.try_get("precision_target")?,
+            threshold: r.try_get("threshold")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    pub name: String,
+    pub model: String,
+    pub labels: Vec<String>,
+    pub precision_target: f64,
+    pub threshold: f64,
+}
+
+/// What an item holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    Text(String),
+    Image(Vec<u8>),
+    /// A file under the server's data root, read when the item is labeled.
+    Path(String),
+}
+
+impl Content {
+    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<&[u8]>, Option<&str>) {
+        match self {
+            Content::Text(t) => ("text", Some(t), None, None),
+            Content::Image(b) => ("image", None, Some(b), None),
+            Content::Path(p) => ("path", None, None, Some(p)),
+        }
+    }
+
+    pub(crate) fn from_columns(
+        kind: String,
+        text: Option<String>,
+        image: Option<Vec<u8>>,
+        path: Option<String>,
+    ) -> Content {
+        match (kind.as_str(), text, image, path) {
+            ("image", _, Some(b), _) => Content::Image(b),
+            ("path", _, _, Some(p)) => Content::Path(p),
+            (_, Some(t), _, _) => Content::Text(t),
+            _ => Content::Text(String::new()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub client_id: String,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestResult {
+    pub job_id: i64,
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub project_id: i64,
+    pub state: String,
+    pub total: i64,
+    pub done: i64,
+    pub errors: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub(crate) fn from_row<R: Row>(r: &R) -> Result<Job, sqlx::Error>
+    where
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Job {
+            id: r.try_get("id")?,
+            project_id: r.try_get("project_id")?,
+            state: r.try_get("state")?,
+            total: r.try_get("total")?,
+            done: r.try_get("done")?,
+            errors: r.try_get("errors")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            finished_at: r.try_get("finished_at")?,
+        })
+    }
+}
+
+/// Items leased to one worker, all from one job.
+#[derive(Debug)]
+pub struct Claim {
+    pub job_id: i64,
+    pub project_id: i64,
+    pub items: Vec<ClaimedItem>,
+}
+
+#[derive(Debug)]
+pub struct ClaimedItem {
+    pub id: i64,
+    pub content: Content,
+}
+
+/// The result of labeling one claimed item.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Predicted(StoredPrediction),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredPrediction {
+    pub label: String,
+    pub score: f64,
+    pub scores_json: String,
+    pub uncertainty_json: String,
+    pub model_version: String,
+    pub auto_accept: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    AutoAccepted,
+    NeedsReview,
+    Labeled,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::AutoAccepted => "auto_accepted",
+            Status::NeedsReview => "needs_review",
+            Status::Labeled => "labeled",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "auto_accepted" => Status::AutoAccepted,
+            "needs_review" => Status::NeedsReview,
+            "labeled" => Status::Labeled,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Annotation {
+    pub label: String,
+    pub annotator: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionView {
+    pub label: String,
+    pub score: f64,
+    pub scores: serde_json::Value,
+    pub uncertainty: serde_json::Value,
+    pub model_version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRecord {
+    pub id: i64,
+    pub project_id: i64,
+    pub client_id: String,
+    pub kind: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub prediction: Option<PredictionView>,
+    pub final_label: Option<String>,
+    /// `human` or `machine`: who decided `final_label`.
+    pub final_source: Option<String>,
+    pub annotations: Vec<Annotation>,
+    pub created_at: i64,
+}
+
+impl ItemRecord {
+    pub(crate) fn from_row<R: Row>(r: &R) -> Result<ItemRecord, sqlx::Error>
+    where
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<f64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        let label: Option<String> = r.try_get("pred_label")?;
+        let prediction = match label {
+            Some(label) => {
+                let scores: Option<String> = r.try_get("pred_scores")?;
+                let unc: Option<String> = r.try_get("pred_uncertainty")?;
+                let score: Option<f64> = r.try_get("pred_score")?;
+                let version: Option<String> = r.try_get("model_version")?;
+                Some(PredictionView {
+                    label,
+                    score: score.unwrap_or_default(),
+                    scores: scores
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
+                    uncertainty: unc
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
+                    model_version: version.unwrap_or_default(),
+                })
+            }
+            None => None,
+        };
+        Ok(ItemRecord {
+            id: r.try_get("id")?,
+            project_id: r.try_get("project_id")?,
+            client_id: r.try_get("client_id")?,
+            kind: r.try_get("kind")?,
+            status: r.try_get("status")?,
+            error: r.try_get("error")?,
+            prediction,
+            final_label: r.try_get("final_label")?,
+            final_source: r.try_get("final_source")?,
+            annotations: Vec::new(),
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
