@@ -24,9 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PY=${PYTHON:-python3}
-VENV=$ROOT/.venv-bench
-REQS=$ROOT/scripts/bench/requirements.txt
+# shellcheck source=scripts/bench/venv.sh
+. scripts/bench/venv.sh
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -50,13 +49,6 @@ if [ "$build" = 1 ] || { [ "$own_bin" = 0 ] && [ ! -x target/release/labelloop ]
 fi
 
 # Python peers in their own venv, reinstalled only when requirements.txt changes.
-stamp=$VENV/.requirements.sha256
-want=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "preparing $VENV (numpy, pillow, onnxruntime, tokenizers)"
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" >&2
-    echo "$want" > "$stamp"
-fi
+ensure_bench_venv
 
 exec "$VENV/bin/python" scripts/bench/compare.py "${args[@]}"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Set up (idempotent), build, and run the main job: pre-label the 10,000
-# Fashion-MNIST test images with the bundled CNN and report accuracy against
-# the true labels. Output: demo-output.jsonl (one JSON line per image).
+# The main job, on the embedded default (SQLite), after an idempotent setup:
+#  1. pre-label the 10,000 Fashion-MNIST test images from the CLI and report
+#     accuracy against the true labels (demo-output.jsonl);
+#  2. start the service on http://127.0.0.1:8080 with every model loaded and a
+#     demo project whose 1,000 images are pre-labeled in the background; it
+#     prints example curl lines. Stop it with Ctrl-C.
+# Extra arguments go to `labelloop serve` (e.g. --addr 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,5 +14,5 @@ cargo build --release --locked
     --model models/fashion-mnist-cnn \
     data/fashion-mnist/test.jsonl \
     --out demo-output.jsonl
-echo "wrote demo-output.jsonl; first line:" >&2
-head -n 1 demo-output.jsonl >&2
+echo "wrote demo-output.jsonl" >&2
+exec ./target/release/labelloop serve --no-auth --demo --data-dir data/labelloop "$@"

@@ -247,12 +247,14 @@ pub async fn ingest(
                     })?,
             ),
             (None, None, Some(p)) => Content::Path(resolve_path(&state, &p, i)?),
-            _ => return Err(ApiError::unprocessable(
-                "invalid_field",
-                format!(
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!(
                     "item [{i}] ({id:?}): give exactly one of `text`, `image` (base64) or `path`"
                 ),
-            )),
+                ))
+            }
         };
         let is_text = matches!(content, Content::Text(_));
         if is_text != text_model {
