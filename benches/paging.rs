@@ -1,10 +1,12 @@
 //! Paging through 1,000,000 stored items on SQLite: p50/p99 per page
-//! (target p99 < 20 ms). `cargo bench --bench paging` (prints a table).
+//! (target p99 < 20 ms), and ranking them for a review page of 50 by stored
+//! uncertainty, leases included (target p99 < 50 ms).
+//! `cargo bench --bench paging` (prints a table).
 //! Items are inserted once per run into a temporary database (about 20 s).
 
 use std::time::Instant;
 
-use labelloop::store::{Content, NewItem, NewProject, Status, Store};
+use labelloop::store::{Content, Measure, NewItem, NewProject, ReviewFilter, Status, Store};
 
 const ITEMS: usize = 1_000_000;
 
@@ -28,6 +30,7 @@ fn main() {
                 labels: vec!["a".into(), "b".into()],
                 precision_target: 0.95,
                 threshold: 0.9,
+                settings: Default::default(),
             })
             .await
             .unwrap();
@@ -43,7 +46,11 @@ fn main() {
         }
         // A realistic mix of statuses, so the status filter has work to do.
         if let Store::Sqlite(pool) = &store {
-            sqlx::query("UPDATE items SET status = CASE id % 3 WHEN 0 THEN 'needs_review' WHEN 1 THEN 'auto_accepted' ELSE 'pending' END")
+            sqlx::query(
+                "UPDATE items SET status = CASE id % 3 WHEN 0 THEN 'needs_review' WHEN 1 THEN 'auto_accepted' ELSE 'pending' END, \
+                 unc_margin = ((id * 7919) % 100003) / 100003.0, unc_entropy = ((id * 104729) % 100003) / 100003.0, \
+                 unc_least_confidence = ((id * 15485863) % 100003) / 100003.0",
+            )
                 .execute(pool)
                 .await
                 .unwrap();
@@ -65,6 +72,30 @@ fn main() {
                 let page = store.list_items(project.id, status, Some(cursor), 100).await.unwrap();
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 std::hint::black_box(page);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "| {name} | {:.2} | {:.2} | {:.2} |",
+                percentile(&times, 0.5),
+                percentile(&times, 0.99),
+                times[times.len() - 1]
+            );
+        }
+
+        println!();
+        println!("| review page (50 items, leased) over {ITEMS} stored predictions | p50 ms | p99 ms | max ms |");
+        println!("|---|---:|---:|---:|");
+        for (name, measure) in [("margin", Measure::Margin), ("entropy", Measure::Entropy)] {
+            let mut times = Vec::with_capacity(500);
+            for i in 0..500 {
+                let annotator = format!("annotator-{i}");
+                let t = Instant::now();
+                let page = store
+                    .lease_review(project.id, &annotator, measure, ReviewFilter { band: None, confirmations: false }, 50, 600_000)
+                    .await
+                    .unwrap();
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(page.len(), 50);
             }
             times.sort_by(f64::total_cmp);
             println!(

@@ -8,9 +8,11 @@
 //! None of these know about HTTP or storage.
 
 pub mod api;
+pub mod calibrate;
 pub mod cli;
 pub mod model;
 pub mod runtime;
 pub mod select;
 pub mod service;
+pub mod simulate;
 pub mod store;

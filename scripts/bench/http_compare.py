@@ -512,7 +512,7 @@ def scenario_jobs(a, servers, tmp):
     hs = [x["seconds"] for x in http_runs]
     http_side = {
         "side": "labelloop serve: ingest + batch job", "key": "http", "items": n, "runs": len(hs),
-        "timed": f"first POST .../items -> all {len(chunks)} jobs done",
+        "timed": f"first POST .../items -> all {len(chunks)} job(s) done",
         "seconds": hs, "median_seconds": statistics.median(hs),
         "items_per_s": n / statistics.median(hs),
         "min_items_per_s": n / max(hs), "max_items_per_s": n / min(hs),
@@ -545,8 +545,8 @@ def scenario_jobs(a, servers, tmp):
                         "target": None, "met": None}],
             "agreement": None,
             "notes": [f"A fresh server and SQLite database (in a temporary folder) per run, started "
-                      f"before the clock; the {len(chunks)} ingest requests are sent one after "
-                      f"another, then each job is polled every {a.poll * 1000:.0f} ms. Default "
+                      f"before the clock; {len(chunks)} ingest request(s) of up to {INGEST_CHUNK:,} items sent "
+                      f"one after another, then each job polled every {a.poll * 1000:.0f} ms. Default "
                       f"server settings (--threads {a.threads}, its default job workers).",
                       f"CLI: `labelloop -q label --model models/{MODEL} <{n} PNGs> --batch-size 64 "
                       f"--threads {a.threads} --out /dev/null`, runs interleaved with the HTTP runs "
@@ -738,4 +738,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted; stopping the servers")
+        sys.exit(130)

@@ -17,7 +17,7 @@ use super::extract::{parse_json, Body, Id};
 use super::AppState;
 use crate::model::batcher::BatchError;
 use crate::model::Input;
-use crate::store::{Content, ItemRecord, Job, NewItem, NewProject, Status};
+use crate::store::{Content, ItemRecord, Job, NewItem, NewProject, ProjectSettings, Status};
 
 // ---- operations -------------------------------------------------------------
 
@@ -73,6 +73,7 @@ pub struct CreateProject {
     labels: Option<Vec<String>>,
     precision_target: Option<f64>,
     threshold: Option<f64>,
+    settings: Option<ProjectSettings>,
 }
 
 pub async fn create_project(
@@ -98,32 +99,44 @@ pub async fn create_project(
         )
     })?;
     let model_labels = model.labels().to_vec();
-    if model_labels.is_empty() {
-        return Err(ApiError::unprocessable(
-            "model_has_no_labels",
-            format!(
-                "model {:?} gives embeddings, not labels; pick a classifier",
-                req.model
-            ),
-        ));
-    }
-    if let Some(labels) = &req.labels {
-        let mut a = labels.clone();
-        let mut b = model_labels.clone();
-        a.sort();
-        b.sort();
-        if a != b {
-            let unknown: Vec<&String> = labels
-                .iter()
-                .filter(|l| !model_labels.contains(l))
-                .collect();
+    let labels = if model_labels.is_empty() {
+        // An embedding model: the project brings its own labels and a head
+        // is trained from the first corrections (cold start).
+        let labels = req.labels.clone().unwrap_or_default();
+        let unique: std::collections::HashSet<&String> = labels.iter().collect();
+        if labels.len() < 2 || unique.len() != labels.len() {
             return Err(ApiError::unprocessable(
-                "labels_mismatch",
+                "invalid_field",
                 format!(
-                    "field `labels` must be the model's label set {model_labels:?}; unknown or missing labels (unknown: {unknown:?})"
+                    "field `labels`: model {:?} gives embeddings only, so give at least two distinct labels; a head is trained from the first annotations",
+                    req.model
                 ),
             ));
         }
+        labels
+    } else {
+        if let Some(labels) = &req.labels {
+            let mut a = labels.clone();
+            let mut b = model_labels.clone();
+            a.sort();
+            b.sort();
+            if a != b {
+                let unknown: Vec<&String> = labels
+                    .iter()
+                    .filter(|l| !model_labels.contains(l))
+                    .collect();
+                return Err(ApiError::unprocessable(
+                    "labels_mismatch",
+                    format!(
+                        "field `labels` must be the model's label set {model_labels:?}; unknown or missing labels (unknown: {unknown:?})"
+                    ),
+                ));
+            }
+        }
+        model_labels
+    };
+    if let Some(settings) = &req.settings {
+        validate_settings(settings)?;
     }
     let precision_target = req.precision_target.unwrap_or(0.95);
     if !(0.0..=1.0).contains(&precision_target) {
@@ -144,9 +157,10 @@ pub async fn create_project(
         .create_project(&NewProject {
             name: req.name,
             model: req.model,
-            labels: model_labels,
+            labels,
             precision_target,
             threshold,
+            settings: req.settings.unwrap_or_default(),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(project)).into_response())
@@ -469,10 +483,56 @@ pub async fn annotate(
             ),
         ));
     }
-    state
-        .store
-        .annotate(item_id, &req.label, &req.annotator)
-        .await?;
+    // Tiers: a lower tier's label on an item in the top tier's band waits
+    // for a top-tier confirmation when the project asks for it.
+    let settings = &project.settings;
+    let mut pending_confirmation = false;
+    if settings.require_expert_confirmation && !settings.tiers.is_empty() {
+        let top = settings.top_tier().unwrap_or_default();
+        let tier = state
+            .store
+            .annotator_tier(&req.annotator)
+            .await?
+            .filter(|t| settings.band(t).is_some())
+            .or_else(|| settings.lowest_tier())
+            .unwrap_or_default();
+        if tier != top {
+            let measure = settings
+                .tier_measure
+                .as_deref()
+                .and_then(crate::store::Measure::parse)
+                .unwrap_or(crate::store::Measure::Margin);
+            let u = state.store.item_uncertainty(item_id, measure).await?;
+            if let (Some(u), Some((lo, _))) = (u, settings.band(&top)) {
+                pending_confirmation = u >= lo;
+            }
+        }
+    }
+    if pending_confirmation {
+        state
+            .store
+            .annotate_pending_confirmation(item_id, &req.label, &req.annotator)
+            .await?;
+    } else {
+        state
+            .store
+            .annotate(item_id, &req.label, &req.annotator)
+            .await?;
+    }
+    if let Some(every) = settings.train_every {
+        let base = state
+            .hub
+            .get(&project.model)
+            .map(|m| m.model.version().to_string())
+            .unwrap_or_default();
+        crate::service::learn::maybe_autotrain(
+            state.store.clone(),
+            project.id,
+            every,
+            base,
+            state.wake_workers.clone(),
+        );
+    }
     Ok((
         StatusCode::CREATED,
         Json(state.store.get_item(item_id).await?),
@@ -483,8 +543,9 @@ pub async fn annotate(
 // ---- jobs -------------------------------------------------------------------
 
 fn job_view(job: &Job) -> Value {
-    let elapsed =
-        ((job.finished_at.unwrap_or(job.updated_at) - job.created_at) as f64 / 1000.0).max(0.001);
+    // Rate over the time workers spent on it, not time spent queued behind other jobs.
+    let start = job.started_at.unwrap_or(job.created_at);
+    let elapsed = ((job.finished_at.unwrap_or(job.updated_at) - start) as f64 / 1000.0).max(0.001);
     let handled = job.done + job.errors;
     let rate = handled as f64 / elapsed;
     let remaining = (job.total - handled).max(0);
@@ -499,6 +560,7 @@ fn job_view(job: &Job) -> Value {
         "eta_secs": if handled > 0 && rate > 0.0 { Some(remaining as f64 / rate) } else { None },
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "started_at": job.started_at,
         "finished_at": job.finished_at,
     })
 }
@@ -728,4 +790,31 @@ fn labelstudio_task(item: &ItemRecord) -> Value {
         "predictions": predictions,
         "annotations": annotations,
     })
+}
+
+pub(super) fn validate_settings(s: &ProjectSettings) -> ApiResult<()> {
+    let mut names = std::collections::HashSet::new();
+    for t in &s.tiers {
+        if t.name.trim().is_empty() || !names.insert(t.name.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "field `settings.tiers`: tier names must be distinct and non-empty",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.min_uncertainty) {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "field `settings.tiers[].min_uncertainty`: must be in [0, 1]",
+            ));
+        }
+    }
+    if let Some(m) = &s.tier_measure {
+        if crate::store::Measure::parse(m).is_none() {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "field `settings.tier_measure`: one of least_confidence, margin, entropy",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod openapi;
+mod review;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use tokio::sync::Notify;
 
@@ -194,6 +195,14 @@ fn build_routes() -> Routes {
         ),
         post(h::predict),
     )
+    .add(
+        doc!("get", "/v1/projects/{id}/review", Annotate, "Lease the next items for an annotator, ranked by a strategy (strategy, limit, annotator)."),
+        get(review::review),
+    )
+    .add(doc!("post", "/v1/projects/{id}/review/release", Annotate, "Give leased items back to the queue."), post(review::release))
+    .add(doc!("put", "/v1/projects/{id}/settings", Admin, "Set tiers, expert confirmation, automatic retraining."), put(review::put_settings))
+    .add(doc!("post", "/v1/projects/{id}/train", Admin, "Train a classifier head on the human labels; re-predicts in a background job."), post(review::train))
+    .add(doc!("put", "/v1/annotators/{name}", Admin, "Set an annotator's tier."), put(review::set_tier))
 }
 
 /// The full router with auth, body limits, metrics and JSON fallbacks.

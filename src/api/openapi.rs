@@ -12,7 +12,10 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}}))
+            .map(|name| {
+                let ty = if name == "id" { "integer" } else { "string" };
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": ty}})
+            })
             .collect();
         let mut op = json!({
             "summary": doc.summary,

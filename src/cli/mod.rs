@@ -12,6 +12,7 @@ mod inputs;
 mod label;
 mod models;
 mod serve;
+mod simulate;
 mod tokens;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ enum Command {
     },
     /// Run the HTTP service: projects, items, jobs, predictions.
     Serve(serve::ServeArgs),
+    /// Replay the active-learning loop on labeled data and compare strategies.
+    Simulate(simulate::SimulateArgs),
     /// Manage API tokens.
     Tokens {
         #[command(subcommand)]
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Label(args) => label::run(args),
         Command::Models { command } => models::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Tokens { command } => tokens::run(command),
     }
 }

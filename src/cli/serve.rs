@@ -221,6 +221,7 @@ async fn serve(config: ServeConfig, demo: bool) -> ExitCode {
             lease: config.lease(),
             poll: Duration::from_millis(config.poll_ms),
             data_root,
+            heads: Default::default(),
         },
         config.workers,
         stop_rx,
@@ -300,6 +301,7 @@ async fn load_demo(state: &AppState) -> Result<i64, String> {
                     labels: model.labels().to_vec(),
                     precision_target: 0.95,
                     threshold: state.config.default_threshold,
+                    settings: Default::default(),
                 })
                 .await
                 .map_err(|e| e.to_string())?

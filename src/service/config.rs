@@ -58,7 +58,7 @@ impl Default for ServeConfig {
             queue_capacity: 4096,
             threads: cores,
             workers: 2,
-            claim_batch: 64,
+            claim_batch: 256,
             lease_secs: 30,
             poll_ms: 200,
             default_threshold: 0.9,

@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod hub;
+pub mod learn;
 pub mod metrics;
 pub mod worker;

@@ -13,9 +13,14 @@ use tokio::sync::{watch, Notify};
 
 use super::hub::ModelHub;
 use super::metrics::Metrics;
+use crate::calibrate::Head;
 use crate::model::batcher::BatchError;
-use crate::model::Input;
-use crate::store::{Claim, Content, Outcome, Project, Store, StoredPrediction};
+use crate::model::{Input, Prediction};
+use crate::select::Uncertainty;
+use crate::store::{Claim, Content, Outcome, Store, StoredPrediction};
+
+/// Trained heads by (project, version); a saved version never changes.
+pub type HeadCache = Arc<std::sync::Mutex<HashMap<(i64, i64), Arc<Head>>>>;
 
 #[derive(Clone)]
 pub struct WorkerContext {
@@ -29,6 +34,8 @@ pub struct WorkerContext {
     pub lease: Duration,
     pub poll: Duration,
     pub data_root: Option<PathBuf>,
+    /// Trained heads already loaded, by (project, version).
+    pub heads: HeadCache,
 }
 
 /// A name unique to this process, recorded on every lease and prediction.
@@ -51,12 +58,11 @@ pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<boo
         let ctx = ctx.clone();
         let mut stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let mut projects: HashMap<i64, Project> = HashMap::new();
             loop {
                 if *stop.borrow() {
                     break;
                 }
-                let worked = match step(&ctx, &mut projects).await {
+                let worked = match step(&ctx).await {
                     Ok(n) => n > 0,
                     Err(e) => {
                         tracing::warn!(worker = i, error = %e, "job step failed; retrying after a pause");
@@ -85,7 +91,7 @@ pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<boo
 }
 
 /// Claim one batch, label it, record it. Returns the number of items handled.
-async fn step(ctx: &WorkerContext, projects: &mut HashMap<i64, Project>) -> Result<usize, String> {
+async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let Some(claim) = ctx
         .store
         .claim(&ctx.worker_id, ctx.claim_batch, ctx.lease)
@@ -99,18 +105,12 @@ async fn step(ctx: &WorkerContext, projects: &mut HashMap<i64, Project>) -> Resu
         project_id,
         items,
     } = claim;
-    let project = match projects.get(&project_id) {
-        Some(p) => p.clone(),
-        None => {
-            let p = ctx
-                .store
-                .get_project(project_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            projects.insert(project_id, p.clone());
-            p
-        }
-    };
+    // Read the project each batch: its threshold or head may have changed.
+    let project = ctx
+        .store
+        .get_project(project_id)
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.metrics.job_batch_size.observe(items.len() as f64);
     let Some(loaded) = ctx.hub.get(&project.model) else {
         let why = format!("model {:?} is not loaded on this server", project.model);
@@ -139,30 +139,24 @@ async fn step(ctx: &WorkerContext, projects: &mut HashMap<i64, Project>) -> Resu
         .collect();
     let claimed = inputs.len();
     let results = loaded.predict_many(inputs).await;
-    let version = loaded.model.version().to_string();
-    let labels = loaded.labels();
+    let head = match project.head_version {
+        Some(v) => Some(load_head(ctx, project_id, v).await?),
+        None => None,
+    };
+    let version = match (&head, project.head_version) {
+        (Some(_), Some(v)) => format!("{}+head-{v}", loaded.model.version()),
+        _ => loaded.model.version().to_string(),
+    };
     let mut outcomes = Vec::with_capacity(claimed);
     for (id, result) in ids.into_iter().zip(results) {
         let outcome = match result {
-            Ok(pred) => match pred.class {
-                Some(c) => {
-                    let scores: serde_json::Map<String, serde_json::Value> = labels
-                        .iter()
-                        .zip(&c.probs)
-                        .map(|(l, p)| (l.clone(), serde_json::json!(p)))
-                        .collect();
-                    let auto_accept = f64::from(c.score) >= project.threshold;
-                    Outcome::Predicted(StoredPrediction {
-                        label: labels.get(c.index).cloned().unwrap_or_default(),
-                        score: f64::from(c.score),
-                        scores_json: serde_json::Value::Object(scores).to_string(),
-                        uncertainty_json: serde_json::to_string(&c.uncertainty).unwrap_or_default(),
-                        model_version: version.clone(),
-                        auto_accept,
-                    })
-                }
-                None => Outcome::Failed("the project's model gives no class prediction".into()),
-            },
+            Ok(pred) => stored_prediction(
+                pred,
+                head.as_deref(),
+                loaded.labels(),
+                &version,
+                project.threshold,
+            ),
             // Not this item's fault: its lease expires and it is retried.
             Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
             Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
@@ -178,7 +172,9 @@ async fn step(ctx: &WorkerContext, projects: &mut HashMap<i64, Project>) -> Resu
         match o {
             Outcome::Predicted(p) => {
                 ctx.metrics.items_labeled.fetch_add(1, Ordering::Relaxed);
-                if p.auto_accept {
+                if p.label.is_none() {
+                    // Embedded only: no class to accept or review yet.
+                } else if p.auto_accept {
                     ctx.metrics.auto_accepted.fetch_add(1, Ordering::Relaxed);
                 } else {
                     ctx.metrics.needs_review.fetch_add(1, Ordering::Relaxed);
@@ -204,5 +200,93 @@ fn input_for(content: Content, data_root: Option<&std::path::Path>) -> Input {
                 _ => Input::ImagePath(path),
             }
         }
+    }
+}
+
+/// Heads by (project, version); a version never changes once saved.
+async fn load_head(ctx: &WorkerContext, project: i64, version: i64) -> Result<Arc<Head>, String> {
+    if let Some(h) = ctx
+        .heads
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(project, version)).cloned())
+    {
+        return Ok(h);
+    }
+    let body = ctx
+        .store
+        .head(project, version)
+        .await
+        .map_err(|e| e.to_string())?;
+    let head: Head = serde_json::from_str(&body)
+        .map_err(|e| format!("head {version} of project {project}: {e}"))?;
+    let head = Arc::new(head);
+    if let Ok(mut m) = ctx.heads.lock() {
+        m.insert((project, version), head.clone());
+    }
+    Ok(head)
+}
+
+/// Turn a model prediction into what the store records. With a trained head,
+/// the class comes from the head applied to the item's embedding.
+pub fn stored_prediction(
+    pred: Prediction,
+    head: Option<&Head>,
+    model_labels: &[String],
+    version: &str,
+    threshold: f64,
+) -> Outcome {
+    let (labels, class) =
+        match (head, &pred.embedding) {
+            (Some(h), Some(e)) => match h.predict_proba(e) {
+                Ok(probs) => {
+                    let (index, score) = probs.iter().copied().enumerate().fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, p)| if p > b.1 { (i, p) } else { b },
+                    );
+                    let uncertainty = Uncertainty::from_distribution(&probs);
+                    (
+                        h.labels.as_slice(),
+                        Some((index, score, probs, uncertainty)),
+                    )
+                }
+                Err(e) => return Outcome::Failed(format!("head: {e}")),
+            },
+            _ => match pred.class {
+                Some(c) => (
+                    model_labels,
+                    Some((c.index, c.score, c.probs, c.uncertainty)),
+                ),
+                None => (model_labels, None),
+            },
+        };
+    match class {
+        Some((index, score, probs, uncertainty)) => {
+            let scores: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .zip(&probs)
+                .map(|(l, p)| (l.clone(), serde_json::json!(p)))
+                .collect();
+            Outcome::Predicted(StoredPrediction {
+                label: labels.get(index).cloned(),
+                score: Some(f64::from(score)),
+                scores_json: Some(serde_json::Value::Object(scores).to_string()),
+                uncertainty_json: serde_json::to_string(&uncertainty).ok(),
+                uncertainty: Some(uncertainty),
+                embedding: pred.embedding,
+                model_version: version.to_string(),
+                auto_accept: f64::from(score) >= threshold,
+            })
+        }
+        None => Outcome::Predicted(StoredPrediction {
+            label: None,
+            score: None,
+            scores_json: None,
+            uncertainty_json: None,
+            uncertainty: None,
+            embedding: pred.embedding,
+            model_version: version.to_string(),
+            auto_accept: false,
+        }),
     }
 }

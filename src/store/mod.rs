@@ -161,11 +161,12 @@ impl Store {
 
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
         let labels = serde_json::to_string(&new.labels).unwrap_or_default();
+        let settings = serde_json::to_string(&new.settings).unwrap_or_else(|_| "{}".into());
         let now = now_ms();
         let row = with_pool!(self, |p| {
             sqlx::query(
-                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at, settings) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(&new.name)
             .bind(&new.model)
@@ -173,6 +174,7 @@ impl Store {
             .bind(new.precision_target)
             .bind(new.threshold)
             .bind(now)
+            .bind(&settings)
             .fetch_one(p)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -189,11 +191,13 @@ impl Store {
             precision_target: new.precision_target,
             threshold: new.threshold,
             created_at: now,
+            settings: new.settings.clone(),
+            head_version: None,
         })
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at FROM projects ORDER BY id";
+        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version FROM projects ORDER BY id";
         let rows = with_pool!(self, |p| {
             let rows = sqlx::query(SQL).fetch_all(p).await?;
             rows.iter()
@@ -205,7 +209,7 @@ impl Store {
 
     pub async fn get_project(&self, id: i64) -> Result<Project> {
         const SQL: &str =
-            "SELECT id, name, model, labels, precision_target, threshold, created_at FROM projects WHERE id = $1";
+            "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version FROM projects WHERE id = $1";
         let project = with_pool!(self, |p| {
             match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
                 Some(r) => Project::from_row(&r).map(Some),
@@ -280,7 +284,7 @@ impl Store {
 
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         const SQL: &str =
-            "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at FROM jobs WHERE id = $1";
+            "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at, started_at FROM jobs WHERE id = $1";
         let job = with_pool!(self, |p| {
             match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
                 Some(r) => Job::from_row(&r).map(Some),
@@ -328,6 +332,11 @@ impl Store {
                 if rows.is_empty() {
                     continue;
                 }
+                sqlx::query("UPDATE jobs SET started_at = COALESCE(started_at, $1) WHERE id = $2")
+                    .bind(now)
+                    .bind(job_id)
+                    .execute(p)
+                    .await?;
                 let mut items = Vec::with_capacity(rows.len());
                 for r in &rows {
                     items.push(ClaimedItem {
@@ -356,7 +365,9 @@ impl Store {
     /// Record the outcome of a claimed batch in one transaction. Each item is
     /// written only if `worker` still holds its lease and it is still pending,
     /// so an item whose lease expired and moved to another worker is never
-    /// labeled twice. Returns how many items this call recorded.
+    /// labeled twice. The whole batch is one `UPDATE … FROM (VALUES …)` and one
+    /// multi-row insert, not a round trip per item. Returns how many items
+    /// this call recorded.
     pub async fn complete(
         &self,
         worker: &str,
@@ -364,67 +375,124 @@ impl Store {
         outcomes: &[(i64, Outcome)],
     ) -> Result<u64> {
         let now = now_ms();
+        let predicted: Vec<(i64, &StoredPrediction)> = outcomes
+            .iter()
+            .filter_map(|(id, o)| match o {
+                Outcome::Predicted(p) => Some((*id, p)),
+                Outcome::Failed(_) => None,
+            })
+            .collect();
+        let failed: Vec<(i64, &str)> = outcomes
+            .iter()
+            .filter_map(|(id, o)| match o {
+                Outcome::Failed(m) => Some((*id, m.as_str())),
+                Outcome::Predicted(_) => None,
+            })
+            .collect();
+        const COLS: usize = 13;
+        let mut update = String::from(
+            "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, \
+             pred_scores = v.column5, pred_uncertainty = v.column6, model_version = v.column7, \
+             final_label = v.column8, final_source = v.column9, unc_least_confidence = v.column10, \
+             unc_margin = v.column11, unc_entropy = v.column12, embedding = COALESCE(v.column13, items.embedding), \
+             lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
+        );
+        for i in 0..predicted.len() {
+            // $1 is the worker; each row takes the next COLS placeholders.
+            let b = 1 + i * COLS;
+            if i > 0 {
+                update.push_str(", ");
+            }
+            update.push('(');
+            for c in 1..=COLS {
+                if c > 1 {
+                    update.push_str(", ");
+                }
+                update.push_str(&format!("${}", b + c));
+            }
+            update.push(')');
+        }
+        update.push_str(
+            ") AS v WHERE items.id = v.column1 AND items.lease_owner = $1 AND items.status = 'pending' \
+             RETURNING items.id",
+        );
+        let embeddings: Vec<Option<Vec<u8>>> = predicted
+            .iter()
+            .map(|(_, p)| p.embedding.as_deref().map(embedding_bytes))
+            .collect();
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
-            let (mut done, mut errors) = (0i64, 0i64);
-            for (item_id, outcome) in outcomes {
-                match outcome {
-                    Outcome::Predicted(pred) => {
-                        let status = if pred.auto_accept { "auto_accepted" } else { "needs_review" };
-                        let (final_label, final_source) = if pred.auto_accept {
-                            (Some(pred.label.as_str()), Some("machine"))
-                        } else {
-                            (None, None)
-                        };
-                        let updated = sqlx::query(
-                            "UPDATE items SET status = $1, pred_label = $2, pred_score = $3, pred_scores = $4, \
-                             pred_uncertainty = $5, model_version = $6, final_label = $7, final_source = $8, \
-                             lease_owner = NULL, lease_until = NULL, error = NULL \
-                             WHERE id = $9 AND lease_owner = $10 AND status = 'pending'",
-                        )
+            let mut done = 0i64;
+            if !predicted.is_empty() {
+                let mut q = sqlx::query(&update).bind(worker);
+                for ((id, pred), emb) in predicted.iter().zip(&embeddings) {
+                    let status = if pred.auto_accept { "auto_accepted" } else { "needs_review" };
+                    let (final_label, final_source) = match (&pred.label, pred.auto_accept) {
+                        (Some(label), true) => (Some(label.as_str()), Some("machine")),
+                        _ => (None, None),
+                    };
+                    q = q
+                        .bind(*id)
                         .bind(status)
-                        .bind(&pred.label)
+                        .bind(pred.label.as_deref())
                         .bind(pred.score)
-                        .bind(&pred.scores_json)
-                        .bind(&pred.uncertainty_json)
+                        .bind(pred.scores_json.as_deref())
+                        .bind(pred.uncertainty_json.as_deref())
                         .bind(&pred.model_version)
                         .bind(final_label)
                         .bind(final_source)
-                        .bind(item_id)
-                        .bind(worker)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        if updated == 1 {
-                            sqlx::query(
-                                "INSERT INTO predictions (item_id, model_version, label, score, worker, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6)",
-                            )
-                            .bind(item_id)
-                            .bind(&pred.model_version)
-                            .bind(&pred.label)
-                            .bind(pred.score)
-                            .bind(worker)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                            done += 1;
-                        }
-                    }
-                    Outcome::Failed(message) => {
-                        let updated = sqlx::query(
-                            "UPDATE items SET status = 'failed', error = $1, lease_owner = NULL, lease_until = NULL \
-                             WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
-                        )
-                        .bind(message)
-                        .bind(item_id)
-                        .bind(worker)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        errors += updated as i64;
-                    }
+                        .bind(pred.uncertainty.map(|u| f64::from(u.least_confidence)))
+                        .bind(pred.uncertainty.map(|u| f64::from(u.margin)))
+                        .bind(pred.uncertainty.map(|u| f64::from(u.entropy)))
+                        .bind(emb.as_deref());
                 }
+                let mut recorded: Vec<i64> = q
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<std::result::Result<_, sqlx::Error>>()?;
+                recorded.sort_unstable();
+                let rows: Vec<&(i64, &StoredPrediction)> = predicted
+                    .iter()
+                    .filter(|(id, _)| recorded.binary_search(id).is_ok())
+                    .collect();
+                if !rows.is_empty() {
+                    let mut insert = String::from(
+                        "INSERT INTO predictions (item_id, model_version, label, score, worker, created_at) VALUES ",
+                    );
+                    for i in 0..rows.len() {
+                        let b = 2 + i * 4;
+                        if i > 0 {
+                            insert.push_str(", ");
+                        }
+                        insert.push_str(&format!("(${}, ${}, ${}, ${}, $1, $2)", b + 1, b + 2, b + 3, b + 4));
+                    }
+                    let mut q = sqlx::query(&insert).bind(worker).bind(now);
+                    for (id, pred) in &rows {
+                        q = q
+                            .bind(*id)
+                            .bind(&pred.model_version)
+                            .bind(pred.label.as_deref().unwrap_or(""))
+                            .bind(pred.score.unwrap_or(0.0));
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                done = rows.len() as i64;
+            }
+            let mut errors = 0i64;
+            for (item_id, message) in &failed {
+                let updated = sqlx::query(
+                    "UPDATE items SET status = 'failed', error = $1, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+                )
+                .bind(*message)
+                .bind(item_id)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                errors += updated as i64;
             }
             sqlx::query(
                 "UPDATE jobs SET done = done + $1, errors = errors + $2, updated_at = $3, \
@@ -611,3 +679,17 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// Embeddings are stored as little-endian f32 bytes.
+pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn bytes_embedding(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+mod review;
+pub use review::{Candidate, Measure, ReviewFilter};

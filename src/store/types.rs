@@ -12,6 +12,63 @@ pub struct Project {
     pub precision_target: f64,
     pub threshold: f64,
     pub created_at: i64,
+    pub settings: ProjectSettings,
+    /// The trained head in use, if any: predictions then come from it.
+    pub head_version: Option<i64>,
+}
+
+/// A tier of annotators and the band of uncertainty routed to it: items whose
+/// uncertainty (by `ProjectSettings::tier_measure`) is at least `min_uncertainty`
+/// and below the next higher tier's minimum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: String,
+    pub min_uncertainty: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectSettings {
+    /// Empty: one queue for everybody.
+    pub tiers: Vec<Tier>,
+    /// Which stored uncertainty decides the band: least_confidence, margin (default) or entropy.
+    pub tier_measure: Option<String>,
+    /// A label from a lower tier on an item in the top tier's band waits for a top-tier confirmation.
+    pub require_expert_confirmation: bool,
+    /// Retrain the head after this many new annotations (0 or unset: only on request).
+    pub train_every: Option<u64>,
+    /// Review lease length in seconds (default 600).
+    pub review_lease_secs: Option<u64>,
+}
+
+impl ProjectSettings {
+    /// Tiers sorted from the most uncertain band down.
+    pub fn tiers_desc(&self) -> Vec<Tier> {
+        let mut t = self.tiers.clone();
+        t.sort_by(|a, b| b.min_uncertainty.total_cmp(&a.min_uncertainty));
+        t
+    }
+
+    /// The [lo, hi) band of a tier, if the tier exists.
+    pub fn band(&self, tier: &str) -> Option<(f64, f64)> {
+        let tiers = self.tiers_desc();
+        let i = tiers.iter().position(|t| t.name == tier)?;
+        let hi = if i == 0 {
+            f64::INFINITY
+        } else {
+            tiers[i - 1].min_uncertainty
+        };
+        Some((tiers[i].min_uncertainty, hi))
+    }
+
+    pub fn top_tier(&self) -> Option<String> {
+        self.tiers_desc().first().map(|t| t.name.clone())
+    }
+
+    pub fn lowest_tier(&self) -> Option<String> {
+        self.tiers_desc().last().map(|t| t.name.clone())
+    }
 }
 
 impl Project {
@@ -21,8 +78,10 @@ impl Project {
         i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     {
         let labels: String = r.try_get("labels")?;
+        let settings: String = r.try_get("settings")?;
         Ok(Project {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
@@ -31,6 +90,9 @@ impl Project {
             precision_target: r.try_get("precision_target")?,
             threshold: r.try_get("threshold")?,
             created_at: r.try_get("created_at")?,
+            settings: serde_json::from_str(&settings)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            head_version: r.try_get("head_version")?,
         })
     }
 }
@@ -42,6 +104,7 @@ pub struct NewProject {
     pub labels: Vec<String>,
     pub precision_target: f64,
     pub threshold: f64,
+    pub settings: ProjectSettings,
 }
 
 /// What an item holds.
@@ -101,6 +164,8 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// When a worker first claimed items of this job.
+    pub started_at: Option<i64>,
 }
 
 impl Job {
@@ -121,6 +186,7 @@ impl Job {
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
             finished_at: r.try_get("finished_at")?,
+            started_at: r.try_get("started_at")?,
         })
     }
 }
@@ -148,10 +214,13 @@ pub enum Outcome {
 
 #[derive(Debug, Clone)]
 pub struct StoredPrediction {
-    pub label: String,
-    pub score: f64,
-    pub scores_json: String,
-    pub uncertainty_json: String,
+    /// None when the model only embedded the item (no head trained yet).
+    pub label: Option<String>,
+    pub score: Option<f64>,
+    pub scores_json: Option<String>,
+    pub uncertainty_json: Option<String>,
+    pub uncertainty: Option<crate::select::Uncertainty>,
+    pub embedding: Option<Vec<f32>>,
     pub model_version: String,
     pub auto_accept: bool,
 }
@@ -163,6 +232,8 @@ pub enum Status {
     AutoAccepted,
     NeedsReview,
     Labeled,
+    /// A lower tier's label awaiting a top-tier confirmation.
+    NeedsConfirmation,
     Failed,
 }
 
@@ -173,6 +244,7 @@ impl Status {
             Status::AutoAccepted => "auto_accepted",
             Status::NeedsReview => "needs_review",
             Status::Labeled => "labeled",
+            Status::NeedsConfirmation => "needs_confirmation",
             Status::Failed => "failed",
         }
     }
@@ -183,6 +255,7 @@ impl Status {
             "auto_accepted" => Status::AutoAccepted,
             "needs_review" => Status::NeedsReview,
             "labeled" => Status::Labeled,
+            "needs_confirmation" => Status::NeedsConfirmation,
             "failed" => Status::Failed,
             _ => return None,
         })

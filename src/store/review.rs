@@ -1,0 +1,521 @@
+//! Review lists, tiers and trained heads.
+
+use sqlx::Row;
+
+use super::{bytes_embedding, now_ms, Result, Store, StoreError};
+use super::{ItemRecord, Job, ProjectSettings};
+
+/// Which stored uncertainty orders a review list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    LeastConfidence,
+    Margin,
+    Entropy,
+}
+
+impl Measure {
+    pub fn column(self) -> &'static str {
+        match self {
+            Measure::LeastConfidence => "unc_least_confidence",
+            Measure::Margin => "unc_margin",
+            Measure::Entropy => "unc_entropy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Measure> {
+        match s {
+            "least_confidence" | "least-confidence" => Some(Measure::LeastConfidence),
+            "margin" => Some(Measure::Margin),
+            "entropy" => Some(Measure::Entropy),
+            _ => None,
+        }
+    }
+}
+
+/// An unlabeled item offered to the selector: its id, stored distribution and embedding.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: i64,
+    pub probs: Vec<f32>,
+    pub embedding: Vec<f32>,
+}
+
+/// What a review list may contain.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewFilter {
+    /// [lo, hi) of the measure, for tiers.
+    pub band: Option<(f64, f64)>,
+    /// Also offer items awaiting a top-tier confirmation (top tier only).
+    pub confirmations: bool,
+}
+
+impl Store {
+    /// Lease the next `limit` items for `annotator`, most uncertain first by
+    /// `measure`, skipping items leased to someone else until their lease ends.
+    /// Served by the (project_id, status, measure) indexes: no sort of the table.
+    pub async fn lease_review(
+        &self,
+        project_id: i64,
+        annotator: &str,
+        measure: Measure,
+        filter: ReviewFilter,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ItemRecord>> {
+        let now = now_ms();
+        let col = measure.column();
+        let lock = if self.is_sqlite() {
+            ""
+        } else {
+            " FOR UPDATE SKIP LOCKED"
+        };
+        let band = match filter.band {
+            Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $6 AND {col} < $7"),
+            Some(_) => format!(" AND {col} >= $6"),
+            None => String::new(),
+        };
+        let mut out = Vec::new();
+        // Confirmations first (for the top tier), then fresh items in the band.
+        let statuses: &[&str] = if filter.confirmations {
+            &["needs_confirmation", "needs_review"]
+        } else {
+            &["needs_review"]
+        };
+        for status in statuses {
+            let want = limit - out.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let band_sql = if *status == "needs_confirmation" {
+                ""
+            } else {
+                band.as_str()
+            };
+            let sql = format!(
+                "UPDATE items SET review_owner = $1, review_until = $2 WHERE id IN (\
+                   SELECT id FROM items WHERE project_id = $3 AND status = '{status}' \
+                   AND (review_until IS NULL OR review_until < $4 OR review_owner = $1){band_sql} \
+                   ORDER BY {col} DESC LIMIT $5{lock}) \
+                 RETURNING id"
+            );
+            let ids: Vec<i64> = with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql)
+                    .bind(annotator)
+                    .bind(now + lease_ms)
+                    .bind(project_id)
+                    .bind(now)
+                    .bind(want);
+                if let (Some((lo, hi)), true) = (filter.band, *status == "needs_review") {
+                    q = q.bind(lo);
+                    if hi.is_finite() {
+                        q = q.bind(hi);
+                    }
+                }
+                q.fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            })?;
+            let mut items = self.items_by_ids(&ids).await?;
+            // Keep the ranking order.
+            items.sort_by(|a, b| {
+                let key = |i: &ItemRecord| {
+                    i.prediction
+                        .as_ref()
+                        .and_then(|p| {
+                            p.uncertainty
+                                .get(measure_key(measure))
+                                .and_then(|v| v.as_f64())
+                        })
+                        .unwrap_or(-1.0)
+                };
+                key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id))
+            });
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// The `limit` most uncertain free items with their embeddings, for the
+    /// diversity strategies (k-center, cluster-margin) and cold start.
+    pub async fn review_candidates(
+        &self,
+        project_id: i64,
+        measure: Measure,
+        band: Option<(f64, f64)>,
+        limit: i64,
+    ) -> Result<Vec<Candidate>> {
+        let now = now_ms();
+        let col = measure.column();
+        let band_sql = match band {
+            Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $4 AND {col} < $5"),
+            Some(_) => format!(" AND {col} >= $4"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT id, pred_scores, embedding FROM items WHERE project_id = $1 AND status = 'needs_review' \
+             AND embedding IS NOT NULL AND (review_until IS NULL OR review_until < $2){band_sql} \
+             ORDER BY {col} DESC LIMIT $3"
+        );
+        let rows: Vec<(i64, Option<String>, Vec<u8>)> = with_pool!(self, |p| {
+            let mut q = sqlx::query(&sql).bind(project_id).bind(now).bind(limit);
+            if let Some((lo, hi)) = band {
+                q = q.bind(lo);
+                if hi.is_finite() {
+                    q = q.bind(hi);
+                }
+            }
+            q.fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, scores, emb)| Candidate {
+                id,
+                probs: scores
+                    .and_then(|s| {
+                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s).ok()
+                    })
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|v| v.as_f64())
+                            .map(|v| v as f32)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                embedding: bytes_embedding(&emb),
+            })
+            .collect())
+    }
+
+    /// Lease exactly these items to `annotator` (those still free); returns them.
+    pub async fn lease_ids(
+        &self,
+        ids: &[i64],
+        annotator: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<ItemRecord>> {
+        let now = now_ms();
+        let mut leased = Vec::new();
+        for id in ids {
+            let n = with_pool!(self, |p| {
+                sqlx::query(
+                    "UPDATE items SET review_owner = $1, review_until = $2 WHERE id = $3 \
+                     AND (review_until IS NULL OR review_until < $4 OR review_owner = $1)",
+                )
+                .bind(annotator)
+                .bind(now + lease_ms)
+                .bind(id)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            if n == 1 {
+                leased.push(*id);
+            }
+        }
+        let mut items = self.items_by_ids(&leased).await?;
+        items.sort_by_key(|i| ids.iter().position(|x| *x == i.id));
+        Ok(items)
+    }
+
+    /// Give items back to the queue: the given ids, or all of the annotator's.
+    pub async fn release_review(
+        &self,
+        project_id: i64,
+        annotator: &str,
+        ids: Option<&[i64]>,
+    ) -> Result<u64> {
+        let mut total = 0;
+        match ids {
+            None => {
+                total += with_pool!(self, |p| {
+                    sqlx::query(
+                        "UPDATE items SET review_owner = NULL, review_until = NULL \
+                         WHERE project_id = $1 AND review_owner = $2",
+                    )
+                    .bind(project_id)
+                    .bind(annotator)
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected())
+                })?;
+            }
+            Some(ids) => {
+                for id in ids {
+                    total += with_pool!(self, |p| {
+                        sqlx::query(
+                            "UPDATE items SET review_owner = NULL, review_until = NULL \
+                             WHERE project_id = $1 AND review_owner = $2 AND id = $3",
+                        )
+                        .bind(project_id)
+                        .bind(annotator)
+                        .bind(id)
+                        .execute(p)
+                        .await
+                        .map(|r| r.rows_affected())
+                    })?;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn items_by_ids(&self, ids: &[i64]) -> Result<Vec<ItemRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_item(*id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stored uncertainty of an item, for tier routing.
+    pub async fn item_uncertainty(&self, item_id: i64, measure: Measure) -> Result<Option<f64>> {
+        let sql = format!("SELECT {} FROM items WHERE id = $1", measure.column());
+        let v = with_pool!(self, |p| {
+            match sqlx::query(&sql).bind(item_id).fetch_optional(p).await? {
+                Some(r) => r.try_get::<Option<f64>, _>(0),
+                None => Ok(None),
+            }
+        })?;
+        Ok(v)
+    }
+
+    /// Store an annotation that waits for a top-tier confirmation.
+    pub async fn annotate_pending_confirmation(
+        &self,
+        item_id: i64,
+        label: &str,
+        annotator: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO annotations (item_id, label, annotator, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(item_id)
+                .bind(label)
+                .bind(annotator)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE items SET status = 'needs_confirmation', review_owner = NULL, review_until = NULL WHERE id = $1",
+            )
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    // ---- annotators and settings ---------------------------------------------
+
+    pub async fn set_annotator_tier(&self, name: &str, tier: &str) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO annotators (name, tier, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET tier = excluded.tier",
+            )
+            .bind(name)
+            .bind(tier)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn annotator_tier(&self, name: &str) -> Result<Option<String>> {
+        let t = with_pool!(self, |p| {
+            sqlx::query("SELECT tier FROM annotators WHERE name = $1")
+                .bind(name)
+                .fetch_optional(p)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()
+        })?;
+        Ok(t)
+    }
+
+    pub async fn update_settings(&self, project_id: i64, settings: &ProjectSettings) -> Result<()> {
+        let body = serde_json::to_string(settings).unwrap_or_else(|_| "{}".into());
+        let n = with_pool!(self, |p| {
+            sqlx::query("UPDATE projects SET settings = $1 WHERE id = $2")
+                .bind(&body)
+                .bind(project_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
+    }
+
+    // ---- heads --------------------------------------------------------------
+
+    /// Embeddings and final human labels of the project's labeled items.
+    pub async fn labeled_embeddings(&self, project_id: i64) -> Result<Vec<(Vec<f32>, String)>> {
+        let rows: Vec<(Vec<u8>, String)> = with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT embedding, final_label FROM items WHERE project_id = $1 AND status = 'labeled' \
+                 AND final_source = 'human' AND embedding IS NOT NULL ORDER BY id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(e, l)| (bytes_embedding(&e), l))
+            .collect())
+    }
+
+    /// Save a new head version and make it the project's current one.
+    pub async fn save_head(&self, project_id: i64, body: &str, trained_on: i64) -> Result<i64> {
+        let now = now_ms();
+        let version = with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let v: i64 = sqlx::query(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM heads WHERE project_id = $1",
+            )
+            .bind(project_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            sqlx::query(
+                "INSERT INTO heads (project_id, version, body, trained_on, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(project_id)
+            .bind(v)
+            .bind(body)
+            .bind(trained_on)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE projects SET head_version = $1 WHERE id = $2")
+                .bind(v)
+                .bind(project_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(v)
+        })?;
+        Ok(version)
+    }
+
+    /// The body of a project's head version.
+    pub async fn head(&self, project_id: i64, version: i64) -> Result<String> {
+        let body = with_pool!(self, |p| {
+            sqlx::query("SELECT body FROM heads WHERE project_id = $1 AND version = $2")
+                .bind(project_id)
+                .bind(version)
+                .fetch_optional(p)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()
+        })?;
+        body.ok_or_else(|| StoreError::NotFound(format!("head {version} of project {project_id}")))
+    }
+
+    /// Human annotations in the project so far.
+    pub async fn human_labeled_count(&self, project_id: i64) -> Result<i64> {
+        let n = with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT COUNT(*) FROM items WHERE project_id = $1 AND final_source = 'human'",
+            )
+            .bind(project_id)
+            .fetch_one(p)
+            .await?
+            .try_get::<i64, _>(0)
+        })?;
+        Ok(n)
+    }
+
+    /// How many labeled items the current head was trained on (0 without a head).
+    pub async fn head_trained_on(&self, project_id: i64) -> Result<i64> {
+        let n = with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT COALESCE(MAX(h.trained_on), 0) FROM heads h JOIN projects pr ON pr.id = h.project_id \
+                 AND pr.head_version = h.version WHERE h.project_id = $1",
+            )
+            .bind(project_id)
+            .fetch_one(p)
+            .await?
+            .try_get::<i64, _>(0)
+        })?;
+        Ok(n)
+    }
+
+    /// Send every machine-decided item of the project back through the model
+    /// (now with the new head) as a background job. Human labels are kept.
+    pub async fn requeue_for_repredict(&self, project_id: i64) -> Result<Job> {
+        let now = now_ms();
+        let job_id = with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let job_id: i64 = sqlx::query(
+                "INSERT INTO jobs (project_id, state, total, created_at, updated_at) VALUES ($1, 'running', 0, $2, $3) RETURNING id",
+            )
+            .bind(project_id)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let n = sqlx::query(
+                "UPDATE items SET status = 'pending', job_id = $1, final_label = NULL, final_source = NULL, \
+                 lease_owner = NULL, lease_until = NULL WHERE project_id = $2 \
+                 AND status IN ('auto_accepted', 'needs_review')",
+            )
+            .bind(job_id)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+            sqlx::query("UPDATE jobs SET total = $1, state = $2, finished_at = $3 WHERE id = $4")
+                .bind(n)
+                .bind(if n == 0 { "done" } else { "running" })
+                .bind(if n == 0 { Some(now) } else { None })
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(job_id)
+        })?;
+        self.get_job(job_id).await
+    }
+
+    /// The stored embedding of an item, if any.
+    pub async fn item_embedding(&self, item_id: i64) -> Result<Option<Vec<f32>>> {
+        let e = with_pool!(self, |p| {
+            match sqlx::query("SELECT embedding FROM items WHERE id = $1")
+                .bind(item_id)
+                .fetch_optional(p)
+                .await?
+            {
+                Some(r) => r.try_get::<Option<Vec<u8>>, _>(0),
+                None => Ok(None),
+            }
+        })?;
+        Ok(e.map(|b| bytes_embedding(&b)))
+    }
+}
+
+fn measure_key(m: Measure) -> &'static str {
+    match m {
+        Measure::LeastConfidence => "least_confidence",
+        Measure::Margin => "margin",
+        Measure::Entropy => "entropy",
+    }
+}
