@@ -363,7 +363,6 @@ fn sms_spam_matches_scikit_learn() {
     .unwrap();
     let split = &reference["split"];
     let default = &reference["sklearn_default"];
-    let tight = &reference["multinomial_c1"];
     let num = |v: &serde_json::Value| v.as_f64().unwrap();
     let label_names: Vec<String> = reference["labels"]
         .as_array()
@@ -436,70 +435,74 @@ fn sms_spam_matches_scikit_learn() {
         num(&split["test_spam"])
     );
 
-    let opts = TrainOptions {
-        c: 1.0,
-        ..TrainOptions::default()
-    };
     let t = Instant::now();
-    let head = Head::train(&x_train, dim, &y_train, label_names.clone(), opts).unwrap();
+    let head = Head::train(&x_train, dim, &y_train, label_names.clone(), TrainOptions::default()).unwrap();
     let train_secs = t.elapsed().as_secs_f64();
     let test_acc = head.accuracy(&x_test, &y_test).unwrap();
     let train_acc = head.accuracy(&x_train, &y_train).unwrap();
-    let (obj, grad) = objective(&head, &x_train, &y_train, 1.0);
-    let grad_max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs())) / y_train.len() as f64;
     eprintln!(
-        "head C=1: trained on {} x {dim} in {train_secs:.3} s; test accuracy {test_acc:.4}, train {train_acc:.4}; \
-         objective {obj:.4} (|grad|/n {grad_max:.1e})",
-        y_train.len()
+        "head C=1: trained on {} x {dim} in {train_secs:.3} s ({} build); test accuracy {test_acc:.4}, train {train_acc:.4}",
+        y_train.len(),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
     );
     eprintln!(
-        "sklearn LogisticRegression(C=1) [binomial = softmax C=0.5]: test {}, train {}; \
-         softmax optimum at C=1 (sklearn binary C=2): test {}, train {}, objective {}",
-        default["test_accuracy"],
-        default["train_accuracy"],
-        tight["test_accuracy"],
-        tight["train_accuracy"],
-        tight["objective"]
+        "sklearn LogisticRegression(C=1) (binomial, = softmax C=0.5, tol 1e-4): test {}, train {}",
+        default["test_accuracy"], default["train_accuracy"]
     );
-
     // The headline: within one point of scikit-learn's default fit.
     let ref_test = num(&default["test_accuracy"]);
-    assert!(
-        (test_acc - ref_test).abs() <= 0.01,
-        "test accuracy {test_acc} vs sklearn {ref_test}"
-    );
-    // The optimiser itself: the same objective as sklearn's optimum at C=1,
-    // up to the tiny differences between the two engines' embeddings.
-    let ref_obj = num(&tight["objective"]);
-    assert!(
-        (obj - ref_obj).abs() <= 2e-3 * ref_obj,
-        "objective {obj} vs sklearn's optimum {ref_obj}"
-    );
-    let ref_tight = num(&tight["test_accuracy"]);
-    assert!(
-        (test_acc - ref_tight).abs() <= 0.0035,
-        "test accuracy {test_acc} vs sklearn's softmax optimum {ref_tight}"
-    );
+    assert!((test_acc - ref_test).abs() <= 0.01, "test accuracy {test_acc} vs sklearn {ref_test}");
 
-    // C=0.5 is sklearn's default binary fit exactly (softmax C = binary C / 2).
-    let half = Head::train(
-        &x_train,
-        dim,
-        &y_train,
-        label_names,
-        TrainOptions { c: 0.5, ..opts },
-    )
-    .unwrap();
-    let (obj_half, _) = objective(&half, &x_train, &y_train, 0.5);
-    let ref_half = num(&default["objective"]);
-    let acc_half = half.accuracy(&x_test, &y_test).unwrap();
-    eprintln!("head C=0.5: objective {obj_half:.4} vs sklearn {ref_half}; test accuracy {acc_half:.4} vs {ref_test}");
-    assert!(
-        (obj_half - ref_half).abs() <= 2e-3 * ref_half,
-        "C=0.5 objective {obj_half} vs sklearn's default fit {ref_half}"
-    );
-    assert!(
-        (acc_half - ref_test).abs() <= 0.0035,
-        "C=0.5 test accuracy {acc_half} vs {ref_test}"
-    );
+    // The optimiser itself, at C=1 and at C=0.5 (sklearn's default model, solved
+    // exactly): the same objective value as sklearn's optimum up to the tiny
+    // differences between the two engines' embeddings; and on our embeddings,
+    // no worse than sklearn's own coefficients.
+    for (key, c) in [("optimum_c1", 1.0), ("optimum_c0_5", 0.5)] {
+        let optimum = &reference[key];
+        assert_eq!(num(&optimum["multinomial_c"]), c);
+        let ours = if c == 1.0 {
+            head.clone()
+        } else {
+            let opts = TrainOptions { c, ..TrainOptions::default() };
+            Head::train(&x_train, dim, &y_train, label_names.clone(), opts).unwrap()
+        };
+        let (obj, grad) = objective(&ours, &x_train, &y_train, c);
+        let grad_max = grad.iter().fold(0.0f64, |m, g| m.max(g.abs())) / y_train.len() as f64;
+        let w: Vec<f32> = optimum["binary_coef"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(w.len(), dim);
+        let b = num(&optimum["binary_intercept"]) as f32;
+        let sklearn = Head {
+            dim,
+            labels: label_names.clone(),
+            weights: w.iter().map(|v| -v / 2.0).chain(w.iter().map(|v| v / 2.0)).collect(),
+            bias: vec![-b / 2.0, b / 2.0],
+        };
+        let (sk_obj, _) = objective(&sklearn, &x_train, &y_train, c);
+        let ref_obj = num(&optimum["objective"]);
+        let acc = ours.accuracy(&x_test, &y_test).unwrap();
+        let sk_acc = sklearn.accuracy(&x_test, &y_test).unwrap();
+        let ref_acc = num(&optimum["test_accuracy"]);
+        eprintln!(
+            "C={c}: objective ours {obj:.4} (|grad|/n {grad_max:.1e}); sklearn's optimum {ref_obj} on its \
+             embeddings, {sk_obj:.4} on ours; test accuracy ours {acc:.4}, sklearn's optimum {ref_acc} \
+             ({sk_acc:.4} on our embeddings)"
+        );
+        assert!(
+            (obj - ref_obj).abs() <= 1e-3 * ref_obj,
+            "C={c}: objective {obj} vs sklearn's optimum {ref_obj}"
+        );
+        assert!(
+            obj <= sk_obj + 1e-5 * sk_obj,
+            "C={c}: objective {obj} above sklearn's coefficients on the same embeddings, {sk_obj}"
+        );
+        assert!(
+            (acc - ref_acc).abs() <= 0.0035,
+            "C={c}: test accuracy {acc} vs sklearn's optimum {ref_acc}"
+        );
+    }
 }
