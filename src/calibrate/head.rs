@@ -159,10 +159,6 @@ impl Head {
             stop = ?stats.stop,
             "trained classifier head"
         );
-        eprintln!(
-            "TMPSTATS n={n} k={k} it={} ev={} obj={} gmax={:e} stop={:?}",
-            stats.iterations, stats.evaluations, stats.objective, stats.grad_max, stats.stop
-        );
         let (w, b) = theta.split_at(kd);
         Ok(Head {
             dim,
@@ -889,10 +885,13 @@ fn line_search(
         prev = q;
         a *= 2.0;
     };
-    // Zoom in: `lo` satisfies Armijo with the lowest objective so far.
+    // Zoom in: `lo` satisfies Armijo with the lowest objective so far. Stop
+    // once the bracket moves no parameter by more than f32 resolution: the
+    // products see the weights in f32, so no smaller change can be measured.
+    let resolution = f64::from(f32::EPSILON) * max_abs(x).max(f64::MIN_POSITIVE) / max_abs(p);
     while trials < MAX_LINE_SEARCH {
         let width = (hi.a - lo.a).abs();
-        if width <= 1e-12 * lo.a.abs().max(hi.a.abs()) {
+        if !(width > resolution && width > 1e-12 * lo.a.abs().max(hi.a.abs())) {
             break;
         }
         let a = interpolate(&lo, &hi);
