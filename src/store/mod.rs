@@ -82,7 +82,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const ITEM_COLUMNS: &str =
+pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      pred_uncertainty, model_version, final_label, final_source, created_at";
 

@@ -266,12 +266,58 @@ impl Store {
         Ok(total)
     }
 
+    /// Many items in one query (plus one for their annotations), sorted by id.
     async fn items_by_ids(&self, ids: &[i64]) -> Result<Vec<ItemRecord>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.get_item(*id).await?);
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {} FROM items WHERE id IN ({}) ORDER BY id",
+            super::ITEM_COLUMNS,
+            placeholders.join(", ")
+        );
+        let mut items = with_pool!(self, |p| {
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            let rows = q.fetch_all(p).await?;
+            rows.iter()
+                .map(ItemRecord::from_row)
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        // Annotations of exactly these items (ids may be spread over the table).
+        let sql = format!(
+            "SELECT item_id, label, annotator, created_at FROM annotations WHERE item_id IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(i64, super::Annotation)> = with_pool!(self, |p| {
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("item_id")?,
+                        super::Annotation {
+                            label: r.try_get("label")?,
+                            annotator: r.try_get("annotator")?,
+                            created_at: r.try_get("created_at")?,
+                        },
+                    ))
+                })
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        for (item_id, a) in rows {
+            if let Ok(i) = items.binary_search_by_key(&item_id, |it| it.id) {
+                items[i].annotations.push(a);
+            }
+        }
+        Ok(items)
     }
 
     /// Stored uncertainty of an item, for tier routing.
