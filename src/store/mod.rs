@@ -613,6 +613,20 @@ impl Store {
 
     /// Store a human label; it becomes the item's final label.
     pub async fn annotate(&self, item_id: i64, label: &str, annotator: &str) -> Result<()> {
+        self.record_annotation(item_id, label, annotator, true)
+            .await
+    }
+
+    /// Insert the annotation and update the item in one transaction: final
+    /// (`labeled`, provenance `human`) or awaiting a top-tier confirmation.
+    /// Either way the item's review lease ends.
+    pub(crate) async fn record_annotation(
+        &self,
+        item_id: i64,
+        label: &str,
+        annotator: &str,
+        is_final: bool,
+    ) -> Result<()> {
         let now = now_ms();
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
@@ -623,14 +637,20 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'human', \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $2",
-            )
-            .bind(label)
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
+            let update = if is_final {
+                sqlx::query(
+                    "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'human', \
+                     lease_owner = NULL, lease_until = NULL, review_owner = NULL, review_until = NULL WHERE id = $2",
+                )
+                .bind(label)
+                .bind(item_id)
+            } else {
+                sqlx::query(
+                    "UPDATE items SET status = 'needs_confirmation', review_owner = NULL, review_until = NULL WHERE id = $1",
+                )
+                .bind(item_id)
+            };
+            update.execute(&mut *tx).await?;
             tx.commit().await
         })?;
         Ok(())

@@ -339,25 +339,8 @@ impl Store {
         label: &str,
         annotator: &str,
     ) -> Result<()> {
-        let now = now_ms();
-        with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query("INSERT INTO annotations (item_id, label, annotator, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(item_id)
-                .bind(label)
-                .bind(annotator)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE items SET status = 'needs_confirmation', review_owner = NULL, review_until = NULL WHERE id = $1",
-            )
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        })?;
-        Ok(())
+        self.record_annotation(item_id, label, annotator, false)
+            .await
     }
 
     // ---- annotators and settings ---------------------------------------------
