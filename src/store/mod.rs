@@ -581,16 +581,26 @@ impl Store {
         Ok(items.remove(0))
     }
 
-    async fn attach_annotations(&self, items: &mut [ItemRecord]) -> Result<()> {
+    /// Attach annotations to `items` (sorted by id) with one `IN` query, so
+    /// ids spread over the table never scan the annotations between them.
+    pub(crate) async fn attach_annotations(&self, items: &mut [ItemRecord]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
-        let (lo, hi) = (items[0].id, items[items.len() - 1].id);
-        const SQL: &str = "SELECT item_id, label, annotator, created_at FROM annotations \
-                           WHERE item_id >= $1 AND item_id <= $2 ORDER BY id";
+        let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT item_id, label, annotator, created_at FROM annotations WHERE item_id IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         let rows: Vec<(i64, Annotation)> = with_pool!(self, |p| {
-            let rows = sqlx::query(SQL).bind(lo).bind(hi).fetch_all(p).await?;
-            rows.iter()
+            let mut q = sqlx::query(&sql);
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(p)
+                .await?
+                .iter()
                 .map(|r| {
                     Ok((
                         r.try_get("item_id")?,

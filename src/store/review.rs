@@ -287,36 +287,7 @@ impl Store {
                 .map(ItemRecord::from_row)
                 .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         })?;
-        // Annotations of exactly these items (ids may be spread over the table).
-        let sql = format!(
-            "SELECT item_id, label, annotator, created_at FROM annotations WHERE item_id IN ({}) ORDER BY id",
-            placeholders.join(", ")
-        );
-        let rows: Vec<(i64, super::Annotation)> = with_pool!(self, |p| {
-            let mut q = sqlx::query(&sql);
-            for id in ids {
-                q = q.bind(*id);
-            }
-            q.fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("item_id")?,
-                        super::Annotation {
-                            label: r.try_get("label")?,
-                            annotator: r.try_get("annotator")?,
-                            created_at: r.try_get("created_at")?,
-                        },
-                    ))
-                })
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-        })?;
-        for (item_id, a) in rows {
-            if let Ok(i) = items.binary_search_by_key(&item_id, |it| it.id) {
-                items[i].annotations.push(a);
-            }
-        }
+        self.attach_annotations(&mut items).await?;
         Ok(items)
     }
 
