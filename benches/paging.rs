@@ -31,6 +31,7 @@ fn main() {
                 precision_target: 0.95,
                 threshold: 0.9,
                 settings: Default::default(),
+                committee: Vec::new(),
             })
             .await
             .unwrap();

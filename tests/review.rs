@@ -276,7 +276,149 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(leases_hold, tiers_route_and_confirm);
+/// Ensemble disagreement: a project whose committee is the CNN plus an MLP
+/// ranks its review list by vote entropy or mean KL, and the items it ranks
+/// first really are the hard ones: the CNN is wrong at least twice as often there.
+async fn committee_disagreement(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    // Bad committees are refused, naming the field.
+    let (code, body) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "c0", "model": "fashion-mnist-cnn", "committee": ["no-such-model"]}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("committee[0]"), "{body}");
+    let (code, body) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "c1", "model": "fashion-mnist-cnn", "committee": ["orientation"]}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"]["code"], "labels_mismatch", "{body}");
+    // One model: committee strategies are unavailable, and say why.
+    let (code, body) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "single", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let single = body["id"].as_i64().unwrap();
+    let (code, body) = s
+        .get(&format!(
+            "/v1/projects/{single}/review?annotator=a&strategy=vote-entropy"
+        ))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"]["code"], "strategy_unavailable", "{body}");
+
+    let n = 1000;
+    let (code, body) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "committee", "model": "fashion-mnist-cnn", "threshold": 1.0,
+                    "committee": ["fashion-mnist-mlp"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["committee"], json!(["fashion-mnist-mlp"]));
+    let project = body["id"].as_i64().unwrap();
+    let (code, body) = s
+        .post(
+            &format!("/v1/projects/{project}/items"),
+            &json!(fashion_items(n)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let truth: std::collections::HashMap<String, String> = common::fashion_mnist_test()[..n]
+        .iter()
+        .map(|(id, _, label)| (id.clone(), label.clone()))
+        .collect();
+    let correct = |item: &Value| {
+        Some(item["prediction"]["label"].as_str().unwrap())
+            == truth
+                .get(item["client_id"].as_str().unwrap())
+                .map(String::as_str)
+    };
+    let measure = |item: &Value, m: &str| item["prediction"]["uncertainty"][m].as_f64().unwrap();
+    let (_, all) = s
+        .get(&format!("/v1/projects/{project}/items?limit=1000"))
+        .await;
+    let all = all["items"].as_array().unwrap().clone();
+    assert_eq!(all.len(), n);
+    let overall = all.iter().filter(|i| correct(i)).count() as f64 / n as f64;
+    let split = all
+        .iter()
+        .filter(|i| measure(i, "vote_entropy") > 0.0)
+        .count();
+    // The two models really differ, but not everywhere.
+    assert!(
+        (20..300).contains(&split),
+        "{split} of {n} items split the vote"
+    );
+    let max_kl = all
+        .iter()
+        .map(|i| measure(i, "mean_kl"))
+        .fold(0.0, f64::max);
+
+    let (code, page) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?annotator=ann&strategy=mean-kl&limit=50"
+        ))
+        .await;
+    assert_eq!(code, 200, "{page}");
+    let top = page["items"].as_array().unwrap().clone();
+    assert_eq!(top.len(), 50);
+    assert!(top
+        .windows(2)
+        .all(|w| measure(&w[0], "mean_kl") >= measure(&w[1], "mean_kl")));
+    assert!((measure(&top[0], "mean_kl") - max_kl).abs() < 1e-9);
+    let top_acc = top.iter().filter(|i| correct(i)).count() as f64 / 50.0;
+    // Errors concentrate where the committee disagrees (measured: 22% vs 8%).
+    assert!(
+        1.0 - top_acc >= 2.0 * (1.0 - overall),
+        "most disagreed-on items: CNN accuracy {top_acc:.2}, overall {overall:.2}"
+    );
+
+    // Vote entropy, to another annotator: only items the vote split on, none leased to `ann`.
+    let (code, page) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?annotator=bob&strategy=vote-entropy&limit=20"
+        ))
+        .await;
+    assert_eq!(code, 200, "{page}");
+    let leased: HashSet<i64> = top.iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    let bob = page["items"].as_array().unwrap();
+    assert_eq!(bob.len(), 20);
+    assert!(bob
+        .iter()
+        .all(|i| !leased.contains(&i["id"].as_i64().unwrap())));
+    assert!(bob
+        .windows(2)
+        .all(|w| measure(&w[0], "vote_entropy") >= measure(&w[1], "vote_entropy")));
+    let free_split = all
+        .iter()
+        .filter(|i| {
+            measure(i, "vote_entropy") > 0.0 && !leased.contains(&i["id"].as_i64().unwrap())
+        })
+        .count();
+    let bob_split = bob
+        .iter()
+        .filter(|i| measure(i, "vote_entropy") > 0.0)
+        .count();
+    assert_eq!(bob_split, free_split.min(20));
+}
+
+both_backends!(leases_hold, tiers_route_and_confirm, committee_disagreement);
 
 fn sms() -> Vec<(String, String, String)> {
     let path = common::root().join("data/sms-spam/sms.jsonl");

@@ -74,6 +74,8 @@ pub struct CreateProject {
     precision_target: Option<f64>,
     threshold: Option<f64>,
     settings: Option<ProjectSettings>,
+    /// Extra models with the same label set, for ensemble disagreement.
+    committee: Option<Vec<String>>,
 }
 
 pub async fn create_project(
@@ -138,6 +140,8 @@ pub async fn create_project(
     if let Some(settings) = &req.settings {
         validate_settings(settings)?;
     }
+    let committee = req.committee.unwrap_or_default();
+    validate_committee(&state, &req.model, &labels, &committee)?;
     let precision_target = req.precision_target.unwrap_or(0.95);
     if !(0.0..=1.0).contains(&precision_target) {
         return Err(ApiError::unprocessable(
@@ -161,9 +165,53 @@ pub async fn create_project(
             precision_target,
             threshold,
             settings: req.settings.unwrap_or_default(),
+            committee,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+/// Every committee member is loaded, distinct, not the project's own model,
+/// and classifies into exactly the project's labels (disagreement compares
+/// distributions label by label).
+fn validate_committee(
+    state: &AppState,
+    model: &str,
+    labels: &[String],
+    committee: &[String],
+) -> ApiResult<()> {
+    let mut want = labels.to_vec();
+    want.sort();
+    for (i, name) in committee.iter().enumerate() {
+        if name == model || committee[..i].contains(name) {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!("field `committee[{i}]`: {name:?} is already in the project; list each extra model once"),
+            ));
+        }
+        let member = state.hub.get(name).ok_or_else(|| {
+            let known: Vec<&str> = state.hub.names().collect();
+            ApiError::unprocessable(
+                "unknown_model",
+                format!(
+                    "field `committee[{i}]`: no loaded model {name:?}; loaded: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let mut have = member.labels().to_vec();
+        have.sort();
+        if have != want {
+            return Err(ApiError::unprocessable(
+                "labels_mismatch",
+                format!(
+                    "field `committee[{i}]`: model {name:?} classifies into {:?}, the project into {labels:?}; committee members need the same label set",
+                    member.labels()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -812,7 +860,7 @@ pub(super) fn validate_settings(s: &ProjectSettings) -> ApiResult<()> {
         if crate::store::Measure::parse(m).is_none() {
             return Err(ApiError::unprocessable(
                 "invalid_field",
-                "field `settings.tier_measure`: one of least_confidence, margin, entropy",
+                "field `settings.tier_measure`: one of least_confidence, margin, entropy, vote_entropy, mean_kl",
             ));
         }
     }

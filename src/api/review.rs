@@ -85,13 +85,29 @@ pub async fn review(
         )
     };
     let lease_ms = settings.review_lease_secs.unwrap_or(600) as i64 * 1000;
+    let committee_measure = matches!(measure, Measure::VoteEntropy | Measure::MeanKl);
+    if (strategy.needs_committee() || committee_measure) && project.committee.is_empty() {
+        return Err(ApiError::unprocessable(
+            "strategy_unavailable",
+            format!(
+                "strategy {:?} ranks by committee disagreement, and project {project_id} has one model; create a project with `committee` (extra models with the same labels) to use it",
+                strategy.as_str()
+            ),
+        ));
+    }
     let order_measure = match strategy {
         Strategy::LeastConfidence => Measure::LeastConfidence,
         Strategy::Entropy => Measure::Entropy,
+        Strategy::VoteEntropy => Measure::VoteEntropy,
+        Strategy::MeanKl => Measure::MeanKl,
         _ => measure,
     };
     let items = match strategy {
-        Strategy::LeastConfidence | Strategy::Margin | Strategy::Entropy => {
+        Strategy::LeastConfidence
+        | Strategy::Margin
+        | Strategy::Entropy
+        | Strategy::VoteEntropy
+        | Strategy::MeanKl => {
             state
                 .store
                 .lease_review(

@@ -302,6 +302,12 @@ async fn load_demo(state: &AppState) -> Result<i64, String> {
                     precision_target: 0.95,
                     threshold: state.config.default_threshold,
                     settings: Default::default(),
+                    // With the MLP loaded, the demo also ranks by committee disagreement.
+                    committee: state
+                        .hub
+                        .get("fashion-mnist-mlp")
+                        .map(|_| vec!["fashion-mnist-mlp".to_string()])
+                        .unwrap_or_default(),
                 })
                 .await
                 .map_err(|e| e.to_string())?

@@ -16,8 +16,8 @@ use super::metrics::Metrics;
 use crate::calibrate::Head;
 use crate::model::batcher::BatchError;
 use crate::model::{Input, Prediction};
-use crate::select::Uncertainty;
-use crate::store::{Claim, Content, Outcome, Store, StoredPrediction};
+use crate::select::{strategies, Uncertainty};
+use crate::store::{Claim, Content, Disagreement, Outcome, Store, StoredPrediction};
 
 /// Trained heads by (project, version); a saved version never changes.
 pub type HeadCache = Arc<std::sync::Mutex<HashMap<(i64, i64), Arc<Head>>>>;
@@ -124,10 +124,31 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             .map_err(|e| e.to_string())?;
         return Ok(outcomes.len());
     };
+    // A committee member that is not loaded fails the batch the same way.
+    let mut committee = Vec::with_capacity(project.committee.len());
+    for name in &project.committee {
+        match ctx.hub.get(name) {
+            Some(m) => committee.push(m),
+            None => {
+                let why = format!("committee model {name:?} is not loaded on this server");
+                let outcomes: Vec<(i64, Outcome)> = items
+                    .iter()
+                    .map(|i| (i.id, Outcome::Failed(why.clone())))
+                    .collect();
+                ctx.store
+                    .complete(&ctx.worker_id, job_id, &outcomes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(outcomes.len());
+            }
+        }
+    }
     // Leave room in the batch queue rather than be told "busy": back-pressure
     // from the HTTP callers delays the job instead of failing its items.
     for _ in 0..500 {
-        if loaded.batcher.room() >= items.len() {
+        if loaded.batcher.room() >= items.len()
+            && committee.iter().all(|m| m.batcher.room() >= items.len())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -138,7 +159,18 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         .map(|i| input_for(i.content, ctx.data_root.as_deref()))
         .collect();
     let claimed = inputs.len();
-    let results = loaded.predict_many(inputs).await;
+    // The committee sees the same inputs; its members' batchers run alongside
+    // the main model's. Only committee projects pay for the copies.
+    let member_runs: Vec<_> = committee
+        .iter()
+        .map(|m| m.predict_many(inputs.clone()))
+        .collect();
+    let (results, member_results) = tokio::join!(
+        loaded.predict_many(inputs),
+        futures_util::future::join_all(member_runs)
+    );
+    let mut member_results: Vec<std::vec::IntoIter<_>> =
+        member_results.into_iter().map(Vec::into_iter).collect();
     let head = match project.head_version {
         Some(v) => Some(load_head(ctx, project_id, v).await?),
         None => None,
@@ -148,12 +180,25 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         _ => loaded.model.version().to_string(),
     };
     let mut outcomes = Vec::with_capacity(claimed);
+    let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
     for (id, result) in ids.into_iter().zip(results) {
+        members.clear();
+        for (m, r) in committee.iter().zip(member_results.iter_mut()) {
+            if let Some(Ok(p)) = r.next() {
+                if let Some(c) = p.class {
+                    members.push(Member {
+                        labels: m.labels(),
+                        probs: c.probs,
+                    });
+                }
+            }
+        }
         let outcome = match result {
             Ok(pred) => stored_prediction(
                 pred,
                 head.as_deref(),
                 loaded.labels(),
+                &members,
                 &version,
                 project.threshold,
             ),
@@ -227,12 +272,47 @@ async fn load_head(ctx: &WorkerContext, project: i64, version: i64) -> Result<Ar
     Ok(head)
 }
 
+/// One committee member's distribution for an item, in its own label order.
+pub struct Member<'a> {
+    pub labels: &'a [String],
+    pub probs: Vec<f32>,
+}
+
+/// Vote entropy and mean KL of the main distribution (`probs` over `labels`)
+/// and the members', matched by label name so members may order labels differently.
+pub fn disagreement(labels: &[String], probs: &[f32], members: &[Member<'_>]) -> Disagreement {
+    let aligned: Vec<Vec<f32>> = members
+        .iter()
+        .map(|m| {
+            labels
+                .iter()
+                .map(|l| {
+                    m.labels
+                        .iter()
+                        .position(|x| x == l)
+                        .and_then(|j| m.probs.get(j).copied())
+                        .unwrap_or(0.0)
+                })
+                .collect()
+        })
+        .collect();
+    let mut all: Vec<&[f32]> = Vec::with_capacity(aligned.len() + 1);
+    all.push(probs);
+    all.extend(aligned.iter().map(Vec::as_slice));
+    Disagreement {
+        vote_entropy: strategies::vote_entropy(&all),
+        mean_kl: strategies::mean_kl(&all),
+    }
+}
+
 /// Turn a model prediction into what the store records. With a trained head,
-/// the class comes from the head applied to the item's embedding.
+/// the class comes from the head applied to the item's embedding. With a
+/// committee, the item also records how much the members disagree with it.
 pub fn stored_prediction(
     pred: Prediction,
     head: Option<&Head>,
     model_labels: &[String],
+    members: &[Member<'_>],
     version: &str,
     threshold: f64,
 ) -> Outcome {
@@ -262,6 +342,12 @@ pub fn stored_prediction(
         };
     match class {
         Some((index, score, probs, uncertainty)) => {
+            let disagreement = (!members.is_empty()).then(|| disagreement(labels, &probs, members));
+            let mut unc = serde_json::to_value(uncertainty).unwrap_or_default();
+            if let (Some(d), Some(obj)) = (disagreement, unc.as_object_mut()) {
+                obj.insert("vote_entropy".into(), serde_json::json!(d.vote_entropy));
+                obj.insert("mean_kl".into(), serde_json::json!(d.mean_kl));
+            }
             let scores: serde_json::Map<String, serde_json::Value> = labels
                 .iter()
                 .zip(&probs)
@@ -271,9 +357,10 @@ pub fn stored_prediction(
                 label: labels.get(index).cloned(),
                 score: Some(f64::from(score)),
                 scores_json: Some(serde_json::Value::Object(scores).to_string()),
-                uncertainty_json: serde_json::to_string(&uncertainty).ok(),
+                uncertainty_json: Some(unc.to_string()),
                 uncertainty: Some(uncertainty),
                 embedding: pred.embedding,
+                disagreement,
                 model_version: version.to_string(),
                 auto_accept: f64::from(score) >= threshold,
             })
@@ -285,6 +372,7 @@ pub fn stored_prediction(
             uncertainty_json: None,
             uncertainty: None,
             embedding: pred.embedding,
+            disagreement: None,
             model_version: version.to_string(),
             auto_accept: false,
         }),

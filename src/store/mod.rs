@@ -162,11 +162,12 @@ impl Store {
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
         let labels = serde_json::to_string(&new.labels).unwrap_or_default();
         let settings = serde_json::to_string(&new.settings).unwrap_or_else(|_| "{}".into());
+        let committee = serde_json::to_string(&new.committee).unwrap_or_else(|_| "[]".into());
         let now = now_ms();
         let row = with_pool!(self, |p| {
             sqlx::query(
-                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at, settings) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at, settings, committee) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(&new.name)
             .bind(&new.model)
@@ -175,6 +176,7 @@ impl Store {
             .bind(new.threshold)
             .bind(now)
             .bind(&settings)
+            .bind(&committee)
             .fetch_one(p)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -193,11 +195,12 @@ impl Store {
             created_at: now,
             settings: new.settings.clone(),
             head_version: None,
+            committee: new.committee.clone(),
         })
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version FROM projects ORDER BY id";
+        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects ORDER BY id";
         let rows = with_pool!(self, |p| {
             let rows = sqlx::query(SQL).fetch_all(p).await?;
             rows.iter()
@@ -209,7 +212,7 @@ impl Store {
 
     pub async fn get_project(&self, id: i64) -> Result<Project> {
         const SQL: &str =
-            "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version FROM projects WHERE id = $1";
+            "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects WHERE id = $1";
         let project = with_pool!(self, |p| {
             match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
                 Some(r) => Project::from_row(&r).map(Some),
@@ -389,12 +392,13 @@ impl Store {
                 Outcome::Predicted(_) => None,
             })
             .collect();
-        const COLS: usize = 13;
+        const COLS: usize = 15;
         let mut update = String::from(
             "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, \
              pred_scores = v.column5, pred_uncertainty = v.column6, model_version = v.column7, \
              final_label = v.column8, final_source = v.column9, unc_least_confidence = v.column10, \
              unc_margin = v.column11, unc_entropy = v.column12, embedding = COALESCE(v.column13, items.embedding), \
+             unc_vote_entropy = v.column14, unc_mean_kl = v.column15, \
              lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
         );
         for i in 0..predicted.len() {
@@ -444,7 +448,9 @@ impl Store {
                         .bind(pred.uncertainty.map(|u| f64::from(u.least_confidence)))
                         .bind(pred.uncertainty.map(|u| f64::from(u.margin)))
                         .bind(pred.uncertainty.map(|u| f64::from(u.entropy)))
-                        .bind(emb.as_deref());
+                        .bind(emb.as_deref())
+                        .bind(pred.disagreement.map(|d| f64::from(d.vote_entropy)))
+                        .bind(pred.disagreement.map(|d| f64::from(d.mean_kl)));
                 }
                 let mut recorded: Vec<i64> = q
                     .fetch_all(&mut *tx)

@@ -11,6 +11,10 @@ pub enum Measure {
     LeastConfidence,
     Margin,
     Entropy,
+    /// Committee projects only: entropy of the members' votes.
+    VoteEntropy,
+    /// Committee projects only: mean KL divergence from the consensus.
+    MeanKl,
 }
 
 impl Measure {
@@ -19,6 +23,8 @@ impl Measure {
             Measure::LeastConfidence => "unc_least_confidence",
             Measure::Margin => "unc_margin",
             Measure::Entropy => "unc_entropy",
+            Measure::VoteEntropy => "unc_vote_entropy",
+            Measure::MeanKl => "unc_mean_kl",
         }
     }
 
@@ -27,6 +33,8 @@ impl Measure {
             "least_confidence" | "least-confidence" => Some(Measure::LeastConfidence),
             "margin" => Some(Measure::Margin),
             "entropy" => Some(Measure::Entropy),
+            "vote_entropy" | "vote-entropy" => Some(Measure::VoteEntropy),
+            "mean_kl" | "mean-kl" => Some(Measure::MeanKl),
             _ => None,
         }
     }
@@ -52,7 +60,9 @@ pub struct ReviewFilter {
 impl Store {
     /// Lease the next `limit` items for `annotator`, most uncertain first by
     /// `measure`, skipping items leased to someone else until their lease ends.
-    /// Served by the (project_id, status, measure) indexes: no sort of the table.
+    /// Served by the (project_id, status, measure, review_until, review_owner)
+    /// indexes: no sort of the table, and leased items are skipped from the
+    /// index alone.
     pub async fn lease_review(
         &self,
         project_id: i64,
@@ -517,5 +527,7 @@ fn measure_key(m: Measure) -> &'static str {
         Measure::LeastConfidence => "least_confidence",
         Measure::Margin => "margin",
         Measure::Entropy => "entropy",
+        Measure::VoteEntropy => "vote_entropy",
+        Measure::MeanKl => "mean_kl",
     }
 }

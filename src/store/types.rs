@@ -15,6 +15,9 @@ pub struct Project {
     pub settings: ProjectSettings,
     /// The trained head in use, if any: predictions then come from it.
     pub head_version: Option<i64>,
+    /// Extra models with the same label set; with any, every item also gets
+    /// the committee's disagreement (vote entropy, mean KL).
+    pub committee: Vec<String>,
 }
 
 /// A tier of annotators and the band of uncertainty routed to it: items whose
@@ -82,6 +85,7 @@ impl Project {
     {
         let labels: String = r.try_get("labels")?;
         let settings: String = r.try_get("settings")?;
+        let committee: String = r.try_get("committee")?;
         Ok(Project {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
@@ -93,6 +97,8 @@ impl Project {
             settings: serde_json::from_str(&settings)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             head_version: r.try_get("head_version")?,
+            committee: serde_json::from_str(&committee)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         })
     }
 }
@@ -105,6 +111,7 @@ pub struct NewProject {
     pub precision_target: f64,
     pub threshold: f64,
     pub settings: ProjectSettings,
+    pub committee: Vec<String>,
 }
 
 /// What an item holds.
@@ -221,8 +228,19 @@ pub struct StoredPrediction {
     pub uncertainty_json: Option<String>,
     pub uncertainty: Option<crate::select::Uncertainty>,
     pub embedding: Option<Vec<f32>>,
+    /// How much the project's committee disagrees on the item, when it has one.
+    pub disagreement: Option<Disagreement>,
     pub model_version: String,
     pub auto_accept: bool,
+}
+
+/// Committee disagreement on one item (see `select::strategies`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Disagreement {
+    /// Entropy of the members' votes, in [0, 1].
+    pub vote_entropy: f32,
+    /// Mean KL divergence of each member from the consensus (0 = full agreement).
+    pub mean_kl: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
