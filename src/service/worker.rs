@@ -92,6 +92,7 @@ pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<boo
 
 /// Claim one batch, label it, record it. Returns the number of items handled.
 async fn step(ctx: &WorkerContext) -> Result<usize, String> {
+    let started = std::time::Instant::now();
     let Some(claim) = ctx
         .store
         .claim(&ctx.worker_id, ctx.claim_batch, ctx.lease)
@@ -159,6 +160,7 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         .map(|i| input_for(i.content, ctx.data_root.as_deref()))
         .collect();
     let claimed = inputs.len();
+    let claim_ms = started.elapsed().as_secs_f64() * 1e3;
     // The committee sees the same inputs; its members' batchers run alongside
     // the main model's. Only committee projects pay for the copies.
     let member_runs: Vec<_> = committee
@@ -169,6 +171,7 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         loaded.predict_many(inputs),
         futures_util::future::join_all(member_runs)
     );
+    let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
     let head = match project.head_version {
@@ -230,7 +233,16 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             }
         }
     }
-    tracing::debug!(job = job_id, claimed, recorded, "batch recorded");
+    let total_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::debug!(
+        job = job_id,
+        claimed,
+        recorded,
+        claim_ms,
+        predict_ms,
+        record_ms = total_ms - claim_ms - predict_ms,
+        "batch recorded"
+    );
     Ok(claimed)
 }
 

@@ -28,6 +28,21 @@ impl Measure {
         }
     }
 
+    /// Stored only for committee projects' items (their indexes are partial:
+    /// queries must say `IS NOT NULL` to use them).
+    pub fn needs_committee(self) -> bool {
+        matches!(self, Measure::VoteEntropy | Measure::MeanKl)
+    }
+
+    /// The SQL condition that keeps items without this measure out.
+    fn present(self) -> String {
+        if self.needs_committee() {
+            format!(" AND {} IS NOT NULL", self.column())
+        } else {
+            String::new()
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Measure> {
         match s {
             "least_confidence" | "least-confidence" => Some(Measure::LeastConfidence),
@@ -79,6 +94,7 @@ impl Store {
         } else {
             " FOR UPDATE SKIP LOCKED"
         };
+        let present = measure.present();
         let band = match filter.band {
             Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $6 AND {col} < $7"),
             Some(_) => format!(" AND {col} >= $6"),
@@ -104,7 +120,7 @@ impl Store {
             let sql = format!(
                 "UPDATE items SET review_owner = $1, review_until = $2 WHERE id IN (\
                    SELECT id FROM items WHERE project_id = $3 AND status = '{status}' \
-                   AND (review_until IS NULL OR review_until < $4 OR review_owner = $1){band_sql} \
+                   AND (review_until IS NULL OR review_until < $4 OR review_owner = $1){present}{band_sql} \
                    ORDER BY {col} DESC LIMIT $5{lock}) \
                  RETURNING id"
             );
@@ -158,6 +174,7 @@ impl Store {
     ) -> Result<Vec<Candidate>> {
         let now = now_ms();
         let col = measure.column();
+        let present = measure.present();
         let band_sql = match band {
             Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $4 AND {col} < $5"),
             Some(_) => format!(" AND {col} >= $4"),
@@ -165,7 +182,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT id, pred_scores, embedding FROM items WHERE project_id = $1 AND status = 'needs_review' \
-             AND embedding IS NOT NULL AND (review_until IS NULL OR review_until < $2){band_sql} \
+             AND embedding IS NOT NULL AND (review_until IS NULL OR review_until < $2){present}{band_sql} \
              ORDER BY {col} DESC LIMIT $3"
         );
         let rows: Vec<(i64, Option<String>, Vec<u8>)> = with_pool!(self, |p| {
@@ -281,14 +298,13 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {} FROM items WHERE id IN ({}) ORDER BY id",
-            super::ITEM_COLUMNS,
-            placeholders.join(", ")
-        );
+        let mut sql = self.params(&format!(
+            "SELECT {} FROM items WHERE id IN (",
+            super::ITEM_COLUMNS
+        ));
+        sql.list(ids.len()).push(") ORDER BY id");
         let mut items = with_pool!(self, |p| {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql.sql);
             for id in ids {
                 q = q.bind(*id);
             }
