@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long)]
     threads: Option<usize>,
+    /// ONNX Runtime sessions per model: batches run on them side by side,
+    /// each preprocessing its own items.
+    #[arg(long)]
+    sessions: Option<usize>,
     /// Seconds a worker's claim on items lasts before others may take them back.
     #[arg(long)]
     lease_secs: Option<u64>,
@@ -80,6 +84,7 @@ fn build_config(args: &ServeArgs) -> Result<ServeConfig, String> {
         data_dir,
         workers,
         threads,
+        sessions,
         lease_secs,
         max_body_bytes,
         max_batch,
@@ -152,7 +157,7 @@ async fn serve(config: ServeConfig, demo: bool) -> ExitCode {
             intra_threads: config.threads,
             spinning: false,
         },
-        sessions: 1,
+        sessions: config.sessions.max(1),
         embeddings: true,
         ..LoadOptions::default()
     };
@@ -160,7 +165,8 @@ async fn serve(config: ServeConfig, demo: bool) -> ExitCode {
         max_batch: config.max_batch,
         max_wait: Duration::from_millis(config.max_wait_ms),
         queue_capacity: config.queue_capacity,
-        concurrency: 1,
+        // One batch in flight per session.
+        concurrency: config.sessions.max(1),
     };
     let hub = match ModelHub::load_dir(&config.models, load, batcher) {
         Ok(h) => Arc::new(h),

@@ -27,6 +27,8 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     /// ONNX Runtime intra-op threads per session.
     pub threads: usize,
+    /// ONNX Runtime sessions per model; as many batches run at once.
+    pub sessions: usize,
     /// Job workers in this process.
     pub workers: usize,
     /// Items a worker claims at once.
@@ -57,6 +59,7 @@ impl Default for ServeConfig {
             max_wait_ms: 2,
             queue_capacity: 4096,
             threads: cores,
+            sessions: 1,
             workers: 2,
             claim_batch: 256,
             lease_secs: 30,
