@@ -356,6 +356,9 @@ fn print_demo_help(addr: SocketAddr, project: i64, no_auth: bool) {
     println!(
         "  curl -s{auth} 'http://{addr}/v1/projects/{project}/items?status=needs_review&limit=5'"
     );
+    println!(
+        "  curl -s{auth} 'http://{addr}/v1/projects/{project}/review?annotator=ann&strategy=vote-entropy&limit=5'"
+    );
     println!("  curl -s{auth} 'http://{addr}/v1/projects/{project}/export?format=csv' | head");
     println!("  curl -s{auth} http://{addr}/v1/predict -H 'content-type: application/json' \\");
     println!("       -d '{{\"model\":\"minilm-l6\",\"items\":[{{\"text\":\"hello world\"}}]}}'");
