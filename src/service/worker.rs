@@ -390,3 +390,67 @@ pub fn stored_prediction(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn members_are_matched_by_label_name_not_position() {
+        let project = labels(&["cat", "dog", "fox"]);
+        let main = [0.7f32, 0.2, 0.1];
+        // The same belief as `main`, with the labels in another order: no disagreement.
+        let reordered = labels(&["fox", "cat", "dog"]);
+        let same = [Member {
+            labels: &reordered,
+            probs: vec![0.1, 0.7, 0.2],
+        }];
+        let d = disagreement(&project, &main, &same);
+        assert_eq!(d.vote_entropy, 0.0);
+        assert!(d.mean_kl < 1e-6, "{d:?}");
+        // A member voting for another class splits the vote.
+        let other = [Member {
+            labels: &reordered,
+            probs: vec![0.1, 0.1, 0.8],
+        }];
+        let d = disagreement(&project, &main, &other);
+        assert!((d.vote_entropy - 1.0).abs() < 1e-6, "{d:?}");
+        assert!(d.mean_kl > 0.1, "{d:?}");
+    }
+
+    #[test]
+    fn committee_measures_reach_the_stored_uncertainty() {
+        let project = labels(&["cat", "dog"]);
+        let pred = Prediction {
+            class: Some(crate::model::ClassPrediction {
+                index: 0,
+                score: 0.9,
+                probs: vec![0.9, 0.1],
+                uncertainty: Uncertainty::from_distribution(&[0.9, 0.1]),
+            }),
+            embedding: None,
+            truncated: false,
+        };
+        let member = [Member {
+            labels: &project,
+            probs: vec![0.2, 0.8],
+        }];
+        let Outcome::Predicted(p) = stored_prediction(pred, None, &project, &member, "v1", 0.95)
+        else {
+            panic!("expected a prediction");
+        };
+        let d = p
+            .disagreement
+            .expect("a committee project records disagreement");
+        assert!((d.vote_entropy - 1.0).abs() < 1e-6);
+        let json: serde_json::Value =
+            serde_json::from_str(p.uncertainty_json.as_deref().unwrap()).unwrap();
+        assert!((json["vote_entropy"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+        assert!(json["mean_kl"].as_f64().unwrap() > 0.0);
+        assert!(json["margin"].as_f64().is_some());
+    }
+}
