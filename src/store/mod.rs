@@ -44,8 +44,14 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db) => {
                 // PostgreSQL shutting down or refusing connections: class 57P / 08.
+                // SQLite whose file cannot be opened or read (deleted, moved,
+                // unmounted, disk failing): SQLITE_IOERR (10) or SQLITE_CANTOPEN (14),
+                // whatever the extended code.
                 let code = db.code().unwrap_or_default();
-                if code.starts_with("57P") || code.starts_with("08") {
+                let sqlite_gone = code
+                    .parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 10 | 14));
+                if code.starts_with("57P") || code.starts_with("08") || sqlite_gone {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Db(e.to_string())
