@@ -361,10 +361,11 @@ def build_model(params, fp16):
     return model
 
 
-def manifest(name, dtype, description):
+def manifest(name, dtype, description, embedding=True, version=VERSION):
+    """model.toml for a Fashion-MNIST model; `embedding` adds the embedding output."""
     labels = ", ".join(f'"{label}"' for label in LABELS)
-    return f'''name = "{name}"
-version = "{VERSION}"
+    text = f'''name = "{name}"
+version = "{version}"
 task = "image-classification"
 description = "{description}"
 labels = [{labels}]
@@ -385,11 +386,14 @@ std = [0.3530]
 [[outputs]]
 name = "probabilities"
 kind = "probabilities"
-
+'''
+    if embedding:
+        text += '''
 [[outputs]]
 name = "embedding"
 kind = "embedding"
 '''
+    return text
 
 
 def run_ort(path, x_nchw, batch=1000):

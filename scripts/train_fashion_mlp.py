@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_fashion_cnn import LABELS, load_split, normalise, softmax  # noqa: E402
+from train_fashion_cnn import LABELS, load_split, manifest, normalise, softmax  # noqa: E402
 
 SEED = 1
 VERSION = "1.0.0"
@@ -108,33 +108,6 @@ def build_model(params):
     return model
 
 
-def manifest():
-    labels = ", ".join(f'"{label}"' for label in LABELS)
-    return f'''name = "fashion-mnist-mlp"
-version = "{VERSION}"
-task = "image-classification"
-description = "MLP (784-128-10) trained by scripts/train_fashion_mlp.py on Fashion-MNIST's 60,000 training images (seed 1); committee member next to fashion-mnist-cnn."
-labels = [{labels}]
-
-[input]
-kind = "image"
-name = "image"
-dtype = "float32"
-width = 28
-height = 28
-channels = 1
-layout = "NCHW"
-resize_filter = "triangle"
-scale = 0.00392156862745098
-mean = [0.2860]
-std = [0.3530]
-
-[[outputs]]
-name = "probabilities"
-kind = "probabilities"
-'''
-
-
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -161,7 +134,11 @@ def main():
     path = os.path.join(out_dir, "model.onnx")
     onnx.save(build_model(params), path)
     with open(os.path.join(out_dir, "model.toml"), "w") as f:
-        f.write(manifest())
+        f.write(manifest(
+            "fashion-mnist-mlp", "float32",
+            "MLP (784-128-10) trained by scripts/train_fashion_mlp.py on Fashion-MNIST's "
+            "60,000 training images (seed 1); committee member next to fashion-mnist-cnn.",
+            embedding=False, version=VERSION))
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     probs = sess.run(["probabilities"], {"image": x_test.reshape(-1, 1, 28, 28)})[0]
     ort_acc = float((probs.argmax(1) == y_test).mean())

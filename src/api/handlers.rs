@@ -89,17 +89,7 @@ pub async fn create_project(
             "field `name`: must not be empty",
         ));
     }
-    let model = state.hub.get(&req.model).ok_or_else(|| {
-        let known: Vec<&str> = state.hub.names().collect();
-        ApiError::unprocessable(
-            "unknown_model",
-            format!(
-                "field `model`: no loaded model {:?}; loaded: {}",
-                req.model,
-                known.join(", ")
-            ),
-        )
-    })?;
+    let model = loaded_model(&state, "model", &req.model)?;
     let model_labels = model.labels().to_vec();
     let labels = if model_labels.is_empty() {
         // An embedding model: the project brings its own labels and a head
@@ -171,6 +161,24 @@ pub async fn create_project(
     Ok((StatusCode::CREATED, Json(project)).into_response())
 }
 
+/// The loaded model `name`, or a 422 naming `field` and the models that are loaded.
+fn loaded_model<'a>(
+    state: &'a AppState,
+    field: &str,
+    name: &str,
+) -> ApiResult<&'a crate::service::hub::LoadedModel> {
+    state.hub.get(name).ok_or_else(|| {
+        let known: Vec<&str> = state.hub.names().collect();
+        ApiError::unprocessable(
+            "unknown_model",
+            format!(
+                "field `{field}`: no loaded model {name:?}; loaded: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
 /// Every committee member is loaded, distinct, not the project's own model,
 /// and classifies into exactly the project's labels (disagreement compares
 /// distributions label by label).
@@ -189,16 +197,7 @@ fn validate_committee(
                 format!("field `committee[{i}]`: {name:?} is already in the project; list each extra model once"),
             ));
         }
-        let member = state.hub.get(name).ok_or_else(|| {
-            let known: Vec<&str> = state.hub.names().collect();
-            ApiError::unprocessable(
-                "unknown_model",
-                format!(
-                    "field `committee[{i}]`: no loaded model {name:?}; loaded: {}",
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let member = loaded_model(state, &format!("committee[{i}]"), name)?;
         let mut have = member.labels().to_vec();
         have.sort();
         if have != want {

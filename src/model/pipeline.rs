@@ -69,6 +69,33 @@ pub fn label_all<F>(
     }
 }
 
+/// Stage one block of items (an item that failed before staging keeps its error).
+fn stage_block(
+    model: &Model,
+    items: &[Result<Input, ItemError>],
+) -> Vec<Result<Staged, ItemError>> {
+    items
+        .iter()
+        .map(|i| match i {
+            Ok(input) => model.stage(input),
+            Err(e) => Err(e.clone()),
+        })
+        .collect()
+}
+
+/// Emit the results that are ready from `next` on, in input order; returns the new `next`.
+fn emit_ready(
+    results: &mut [Option<ItemResult>],
+    mut next: usize,
+    emit: &mut dyn FnMut(usize, ItemResult),
+) -> usize {
+    while let Some(r) = results.get_mut(next).and_then(Option::take) {
+        emit(next, r);
+        next += 1;
+    }
+    next
+}
+
 /// Stage blocks of `batch` items on `workers` threads, sending each finished block.
 fn stage_blocks<'s>(
     scope: &'s std::thread::Scope<'s, '_>,
@@ -88,13 +115,7 @@ fn stage_blocks<'s>(
             if b >= blocks {
                 break;
             }
-            let staged = chunk[b * batch..((b + 1) * batch).min(chunk.len())]
-                .iter()
-                .map(|i| match i {
-                    Ok(input) => model.stage(input),
-                    Err(e) => Err(e.clone()),
-                })
-                .collect();
+            let staged = stage_block(model, &chunk[b * batch..((b + 1) * batch).min(chunk.len())]);
             if tx.send((b, staged)).is_err() {
                 break;
             }
@@ -121,15 +142,7 @@ fn label_window_streaming(
             for (i, r) in preds.into_iter().enumerate() {
                 results[b * batch + i] = Some(r);
             }
-            while next_emit < n {
-                match results[next_emit].take() {
-                    Some(r) => {
-                        emit(next_emit, r);
-                        next_emit += 1;
-                    }
-                    None => break,
-                }
-            }
+            next_emit = emit_ready(&mut results, next_emit, emit);
         }
     });
 }
@@ -160,13 +173,7 @@ fn label_window_runners(
                 if b >= blocks {
                     break;
                 }
-                let staged = chunk[b * batch..((b + 1) * batch).min(n)]
-                    .iter()
-                    .map(|i| match i {
-                        Ok(input) => model.stage(input),
-                        Err(e) => Err(e.clone()),
-                    })
-                    .collect();
+                let staged = stage_block(model, &chunk[b * batch..((b + 1) * batch).min(n)]);
                 if tx.send((b, model.predict_staged(staged))).is_err() {
                     break;
                 }
@@ -177,15 +184,7 @@ fn label_window_runners(
             for (i, r) in preds.into_iter().enumerate() {
                 results[b * batch + i] = Some(r);
             }
-            while next_emit < n {
-                match results[next_emit].take() {
-                    Some(r) => {
-                        emit(next_emit, r);
-                        next_emit += 1;
-                    }
-                    None => break,
-                }
-            }
+            next_emit = emit_ready(&mut results, next_emit, emit);
         }
     });
 }
@@ -201,11 +200,10 @@ fn label_window_sorted(
     opts: PipelineOptions,
     emit: &mut dyn FnMut(usize, ItemResult),
 ) {
-    let workers = opts.workers;
     let n = chunk.len();
     let mut staged: Vec<Option<Result<Staged, ItemError>>> = (0..n).map(|_| None).collect();
     std::thread::scope(|scope| {
-        let rx = stage_blocks(scope, model, &chunk, batch, workers);
+        let rx = stage_blocks(scope, model, &chunk, batch, opts.workers);
         for (b, block) in rx {
             for (i, s) in block.into_iter().enumerate() {
                 staged[b * batch + i] = Some(s);
@@ -228,7 +226,7 @@ fn label_window_sorted(
         Some(Ok(s)) => s.seq_len(),
         _ => 0,
     });
-    let groups: Vec<std::sync::Mutex<Option<Group>>> = order
+    let groups: Vec<Group> = order
         .chunks(batch)
         .map(|group| {
             let items = group
@@ -239,22 +237,19 @@ fn label_window_sorted(
                         .unwrap_or(Err(ItemError::Invalid("item was not staged".into())))
                 })
                 .collect();
-            std::sync::Mutex::new(Some((group.to_vec(), items)))
+            (group.to_vec(), items)
         })
         .collect();
     // Each runner takes the next group and runs it on its own session.
-    let next = AtomicUsize::new(0);
+    let queue = std::sync::Mutex::new(groups.into_iter());
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel();
         for _ in 0..opts.runners.max(1) {
-            let tx = tx.clone();
-            let (next, groups) = (&next, &groups);
+            let (tx, queue) = (tx.clone(), &queue);
             scope.spawn(move || loop {
-                let g = next.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = groups.get(g) else { break };
-                let Some((ids, items)) = slot.lock().ok().and_then(|mut s| s.take()) else {
-                    continue;
-                };
+                // Take the group and let go of the lock before running it.
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((ids, items)) = next else { break };
                 if tx.send((ids, model.predict_staged(items))).is_err() {
                     break;
                 }

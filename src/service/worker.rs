@@ -17,7 +17,7 @@ use crate::calibrate::Head;
 use crate::model::batcher::BatchError;
 use crate::model::{Input, Prediction};
 use crate::select::{strategies, Uncertainty};
-use crate::store::{Claim, Content, Disagreement, Outcome, Store, StoredPrediction};
+use crate::store::{Claim, ClaimedItem, Content, Disagreement, Outcome, Store, StoredPrediction};
 
 /// Trained heads by (project, version); a saved version never changes.
 pub type HeadCache = Arc<std::sync::Mutex<HashMap<(i64, i64), Arc<Head>>>>;
@@ -115,15 +115,7 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     ctx.metrics.job_batch_size.observe(items.len() as f64);
     let Some(loaded) = ctx.hub.get(&project.model) else {
         let why = format!("model {:?} is not loaded on this server", project.model);
-        let outcomes: Vec<(i64, Outcome)> = items
-            .iter()
-            .map(|i| (i.id, Outcome::Failed(why.clone())))
-            .collect();
-        ctx.store
-            .complete(&ctx.worker_id, job_id, &outcomes)
-            .await
-            .map_err(|e| e.to_string())?;
-        return Ok(outcomes.len());
+        return fail_batch(ctx, job_id, &items, &why).await;
     };
     // A committee member that is not loaded fails the batch the same way.
     let mut committee = Vec::with_capacity(project.committee.len());
@@ -132,15 +124,7 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             Some(m) => committee.push(m),
             None => {
                 let why = format!("committee model {name:?} is not loaded on this server");
-                let outcomes: Vec<(i64, Outcome)> = items
-                    .iter()
-                    .map(|i| (i.id, Outcome::Failed(why.clone())))
-                    .collect();
-                ctx.store
-                    .complete(&ctx.worker_id, job_id, &outcomes)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(outcomes.len());
+                return fail_batch(ctx, job_id, &items, &why).await;
             }
         }
     }
@@ -244,6 +228,24 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         "batch recorded"
     );
     Ok(claimed)
+}
+
+/// Record every claimed item as failed for the same reason (a model it needs is missing).
+async fn fail_batch(
+    ctx: &WorkerContext,
+    job_id: i64,
+    items: &[ClaimedItem],
+    why: &str,
+) -> Result<usize, String> {
+    let outcomes: Vec<(i64, Outcome)> = items
+        .iter()
+        .map(|i| (i.id, Outcome::Failed(why.to_string())))
+        .collect();
+    ctx.store
+        .complete(&ctx.worker_id, job_id, &outcomes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(outcomes.len())
 }
 
 fn input_for(content: Content, data_root: Option<&std::path::Path>) -> Input {
