@@ -357,6 +357,11 @@ def ratio(name, num, den, target):
     return {"ratio": name, "value": value, "target": target, "met": value >= target}
 
 
+def value_ratio(name, num, den):
+    """A ratio reported for context (a ceiling), with no target of its own."""
+    return {"ratio": name, "value": num / den if den else float("inf"), "target": None, "met": None}
+
+
 def check_agreement(checks):
     """checks: [(labelloop_base, labelloop_body, peer_base or None, peer_body, rows)].
     Sends each body once; returns agreement stats and raises on a non-200."""
@@ -395,6 +400,15 @@ def build_bodies(a, rows_per_body, n_bodies, tag):
     return groups, ll, py, ll_lua, py_lua
 
 
+def raw_ort_rate(a, batch):
+    """Inference only: onnxruntime session.run on pre-decoded Fashion-MNIST tensors
+    (scripts/bench/peers.py fashion-raw), labelloop's thread count, median of 3 passes.
+    No HTTP, JSON, base64 or PNG decoding: what the model alone allows on this machine."""
+    inp, n = compare.fashion_input(a, 2000)
+    res = compare.run_peer(a, "fashion-raw", MODEL_DIR, inp, batch, repeat=3)
+    return n / statistics.median(res["pass_seconds"])
+
+
 def scenario_peer(a, scen, ll_base, py_base, items, conns, target):
     n_bodies = 16 if items == 1 else 4
     groups, ll, py, ll_lua, py_lua = build_bodies(a, items, n_bodies, scen)
@@ -410,12 +424,22 @@ def scenario_peer(a, scen, ll_base, py_base, items, conns, target):
     peer, lab = measure_sides(a, scen, sides, conns, items)
     title = (f"{items}-item requests, {conns} connections" if items > 1
              else f"one-item requests, {conns} connections")
+    ratios = [ratio("labelloop / LS-style backend", lab, peer, target)]
+    notes = ["The peer's gunicorn sync workers close the connection after every response "
+             "(no keep-alive), so wrk reconnects for each of its requests; that is how that "
+             "backend is served."]
+    if items > 1:
+        raw = raw_ort_rate(a, items)
+        ratios.append(value_ratio(f"ceiling: raw ORT session.run alone at batch {items} / LS-style backend",
+                                  raw, peer["items_per_s"]))
+        notes.append(f"Ceiling: onnxruntime alone, on pre-decoded tensors at batch {items} with "
+                     f"{a.threads} threads, runs {raw:,.0f} items/s here; labelloop must also take the "
+                     f"HTTP request, parse JSON, decode base64 and PNG and write the answer on the same "
+                     f"cores. {target:.0f}x the peer is {target * peer['items_per_s']:,.0f} items/s, "
+                     f"{target * peer['items_per_s'] / raw:.0%} of what inference alone allows.")
     return {"scenario": scen, "title": f"{title}: labelloop vs the Label Studio-style Python backend",
-            "sides": [lab, peer], "ratios": [ratio("labelloop / LS-style backend", lab, peer, target)],
-            "agreement": agree, "bodies": n_bodies,
-            "notes": ["The peer's gunicorn sync workers close the connection after every response "
-                      "(no keep-alive), so wrk reconnects for each of its requests; that is how that "
-                      "backend is served."]}
+            "sides": [lab, peer], "ratios": ratios, "agreement": agree, "bodies": n_bodies,
+            "notes": notes}
 
 
 def scenario_batching(a, ll_base, mb1_base):
@@ -428,12 +452,20 @@ def scenario_batching(a, ll_base, mb1_base):
          "lua": ll_lua, "metrics_base": ll_base},
     ]
     mb1, dflt = measure_sides(a, "batching", sides, 32, 1)
+    raw1, raw32 = raw_ort_rate(a, 1), raw_ort_rate(a, 32)
     return {"scenario": "batching",
             "title": "dynamic batching: one-item requests, 32 connections, default vs --max-batch 1",
-            "sides": [dflt, mb1], "ratios": [ratio("default batching / --max-batch 1", dflt, mb1, 3.0)],
+            "sides": [dflt, mb1],
+            "ratios": [ratio("default batching / --max-batch 1", dflt, mb1, 3.0),
+                       value_ratio("ceiling: raw ORT session.run, batch 32 / batch 1 (inference only)",
+                                   raw32, raw1)],
             "agreement": None, "bodies": 16,
             "notes": ["mean model batch = labelloop_batched_items_total / labelloop_batches_total "
-                      "over each timed run (GET /metrics before and after), median over runs."]}
+                      "over each timed run (GET /metrics before and after), median over runs.",
+                      f"Ceiling: onnxruntime alone on pre-decoded tensors ({a.threads} threads) runs "
+                      f"{raw1:,.0f} items/s at batch 1 and {raw32:,.0f} items/s at batch 32: batching "
+                      f"cannot speed up this model's inference by more than {raw32 / raw1:.2f}x, and the "
+                      f"per-request work (TCP, HTTP, JSON, PNG decoding) is the same with or without it."]}
 
 
 # --- jobs vs CLI -------------------------------------------------------------
@@ -538,11 +570,20 @@ def scenario_jobs(a, servers, tmp):
         "min_items_per_s": n / max(walls), "max_items_per_s": n / min(walls),
         "median_seconds": statistics.median(walls),
     }
+    floor = sqlite_floor(a)
+    cores = os.cpu_count() or 1
+    # Every item costs the CLI's CPU (decode + inference, both cores busy) plus
+    # the SQLite statements, which no server can skip; HTTP and JSON cost extra.
+    cli_cpu_us = cores * 1e6 / cli_side["items_per_s"]
+    ceiling = cores * 1e6 / (cli_cpu_us + floor["us_per_item"]["total"])
     return {"scenario": "jobs", "title": f"HTTP batch jobs vs the CLI: {n:,} Fashion-MNIST test images",
             "sides": [http_side, cli_side, cli_wall],
             "ratios": [ratio("HTTP jobs / CLI (self-reported)", http_side, cli_side, 0.8),
                        {**ratio("HTTP jobs / CLI (wall clock)", http_side, cli_wall, 0.8),
-                        "target": None, "met": None}],
+                        "target": None, "met": None},
+                       value_ratio("ceiling: CLI work + bare SQLite statements per item / CLI",
+                                   ceiling, cli_side["items_per_s"])],
+            "sqlite_floor": floor,
             "agreement": None,
             "notes": [f"A fresh server and SQLite database (in a temporary folder) per run, started "
                       f"before the clock; {len(chunks)} ingest request(s) of up to {INGEST_CHUNK:,} items sent "
@@ -550,7 +591,25 @@ def scenario_jobs(a, servers, tmp):
                       f"server settings (--threads {a.threads}, its default job workers).",
                       f"CLI: `labelloop -q label --model models/{MODEL} <{n} PNGs> --batch-size 64 "
                       f"--threads {a.threads} --out /dev/null`, runs interleaved with the HTTP runs "
-                      f"after one untimed warm-up run."]}
+                      f"after one untimed warm-up run.",
+                      f"Ceiling: the store statements every item needs (ingest insert, claim, recording "
+                      f"the prediction and its audit row), run bare through Python's sqlite3 on labelloop's "
+                      f"schema and settings (scripts/bench/sqlite_floor.py), cost "
+                      f"{floor['us_per_item']['ingest']:.1f} + {floor['us_per_item']['claim']:.1f} + "
+                      f"{floor['us_per_item']['record']:.1f} = {floor['us_per_item']['total']:.1f} us per "
+                      f"item on one core. With the CLI's {cli_cpu_us:.1f} us of CPU per item on top, "
+                      f"{cores} cores cannot exceed {ceiling:,.0f} items/s "
+                      f"({ceiling / cli_side['items_per_s']:.2f}x the CLI) before any HTTP, JSON or "
+                      f"driver cost."]}
+
+
+def sqlite_floor(a):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench", "sqlite_floor.py"),
+           "--items", str(a.images), "--runs", "3"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"sqlite_floor.py failed (exit {p.returncode}):\n{p.stderr}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 # --- report ------------------------------------------------------------------

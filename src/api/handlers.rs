@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
@@ -635,7 +635,7 @@ struct PredictItem {
     image: Option<String>,
 }
 
-pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Json<Value>> {
+pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Response> {
     let req: PredictIn = parse_json(&body)?;
     let model = state.hub.get(&req.model).ok_or_else(|| {
         ApiError::unprocessable(
@@ -691,20 +691,44 @@ pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResu
         ));
     }
     let mut out = Vec::with_capacity(results.len());
-    for (id, r) in ids.into_iter().zip(results) {
+    for (id, r) in ids.iter().zip(&results) {
         out.push(match r {
-            Ok(pred) => {
-                let mut v = json!(model.to_out(pred, req.embeddings));
-                v["id"] = json!(id);
-                v
-            }
-            Err(BatchError::Item(e)) => {
-                json!({"id": id, "error": {"code": e.code(), "message": e.to_string()}})
-            }
+            Ok(pred) => PredictOut::Predicted(model.to_out(id, pred, req.embeddings)),
+            Err(BatchError::Item(e)) => PredictOut::Failed {
+                id,
+                error: ItemErrorOut {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
+            },
             Err(e) => return Err(ApiError::Unavailable(e.to_string())),
         });
     }
-    Ok(Json(json!({"model": req.model, "predictions": out})))
+    // Serialised here, while `out` can still borrow the results.
+    Ok(Json(PredictResponse {
+        model: &req.model,
+        predictions: out,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct PredictResponse<'a> {
+    model: &'a str,
+    predictions: Vec<PredictOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PredictOut<'a> {
+    Predicted(crate::service::hub::PredictionOut<'a>),
+    Failed { id: &'a str, error: ItemErrorOut },
+}
+
+#[derive(Serialize)]
+struct ItemErrorOut {
+    code: &'static str,
+    message: String,
 }
 
 // ---- export -----------------------------------------------------------------

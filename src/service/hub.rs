@@ -22,19 +22,41 @@ pub struct ModelHub {
     models: BTreeMap<String, LoadedModel>,
 }
 
-/// A prediction as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PredictionOut {
-    pub label: Option<String>,
+/// A prediction as the API shows it. It borrows the model's answer and label
+/// names, so serialising it writes JSON straight from them: no map, string or
+/// JSON tree is built per item on the way out.
+#[derive(Debug, Serialize)]
+pub struct PredictionOut<'a> {
+    /// The caller's id for the item, echoed back.
+    pub id: &'a str,
+    pub label: Option<&'a str>,
     pub score: Option<f32>,
-    pub scores: Option<BTreeMap<String, f32>>,
+    pub scores: Option<LabelScores<'a>>,
     pub uncertainty: Option<Uncertainty>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<Vec<f32>>,
+    pub embedding: Option<&'a [f32]>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
-    pub model: String,
-    pub model_version: String,
+    pub model: &'a str,
+    pub model_version: &'a str,
+}
+
+/// `{label: probability}` in the model's label order.
+#[derive(Debug)]
+pub struct LabelScores<'a> {
+    labels: &'a [String],
+    probs: &'a [f32],
+}
+
+impl Serialize for LabelScores<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.probs.len()))?;
+        for (label, p) in self.labels.iter().zip(self.probs) {
+            map.serialize_entry(label, p)?;
+        }
+        map.end()
+    }
 }
 
 impl ModelHub {
@@ -113,32 +135,27 @@ impl LoadedModel {
         self.batcher.predict_many(inputs).await
     }
 
-    pub fn to_out(&self, pred: Prediction, embeddings: bool) -> PredictionOut {
+    pub fn to_out<'a>(
+        &'a self,
+        id: &'a str,
+        pred: &'a Prediction,
+        embeddings: bool,
+    ) -> PredictionOut<'a> {
         let labels = self.model.labels();
-        let (label, score, scores, uncertainty) = match pred.class {
-            Some(c) => (
-                labels.get(c.index).cloned(),
-                Some(c.score),
-                Some(
-                    labels
-                        .iter()
-                        .cloned()
-                        .zip(c.probs.iter().copied())
-                        .collect(),
-                ),
-                Some(c.uncertainty),
-            ),
-            None => (None, None, None, None),
-        };
+        let class = pred.class.as_ref();
         PredictionOut {
-            label,
-            score,
-            scores,
-            uncertainty,
-            embedding: if embeddings { pred.embedding } else { None },
+            id,
+            label: class.and_then(|c| labels.get(c.index)).map(String::as_str),
+            score: class.map(|c| c.score),
+            scores: class.map(|c| LabelScores {
+                labels,
+                probs: &c.probs,
+            }),
+            uncertainty: class.map(|c| c.uncertainty),
+            embedding: pred.embedding.as_deref().filter(|_| embeddings),
             truncated: pred.truncated,
-            model: self.model.name().to_string(),
-            model_version: self.model.version().to_string(),
+            model: self.model.name(),
+            model_version: self.model.version(),
         }
     }
 }

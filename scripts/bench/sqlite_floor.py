@@ -1,0 +1,135 @@
+"""The SQLite floor under an HTTP batch job: the statements every item needs,
+run straight through Python's sqlite3 (the C library, no server, no HTTP, no
+inference), on labelloop's own schema and settings.
+
+For each of N Fashion-MNIST-sized items it times what `labelloop serve` does
+to the store, in the same shapes and transaction sizes:
+  ingest  INSERT ... ON CONFLICT DO NOTHING, 500 rows per statement, the PNG inline;
+  claim   UPDATE ... SET lease WHERE id IN (SELECT ... LIMIT 64) RETURNING content;
+  record  UPDATE ... FROM (VALUES ...) with the 15 prediction columns (a 512-byte
+          embedding among them) plus the audit INSERT INTO predictions, 64 per transaction.
+SQLite has one writer, so these costs add up on one core however many cores
+the machine has. scripts/bench/http_compare.py turns them into a ceiling for
+the jobs scenario.
+
+    python scripts/bench/sqlite_floor.py [--items 10000] [--runs 3]
+
+Prints one JSON line: median microseconds per item for each step and in all.
+"""
+import argparse
+import glob
+import json
+import os
+import random
+import statistics
+import sqlite3
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BATCH = 64
+INGEST_CHUNK = 500
+
+
+def connect(path):
+    db = sqlite3.connect(path, isolation_level=None)
+    # The settings src/store/mod.rs opens SQLite with.
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                   "cache_size = -32768", "mmap_size = 268435456", "temp_store = memory"):
+        db.execute(f"PRAGMA {pragma}")
+    for path_ in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*.sql"))):
+        with open(path_, encoding="utf-8") as f:
+            db.executescript(f.read())
+    return db
+
+
+def one_run(n, png, embedding):
+    with tempfile.TemporaryDirectory() as tmp:
+        db = connect(os.path.join(tmp, "floor.db"))
+        db.execute("INSERT INTO projects (name, model, labels, threshold, precision_target, created_at) "
+                   "VALUES ('floor', 'fashion-mnist-cnn', '[]', 0.9, 0.95, 0)")
+        now = int(time.time() * 1000)
+        db.execute("BEGIN")
+        job = db.execute("INSERT INTO jobs (project_id, state, total, created_at, updated_at) "
+                         "VALUES (1, 'running', 0, ?, ?) RETURNING id", (now, now)).fetchone()[0]
+        t0 = time.perf_counter()
+        for start in range(0, n, INGEST_CHUNK):
+            rows = range(start, min(start + INGEST_CHUNK, n))
+            sql = ("INSERT INTO items (project_id, client_id, kind, text, image, path, status, job_id, created_at) VALUES "
+                   + ", ".join("(?, ?, ?, ?, ?, ?, 'pending', ?, ?)" for _ in rows)
+                   + " ON CONFLICT (project_id, client_id) DO NOTHING")
+            args = []
+            for i in rows:
+                args += [1, f"item-{i}", "image", None, png, None, job, now]
+            db.execute(sql, args)
+        db.execute("UPDATE jobs SET total = ? WHERE id = ?", (n, job))
+        db.execute("COMMIT")
+        ingest = time.perf_counter() - t0
+
+        claim_s = record_s = 0.0
+        scores = json.dumps({f"class-{c}": 0.1 for c in range(10)})
+        unc = json.dumps({"least_confidence": 0.2, "margin": 0.3, "entropy": 0.4})
+        while True:
+            t0 = time.perf_counter()
+            until = int(time.time() * 1000) + 60_000
+            claimed = db.execute(
+                "UPDATE items SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                "SELECT id FROM items WHERE job_id = ? AND status = 'pending' "
+                "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?) "
+                "RETURNING id, project_id, kind, text, image, path",
+                ("w1", until, job, until - 60_000, BATCH)).fetchall()
+            claim_s += time.perf_counter() - t0
+            if not claimed:
+                break
+            t0 = time.perf_counter()
+            db.execute("BEGIN")
+            values, args = [], []
+            for (item_id, *_rest) in claimed:
+                accept = random.random() < 0.8
+                values.append("(" + ", ".join("?" * 15) + ")")
+                args += [item_id, "auto_accepted" if accept else "needs_review", "Bag", 0.93, scores, unc,
+                         "1", "Bag" if accept else None, "machine" if accept else None,
+                         0.07, 0.8, 0.2, embedding, None, None]
+            args.append("w1")
+            recorded = db.execute(
+                "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, "
+                "pred_scores = v.column5, pred_uncertainty = v.column6, model_version = v.column7, "
+                "final_label = v.column8, final_source = v.column9, unc_least_confidence = v.column10, "
+                "unc_margin = v.column11, unc_entropy = v.column12, embedding = COALESCE(v.column13, items.embedding), "
+                "unc_vote_entropy = v.column14, unc_mean_kl = v.column15, "
+                "lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES " + ", ".join(values)
+                + ") AS v WHERE items.id = v.column1 AND items.lease_owner = ? AND items.status = 'pending' "
+                "RETURNING items.id", args).fetchall()
+            audit = []
+            for (item_id,) in recorded:
+                audit += [item_id, "1", "Bag", 0.93, "w1", now]
+            db.execute("INSERT INTO predictions (item_id, model_version, label, score, worker, created_at) VALUES "
+                       + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in recorded), audit)
+            db.execute("COMMIT")
+            record_s += time.perf_counter() - t0
+        done = db.execute("SELECT COUNT(*) FROM items WHERE status != 'pending'").fetchone()[0]
+        if done != n:
+            raise SystemExit(f"floor run recorded {done} of {n} items")
+        db.close()
+    return {"ingest": ingest, "claim": claim_s, "record": record_s}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    png_dir = os.path.join(ROOT, "data", "fashion-mnist", "test")
+    first = sorted(f for f in os.listdir(png_dir) if f.endswith(".png"))[0]
+    with open(os.path.join(png_dir, first), "rb") as f:
+        png = f.read()
+    embedding = bytes(512)  # the CNN's 128 float32s
+    runs = [one_run(a.items, png, embedding) for _ in range(a.runs)]
+    us = {k: statistics.median(r[k] for r in runs) / a.items * 1e6 for k in ("ingest", "claim", "record")}
+    us["total"] = sum(us.values())
+    print(json.dumps({"items": a.items, "runs": a.runs, "sqlite": sqlite3.sqlite_version,
+                      "us_per_item": us, "items_per_s_ceiling": 1e6 / us["total"]}))
+
+
+if __name__ == "__main__":
+    main()
