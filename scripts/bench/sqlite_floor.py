@@ -6,7 +6,7 @@ For each of N Fashion-MNIST-sized items it times what `labelloop serve` does
 to the store, in the same shapes and transaction sizes:
   ingest  INSERT ... ON CONFLICT DO NOTHING, 500 rows per statement, the PNG inline;
   claim   UPDATE ... SET lease WHERE id IN (SELECT ... LIMIT 64) RETURNING content;
-  record  UPDATE ... FROM (VALUES ...) with the 15 prediction columns (a 512-byte
+  record  UPDATE ... FROM (VALUES ...) with the 15 prediction columns (a 256-byte
           embedding among them) plus the audit INSERT INTO predictions, 64 per transaction.
 SQLite has one writer, so these costs add up on one core however many cores
 the machine has. scripts/bench/http_compare.py turns them into a ceiling for
@@ -123,7 +123,7 @@ def main():
     first = sorted(f for f in os.listdir(png_dir) if f.endswith(".png"))[0]
     with open(os.path.join(png_dir, first), "rb") as f:
         png = f.read()
-    embedding = bytes(512)  # the CNN's 128 float32s
+    embedding = bytes(256)  # the CNN's 64 float32s
     runs = [one_run(a.items, png, embedding) for _ in range(a.runs)]
     us = {k: statistics.median(r[k] for r in runs) / a.items * 1e6 for k in ("ingest", "claim", "record")}
     us["total"] = sum(us.values())
