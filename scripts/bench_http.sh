@@ -14,6 +14,8 @@
 #   batching  labelloop 1-item, -c32: default batching vs --max-batch 1 (target >= 3x)
 #   jobs      10,000 images via POST /v1/projects/{id}/items (chunks of 1,000) until the
 #             jobs are done, vs `labelloop label` on the same images (target >= 0.8x)
+# Each scenario also reports its ceiling, measured in the same run: raw onnxruntime on
+# pre-decoded tensors (batch 1, 32, 64) and, for jobs, scripts/bench/sqlite_floor.py.
 #
 # Options (handled by scripts/bench/http_compare.py):
 #   --quick              3 s runs, 1 run, 1 s warm-up, 1,000 images for jobs (each overridable)
