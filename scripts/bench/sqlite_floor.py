@@ -5,9 +5,9 @@ inference), on labelloop's own schema and settings.
 For each of N Fashion-MNIST-sized items it times what `labelloop serve` does
 to the store, in the same shapes and transaction sizes:
   ingest  INSERT ... ON CONFLICT DO NOTHING, 500 rows per statement, the PNG inline;
-  claim   UPDATE ... SET lease WHERE id IN (SELECT ... LIMIT 64) RETURNING content;
+  claim   UPDATE ... SET lease WHERE id IN (SELECT ... LIMIT 256) RETURNING content;
   record  UPDATE ... FROM (VALUES ...) with the 15 prediction columns (a 256-byte
-          embedding among them) plus the audit INSERT INTO predictions, 64 per transaction.
+          embedding among them) plus the audit INSERT INTO predictions, 256 per transaction.
 SQLite has one writer, so these costs add up on one core however many cores
 the machine has. scripts/bench/http_compare.py turns them into a ceiling for
 the jobs scenario.
@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BATCH = 64
+BATCH = 256  # the server's claim_batch: claimed, predicted and recorded together
 INGEST_CHUNK = 500
 
 
