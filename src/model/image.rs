@@ -11,12 +11,6 @@ use super::manifest::{
 };
 use super::{Batch, ItemError, Staged};
 
-thread_local! {
-    /// One resizer per staging thread: it keeps its scratch buffers between
-    /// images instead of allocating and zeroing them for every page.
-    static RESIZER: std::cell::RefCell<fir::Resizer> = std::cell::RefCell::new(fir::Resizer::new());
-}
-
 fn decode_err(e: image::ImageError) -> ItemError {
     ItemError::Decode(e.to_string())
 }
@@ -26,6 +20,9 @@ fn decode_err(e: image::ImageError) -> ItemError {
 const KEEP_DECODE_BUFFER: usize = 8 << 20;
 
 thread_local! {
+    /// One resizer per staging thread: it keeps its scratch buffers between
+    /// images instead of allocating and zeroing them for every page.
+    static RESIZER: std::cell::RefCell<fir::Resizer> = std::cell::RefCell::new(fir::Resizer::new());
     /// Decoded pixels of the image being staged on this thread, reused.
     static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The last f32 batch buffer given back on this thread (see [`recycle_f32`]).
