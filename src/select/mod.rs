@@ -1,9 +1,11 @@
 //! Ranking items for human review. Pure Rust: no ONNX, no HTTP.
 
+pub mod measure;
 pub mod rng;
 pub mod strategies;
 pub mod uncertainty;
 
+pub use measure::Measure;
 pub use rng::Rng;
 pub use strategies::{
     cluster_margin, cold_start, k_center_greedy, mean_kl, select, vote_entropy, Pool, SelectError,

@@ -77,6 +77,21 @@ impl Strategy {
         matches!(self, Strategy::KCenter | Strategy::ClusterMargin)
     }
 
+    /// The stored measure a review list of this strategy is ordered by, for
+    /// the strategies that are one index scan; `None` for those that choose
+    /// in memory (random, k-center, cluster-margin).
+    pub fn stored_measure(self) -> Option<super::Measure> {
+        use super::Measure;
+        match self {
+            Strategy::LeastConfidence => Some(Measure::LeastConfidence),
+            Strategy::Margin => Some(Measure::Margin),
+            Strategy::Entropy => Some(Measure::Entropy),
+            Strategy::VoteEntropy => Some(Measure::VoteEntropy),
+            Strategy::MeanKl => Some(Measure::MeanKl),
+            Strategy::Random | Strategy::KCenter | Strategy::ClusterMargin => None,
+        }
+    }
+
     /// Whether [`select`] needs `pool.committee` (two or more members).
     pub fn needs_committee(self) -> bool {
         matches!(self, Strategy::VoteEntropy | Strategy::MeanKl)

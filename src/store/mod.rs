@@ -743,15 +743,21 @@ impl Store {
 
     /// The role of the token with this hash, if any.
     pub async fn token_role(&self, hash: &str) -> Result<Option<String>> {
-        let role = with_pool!(self, |p| {
-            sqlx::query("SELECT role FROM tokens WHERE hash = $1")
+        Ok(self.token_identity(hash).await?.map(|(_, role)| role))
+    }
+
+    /// The name and role of the token with this hash, if any. The name is
+    /// who the caller is: annotations and leases are recorded under it.
+    pub async fn token_identity(&self, hash: &str) -> Result<Option<(String, String)>> {
+        let row = with_pool!(self, |p| {
+            sqlx::query("SELECT name, role FROM tokens WHERE hash = $1")
                 .bind(hash)
                 .fetch_optional(p)
                 .await?
-                .map(|r| r.try_get::<String, _>(0))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
                 .transpose()
         })?;
-        Ok(role)
+        Ok(row)
     }
 
     /// Counts for tests and metrics: how many prediction rows each item has.

@@ -2,58 +2,9 @@
 
 use sqlx::Row;
 
+pub use crate::select::Measure;
 use super::{bytes_embedding, now_ms, Result, Store, StoreError};
 use super::{ItemRecord, Job, ProjectSettings};
-
-/// Which stored uncertainty orders a review list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measure {
-    LeastConfidence,
-    Margin,
-    Entropy,
-    /// Committee projects only: entropy of the members' votes.
-    VoteEntropy,
-    /// Committee projects only: mean KL divergence from the consensus.
-    MeanKl,
-}
-
-impl Measure {
-    pub fn column(self) -> &'static str {
-        match self {
-            Measure::LeastConfidence => "unc_least_confidence",
-            Measure::Margin => "unc_margin",
-            Measure::Entropy => "unc_entropy",
-            Measure::VoteEntropy => "unc_vote_entropy",
-            Measure::MeanKl => "unc_mean_kl",
-        }
-    }
-
-    /// Stored only for committee projects' items (their indexes are partial:
-    /// queries must say `IS NOT NULL` to use them).
-    pub fn needs_committee(self) -> bool {
-        matches!(self, Measure::VoteEntropy | Measure::MeanKl)
-    }
-
-    /// The SQL condition that keeps items without this measure out.
-    fn present(self) -> String {
-        if self.needs_committee() {
-            format!(" AND {} IS NOT NULL", self.column())
-        } else {
-            String::new()
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Measure> {
-        match s {
-            "least_confidence" | "least-confidence" => Some(Measure::LeastConfidence),
-            "margin" => Some(Measure::Margin),
-            "entropy" => Some(Measure::Entropy),
-            "vote_entropy" | "vote-entropy" => Some(Measure::VoteEntropy),
-            "mean_kl" | "mean-kl" => Some(Measure::MeanKl),
-            _ => None,
-        }
-    }
-}
 
 /// An unlabeled item offered to the selector: its id, stored distribution and embedding.
 #[derive(Debug, Clone)]
@@ -94,7 +45,7 @@ impl Store {
         } else {
             " FOR UPDATE SKIP LOCKED"
         };
-        let present = measure.present();
+        let present = present(measure);
         let band = match filter.band {
             Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $6 AND {col} < $7"),
             Some(_) => format!(" AND {col} >= $6"),
@@ -151,7 +102,7 @@ impl Store {
                         .as_ref()
                         .and_then(|p| {
                             p.uncertainty
-                                .get(measure_key(measure))
+                                .get(measure.key())
                                 .and_then(|v| v.as_f64())
                         })
                         .unwrap_or(-1.0)
@@ -174,7 +125,7 @@ impl Store {
     ) -> Result<Vec<Candidate>> {
         let now = now_ms();
         let col = measure.column();
-        let present = measure.present();
+        let present = present(measure);
         let band_sql = match band {
             Some((_, hi)) if hi.is_finite() => format!(" AND {col} >= $4 AND {col} < $5"),
             Some(_) => format!(" AND {col} >= $4"),
@@ -538,12 +489,12 @@ impl Store {
     }
 }
 
-fn measure_key(m: Measure) -> &'static str {
-    match m {
-        Measure::LeastConfidence => "least_confidence",
-        Measure::Margin => "margin",
-        Measure::Entropy => "entropy",
-        Measure::VoteEntropy => "vote_entropy",
-        Measure::MeanKl => "mean_kl",
+/// The SQL condition that keeps items without this measure out: committee
+/// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.
+fn present(measure: Measure) -> String {
+    if measure.needs_committee() {
+        format!(" AND {} IS NOT NULL", measure.column())
+    } else {
+        String::new()
     }
 }
