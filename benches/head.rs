@@ -5,7 +5,7 @@
 //! anisotropic covariance, so the problem is not trivially conditioned.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use labelloop::calibrate::{Head, TrainOptions};
+use labelloop::learn::{Head, TrainOptions};
 
 /// SplitMix64 with Box-Muller normals.
 struct Rng(u64);

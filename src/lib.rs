@@ -8,8 +8,8 @@
 //! None of these know about HTTP or storage.
 
 pub mod api;
-pub mod calibrate;
 pub mod cli;
+pub mod learn;
 pub mod model;
 pub mod runtime;
 pub mod select;

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::calibrate::Head;
+use crate::learn::Head;
 use crate::select::rng::Rng;
 use crate::select::strategies::{self, Pool, Strategy};
 

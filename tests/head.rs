@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use labelloop::calibrate::{Head, HeadError, TrainOptions};
+use labelloop::learn::{Head, HeadError, TrainOptions};
 use labelloop::model::pipeline::{label_all, PipelineOptions};
 use labelloop::model::Input;
 

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::calibrate::{Head, TrainOptions};
+use crate::learn::{Head, TrainOptions};
 use crate::store::{Job, Store, StoreError};
 
 #[derive(Debug, Serialize)]

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::hub::ModelHub;
 use super::metrics::Metrics;
-use crate::calibrate::Head;
+use crate::learn::Head;
 use crate::model::batcher::BatchError;
 use crate::model::{Input, Prediction};
 use crate::select::{strategies, Uncertainty};

@@ -754,7 +754,9 @@ impl Store {
                 .bind(hash)
                 .fetch_optional(p)
                 .await?
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+                .map(|r| {
+                    Ok::<_, sqlx::Error>((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?))
+                })
                 .transpose()
         })?;
         Ok(row)

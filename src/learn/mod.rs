@@ -1,0 +1,9 @@
+//! Learning from corrections: the classifier head trained on the embeddings
+//! the engine already produces, from the labels people gave. Pure Rust;
+//! knows nothing of ONNX, HTTP or SQL.
+
+pub mod head;
+mod kernels;
+mod lbfgs;
+
+pub use head::{Head, HeadError, TrainOptions};
