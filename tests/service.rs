@@ -371,6 +371,7 @@ async fn auth_roles(db: TestDb) {
     let token = |role: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelloop"))
             .args(["tokens", "create", "--role", role, "--db", &db.url])
+            .args(["--name", &format!("{role}-token")])
             .output()
             .unwrap();
         assert!(
@@ -449,14 +450,27 @@ async fn auth_roles(db: TestDb) {
         .get_as(&predictor, &format!("/v1/projects/{project}/items"))
         .await;
     assert_eq!(code, 403, "predictors cannot read items");
-    let (code, _) = s
+    // Identity comes from the token: an annotator cannot write as someone else.
+    let (code, body) = s
         .post_as(
             &annotator,
             &format!("/v1/items/{item}/annotations"),
             &json!({"label": "Coat", "annotator": "a"}),
         )
         .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = s
+        .post_as(
+            &annotator,
+            &format!("/v1/items/{item}/annotations"),
+            &json!({"label": "Coat"}),
+        )
+        .await;
     assert_eq!(code, 201);
+    assert_eq!(
+        body["annotations"][0]["annotator"], "annotator-token",
+        "recorded under the token's name: {body}"
+    );
     let (code, _) = s
         .post_as(
             &predictor,

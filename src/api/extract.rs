@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 
 /// The raw body, within the configured size limit.
 pub struct Body(pub Bytes);
@@ -23,9 +23,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         match Bytes::from_request(req, state).await {
             Ok(b) => Ok(Body(b)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::PayloadTooLarge { limit })
+                Err(ApiError::payload_too_large(limit))
             }
-            Err(e) => Err(ApiError::bad_request("bad_body", e.body_text())),
+            Err(e) => Err(ApiError::bad_request(Code::BadBody, e.body_text())),
         }
     }
 }
@@ -42,11 +42,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))
+            ApiError::bad_request(Code::MalformedJson, format!("malformed JSON: {inner}"))
         } else if path == "." || path.is_empty() {
-            ApiError::unprocessable("invalid_body", inner.to_string())
+            ApiError::unprocessable(Code::InvalidBody, inner.to_string())
         } else {
-            ApiError::unprocessable("invalid_field", format!("field `{path}`: {inner}"))
+            ApiError::unprocessable(Code::InvalidField, format!("field `{path}`: {inner}"))
         }
     })
 }
@@ -61,9 +61,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
+                .map_err(|e| ApiError::bad_request(Code::BadPath, e.body_text()))?;
         raw.parse::<i64>()
             .map(Id)
-            .map_err(|_| ApiError::NotFound(format!("{:?} (ids are integers)", raw)))
+            .map_err(|_| ApiError::not_found(format!("{raw:?} (ids are integers)")))
+    }
+}
+
+/// Query parameters parsed into a typed struct; a wrong one is a 422 naming it.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." || path.is_empty() {
+                    ApiError::unprocessable(Code::InvalidField, format!("query: {inner}"))
+                } else {
+                    ApiError::unprocessable(Code::InvalidField, format!("query `{path}`: {inner}"))
+                }
+            })
     }
 }

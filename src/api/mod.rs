@@ -1,217 +1,167 @@
-//! The HTTP API (axum). It only translates requests: validation and JSON in,
-//! calls into the store and the service layer, JSON out. It knows nothing of
-//! ONNX Runtime or SQL.
+//! The HTTP API (axum). It only translates: typed requests in, calls into
+//! the service's use cases, typed responses out. It knows nothing of ONNX
+//! Runtime or SQL.
+//!
+//! Routes are registered through `utoipa-axum`, so the OpenAPI document is
+//! built from the very routes the router serves, with each route's request
+//! and response schemas, and cannot list a route that is not served.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
-mod handlers;
-pub mod openapi;
-mod review;
+pub mod v1;
 
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post, put, MethodRouter};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tokio::sync::Notify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::service::hub::ModelHub;
-use crate::service::metrics::Metrics;
-use crate::store::Store;
+use crate::service::app::App;
+use crate::service::config::ServeConfig;
 use auth::Access;
-use error::ApiError;
+use error::{internal_message, ApiError, Code, ErrorBody, InternalCause};
 use extract::BodyLimit;
 
-/// Everything a handler may use.
+/// Everything a handler may use: the service, and the API's own settings.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub hub: Arc<ModelHub>,
-    pub metrics: Arc<Metrics>,
-    pub wake_workers: Arc<Notify>,
+    pub app: Arc<App>,
     pub config: Arc<ApiConfig>,
 }
 
-/// The settings handlers need.
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+/// The settings only the HTTP adapter needs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub auth: bool,
     pub max_body_bytes: usize,
     pub predict_max_items: usize,
-    /// Canonical data root; `path` items must resolve inside it.
-    pub data_root: Option<PathBuf>,
-    pub default_threshold: f64,
 }
 
-/// One documented route; the OpenAPI document is built from these, so it
-/// cannot list a route that is not served, nor miss one that is.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteDoc {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub access: Access,
-}
-
-struct Routes {
-    router: Router<AppState>,
-    docs: Vec<RouteDoc>,
-}
-
-impl Routes {
-    fn add(mut self, doc: RouteDoc, handler: MethodRouter<AppState>) -> Self {
-        let access = doc.access;
-        self.router = self.router.route(
-            doc.path,
-            handler.layer(middleware::from_fn(move |req: Request, next: Next| {
-                auth::require(access, req, next)
-            })),
-        );
-        self.docs.push(doc);
-        self
-    }
-}
-
-macro_rules! doc {
-    ($method:literal, $path:literal, $access:ident, $summary:literal) => {
-        RouteDoc {
-            method: $method,
-            path: $path,
-            summary: $summary,
-            access: Access::$access,
+impl ApiConfig {
+    pub fn from_serve(config: &ServeConfig) -> ApiConfig {
+        ApiConfig {
+            auth: !config.no_auth,
+            max_body_bytes: config.max_body_bytes,
+            predict_max_items: config.predict_max_items,
         }
-    };
-}
-
-/// The documented routes, in the order the OpenAPI document lists them.
-pub fn route_docs() -> Vec<RouteDoc> {
-    build_routes().docs
-}
-
-fn build_routes() -> Routes {
-    use handlers as h;
-    Routes {
-        router: Router::new(),
-        docs: Vec::new(),
     }
-    .add(
-        doc!("get", "/healthz", Public, "Liveness: the process is up."),
-        get(h::healthz),
-    )
-    .add(
-        doc!(
-            "get",
-            "/readyz",
-            Public,
-            "Readiness: the store answers and models are loaded."
-        ),
-        get(h::readyz),
-    )
-    .add(
-        doc!("get", "/metrics", Public, "Prometheus metrics."),
-        get(h::metrics),
-    )
-    .add(
-        doc!("get", "/v1/openapi.json", Public, "This document."),
-        get(h::openapi),
-    )
-    .add(
-        doc!("post", "/v1/projects", Admin, "Create a project."),
-        post(h::create_project),
-    )
-    .add(
-        doc!("get", "/v1/projects", Read, "List projects."),
-        get(h::list_projects),
-    )
-    .add(
-        doc!("get", "/v1/projects/{id}", Read, "Get a project."),
-        get(h::get_project),
-    )
-    .add(
-        doc!(
-            "post",
-            "/v1/projects/{id}/items",
-            Admin,
-            "Ingest items (JSON array, NDJSON or multipart); answers 202 with a pre-labeling job."
-        ),
-        post(h::ingest),
-    )
-    .add(
-        doc!(
-            "get",
-            "/v1/projects/{id}/items",
-            Read,
-            "List items with keyset paging (status, cursor, limit)."
-        ),
-        get(h::list_items),
-    )
-    .add(
-        doc!(
-            "get",
-            "/v1/projects/{id}/export",
-            Read,
-            "Export labels as jsonl, csv or labelstudio (streamed)."
-        ),
-        get(h::export),
-    )
-    .add(
-        doc!(
-            "get",
-            "/v1/items/{id}",
-            Read,
-            "Get one item with its prediction and annotations."
-        ),
-        get(h::get_item),
-    )
-    .add(
-        doc!(
-            "post",
-            "/v1/items/{id}/annotations",
-            Annotate,
-            "Record a human label."
-        ),
-        post(h::annotate),
-    )
-    .add(
-        doc!(
-            "get",
-            "/v1/jobs/{id}",
-            Read,
-            "Job state, progress, errors and rate."
-        ),
-        get(h::get_job),
-    )
-    .add(
-        doc!(
-            "post",
-            "/v1/predict",
-            Predict,
-            "Synchronous, stateless pre-labeling of a small batch."
-        ),
-        post(h::predict),
-    )
-    .add(
-        doc!("get", "/v1/projects/{id}/review", Annotate, "Lease the next items for an annotator, ranked by a strategy (strategy, limit, annotator)."),
-        get(review::review),
-    )
-    .add(doc!("post", "/v1/projects/{id}/review/release", Annotate, "Give leased items back to the queue."), post(review::release))
-    .add(doc!("put", "/v1/projects/{id}/settings", Admin, "Set tiers, expert confirmation, automatic retraining."), put(review::put_settings))
-    .add(doc!("post", "/v1/projects/{id}/train", Admin, "Train a classifier head on the human labels; re-predicts in a background job."), post(review::train))
-    .add(doc!("put", "/v1/annotators/{name}", Admin, "Set an annotator's tier."), put(review::set_tier))
 }
 
-/// The full router with auth, body limits, metrics and JSON fallbacks.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "labelloop",
+        description = "Model-assisted auto-labeling: pre-label with ONNX models, route uncertain items to people, learn from corrections. Errors are `{\"error\": {\"code\", \"message\"}}`; the codes are listed in `components.schemas.ErrorCode`."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// One route with the roles that may call it.
+fn guarded(access: Access, route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    let (schemas, mut paths, method_router) = route;
+    for item in paths.paths.values_mut() {
+        for op in operations(item) {
+            if access != Access::Public {
+                op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                let roles = access.roles().join(", ");
+                let text = op.description.take().unwrap_or_default();
+                op.description = Some(format!("{text}\n\nRoles: {roles}.").trim().to_string());
+            }
+        }
+    }
+    (schemas, paths, method_router).layer(middleware::from_fn(move |req: Request, next: Next| {
+        auth::require(access, req, next)
+    }))
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<&mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Every route, with its access, in the order the document lists them.
+fn routes() -> OpenApiRouter<AppState> {
+    use v1::*;
+    use Access::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(guarded(Public, routes!(ops::healthz)))
+        .routes(guarded(Public, routes!(ops::readyz)))
+        .routes(guarded(Public, routes!(ops::metrics)))
+        .routes(guarded(Public, routes!(ops::openapi)))
+        .routes(guarded(Admin, routes!(projects::create_project)))
+        .routes(guarded(Read, routes!(projects::list_projects)))
+        .routes(guarded(Read, routes!(projects::get_project)))
+        .routes(guarded(Admin, routes!(projects::put_settings)))
+        .routes(guarded(Admin, routes!(items::ingest)))
+        .routes(guarded(Read, routes!(items::list_items)))
+        .routes(guarded(Read, routes!(items::get_item)))
+        .routes(guarded(Annotate, routes!(annotations::annotate)))
+        .routes(guarded(Read, routes!(export::export)))
+        .routes(guarded(Read, routes!(jobs::get_job)))
+        .routes(guarded(Predict, routes!(predict::predict)))
+        .routes(guarded(Annotate, routes!(review::review)))
+        .routes(guarded(Annotate, routes!(review::release)))
+        .routes(guarded(Admin, routes!(review::train)))
+        .routes(guarded(Admin, routes!(review::set_tier)))
+}
+
+/// The OpenAPI 3.1 document of the served routes.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    components.schemas.insert(
+        "ErrorCode".to_string(),
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Code::ALL.map(Code::as_str)))
+            .description(Some("Every error code the API answers with."))
+            .into(),
+    );
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// The full router with auth, body limits, request ids, metrics and JSON fallbacks.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    build_routes()
-        .router
-        .fallback(h_fallback)
-        .method_not_allowed_fallback(h_method_not_allowed)
+    let (router, _) = routes().split_for_parts();
+    router
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -223,30 +173,149 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn h_fallback() -> ApiError {
-    ApiError::NotFound("route (see /v1/openapi.json for the API)".into())
+/// Serve until SIGINT or SIGTERM, then drain the requests in flight.
+pub async fn serve(
+    app: Arc<App>,
+    config: &ServeConfig,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let state = AppState {
+        app,
+        config: Arc::new(ApiConfig::from_serve(config)),
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
-async fn h_method_not_allowed() -> ApiError {
-    ApiError::bad_request(
-        "method_not_allowed",
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested: draining requests and running batches");
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("route (see /v1/openapi.json for the API)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
         "this method is not allowed on this route; see /v1/openapi.json",
     )
 }
 
-/// Count requests and latency by route template.
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Give every request an id (answered in `x-request-id`), count requests and
+/// latency by route template, and log internal errors with their cause and
+/// id while the client sees only the id.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let id = format!(
+        "{:x}-{}",
+        std::process::id(),
+        REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+    );
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = hide_internal_cause(next.run(req).await, &id, &route);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
     state.metrics.request(
         &route,
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// An internal error's cause goes to the log with the request id; the
+/// client gets a fixed message carrying only that id.
+fn hide_internal_cause(mut resp: Response, id: &str, route: &str) -> Response {
+    let Some(InternalCause(cause)) = resp.extensions_mut().remove::<InternalCause>() else {
+        return resp;
+    };
+    tracing::error!(request_id = %id, route = %route, %cause, "internal error");
+    let body = ErrorBody {
+        error: error::ErrorDetail {
+            code: Code::Internal.as_str(),
+            message: internal_message(id),
+        },
+    };
+    (resp.status(), axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_errors_never_show_their_cause() {
+        let cause = "error returned from database: no such table: itemz (SELECT * FROM itemz)";
+        let resp = hide_internal_cause(ApiError::internal(cause).into_response(), "ab-12", "/x");
+        assert_eq!(resp.status(), 500);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("ab-12"), "{message}");
+        assert!(
+            !message.contains("itemz") && !message.contains("SELECT"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_document_lists_every_route_with_schemas() {
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 17, "{}", paths.len());
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                let ok = responses
+                    .iter()
+                    .find(|(code, _)| code.starts_with('2'))
+                    .unwrap_or_else(|| panic!("{method} {path} has no 2xx response"));
+                assert!(
+                    ok.1.get("content").is_some(),
+                    "{method} {path}: no response schema"
+                );
+                if method == "post" || method == "put" {
+                    let needs_body = !path.ends_with("/train");
+                    assert_eq!(
+                        op.get("requestBody").is_some(),
+                        needs_body,
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+        let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap();
+        assert_eq!(codes.len(), Code::ALL.len());
+    }
 }

@@ -18,7 +18,7 @@ mod tokens;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code: nothing could be labeled.
 pub const EXIT_NOTHING_LABELED: u8 = 1;
@@ -71,12 +71,19 @@ pub fn default_models_dir() -> PathBuf {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing(cli.quiet);
     match cli.command {
         Command::Label(args) => label::run(args),
         Command::Models { command } => models::run(command),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => match matches.subcommand_matches("serve") {
+            Some(serve_matches) => serve::run(args, serve_matches),
+            None => ExitCode::from(EXIT_USAGE),
+        },
         Command::Simulate(args) => simulate::run(args),
         Command::Tokens { command } => tokens::run(command),
     }

@@ -1,79 +1,130 @@
-//! Server configuration: defaults, overridden by `--config FILE` (TOML),
-//! overridden by command-line flags.
+//! Server configuration: one struct, reachable three ways. Every setting is
+//! a `serve` flag, a `LABELLOOP_…` environment variable and a key of the
+//! `--config` TOML file (the field name). Precedence: flag, then environment,
+//! then file, then the default shown in `--help`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "LABELLOOP_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// `sqlite://PATH`, a file path, or `postgres://…`. Default: `<data_dir>/labelloop.db`.
+    /// Database: sqlite://PATH or postgres://… [default: sqlite://<data-dir>/labelloop.db]
+    #[arg(long, env = "LABELLOOP_DB")]
     pub db: Option<String>,
+    /// Folder for the embedded SQLite database.
+    #[arg(long, env = "LABELLOOP_DATA_DIR", default_value = "data/labelloop")]
     pub data_dir: PathBuf,
+    /// Folder of model folders; every ready model is loaded at start.
+    #[arg(long, env = "LABELLOOP_MODELS", default_value = "models")]
     pub models: PathBuf,
-    /// Item `path`s must lie under this folder. None: path items are refused.
+    /// Folder that `path` items may point into; nothing outside it is read.
+    /// Unset: path items are refused.
+    #[arg(long, env = "LABELLOOP_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    /// Serve without API tokens. Refused unless --addr is a loopback address.
+    #[arg(long, env = "LABELLOOP_NO_AUTH")]
     pub no_auth: bool,
-    /// Largest request body, in bytes.
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long, env = "LABELLOOP_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Largest `POST /v1/predict` batch.
+    #[arg(long, env = "LABELLOOP_PREDICT_MAX_ITEMS", default_value_t = 256)]
     pub predict_max_items: usize,
+    /// Largest batch the dynamic batcher forms.
+    #[arg(long, env = "LABELLOOP_MAX_BATCH", default_value_t = 64)]
     pub max_batch: usize,
+    /// Longest the batcher waits to fill a batch, in milliseconds.
+    #[arg(long, env = "LABELLOOP_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
+    /// Items a model's queue holds before callers get 429.
+    #[arg(long, env = "LABELLOOP_QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
-    /// ONNX Runtime intra-op threads per session.
+    /// ONNX Runtime intra-op threads per session [default: the number of cores].
+    #[arg(long, env = "LABELLOOP_THREADS", default_value_t = cores(), hide_default_value = true)]
     pub threads: usize,
-    /// ONNX Runtime sessions per model; as many batches run at once.
+    /// ONNX Runtime sessions per model: batches run on them side by side.
+    #[arg(long, env = "LABELLOOP_SESSIONS", default_value_t = 1)]
     pub sessions: usize,
-    /// Job workers in this process.
+    /// Background pre-labeling workers in this process.
+    #[arg(long, env = "LABELLOOP_WORKERS", default_value_t = 2)]
     pub workers: usize,
     /// Items a worker claims at once.
+    #[arg(long, env = "LABELLOOP_CLAIM_BATCH", default_value_t = 256)]
     pub claim_batch: i64,
-    /// How long a claim holds before another server may take the items back.
+    /// Seconds a worker's claim on items lasts before others may take them back.
+    #[arg(long, env = "LABELLOOP_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
-    /// Idle wait between polls for new jobs.
+    /// Idle wait between polls for new jobs, in milliseconds.
+    #[arg(long, env = "LABELLOOP_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
-    /// Auto-accept when the top score reaches this, until calibration exists.
+    /// Auto-accept when the top score reaches this, for projects that set none.
+    #[arg(long, env = "LABELLOOP_DEFAULT_THRESHOLD", default_value_t = 0.9)]
     pub default_threshold: f64,
 }
 
 impl Default for ServeConfig {
+    /// The defaults clap declares (one source of truth), with the environment.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        ServeConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            db: None,
-            data_dir: PathBuf::from("data/labelloop"),
-            models: PathBuf::from("models"),
-            data_root: None,
-            no_auth: false,
-            max_body_bytes: 32 * 1024 * 1024,
-            predict_max_items: 256,
-            max_batch: 64,
-            max_wait_ms: 2,
-            queue_capacity: 4096,
-            threads: cores,
-            sessions: 1,
-            workers: 2,
-            claim_batch: 256,
-            lease_secs: 30,
-            poll_ms: 200,
-            default_threshold: 0.9,
-        }
+        ServeConfig::from_arg_matches(&no_flags()).unwrap_or_else(|e| e.exit())
     }
 }
 
+/// `serve` parsed with no flags: defaults and `LABELLOOP_…` variables only.
+fn no_flags() -> ArgMatches {
+    ServeConfig::augment_args(clap::Command::new("serve"))
+        .try_get_matches_from(["serve"])
+        .unwrap_or_else(|e| e.exit())
+}
+
 impl ServeConfig {
-    pub fn from_file(path: &std::path::Path) -> Result<ServeConfig, String> {
+    /// The config from parsed `serve` arguments, with the TOML file's keys
+    /// filling in whatever neither a flag nor the environment set.
+    pub fn resolve(
+        matches: &ArgMatches,
+        file: Option<&std::path::Path>,
+    ) -> Result<ServeConfig, String> {
+        let parsed = ServeConfig::from_arg_matches(matches).map_err(|e| e.to_string())?;
+        let Some(path) = file else {
+            return Ok(parsed);
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+        let from_file: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+        let mut merged = toml::Table::try_from(&parsed).map_err(|e| e.to_string())?;
+        for (key, value) in from_file {
+            let explicit = matches!(
+                matches.value_source(&key),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if !explicit {
+                merged.insert(key, value);
+            }
+        }
+        merged
+            .try_into()
+            .map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Defaults and environment, overlaid by a config file (for commands
+    /// like `tokens create` that share the server's database settings).
+    pub fn from_file(path: &std::path::Path) -> Result<ServeConfig, String> {
+        ServeConfig::resolve(&no_flags(), Some(path))
     }
 
     pub fn db_url(&self) -> String {

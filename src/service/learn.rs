@@ -7,13 +7,14 @@ use serde::Serialize;
 use crate::learn::{Head, TrainOptions};
 use crate::store::{Job, Store, StoreError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Trained {
     pub version: i64,
     pub model_version: String,
     pub trained_on: usize,
     pub classes_seen: usize,
     pub train_accuracy: f64,
+    #[schema(value_type = Object)]
     pub repredict_job: Job,
 }
 
@@ -95,45 +96,4 @@ pub async fn train_head(
         train_accuracy: accuracy,
         repredict_job: job,
     })
-}
-
-/// After an annotation: retrain if `train_every` new human labels arrived
-/// since the current head. Runs in the background; failures are logged.
-pub fn maybe_autotrain(
-    store: Store,
-    project_id: i64,
-    every: u64,
-    model_version: String,
-    wake: std::sync::Arc<tokio::sync::Notify>,
-) {
-    if every == 0 {
-        return;
-    }
-    tokio::spawn(async move {
-        let (Ok(labeled), Ok(trained_on)) = (
-            store.human_labeled_count(project_id).await,
-            store.head_trained_on(project_id).await,
-        ) else {
-            return;
-        };
-        if labeled - trained_on < every as i64 {
-            return;
-        }
-        match train_head(&store, project_id, &model_version).await {
-            Ok(t) => {
-                wake.notify_waiters();
-                tracing::info!(
-                    project = project_id,
-                    version = t.version,
-                    "automatic retraining done"
-                )
-            }
-            Err(LearnError::NotEnough(why)) => {
-                tracing::debug!(project = project_id, %why, "not retraining yet")
-            }
-            Err(e) => {
-                tracing::warn!(project = project_id, error = %e, "automatic retraining failed")
-            }
-        }
-    });
 }

@@ -2,8 +2,13 @@
 //! with their batchers, background pre-labeling workers, metrics and config.
 //! Handlers call this; they never touch ONNX Runtime or SQL.
 
+pub mod app;
 pub mod config;
+pub mod error;
 pub mod hub;
+pub mod ingest;
 pub mod learn;
 pub mod metrics;
+pub mod projects;
+pub mod review;
 pub mod worker;

@@ -1,0 +1,237 @@
+//! Items: ingest (JSON array, NDJSON or multipart) as a pre-labeling job,
+//! list with keyset paging, read one.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::jobs::JobView;
+use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
+use crate::api::extract::{parse_json, Body, Id, Query};
+use crate::api::AppState;
+use crate::service::ingest::{self, IngestItem};
+use crate::store::{Content, ItemRecord, Status};
+
+/// One item to ingest: an id and exactly one of `text`, `image`, `path`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemIn {
+    /// The client's id for the item (a string; numbers are taken as their decimal text).
+    #[schema(value_type = String)]
+    id: IdValue,
+    text: Option<String>,
+    /// The image file, base64.
+    image: Option<String>,
+    /// A file under the server's `--data-root`.
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    S(String),
+    N(i64),
+}
+
+impl IdValue {
+    fn into_string(self) -> String {
+        match self {
+            IdValue::S(s) => s,
+            IdValue::N(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ingested {
+    pub job: JobView,
+    pub inserted: u64,
+    /// Items already in the project, and ids repeated within the request.
+    pub duplicates: u64,
+}
+
+/// Ingest items; answers 202 with a pre-labeling job.
+#[utoipa::path(post, path = "/v1/projects/{id}/items", tag = "items",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body(content = Vec<ItemIn>, description = "A JSON array, NDJSON (one item per line), or multipart/form-data with one image file per part (the file name is the id)"),
+    responses((status = 202, body = Ingested), (status = 413, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> ApiResult<(StatusCode, Json<Ingested>)> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    // 404 before reading a body for a project that does not exist.
+    state.store.get_project(project_id).await?;
+    let items = if content_type.starts_with("multipart/form-data") {
+        let multipart = axum::extract::Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(Code::BadMultipart, e.body_text()))?;
+        read_multipart(multipart, state.config.max_body_bytes).await?
+    } else {
+        let Body(body) = Body::from_request(request, &state).await?;
+        parse_items(&body, &content_type)?
+    };
+    let done = ingest::ingest(&state, project_id, items).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Ingested {
+            job: JobView::from(&done.job),
+            inserted: done.inserted,
+            duplicates: done.duplicates,
+        }),
+    ))
+}
+
+fn into_item(i: usize, item: ItemIn) -> ApiResult<IngestItem> {
+    let id = item.id.into_string();
+    let content = match (item.text, item.image, item.path) {
+        (Some(t), None, None) => Content::Text(t),
+        (None, Some(b64), None) => Content::Image(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    ApiError::invalid(&format!("[{i}].image"), format!("not base64: {e}"))
+                })?,
+        ),
+        (None, None, Some(p)) => Content::Path(p),
+        _ => {
+            return Err(ApiError::invalid(
+                &format!("[{i}]"),
+                format!("item {id:?}: give exactly one of `text`, `image` (base64) or `path`"),
+            ))
+        }
+    };
+    Ok(IngestItem { id, content })
+}
+
+fn parse_items(body: &Bytes, content_type: &str) -> ApiResult<Vec<IngestItem>> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'[') && !content_type.contains("ndjson") {
+        let items = parse_json::<Vec<ItemIn>>(body)?;
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| into_item(i, item))
+            .collect();
+    }
+    // NDJSON: one object per line; errors name the line.
+    let mut items = Vec::new();
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let on_line = |e: ApiError| ApiError::new(e.code, format!("line {}: {}", n + 1, e.message));
+        let item = parse_json::<ItemIn>(line).map_err(on_line)?;
+        items.push(into_item(items.len(), item).map_err(on_line)?);
+    }
+    Ok(items)
+}
+
+/// Each part is one image; its bytes go to the store as they are.
+async fn read_multipart(
+    mut mp: axum::extract::Multipart,
+    limit: usize,
+) -> ApiResult<Vec<IngestItem>> {
+    let mut items = Vec::new();
+    let mut total = 0usize;
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(Code::BadMultipart, e.body_text()))?
+    {
+        let id = field
+            .file_name()
+            .or(field.name())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("part-{}", items.len()));
+        let data = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(limit)
+            } else {
+                ApiError::bad_request(Code::BadMultipart, e.body_text())
+            }
+        })?;
+        total += data.len();
+        if total > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        items.push(IngestItem {
+            id,
+            content: Content::Image(data.into()),
+        });
+    }
+    Ok(items)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// pending, auto_accepted, needs_review, needs_confirmation, labeled or failed.
+    status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<i64>,
+    /// 1..=1000, default 100.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ItemPage {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<ItemRecord>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// List items with keyset paging.
+#[utoipa::path(get, path = "/v1/projects/{id}/items", tag = "items",
+    params(("id" = i64, Path, description = "Project id"), ListQuery),
+    responses((status = 200, body = ItemPage), (status = 422, body = ErrorBody)))]
+pub async fn list_items(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<ItemPage>> {
+    state.store.get_project(project_id).await?;
+    let status = match q.status.as_deref() {
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                format!("{s:?} is not one of pending, auto_accepted, needs_review, needs_confirmation, labeled, failed"),
+            )
+        })?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1..=1000"));
+    }
+    let items = state
+        .store
+        .list_items(project_id, status, q.cursor, limit)
+        .await?;
+    let next_cursor = if items.len() as i64 == limit {
+        items.last().map(|i| i.id)
+    } else {
+        None
+    };
+    Ok(Json(ItemPage { items, next_cursor }))
+}
+
+/// Get one item with its prediction and annotations.
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "items",
+    params(("id" = i64, Path, description = "Item id")),
+    responses((status = 200, description = "The item", body = Object), (status = 404, body = ErrorBody)))]
+pub async fn get_item(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ItemRecord>> {
+    Ok(Json(state.store.get_item(id).await?))
+}

@@ -1,0 +1,11 @@
+//! The `/v1` resources, one file each. Handlers parse a typed request, call
+//! one use case and return a typed response.
+
+pub mod annotations;
+pub mod export;
+pub mod items;
+pub mod jobs;
+pub mod ops;
+pub mod predict;
+pub mod projects;
+pub mod review;

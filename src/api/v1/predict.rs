@@ -1,0 +1,145 @@
+//! Synchronous, stateless pre-labeling of a small batch.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
+use crate::api::extract::{parse_json, Body};
+use crate::api::AppState;
+use crate::model::batcher::BatchError;
+use crate::model::Input;
+use crate::service::hub::PredictionOut;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictIn {
+    /// A loaded model's name.
+    model: String,
+    items: Vec<PredictItem>,
+    /// Also return each item's embedding.
+    #[serde(default)]
+    embeddings: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictItem {
+    /// Echoed back; default: the item's index.
+    #[schema(value_type = Option<String>)]
+    id: Option<serde_json::Value>,
+    text: Option<String>,
+    /// The image file, base64.
+    image: Option<String>,
+}
+
+/// The answer: one entry per item, in order; an item that failed carries its error.
+#[derive(Serialize, ToSchema)]
+pub struct PredictResponse<'a> {
+    model: &'a str,
+    #[schema(value_type = Vec<Object>)]
+    predictions: Vec<PredictOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PredictOut<'a> {
+    Predicted(PredictionOut<'a>),
+    Failed { id: &'a str, error: ItemErrorOut },
+}
+
+#[derive(Serialize)]
+struct ItemErrorOut {
+    code: &'static str,
+    message: String,
+}
+
+fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
+    match id {
+        None => Ok(i.to_string()),
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(ApiError::invalid(
+            &format!("items[{i}].id"),
+            "must be a string or a number",
+        )),
+    }
+}
+
+/// Synchronous, stateless pre-labeling of a small batch.
+#[utoipa::path(post, path = "/v1/predict", tag = "predict",
+    request_body = PredictIn,
+    responses((status = 200, body = PredictResponse), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Response> {
+    let req: PredictIn = parse_json(&body)?;
+    let model = state.hub.get(&req.model).ok_or_else(|| {
+        ApiError::new(
+            Code::UnknownModel,
+            format!("field `model`: no loaded model {:?}", req.model),
+        )
+    })?;
+    if req.items.len() > state.config.predict_max_items {
+        return Err(ApiError::new(
+            Code::TooManyItems,
+            format!(
+                "{} items, over the limit of {} for /v1/predict; use POST /v1/projects/{{id}}/items for batch jobs",
+                req.items.len(),
+                state.config.predict_max_items
+            ),
+        ));
+    }
+    let mut ids = Vec::with_capacity(req.items.len());
+    let mut inputs = Vec::with_capacity(req.items.len());
+    for (i, item) in req.items.into_iter().enumerate() {
+        ids.push(id_text(i, item.id)?);
+        inputs.push(match (item.text, item.image) {
+            (Some(t), None) => Input::Text(t),
+            (None, Some(b64)) => Input::Image(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| {
+                        ApiError::invalid(&format!("items[{i}].image"), format!("not base64: {e}"))
+                    })?,
+            ),
+            _ => {
+                return Err(ApiError::invalid(
+                    &format!("items[{i}]"),
+                    "give exactly one of `text` or `image` (base64)",
+                ))
+            }
+        });
+    }
+    let results = model.predict_many(inputs).await;
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(BatchError::Busy { .. })))
+    {
+        return Err(ApiError::busy(
+            "the model's batch queue is full; retry shortly",
+        ));
+    }
+    let mut out = Vec::with_capacity(results.len());
+    for (id, r) in ids.iter().zip(&results) {
+        out.push(match r {
+            Ok(pred) => PredictOut::Predicted(model.to_out(id, pred, req.embeddings)),
+            Err(BatchError::Item(e)) => PredictOut::Failed {
+                id,
+                error: ItemErrorOut {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
+            },
+            Err(e) => return Err(ApiError::unavailable(e.to_string())),
+        });
+    }
+    // Serialised here, while `out` can still borrow the results.
+    Ok(Json(PredictResponse {
+        model: &req.model,
+        predictions: out,
+    })
+    .into_response())
+}

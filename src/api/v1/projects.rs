@@ -1,0 +1,69 @@
+//! Projects: create, list, read, settings.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::extract::{parse_json, Body, Id};
+use crate::api::AppState;
+use crate::service::projects::{self, CreateProject};
+use crate::service::review;
+use crate::store::{Project, ProjectSettings};
+
+/// Create a project.
+#[utoipa::path(post, path = "/v1/projects", tag = "projects",
+    request_body = CreateProject,
+    responses((status = 201, description = "The project", body = Object),
+              (status = 422, body = ErrorBody)))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    let req: CreateProject = parse_json(&body)?;
+    let project = projects::create(&state, req).await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    #[schema(value_type = Vec<Object>)]
+    pub projects: Vec<Project>,
+}
+
+/// List projects.
+#[utoipa::path(get, path = "/v1/projects", tag = "projects",
+    responses((status = 200, body = ProjectList)))]
+pub async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<ProjectList>> {
+    Ok(Json(ProjectList {
+        projects: state.store.list_projects().await?,
+    }))
+}
+
+/// Get a project.
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses((status = 200, description = "The project", body = Object),
+              (status = 404, body = ErrorBody)))]
+pub async fn get_project(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Project>> {
+    Ok(Json(state.store.get_project(id).await?))
+}
+
+/// Set tiers, expert confirmation, automatic retraining and the review lease.
+#[utoipa::path(put, path = "/v1/projects/{id}/settings", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body(content = Object, description = "ProjectSettings: tiers, tier_measure, require_expert_confirmation, train_every (0..=1000000), review_lease_secs (1..=86400)"),
+    responses((status = 200, description = "The project", body = Object),
+              (status = 422, body = ErrorBody)))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+    Body(body): Body,
+) -> ApiResult<Json<Project>> {
+    let settings: ProjectSettings = parse_json(&body)?;
+    Ok(Json(
+        review::update_settings(&state, project_id, &settings).await?,
+    ))
+}

@@ -1,0 +1,125 @@
+//! Review lists, releasing leases, training the head, annotator tiers.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::auth::Caller;
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::extract::{parse_json, Body, Id, Query};
+use crate::api::AppState;
+use crate::select::Strategy;
+use crate::service::learn::Trained;
+use crate::service::review::{self, ReviewList};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewQuery {
+    /// margin (default), least-confidence, entropy, vote-entropy, mean-kl, k-center, cluster-margin, random.
+    strategy: Option<String>,
+    /// 1..=500, default 20.
+    limit: Option<i64>,
+    /// Lease for this annotator (admins only; others are who their token says).
+    annotator: Option<String>,
+}
+
+/// Lease the next items for the caller, ranked by a strategy, within their tier.
+#[utoipa::path(get, path = "/v1/projects/{id}/review", tag = "review",
+    params(("id" = i64, Path, description = "Project id"), ReviewQuery),
+    responses((status = 200, body = ReviewList), (status = 422, body = ErrorBody)))]
+pub async fn review(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(project_id): Id,
+    Query(q): Query<ReviewQuery>,
+) -> ApiResult<Json<ReviewList>> {
+    let annotator = caller.acting_as(q.annotator.as_deref())?;
+    let name = q.strategy.as_deref().unwrap_or("margin");
+    let strategy = Strategy::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::invalid(
+            "strategy",
+            format!("{name:?} is not one of {}", all.join(", ")),
+        )
+    })?;
+    let limit = q.limit.unwrap_or(20);
+    let list = review::next_items(&state, project_id, &annotator, strategy, limit).await?;
+    Ok(Json(list))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseIn {
+    /// Whose leases (admins only; others release their own).
+    annotator: Option<String>,
+    /// Item ids to give back; omitted: all of the annotator's leases.
+    items: Option<Vec<i64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Released {
+    pub released: u64,
+}
+
+/// Give leased items back to the queue.
+#[utoipa::path(post, path = "/v1/projects/{id}/review/release", tag = "review",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body = ReleaseIn,
+    responses((status = 200, body = Released), (status = 404, body = ErrorBody)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(project_id): Id,
+    Body(body): Body,
+) -> ApiResult<Json<Released>> {
+    let req: ReleaseIn = parse_json(&body)?;
+    let annotator = caller.acting_as(req.annotator.as_deref())?;
+    let released = review::release(&state, project_id, &annotator, req.items.as_deref()).await?;
+    Ok(Json(Released { released }))
+}
+
+/// Train a classifier head on the human labels; re-predicts in a background job.
+#[utoipa::path(post, path = "/v1/projects/{id}/train", tag = "review",
+    params(("id" = i64, Path, description = "Project id")),
+    responses((status = 201, body = Trained), (status = 422, body = ErrorBody)))]
+pub async fn train(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+) -> ApiResult<(StatusCode, Json<Trained>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(review::train(&state, project_id).await?),
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierIn {
+    tier: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TierOut {
+    pub annotator: String,
+    pub tier: String,
+}
+
+/// Set an annotator's tier.
+#[utoipa::path(put, path = "/v1/annotators/{name}", tag = "review",
+    params(("name" = String, Path, description = "Annotator name (a token's name)")),
+    request_body = TierIn,
+    responses((status = 200, body = TierOut), (status = 422, body = ErrorBody)))]
+pub async fn set_tier(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<TierOut>> {
+    let req: TierIn = parse_json(&body)?;
+    review::set_tier(&state, &name, &req.tier).await?;
+    Ok(Json(TierOut {
+        annotator: name,
+        tier: req.tier,
+    }))
+}

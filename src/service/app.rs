@@ -1,0 +1,217 @@
+//! The running service: the store, the loaded models with their batchers,
+//! the background pre-labeling workers and the shared state every use case
+//! needs, wired once from a [`ServeConfig`]. The CLI only parses arguments
+//! and the HTTP adapter only serves; both start from here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::config::ServeConfig;
+use super::hub::ModelHub;
+use super::metrics::Metrics;
+use super::review::TrainingGuard;
+use super::worker::{self, WorkerContext};
+use crate::model::batcher::BatcherConfig;
+use crate::model::LoadOptions;
+use crate::runtime::SessionOptions;
+use crate::store::{Content, NewItem, NewProject, Store};
+
+/// What every use case may use.
+pub struct App {
+    pub store: Store,
+    pub hub: Arc<ModelHub>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes idle workers when new work is queued.
+    pub wake_workers: Arc<Notify>,
+    /// One automatic training per project at a time.
+    pub training: Arc<TrainingGuard>,
+    /// Canonical data root; `path` items must resolve inside it.
+    pub data_root: Option<PathBuf>,
+    /// Auto-accept threshold for projects that give none.
+    pub default_threshold: f64,
+}
+
+/// Why the service could not start; each maps to its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store {url}: {cause}")]
+    Store { url: String, cause: String },
+    #[error("{0}")]
+    Models(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The started service and its workers.
+pub struct Running {
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    workers: JoinHandle<()>,
+}
+
+impl Running {
+    /// Let workers finish and record their current batch, then close the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.workers.await;
+        self.app.store.close().await;
+    }
+}
+
+impl App {
+    /// Open the store, load every ready model and start the workers.
+    pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
+        let url = config.db_url();
+        let store = Store::connect(&url).await.map_err(|e| StartError::Store {
+            url: redact(&url),
+            cause: e.to_string(),
+        })?;
+        if store.is_sqlite() {
+            // One process owns an SQLite file: leases left by a killed run are stale now.
+            if let Ok(n) = store.release_leases(None).await {
+                if n > 0 {
+                    tracing::info!(
+                        items = n,
+                        "resuming: took back leases from the previous run"
+                    );
+                }
+            }
+        }
+        let hub = Arc::new(load_models(config)?);
+        let data_root =
+            match &config.data_root {
+                Some(root) => Some(root.canonicalize().map_err(|e| {
+                    StartError::Usage(format!("--data-root {}: {e}", root.display()))
+                })?),
+                None => None,
+            };
+        let app = Arc::new(App {
+            store: store.clone(),
+            hub: hub.clone(),
+            metrics: Arc::new(Metrics::default()),
+            wake_workers: Arc::new(Notify::new()),
+            training: Arc::default(),
+            data_root: data_root.clone(),
+            default_threshold: config.default_threshold,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let workers = tokio::spawn(worker::run(
+            WorkerContext {
+                store,
+                hub,
+                metrics: app.metrics.clone(),
+                wake: app.wake_workers.clone(),
+                worker_id: worker::worker_id(),
+                claim_batch: config.claim_batch,
+                lease: config.lease(),
+                poll: Duration::from_millis(config.poll_ms),
+                data_root,
+                heads: Default::default(),
+            },
+            config.workers,
+            stop_rx,
+        ));
+        Ok(Running { app, stop, workers })
+    }
+
+    /// The demo project: the first 1,000 Fashion-MNIST test images by path,
+    /// labeled in the background. Idempotent: re-running re-uses the project.
+    pub async fn load_demo(&self) -> Result<i64, String> {
+        const NAME: &str = "fashion-demo";
+        let projects = self
+            .store
+            .list_projects()
+            .await
+            .map_err(|e| e.to_string())?;
+        let project = match projects.into_iter().find(|p| p.name == NAME) {
+            Some(p) => p,
+            None => {
+                let model = self
+                    .hub
+                    .get("fashion-mnist-cnn")
+                    .ok_or("model fashion-mnist-cnn is not loaded")?;
+                self.store
+                    .create_project(&NewProject {
+                        name: NAME.into(),
+                        model: "fashion-mnist-cnn".into(),
+                        labels: model.labels().to_vec(),
+                        precision_target: 0.95,
+                        threshold: self.default_threshold,
+                        settings: Default::default(),
+                        // With the MLP loaded, the demo also ranks by committee disagreement.
+                        committee: self
+                            .hub
+                            .get("fashion-mnist-mlp")
+                            .map(|_| vec!["fashion-mnist-mlp".to_string()])
+                            .unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let root = self.data_root.as_ref().ok_or("no data root")?;
+        let items: Vec<NewItem> = (0..1000)
+            .map(|i| NewItem {
+                client_id: format!("fmnist-test-{i:05}"),
+                content: Content::Path(
+                    root.join(format!("test/{i:05}.png"))
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            })
+            .collect();
+        let result = self
+            .store
+            .ingest(project.id, &items)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.wake_workers.notify_waiters();
+        tracing::info!(
+            project = project.id,
+            inserted = result.inserted,
+            job = result.job_id,
+            "demo project loaded"
+        );
+        Ok(project.id)
+    }
+}
+
+fn load_models(config: &ServeConfig) -> Result<ModelHub, StartError> {
+    let load = LoadOptions {
+        session: SessionOptions {
+            intra_threads: config.threads,
+            spinning: false,
+        },
+        sessions: config.sessions.max(1),
+        embeddings: true,
+        ..LoadOptions::default()
+    };
+    let batcher = BatcherConfig {
+        max_batch: config.max_batch,
+        max_wait: Duration::from_millis(config.max_wait_ms),
+        queue_capacity: config.queue_capacity,
+        // One batch in flight per session.
+        concurrency: config.sessions.max(1),
+    };
+    let hub = ModelHub::load_dir(&config.models, load, batcher)
+        .map_err(|e| StartError::Models(e.to_string()))?;
+    if hub.is_empty() {
+        return Err(StartError::Models(format!(
+            "no ready model under {}; run scripts/setup.sh or pass --models",
+            config.models.display()
+        )));
+    }
+    Ok(hub)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}

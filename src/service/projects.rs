@@ -1,0 +1,157 @@
+//! Creating projects: the label set comes from the model (or, for an
+//! embedding model, from the project), committee members must classify into
+//! the same labels, and every number is bounded before it is stored.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+use super::app::App;
+use super::error::{Code, ServiceError, ServiceResult};
+use super::hub::LoadedModel;
+use super::review::validate_settings;
+use crate::store::{NewProject, Project, ProjectSettings};
+
+/// A new project, as a client asks for it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    /// A loaded model's name.
+    pub model: String,
+    /// The label set: the model's own (any order), or for an embedding model
+    /// at least two distinct labels of the project's.
+    pub labels: Option<Vec<String>>,
+    /// Precision that auto-accepted labels must reach (0..=1, default 0.95).
+    pub precision_target: Option<f64>,
+    /// Auto-accept threshold on the top score (0..=1).
+    pub threshold: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<ProjectSettings>,
+    /// Extra models with the same label set, for ensemble disagreement.
+    pub committee: Option<Vec<String>>,
+}
+
+/// The loaded model `name`, or an error naming `field` and the models that are loaded.
+pub fn loaded_model<'a>(app: &'a App, field: &str, name: &str) -> ServiceResult<&'a LoadedModel> {
+    app.hub.get(name).ok_or_else(|| {
+        let known: Vec<&str> = app.hub.names().collect();
+        ServiceError::new(
+            Code::UnknownModel,
+            format!(
+                "field `{field}`: no loaded model {name:?}; loaded: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
+    if req.name.trim().is_empty() {
+        return Err(ServiceError::invalid("name", "must not be empty"));
+    }
+    let model = loaded_model(app, "model", &req.model)?;
+    let labels = label_set(model, &req)?;
+    if let Some(settings) = &req.settings {
+        validate_settings(settings)?;
+    }
+    let committee = req.committee.unwrap_or_default();
+    validate_committee(app, &req.model, &labels, &committee)?;
+    let precision_target = req.precision_target.unwrap_or(0.95);
+    if !(0.0..=1.0).contains(&precision_target) {
+        return Err(ServiceError::invalid(
+            "precision_target",
+            "must be in [0, 1]",
+        ));
+    }
+    let threshold = req.threshold.unwrap_or(app.default_threshold);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(ServiceError::invalid("threshold", "must be in [0, 1]"));
+    }
+    Ok(app
+        .store
+        .create_project(&NewProject {
+            name: req.name,
+            model: req.model,
+            labels,
+            precision_target,
+            threshold,
+            settings: req.settings.unwrap_or_default(),
+            committee,
+        })
+        .await?)
+}
+
+/// The project's labels: the model's, or for an embedding model the project's own.
+fn label_set(model: &LoadedModel, req: &CreateProject) -> ServiceResult<Vec<String>> {
+    let model_labels = model.labels().to_vec();
+    if model_labels.is_empty() {
+        // An embedding model: the project brings its own labels and a head
+        // is trained from the first corrections (cold start).
+        let labels = req.labels.clone().unwrap_or_default();
+        let unique: HashSet<&String> = labels.iter().collect();
+        if labels.len() < 2 || unique.len() != labels.len() {
+            return Err(ServiceError::invalid(
+                "labels",
+                format!(
+                    "model {:?} gives embeddings only, so give at least two distinct labels; a head is trained from the first annotations",
+                    req.model
+                ),
+            ));
+        }
+        return Ok(labels);
+    }
+    if let Some(labels) = &req.labels {
+        let mut a = labels.clone();
+        let mut b = model_labels.clone();
+        a.sort();
+        b.sort();
+        if a != b {
+            let unknown: Vec<&String> = labels
+                .iter()
+                .filter(|l| !model_labels.contains(l))
+                .collect();
+            return Err(ServiceError::new(
+                Code::LabelsMismatch,
+                format!(
+                    "field `labels` must be the model's label set {model_labels:?}; unknown or missing labels (unknown: {unknown:?})"
+                ),
+            ));
+        }
+    }
+    Ok(model_labels)
+}
+
+/// Every committee member is loaded, distinct, not the project's own model,
+/// and classifies into exactly the project's labels (disagreement compares
+/// distributions label by label).
+fn validate_committee(
+    app: &App,
+    model: &str,
+    labels: &[String],
+    committee: &[String],
+) -> ServiceResult<()> {
+    let mut want = labels.to_vec();
+    want.sort();
+    for (i, name) in committee.iter().enumerate() {
+        if name == model || committee[..i].contains(name) {
+            return Err(ServiceError::invalid(
+                &format!("committee[{i}]"),
+                format!("{name:?} is already in the project; list each extra model once"),
+            ));
+        }
+        let member = loaded_model(app, &format!("committee[{i}]"), name)?;
+        let mut have = member.labels().to_vec();
+        have.sort();
+        if have != want {
+            return Err(ServiceError::new(
+                Code::LabelsMismatch,
+                format!(
+                    "field `committee[{i}]`: model {name:?} classifies into {:?}, the project into {labels:?}; committee members need the same label set",
+                    member.labels()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

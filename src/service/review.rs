@@ -1,0 +1,419 @@
+//! Review: the use cases experts drive, written once for every adapter (the
+//! JSON API, the review page, Label Studio). Leasing the next items by a
+//! strategy within the annotator's tier, recording an annotation (and whether
+//! it waits for an expert's confirmation), giving leases back, project
+//! settings, tiers and training the head.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::app::App;
+use super::error::{Code, ServiceError, ServiceResult};
+use super::learn::{self, LearnError, Trained};
+use crate::select::strategies::{self, Pool};
+use crate::select::{Measure, Strategy};
+use crate::store::{ItemRecord, Project, ProjectSettings, ReviewFilter};
+
+/// Longest review lease a project may set: a day. Bounded so that
+/// `secs * 1000` can never overflow, and so a lost tab frees its items.
+pub const MAX_LEASE_SECS: u64 = 86_400;
+/// Default review lease.
+pub const DEFAULT_LEASE_SECS: u64 = 600;
+/// Largest `train_every`: beyond it automatic training would never run anyway.
+pub const MAX_TRAIN_EVERY: u64 = 1_000_000;
+/// Largest review page.
+pub const MAX_PAGE: i64 = 500;
+
+/// Who is acting. The name comes from the caller's token; an admin may act
+/// for someone else, and then `on_behalf_by` records the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotator {
+    pub name: String,
+    /// The admin who recorded this for `name`, when it is not `name` itself.
+    pub on_behalf_by: Option<String>,
+}
+
+/// A review page leased to an annotator.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReviewList {
+    pub annotator: String,
+    /// The annotator's tier, when the project has tiers.
+    pub tier: Option<String>,
+    pub strategy: String,
+    pub lease_secs: i64,
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<ItemRecord>,
+}
+
+/// One automatic training per project at a time: two annotations arriving
+/// together must not train two heads.
+#[derive(Debug, Default)]
+pub struct TrainingGuard(Mutex<HashSet<i64>>);
+
+impl TrainingGuard {
+    /// Claims the project; `None` if a training is already running for it.
+    fn claim(self: &Arc<Self>, project_id: i64) -> Option<TrainingClaim> {
+        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(project_id).then(|| TrainingClaim {
+            guard: self.clone(),
+            project_id,
+        })
+    }
+}
+
+/// Releases the project's training slot when dropped.
+pub struct TrainingClaim {
+    guard: Arc<TrainingGuard>,
+    project_id: i64,
+}
+
+impl Drop for TrainingClaim {
+    fn drop(&mut self) {
+        let mut running = self.guard.0.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(&self.project_id);
+    }
+}
+
+/// The measure that bands tiers and ranks the diversity strategies' candidates.
+fn tier_measure(settings: &ProjectSettings) -> Measure {
+    settings
+        .tier_measure
+        .as_deref()
+        .and_then(Measure::parse)
+        .unwrap_or(Measure::Margin)
+}
+
+fn lease_ms(settings: &ProjectSettings) -> i64 {
+    let secs = settings
+        .review_lease_secs
+        .unwrap_or(DEFAULT_LEASE_SECS)
+        .min(MAX_LEASE_SECS);
+    secs as i64 * 1000
+}
+
+/// The annotator's tier: their stored one if the project has it, else the lowest.
+async fn tier_of(app: &App, settings: &ProjectSettings, name: &str) -> ServiceResult<String> {
+    Ok(match app.store.annotator_tier(name).await? {
+        Some(t) if settings.band(&t).is_some() => t,
+        _ => settings.lowest_tier().unwrap_or_default(),
+    })
+}
+
+/// Lease the next `limit` items for `annotator`, ranked by `strategy`, from
+/// the band of their tier (the top tier also gets items awaiting confirmation).
+pub async fn next_items(
+    app: &App,
+    project_id: i64,
+    annotator: &Annotator,
+    strategy: Strategy,
+    limit: i64,
+) -> ServiceResult<ReviewList> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ServiceError::invalid(
+            "limit",
+            format!("an integer in 1..={MAX_PAGE}"),
+        ));
+    }
+    let project = app.store.get_project(project_id).await?;
+    let settings = &project.settings;
+    let measure = tier_measure(settings);
+    let (tier, filter) = if settings.tiers.is_empty() {
+        (
+            None,
+            ReviewFilter {
+                band: None,
+                confirmations: true,
+            },
+        )
+    } else {
+        let tier = tier_of(app, settings, &annotator.name).await?;
+        let top = settings.top_tier().as_deref() == Some(tier.as_str());
+        let filter = ReviewFilter {
+            band: settings.band(&tier),
+            confirmations: top,
+        };
+        (Some(tier), filter)
+    };
+    if (strategy.needs_committee() || measure.needs_committee()) && project.committee.is_empty() {
+        return Err(ServiceError::new(
+            Code::StrategyUnavailable,
+            format!(
+                "strategy {:?} ranks by committee disagreement, and project {project_id} has one model; create a project with `committee` (extra models with the same labels) to use it",
+                strategy.as_str()
+            ),
+        ));
+    }
+    let lease_ms = lease_ms(settings);
+    let who = annotator.name.as_str();
+    let items = match strategy.stored_measure() {
+        Some(order) => {
+            app.store
+                .lease_review(project_id, who, order, filter, limit, lease_ms)
+                .await?
+        }
+        None => {
+            let ids = choose_in_memory(app, project_id, strategy, measure, filter, limit).await?;
+            app.store.lease_ids(&ids, who, lease_ms).await?
+        }
+    };
+    Ok(ReviewList {
+        annotator: annotator.name.clone(),
+        tier,
+        strategy: strategy.as_str().to_string(),
+        lease_secs: lease_ms / 1000,
+        items,
+    })
+}
+
+/// Diversity-aware strategies (and random) choose among the most uncertain
+/// free candidates in memory; without scores yet, cold start picks spread-out items.
+async fn choose_in_memory(
+    app: &App,
+    project_id: i64,
+    strategy: Strategy,
+    measure: Measure,
+    filter: ReviewFilter,
+    limit: i64,
+) -> ServiceResult<Vec<i64>> {
+    let candidates = app
+        .store
+        .review_candidates(project_id, measure, filter.band, (limit * 20).max(200))
+        .await?;
+    let dim = candidates.first().map(|c| c.embedding.len()).unwrap_or(0);
+    let probs: Vec<Vec<f32>> = candidates.iter().map(|c| c.probs.clone()).collect();
+    let embeddings: Vec<f32> = candidates
+        .iter()
+        .filter(|c| c.embedding.len() == dim)
+        .flat_map(|c| c.embedding.iter().copied())
+        .collect();
+    let cold = probs.iter().all(Vec::is_empty);
+    let limit = limit as usize;
+    let chosen =
+        if cold || strategy == Strategy::KCenter && embeddings.len() != candidates.len() * dim {
+            strategies::cold_start(&embeddings, dim, candidates.len(), limit, 0)
+        } else {
+            let pool = Pool {
+                probs: &probs,
+                embeddings: &embeddings,
+                dim,
+                committee: &[],
+            };
+            strategies::select(strategy, &pool, &[], limit, 0)
+                .map_err(|e| ServiceError::new(Code::StrategyUnavailable, e.to_string()))?
+        };
+    Ok(chosen
+        .into_iter()
+        .filter_map(|i| candidates.get(i).map(|c| c.id))
+        .collect())
+}
+
+/// Give leased items back: the ones listed, or all of the annotator's.
+pub async fn release(
+    app: &App,
+    project_id: i64,
+    annotator: &Annotator,
+    items: Option<&[i64]>,
+) -> ServiceResult<u64> {
+    app.store.get_project(project_id).await?;
+    Ok(app
+        .store
+        .release_review(project_id, &annotator.name, items)
+        .await?)
+}
+
+/// Record a human label. A lower tier's label on an item in the top tier's
+/// band waits for a top-tier confirmation when the project asks for it; an
+/// annotation may trigger automatic training.
+pub async fn annotate(
+    app: &App,
+    item_id: i64,
+    label: &str,
+    annotator: &Annotator,
+) -> ServiceResult<ItemRecord> {
+    let item = app.store.get_item(item_id).await?;
+    let project = app.store.get_project(item.project_id).await?;
+    if !project.labels.iter().any(|l| l == label) {
+        return Err(ServiceError::new(
+            Code::UnknownLabel,
+            format!(
+                "field `label`: {label:?} is not in the project's label set {:?}",
+                project.labels
+            ),
+        ));
+    }
+    if let Some(admin) = &annotator.on_behalf_by {
+        tracing::info!(item = item_id, annotator = %annotator.name, recorded_by = %admin, "annotation recorded on behalf of an annotator");
+    }
+    if needs_confirmation(app, &project, item_id, &annotator.name).await? {
+        app.store
+            .annotate_pending_confirmation(item_id, label, &annotator.name)
+            .await?;
+    } else {
+        app.store.annotate(item_id, label, &annotator.name).await?;
+    }
+    maybe_autotrain(app, &project);
+    Ok(app.store.get_item(item_id).await?)
+}
+
+async fn needs_confirmation(
+    app: &App,
+    project: &Project,
+    item_id: i64,
+    annotator: &str,
+) -> ServiceResult<bool> {
+    let settings = &project.settings;
+    if !settings.require_expert_confirmation || settings.tiers.is_empty() {
+        return Ok(false);
+    }
+    let top = settings.top_tier().unwrap_or_default();
+    if tier_of(app, settings, annotator).await? == top {
+        return Ok(false);
+    }
+    let u = app
+        .store
+        .item_uncertainty(item_id, tier_measure(settings))
+        .await?;
+    Ok(match (u, settings.band(&top)) {
+        (Some(u), Some((lo, _))) => u >= lo,
+        _ => false,
+    })
+}
+
+/// The version string of the project's base model, for head versions.
+fn base_version(app: &App, project: &Project) -> String {
+    app.hub
+        .get(&project.model)
+        .map(|m| m.model.version().to_string())
+        .unwrap_or_default()
+}
+
+/// Train a head on the human labels now (on request).
+pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
+    let project = app.store.get_project(project_id).await?;
+    let base = base_version(app, &project);
+    let trained = learn::train_head(&app.store, project_id, &base)
+        .await
+        .map_err(learn_error)?;
+    app.wake_workers.notify_waiters();
+    Ok(trained)
+}
+
+fn learn_error(e: LearnError) -> ServiceError {
+    match e {
+        LearnError::Store(e) => e.into(),
+        LearnError::NotEnough(why) => ServiceError::new(Code::NotEnoughLabels, why),
+        LearnError::Train(why) => ServiceError::internal(why),
+    }
+}
+
+/// After an annotation: retrain in the background if `train_every` new
+/// human labels arrived since the current head, unless a training for the
+/// project is already running.
+fn maybe_autotrain(app: &App, project: &Project) {
+    let every = match project.settings.train_every {
+        Some(every) if every > 0 => every.min(MAX_TRAIN_EVERY) as i64,
+        _ => return,
+    };
+    let Some(claim) = app.training.claim(project.id) else {
+        return;
+    };
+    let (store, wake, project_id) = (app.store.clone(), app.wake_workers.clone(), project.id);
+    let base = base_version(app, project);
+    tokio::spawn(async move {
+        let _claim = claim;
+        let (Ok(labeled), Ok(trained_on)) = (
+            store.human_labeled_count(project_id).await,
+            store.head_trained_on(project_id).await,
+        ) else {
+            return;
+        };
+        if labeled - trained_on < every {
+            return;
+        }
+        match learn::train_head(&store, project_id, &base).await {
+            Ok(t) => {
+                wake.notify_waiters();
+                tracing::info!(
+                    project = project_id,
+                    version = t.version,
+                    "automatic retraining done"
+                )
+            }
+            Err(LearnError::NotEnough(why)) => {
+                tracing::debug!(project = project_id, %why, "not retraining yet")
+            }
+            Err(e) => {
+                tracing::warn!(project = project_id, error = %e, "automatic retraining failed")
+            }
+        }
+    });
+}
+
+/// Check project settings: names, bands, the measure, and every number
+/// bounded before anything does arithmetic with it.
+pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
+    let mut names = HashSet::new();
+    for t in &s.tiers {
+        if t.name.trim().is_empty() || !names.insert(t.name.as_str()) {
+            return Err(ServiceError::invalid(
+                "settings.tiers",
+                "tier names must be distinct and non-empty",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.min_uncertainty) {
+            return Err(ServiceError::invalid(
+                "settings.tiers[].min_uncertainty",
+                "must be in [0, 1]",
+            ));
+        }
+    }
+    if let Some(m) = &s.tier_measure {
+        if Measure::parse(m).is_none() {
+            return Err(ServiceError::invalid(
+                "settings.tier_measure",
+                format!("one of {}", Measure::names()),
+            ));
+        }
+    }
+    if let Some(secs) = s.review_lease_secs {
+        if !(1..=MAX_LEASE_SECS).contains(&secs) {
+            return Err(ServiceError::invalid(
+                "settings.review_lease_secs",
+                format!("must be in 1..={MAX_LEASE_SECS} seconds"),
+            ));
+        }
+    }
+    if let Some(every) = s.train_every {
+        if every > MAX_TRAIN_EVERY {
+            return Err(ServiceError::invalid(
+                "settings.train_every",
+                format!("must be in 0..={MAX_TRAIN_EVERY} annotations (0: only on request)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Replace a project's settings.
+pub async fn update_settings(
+    app: &App,
+    project_id: i64,
+    settings: &ProjectSettings,
+) -> ServiceResult<Project> {
+    validate_settings(settings)?;
+    app.store.update_settings(project_id, settings).await?;
+    Ok(app.store.get_project(project_id).await?)
+}
+
+/// Set an annotator's tier.
+pub async fn set_tier(app: &App, name: &str, tier: &str) -> ServiceResult<()> {
+    if tier.trim().is_empty() || name.trim().is_empty() {
+        return Err(ServiceError::invalid(
+            "tier",
+            "annotator name and `tier` must not be empty",
+        ));
+    }
+    Ok(app.store.set_annotator_tier(name, tier).await?)
+}
