@@ -56,6 +56,8 @@ enum Command {
     },
     /// Run the HTTP service: projects, items, jobs, predictions.
     Serve(serve::ServeArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the one `/v1/openapi.json` serves).
+    Openapi,
     /// Replay the active-learning loop on labeled data and compare strategies.
     Simulate(simulate::SimulateArgs),
     /// Manage API tokens.
@@ -83,6 +85,16 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => match matches.subcommand_matches("serve") {
             Some(serve_matches) => serve::run(args, serve_matches),
             None => ExitCode::from(EXIT_USAGE),
+        },
+        Command::Openapi => match serde_json::to_string_pretty(&crate::api::openapi_document()) {
+            Ok(doc) => {
+                println!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the OpenAPI document: {e}");
+                ExitCode::FAILURE
+            }
         },
         Command::Simulate(args) => simulate::run(args),
         Command::Tokens { command } => tokens::run(command),

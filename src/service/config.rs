@@ -108,10 +108,12 @@ impl ServeConfig {
             toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
         let mut merged = toml::Table::try_from(&parsed).map_err(|e| e.to_string())?;
         for (key, value) in from_file {
-            let explicit = matches!(
-                matches.value_source(&key),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            );
+            // An unknown key is not an argument id; deserialising refuses it below.
+            let explicit = matches.try_contains_id(&key).is_ok()
+                && matches!(
+                    matches.value_source(&key),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                );
             if !explicit {
                 merged.insert(key, value);
             }
@@ -135,5 +137,45 @@ impl ServeConfig {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(args: &[&str]) -> ArgMatches {
+        ServeConfig::augment_args(clap::Command::new("serve"))
+            .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    /// README's example file is a valid config, and a flag wins over it.
+    #[test]
+    fn readme_config_parses_and_flags_win() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\naddr").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, &readme[start..end]).unwrap();
+        let c = ServeConfig::resolve(&matches(&["--max-batch", "7"]), Some(&path)).unwrap();
+        assert_eq!(c.max_batch, 7, "the flag wins");
+        assert_eq!(
+            c.data_root.as_deref(),
+            Some(std::path::Path::new("/srv/images"))
+        );
+        assert_eq!(c.workers, 2);
+        let none = ServeConfig::resolve(&matches(&[]), Some(&path)).unwrap();
+        assert_eq!(none.max_batch, 64, "the file's value");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "max_bach = 3\n").unwrap();
+        let err = ServeConfig::resolve(&matches(&[]), Some(&path)).unwrap_err();
+        assert!(err.contains("max_bach"), "{err}");
     }
 }
