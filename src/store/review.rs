@@ -2,9 +2,9 @@
 
 use sqlx::Row;
 
-pub use crate::select::Measure;
 use super::{bytes_embedding, now_ms, Result, Store, StoreError};
 use super::{ItemRecord, Job, ProjectSettings};
+pub use crate::select::Measure;
 
 /// An unlabeled item offered to the selector: its id, stored distribution and embedding.
 #[derive(Debug, Clone)]
@@ -100,11 +100,7 @@ impl Store {
                 let key = |i: &ItemRecord| {
                     i.prediction
                         .as_ref()
-                        .and_then(|p| {
-                            p.uncertainty
-                                .get(measure.key())
-                                .and_then(|v| v.as_f64())
-                        })
+                        .and_then(|p| p.uncertainty.get(measure.key()).and_then(|v| v.as_f64()))
                         .unwrap_or(-1.0)
                 };
                 key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id))
