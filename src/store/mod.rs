@@ -213,6 +213,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+pub(crate) const PROJECT_COLUMNS: &str =
+    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee";
+
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      pred_uncertainty, model_version, final_label, final_source, created_at";
@@ -371,9 +374,7 @@ impl Store {
     // ---- projects -------------------------------------------------------
 
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
-        let labels = serde_json::to_string(&new.labels).unwrap_or_default();
-        let settings = serde_json::to_string(&new.settings).unwrap_or_else(|_| "{}".into());
-        let committee = serde_json::to_string(&new.committee).unwrap_or_else(|_| "[]".into());
+        use sqlx::types::Json;
         let now = now_ms();
         let row = with_pool!(self, |p| {
             sqlx::query(
@@ -382,12 +383,12 @@ impl Store {
             )
             .bind(&new.name)
             .bind(&new.model)
-            .bind(&labels)
+            .bind(Json(&new.labels))
             .bind(new.precision_target)
             .bind(new.threshold)
             .bind(now)
-            .bind(&settings)
-            .bind(&committee)
+            .bind(Json(&new.settings))
+            .bind(Json(&new.committee))
             .fetch_one(p)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -411,25 +412,16 @@ impl Store {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects ORDER BY id";
-        let rows = with_pool!(self, |p| {
-            let rows = sqlx::query(SQL).fetch_all(p).await?;
-            rows.iter()
-                .map(Project::from_row)
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-        })?;
-        Ok(rows)
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id");
+        with_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)
     }
 
     pub async fn get_project(&self, id: i64) -> Result<Project> {
-        const SQL: &str =
-            "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects WHERE id = $1";
-        let project = with_pool!(self, |p| {
-            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
-                Some(r) => Project::from_row(&r).map(Some),
-                None => Ok(None),
-            }
-        })?;
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
+        let project: Option<Project> = with_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         project.ok_or_else(|| StoreError::NotFound(format!("project {id}")))
     }
 
@@ -498,12 +490,10 @@ impl Store {
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         const SQL: &str =
             "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at, started_at FROM jobs WHERE id = $1";
-        let job = with_pool!(self, |p| {
-            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
-                Some(r) => Job::from_row(&r).map(Some),
-                None => Ok(None),
-            }
-        })?;
+        let job: Option<Job> = with_pool!(self, |p| sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         job.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
 
@@ -802,29 +792,26 @@ impl Store {
         );
         sql.list(items.len()).push(") ORDER BY id");
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-        let rows: Vec<(i64, Annotation)> = with_pool!(self, |p| {
-            let mut q = sqlx::query(&sql.sql);
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            item_id: i64,
+            #[sqlx(flatten)]
+            annotation: Annotation,
+        }
+        let rows: Vec<Row> = with_pool!(self, |p| {
+            let mut q = sqlx::query_as(&sql.sql);
             for id in &ids {
                 q = q.bind(*id);
             }
-            q.fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("item_id")?,
-                        Annotation {
-                            label: r.try_get("label")?,
-                            annotator: r.try_get("annotator")?,
-                            created_at: r.try_get("created_at")?,
-                        },
-                    ))
-                })
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            q.fetch_all(p).await
         })?;
-        for (item_id, a) in rows {
+        for Row {
+            item_id,
+            annotation,
+        } in rows
+        {
             if let Ok(i) = items.binary_search_by_key(&item_id, |it| it.id) {
-                items[i].annotations.push(a);
+                items[i].annotations.push(annotation);
             }
         }
         Ok(())

@@ -344,10 +344,9 @@ impl Store {
     }
 
     pub async fn update_settings(&self, project_id: i64, settings: &ProjectSettings) -> Result<()> {
-        let body = serde_json::to_string(settings).unwrap_or_else(|_| "{}".into());
         let n = with_pool!(self, |p| {
             sqlx::query("UPDATE projects SET settings = $1 WHERE id = $2")
-                .bind(&body)
+                .bind(sqlx::types::Json(settings))
                 .bind(project_id)
                 .execute(p)
                 .await
