@@ -20,16 +20,26 @@ use sqlx::Row;
 
 pub use types::*;
 
+/// What went wrong, in terms a caller can act on. The texts name no SQL,
+/// table or column: the details of an unexpected database error are logged
+/// where it is classified, not carried to whoever shows the error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Cannot reach or open the database now; nothing was written. Retry later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Anything else: a bug or a broken database, not the caller's fault.
     #[error("database error: {0}")]
     Db(String),
+    /// No space left for the database (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `disk_full`); nothing was written. Retry once space is freed: the
+    /// store recovers by itself.
+    #[error("the database is full: {0}")]
+    Full(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -40,25 +50,57 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_string())
+                tracing::debug!(error = %e, "unique violation");
+                StoreError::Conflict("a record with the same key already exists".into())
             }
             sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite's primary result code is the low byte of the extended one.
+                let sqlite = code.parse::<i32>().ok().map(|c| c & 0xff);
+                // SQLITE_FULL (13), whatever the extended code; PostgreSQL
+                // disk_full (53100).
+                if sqlite == Some(13) || code == "53100" {
+                    tracing::warn!(error = %e, "the database is full");
+                    return StoreError::Full(format!("no space left to write (code {code})"));
+                }
                 // PostgreSQL shutting down or refusing connections: class 57P / 08.
                 // SQLite whose file cannot be opened or read (deleted, moved,
                 // unmounted, disk failing): SQLITE_IOERR (10) or SQLITE_CANTOPEN (14),
                 // whatever the extended code.
-                let code = db.code().unwrap_or_default();
-                let sqlite_gone = code
-                    .parse::<i32>()
-                    .is_ok_and(|c| matches!(c & 0xff, 10 | 14));
-                if code.starts_with("57P") || code.starts_with("08") || sqlite_gone {
-                    StoreError::Unavailable(e.to_string())
+                if code.starts_with("57P")
+                    || code.starts_with("08")
+                    || matches!(sqlite, Some(10 | 14))
+                {
+                    StoreError::Unavailable(db.message().to_string())
                 } else {
-                    StoreError::Db(e.to_string())
+                    // SQLite's and PostgreSQL's messages may quote the statement.
+                    tracing::error!(error = %e, "database error");
+                    StoreError::Db(format!("the database answered code {code}"))
                 }
             }
-            _ => StoreError::Db(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "database error");
+                StoreError::Db(sqlx_kind(other).into())
+            }
         }
+    }
+}
+
+/// A short name for a sqlx error that is not the database's answer (those
+/// texts can name columns and types, which callers have no use for).
+fn sqlx_kind(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::RowNotFound => "an expected row is missing",
+        sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::Decode(_) => "a stored value could not be read",
+        sqlx::Error::Encode(_) => "a value could not be written",
+        sqlx::Error::WorkerCrashed => "the database worker stopped",
+        sqlx::Error::Protocol(_) => "the database connection broke the protocol",
+        sqlx::Error::Configuration(_) => "the database is misconfigured",
+        _ => "the database call failed",
     }
 }
 
@@ -71,15 +113,29 @@ pub enum Store {
     Postgres(PgPool),
 }
 
-/// Run `$body` with `$pool` bound to whichever pool this store has.
+/// Run `$body` (a `Result<_, sqlx::Error>`) with `$pool` bound to whichever
+/// pool this store has; its error becomes a [`StoreError`] through
+/// [`Store::error`], so that every failed call counts towards readiness.
 macro_rules! with_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match $store {
+    ($store:expr, |$pool:ident| $body:expr) => {{
+        let store: &Store = $store;
+        let result = match store {
             Store::Sqlite($pool) => $body,
             Store::Postgres($pool) => $body,
-        }
-    };
+        };
+        result.map_err(|e| store.error(e))
+    }};
 }
+
+/// How long after a write failed for lack of space `ping` still reports the
+/// store full. A write that fails is the only reliable sign: with WAL, a
+/// probe write that is rolled back never reaches the disk, so it succeeds on
+/// a full disk; a committed probe can fit in WAL space already allocated.
+const FULL_MEMORY_MS: i64 = 5_000;
+
+/// When each database last answered "full", by [`Store::identity`]. Kept per
+/// database, not per pool: the disk is full for every pool on that file.
+static FULL_AT: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
 
 /// Placeholders for generated statements with many parameters, bound in the
 /// order they are written. SQLite gets bare `?`: it resolves each `$N` name
@@ -121,6 +177,35 @@ impl Params {
     }
 }
 
+/// Decide whether an SQLite connection may go back to the pool: only if no
+/// transaction is left open on it.
+///
+/// SQLite itself rolls back the whole transaction when a statement fails with
+/// `SQLITE_FULL` or `SQLITE_IOERR` (without a statement journal). The
+/// `ROLLBACK` that sqlx then sends for the dropped transaction fails ("no
+/// transaction is active"), and sqlx keeps counting the transaction as open:
+/// its next `begin` on that connection is a `SAVEPOINT`, whose rollback
+/// (`ROLLBACK TO`) does not end the transaction SQLite opened for it. That
+/// connection then held the write lock for good (every other connection:
+/// "database is locked" until restart), and the autocommit writes run on it
+/// answered Ok without ever committing. Closing such a connection instead
+/// ends whatever SQLite still has open; the pool opens a fresh one.
+async fn release_clean(
+    conn: &mut sqlx::SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    if conn.is_in_transaction() {
+        // A dropped transaction's rollback is queued on the connection's
+        // worker; one round trip lets it run before we look again.
+        conn.ping().await?;
+        if conn.is_in_transaction() {
+            tracing::warn!("closing an SQLite connection left inside a failed transaction");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,13 +213,31 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+pub(crate) const PROJECT_COLUMNS: &str =
+    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee";
+
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      pred_uncertainty, model_version, final_label, final_source, created_at";
 
+/// Settings beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// SQLite only: cap the file at this many pages (`PRAGMA max_page_count`,
+    /// set on every connection of the pool). A write that needs more fails
+    /// exactly as on a full disk, which is how the tests fill the disk
+    /// deterministically; it also works as a size quota.
+    pub sqlite_max_page_count: Option<u64>,
+}
+
 impl Store {
     /// Connect and run migrations. `url` is `postgres://…`, `sqlite://PATH`, or a plain file path.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// [`Store::connect`] with [`ConnectOptions`].
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Db(format!("bad --db URL: {e}")))?;
@@ -153,7 +256,7 @@ impl Store {
                     })?;
                 }
             }
-            let opts = SqliteConnectOptions::new()
+            let mut opts = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -166,9 +269,13 @@ impl Store {
                 .pragma("cache_size", "-32768")
                 .pragma("mmap_size", "268435456")
                 .pragma("temp_store", "memory");
+            if let Some(pages) = options.sqlite_max_page_count {
+                opts = opts.pragma("max_page_count", pages.to_string());
+            }
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(5))
+                .after_release(|conn, _| Box::pin(release_clean(conn)))
                 .connect_with(opts)
                 .await?;
             Store::Sqlite(pool)
@@ -206,24 +313,68 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        with_pool!(self, |p| p.close().await)
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
     }
 
-    /// Cheap round trip, for `/readyz`.
+    /// Ready to take writes, for `/readyz`: a cheap round trip, and no write
+    /// failed for lack of space in the last few seconds (a full store still
+    /// answers reads, so `SELECT 1` alone would call it ready).
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, |p| sqlx::query("SELECT 1")
             .execute(p)
             .await
             .map(|_| ()))?;
-        Ok(())
+        let id = self.identity();
+        let last_full = FULL_AT
+            .lock()
+            .map_or(None, |m| m.iter().find(|(k, _)| *k == id).map(|(_, t)| *t));
+        match last_full {
+            Some(t) if now_ms() - t < FULL_MEMORY_MS => Err(StoreError::Full(format!(
+                "a write failed for lack of space {} ms ago",
+                now_ms() - t
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Which database this is: the SQLite file, or PostgreSQL's host, port and database.
+    fn identity(&self) -> String {
+        match self {
+            Store::Sqlite(p) => format!("sqlite:{}", p.connect_options().get_filename().display()),
+            Store::Postgres(p) => {
+                let o = p.connect_options();
+                format!(
+                    "postgres:{}:{}/{}",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// Classify a failed call; remember when the database was last full.
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        let err = StoreError::from(e);
+        if matches!(err, StoreError::Full(_)) {
+            let id = self.identity();
+            if let Ok(mut m) = FULL_AT.lock() {
+                match m.iter_mut().find(|(k, _)| *k == id) {
+                    Some(entry) => entry.1 = now_ms(),
+                    None => m.push((id, now_ms())),
+                }
+            }
+        }
+        err
     }
 
     // ---- projects -------------------------------------------------------
 
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
-        let labels = serde_json::to_string(&new.labels).unwrap_or_default();
-        let settings = serde_json::to_string(&new.settings).unwrap_or_else(|_| "{}".into());
-        let committee = serde_json::to_string(&new.committee).unwrap_or_else(|_| "[]".into());
+        use sqlx::types::Json;
         let now = now_ms();
         let row = with_pool!(self, |p| {
             sqlx::query(
@@ -232,12 +383,12 @@ impl Store {
             )
             .bind(&new.name)
             .bind(&new.model)
-            .bind(&labels)
+            .bind(Json(&new.labels))
             .bind(new.precision_target)
             .bind(new.threshold)
             .bind(now)
-            .bind(&settings)
-            .bind(&committee)
+            .bind(Json(&new.settings))
+            .bind(Json(&new.committee))
             .fetch_one(p)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -261,25 +412,16 @@ impl Store {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        const SQL: &str = "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects ORDER BY id";
-        let rows = with_pool!(self, |p| {
-            let rows = sqlx::query(SQL).fetch_all(p).await?;
-            rows.iter()
-                .map(Project::from_row)
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-        })?;
-        Ok(rows)
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id");
+        with_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)
     }
 
     pub async fn get_project(&self, id: i64) -> Result<Project> {
-        const SQL: &str =
-            "SELECT id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee FROM projects WHERE id = $1";
-        let project = with_pool!(self, |p| {
-            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
-                Some(r) => Project::from_row(&r).map(Some),
-                None => Ok(None),
-            }
-        })?;
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
+        let project: Option<Project> = with_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         project.ok_or_else(|| StoreError::NotFound(format!("project {id}")))
     }
 
@@ -348,12 +490,10 @@ impl Store {
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         const SQL: &str =
             "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at, started_at FROM jobs WHERE id = $1";
-        let job = with_pool!(self, |p| {
-            match sqlx::query(SQL).bind(id).fetch_optional(p).await? {
-                Some(r) => Job::from_row(&r).map(Some),
-                None => Ok(None),
-            }
-        })?;
+        let job: Option<Job> = with_pool!(self, |p| sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         job.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
 
@@ -652,29 +792,26 @@ impl Store {
         );
         sql.list(items.len()).push(") ORDER BY id");
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-        let rows: Vec<(i64, Annotation)> = with_pool!(self, |p| {
-            let mut q = sqlx::query(&sql.sql);
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            item_id: i64,
+            #[sqlx(flatten)]
+            annotation: Annotation,
+        }
+        let rows: Vec<Row> = with_pool!(self, |p| {
+            let mut q = sqlx::query_as(&sql.sql);
             for id in &ids {
                 q = q.bind(*id);
             }
-            q.fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("item_id")?,
-                        Annotation {
-                            label: r.try_get("label")?,
-                            annotator: r.try_get("annotator")?,
-                            created_at: r.try_get("created_at")?,
-                        },
-                    ))
-                })
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            q.fetch_all(p).await
         })?;
-        for (item_id, a) in rows {
+        for Row {
+            item_id,
+            annotation,
+        } in rows
+        {
             if let Ok(i) = items.binary_search_by_key(&item_id, |it| it.id) {
-                items[i].annotations.push(a);
+                items[i].annotations.push(annotation);
             }
         }
         Ok(())

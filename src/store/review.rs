@@ -166,76 +166,102 @@ impl Store {
             .collect())
     }
 
-    /// Lease exactly these items to `annotator` (those still free); returns them.
+    /// Lease exactly these items to `annotator`, those still waiting for a
+    /// human (the statuses `lease_review` offers) and not leased to someone
+    /// else, in one statement; returns them in the given order. Annotating
+    /// ends an item's lease, so the status check is what keeps a labeled
+    /// item from being handed out again. On PostgreSQL, `SKIP LOCKED` leaves
+    /// rows another annotator is leasing at this moment to them, without
+    /// waiting (two overlapping requests could otherwise deadlock).
     pub async fn lease_ids(
         &self,
         ids: &[i64],
         annotator: &str,
         lease_ms: i64,
     ) -> Result<Vec<ItemRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let mut leased = Vec::new();
-        for id in ids {
-            let n = with_pool!(self, |p| {
-                sqlx::query(
-                    "UPDATE items SET review_owner = $1, review_until = $2 WHERE id = $3 \
-                     AND (review_until IS NULL OR review_until < $4 OR review_owner = $1)",
+        let lock = if self.is_sqlite() {
+            ""
+        } else {
+            " FOR UPDATE SKIP LOCKED"
+        };
+        let mut leased = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_IDS) {
+            let mut sql = self.params("UPDATE items SET review_owner = ");
+            sql.param()
+                .push(", review_until = ")
+                .param()
+                .push(" WHERE id IN (SELECT id FROM items WHERE id IN (")
+                .list(chunk.len())
+                .push(
+                    ") AND (status = 'needs_review' OR status = 'needs_confirmation') \
+                     AND (review_until IS NULL OR review_until < ",
                 )
-                .bind(annotator)
-                .bind(now + lease_ms)
-                .bind(id)
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
+                .param()
+                .push(" OR review_owner = ")
+                .param()
+                .push(&format!("){lock}) RETURNING id"));
+            let got: Vec<i64> = with_pool!(self, |p| {
+                let mut q = sqlx::query_scalar(&sql.sql)
+                    .bind(annotator)
+                    .bind(now + lease_ms);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.bind(now).bind(annotator).fetch_all(p).await
             })?;
-            if n == 1 {
-                leased.push(*id);
-            }
+            leased.extend(got);
         }
         let mut items = self.items_by_ids(&leased).await?;
-        items.sort_by_key(|i| ids.iter().position(|x| *x == i.id));
+        let position: std::collections::HashMap<i64, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .rev()
+            .collect();
+        items.sort_by_key(|i| position.get(&i.id).copied());
         Ok(items)
     }
 
     /// Give items back to the queue: the given ids, or all of the annotator's.
+    /// One statement (per [`MAX_IDS`] ids).
     pub async fn release_review(
         &self,
         project_id: i64,
         annotator: &str,
         ids: Option<&[i64]>,
     ) -> Result<u64> {
+        const RELEASE: &str = "UPDATE items SET review_owner = NULL, review_until = NULL \
+                               WHERE project_id = $1 AND review_owner = $2";
+        let Some(ids) = ids else {
+            return with_pool!(self, |p| sqlx::query(RELEASE)
+                .bind(project_id)
+                .bind(annotator)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()));
+        };
         let mut total = 0;
-        match ids {
-            None => {
-                total += with_pool!(self, |p| {
-                    sqlx::query(
-                        "UPDATE items SET review_owner = NULL, review_until = NULL \
-                         WHERE project_id = $1 AND review_owner = $2",
-                    )
-                    .bind(project_id)
-                    .bind(annotator)
-                    .execute(p)
-                    .await
-                    .map(|r| r.rows_affected())
-                })?;
-            }
-            Some(ids) => {
-                for id in ids {
-                    total += with_pool!(self, |p| {
-                        sqlx::query(
-                            "UPDATE items SET review_owner = NULL, review_until = NULL \
-                             WHERE project_id = $1 AND review_owner = $2 AND id = $3",
-                        )
-                        .bind(project_id)
-                        .bind(annotator)
-                        .bind(id)
-                        .execute(p)
-                        .await
-                        .map(|r| r.rows_affected())
-                    })?;
+        for chunk in ids.chunks(MAX_IDS) {
+            let mut sql = self.params(
+                "UPDATE items SET review_owner = NULL, review_until = NULL WHERE project_id = ",
+            );
+            sql.param()
+                .push(" AND review_owner = ")
+                .param()
+                .push(" AND id IN (")
+                .list(chunk.len())
+                .push(")");
+            total += with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql.sql).bind(project_id).bind(annotator);
+                for id in chunk {
+                    q = q.bind(*id);
                 }
-            }
+                q.execute(p).await.map(|r| r.rows_affected())
+            })?;
         }
         Ok(total)
     }
@@ -318,10 +344,9 @@ impl Store {
     }
 
     pub async fn update_settings(&self, project_id: i64, settings: &ProjectSettings) -> Result<()> {
-        let body = serde_json::to_string(settings).unwrap_or_else(|_| "{}".into());
         let n = with_pool!(self, |p| {
             sqlx::query("UPDATE projects SET settings = $1 WHERE id = $2")
-                .bind(&body)
+                .bind(sqlx::types::Json(settings))
                 .bind(project_id)
                 .execute(p)
                 .await
@@ -484,6 +509,10 @@ impl Store {
         Ok(e.map(|b| bytes_embedding(&b)))
     }
 }
+
+/// Ids per statement: far below both dialects' limits on bound parameters
+/// (SQLite 32,766, PostgreSQL 65,535), and more than a review page holds.
+const MAX_IDS: usize = 10_000;
 
 /// The SQL condition that keeps items without this measure out: committee
 /// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.

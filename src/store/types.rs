@@ -3,20 +3,25 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize)]
+/// A project as stored; its JSON columns (labels, settings, committee) decode
+/// straight into their types (`jsonb` on PostgreSQL, text on SQLite).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Project {
     pub id: i64,
     pub name: String,
     pub model: String,
+    #[sqlx(json)]
     pub labels: Vec<String>,
     pub precision_target: f64,
     pub threshold: f64,
     pub created_at: i64,
+    #[sqlx(json)]
     pub settings: ProjectSettings,
     /// The trained head in use, if any: predictions then come from it.
     pub head_version: Option<i64>,
     /// Extra models with the same label set; with any, every item also gets
     /// the committee's disagreement (vote entropy, mean KL).
+    #[sqlx(json)]
     pub committee: Vec<String>,
 }
 
@@ -71,35 +76,6 @@ impl ProjectSettings {
 
     pub fn lowest_tier(&self) -> Option<String> {
         self.tiers_desc().last().map(|t| t.name.clone())
-    }
-}
-
-impl Project {
-    pub(crate) fn from_row<R: Row>(r: &R) -> Result<Project, sqlx::Error>
-    where
-        for<'a> &'a str: sqlx::ColumnIndex<R>,
-        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    {
-        let labels: String = r.try_get("labels")?;
-        let settings: String = r.try_get("settings")?;
-        let committee: String = r.try_get("committee")?;
-        Ok(Project {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            model: r.try_get("model")?,
-            labels: serde_json::from_str(&labels).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            precision_target: r.try_get("precision_target")?,
-            threshold: r.try_get("threshold")?,
-            created_at: r.try_get("created_at")?,
-            settings: serde_json::from_str(&settings)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            head_version: r.try_get("head_version")?,
-            committee: serde_json::from_str(&committee)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        })
     }
 }
 
@@ -160,7 +136,7 @@ pub struct IngestResult {
     pub duplicates: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
     pub project_id: i64,
@@ -173,29 +149,6 @@ pub struct Job {
     pub finished_at: Option<i64>,
     /// When a worker first claimed items of this job.
     pub started_at: Option<i64>,
-}
-
-impl Job {
-    pub(crate) fn from_row<R: Row>(r: &R) -> Result<Job, sqlx::Error>
-    where
-        for<'a> &'a str: sqlx::ColumnIndex<R>,
-        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(Job {
-            id: r.try_get("id")?,
-            project_id: r.try_get("project_id")?,
-            state: r.try_get("state")?,
-            total: r.try_get("total")?,
-            done: r.try_get("done")?,
-            errors: r.try_get("errors")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            finished_at: r.try_get("finished_at")?,
-            started_at: r.try_get("started_at")?,
-        })
-    }
 }
 
 /// Items leased to one worker, all from one job.
@@ -280,7 +233,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Annotation {
     pub label: String,
     pub annotator: String,
