@@ -179,6 +179,10 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(what) => ServiceError::not_found(what),
             StoreError::Conflict(m) => ServiceError::new(Code::Conflict, m),
             StoreError::Db(cause) => ServiceError::internal(cause),
+            StoreError::Full(_) => ServiceError::new(
+                Code::StorageFull,
+                "the database's disk is full; nothing was written, retry once space is freed",
+            ),
         }
     }
 }
