@@ -393,7 +393,7 @@ impl Store {
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
         })
-        .map_err(|e| match StoreError::from(e) {
+        .map_err(|e| match e {
             StoreError::Conflict(_) => StoreError::Conflict(format!("a project named {:?} already exists", new.name)),
             other => other,
         })?;
@@ -451,7 +451,11 @@ impl Store {
                     if i > 0 {
                         sql.push(", ");
                     }
-                    sql.push("(").list(6).push(", 'pending', ").list(2).push(")");
+                    sql.push("(")
+                        .list(6)
+                        .push(", 'pending', ")
+                        .list(2)
+                        .push(")");
                 }
                 sql.push(" ON CONFLICT (project_id, client_id) DO NOTHING");
                 let mut q = sqlx::query(&sql.sql);
@@ -484,7 +488,6 @@ impl Store {
                 duplicates: items.len() as u64 - inserted as u64,
             })
         })
-        .map_err(StoreError::from)
     }
 
     pub async fn get_job(&self, id: i64) -> Result<Job> {
@@ -562,7 +565,6 @@ impl Store {
             Ok(None)
         }
         .await)
-        .map_err(StoreError::from)
     }
 
     /// Record the outcome of a claimed batch in one transaction. Each item is
@@ -622,7 +624,11 @@ impl Store {
             if !predicted.is_empty() {
                 let mut q = sqlx::query(&update.sql);
                 for ((id, pred), emb) in predicted.iter().zip(&embeddings) {
-                    let status = if pred.auto_accept { "auto_accepted" } else { "needs_review" };
+                    let status = if pred.auto_accept {
+                        "auto_accepted"
+                    } else {
+                        "needs_review"
+                    };
                     let (final_label, final_source) = match (&pred.label, pred.auto_accept) {
                         (Some(label), true) => (Some(label.as_str()), Some("machine")),
                         _ => (None, None),
@@ -709,7 +715,6 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>((done + errors) as u64)
         })
-        .map_err(StoreError::from)
     }
 
     /// Give back leases held by `worker` (or by anyone, with `None`): used on
