@@ -88,7 +88,7 @@ pub enum ItemError {
     },
     #[error("tokenizer failed: {0}")]
     Tokenize(String),
-    #[error("path {path} leaves the data root")]
+    #[error("path leaves the data root: {path}")]
     OutsideRoot { path: String },
     #[error("this request's images would decode to more than {budget} bytes in all (this one needs {needed}, {left} are left); send large images in separate requests")]
     OverBudget { needed: u64, left: u64, budget: u64 },
