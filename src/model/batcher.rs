@@ -120,11 +120,6 @@ impl Batcher {
         &self.stats
     }
 
-    /// Free places in the queue right now (a hint: other callers race for them).
-    pub fn room(&self) -> usize {
-        self.tx.capacity()
-    }
-
     /// Stage one item and wait for its prediction; "busy" if the queue is full.
     pub async fn predict(&self, input: Input) -> Result1 {
         let mut out = self.predict_many(vec![input]).await;
