@@ -7,15 +7,14 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use super::inputs::{self, Item};
 use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT};
+use crate::model::output::PredictionJson;
 use crate::model::pipeline::{self, PipelineOptions};
-use crate::model::{registry, LoadOptions, Model, Prediction};
+use crate::model::{registry, LoadOptions, Model};
 use crate::runtime::SessionOptions;
-use crate::select::Uncertainty;
 
 #[derive(Args, Debug)]
 pub struct LabelArgs {
@@ -59,52 +58,6 @@ pub struct LabelArgs {
     models_dir: PathBuf,
 }
 
-/// One output line. Borrowed, so writing costs no clones.
-struct Line<'a> {
-    id: &'a str,
-    pred: &'a Prediction,
-    labels: &'a [String],
-    model: &'a str,
-    version: &'a str,
-    embeddings: bool,
-}
-
-struct Scores<'a>(&'a [String], &'a [f32]);
-
-impl Serialize for Scores<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (label, p) in self.0.iter().zip(self.1) {
-            map.serialize_entry(label, p)?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for Line<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", self.id)?;
-        if let Some(c) = &self.pred.class {
-            map.serialize_entry("label", &self.labels.get(c.index))?;
-            map.serialize_entry("score", &c.score)?;
-            map.serialize_entry("scores", &Scores(self.labels, &c.probs))?;
-            map.serialize_entry::<_, Uncertainty>("uncertainty", &c.uncertainty)?;
-        }
-        map.serialize_entry("model", self.model)?;
-        map.serialize_entry("model_version", self.version)?;
-        if self.pred.truncated {
-            map.serialize_entry("truncated", &true)?;
-        }
-        if self.embeddings {
-            if let Some(e) = &self.pred.embedding {
-                map.serialize_entry("embedding", e)?;
-            }
-        }
-        map.end()
-    }
-}
-
 #[derive(Serialize)]
 struct ErrorLine<'a> {
     id: &'a str,
@@ -135,6 +88,7 @@ pub fn run(args: LabelArgs) -> ExitCode {
             || crate::model::Manifest::load(&dir)
                 .map(|m| m.task == crate::model::Task::TextEmbedding)
                 .unwrap_or(true),
+        ..LoadOptions::default()
     };
     // List the inputs while ONNX Runtime loads the model: both take tens of
     // milliseconds, and a folder walk needs no model.
@@ -220,12 +174,12 @@ pub fn run(args: LabelArgs) -> ExitCode {
                 }
                 serde_json::to_writer(
                     &mut out,
-                    &Line {
+                    &PredictionJson {
                         id,
                         pred,
                         labels: &labels,
                         model: &name,
-                        version: &version,
+                        model_version: &version,
                         embeddings,
                     },
                 )

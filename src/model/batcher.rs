@@ -1,11 +1,25 @@
-//! Dynamic batching for many concurrent callers.
+//! Dynamic batching for many concurrent callers (after the queue of
+//! text-embeddings-inference).
 //!
-//! Callers send single items through a bounded `mpsc` queue. One background
-//! task gathers them into batches of up to `max_batch` items, waiting at most
-//! `max_wait` after the first, and hands each batch to a blocking thread
-//! (never an async worker). Each caller gets its own result back on a
-//! oneshot channel. When the queue is full, callers get [`BatchError::Busy`]
-//! at once instead of the queue growing without bound.
+//! Each caller stages (decodes and resizes, or tokenizes) its own items on a
+//! blocking thread before they enter the queue, so the queue only ever holds
+//! model-ready items and a batch costs packing and one ONNX Runtime run. A
+//! caller with forty huge images therefore spends its own time decoding
+//! them, while a caller with one small image is staged, queued and answered
+//! in the meantime; a per-request [`DecodeBudget`] bounds how long any one
+//! request decodes at all.
+//!
+//! One background task forms batches. It first waits for a free session, and
+//! only then takes the first queued item and gathers more, up to `max_batch`
+//! items or `max_wait` after the first: while every session is busy the
+//! queue keeps filling, and all of it goes into the next batch instead of a
+//! batch closed early that then waits for a session anyway. Items whose
+//! caller has stopped waiting (a dropped connection, a request already
+//! answered) are skipped, never run.
+//!
+//! An HTTP request's items get queue room all at once or not at all: when
+//! the queue cannot take them all, the caller gets [`BatchError::Busy`] at
+//! once and nothing is queued. Background jobs wait for room instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{Input, ItemError, Model, Prediction};
+use super::{DecodeBudget, Input, ItemError, Model, Prediction, Staged};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatcherConfig {
@@ -46,24 +60,43 @@ pub enum BatchError {
     Item(#[from] ItemError),
 }
 
+type Reply = oneshot::Sender<Result<Prediction, ItemError>>;
+type Result1 = Result<Prediction, BatchError>;
+
 struct Request {
-    input: Input,
-    reply: oneshot::Sender<Result<Prediction, ItemError>>,
+    staged: Staged,
+    reply: Reply,
 }
 
 /// Statistics the service exposes as metrics.
 #[derive(Debug, Default)]
 pub struct BatcherStats {
+    /// Items in the queue now.
     pub queued: AtomicUsize,
     pub batches: AtomicUsize,
+    /// Items run through the model.
     pub items: AtomicUsize,
+    /// Items taken off the queue and dropped because their caller had gone.
+    pub abandoned: AtomicUsize,
+}
+
+/// How a caller gets room in the queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Room {
+    /// All items at once, or "busy" at once (HTTP callers).
+    AllOrBusy,
+    /// Wait for room, a batch at a time (background jobs).
+    Wait,
 }
 
 /// A handle to the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Request>,
+    model: Arc<Model>,
     capacity: usize,
+    /// Items staged per blocking task, and per wait for room.
+    chunk: usize,
     stats: Arc<BatcherStats>,
 }
 
@@ -73,10 +106,12 @@ impl Batcher {
         let capacity = config.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(BatcherStats::default());
-        tokio::spawn(run_queue(model, config, rx, stats.clone()));
+        tokio::spawn(run_queue(model.clone(), config, rx, stats.clone()));
         Batcher {
             tx,
+            model,
             capacity,
+            chunk: config.max_batch.clamp(1, capacity),
             stats,
         }
     }
@@ -85,52 +120,136 @@ impl Batcher {
         &self.stats
     }
 
-    /// Free places in the queue right now (a hint: other callers race for them).
-    pub fn room(&self) -> usize {
-        self.tx.capacity()
+    /// Stage one item and wait for its prediction; "busy" if the queue is full.
+    pub async fn predict(&self, input: Input) -> Result1 {
+        let mut out = self.predict_many(vec![input]).await;
+        out.pop().unwrap_or(Err(BatchError::Closed))
     }
 
-    /// Put one item in the queue without waiting; the receiver yields its result.
-    fn enqueue(
-        &self,
-        input: Input,
-    ) -> Result<oneshot::Receiver<Result<Prediction, ItemError>>, BatchError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Request { input, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => BatchError::Busy {
-                    capacity: self.capacity,
+    /// One request's items: room for all of them or [`BatchError::Busy`] for
+    /// all, decoding charged to the model's per-request budget. Results come
+    /// back in input order. Dropping the future withdraws the queued items.
+    pub async fn predict_many(&self, inputs: Vec<Input>) -> Vec<Result1> {
+        self.submit(inputs, Room::AllOrBusy, self.model.request_budget())
+            .await
+    }
+
+    /// A background job's items: waits for queue room (a batch at a time)
+    /// instead of failing, and decodes without a per-request budget, since
+    /// the claim size already bounds the work. Never "busy".
+    pub async fn predict_job(&self, inputs: Vec<Input>) -> Vec<Result1> {
+        self.submit(inputs, Room::Wait, DecodeBudget::unlimited())
+            .await
+    }
+
+    async fn submit(&self, inputs: Vec<Input>, room: Room, budget: DecodeBudget) -> Vec<Result1> {
+        let n = inputs.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Room before decoding: a full queue is answered before any work.
+        let mut all = match room {
+            Room::AllOrBusy => match self.tx.try_reserve_many(n) {
+                Ok(p) => Some(p),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    let busy = BatchError::Busy {
+                        capacity: self.capacity,
+                    };
+                    return vec![Err(busy); n];
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return vec![Err(BatchError::Closed); n]
+                }
+            },
+            Room::Wait => None,
+        };
+        let mut pending: Vec<Pending> = Vec::with_capacity(n);
+        let mut budget = budget;
+        let mut inputs = inputs.into_iter();
+        loop {
+            let chunk: Vec<Input> = inputs.by_ref().take(self.chunk).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let len = chunk.len();
+            let mut waited;
+            let permits = match all.as_mut() {
+                Some(p) => p,
+                None => match self.tx.reserve_many(len).await {
+                    Ok(p) => {
+                        waited = p;
+                        &mut waited
+                    }
+                    Err(_) => {
+                        pending.extend((0..len).map(|_| Pending::Done(Err(BatchError::Closed))));
+                        continue;
+                    }
                 },
-                mpsc::error::TrySendError::Closed(_) => BatchError::Closed,
-            })?;
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(rx)
-    }
-
-    /// Queue one item and wait for its prediction.
-    pub async fn predict(&self, input: Input) -> Result<Prediction, BatchError> {
-        let rx = self.enqueue(input)?;
-        rx.await
-            .map_err(|_| BatchError::Closed)?
-            .map_err(BatchError::Item)
-    }
-
-    /// Queue many items at once (so they can share batches), then wait for
-    /// all of them; results come back in input order.
-    pub async fn predict_many(&self, inputs: Vec<Input>) -> Vec<Result<Prediction, BatchError>> {
-        let pending: Vec<_> = inputs.into_iter().map(|i| self.enqueue(i)).collect();
-        let mut out = Vec::with_capacity(pending.len());
+            };
+            let model = self.model.clone();
+            let staged = tokio::task::spawn_blocking(move || {
+                let staged: Vec<_> = chunk
+                    .iter()
+                    .map(|i| model.stage_within(i, &mut budget))
+                    .collect();
+                (staged, budget)
+            })
+            .await;
+            let staged = match staged {
+                Ok((staged, left)) => {
+                    budget = left;
+                    staged
+                }
+                Err(e) => {
+                    let e = ItemError::Inference(format!("staging failed: {e}"));
+                    vec![Err(e); len]
+                }
+            };
+            for s in staged {
+                pending.push(match s {
+                    Ok(staged) => match permits.next() {
+                        Some(permit) => {
+                            let (reply, rx) = oneshot::channel();
+                            permit.send(Request { staged, reply });
+                            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                            Pending::Queued(rx)
+                        }
+                        None => Pending::Done(Err(BatchError::Closed)),
+                    },
+                    Err(e) => Pending::Done(Err(BatchError::Item(e))),
+                });
+            }
+        }
+        // Room held for items that failed to stage goes back now.
+        drop(all);
+        let mut out = Vec::with_capacity(n);
         for p in pending {
             out.push(match p {
-                Ok(rx) => rx
+                Pending::Queued(rx) => rx
                     .await
                     .map_err(|_| BatchError::Closed)
                     .and_then(|r| r.map_err(BatchError::Item)),
-                Err(e) => Err(e),
+                Pending::Done(r) => r,
             });
         }
         out
+    }
+}
+
+enum Pending {
+    Queued(oneshot::Receiver<Result<Prediction, ItemError>>),
+    Done(Result1),
+}
+
+/// The next queued item whose caller still waits; `None` once the queue closes.
+async fn next_live(rx: &mut mpsc::Receiver<Request>, stats: &BatcherStats) -> Option<Request> {
+    loop {
+        let r = rx.recv().await?;
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
+        if !r.reply.is_closed() {
+            return Some(r);
+        }
+        stats.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -141,47 +260,61 @@ async fn run_queue(
     stats: Arc<BatcherStats>,
 ) {
     let max_batch = config.max_batch.max(1);
-    let running = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    while let Some(first) = rx.recv().await {
+    let sessions = config.concurrency.max(1);
+    let running = Arc::new(Semaphore::new(sessions));
+    loop {
+        // A session first, then the batch: a batch is only formed when it
+        // can run at once, so everything queued meanwhile goes into it.
+        let Ok(permit) = running.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(first) = next_live(&mut rx, &stats).await else {
+            break;
+        };
         let mut batch = Vec::with_capacity(max_batch);
         batch.push(first);
         let deadline = tokio::time::Instant::now() + config.max_wait;
         while batch.len() < max_batch {
             // Take what is already queued without waiting.
-            match rx.try_recv() {
-                Ok(r) => {
-                    batch.push(r);
-                    continue;
-                }
+            let r = match rx.try_recv() {
+                Ok(r) => r,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                Ok(None) | Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(r)) => r,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            if r.reply.is_closed() {
+                stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            } else {
+                batch.push(r);
             }
         }
-        stats.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-        // Wait for a free session before gathering the next batch: while this
-        // batch runs, the queue keeps filling and the next batch is fuller.
-        let Ok(permit) = running.clone().acquire_owned().await else {
-            break;
-        };
         let model = model.clone();
         let stats = stats.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let (inputs, replies): (Vec<Input>, Vec<_>) =
-                batch.into_iter().map(|r| (r.input, r.reply)).unzip();
+            // A caller may also have gone while the batch was gathered.
+            let (live, gone): (Vec<Request>, Vec<Request>) =
+                batch.into_iter().partition(|r| !r.reply.is_closed());
+            stats.abandoned.fetch_add(gone.len(), Ordering::Relaxed);
+            if live.is_empty() {
+                return;
+            }
+            let (staged, replies): (Vec<_>, Vec<Reply>) =
+                live.into_iter().map(|r| (Ok(r.staged), r.reply)).unzip();
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.items.fetch_add(inputs.len(), Ordering::Relaxed);
-            let results = model.predict(&inputs);
+            stats.items.fetch_add(staged.len(), Ordering::Relaxed);
+            let results = model.predict_staged(staged);
             for (reply, result) in replies.into_iter().zip(results) {
-                // The caller may have gone away; that is not our error.
+                // The caller may have gone away since; that is not our error.
                 let _ = reply.send(result);
             }
         });
     }
     // Drain: wait for running batches so shutdown loses nothing.
-    let _ = running.acquire_many(config.concurrency.max(1) as u32).await;
+    let _ = running.acquire_many(sessions as u32).await;
 }

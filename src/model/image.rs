@@ -9,7 +9,7 @@ use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
 use super::manifest::{
     ChannelOrder, ChannelPolicy, ImageInput, Layout, ResizeFilter, ResizeMode, TensorType,
 };
-use super::{Batch, ItemError, Staged};
+use super::{Batch, DecodeBudget, ItemError, Staged};
 
 fn decode_err(e: image::ImageError) -> ItemError {
     ItemError::Decode(e.to_string())
@@ -140,9 +140,20 @@ impl ImagePreprocessor {
 
     /// Decode, convert and resize to the model's size.
     pub fn stage(&self, bytes: &[u8]) -> Result<Staged, ItemError> {
+        self.stage_within(bytes, &mut DecodeBudget::unlimited())
+    }
+
+    /// [`Self::stage`], charging the decoded size to `budget` once the header
+    /// is read and before any pixel is decoded.
+    pub fn stage_within(
+        &self,
+        bytes: &[u8],
+        budget: &mut DecodeBudget,
+    ) -> Result<Staged, ItemError> {
         let decoder = self.open(bytes)?;
         let (width, height) = decoder.dimensions();
         let color = decoder.color_type();
+        budget.charge(width, height, color)?;
         // 8-bit grey or RGB that needs no conversion (the usual case) is
         // decoded into this thread's reused buffer and resized from there:
         // no fresh, zeroed allocation per image.

@@ -8,9 +8,11 @@
 //! 3. [`Model::run`] runs ONNX Runtime and post-processes each row.
 
 pub mod batcher;
+pub mod beneath;
 pub mod graph;
 pub mod image;
 pub mod manifest;
+pub mod output;
 pub mod pipeline;
 pub mod postprocess;
 pub mod registry;
@@ -18,6 +20,8 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use ::image::ColorType;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -84,6 +88,10 @@ pub enum ItemError {
     },
     #[error("tokenizer failed: {0}")]
     Tokenize(String),
+    #[error("path leaves the data root: {path}")]
+    OutsideRoot { path: String },
+    #[error("this request's images would decode to more than {budget} bytes in all (this one needs {needed}, {left} are left); send large images in separate requests")]
+    OverBudget { needed: u64, left: u64, budget: u64 },
     #[error("{0}")]
     Invalid(String),
     #[error("inference failed for this item's batch: {0}")]
@@ -102,6 +110,8 @@ impl ItemError {
             ItemError::InvalidUtf8 { .. } => "invalid_utf8",
             ItemError::WrongKind { .. } => "wrong_input_kind",
             ItemError::Tokenize(_) => "tokenize_failed",
+            ItemError::OutsideRoot { .. } => "path_outside_root",
+            ItemError::OverBudget { .. } => "request_decode_budget",
             ItemError::Invalid(_) => "invalid_item",
             ItemError::Inference(_) => "inference_failed",
         }
@@ -115,6 +125,12 @@ pub enum Input {
     Image(Vec<u8>),
     /// An image file, read by the worker that stages it.
     ImagePath(PathBuf),
+    /// An image file that must lie inside `root` (canonical) when it is
+    /// opened, not only when it was ingested: see [`beneath`].
+    ImageInRoot {
+        root: Arc<Path>,
+        path: PathBuf,
+    },
     Text(String),
     /// Raw text bytes; validated as UTF-8 when staged.
     TextBytes(Vec<u8>),
@@ -123,7 +139,7 @@ pub enum Input {
 impl Input {
     fn kind(&self) -> &'static str {
         match self {
-            Input::Image(_) | Input::ImagePath(_) => "an image",
+            Input::Image(_) | Input::ImagePath(_) | Input::ImageInRoot { .. } => "an image",
             Input::Text(_) | Input::TextBytes(_) => "text",
         }
     }
@@ -221,6 +237,59 @@ pub struct LoadOptions {
     /// Read the embedding output, if the model declares one. Callers that
     /// only want labels turn this off and skip a copy per item.
     pub embeddings: bool,
+    /// Decoded bytes one request's images may add up to (see [`DecodeBudget`]).
+    pub request_decode_bytes: u64,
+}
+
+/// Decoding cost left to one request. Decoding time and memory grow with the
+/// decoded size (width × height × bytes per pixel), not the encoded size: a
+/// 16 MB request of forty 6300² 16-bit RGBA PNGs decodes to 12.7 GB and took
+/// one core 13 s. Each image's cost is read from its header and charged
+/// before it is decoded; an image that no longer fits fails alone, so one
+/// request cannot keep a core for longer than its budget allows.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeBudget {
+    left: u64,
+    total: u64,
+}
+
+impl DecodeBudget {
+    pub fn new(bytes: u64) -> DecodeBudget {
+        DecodeBudget {
+            left: bytes,
+            total: bytes,
+        }
+    }
+
+    /// For background jobs, whose claim size already bounds the work.
+    pub fn unlimited() -> DecodeBudget {
+        DecodeBudget::new(u64::MAX)
+    }
+
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// Charge one image of `width` × `height` in `color`, or refuse it.
+    pub(crate) fn charge(
+        &mut self,
+        width: u32,
+        height: u32,
+        color: ColorType,
+    ) -> Result<(), ItemError> {
+        let needed = u64::from(width)
+            .saturating_mul(u64::from(height))
+            .saturating_mul(u64::from(color.bytes_per_pixel()));
+        if needed > self.left {
+            return Err(ItemError::OverBudget {
+                needed,
+                left: self.left,
+                budget: self.total,
+            });
+        }
+        self.left -= needed;
+        Ok(())
+    }
 }
 
 impl Default for LoadOptions {
@@ -230,6 +299,9 @@ impl Default for LoadOptions {
             sessions: 1,
             max_pixels: 40_000_000,
             embeddings: true,
+            // Three of the largest 16-bit RGBA images the pixel limit lets
+            // through, or about 28 12-megapixel photos: a few seconds of one core.
+            request_decode_bytes: 1 << 30,
         }
     }
 }
@@ -247,6 +319,7 @@ pub struct Model {
     sessions: Vec<Mutex<Session>>,
     plan: postprocess::OutputPlan,
     labels: Arc<[String]>,
+    request_decode_bytes: u64,
 }
 
 impl std::fmt::Debug for Model {
@@ -302,6 +375,7 @@ impl Model {
             sessions: sessions.into_iter().map(Mutex::new).collect(),
             plan,
             labels,
+            request_decode_bytes: opts.request_decode_bytes,
         })
     }
 
@@ -329,16 +403,34 @@ impl Model {
         matches!(self.pre, Preprocessor::Text(_))
     }
 
+    /// A fresh decoding budget for one request (see [`DecodeBudget`]).
+    pub fn request_budget(&self) -> DecodeBudget {
+        DecodeBudget::new(self.request_decode_bytes)
+    }
+
     /// Step 1: decode/resize or tokenize one item.
     pub fn stage(&self, input: &Input) -> Result<Staged, ItemError> {
+        self.stage_within(input, &mut DecodeBudget::unlimited())
+    }
+
+    /// Step 1, charging an image's decoded size to `budget` before decoding it.
+    pub fn stage_within(
+        &self,
+        input: &Input,
+        budget: &mut DecodeBudget,
+    ) -> Result<Staged, ItemError> {
         match (&self.pre, input) {
-            (Preprocessor::Image(p), Input::Image(bytes)) => p.stage(bytes),
+            (Preprocessor::Image(p), Input::Image(bytes)) => p.stage_within(bytes, budget),
             (Preprocessor::Image(p), Input::ImagePath(path)) => {
                 let bytes = std::fs::read(path).map_err(|e| ItemError::Io {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })?;
-                p.stage(&bytes)
+                p.stage_within(&bytes, budget)
+            }
+            (Preprocessor::Image(p), Input::ImageInRoot { root, path }) => {
+                let bytes = beneath::read_beneath(root, path)?;
+                p.stage_within(&bytes, budget)
             }
             (Preprocessor::Text(p), Input::Text(s)) => p.encode(s).map(Staged::Tokens),
             (Preprocessor::Text(p), Input::TextBytes(b)) => {

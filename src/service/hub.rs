@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::model::batcher::{BatchError, Batcher, BatcherConfig};
+use crate::model::output::PredictionJson;
 use crate::model::{registry, Input, LoadOptions, Model, ModelError, Prediction};
-use crate::select::Uncertainty;
 
 pub struct LoadedModel {
     pub model: Arc<Model>,
@@ -22,42 +20,11 @@ pub struct ModelHub {
     models: BTreeMap<String, LoadedModel>,
 }
 
-/// A prediction as the API shows it. It borrows the model's answer and label
-/// names, so serialising it writes JSON straight from them: no map, string or
-/// JSON tree is built per item on the way out.
-#[derive(Debug, Serialize)]
-pub struct PredictionOut<'a> {
-    /// The caller's id for the item, echoed back.
-    pub id: &'a str,
-    pub label: Option<&'a str>,
-    pub score: Option<f32>,
-    pub scores: Option<LabelScores<'a>>,
-    pub uncertainty: Option<Uncertainty>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<&'a [f32]>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
-    pub model: &'a str,
-    pub model_version: &'a str,
-}
+/// A prediction as the API shows it: the one shape every output uses
+/// (see [`crate::model::output`]).
+pub type PredictionOut<'a> = PredictionJson<'a>;
 
-/// `{label: probability}` in the model's label order.
-#[derive(Debug)]
-pub struct LabelScores<'a> {
-    labels: &'a [String],
-    probs: &'a [f32],
-}
-
-impl Serialize for LabelScores<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.probs.len()))?;
-        for (label, p) in self.labels.iter().zip(self.probs) {
-            map.serialize_entry(label, p)?;
-        }
-        map.end()
-    }
-}
+pub use crate::model::output::LabelScores;
 
 impl ModelHub {
     /// Load every ready model under `dir`. A model whose files are missing is
@@ -131,31 +98,31 @@ impl LoadedModel {
         self.model.labels()
     }
 
+    /// One request's items (see [`Batcher::predict_many`]).
     pub async fn predict_many(&self, inputs: Vec<Input>) -> Vec<Result<Prediction, BatchError>> {
         self.batcher.predict_many(inputs).await
     }
 
+    /// A background job's items: waits for queue room, never "busy".
+    pub async fn predict_job(&self, inputs: Vec<Input>) -> Vec<Result<Prediction, BatchError>> {
+        self.batcher.predict_job(inputs).await
+    }
+
+    /// `embeddings`: also show a classifier's embedding (an embedding
+    /// model's answer always holds its embedding).
     pub fn to_out<'a>(
         &'a self,
         id: &'a str,
         pred: &'a Prediction,
         embeddings: bool,
     ) -> PredictionOut<'a> {
-        let labels = self.model.labels();
-        let class = pred.class.as_ref();
-        PredictionOut {
+        PredictionJson {
             id,
-            label: class.and_then(|c| labels.get(c.index)).map(String::as_str),
-            score: class.map(|c| c.score),
-            scores: class.map(|c| LabelScores {
-                labels,
-                probs: &c.probs,
-            }),
-            uncertainty: class.map(|c| c.uncertainty),
-            embedding: pred.embedding.as_deref().filter(|_| embeddings),
-            truncated: pred.truncated,
+            pred,
+            labels: self.model.labels(),
             model: self.model.name(),
             model_version: self.model.version(),
+            embeddings,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! database; a worker that dies simply lets its leases expire.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use super::hub::ModelHub;
 use super::metrics::Metrics;
 use crate::learn::Head;
 use crate::model::batcher::BatchError;
-use crate::model::{Input, Prediction};
+use crate::model::output::LabelScores;
+use crate::model::{Input, ItemError, Prediction};
 use crate::select::{strategies, Uncertainty};
 use crate::store::{Claim, ClaimedItem, Content, Disagreement, Outcome, Store, StoredPrediction};
 
@@ -128,31 +129,31 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             }
         }
     }
-    // Leave room in the batch queue rather than be told "busy": back-pressure
-    // from the HTTP callers delays the job instead of failing its items.
-    for _ in 0..500 {
-        if loaded.batcher.room() >= items.len()
-            && committee.iter().all(|m| m.batcher.room() >= items.len())
-        {
-            break;
+    let claimed = items.len();
+    let root: Option<Arc<Path>> = ctx.data_root.as_deref().map(Arc::from);
+    let mut outcomes = Vec::with_capacity(claimed);
+    let mut ids: Vec<i64> = Vec::with_capacity(claimed);
+    let mut inputs: Vec<Input> = Vec::with_capacity(claimed);
+    for item in items {
+        match input_for(item.content, root.as_ref()) {
+            Ok(input) => {
+                ids.push(item.id);
+                inputs.push(input);
+            }
+            Err(e) => outcomes.push((item.id, Outcome::Failed(e.to_string()))),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-    let inputs: Vec<Input> = items
-        .into_iter()
-        .map(|i| input_for(i.content, ctx.data_root.as_deref()))
-        .collect();
-    let claimed = inputs.len();
     let claim_ms = started.elapsed().as_secs_f64() * 1e3;
     // The committee sees the same inputs; its members' batchers run alongside
-    // the main model's. Only committee projects pay for the copies.
+    // the main model's. Only committee projects pay for the copies. A job
+    // waits for room in each queue (back-pressure from HTTP callers delays
+    // it) instead of being told "busy".
     let member_runs: Vec<_> = committee
         .iter()
-        .map(|m| m.predict_many(inputs.clone()))
+        .map(|m| m.predict_job(inputs.clone()))
         .collect();
     let (results, member_results) = tokio::join!(
-        loaded.predict_many(inputs),
+        loaded.predict_job(inputs),
         futures_util::future::join_all(member_runs)
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
@@ -166,7 +167,6 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         (Some(_), Some(v)) => format!("{}+head-{v}", loaded.model.version()),
         _ => loaded.model.version().to_string(),
     };
-    let mut outcomes = Vec::with_capacity(claimed);
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
     for (id, result) in ids.into_iter().zip(results) {
         members.clear();
@@ -248,18 +248,26 @@ async fn fail_batch(
     Ok(outcomes.len())
 }
 
-fn input_for(content: Content, data_root: Option<&std::path::Path>) -> Input {
-    match content {
+/// The model input for a stored item. A path is read only under the
+/// (canonical) data root, and checked again when the file is opened (see
+/// [`crate::model::beneath`]): ingest checked it, but the file may have been
+/// swapped for a link since.
+pub fn input_for(content: Content, data_root: Option<&Arc<Path>>) -> Result<Input, ItemError> {
+    Ok(match content {
         Content::Text(t) => Input::Text(t),
         Content::Image(b) => Input::Image(b),
-        Content::Path(p) => {
-            let path = PathBuf::from(p);
-            match data_root {
-                Some(root) if path.is_relative() => Input::ImagePath(root.join(path)),
-                _ => Input::ImagePath(path),
+        Content::Path(p) => match data_root {
+            Some(root) => Input::ImageInRoot {
+                root: root.clone(),
+                path: PathBuf::from(p),
+            },
+            None => {
+                return Err(ItemError::Invalid(format!(
+                    "path item {p:?}: this server has no --data-root, and path items are only read inside one"
+                )))
             }
-        }
-    }
+        },
+    })
 }
 
 /// Heads by (project, version); a version never changes once saved.
@@ -362,15 +370,12 @@ pub fn stored_prediction(
                 obj.insert("vote_entropy".into(), serde_json::json!(d.vote_entropy));
                 obj.insert("mean_kl".into(), serde_json::json!(d.mean_kl));
             }
-            let scores: serde_json::Map<String, serde_json::Value> = labels
-                .iter()
-                .zip(&probs)
-                .map(|(l, p)| (l.clone(), serde_json::json!(p)))
-                .collect();
             Outcome::Predicted(StoredPrediction {
                 label: labels.get(index).cloned(),
                 score: Some(f64::from(score)),
-                scores_json: Some(serde_json::Value::Object(scores).to_string()),
+                // The same serialiser as /v1/predict and `labelloop label`:
+                // scores in the model's (or head's) label order.
+                scores_json: Some(LabelScores::new(labels, &probs).to_json()),
                 uncertainty_json: Some(unc.to_string()),
                 uncertainty: Some(uncertainty),
                 embedding: pred.embedding,

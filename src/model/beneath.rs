@@ -1,0 +1,176 @@
+//! Reading a file that must lie inside a data root, checked when it is opened.
+//!
+//! Ingest checks a `path` item against the data root once, but the file is
+//! read later, when a worker labels it. Anyone who can write under the root
+//! could swap the file (or a folder on its path) for a symbolic link in
+//! between, and a plain `std::fs::read` would follow it out of the root. So
+//! the reader walks the path one component at a time from a descriptor of
+//! the root, opening each with `O_NOFOLLOW`: every step is relative to the
+//! folder already opened, no symbolic link is ever followed, and a link
+//! swapped in at any moment can only make the open fail, never redirect it.
+//! Ingest stores canonical paths (links already resolved), so a link met
+//! here was put there after ingest.
+
+use std::path::{Component, Path};
+
+use super::ItemError;
+
+/// Read `path` (relative to `root`, or absolute and under it) without
+/// following any symbolic link below `root`. `root` must be canonical, as the
+/// server makes `--data-root` at start-up.
+pub fn read_beneath(root: &Path, path: &Path) -> Result<Vec<u8>, ItemError> {
+    let shown = || path.display().to_string();
+    let escapes = || ItemError::OutsideRoot { path: shown() };
+    let rel = if path.is_absolute() {
+        path.strip_prefix(root).map_err(|_| escapes())?
+    } else {
+        path
+    };
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::CurDir => {}
+            // `..`, a second root or a prefix could step out of the root.
+            _ => return Err(escapes()),
+        }
+    }
+    if parts.is_empty() {
+        return Err(ItemError::Io {
+            path: shown(),
+            message: "the path names the data root itself, not a file".into(),
+        });
+    }
+    imp::read(root, &parts).map_err(|e| match e {
+        imp::Error::Link => escapes(),
+        imp::Error::Io(e) => ItemError::Io {
+            path: shown(),
+            message: e.to_string(),
+        },
+    })
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::ffi::OsStr;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::path::Path;
+
+    use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+
+    pub enum Error {
+        /// A component is a symbolic link, which is never followed.
+        Link,
+        Io(std::io::Error),
+    }
+
+    fn err(e: Errno) -> Error {
+        // `O_NOFOLLOW` on a link fails with ELOOP (EMLINK on FreeBSD).
+        if e == Errno::LOOP || e == Errno::MLINK {
+            Error::Link
+        } else {
+            Error::Io(e.into())
+        }
+    }
+
+    fn is_link(dir: &OwnedFd, name: &OsStr) -> bool {
+        statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    }
+
+    pub fn read(root: &Path, parts: &[&OsStr]) -> Result<Vec<u8>, Error> {
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut dir: OwnedFd = openat(CWD, root, dir_flags, Mode::empty()).map_err(err)?;
+        let (last, folders) = match parts.split_last() {
+            Some(x) => x,
+            None => return Err(Error::Io(std::io::ErrorKind::InvalidInput.into())),
+        };
+        for part in folders {
+            dir = match openat(&dir, *part, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(d) => d,
+                // Linux answers ENOTDIR for a link opened as a folder with
+                // `O_NOFOLLOW`; tell a link from a plain file for the message.
+                Err(Errno::NOTDIR) if is_link(&dir, part) => return Err(Error::Link),
+                Err(e) => return Err(err(e)),
+            };
+        }
+        let fd = openat(
+            &dir,
+            *last,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        let mut file = std::fs::File::from(fd);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(Error::Io)?;
+        Ok(bytes)
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    //! Without `openat`, resolve the path and check it once more right
+    //! before reading: a narrower window than the ingest check alone.
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+
+    pub enum Error {
+        Link,
+        Io(std::io::Error),
+    }
+
+    pub fn read(root: &Path, parts: &[&OsStr]) -> Result<Vec<u8>, Error> {
+        let joined: PathBuf = parts.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        let real = joined.canonicalize().map_err(Error::Io)?;
+        if real != joined {
+            return Err(Error::Link);
+        }
+        std::fs::read(real).map_err(Error::Io)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_inside_and_refuses_links_and_parent_steps() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = root.path().canonicalize().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root_path.join("sub")).unwrap();
+        std::fs::write(root_path.join("sub/a.txt"), b"inside").unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"outside").unwrap();
+        assert_eq!(
+            read_beneath(&root_path, Path::new("sub/a.txt")).unwrap(),
+            b"inside"
+        );
+        assert_eq!(
+            read_beneath(&root_path, &root_path.join("sub/a.txt")).unwrap(),
+            b"inside"
+        );
+        // A link as the file, and a link as a folder on the way.
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            root_path.join("sub/link.txt"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), root_path.join("out")).unwrap();
+        for p in [
+            "sub/link.txt",
+            "out/secret.txt",
+            "../secret.txt",
+            "sub/../../x",
+        ] {
+            let e = read_beneath(&root_path, Path::new(p)).unwrap_err();
+            assert!(matches!(e, ItemError::OutsideRoot { .. }), "{p}: {e}");
+        }
+        let e = read_beneath(&root_path, &outside.path().join("secret.txt")).unwrap_err();
+        assert!(matches!(e, ItemError::OutsideRoot { .. }), "{e}");
+        let e = read_beneath(&root_path, Path::new("sub/missing.txt")).unwrap_err();
+        assert!(matches!(e, ItemError::Io { .. }), "{e}");
+    }
+}
