@@ -3,6 +3,7 @@
 //! Handlers call this; they never touch ONNX Runtime or SQL.
 
 pub mod config;
+pub mod export;
 pub mod hub;
 pub mod learn;
 pub mod metrics;
