@@ -227,6 +227,8 @@ mod tests {
 
     /// A strict parser for the sample lines of the Prometheus text format:
     /// an unescaped quote or a raw newline inside a label value fails it.
+    /// Hand-written because the exporter only writes the format, and the test
+    /// must read escapes back exactly rather than through the code under test.
     fn parse(text: &str) -> Vec<Sample> {
         let mut out = Vec::new();
         for line in text.lines() {
