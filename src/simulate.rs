@@ -6,6 +6,7 @@
 //! labeled embeddings, measure it on a held-out split, select the next batch
 //! from the unlabeled pool, "annotate" it, repeat. Knows nothing of HTTP or storage.
 
+use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::learn::Head;
@@ -258,110 +259,205 @@ pub fn run(
     })
 }
 
-/// An SVG line chart of test accuracy against labels spent, one line per strategy.
-pub fn svg_plot(report: &SimReport, title: &str) -> String {
-    let (w, h, l, r, t, b) = (760.0, 460.0, 70.0, 200.0, 50.0, 60.0);
+/// Colours per strategy: random is grey, the others cycle through the rest.
+const COLORS: [RGBColor; 8] = [
+    RGBColor(0x77, 0x77, 0x77),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+];
+
+/// An SVG line chart of held-out accuracy against labels spent, one line per
+/// strategy, with random's final accuracy dashed across for comparison.
+pub fn svg_plot(report: &SimReport, title: &str) -> std::io::Result<String> {
+    let mut svg = String::new();
+    draw(report, title, SVGBackend::with_string(&mut svg, (760, 460)))
+        .map_err(|e| std::io::Error::other(format!("drawing the plot: {e}")))?;
+    Ok(svg)
+}
+
+fn draw<DB: DrawingBackend>(
+    report: &SimReport,
+    title: &str,
+    backend: DB,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let max_labels = report
         .results
         .iter()
         .flat_map(|s| s.rounds.iter().map(|x| x.labels))
         .max()
-        .unwrap_or(1) as f64;
-    let accs: Vec<f64> = report
-        .results
-        .iter()
-        .flat_map(|s| s.rounds.iter().map(|x| x.accuracy))
-        .collect();
-    let lo = (accs.iter().copied().fold(1.0, f64::min) * 20.0).floor() / 20.0;
-    let hi = (accs.iter().copied().fold(0.0, f64::max) * 20.0).ceil() / 20.0;
+        .unwrap_or(1)
+        .max(1) as f64;
+    let accs = || {
+        report
+            .results
+            .iter()
+            .flat_map(|s| s.rounds.iter().map(|x| x.accuracy))
+    };
+    // Whole 5% steps around the data, as a reader compares in those.
+    let lo = (accs().fold(1.0, f64::min) * 20.0).floor() / 20.0;
+    let hi = (accs().fold(0.0, f64::max) * 20.0).ceil() / 20.0;
     let hi = if hi <= lo { lo + 0.05 } else { hi };
-    let sx = |v: f64| l + v / max_labels * (w - l - r);
-    let sy = |v: f64| h - b - (v - lo) / (hi - lo) * (h - t - b);
-    let colors = [
-        "#777777", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-    ];
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{l}\" y=\"28\" font-size=\"15\">{}</text>\n",
-        xml_escape(title)
-    );
-    // Axes and grid.
-    for i in 0..=4 {
-        let v = lo + (hi - lo) * i as f64 / 4.0;
-        let y = sy(v);
-        svg += &format!(
-            "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>\n",
-            w - r,
-            l - 6.0,
-            y + 4.0
-        );
-    }
-    for i in 0..=5 {
-        let v = max_labels * i as f64 / 5.0;
-        let x = sx(v);
-        svg += &format!(
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n",
-            h - b + 18.0,
-            v
-        );
-    }
-    svg += &format!(
-        "<line x1=\"{l}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/><line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">labels spent</text>\n\
-         <text x=\"18\" y=\"{:.1}\" transform=\"rotate(-90 18 {:.1})\" text-anchor=\"middle\">held-out accuracy</text>\n",
-        h - b,
-        w - r,
-        h - b,
-        h - b,
-        (l + w - r) / 2.0,
-        h - 18.0,
-        (t + h - b) / 2.0,
-        (t + h - b) / 2.0
-    );
+
+    let root = backend.into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..max_labels, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("labels spent")
+        .y_desc("held-out accuracy")
+        .x_labels(6)
+        .y_labels(5)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .light_line_style(RGBColor(0xf2, 0xf2, 0xf2))
+        .bold_line_style(RGBColor(0xe5, 0xe5, 0xe5))
+        .draw()?;
     if let Some(target) = report.random_final_accuracy {
-        let y = sy(target);
-        svg += &format!(
-            "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#777\" stroke-dasharray=\"4 4\"/>\n",
-            w - r
-        );
+        chart.draw_series(DashedLineSeries::new(
+            [(0.0, target), (max_labels, target)],
+            4,
+            4,
+            COLORS[0].stroke_width(1),
+        ))?;
     }
     for (i, s) in report.results.iter().enumerate() {
         let color = if s.strategy == "random" {
-            colors[0]
+            COLORS[0]
         } else {
-            colors[1 + i % (colors.len() - 1)]
+            COLORS[1 + i % (COLORS.len() - 1)]
         };
-        let points: Vec<String> = s
-            .rounds
-            .iter()
-            .map(|x| format!("{:.1},{:.1}", sx(x.labels as f64), sy(x.accuracy)))
-            .collect();
-        svg += &format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
-            points.join(" ")
-        );
-        let ly = t + 20.0 * i as f64;
         let savings = s
             .label_savings
             .map(|v| format!(" ({:+.0}% labels)", -v * 100.0))
             .unwrap_or_default();
-        svg += &format!(
-            "<line x1=\"{:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"3\"/><text x=\"{:.1}\" y=\"{:.1}\">{}{}</text>\n",
-            w - r + 10.0,
-            w - r + 30.0,
-            w - r + 36.0,
-            ly + 4.0,
-            xml_escape(&s.strategy),
-            xml_escape(&savings)
-        );
+        chart
+            .draw_series(LineSeries::new(
+                s.rounds.iter().map(|x| (x.labels as f64, x.accuracy)),
+                color.stroke_width(2),
+            ))?
+            .label(format!("{}{savings}", s.strategy))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3)));
     }
-    svg += "</svg>\n";
-    svg
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+        .label_font(("sans-serif", 12))
+        .draw()?;
+    root.present()
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strategy(name: &str, accs: &[f64], savings: Option<f64>) -> StrategyResult {
+        StrategyResult {
+            strategy: name.into(),
+            rounds: accs
+                .iter()
+                .enumerate()
+                .map(|(i, &accuracy)| RoundResult {
+                    round: i,
+                    labels: 20 + 20 * i,
+                    accuracy,
+                    auto_coverage: 0.0,
+                    auto_precision: 0.0,
+                })
+                .collect(),
+            labels_to_match_random: None,
+            label_savings: savings,
+        }
+    }
+
+    /// The polylines with more than two points: the strategy curves (legend
+    /// swatches and dashes are two-point paths), keyed by stroke colour.
+    fn curves(svg: &str) -> Vec<(String, usize)> {
+        let doc = roxmltree::Document::parse(svg).expect("valid XML");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter_map(|n| {
+                let points = n.attribute("points")?.split_whitespace().count();
+                (points > 2).then(|| (n.attribute("stroke").unwrap_or("").to_string(), points))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn svg_has_one_curve_per_strategy_and_escapes_the_title() {
+        let report = SimReport {
+            items: 100,
+            pool: 80,
+            test: 20,
+            dim: 4,
+            labels: vec!["a".into(), "b".into()],
+            seed_size: 20,
+            batch: 20,
+            rounds: 3,
+            seed: 0,
+            threshold: 0.9,
+            random_final_accuracy: Some(0.8),
+            results: vec![
+                strategy("random", &[0.5, 0.6, 0.7, 0.8], None),
+                strategy("margin", &[0.5, 0.7, 0.82, 0.86], Some(0.25)),
+                strategy("k-center", &[0.5, 0.65, 0.75, 0.83], Some(0.0)),
+            ],
+        };
+        let svg = svg_plot(&report, "cnn on <a & b>.jsonl").unwrap();
+        let curves = curves(&svg);
+        assert_eq!(curves.len(), 3, "{svg}");
+        assert!(curves.iter().all(|(_, n)| *n == 4));
+        let mut colors: Vec<&str> = curves.iter().map(|c| c.0.as_str()).collect();
+        colors.sort();
+        colors.dedup();
+        assert_eq!(colors.len(), 3, "strategies share a colour: {curves:?}");
+
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| n.text().unwrap_or("").trim().to_string())
+            .collect();
+        for want in [
+            "cnn on <a & b>.jsonl",
+            "random",
+            "margin (-25% labels)",
+            "k-center (-0% labels)",
+            "labels spent",
+            "held-out accuracy",
+        ] {
+            assert!(texts.iter().any(|t| t == want), "no {want:?} in {texts:?}");
+        }
+    }
+
+    #[test]
+    fn svg_of_an_empty_report_is_still_a_document() {
+        let report = SimReport {
+            items: 0,
+            pool: 0,
+            test: 0,
+            dim: 0,
+            labels: vec![],
+            seed_size: 0,
+            batch: 0,
+            rounds: 0,
+            seed: 0,
+            threshold: 0.9,
+            random_final_accuracy: None,
+            results: vec![],
+        };
+        let svg = svg_plot(&report, "nothing").unwrap();
+        assert!(curves(&svg).is_empty());
+    }
 }

@@ -226,7 +226,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         )?;
         std::fs::write(
             args.out.join("simulation.svg"),
-            simulate::svg_plot(&report, &title),
+            simulate::svg_plot(&report, &title)?,
         )
     };
     if let Err(e) = write() {

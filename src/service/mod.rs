@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod hub;
 pub mod ingest;
 pub mod learn;
