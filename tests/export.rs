@@ -77,7 +77,6 @@ async fn seed(store: &Store, n: usize) -> i64 {
                         label: Some("x,\"y\"".into()),
                         score: Some(0.625),
                         scores_json: Some("[0.625,0.375]".into()),
-                        uncertainty_json: None,
                         uncertainty: None,
                         embedding: None,
                         disagreement: None,

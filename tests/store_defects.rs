@@ -43,7 +43,6 @@ fn predicted(margin: f32) -> Outcome {
         label: Some("a".into()),
         score: Some(0.6),
         scores_json: Some(r#"{"a":0.6,"b":0.4}"#.into()),
-        uncertainty_json: Some(format!(r#"{{"margin":{margin}}}"#)),
         uncertainty: Some(Uncertainty {
             least_confidence: 0.4,
             margin,

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,7 +112,7 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         .get_project(project_id)
         .await
         .map_err(|e| e.to_string())?;
-    ctx.metrics.job_batch_size.observe(items.len() as f64);
+    ctx.metrics.claimed(items.len());
     let Some(loaded) = ctx.hub.get(&project.model) else {
         let why = format!("model {:?} is not loaded on this server", project.model);
         return fail_batch(ctx, job_id, &items, &why).await;
@@ -202,19 +201,8 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         .map_err(|e| e.to_string())?;
     for (_, o) in &outcomes {
         match o {
-            Outcome::Predicted(p) => {
-                ctx.metrics.items_labeled.fetch_add(1, Ordering::Relaxed);
-                if p.label.is_none() {
-                    // Embedded only: no class to accept or review yet.
-                } else if p.auto_accept {
-                    ctx.metrics.auto_accepted.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    ctx.metrics.needs_review.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Outcome::Failed(_) => {
-                ctx.metrics.items_failed.fetch_add(1, Ordering::Relaxed);
-            }
+            Outcome::Predicted(p) => ctx.metrics.labeled(p.label.as_ref().map(|_| p.auto_accept)),
+            Outcome::Failed(_) => ctx.metrics.failed(),
         }
     }
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -365,18 +353,12 @@ pub fn stored_prediction(
     match class {
         Some((index, score, probs, uncertainty)) => {
             let disagreement = (!members.is_empty()).then(|| disagreement(labels, &probs, members));
-            let mut unc = serde_json::to_value(uncertainty).unwrap_or_default();
-            if let (Some(d), Some(obj)) = (disagreement, unc.as_object_mut()) {
-                obj.insert("vote_entropy".into(), serde_json::json!(d.vote_entropy));
-                obj.insert("mean_kl".into(), serde_json::json!(d.mean_kl));
-            }
             Outcome::Predicted(StoredPrediction {
                 label: labels.get(index).cloned(),
                 score: Some(f64::from(score)),
                 // The same serialiser as /v1/predict and `labelloop label`:
                 // scores in the model's (or head's) label order.
                 scores_json: Some(LabelScores::new(labels, &probs).to_json()),
-                uncertainty_json: Some(unc.to_string()),
                 uncertainty: Some(uncertainty),
                 embedding: pred.embedding,
                 disagreement,
@@ -388,7 +370,6 @@ pub fn stored_prediction(
             label: None,
             score: None,
             scores_json: None,
-            uncertainty_json: None,
             uncertainty: None,
             embedding: pred.embedding,
             disagreement: None,
@@ -454,10 +435,7 @@ mod tests {
             .disagreement
             .expect("a committee project records disagreement");
         assert!((d.vote_entropy - 1.0).abs() < 1e-6);
-        let json: serde_json::Value =
-            serde_json::from_str(p.uncertainty_json.as_deref().unwrap()).unwrap();
-        assert!((json["vote_entropy"].as_f64().unwrap() - 1.0).abs() < 1e-6);
-        assert!(json["mean_kl"].as_f64().unwrap() > 0.0);
-        assert!(json["margin"].as_f64().is_some());
+        assert!(d.mean_kl > 0.0);
+        assert!(p.uncertainty.is_some(), "the margin etc. are stored too");
     }
 }

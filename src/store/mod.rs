@@ -218,7 +218,8 @@ pub(crate) const PROJECT_COLUMNS: &str =
 
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
-     pred_uncertainty, model_version, final_label, final_source, created_at";
+     unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
+     model_version, final_label, final_source, created_at";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -594,13 +595,13 @@ impl Store {
                 Outcome::Predicted(_) => None,
             })
             .collect();
-        const COLS: usize = 15;
+        const COLS: usize = 14;
         let mut update = self.params(
             "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, \
-             pred_scores = v.column5, pred_uncertainty = v.column6, model_version = v.column7, \
-             final_label = v.column8, final_source = v.column9, unc_least_confidence = v.column10, \
-             unc_margin = v.column11, unc_entropy = v.column12, embedding = COALESCE(v.column13, items.embedding), \
-             unc_vote_entropy = v.column14, unc_mean_kl = v.column15, \
+             pred_scores = v.column5, model_version = v.column6, \
+             final_label = v.column7, final_source = v.column8, unc_least_confidence = v.column9, \
+             unc_margin = v.column10, unc_entropy = v.column11, embedding = COALESCE(v.column12, items.embedding), \
+             unc_vote_entropy = v.column13, unc_mean_kl = v.column14, \
              lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
         );
         for i in 0..predicted.len() {
@@ -639,7 +640,6 @@ impl Store {
                         .bind(pred.label.as_deref())
                         .bind(pred.score)
                         .bind(pred.scores_json.as_deref())
-                        .bind(pred.uncertainty_json.as_deref())
                         .bind(&pred.model_version)
                         .bind(final_label)
                         .bind(final_source)

@@ -178,7 +178,6 @@ pub struct StoredPrediction {
     pub label: Option<String>,
     pub score: Option<f64>,
     pub scores_json: Option<String>,
-    pub uncertainty_json: Option<String>,
     pub uncertainty: Option<crate::select::Uncertainty>,
     pub embedding: Option<Vec<f32>>,
     /// How much the project's committee disagrees on the item, when it has one.
@@ -278,7 +277,14 @@ impl ItemRecord {
         let prediction = match label {
             Some(label) => {
                 let scores: Option<String> = r.try_get("pred_scores")?;
-                let unc: Option<String> = r.try_get("pred_uncertainty")?;
+                // The measures live once, in their ranking columns.
+                let mut unc = serde_json::Map::new();
+                for m in crate::select::Measure::ALL {
+                    let v: Option<f64> = r.try_get(m.column())?;
+                    if let Some(v) = v {
+                        unc.insert(m.key().to_string(), serde_json::json!(v));
+                    }
+                }
                 let score: Option<f64> = r.try_get("pred_score")?;
                 let version: Option<String> = r.try_get("model_version")?;
                 Some(PredictionView {
@@ -287,9 +293,7 @@ impl ItemRecord {
                     scores: scores
                         .and_then(|s| serde_json::from_str(&s).ok())
                         .unwrap_or_default(),
-                    uncertainty: unc
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or_default(),
+                    uncertainty: serde_json::Value::Object(unc),
                     model_version: version.unwrap_or_default(),
                 })
             }
