@@ -26,6 +26,10 @@
 //! do not depend on the number of threads. The inner loops spell out their
 //! lane order, so the AVX2 build of them (picked at run time) gives the same
 //! bits as the baseline one; it only uses wider vectors, no FMA.
+//!
+//! Hand-written rather than taken from a crate (linfa, smartcore): only with
+//! sklearn's exact objective and stopping rules can the tests hold the head
+//! to scikit-learn's coefficients.
 
 use std::collections::HashSet;
 

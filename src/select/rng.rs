@@ -3,6 +3,9 @@
 //!
 //! Only integer arithmetic with explicit wrapping, so the same seed gives the
 //! same sequence on every platform and every build. Not for cryptography.
+//! Written here rather than taken from `rand`: `rand`'s generators and
+//! distributions may change their output between versions, and selections
+//! and simulations must replay bit for bit from a seed.
 
 /// Small deterministic PRNG (SplitMix64): same seed, same sequence, on every platform.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -188,6 +188,7 @@ fn load_models(config: &ServeConfig) -> Result<ModelHub, StartError> {
         },
         sessions: config.sessions.max(1),
         embeddings: true,
+        request_decode_bytes: config.request_decode_bytes,
         ..LoadOptions::default()
     };
     let batcher = BatcherConfig {

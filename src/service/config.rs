@@ -72,6 +72,10 @@ pub struct ServeConfig {
     /// Idle wait between polls for new jobs, in milliseconds.
     #[arg(long, env = "LABELLOOP_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
+    /// Bytes that one request's images may decode to in all (width × height ×
+    /// bytes per pixel); images past it fail alone with `request_decode_budget`.
+    #[arg(long, env = "LABELLOOP_REQUEST_DECODE_BYTES", default_value_t = 1 << 30)]
+    pub request_decode_bytes: u64,
     /// Auto-accept when the top score reaches this, for projects that set none.
     #[arg(long, env = "LABELLOOP_DEFAULT_THRESHOLD", default_value_t = 0.9)]
     pub default_threshold: f64,
