@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ingest_body;
 mod handlers;
 pub mod openapi;
 mod review;
