@@ -235,7 +235,10 @@ fn check(raw: RawItem, at: At) -> Result<IngestItem, BodyError> {
             ))
         }
     };
-    Ok(IngestItem { id: raw.id, content })
+    Ok(IngestItem {
+        id: raw.id,
+        content,
+    })
 }
 
 #[cfg(test)]
@@ -248,7 +251,8 @@ mod tests {
 
     #[test]
     fn json_array_of_each_content() {
-        let body = r#"[{"id":"a","text":"hi"},{"id":"b","image":" aGk= "},{"id":"c","path":"x/y.png"}]"#;
+        let body =
+            r#"[{"id":"a","text":"hi"},{"id":"b","image":" aGk= "},{"id":"c","path":"x/y.png"}]"#;
         let items = parse(body.as_bytes(), "application/json").unwrap();
         assert_eq!(
             items,
@@ -288,7 +292,11 @@ mod tests {
     fn malformed_json_is_400_and_names_the_line() {
         let e = err("{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":", "");
         assert_eq!((e.code, e.status()), ("malformed_json", 400));
-        assert!(e.message.starts_with("line 2: malformed JSON"), "{}", e.message);
+        assert!(
+            e.message.starts_with("line 2: malformed JSON"),
+            "{}",
+            e.message
+        );
         let e = err("[{\"id\":\"a\"", "application/json");
         assert_eq!((e.code, e.class), ("malformed_json", ErrorClass::Syntax));
     }
@@ -306,7 +314,11 @@ mod tests {
     fn empty_id_is_refused() {
         let e = err(r#"[{"id":"","text":"a"}]"#, "");
         assert_eq!(e.code, "invalid_field");
-        assert!(e.message.contains("`[0].id`: must not be empty"), "{}", e.message);
+        assert!(
+            e.message.contains("`[0].id`: must not be empty"),
+            "{}",
+            e.message
+        );
         let e = err("\n\n{\"id\":\"\",\"text\":\"a\"}", "");
         assert!(e.message.contains("line 3: field `id`"), "{}", e.message);
     }
@@ -329,7 +341,11 @@ mod tests {
     fn bad_base64_names_the_field() {
         let e = err(r#"[{"id":"a","text":"x"},{"id":"b","image":"!!"}]"#, "");
         assert_eq!(e.code, "invalid_field");
-        assert!(e.message.contains("`[1].image`: not base64"), "{}", e.message);
+        assert!(
+            e.message.contains("`[1].image`: not base64"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -389,8 +405,20 @@ mod tests {
     #[test]
     fn converts_to_api_error_with_the_same_code() {
         let e: ApiError = err("{", "").into();
-        assert!(matches!(e, ApiError::BadRequest { code: "malformed_json", .. }));
+        assert!(matches!(
+            e,
+            ApiError::BadRequest {
+                code: "malformed_json",
+                ..
+            }
+        ));
         let e: ApiError = err("[]", "").into();
-        assert!(matches!(e, ApiError::Unprocessable { code: "empty_batch", .. }));
+        assert!(matches!(
+            e,
+            ApiError::Unprocessable {
+                code: "empty_batch",
+                ..
+            }
+        ));
     }
 }

@@ -5,8 +5,8 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-pub mod ingest_body;
 mod handlers;
+pub mod ingest_body;
 pub mod openapi;
 mod review;
 
