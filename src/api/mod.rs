@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ingest_body;
 pub mod v1;
 
 use std::ops::Deref;

@@ -16,11 +16,9 @@ use crate::select::strategies::{self, Pool};
 use crate::select::{Measure, Strategy};
 use crate::store::{ItemRecord, Project, ProjectSettings, ReviewFilter};
 
-/// Longest review lease a project may set: a day. Bounded so that
-/// `secs * 1000` can never overflow, and so a lost tab frees its items.
-pub const MAX_LEASE_SECS: u64 = 86_400;
-/// Default review lease.
-pub const DEFAULT_LEASE_SECS: u64 = 600;
+/// Longest review lease a project may set: a day, so that a lost tab frees
+/// its items (the store clamps with the same bound before multiplying).
+pub const MAX_LEASE_SECS: u64 = crate::store::MAX_REVIEW_LEASE_SECS;
 /// Largest `train_every`: beyond it automatic training would never run anyway.
 pub const MAX_TRAIN_EVERY: u64 = 1_000_000;
 /// Largest review page.
@@ -85,14 +83,6 @@ fn tier_measure(settings: &ProjectSettings) -> Measure {
         .unwrap_or(Measure::Margin)
 }
 
-fn lease_ms(settings: &ProjectSettings) -> i64 {
-    let secs = settings
-        .review_lease_secs
-        .unwrap_or(DEFAULT_LEASE_SECS)
-        .min(MAX_LEASE_SECS);
-    secs as i64 * 1000
-}
-
 /// The annotator's tier: their stored one if the project has it, else the lowest.
 async fn tier_of(app: &App, settings: &ProjectSettings, name: &str) -> ServiceResult<String> {
     Ok(match app.store.annotator_tier(name).await? {
@@ -145,7 +135,7 @@ pub async fn next_items(
             ),
         ));
     }
-    let lease_ms = lease_ms(settings);
+    let lease_ms = settings.review_lease_ms();
     let who = annotator.name.as_str();
     let items = match strategy.stored_measure() {
         Some(order) => {

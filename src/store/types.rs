@@ -50,7 +50,24 @@ pub struct ProjectSettings {
     pub review_lease_secs: Option<u64>,
 }
 
+/// The longest review lease honoured, in seconds (a year). Leases end at
+/// `now_ms + lease_ms` in an `i64`; without a bound, `review_lease_secs` near
+/// `u64::MAX` overflowed that sum (a panic in debug, a lease already expired
+/// in release).
+pub const MAX_REVIEW_LEASE_SECS: u64 = 86_400;
+
 impl ProjectSettings {
+    /// The review lease in milliseconds: `review_lease_secs` (600 when unset),
+    /// capped at [`MAX_REVIEW_LEASE_SECS`].
+    pub fn review_lease_ms(&self) -> i64 {
+        // The cap keeps the product far below i64::MAX.
+        (self
+            .review_lease_secs
+            .unwrap_or(600)
+            .min(MAX_REVIEW_LEASE_SECS)
+            * 1000) as i64
+    }
+
     /// Tiers sorted from the most uncertain band down.
     pub fn tiers_desc(&self) -> Vec<Tier> {
         let mut t = self.tiers.clone();

@@ -5,45 +5,30 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::jobs::JobView;
 use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
-use crate::api::extract::{parse_json, Body, Id, Query};
+use crate::api::extract::{Body, Id, Query};
+use crate::api::ingest_body::{self, ItemContent};
 use crate::api::AppState;
 use crate::service::ingest::{self, IngestItem};
 use crate::store::{Content, ItemRecord, Status};
 
-/// One item to ingest: an id and exactly one of `text`, `image`, `path`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// One item to ingest: an id and exactly one of `text`, `image`, `path`
+/// (the schema of what `api::ingest_body` parses).
+#[derive(ToSchema)]
+#[allow(dead_code)]
 pub struct ItemIn {
-    /// The client's id for the item (a string; numbers are taken as their decimal text).
-    #[schema(value_type = String)]
-    id: IdValue,
+    /// The client's id for the item: a non-empty string (numbers are refused,
+    /// so that `7` and `"7"` can never collide).
+    id: String,
     text: Option<String>,
     /// The image file, base64.
     image: Option<String>,
     /// A file under the server's `--data-root`.
     path: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IdValue {
-    S(String),
-    N(i64),
-}
-
-impl IdValue {
-    fn into_string(self) -> String {
-        match self {
-            IdValue::S(s) => s,
-            IdValue::N(n) => n.to_string(),
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -93,49 +78,19 @@ pub async fn ingest(
     ))
 }
 
-fn into_item(i: usize, item: ItemIn) -> ApiResult<IngestItem> {
-    let id = item.id.into_string();
-    let content = match (item.text, item.image, item.path) {
-        (Some(t), None, None) => Content::Text(t),
-        (None, Some(b64), None) => Content::Image(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| {
-                    ApiError::invalid(&format!("[{i}].image"), format!("not base64: {e}"))
-                })?,
-        ),
-        (None, None, Some(p)) => Content::Path(p),
-        _ => {
-            return Err(ApiError::invalid(
-                &format!("[{i}]"),
-                format!("item {id:?}: give exactly one of `text`, `image` (base64) or `path`"),
-            ))
-        }
-    };
-    Ok(IngestItem { id, content })
-}
-
 fn parse_items(body: &Bytes, content_type: &str) -> ApiResult<Vec<IngestItem>> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first == Some(b'[') && !content_type.contains("ndjson") {
-        let items = parse_json::<Vec<ItemIn>>(body)?;
-        return items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| into_item(i, item))
-            .collect();
-    }
-    // NDJSON: one object per line; errors name the line.
-    let mut items = Vec::new();
-    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let on_line = |e: ApiError| ApiError::new(e.code, format!("line {}: {}", n + 1, e.message));
-        let item = parse_json::<ItemIn>(line).map_err(on_line)?;
-        items.push(into_item(items.len(), item).map_err(on_line)?);
-    }
-    Ok(items)
+    let items = ingest_body::parse(body, content_type)?;
+    Ok(items
+        .into_iter()
+        .map(|item| IngestItem {
+            id: item.id,
+            content: match item.content {
+                ItemContent::Text(t) => Content::Text(t),
+                ItemContent::Image(b) => Content::Image(b),
+                ItemContent::Path(p) => Content::Path(p),
+            },
+        })
+        .collect())
 }
 
 /// Each part is one image; its bytes go to the store as they are.
