@@ -1,11 +1,16 @@
 //! labelloop: model-assisted auto-labeling.
 //!
-//! The crate is split by concern (see `ARCHITECTURE.md`):
+//! The modules read like the loop (see `ARCHITECTURE.md`):
 //! - [`runtime`] finds and loads the ONNX Runtime library and builds sessions;
-//! - [`model`] owns manifests, pre/post-processing, inference and dynamic batching;
-//! - [`select`] holds the pure uncertainty measures used to rank items for review.
+//! - [`model`] pre-labels: manifests, pre/post-processing, inference, batching;
+//! - [`select`] ranks items for review (measures and strategies);
+//! - [`learn`] trains the classifier head from people's corrections;
+//! - [`store`] keeps projects, items, jobs and annotations (SQLite, PostgreSQL);
+//! - [`service`] holds the use cases, written once for every adapter;
+//! - [`api`] and [`cli`] only translate HTTP and the command line to them;
+//! - [`simulate`] replays the loop on labeled data.
 //!
-//! None of these know about HTTP or storage.
+//! Pure math (`select`, `learn`) knows nothing of ONNX, HTTP or SQL.
 
 pub mod api;
 pub mod cli;
