@@ -8,6 +8,7 @@
 //! None of these know about HTTP or storage.
 
 pub mod api;
+pub mod calibrate;
 pub mod cli;
 pub mod learn;
 pub mod model;
