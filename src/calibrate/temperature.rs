@@ -48,7 +48,7 @@ fn validate(
     if probs.is_empty() {
         return Err(CalibrateError::Empty("probabilities"));
     }
-    if probs.len() % num_classes != 0 {
+    if !probs.len().is_multiple_of(num_classes) {
         return Err(CalibrateError::LengthMismatch {
             what: "probs.len() is not a multiple of num_classes",
             left: probs.len(),
