@@ -3,8 +3,8 @@
 //! cleanlab, MAPIE) and a statistical test of the threshold guarantee.
 
 use labelloop::calibrate::{
-    cohen_kappa, find_label_errors, fit_global, fit_per_class, krippendorff_alpha_nominal,
-    lower_bound, upper_bound, AuditSample, ThresholdOptions,
+    cohen_kappa, find_label_errors, fit_global, fit_per_class, fit_point_estimate,
+    krippendorff_alpha_nominal, lower_bound, upper_bound, AuditSample, ThresholdOptions,
 };
 use labelloop::select::Rng;
 use serde_json::Value;
@@ -188,8 +188,8 @@ fn the_guarantee_holds_in_repeated_draws() {
     };
     let draws = 200;
     let mut rng = Rng::new(20261202);
-    let (mut viol_pc, mut viol_gl) = (0, 0);
-    let (mut cov_pc, mut cov_gl) = (0.0, 0.0);
+    let (mut viol_pc, mut viol_gl, mut viol_pe) = (0, 0, 0);
+    let (mut cov_pc, mut cov_gl, mut cov_pe) = (0.0, 0.0, 0.0);
     for _ in 0..draws {
         let samples: Vec<AuditSample> = (0..1000)
             .map(|_| {
@@ -213,6 +213,11 @@ fn the_guarantee_holds_in_repeated_draws() {
                 &mut viol_gl,
                 &mut cov_gl,
             ),
+            (
+                fit_point_estimate(&samples, 3, &opts).unwrap(),
+                &mut viol_pe,
+                &mut cov_pe,
+            ),
         ] {
             let t: Vec<Option<f64>> = (0..3).map(|c| fit.threshold(c)).collect();
             let (c, p) = realised(&laws, &t);
@@ -224,7 +229,7 @@ fn the_guarantee_holds_in_repeated_draws() {
     }
     eprintln!(
         "per class: {viol_pc}/{draws} violations, mean coverage {cov_pc:.3}; \
-         global: {viol_gl}/{draws}, {cov_gl:.3}"
+         global: {viol_gl}/{draws}, {cov_gl:.3}; point estimate: {viol_pe}/{draws}, {cov_pe:.3}"
     );
     // P(violation) ≤ δ: at most δ·draws plus three binomial standard deviations.
     let slack = 3.0 * (draws as f64 * 0.05 * 0.95).sqrt();
@@ -236,6 +241,11 @@ fn the_guarantee_holds_in_repeated_draws() {
     // here; one global threshold on 1,000 labels keeps ~0.65.
     assert!(cov_pc > 0.3, "per-class coverage {cov_pc}");
     assert!(cov_gl > 0.5, "global coverage {cov_gl}");
+    // Why the bound matters: the point estimate misses far more often.
+    assert!(
+        viol_pe > 4 * allowed,
+        "point estimate: {viol_pe} violations"
+    );
 }
 
 #[test]

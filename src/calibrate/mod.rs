@@ -29,7 +29,8 @@ pub use drift::{DriftDetector, DriftState};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};
 pub use temperature::{apply_temperature, ece, fit_temperature, nll, TemperatureFit};
 pub use threshold::{
-    fit_global, fit_per_class, AuditSample, ClassThreshold, Method, ThresholdFit, ThresholdOptions,
+    fit_global, fit_per_class, fit_point_estimate, AuditSample, ClassThreshold, Method,
+    ThresholdFit, ThresholdOptions,
 };
 
 /// Why a calibration computation refused its input.

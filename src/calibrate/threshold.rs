@@ -96,6 +96,10 @@ pub enum Method {
     PerClass,
     /// One scan over all classes, one threshold, δ.
     Global,
+    /// The loosest global threshold whose audit precision is ≥ target: a
+    /// point estimate with no confidence level (the SageMaker Ground Truth
+    /// rule), for comparison only.
+    PointEstimate,
 }
 
 /// What one predicted class gets.
@@ -395,6 +399,36 @@ pub fn fit_global(
     )
 }
 
+/// For comparison only, with **no guarantee**: the loosest single
+/// threshold at which the accepted audit items' precision is ≥ target
+/// (every audit score is a candidate, no stopping). With calibrated scores
+/// it lands near the oracle threshold and so misses the target in about
+/// half of the draws; `tests/calibrate.rs` measures that.
+pub fn fit_point_estimate(
+    samples: &[AuditSample],
+    num_classes: usize,
+    opts: &ThresholdOptions,
+) -> Result<ThresholdFit, CalibrateError> {
+    validate(samples, num_classes, opts)?;
+    let sorted = sorted_desc(samples.to_vec());
+    let mut best = None;
+    let mut correct = 0usize;
+    for (i, s) in sorted.iter().enumerate() {
+        correct += usize::from(s.correct);
+        let boundary = sorted.get(i + 1).is_none_or(|next| next.score < s.score);
+        if boundary && correct as f64 >= opts.target * (i + 1) as f64 {
+            best = Some(s.score);
+        }
+    }
+    assemble(
+        Method::PointEstimate,
+        samples,
+        &vec![best; num_classes],
+        opts,
+        opts.delta,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +516,28 @@ mod tests {
         v.push(s(0.9, 0, false));
         let fit = fit_global(&v, 1, &ThresholdOptions::default()).unwrap();
         assert_eq!(fit.threshold(0), None);
+    }
+
+    #[test]
+    fn point_estimate_takes_the_loosest_passing_cut() {
+        // 19 correct then 1 wrong: 19/20 = 0.95 passes at the bottom.
+        let mut v: Vec<_> = (0..19)
+            .map(|i| s(0.99 - i as f64 * 1e-3, 0, true))
+            .collect();
+        v.push(s(0.5, 0, false));
+        let fit = fit_point_estimate(&v, 1, &ThresholdOptions::default()).unwrap();
+        assert_eq!(fit.threshold(0), Some(0.5));
+        assert_eq!(fit.method, Method::PointEstimate);
+        // The guaranteed scan cannot pass with 20 labels at all.
+        assert_eq!(
+            fit_global(&v, 1, &ThresholdOptions::default())
+                .unwrap()
+                .threshold(0),
+            None
+        );
+        v.push(s(0.4, 0, false));
+        let fit = fit_point_estimate(&v, 1, &ThresholdOptions::default()).unwrap();
+        assert_eq!(fit.threshold(0), Some(0.5));
     }
 
     #[test]
