@@ -15,6 +15,31 @@
 //! - [`label_errors`]: confident learning (Northcutt et al., 2021) on
 //!   out-of-sample probabilities: suspected human label errors, ranked.
 //! - [`agreement`]: Cohen's κ and Krippendorff's α (nominal).
+//!
+//! # Wiring it into the loop (for the service)
+//! 1. **Temperature**: on human labels that will *not* test thresholds
+//!    (review and seed labels, or one half of the audit labels),
+//!    [`fit_temperature`] on the raw probabilities; store T with the model
+//!    (and head) version; [`apply_temperature`] before storing, showing or
+//!    exporting scores (keep the raw ones). Report `ece_before`/`ece_after`.
+//! 2. **Thresholds**: from the audit labels only (uniform sample, held out
+//!    from step 1 and from head training), one [`AuditSample`] per audited
+//!    machine label: calibrated top score, predicted class, `correct =
+//!    human label == predicted`. If audit rates differ by class, use
+//!    [`uniform_subsample`] for [`fit_global`]. [`fit_global`] is the
+//!    default recommendation on calibrated scores; [`fit_per_class`] is
+//!    per-class-valid and pays δ/K (see `tests/calibrate.rs` for the cost);
+//!    [`fit_point_estimate`] is the no-guarantee baseline. Route with
+//!    [`ThresholdFit::accepts`]; the fit's fields are what
+//!    `/calibration` shows per class and overall.
+//! 3. **Drift**: a [`DriftDetector`] per calibration version, fed the audit
+//!    outcomes of items that version auto-accepted, in arrival order; on
+//!    alarm stop auto-accepting until a refit passes, then `reset`.
+//! 4. **Label errors**: [`find_label_errors`] on out-of-sample
+//!    (cross-fitted) probabilities of human-labeled items; `suspects` is the
+//!    `strategy=suspect` review order.
+//! 5. **Agreement**: [`cohen_kappa`] per annotator pair on the items both
+//!    labeled; [`krippendorff_alpha_nominal`] on the annotator × item matrix.
 
 pub mod agreement;
 pub mod binomial;
@@ -29,8 +54,8 @@ pub use drift::{DriftDetector, DriftState};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};
 pub use temperature::{apply_temperature, ece, fit_temperature, nll, TemperatureFit};
 pub use threshold::{
-    fit_global, fit_per_class, fit_point_estimate, AuditSample, ClassThreshold, Method,
-    ThresholdFit, ThresholdOptions,
+    fit_global, fit_per_class, fit_point_estimate, uniform_subsample, AuditSample, ClassThreshold,
+    Method, ThresholdFit, ThresholdOptions,
 };
 
 /// Why a calibration computation refused its input.

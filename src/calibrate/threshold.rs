@@ -429,6 +429,37 @@ pub fn fit_point_estimate(
     )
 }
 
+/// Thins an audit sample drawn with unequal inclusion probabilities (for
+/// instance a higher rate for rare classes, to reach `audit_min`) into a
+/// uniform one: item i is kept with probability `min(π) / π_i`, so every
+/// kept item had the same overall chance `min(π)` of being kept. Returns
+/// the kept indices, in order; deterministic for a seed.
+///
+/// Why thin rather than weight: a Horvitz–Thompson-weighted proportion has
+/// no exact binomial law, so the Clopper–Pearson guarantee would become an
+/// approximation. Thinning keeps it exact at the price of the extra labels,
+/// which [`fit_per_class`] can still use in full (its samples only need to
+/// be uniform within each predicted class).
+pub fn uniform_subsample(inclusion: &[f64], seed: u64) -> Result<Vec<usize>, CalibrateError> {
+    for (i, &p) in inclusion.iter().enumerate() {
+        if !(p.is_finite() && p > 0.0 && p <= 1.0) {
+            return Err(CalibrateError::OutOfRange {
+                name: "inclusion probability",
+                value: if p.is_nan() { i as f64 } else { p },
+                domain: "(0, 1]",
+            });
+        }
+    }
+    let min = inclusion.iter().copied().fold(1.0, f64::min);
+    let mut rng = crate::select::Rng::new(seed);
+    Ok(inclusion
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| rng.unit() < min / p)
+        .map(|(i, _)| i)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +569,24 @@ mod tests {
         v.push(s(0.4, 0, false));
         let fit = fit_point_estimate(&v, 1, &ThresholdOptions::default()).unwrap();
         assert_eq!(fit.threshold(0), Some(0.5));
+    }
+
+    #[test]
+    fn thinning_equalises_inclusion() {
+        // Class A audited at 0.2, class B at 0.05: after thinning, A keeps
+        // about a quarter of its audit items and B all of them.
+        let mut incl = vec![0.2; 4000];
+        incl.extend(vec![0.05; 1000]);
+        let kept = uniform_subsample(&incl, 9).unwrap();
+        let a = kept.iter().filter(|&&i| i < 4000).count();
+        let b = kept.len() - a;
+        assert_eq!(b, 1000);
+        assert!((900..1100).contains(&a), "kept {a} of class A");
+        assert_eq!(kept, uniform_subsample(&incl, 9).unwrap());
+        assert!(uniform_subsample(&[0.5, 0.0], 1).is_err());
+        assert!(uniform_subsample(&[1.5], 1).is_err());
+        assert!(uniform_subsample(&[f64::NAN], 1).is_err());
+        assert_eq!(uniform_subsample(&[], 1).unwrap(), Vec::<usize>::new());
     }
 
     #[test]
