@@ -22,8 +22,8 @@
 //! thresholds being conservative) false alarms are rarer still.
 //!
 //! Detection delay: after a drift to error rate q, S climbs by
-//! E[llr] = q·ln(q1/q0) + (1−q)·ln((1−q1)/(1−q0)) per label, so an alarm
-//! comes after roughly h / E[llr] labels (Wald's approximation).
+//! E(llr) = q·ln(q1/q0) + (1−q)·ln((1−q1)/(1−q0)) per label, so an alarm
+//! comes after roughly h / E(llr) labels (Wald's approximation).
 
 use super::CalibrateError;
 
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn drift_is_caught_quickly() {
-        // Precision falls from 0.95 to 0.80: E[llr] ≈ 0.095 per label, so
+        // Precision falls from 0.95 to 0.80: E(llr) ≈ 0.095 per label, so
         // h ≈ 9.9 is crossed after ~100 labels.
         let mut rng = Rng::new(5);
         let mut delays = Vec::new();

@@ -10,7 +10,7 @@
 //!    item for item (checked against cleanlab in `tests/calibrate.rs`): an
 //!    item is confidently in class j when p_j ≥ t_j − 1e-6; its guessed true
 //!    class is that j if one class is confident, the row's arg-max if
-//!    several are, none if none is; the confident joint C[given][guessed]
+//!    several are, none if none is; the confident joint `C[given][guessed]`
 //!    counts the items with a guess; its off-diagonal items are flagged,
 //!    except those whose given label is the arg-max after a 1e-6 nudge
 //!    toward it; ranked by self-confidence p_given, ascending.
