@@ -442,10 +442,16 @@ pub fn fit_point_estimate(
 /// be uniform within each predicted class).
 pub fn uniform_subsample(inclusion: &[f64], seed: u64) -> Result<Vec<usize>, CalibrateError> {
     for (i, &p) in inclusion.iter().enumerate() {
-        if !(p.is_finite() && p > 0.0 && p <= 1.0) {
+        if !p.is_finite() {
+            return Err(CalibrateError::NonFinite {
+                what: "inclusion",
+                index: i,
+            });
+        }
+        if !(p > 0.0 && p <= 1.0) {
             return Err(CalibrateError::OutOfRange {
                 name: "inclusion probability",
-                value: if p.is_nan() { i as f64 } else { p },
+                value: p,
                 domain: "(0, 1]",
             });
         }
