@@ -13,6 +13,7 @@
 //! Pure math (`select`, `learn`) knows nothing of ONNX, HTTP or SQL.
 
 pub mod api;
+pub mod calibrate;
 pub mod cli;
 pub mod learn;
 pub mod model;

@@ -1,0 +1,237 @@
+//! Inter-annotator agreement: Cohen's κ for a pair of annotators and
+//! Krippendorff's α (nominal) for any number of annotators with missing
+//! values. Both are chance-corrected: 1 is perfect agreement, 0 what
+//! independent annotators with the same label frequencies would reach.
+//!
+//! Definitions follow scikit-learn's `cohen_kappa_score` (unweighted) and
+//! the `krippendorff` package (`level_of_measurement="nominal"`); the
+//! fixtures in `tests/fixtures/calibration_reference.json` check both to
+//! 1e-9.
+
+use super::CalibrateError;
+use std::collections::BTreeMap;
+
+/// Cohen's κ = (p_o − p_e) / (1 − p_e) over the items both annotators
+/// labeled (`a[i]`, `b[i]` are their labels of item i). The categories are
+/// those either annotator used. Undefined (an error) when p_e = 1: both
+/// used one and the same single label.
+pub fn cohen_kappa(a: &[usize], b: &[usize]) -> Result<f64, CalibrateError> {
+    if a.len() != b.len() {
+        return Err(CalibrateError::LengthMismatch {
+            what: "annotator a vs annotator b",
+            left: a.len(),
+            right: b.len(),
+        });
+    }
+    if a.is_empty() {
+        return Err(CalibrateError::Empty("items"));
+    }
+    let n = a.len() as f64;
+    let mut ca: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut cb: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut agree = 0.0;
+    for (&x, &y) in a.iter().zip(b) {
+        *ca.entry(x).or_default() += 1.0;
+        *cb.entry(y).or_default() += 1.0;
+        if x == y {
+            agree += 1.0;
+        }
+    }
+    let po = agree / n;
+    let pe: f64 = ca
+        .iter()
+        .map(|(k, &na)| na * cb.get(k).copied().unwrap_or(0.0))
+        .sum::<f64>()
+        / (n * n);
+    if 1.0 - pe <= 0.0 {
+        return Err(CalibrateError::Undefined(
+            "κ: both annotators used one and the same label (expected agreement 1)",
+        ));
+    }
+    Ok((po - pe) / (1.0 - pe))
+}
+
+/// Krippendorff's α, nominal: `data[annotator][unit]`, `None` where that
+/// annotator did not label that unit. Units with fewer than two values are
+/// not pairable and are skipped. α = 1 − D_o / D_e with the coincidence
+/// matrix o_ck = Σ_units (pairs (c, k) in the unit) / (m_u − 1):
+/// α = 1 − (n − 1) · Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k.
+/// Undefined (an error) when fewer than two values are pairable or when
+/// every pairable value is the same category (D_e = 0).
+pub fn krippendorff_alpha_nominal(data: &[Vec<Option<usize>>]) -> Result<f64, CalibrateError> {
+    if data.is_empty() {
+        return Err(CalibrateError::Empty("annotators"));
+    }
+    let units = data[0].len();
+    for row in data {
+        if row.len() != units {
+            return Err(CalibrateError::LengthMismatch {
+                what: "units per annotator",
+                left: units,
+                right: row.len(),
+            });
+        }
+    }
+    // Category index of each distinct label.
+    let mut index: BTreeMap<usize, usize> = BTreeMap::new();
+    for v in data.iter().flatten().flatten() {
+        let next = index.len();
+        index.entry(*v).or_insert(next);
+    }
+    let k = index.len();
+    let mut o = vec![vec![0.0f64; k]; k];
+    let mut counts = vec![0.0f64; k];
+    for u in 0..units {
+        counts.iter_mut().for_each(|c| *c = 0.0);
+        let mut m = 0.0;
+        for row in data {
+            if let Some(v) = row[u] {
+                if let Some(&c) = index.get(&v) {
+                    counts[c] += 1.0;
+                    m += 1.0;
+                }
+            }
+        }
+        if m < 2.0 {
+            continue;
+        }
+        for c in 0..k {
+            if counts[c] == 0.0 {
+                continue;
+            }
+            for d in 0..k {
+                let pairs = if c == d {
+                    counts[c] * (counts[c] - 1.0)
+                } else {
+                    counts[c] * counts[d]
+                };
+                o[c][d] += pairs / (m - 1.0);
+            }
+        }
+    }
+    let n_c: Vec<f64> = o.iter().map(|row| row.iter().sum()).collect();
+    let n: f64 = n_c.iter().sum();
+    if n < 2.0 {
+        return Err(CalibrateError::Undefined(
+            "α: fewer than two pairable values",
+        ));
+    }
+    let mut observed = 0.0;
+    let mut expected = 0.0;
+    for c in 0..k {
+        for d in 0..k {
+            if c != d {
+                observed += o[c][d];
+                expected += n_c[c] * n_c[d];
+            }
+        }
+    }
+    if expected <= 0.0 {
+        return Err(CalibrateError::Undefined(
+            "α: every pairable value is the same category",
+        ));
+    }
+    Ok(1.0 - (n - 1.0) * observed / expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kappa_by_hand() {
+        // 2×2 table [[20, 5], [10, 15]]: p_o = 0.7, p_e = 0.5·0.6 + 0.5·0.4 = 0.5.
+        let mut a = vec![];
+        let mut b = vec![];
+        for (x, y, n) in [(0, 0, 20), (0, 1, 5), (1, 0, 10), (1, 1, 15)] {
+            for _ in 0..n {
+                a.push(x);
+                b.push(y);
+            }
+        }
+        assert!((cohen_kappa(&a, &b).unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(cohen_kappa(&[1, 2, 3], &[1, 2, 3]).unwrap(), 1.0);
+        assert!(cohen_kappa(&[1, 1], &[1, 1]).is_err());
+        assert!(cohen_kappa(&[1], &[1, 2]).is_err());
+        assert!(cohen_kappa(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn alpha_by_hand() {
+        // Krippendorff (2011), "Computing Krippendorff's alpha", nominal
+        // example with missing values: α = 0.743.
+        let n = None;
+        let s = Some;
+        let data = vec![
+            vec![
+                s(1),
+                s(2),
+                s(3),
+                s(3),
+                s(2),
+                s(1),
+                s(4),
+                s(1),
+                s(2),
+                n,
+                n,
+                n,
+            ],
+            vec![
+                s(1),
+                s(2),
+                s(3),
+                s(3),
+                s(2),
+                s(2),
+                s(4),
+                s(1),
+                s(2),
+                s(5),
+                n,
+                s(3),
+            ],
+            vec![
+                n,
+                s(3),
+                s(3),
+                s(3),
+                s(2),
+                s(3),
+                s(4),
+                s(2),
+                s(2),
+                s(5),
+                s(1),
+                n,
+            ],
+            vec![
+                s(1),
+                s(2),
+                s(3),
+                s(3),
+                s(2),
+                s(4),
+                s(4),
+                s(1),
+                s(2),
+                s(5),
+                s(1),
+                n,
+            ],
+        ];
+        let a = krippendorff_alpha_nominal(&data).unwrap();
+        assert!((a - 0.743).abs() < 5e-4, "{a}");
+        // Perfect agreement.
+        let perfect = vec![vec![s(1), s(2)], vec![s(1), s(2)]];
+        assert_eq!(krippendorff_alpha_nominal(&perfect).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn alpha_bad_input() {
+        assert!(krippendorff_alpha_nominal(&[]).is_err());
+        assert!(krippendorff_alpha_nominal(&[vec![Some(1)], vec![]]).is_err());
+        assert!(krippendorff_alpha_nominal(&[vec![Some(1), None], vec![None, Some(1)]]).is_err());
+        assert!(krippendorff_alpha_nominal(&[vec![Some(1)], vec![Some(1)]]).is_err());
+    }
+}
