@@ -5,12 +5,14 @@
 //! - [`model`] pre-labels: manifests, pre/post-processing, inference, batching;
 //! - [`select`] ranks items for review (measures and strategies);
 //! - [`learn`] trains the classifier head from people's corrections;
+//! - [`calibrate`] holds the statistics of trust: thresholds with a guarantee,
+//!   temperature scaling, drift alarms, label errors, agreement;
 //! - [`store`] keeps projects, items, jobs and annotations (SQLite, PostgreSQL);
 //! - [`service`] holds the use cases, written once for every adapter;
 //! - [`api`] and [`cli`] only translate HTTP and the command line to them;
 //! - [`simulate`] replays the loop on labeled data.
 //!
-//! Pure math (`select`, `learn`) knows nothing of ONNX, HTTP or SQL.
+//! Pure math (`select`, `learn`, `calibrate`) knows nothing of ONNX, HTTP or SQL.
 
 pub mod api;
 pub mod calibrate;
