@@ -26,7 +26,6 @@ pub struct CreateProject {
     pub precision_target: Option<f64>,
     /// Auto-accept threshold on the top score (0..=1).
     pub threshold: Option<f64>,
-    #[schema(value_type = Option<Object>)]
     pub settings: Option<ProjectSettings>,
     /// Extra models with the same label set, for ensemble disagreement.
     pub committee: Option<Vec<String>>,

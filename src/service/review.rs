@@ -41,7 +41,6 @@ pub struct ReviewList {
     pub tier: Option<String>,
     pub strategy: String,
     pub lease_secs: i64,
-    #[schema(value_type = Vec<Object>)]
     pub items: Vec<ItemRecord>,
 }
 

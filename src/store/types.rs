@@ -5,7 +5,7 @@ use sqlx::Row;
 
 /// A project as stored; its JSON columns (labels, settings, committee) decode
 /// straight into their types (`jsonb` on PostgreSQL, text on SQLite).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Project {
     pub id: i64,
     pub name: String,
@@ -28,14 +28,14 @@ pub struct Project {
 /// A tier of annotators and the band of uncertainty routed to it: items whose
 /// uncertainty (by `ProjectSettings::tier_measure`) is at least `min_uncertainty`
 /// and below the next higher tier's minimum.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub name: String,
     pub min_uncertainty: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectSettings {
     /// Empty: one queue for everybody.
@@ -249,23 +249,28 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Annotation {
     pub label: String,
     pub annotator: String,
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PredictionView {
     pub label: String,
     pub score: f64,
+    /// `{label: probability}` in the model's label order.
+    #[schema(value_type = Object)]
     pub scores: serde_json::Value,
+    /// `{measure: value}`: least_confidence, margin, entropy (and for
+    /// committee projects vote_entropy, mean_kl), each in [0, 1].
+    #[schema(value_type = Object)]
     pub uncertainty: serde_json::Value,
     pub model_version: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemRecord {
     pub id: i64,
     pub project_id: i64,

@@ -27,7 +27,7 @@ pub struct AnnotationIn {
 #[utoipa::path(post, path = "/v1/items/{id}/annotations", tag = "review",
     params(("id" = i64, Path, description = "Item id")),
     request_body = AnnotationIn,
-    responses((status = 201, description = "The item, with the annotation", body = Object),
+    responses((status = 201, description = "The item, with the annotation", body = ItemRecord),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn annotate(

@@ -142,7 +142,6 @@ pub struct ListQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct ItemPage {
-    #[schema(value_type = Vec<Object>)]
     pub items: Vec<ItemRecord>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<i64>,
@@ -186,7 +185,7 @@ pub async fn list_items(
 /// Get one item with its prediction and annotations.
 #[utoipa::path(get, path = "/v1/items/{id}", tag = "items",
     params(("id" = i64, Path, description = "Item id")),
-    responses((status = 200, description = "The item", body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The item", body = ItemRecord), (status = 404, body = ErrorBody)))]
 pub async fn get_item(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ItemRecord>> {
     Ok(Json(state.store.get_item(id).await?))
 }

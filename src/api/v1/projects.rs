@@ -16,7 +16,7 @@ use crate::store::{Project, ProjectSettings};
 /// Create a project.
 #[utoipa::path(post, path = "/v1/projects", tag = "projects",
     request_body = CreateProject,
-    responses((status = 201, description = "The project", body = Object),
+    responses((status = 201, description = "The project", body = Project),
               (status = 422, body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<AppState>,
@@ -29,7 +29,6 @@ pub async fn create_project(
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectList {
-    #[schema(value_type = Vec<Object>)]
     pub projects: Vec<Project>,
 }
 
@@ -45,7 +44,7 @@ pub async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Proj
 /// Get a project.
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
-    responses((status = 200, description = "The project", body = Object),
+    responses((status = 200, description = "The project", body = Project),
               (status = 404, body = ErrorBody)))]
 pub async fn get_project(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Project>> {
     Ok(Json(state.store.get_project(id).await?))
@@ -54,8 +53,8 @@ pub async fn get_project(State(state): State<AppState>, Id(id): Id) -> ApiResult
 /// Set tiers, expert confirmation, automatic retraining and the review lease.
 #[utoipa::path(put, path = "/v1/projects/{id}/settings", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
-    request_body(content = Object, description = "ProjectSettings: tiers, tier_measure, require_expert_confirmation, train_every (0..=1000000), review_lease_secs (1..=86400)"),
-    responses((status = 200, description = "The project", body = Object),
+    request_body(content = ProjectSettings, description = "train_every: 0..=1000000; review_lease_secs: 1..=86400"),
+    responses((status = 200, description = "The project", body = Project),
               (status = 422, body = ErrorBody)))]
 pub async fn put_settings(
     State(state): State<AppState>,
