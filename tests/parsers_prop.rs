@@ -655,3 +655,20 @@ fn settings_huge_review_lease_is_capped_not_wrapped() {
     assert_eq!(s.review_lease_ms(), MAX_REVIEW_LEASE_SECS as i64 * 1000);
     assert_eq!(ProjectSettings::default().review_lease_ms(), 600_000);
 }
+
+/// Found by the AFL++ settings target: serde_json's default float parser is
+/// best-effort, so `0.40900993826735515e-6` read as one f64, written back
+/// and read again came out one ulp away. Settings (and trained heads) are
+/// stored as JSON text and read back, so thresholds drifted on every
+/// round trip. `serde_json/float_roundtrip` makes parsing correctly rounded.
+#[test]
+fn settings_float_survives_the_json_round_trip() {
+    let body = br#"{"tiers":[{"name":"a","min_uncertainty":0.40900993826735515e-6}]}"#;
+    let s: ProjectSettings = parse_json(body).unwrap();
+    assert_eq!(
+        s.tiers[0].min_uncertainty,
+        "0.40900993826735515e-6".parse::<f64>().unwrap()
+    );
+    let back: ProjectSettings = parse_json(&serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+}

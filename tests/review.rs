@@ -335,7 +335,7 @@ async fn committee_disagreement(db: TestDb) {
     assert_eq!(code, 202, "{body}");
     s.wait_job(
         body["job"]["id"].as_i64().unwrap(),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
 
@@ -459,7 +459,7 @@ async fn head_learns_from_corrections() {
     assert_eq!(code, 202, "{body}");
     s.wait_job(
         body["job"]["id"].as_i64().unwrap(),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
 
@@ -511,7 +511,7 @@ async fn head_learns_from_corrections() {
     assert_eq!(trained["model_version"], "1.0.0+head-1");
     s.wait_job(
         trained["repredict_job"]["id"].as_i64().unwrap(),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
     let (_, p) = s.get(&format!("/v1/projects/{project}")).await;

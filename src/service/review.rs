@@ -358,6 +358,14 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             ));
         }
     }
+    let mut mins: Vec<f64> = s.tiers.iter().map(|t| t.min_uncertainty).collect();
+    mins.sort_by(f64::total_cmp);
+    if mins.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ServiceError::invalid(
+            "settings.tiers[].min_uncertainty",
+            "two tiers share a minimum, so one of them would get an empty band; give each tier its own",
+        ));
+    }
     if let Some(m) = &s.tier_measure {
         if Measure::parse(m).is_none() {
             return Err(ServiceError::invalid(
