@@ -42,7 +42,7 @@ for r in $(seq "$ROUNDS"); do
         echo "== round $r: $side (${BIN[$side]})" >&2
         bash scripts/bench_compare.sh --bin "${BIN[$side]}" --runs 3 --only fashion,text "${QUICK[@]}"
         cp bench-results/compare.md "$OUT/$r-$side-compare.md"
-        bash scripts/bench_http.sh --bin "${BIN[$side]}" --runs 3 --duration 8 --only single,batch64,jobs --images 5000 "${QUICK[@]}"
+        bash scripts/bench_http.sh --bin "${BIN[$side]}" --runs 3 --duration 8 --only single,batch64,jobs --images 3000 "${QUICK[@]}"
         cp bench-results/http.md "$OUT/$r-$side-http.md"
     done
 done
