@@ -43,10 +43,27 @@ pub(crate) fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + acc.ln()
 }
 
+/// Keeps a Lentz denominator away from zero.
+fn nonzero(v: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    if v.abs() < TINY {
+        TINY
+    } else {
+        v
+    }
+}
+
+/// One modified-Lentz step with partial numerator `aa`: updates `c` and `d`
+/// and returns the factor that multiplies the running value.
+fn lentz_step(c: &mut f64, d: &mut f64, aa: f64) -> f64 {
+    *d = 1.0 / nonzero(1.0 + aa * *d);
+    *c = nonzero(1.0 + aa / *c);
+    *d * *c
+}
+
 /// Continued fraction for `I_x(a, b)` (modified Lentz). Converges quickly
 /// for `x < (a + 1) / (a + b + 2)`; the caller picks the side.
 fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
     const EPS: f64 = 1e-16;
     // O(sqrt(max(a, b))) iterations are needed; this cap covers a, b ~ 1e9.
     const MAX_ITER: usize = 200_000;
@@ -54,37 +71,18 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
     let qap = a + 1.0;
     let qam = a - 1.0;
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / nonzero(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..=MAX_ITER {
         let m = m as f64;
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let del = d * c;
+        // Even and odd terms of the fraction.
+        h *= lentz_step(&mut c, &mut d, m * (b - m) * x / ((qam + m2) * (a + m2)));
+        let del = lentz_step(
+            &mut c,
+            &mut d,
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        );
         h *= del;
         if (del - 1.0).abs() < EPS {
             break;
