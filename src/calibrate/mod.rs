@@ -15,6 +15,8 @@
 //! - [`label_errors`]: confident learning (Northcutt et al., 2021) on
 //!   out-of-sample probabilities: suspected human label errors, ranked.
 //! - [`agreement`]: Cohen's κ and Krippendorff's α (nominal).
+//! - [`fit`]: the one calibration fit (temperature, then thresholds on the
+//!   held-out audit rows) that the service and `simulate` both call.
 //!
 //! # Wiring it into the loop (for the service)
 //! 1. **Temperature**: on human labels that will *not* test thresholds
@@ -44,6 +46,7 @@
 pub mod agreement;
 pub mod binomial;
 pub mod drift;
+pub mod fit;
 pub mod label_errors;
 pub mod temperature;
 pub mod threshold;
@@ -51,6 +54,7 @@ pub mod threshold;
 pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
 pub use drift::{DriftDetector, DriftState};
+pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};
 pub use temperature::{apply_temperature, ece, fit_temperature, nll, TemperatureFit};
 pub use threshold::{
