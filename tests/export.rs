@@ -82,6 +82,7 @@ async fn seed(store: &Store, n: usize) -> i64 {
                         disagreement: None,
                         model_version: "v1\nbuild".into(),
                         auto_accept: false,
+                        ..StoredPrediction::default()
                     }),
                 )
             })

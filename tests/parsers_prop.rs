@@ -520,15 +520,35 @@ fn gen_settings() -> impl Strategy<Value = ProjectSettings> {
         any::<bool>(),
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u64>()),
+        // Calibration numbers, in and out of their domains.
+        prop::option::of((-500i32..=1500).prop_map(|k| k as f64 / 1000.0)),
+        prop::option::of((-500i32..=1500).prop_map(|k| k as f64 / 1000.0)),
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
     )
         .prop_map(
-            |(tiers, tier_measure, require_expert_confirmation, train_every, review_lease_secs)| {
+            |(
+                tiers,
+                tier_measure,
+                require_expert_confirmation,
+                train_every,
+                review_lease_secs,
+                audit_rate,
+                delta,
+                audit_min,
+                calibrate_every,
+            )| {
                 ProjectSettings {
                     tiers,
                     tier_measure,
                     require_expert_confirmation,
                     train_every,
                     review_lease_secs,
+                    audit_rate,
+                    delta,
+                    audit_min,
+                    calibrate_every,
+                    ..ProjectSettings::default()
                 }
             },
         )
@@ -547,6 +567,10 @@ fn settings_json(s: &ProjectSettings) -> serde_json::Value {
         "require_expert_confirmation": s.require_expert_confirmation,
         "train_every": s.train_every,
         "review_lease_secs": s.review_lease_secs,
+        "audit_rate": s.audit_rate,
+        "delta": s.delta,
+        "audit_min": s.audit_min,
+        "calibrate_every": s.calibrate_every,
     })
 }
 

@@ -52,6 +52,7 @@ fn predicted(margin: f32) -> Outcome {
         disagreement: None,
         model_version: "m@1".into(),
         auto_accept: false,
+        ..StoredPrediction::default()
     })
 }
 

@@ -27,8 +27,8 @@ pub fn status(code: Code) -> StatusCode {
     match code {
         MalformedJson | BadBody | BadMultipart | BadPath => StatusCode::BAD_REQUEST,
         InvalidBody | InvalidField | EmptyBatch | LabelsMismatch | NotEnoughLabels
-        | PathNotFound | StrategyUnavailable | TooManyItems | UnknownLabel | UnknownModel
-        | WrongContent => StatusCode::UNPROCESSABLE_ENTITY,
+        | NoAuditLabels | PathNotFound | StrategyUnavailable | TooManyItems | UnknownLabel
+        | UnknownModel | WrongContent => StatusCode::UNPROCESSABLE_ENTITY,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,

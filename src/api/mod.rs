@@ -134,6 +134,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Annotate, routes!(review::release)))
         .routes(guarded(Admin, routes!(review::train)))
         .routes(guarded(Admin, routes!(review::set_tier)))
+        .routes(guarded(Admin, routes!(calibration::calibrate)))
+        .routes(guarded(Read, routes!(calibration::get_calibration)))
+        .routes(guarded(Read, routes!(calibration::agreement)))
 }
 
 /// The OpenAPI 3.1 document of the served routes.

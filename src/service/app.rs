@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::calibration::Calibrator;
 use super::config::ServeConfig;
 use super::hub::ModelHub;
 use super::metrics::Metrics;
@@ -31,8 +32,10 @@ pub struct App {
     pub training: Arc<TrainingGuard>,
     /// Canonical data root; `path` items must resolve inside it.
     pub data_root: Option<PathBuf>,
-    /// Auto-accept threshold for projects that give none.
+    /// Auto-accept threshold for projects that give none (before calibration).
     pub default_threshold: f64,
+    /// Calibration fits, drift checks and their background tasks.
+    pub calibrator: Calibrator,
 }
 
 /// Why the service could not start; each maps to its own exit code.
@@ -89,14 +92,16 @@ impl App {
                 })?),
                 None => None,
             };
+        let metrics = Arc::new(Metrics::default());
         let app = Arc::new(App {
             store: store.clone(),
             hub: hub.clone(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: metrics.clone(),
             wake_workers: Arc::new(Notify::new()),
             training: Arc::default(),
             data_root: data_root.clone(),
             default_threshold: config.default_threshold,
+            calibrator: Calibrator::new(store.clone(), hub.clone(), metrics.clone()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let workers = tokio::spawn(worker::run(

@@ -33,6 +33,8 @@ pub enum Code {
     MethodNotAllowed,
     /// A head needs more human labels than the project has.
     NotEnoughLabels,
+    /// Calibrating needs audit labels, and the project has none yet.
+    NoAuditLabels,
     /// A `path` item names no file under the data root.
     PathNotFound,
     /// The strategy needs something the project lacks (a committee, embeddings).
@@ -67,7 +69,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (for the OpenAPI document).
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 26] = [
         Code::MalformedJson,
         Code::InvalidBody,
         Code::InvalidField,
@@ -78,6 +80,7 @@ impl Code {
         Code::LabelsMismatch,
         Code::MethodNotAllowed,
         Code::NotEnoughLabels,
+        Code::NoAuditLabels,
         Code::PathNotFound,
         Code::StrategyUnavailable,
         Code::TooManyItems,
@@ -108,6 +111,7 @@ impl Code {
             Code::LabelsMismatch => "labels_mismatch",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::NotEnoughLabels => "not_enough_labels",
+            Code::NoAuditLabels => "no_audit_labels",
             Code::PathNotFound => "path_not_found",
             Code::StrategyUnavailable => "strategy_unavailable",
             Code::TooManyItems => "too_many_items",

@@ -17,7 +17,7 @@ use crate::store::{ItemRecord, Store, StoreError};
 const PAGE: i64 = 500;
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 8] = [
+pub const CSV_HEADER: [&str; 11] = [
     "id",
     "client_id",
     "status",
@@ -26,6 +26,9 @@ pub const CSV_HEADER: [&str; 8] = [
     "pred_label",
     "pred_score",
     "model_version",
+    "raw_score",
+    "calibration_version",
+    "audit",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +162,7 @@ fn chunk(
 }
 
 /// The [`CSV_HEADER`] columns of one item; empty for what it lacks.
-fn csv_row(item: &ItemRecord) -> [String; 8] {
+fn csv_row(item: &ItemRecord) -> [String; 11] {
     let p = item.prediction.as_ref();
     [
         item.id.to_string(),
@@ -170,6 +173,13 @@ fn csv_row(item: &ItemRecord) -> [String; 8] {
         p.map(|p| p.label.clone()).unwrap_or_default(),
         p.map(|p| p.score.to_string()).unwrap_or_default(),
         p.map(|p| p.model_version.clone()).unwrap_or_default(),
+        p.and_then(|p| p.raw_score)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        item.calibration_version
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        item.audit.to_string(),
     ]
 }
 
@@ -190,7 +200,8 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
     json!({
         "id": item.id,
         "data": {"id": item.client_id},
-        "meta": {"status": item.status, "final_label": item.final_label, "final_source": item.final_source},
+        "meta": {"status": item.status, "final_label": item.final_label, "final_source": item.final_source,
+                 "calibration_version": item.calibration_version, "audit": item.audit},
         "predictions": predictions,
         "annotations": annotations,
     })

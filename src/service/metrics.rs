@@ -32,6 +32,7 @@ const ITEMS_FAILED: &str = "labelloop_items_failed_total";
 const ITEMS_AUTO: &str = "labelloop_items_auto_accepted_total";
 const ITEMS_REVIEW: &str = "labelloop_items_needs_review_total";
 const AUTO_RATE: &str = "labelloop_auto_accept_rate";
+const DRIFT_ALARM: &str = "labelloop_calibration_drift_alarm";
 
 /// Histogram samples recorded between two drains. The exporter keeps every
 /// sample until upkeep folds it into the buckets; with `build_recorder` no
@@ -190,6 +191,14 @@ impl Metrics {
             Some(false) => self.needs_review.fetch_add(1, Ordering::Relaxed),
             None => 0,
         };
+    }
+
+    /// A project's drift alarm turned on (1) or off (0, after a refit).
+    pub fn drift_alarm(&self, project_id: i64, alarm: bool) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::gauge!(DRIFT_ALARM, "project" => project_id.to_string())
+                .set(f64::from(u8::from(alarm)));
+        });
     }
 
     /// An item failed to be labeled.

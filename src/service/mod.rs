@@ -3,6 +3,7 @@
 //! Handlers call this; they never touch ONNX Runtime or SQL.
 
 pub mod app;
+pub mod calibration;
 pub mod config;
 pub mod error;
 pub mod export;
@@ -11,5 +12,6 @@ pub mod ingest;
 pub mod learn;
 pub mod metrics;
 pub mod projects;
+pub mod quality;
 pub mod review;
 pub mod worker;

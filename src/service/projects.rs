@@ -57,12 +57,7 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
     let committee = req.committee.unwrap_or_default();
     validate_committee(app, &req.model, &labels, &committee)?;
     let precision_target = req.precision_target.unwrap_or(0.95);
-    if !(0.0..=1.0).contains(&precision_target) {
-        return Err(ServiceError::invalid(
-            "precision_target",
-            "must be in [0, 1]",
-        ));
-    }
+    super::calibration::validate_target(precision_target)?;
     let threshold = req.threshold.unwrap_or(app.default_threshold);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(ServiceError::invalid("threshold", "must be in [0, 1]"));

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::app::App;
+use super::calibration;
 use super::error::{Code, ServiceError, ServiceResult};
 use super::learn::{self, LearnError, Trained};
 use crate::select::strategies::{self, Pool};
@@ -90,13 +91,51 @@ async fn tier_of(app: &App, settings: &ProjectSettings, name: &str) -> ServiceRe
     })
 }
 
-/// Lease the next `limit` items for `annotator`, ranked by `strategy`, from
-/// the band of their tier (the top tier also gets items awaiting confirmation).
+/// Which review list: ranked by a selection strategy, the audit sample, or
+/// the suspected label errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewOrder {
+    Ranked(Strategy),
+    /// Audit items waiting for a label, any tier, oldest first: their labels
+    /// test the thresholds, so they are not ranked by uncertainty.
+    Audit,
+    /// Human labels that confident learning doubts, most suspicious first.
+    Suspect,
+}
+
+impl ReviewOrder {
+    pub fn parse(name: &str) -> Option<ReviewOrder> {
+        match name {
+            "audit" => Some(ReviewOrder::Audit),
+            "suspect" => Some(ReviewOrder::Suspect),
+            other => Strategy::parse(other).map(ReviewOrder::Ranked),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewOrder::Ranked(s) => s.as_str(),
+            ReviewOrder::Audit => "audit",
+            ReviewOrder::Suspect => "suspect",
+        }
+    }
+
+    /// Every list's name, for error messages and the page.
+    pub fn names() -> Vec<&'static str> {
+        let mut v: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        v.extend(["audit", "suspect"]);
+        v
+    }
+}
+
+/// Lease the next `limit` items for `annotator` from the list `order`: a
+/// strategy's ranking within the band of their tier (the top tier also gets
+/// items awaiting confirmation), the audit sample, or the suspects.
 pub async fn next_items(
     app: &App,
     project_id: i64,
     annotator: &Annotator,
-    strategy: Strategy,
+    order: ReviewOrder,
     limit: i64,
 ) -> ServiceResult<ReviewList> {
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -106,6 +145,12 @@ pub async fn next_items(
         ));
     }
     let project = app.store.get_project(project_id).await?;
+    let strategy = match order {
+        ReviewOrder::Ranked(s) => s,
+        ReviewOrder::Audit | ReviewOrder::Suspect => {
+            return special_list(app, &project, annotator, order, limit).await;
+        }
+    };
     let settings = &project.settings;
     let measure = tier_measure(settings);
     let (tier, filter) = if settings.tiers.is_empty() {
@@ -151,6 +196,53 @@ pub async fn next_items(
         annotator: annotator.name.clone(),
         tier,
         strategy: strategy.as_str().to_string(),
+        lease_secs: lease_ms / 1000,
+        items,
+    })
+}
+
+/// The audit and suspect lists: no tier band (any tier may answer an audit
+/// item; suspects go to whoever checks them).
+async fn special_list(
+    app: &App,
+    project: &Project,
+    annotator: &Annotator,
+    order: ReviewOrder,
+    limit: i64,
+) -> ServiceResult<ReviewList> {
+    let lease_ms = project.settings.review_lease_ms();
+    let tier = if project.settings.tiers.is_empty() {
+        None
+    } else {
+        Some(tier_of(app, &project.settings, &annotator.name).await?)
+    };
+    let items = match order {
+        ReviewOrder::Audit => {
+            let ids = app.store.audit_candidates(project.id, limit).await?;
+            app.store.lease_ids(&ids, &annotator.name, lease_ms).await?
+        }
+        _ => {
+            // Suspects are labeled items: shown for a second look, not leased.
+            let ids: Vec<i64> = calibration::suspects(app, project.id)
+                .await?
+                .into_iter()
+                .take(limit as usize)
+                .collect();
+            let mut items = app.store.items_by_ids(&ids).await?;
+            let pos: std::collections::HashMap<i64, usize> =
+                ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            items.retain(|i| i.status == "labeled");
+            items.sort_by_key(|i| pos.get(&i.id).copied());
+            for i in &mut items {
+                i.suspect = true;
+            }
+            items
+        }
+    };
+    Ok(ReviewList {
+        annotator: annotator.name.clone(),
+        tier,
+        strategy: order.as_str().to_string(),
         lease_secs: lease_ms / 1000,
         items,
     })
@@ -241,9 +333,65 @@ pub async fn annotate(
             .await?;
     } else {
         app.store.annotate(item_id, label, &annotator.name).await?;
+        resolve_conflict(app, &project, item_id).await?;
     }
     maybe_autotrain(app, &project);
+    if item.audit {
+        calibration::after_audit_label(&app.calibrator, &project);
+    }
     Ok(app.store.get_item(item_id).await?)
+}
+
+/// When annotators disagree on an item, settle its final label: by majority
+/// of each annotator's latest label (ties: the latest label among the tied),
+/// or, with `conflict_resolution = "expert"`, the top tier's latest label
+/// when there is one. The provenance is stored in `resolution`.
+async fn resolve_conflict(app: &App, project: &Project, item_id: i64) -> ServiceResult<()> {
+    let item = app.store.get_item(item_id).await?;
+    let mut latest: Vec<(&str, &str, i64)> = Vec::new(); // annotator, label, time
+    for a in &item.annotations {
+        match latest.iter_mut().find(|(who, _, _)| *who == a.annotator) {
+            Some(e) => {
+                e.1 = &a.label;
+                e.2 = a.created_at;
+            }
+            None => latest.push((&a.annotator, &a.label, a.created_at)),
+        }
+    }
+    let distinct: HashSet<&str> = latest.iter().map(|e| e.1).collect();
+    if latest.len() < 2 || distinct.len() < 2 {
+        return Ok(());
+    }
+    let settings = &project.settings;
+    if settings.conflict_resolution.as_deref() == Some("expert") {
+        if let Some(top) = settings.top_tier() {
+            let mut expert: Option<(&str, i64)> = None;
+            for (who, label, at) in &latest {
+                if tier_of(app, settings, who).await? == top && expert.is_none_or(|e| *at >= e.1) {
+                    expert = Some((label, *at));
+                }
+            }
+            if let Some((label, _)) = expert {
+                app.store.resolve_item(item_id, label, "expert").await?;
+                return Ok(());
+            }
+        }
+    }
+    let mut votes: Vec<(&str, usize, i64)> = Vec::new();
+    for (_, label, at) in &latest {
+        match votes.iter_mut().find(|v| v.0 == *label) {
+            Some(v) => {
+                v.1 += 1;
+                v.2 = v.2.max(*at);
+            }
+            None => votes.push((label, 1, *at)),
+        }
+    }
+    votes.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
+    if let Some((label, _, _)) = votes.first() {
+        app.store.resolve_item(item_id, label, "majority").await?;
+    }
+    Ok(())
 }
 
 async fn needs_confirmation(
@@ -286,6 +434,7 @@ pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
         .await
         .map_err(learn_error)?;
     app.wake_workers.notify_waiters();
+    calibration::after_training(&app.calibrator, project_id);
     Ok(trained)
 }
 
@@ -309,6 +458,7 @@ fn maybe_autotrain(app: &App, project: &Project) {
         return;
     };
     let (store, wake, project_id) = (app.store.clone(), app.wake_workers.clone(), project.id);
+    let calibrator = app.calibrator.clone();
     let base = base_version(app, project);
     tokio::spawn(async move {
         let _claim = claim;
@@ -324,6 +474,7 @@ fn maybe_autotrain(app: &App, project: &Project) {
         match learn::train_head(&store, project_id, &base).await {
             Ok(t) => {
                 wake.notify_waiters();
+                calibration::after_training(&calibrator, project_id);
                 tracing::info!(
                     project = project_id,
                     version = t.version,
@@ -390,7 +541,7 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             ));
         }
     }
-    Ok(())
+    calibration::validate(s)
 }
 
 /// Replace a project's settings.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use super::calibration::{self, Scorer};
 use super::hub::ModelHub;
 use super::metrics::Metrics;
 use crate::learn::Head;
@@ -166,6 +167,23 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         (Some(_), Some(v)) => format!("{}+head-{v}", loaded.model.version()),
         _ => loaded.model.version().to_string(),
     };
+    let scorer = calibration::scorer(&ctx.store, &project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut audited: HashMap<String, i64> = if project.settings.audit_min.is_some() {
+        ctx.store
+            .audit_class_counts(project_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let route = Route {
+        scorer: &scorer,
+        labels: &project.labels,
+    };
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
     for (id, result) in ids.into_iter().zip(results) {
         members.clear();
@@ -180,14 +198,28 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             }
         }
         let outcome = match result {
-            Ok(pred) => stored_prediction(
-                pred,
-                head.as_deref(),
-                loaded.labels(),
-                &members,
-                &version,
-                project.threshold,
-            ),
+            Ok(pred) => {
+                let mut o = stored_prediction(
+                    pred,
+                    head.as_deref(),
+                    loaded.labels(),
+                    &members,
+                    &version,
+                    &route,
+                );
+                if let Outcome::Predicted(p) = &mut o {
+                    if let Some(label) = &p.label {
+                        let seen = audited.entry(label.clone()).or_insert(0);
+                        let prob = calibration::audit_probability(&project.settings, *seen);
+                        p.audit_p = Some(prob);
+                        p.audit = calibration::audit_uniform(project_id, id) < prob;
+                        if p.audit {
+                            *seen += 1;
+                        }
+                    }
+                }
+                o
+            }
             // Not this item's fault: its lease expires and it is retried.
             Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
             Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
@@ -315,16 +347,25 @@ pub fn disagreement(labels: &[String], probs: &[f32], members: &[Member<'_>]) ->
     }
 }
 
+/// How a batch's predictions are scored and routed: the project's scorer
+/// (its calibration, or its fixed threshold) over the project's labels.
+pub struct Route<'a> {
+    pub scorer: &'a Scorer,
+    pub labels: &'a [String],
+}
+
 /// Turn a model prediction into what the store records. With a trained head,
 /// the class comes from the head applied to the item's embedding. With a
 /// committee, the item also records how much the members disagree with it.
+/// The raw probabilities are kept; the calibrated ones are what is shown,
+/// ranked and routed.
 pub fn stored_prediction(
     pred: Prediction,
     head: Option<&Head>,
     model_labels: &[String],
     members: &[Member<'_>],
     version: &str,
-    threshold: f64,
+    route: &Route<'_>,
 ) -> Outcome {
     let (labels, class) =
         match (head, &pred.embedding) {
@@ -351,19 +392,43 @@ pub fn stored_prediction(
             },
         };
     match class {
-        Some((index, score, probs, uncertainty)) => {
+        Some((_index, score, probs, _raw_uncertainty)) => {
             let disagreement = (!members.is_empty()).then(|| disagreement(labels, &probs, members));
+            // The scorer works in the project's label order; a model whose
+            // labels are ordered otherwise is aligned by name.
+            let aligned: Vec<f32> = if labels == route.labels {
+                probs.clone()
+            } else {
+                route
+                    .labels
+                    .iter()
+                    .map(|l| {
+                        labels
+                            .iter()
+                            .position(|x| x == l)
+                            .and_then(|j| probs.get(j).copied())
+                            .unwrap_or(0.0)
+                    })
+                    .collect()
+            };
+            let d = route.scorer.decide(route.labels, &aligned);
             Outcome::Predicted(StoredPrediction {
-                label: labels.get(index).cloned(),
-                score: Some(f64::from(score)),
+                label: route.labels.get(d.index).cloned(),
+                score: Some(d.score),
                 // The same serialiser as /v1/predict and `labelloop label`:
-                // scores in the model's (or head's) label order.
-                scores_json: Some(LabelScores::new(labels, &probs).to_json()),
-                uncertainty: Some(uncertainty),
+                // scores in the project's label order.
+                scores_json: Some(LabelScores::new(route.labels, &d.probs).to_json()),
+                // Ranked by what the user sees: the calibrated distribution.
+                uncertainty: Some(Uncertainty::from_distribution(&d.probs)),
                 embedding: pred.embedding,
                 disagreement,
                 model_version: version.to_string(),
-                auto_accept: f64::from(score) >= threshold,
+                auto_accept: d.auto_accept,
+                raw_score: Some(f64::from(score)),
+                raw_scores_json: Some(LabelScores::new(labels, &probs).to_json()),
+                audit: false,
+                audit_p: None,
+                calibration_version: route.scorer.version,
             })
         }
         None => Outcome::Predicted(StoredPrediction {
@@ -375,6 +440,11 @@ pub fn stored_prediction(
             disagreement: None,
             model_version: version.to_string(),
             auto_accept: false,
+            raw_score: None,
+            raw_scores_json: None,
+            audit: false,
+            audit_p: None,
+            calibration_version: None,
         }),
     }
 }
@@ -427,7 +497,12 @@ mod tests {
             labels: &project,
             probs: vec![0.2, 0.8],
         }];
-        let Outcome::Predicted(p) = stored_prediction(pred, None, &project, &member, "v1", 0.95)
+        let scorer = Scorer::fixed(0.95);
+        let route = Route {
+            scorer: &scorer,
+            labels: &project,
+        };
+        let Outcome::Predicted(p) = stored_prediction(pred, None, &project, &member, "v1", &route)
         else {
             panic!("expected a prediction");
         };

@@ -214,12 +214,12 @@ pub fn now_ms() -> i64 {
 }
 
 pub(crate) const PROJECT_COLUMNS: &str =
-    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee";
+    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee, calibration_version";
 
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
-     model_version, final_label, final_source, created_at";
+     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -409,6 +409,7 @@ impl Store {
             settings: new.settings.clone(),
             head_version: None,
             committee: new.committee.clone(),
+            calibration_version: None,
         })
     }
 
@@ -595,13 +596,20 @@ impl Store {
                 Outcome::Predicted(_) => None,
             })
             .collect();
-        const COLS: usize = 14;
+        const COLS: usize = 19;
+        // An item once drawn into the audit sample stays in it (a re-run
+        // after a head retrain must not undo the draw), and waits for a human.
         let mut update = self.params(
-            "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, \
+            "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
+             pred_label = v.column3, pred_score = v.column4, \
              pred_scores = v.column5, model_version = v.column6, \
-             final_label = v.column7, final_source = v.column8, unc_least_confidence = v.column9, \
+             final_label = CASE WHEN items.audit = 1 THEN NULL ELSE v.column7 END, \
+             final_source = CASE WHEN items.audit = 1 THEN NULL ELSE v.column8 END, unc_least_confidence = v.column9, \
              unc_margin = v.column10, unc_entropy = v.column11, embedding = COALESCE(v.column12, items.embedding), \
              unc_vote_entropy = v.column13, unc_mean_kl = v.column14, \
+             raw_score = v.column15, raw_scores = v.column16, \
+             audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, \
+             audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, \
              lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
         );
         for i in 0..predicted.len() {
@@ -625,15 +633,16 @@ impl Store {
             if !predicted.is_empty() {
                 let mut q = sqlx::query(&update.sql);
                 for ((id, pred), emb) in predicted.iter().zip(&embeddings) {
-                    let status = if pred.auto_accept {
+                    let status = if pred.auto_accept && !pred.audit {
                         "auto_accepted"
                     } else {
                         "needs_review"
                     };
-                    let (final_label, final_source) = match (&pred.label, pred.auto_accept) {
-                        (Some(label), true) => (Some(label.as_str()), Some("machine")),
-                        _ => (None, None),
-                    };
+                    let (final_label, final_source) =
+                        match (&pred.label, pred.auto_accept && !pred.audit) {
+                            (Some(label), true) => (Some(label.as_str()), Some("machine")),
+                            _ => (None, None),
+                        };
                     q = q
                         .bind(*id)
                         .bind(status)
@@ -648,7 +657,12 @@ impl Store {
                         .bind(pred.uncertainty.map(|u| f64::from(u.entropy)))
                         .bind(emb.as_deref())
                         .bind(pred.disagreement.map(|d| f64::from(d.vote_entropy)))
-                        .bind(pred.disagreement.map(|d| f64::from(d.mean_kl)));
+                        .bind(pred.disagreement.map(|d| f64::from(d.mean_kl)))
+                        .bind(pred.raw_score)
+                        .bind(pred.raw_scores_json.as_deref())
+                        .bind(i64::from(pred.audit))
+                        .bind(pred.audit.then_some(pred.audit_p).flatten())
+                        .bind(pred.calibration_version);
                 }
                 q = q.bind(worker);
                 let mut recorded: Vec<i64> = q
@@ -932,3 +946,8 @@ pub fn bytes_embedding(b: &[u8]) -> Vec<f32> {
 
 mod review;
 pub use review::{Candidate, Measure, ReviewFilter};
+
+mod calibration;
+pub use calibration::{
+    AnnotationRow, AuditCounts, CalibrationRow, LabeledRow, MachineRow, Reroute, StatusCounts,
+};

@@ -267,7 +267,7 @@ impl Store {
     }
 
     /// Many items in one query (plus one for their annotations), sorted by id.
-    async fn items_by_ids(&self, ids: &[i64]) -> Result<Vec<ItemRecord>> {
+    pub async fn items_by_ids(&self, ids: &[i64]) -> Result<Vec<ItemRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -365,7 +365,7 @@ impl Store {
         let rows: Vec<(Vec<u8>, String)> = with_pool!(self, |p| {
             sqlx::query(
                 "SELECT embedding, final_label FROM items WHERE project_id = $1 AND status = 'labeled' \
-                 AND final_source = 'human' AND embedding IS NOT NULL ORDER BY id",
+                 AND final_source = 'human' AND audit = 0 AND embedding IS NOT NULL ORDER BY id",
             )
             .bind(project_id)
             .fetch_all(p)

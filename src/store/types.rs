@@ -23,6 +23,9 @@ pub struct Project {
     /// the committee's disagreement (vote entropy, mean KL).
     #[sqlx(json)]
     pub committee: Vec<String>,
+    /// The calibration in force (see `GET /v1/projects/{id}/calibration`);
+    /// none yet: the fixed `threshold` decides, with no guarantee.
+    pub calibration_version: Option<i64>,
 }
 
 /// A tier of annotators and the band of uncertainty routed to it: items whose
@@ -48,7 +51,28 @@ pub struct ProjectSettings {
     pub train_every: Option<u64>,
     /// Review lease length in seconds (default 600).
     pub review_lease_secs: Option<u64>,
+    /// Share of pre-labeled items drawn into the audit sample, in [0, 1] (default 0.05).
+    pub audit_rate: Option<f64>,
+    /// Audit every item of a predicted class until it has this many audit items (default 0).
+    pub audit_min: Option<u64>,
+    /// Risk δ of the precision guarantee, in (0, 0.5] (default 0.05).
+    pub delta: Option<f64>,
+    /// Refit the calibration after this many new audit labels (default 50; 0: only on request).
+    pub calibrate_every: Option<u64>,
+    /// `global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).
+    pub threshold_method: Option<String>,
+    /// How disagreeing annotations settle an item: `majority` (default) or `expert`
+    /// (the top tier's latest label wins).
+    pub conflict_resolution: Option<String>,
+    /// Zero-shot: short descriptions per label, embedded in place of the bare
+    /// label names when an embedding model has no head yet.
+    pub label_descriptions: Option<std::collections::BTreeMap<String, String>>,
 }
+
+/// Defaults of the calibration settings.
+pub const DEFAULT_AUDIT_RATE: f64 = 0.05;
+pub const DEFAULT_DELTA: f64 = 0.05;
+pub const DEFAULT_CALIBRATE_EVERY: u64 = 50;
 
 /// The longest review lease honoured, in seconds (a year). Leases end at
 /// `now_ms + lease_ms` in an `i64`; without a bound, `review_lease_secs` near
@@ -189,7 +213,7 @@ pub enum Outcome {
     Failed(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StoredPrediction {
     /// None when the model only embedded the item (no head trained yet).
     pub label: Option<String>,
@@ -201,6 +225,15 @@ pub struct StoredPrediction {
     pub disagreement: Option<Disagreement>,
     pub model_version: String,
     pub auto_accept: bool,
+    /// The model's (or head's) own top score and `{label: p}` JSON; `score`
+    /// and `scores_json` are the calibrated ones.
+    pub raw_score: Option<f64>,
+    pub raw_scores_json: Option<String>,
+    /// Drawn into the audit sample (with probability `audit_p`).
+    pub audit: bool,
+    pub audit_p: Option<f64>,
+    /// The calibration that decided `auto_accept` (None: the fixed threshold).
+    pub calibration_version: Option<i64>,
 }
 
 /// Committee disagreement on one item (see `select::strategies`).
@@ -268,6 +301,12 @@ pub struct PredictionView {
     #[schema(value_type = Object)]
     pub uncertainty: serde_json::Value,
     pub model_version: String,
+    /// The model's (or head's) own top score before calibration; `score`
+    /// and `scores` are calibrated.
+    pub raw_score: Option<f64>,
+    /// The raw `{label: probability}`.
+    #[schema(value_type = Object)]
+    pub raw_scores: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -284,6 +323,15 @@ pub struct ItemRecord {
     pub final_source: Option<String>,
     pub annotations: Vec<Annotation>,
     pub created_at: i64,
+    /// Drawn into the audit sample: its human label tests the thresholds.
+    pub audit: bool,
+    /// The calibration version that decided the machine label (None: the
+    /// project's fixed threshold, before any calibration).
+    pub calibration_version: Option<i64>,
+    /// How annotators' disagreement was settled: `majority` or `expert`.
+    pub resolution: Option<String>,
+    /// Listed as a suspected label error (`strategy=suspect`).
+    pub suspect: bool,
 }
 
 impl ItemRecord {
@@ -294,6 +342,7 @@ impl ItemRecord {
         String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         Option<f64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     {
         let label: Option<String> = r.try_get("pred_label")?;
         let prediction = match label {
@@ -309,6 +358,7 @@ impl ItemRecord {
                 }
                 let score: Option<f64> = r.try_get("pred_score")?;
                 let version: Option<String> = r.try_get("model_version")?;
+                let raw_scores: Option<String> = r.try_get("raw_scores")?;
                 Some(PredictionView {
                     label,
                     score: score.unwrap_or_default(),
@@ -317,6 +367,10 @@ impl ItemRecord {
                         .unwrap_or_default(),
                     uncertainty: serde_json::Value::Object(unc),
                     model_version: version.unwrap_or_default(),
+                    raw_score: r.try_get("raw_score")?,
+                    raw_scores: raw_scores
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
                 })
             }
             None => None,
@@ -333,6 +387,10 @@ impl ItemRecord {
             final_source: r.try_get("final_source")?,
             annotations: Vec::new(),
             created_at: r.try_get("created_at")?,
+            audit: r.try_get::<i64, _>("audit")? != 0,
+            calibration_version: r.try_get("calibration_version")?,
+            resolution: r.try_get("resolution")?,
+            suspect: false,
         })
     }
 }

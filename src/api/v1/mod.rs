@@ -2,6 +2,7 @@
 //! one use case and return a typed response.
 
 pub mod annotations;
+pub mod calibration;
 pub mod export;
 pub mod items;
 pub mod jobs;

@@ -10,14 +10,14 @@ use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{parse_json, Body, Id, Query};
 use crate::api::AppState;
-use crate::select::Strategy;
 use crate::service::learn::Trained;
-use crate::service::review::{self, ReviewList};
+use crate::service::review::{self, ReviewList, ReviewOrder};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewQuery {
-    /// margin (default), least-confidence, entropy, vote-entropy, mean-kl, k-center, cluster-margin, random.
+    /// margin (default), least-confidence, entropy, vote-entropy, mean-kl, k-center, cluster-margin, random;
+    /// `audit` (the audit sample, any tier) or `suspect` (suspected label errors).
     strategy: Option<String>,
     /// 1..=500, default 20.
     limit: Option<i64>,
@@ -37,15 +37,14 @@ pub async fn review(
 ) -> ApiResult<Json<ReviewList>> {
     let annotator = caller.acting_as(q.annotator.as_deref())?;
     let name = q.strategy.as_deref().unwrap_or("margin");
-    let strategy = Strategy::parse(name).ok_or_else(|| {
-        let all: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+    let order = ReviewOrder::parse(name).ok_or_else(|| {
         ApiError::invalid(
             "strategy",
-            format!("{name:?} is not one of {}", all.join(", ")),
+            format!("{name:?} is not one of {}", ReviewOrder::names().join(", ")),
         )
     })?;
     let limit = q.limit.unwrap_or(20);
-    let list = review::next_items(&state, project_id, &annotator, strategy, limit).await?;
+    let list = review::next_items(&state, project_id, &annotator, order, limit).await?;
     Ok(Json(list))
 }
 

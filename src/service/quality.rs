@@ -1,0 +1,165 @@
+//! Quality of the human labels: agreement between annotators (Cohen's κ
+//! per pair, Krippendorff's α overall) and each annotator's accuracy
+//! against the consensus of the items more than one person labeled.
+//! Suspected label errors come with each calibration (see
+//! [`super::calibration`]); conflicts are settled in [`super::review`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::app::App;
+use super::error::ServiceResult;
+use crate::calibrate::{cohen_kappa, krippendorff_alpha_nominal};
+use crate::store::AnnotationRow;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgreementView {
+    /// Items with labels from at least two annotators.
+    pub shared_items: usize,
+    /// Of those, items whose annotators disagree.
+    pub conflicts: usize,
+    /// Krippendorff's α (nominal) over all annotators and items; `null` when undefined.
+    pub alpha: Option<f64>,
+    pub pairs: Vec<PairAgreement>,
+    pub annotators: Vec<AnnotatorQuality>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairAgreement {
+    pub a: String,
+    pub b: String,
+    /// Items both labeled.
+    pub items: usize,
+    /// Cohen's κ on those items; `null` when undefined (e.g. one label only).
+    pub kappa: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnotatorQuality {
+    pub name: String,
+    pub annotations: usize,
+    /// Items this annotator labeled that someone else labeled too.
+    pub shared_items: usize,
+    /// Share of those where this annotator's label is the item's settled
+    /// (majority or expert) label; `null` without shared items.
+    pub consensus_accuracy: Option<f64>,
+}
+
+/// Each annotator's latest label per item: item → (annotator → label index).
+fn latest_labels(
+    rows: &[AnnotationRow],
+    labels: &HashMap<&str, usize>,
+) -> BTreeMap<i64, BTreeMap<String, usize>> {
+    let mut by_item: BTreeMap<i64, BTreeMap<String, usize>> = BTreeMap::new();
+    for r in rows {
+        if let Some(&y) = labels.get(r.label.as_str()) {
+            // Rows come oldest first: a later label replaces an earlier one.
+            by_item
+                .entry(r.item_id)
+                .or_default()
+                .insert(r.annotator.clone(), y);
+        }
+    }
+    by_item
+}
+
+pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementView> {
+    let project = app.store.get_project(project_id).await?;
+    let rows = app.store.project_annotations(project_id).await?;
+    let index: HashMap<&str, usize> = project
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    let by_item = latest_labels(&rows, &index);
+    let shared: Vec<(&i64, &BTreeMap<String, usize>)> =
+        by_item.iter().filter(|(_, m)| m.len() >= 2).collect();
+    let annotators: BTreeSet<&str> = by_item
+        .values()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    let names: Vec<&str> = annotators.into_iter().collect();
+
+    let mut pairs = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        for b in &names[i + 1..] {
+            let (mut xa, mut xb) = (Vec::new(), Vec::new());
+            for m in by_item.values() {
+                if let (Some(&la), Some(&lb)) = (m.get(*a), m.get(*b)) {
+                    xa.push(la);
+                    xb.push(lb);
+                }
+            }
+            if xa.is_empty() {
+                continue;
+            }
+            pairs.push(PairAgreement {
+                a: a.to_string(),
+                b: b.to_string(),
+                items: xa.len(),
+                kappa: cohen_kappa(&xa, &xb).ok(),
+            });
+        }
+    }
+    // α on the annotator × shared-item matrix (items one person labeled
+    // carry no pairable values and would not change α).
+    let alpha = if shared.is_empty() {
+        None
+    } else {
+        let data: Vec<Vec<Option<usize>>> = names
+            .iter()
+            .map(|n| shared.iter().map(|(_, m)| m.get(*n).copied()).collect())
+            .collect();
+        krippendorff_alpha_nominal(&data).ok()
+    };
+    // Consensus: the settled label of shared items.
+    let shared_ids: Vec<i64> = shared.iter().map(|(id, _)| **id).collect();
+    let settled: HashMap<i64, usize> = app
+        .store
+        .items_by_ids(&shared_ids)
+        .await?
+        .into_iter()
+        .filter_map(|it| {
+            let y = *index.get(it.final_label.as_deref()?)?;
+            Some((it.id, y))
+        })
+        .collect();
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new(); // annotations, shared, agree
+    for r in &rows {
+        counts.entry(r.annotator.as_str()).or_default().0 += 1;
+    }
+    for (id, m) in &shared {
+        for (who, y) in m.iter() {
+            let c = counts.entry(who.as_str()).or_default();
+            c.1 += 1;
+            if settled.get(id) == Some(y) {
+                c.2 += 1;
+            }
+        }
+    }
+    let conflicts = shared
+        .iter()
+        .filter(|(_, m)| m.values().collect::<BTreeSet<_>>().len() > 1)
+        .count();
+    Ok(AgreementView {
+        shared_items: shared.len(),
+        conflicts,
+        alpha,
+        pairs,
+        annotators: counts
+            .into_iter()
+            .map(
+                |(name, (annotations, shared_items, agree))| AnnotatorQuality {
+                    name: name.to_string(),
+                    annotations,
+                    shared_items,
+                    consensus_accuracy: (shared_items > 0)
+                        .then(|| agree as f64 / shared_items as f64),
+                },
+            )
+            .collect(),
+    })
+}

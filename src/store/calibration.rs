@@ -1,0 +1,418 @@
+//! Calibration versions, the audit sample, and re-routing items under a fit.
+
+use sqlx::Row;
+
+use super::{bytes_embedding, now_ms, Job, Result, Store};
+
+/// A stored calibration version.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CalibrationRow {
+    pub version: i64,
+    /// JSON of `service::calibration::Stored`.
+    pub body: String,
+    pub audit_labels: i64,
+    /// JSON array of labels whose drift alarm fired under this version.
+    pub drift_classes: String,
+    pub created_at: i64,
+}
+
+/// A human-labeled item, as a calibration fit reads it.
+#[derive(Debug, Clone)]
+pub struct LabeledRow {
+    pub id: i64,
+    pub audit: bool,
+    /// The audit draw's inclusion probability (audit items only).
+    pub audit_p: Option<f64>,
+    /// The human label in force.
+    pub label: String,
+    /// What the machine predicted, and its raw `{label: p}` JSON.
+    pub pred_label: Option<String>,
+    pub raw_scores: Option<String>,
+    pub embedding: Option<Vec<f32>>,
+    /// When the (last) human label was given.
+    pub labeled_at: i64,
+}
+
+/// An item whose machine decision a new calibration may change.
+#[derive(Debug, Clone)]
+pub struct MachineRow {
+    pub id: i64,
+    pub audit: bool,
+    pub status: String,
+    pub raw_scores: Option<String>,
+}
+
+/// The new machine decision for one item.
+#[derive(Debug, Clone)]
+pub struct Reroute {
+    pub id: i64,
+    pub auto_accept: bool,
+    pub label: String,
+    pub score: f64,
+    pub scores_json: String,
+}
+
+/// Audit labels given, and audit items still waiting for one.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditCounts {
+    pub spent: i64,
+    pub pending: i64,
+}
+
+/// Items of a project by status.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct StatusCounts {
+    pub total: i64,
+    pub pending: i64,
+    pub auto_accepted: i64,
+    pub needs_review: i64,
+    pub needs_confirmation: i64,
+    pub labeled: i64,
+    pub failed: i64,
+}
+
+/// One annotation with what agreement needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AnnotationRow {
+    pub id: i64,
+    pub item_id: i64,
+    pub annotator: String,
+    pub label: String,
+    pub created_at: i64,
+}
+
+/// Most ids in one statement.
+const CHUNK: usize = 500;
+
+impl Store {
+    /// Store a fit as the project's next calibration version and make it current.
+    pub async fn save_calibration(
+        &self,
+        project_id: i64,
+        body: &str,
+        audit_labels: i64,
+    ) -> Result<i64> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM calibrations WHERE project_id = $1",
+            )
+            .bind(project_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO calibrations (project_id, version, body, audit_labels, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(project_id)
+            .bind(version)
+            .bind(body)
+            .bind(audit_labels)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE projects SET calibration_version = $1 WHERE id = $2")
+                .bind(version)
+                .bind(project_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(version)
+        })
+    }
+
+    /// The project's current calibration version, if it has one.
+    pub async fn current_calibration(&self, project_id: i64) -> Result<Option<CalibrationRow>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CalibrationRow>(
+                "SELECT c.version, c.body, c.audit_labels, c.drift_classes, c.created_at \
+                 FROM calibrations c JOIN projects p ON p.id = c.project_id \
+                 WHERE c.project_id = $1 AND c.version = p.calibration_version",
+            )
+            .bind(project_id)
+            .fetch_optional(p)
+            .await
+        })
+    }
+
+    /// Every calibration version of a project, oldest first.
+    pub async fn calibration_history(&self, project_id: i64) -> Result<Vec<CalibrationRow>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CalibrationRow>(
+                "SELECT version, body, audit_labels, drift_classes, created_at FROM calibrations \
+                 WHERE project_id = $1 ORDER BY version",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Record which classes' drift alarms fired under a version.
+    pub async fn set_drift_classes(&self, project_id: i64, version: i64, json: &str) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE calibrations SET drift_classes = $1 WHERE project_id = $2 AND version = $3",
+            )
+            .bind(json)
+            .bind(project_id)
+            .bind(version)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Human-labeled items (final label by a human), with their raw scores
+    /// and embeddings, ordered by when they were labeled.
+    pub async fn labeled_rows(&self, project_id: i64) -> Result<Vec<LabeledRow>> {
+        #[derive(sqlx::FromRow)]
+        struct Raw {
+            id: i64,
+            audit: i64,
+            audit_p: Option<f64>,
+            final_label: Option<String>,
+            pred_label: Option<String>,
+            raw_scores: Option<String>,
+            embedding: Option<Vec<u8>>,
+            labeled_at: Option<i64>,
+        }
+        let rows: Vec<Raw> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT i.id, i.audit, i.audit_p, i.final_label, i.pred_label, i.raw_scores, i.embedding, \
+                 (SELECT MAX(a.created_at) FROM annotations a WHERE a.item_id = i.id) AS labeled_at \
+                 FROM items i WHERE i.project_id = $1 AND i.status = 'labeled' AND i.final_source = 'human' \
+                 ORDER BY labeled_at, i.id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LabeledRow {
+                id: r.id,
+                audit: r.audit != 0,
+                audit_p: r.audit_p,
+                label: r.final_label.unwrap_or_default(),
+                pred_label: r.pred_label,
+                raw_scores: r.raw_scores,
+                embedding: r.embedding.as_deref().map(bytes_embedding),
+                labeled_at: r.labeled_at.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Items whose machine decision a calibration decides: predicted, not
+    /// decided by a human.
+    pub async fn machine_rows(&self, project_id: i64) -> Result<Vec<MachineRow>> {
+        #[derive(sqlx::FromRow)]
+        struct Raw {
+            id: i64,
+            audit: i64,
+            status: String,
+            raw_scores: Option<String>,
+        }
+        let rows: Vec<Raw> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, audit, status, raw_scores FROM items WHERE project_id = $1 \
+                 AND (status = 'auto_accepted' OR status = 'needs_review') AND pred_label IS NOT NULL",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MachineRow {
+                id: r.id,
+                audit: r.audit != 0,
+                status: r.status,
+                raw_scores: r.raw_scores,
+            })
+            .collect())
+    }
+
+    /// Apply new machine decisions under calibration `version`. Only items
+    /// still undecided by a human move (`auto_accepted` ↔ `needs_review`);
+    /// audit items stay in review until a human answers. Returns how many rows changed.
+    pub async fn reroute(&self, version: i64, updates: &[Reroute]) -> Result<u64> {
+        let mut changed = 0u64;
+        for chunk in updates.chunks(CHUNK) {
+            let mut sql = self.params(
+                "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
+                 pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, \
+                 final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN v.column3 ELSE NULL END, \
+                 final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN 'machine' ELSE NULL END, \
+                 calibration_version = v.column6 FROM (VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(").list(6).push(")");
+            }
+            sql.push(
+                ") AS v WHERE items.id = v.column1 \
+                 AND (items.status = 'auto_accepted' OR items.status = 'needs_review')",
+            );
+            let n = with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql.sql);
+                for u in chunk {
+                    q = q
+                        .bind(u.id)
+                        .bind(if u.auto_accept {
+                            "auto_accepted"
+                        } else {
+                            "needs_review"
+                        })
+                        .bind(&u.label)
+                        .bind(u.score)
+                        .bind(&u.scores_json)
+                        .bind(version);
+                }
+                q.execute(p).await.map(|r| r.rows_affected())
+            })?;
+            changed += n;
+        }
+        Ok(changed)
+    }
+
+    /// Audit labels given and audit items still waiting.
+    pub async fn audit_counts(&self, project_id: i64) -> Result<AuditCounts> {
+        let (spent, pending): (i64, i64) = with_pool!(self, |p| {
+            let r = sqlx::query(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'labeled' THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'needs_review' OR status = 'needs_confirmation' THEN 1 ELSE 0 END), 0) \
+                 FROM items WHERE project_id = $1 AND audit = 1",
+            )
+            .bind(project_id)
+            .fetch_one(p)
+            .await?;
+            Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))
+        })?;
+        Ok(AuditCounts { spent, pending })
+    }
+
+    /// Audit items per predicted label, for the per-class minimum.
+    pub async fn audit_class_counts(&self, project_id: i64) -> Result<Vec<(String, i64)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT pred_label, COUNT(*) FROM items WHERE project_id = $1 AND audit = 1 \
+                 AND pred_label IS NOT NULL GROUP BY pred_label",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Free audit items waiting for a label, oldest first: the `audit` list.
+    pub async fn audit_candidates(&self, project_id: i64, limit: i64) -> Result<Vec<i64>> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            sqlx::query_scalar(
+                "SELECT id FROM items WHERE project_id = $1 AND audit = 1 AND status = 'needs_review' \
+                 AND (review_until IS NULL OR review_until < $2) ORDER BY id LIMIT $3",
+            )
+            .bind(project_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Items of a project by status.
+    pub async fn status_counts(&self, project_id: i64) -> Result<StatusCounts> {
+        let rows: Vec<(String, i64)> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM items WHERE project_id = $1 GROUP BY status",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })?;
+        let mut c = StatusCounts::default();
+        for (status, n) in rows {
+            c.total += n;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "auto_accepted" => c.auto_accepted = n,
+                "needs_review" => c.needs_review = n,
+                "needs_confirmation" => c.needs_confirmation = n,
+                "labeled" => c.labeled = n,
+                "failed" => c.failed = n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// Every annotation of a project, oldest first.
+    pub async fn project_annotations(&self, project_id: i64) -> Result<Vec<AnnotationRow>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AnnotationRow>(
+                "SELECT a.id, a.item_id, a.annotator, a.label, a.created_at FROM annotations a \
+                 JOIN items i ON i.id = a.item_id WHERE i.project_id = $1 ORDER BY a.id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Set an item's final human label after resolving a conflict, with its provenance.
+    pub async fn resolve_item(&self, item_id: i64, label: &str, resolution: &str) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE items SET final_label = $1, resolution = $2 WHERE id = $3 AND status = 'labeled'",
+            )
+            .bind(label)
+            .bind(resolution)
+            .bind(item_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// A job for work that is not pre-labeling (a calibration fit): one
+    /// unit, state `calibrating` until it ends (`done`, or `failed` with
+    /// `errors = 1`). Pre-label workers only claim `running` jobs.
+    pub async fn start_task_job(&self, project_id: i64) -> Result<Job> {
+        let now = now_ms();
+        let id: i64 = with_pool!(self, |p| {
+            sqlx::query_scalar(
+                "INSERT INTO jobs (project_id, state, total, created_at, updated_at, started_at) \
+                 VALUES ($1, 'calibrating', 1, $2, $2, $2) RETURNING id",
+            )
+            .bind(project_id)
+            .bind(now)
+            .fetch_one(p)
+            .await
+        })?;
+        self.get_job(id).await
+    }
+
+    pub async fn finish_task_job(&self, job_id: i64, ok: bool) -> Result<()> {
+        let now = now_ms();
+        with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE jobs SET state = $1, done = $2, errors = $3, updated_at = $4, finished_at = $4 WHERE id = $5",
+            )
+            .bind(if ok { "done" } else { "failed" })
+            .bind(i64::from(ok))
+            .bind(i64::from(!ok))
+            .bind(now)
+            .bind(job_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+}
