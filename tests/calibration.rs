@@ -51,8 +51,11 @@ async fn ingest(s: &Server, project: i64, items: &[Value]) {
         .post(&format!("/v1/projects/{project}/items"), &json!(items))
         .await;
     assert_eq!(code, 202, "{body}");
-    s.wait_job(body["job"]["id"].as_i64().unwrap(), Duration::from_secs(300))
-        .await;
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await;
 }
 
 /// Answer every waiting audit item through the `audit` list with `answer(truth)`.
@@ -106,9 +109,7 @@ async fn calibrate(s: &Server, project: i64) -> Value {
         assert!(Instant::now() < deadline, "calibration did not finish: {j}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (code, c) = s
-        .get(&format!("/v1/projects/{project}/calibration"))
-        .await;
+    let (code, c) = s.get(&format!("/v1/projects/{project}/calibration")).await;
     assert_eq!(code, 200, "{c}");
     c
 }
@@ -121,7 +122,9 @@ fn realised(items: &[Value], truth: &HashMap<String, String>) -> (f64, usize) {
         .collect();
     let right = auto
         .iter()
-        .filter(|i| i["final_label"].as_str() == Some(truth[i["client_id"].as_str().unwrap()].as_str()))
+        .filter(|i| {
+            i["final_label"].as_str() == Some(truth[i["client_id"].as_str().unwrap()].as_str())
+        })
         .count();
     (right as f64 / auto.len().max(1) as f64, auto.len())
 }
@@ -131,12 +134,30 @@ async fn calibration_loop(db: TestDb) {
 
     // Bad input: 422 naming the field, and nothing is written.
     for (body, field) in [
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "precision_target": 1.5}), "precision_target"),
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "precision_target": 0.0}), "precision_target"),
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"delta": 0.7}}), "settings.delta"),
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"delta": 0.0}}), "settings.delta"),
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"audit_rate": 1.5}}), "settings.audit_rate"),
-        (json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"audit_rate": -0.1}}), "settings.audit_rate"),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "precision_target": 1.5}),
+            "precision_target",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "precision_target": 0.0}),
+            "precision_target",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"delta": 0.7}}),
+            "settings.delta",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"delta": 0.0}}),
+            "settings.delta",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"audit_rate": 1.5}}),
+            "settings.audit_rate",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "settings": {"audit_rate": -0.1}}),
+            "settings.audit_rate",
+        ),
     ] {
         let (code, err) = s.post("/v1/projects", &body).await;
         assert_eq!(code, 422, "{body} → {err}");
@@ -144,7 +165,11 @@ async fn calibration_loop(db: TestDb) {
         assert!(message.contains(field), "{message} should name {field}");
     }
     let (_, projects) = s.get("/v1/projects").await;
-    assert_eq!(projects["projects"].as_array().map(Vec::len).unwrap_or(0), 0, "{projects}");
+    assert_eq!(
+        projects["projects"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{projects}"
+    );
 
     let (code, p) = s
         .post(
@@ -162,9 +187,15 @@ async fn calibration_loop(db: TestDb) {
     // The audit draw: ~30%, every one waiting for a human, raw scores kept.
     let before = all_items(&s, project).await;
     let audits: Vec<&Value> = before.iter().filter(|i| i["audit"] == true).collect();
-    assert!((240..=360).contains(&audits.len()), "{} audit items", audits.len());
+    assert!(
+        (240..=360).contains(&audits.len()),
+        "{} audit items",
+        audits.len()
+    );
     assert!(audits.iter().all(|i| i["status"] == "needs_review"));
-    assert!(before.iter().all(|i| i["prediction"]["raw_score"].is_number()));
+    assert!(before
+        .iter()
+        .all(|i| i["prediction"]["raw_score"].is_number()));
     assert!(before.iter().all(|i| i["calibration_version"].is_null()));
 
     // No audit labels yet: refused, and nothing changes.
@@ -183,7 +214,10 @@ async fn calibration_loop(db: TestDb) {
     assert_eq!(c["audit"]["spent"], answered as i64);
     assert_eq!(c["audit"]["pending"], 0);
     assert!(c["temperature"].as_f64().unwrap() > 0.0);
-    assert!(c["ece_before"].is_number() && c["ece_after"].is_number(), "{c}");
+    assert!(
+        c["ece_before"].is_number() && c["ece_after"].is_number(),
+        "{c}"
+    );
     assert_eq!(c["classes"].as_array().unwrap().len(), 10);
     assert_eq!(c["reliability"]["after"].as_array().unwrap().len(), 15);
     assert_eq!(c["drift"]["alarm"], false);
@@ -193,22 +227,39 @@ async fn calibration_loop(db: TestDb) {
     let after = all_items(&s, project).await;
     let (precision, accepted) = realised(&after, &truth);
     assert!(accepted > 100, "only {accepted} auto-accepted: {c}");
-    assert!(precision >= 0.9, "realised precision {precision} < 0.9 on {accepted} items");
+    assert!(
+        precision >= 0.9,
+        "realised precision {precision} < 0.9 on {accepted} items"
+    );
     let coverage = c["coverage"].as_f64().unwrap();
     let non_audit = after.iter().filter(|i| i["audit"] == false).count();
-    assert!((coverage - accepted as f64 / non_audit as f64).abs() < 1e-9, "{coverage}");
+    assert!(
+        (coverage - accepted as f64 / non_audit as f64).abs() < 1e-9,
+        "{coverage}"
+    );
     for i in &after {
         match i["status"].as_str().unwrap() {
             "auto_accepted" => {
                 assert_eq!(i["calibration_version"], 1);
                 let label = i["prediction"]["label"].as_str().unwrap();
-                let class = c["classes"].as_array().unwrap().iter().find(|k| k["label"] == label).unwrap();
-                assert!(i["prediction"]["score"].as_f64().unwrap() >= class["threshold"].as_f64().unwrap());
+                let class = c["classes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|k| k["label"] == label)
+                    .unwrap();
+                assert!(
+                    i["prediction"]["score"].as_f64().unwrap()
+                        >= class["threshold"].as_f64().unwrap()
+                );
             }
             "labeled" => {
                 assert_eq!(i["audit"], true);
                 assert_eq!(i["final_source"], "human");
-                assert_eq!(i["final_label"].as_str(), Some(truth[i["client_id"].as_str().unwrap()].as_str()));
+                assert_eq!(
+                    i["final_label"].as_str(),
+                    Some(truth[i["client_id"].as_str().unwrap()].as_str())
+                );
             }
             _ => {}
         }
@@ -217,7 +268,13 @@ async fn calibration_loop(db: TestDb) {
         .get_text(&format!("/v1/projects/{project}/export?format=csv"))
         .await;
     assert_eq!(code, 200);
-    assert!(csv.lines().next().unwrap().ends_with("raw_score,calibration_version,audit"), "{csv:.200}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("raw_score,calibration_version,audit"),
+        "{csv:.200}"
+    );
 
     // A guideline change: annotators now call trousers bags, sneakers sandals,
     // and the other way round. The audit labels of auto-accepted items go
@@ -258,7 +315,11 @@ async fn calibration_loop(db: TestDb) {
         assert!(Instant::now() < deadline, "no drift alarm: {}", c["drift"]);
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(c["classes"].as_array().unwrap().iter().any(|k| k["drift_alarm"] == true));
+    assert!(c["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["drift_alarm"] == true));
 
     // Suspects: the swapped labels contradict the model; a refit lists them,
     // and a refit clears the alarm.
@@ -266,7 +327,9 @@ async fn calibration_loop(db: TestDb) {
     assert_eq!(c2["version"], 2);
     assert_eq!(c2["drift"]["alarm"], false, "{}", c2["drift"]);
     let (code, list) = s
-        .get(&format!("/v1/projects/{project}/review?strategy=suspect&limit=20&annotator=expert"))
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=suspect&limit=20&annotator=expert"
+        ))
         .await;
     assert_eq!(code, 200, "{list}");
     let suspects = list["items"].as_array().unwrap();
@@ -325,10 +388,23 @@ async fn calibration_loop(db: TestDb) {
         .find(|p| p["a"] == "ann-a" && p["b"] == "ann-b")
         .unwrap();
     let want = labelloop::calibrate::cohen_kappa(&a, &b).unwrap();
-    assert!((pair["kappa"].as_f64().unwrap() - want).abs() < 1e-12, "{pair} vs {want}");
-    let ac = g["pairs"].as_array().unwrap().iter().find(|p| p["a"] == "ann-a" && p["b"] == "ann-c").unwrap();
+    assert!(
+        (pair["kappa"].as_f64().unwrap() - want).abs() < 1e-12,
+        "{pair} vs {want}"
+    );
+    let ac = g["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["a"] == "ann-a" && p["b"] == "ann-c")
+        .unwrap();
     assert!((ac["kappa"].as_f64().unwrap() - 1.0).abs() < 1e-12);
-    let c_acc = g["annotators"].as_array().unwrap().iter().find(|x| x["name"] == "ann-c").unwrap();
+    let c_acc = g["annotators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ann-c")
+        .unwrap();
     assert_eq!(c_acc["consensus_accuracy"], 1.0);
     assert!(g["alpha"].as_f64().unwrap() < 1.0);
 }
