@@ -5,5 +5,7 @@
 pub mod head;
 mod kernels;
 mod lbfgs;
+pub mod zero_shot;
 
 pub use head::{Head, HeadError, TrainOptions};
+pub use zero_shot::{ZeroShot, ZeroShotError};
