@@ -248,7 +248,7 @@ fn worker_context(store: Store, hub: ModelHub, data_root: Option<&Path>) -> Work
         lease: Duration::from_secs(600),
         poll: Duration::from_millis(20),
         data_root: data_root.map(Path::to_path_buf),
-        heads: Default::default(),
+        classifiers: Default::default(),
     }
 }
 

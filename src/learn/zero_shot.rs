@@ -60,7 +60,7 @@ impl ZeroShot {
         if dim == 0 || prototypes.is_empty() {
             return Err(ZeroShotError::NoLabels);
         }
-        if prototypes.len() % dim != 0 {
+        if !prototypes.len().is_multiple_of(dim) {
             return Err(ZeroShotError::Dimension {
                 expected: dim,
                 got: prototypes.len() % dim,
@@ -99,7 +99,7 @@ impl ZeroShot {
     /// Probabilities for a batch of embeddings (`n × dim`, row-major), as
     /// `n × labels`. Inputs need not be normalised.
     pub fn predict_proba_batch(&self, x: &[f32]) -> Result<Vec<f32>, ZeroShotError> {
-        if x.len() % self.dim != 0 {
+        if !x.len().is_multiple_of(self.dim) {
             return Err(ZeroShotError::Dimension {
                 expected: self.dim,
                 got: x.len() % self.dim,
@@ -141,9 +141,7 @@ mod tests {
     #[test]
     fn nearest_prototype_wins_and_rows_sum_to_one() {
         let z = ZeroShot::new(vec![1.0, 0.0, 0.0, 2.0], 2, DEFAULT_SCALE).expect("prototypes");
-        let p = z
-            .predict_proba_batch(&[0.9, 0.1, 0.2, 0.8])
-            .expect("batch");
+        let p = z.predict_proba_batch(&[0.9, 0.1, 0.2, 0.8]).expect("batch");
         assert_eq!(p.len(), 4);
         assert!(p[0] > p[1] && p[3] > p[2]);
         for row in p.chunks_exact(2) {

@@ -14,6 +14,7 @@ use super::calibration::Calibrator;
 use super::config::ServeConfig;
 use super::hub::ModelHub;
 use super::metrics::Metrics;
+use super::predictor::Classifiers;
 use super::review::TrainingGuard;
 use super::worker::{self, WorkerContext};
 use crate::model::batcher::BatcherConfig;
@@ -36,6 +37,8 @@ pub struct App {
     pub default_threshold: f64,
     /// Calibration fits, drift checks and their background tasks.
     pub calibrator: Calibrator,
+    /// Trained heads and zero-shot prototypes, shared with the workers.
+    pub classifiers: Arc<Classifiers>,
 }
 
 /// Why the service could not start; each maps to its own exit code.
@@ -102,6 +105,7 @@ impl App {
             data_root: data_root.clone(),
             default_threshold: config.default_threshold,
             calibrator: Calibrator::new(store.clone(), hub.clone(), metrics.clone()),
+            classifiers: Arc::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let workers = tokio::spawn(worker::run(
@@ -115,7 +119,7 @@ impl App {
                 lease: config.lease(),
                 poll: Duration::from_millis(config.poll_ms),
                 data_root,
-                heads: Default::default(),
+                classifiers: app.classifiers.clone(),
             },
             config.workers,
             stop_rx,

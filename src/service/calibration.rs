@@ -345,6 +345,11 @@ impl Calibrator {
     }
 }
 
+/// Zero-shot label descriptions are embedded once per change: bounded so a
+/// settings update cannot queue an unbounded embedding job.
+const MAX_LABEL_DESCRIPTIONS: usize = 1_000;
+const MAX_LABEL_DESCRIPTION_CHARS: usize = 2_000;
+
 /// Check the calibration settings (bounded before any arithmetic).
 pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
     if let Some(r) = s.audit_rate {
@@ -384,6 +389,25 @@ pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
             return Err(ServiceError::invalid(
                 "settings.threshold_method",
                 format!("{m:?} is not one of global, per-class"),
+            ));
+        }
+    }
+    if let Some(d) = &s.label_descriptions {
+        if d.len() > MAX_LABEL_DESCRIPTIONS {
+            return Err(ServiceError::invalid(
+                "settings.label_descriptions",
+                format!("{} entries; at most {MAX_LABEL_DESCRIPTIONS}", d.len()),
+            ));
+        }
+        if let Some((label, _)) = d
+            .iter()
+            .find(|(_, text)| text.chars().count() > MAX_LABEL_DESCRIPTION_CHARS)
+        {
+            return Err(ServiceError::invalid(
+                "settings.label_descriptions",
+                format!(
+                    "the description of {label:?} is longer than {MAX_LABEL_DESCRIPTION_CHARS} characters"
+                ),
             ));
         }
     }

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod ingest;
 pub mod learn;
 pub mod metrics;
+pub mod predictor;
 pub mod projects;
 pub mod quality;
 pub mod review;

@@ -10,18 +10,14 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::calibration::{self, Scorer};
+use super::calibration;
 use super::hub::ModelHub;
 use super::metrics::Metrics;
-use crate::learn::Head;
+use super::predictor::{Classifiers, ProjectPredictor};
 use crate::model::batcher::BatchError;
-use crate::model::output::LabelScores;
-use crate::model::{Input, ItemError, Prediction};
-use crate::select::{strategies, Uncertainty};
-use crate::store::{Claim, ClaimedItem, Content, Disagreement, Outcome, Store, StoredPrediction};
-
-/// Trained heads by (project, version); a saved version never changes.
-pub type HeadCache = Arc<std::sync::Mutex<HashMap<(i64, i64), Arc<Head>>>>;
+use crate::model::{Input, ItemError};
+use crate::select::strategies;
+use crate::store::{Claim, ClaimedItem, Content, Disagreement, Outcome, Store};
 
 #[derive(Clone)]
 pub struct WorkerContext {
@@ -35,8 +31,8 @@ pub struct WorkerContext {
     pub lease: Duration,
     pub poll: Duration,
     pub data_root: Option<PathBuf>,
-    /// Trained heads already loaded, by (project, version).
-    pub heads: HeadCache,
+    /// Trained heads and zero-shot prototypes already built.
+    pub classifiers: Arc<Classifiers>,
 }
 
 /// A name unique to this process, recorded on every lease and prediction.
@@ -159,17 +155,10 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
-    let head = match project.head_version {
-        Some(v) => Some(load_head(ctx, project_id, v).await?),
-        None => None,
-    };
-    let version = match (&head, project.head_version) {
-        (Some(_), Some(v)) => format!("{}+head-{v}", loaded.model.version()),
-        _ => loaded.model.version().to_string(),
-    };
-    let scorer = calibration::scorer(&ctx.store, &project)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Without the head or the label prototypes the batch cannot be scored;
+    // its leases expire and it is retried.
+    let predictor =
+        ProjectPredictor::for_project(&ctx.store, &ctx.classifiers, loaded, &project).await?;
     let mut audited: HashMap<String, i64> = if project.settings.audit_min.is_some() {
         ctx.store
             .audit_class_counts(project_id)
@@ -179,10 +168,6 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             .collect()
     } else {
         HashMap::new()
-    };
-    let route = Route {
-        scorer: &scorer,
-        labels: &project.labels,
     };
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
     for (id, result) in ids.into_iter().zip(results) {
@@ -199,14 +184,9 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         }
         let outcome = match result {
             Ok(pred) => {
-                let mut o = stored_prediction(
-                    pred,
-                    head.as_deref(),
-                    loaded.labels(),
-                    &members,
-                    &version,
-                    &route,
-                );
+                let mut o = predictor.label(pred, loaded.labels(), |labels, probs| {
+                    (!members.is_empty()).then(|| disagreement(labels, probs, &members))
+                });
                 if let Outcome::Predicted(p) = &mut o {
                     if let Some(label) = &p.label {
                         let seen = audited.entry(label.clone()).or_insert(0);
@@ -290,30 +270,6 @@ pub fn input_for(content: Content, data_root: Option<&Arc<Path>>) -> Result<Inpu
     })
 }
 
-/// Heads by (project, version); a version never changes once saved.
-async fn load_head(ctx: &WorkerContext, project: i64, version: i64) -> Result<Arc<Head>, String> {
-    if let Some(h) = ctx
-        .heads
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&(project, version)).cloned())
-    {
-        return Ok(h);
-    }
-    let body = ctx
-        .store
-        .head(project, version)
-        .await
-        .map_err(|e| e.to_string())?;
-    let head: Head = serde_json::from_str(&body)
-        .map_err(|e| format!("head {version} of project {project}: {e}"))?;
-    let head = Arc::new(head);
-    if let Ok(mut m) = ctx.heads.lock() {
-        m.insert((project, version), head.clone());
-    }
-    Ok(head)
-}
-
 /// One committee member's distribution for an item, in its own label order.
 pub struct Member<'a> {
     pub labels: &'a [String],
@@ -347,111 +303,13 @@ pub fn disagreement(labels: &[String], probs: &[f32], members: &[Member<'_>]) ->
     }
 }
 
-/// How a batch's predictions are scored and routed: the project's scorer
-/// (its calibration, or its fixed threshold) over the project's labels.
-pub struct Route<'a> {
-    pub scorer: &'a Scorer,
-    pub labels: &'a [String],
-}
-
-/// Turn a model prediction into what the store records. With a trained head,
-/// the class comes from the head applied to the item's embedding. With a
-/// committee, the item also records how much the members disagree with it.
-/// The raw probabilities are kept; the calibrated ones are what is shown,
-/// ranked and routed.
-pub fn stored_prediction(
-    pred: Prediction,
-    head: Option<&Head>,
-    model_labels: &[String],
-    members: &[Member<'_>],
-    version: &str,
-    route: &Route<'_>,
-) -> Outcome {
-    let (labels, class) =
-        match (head, &pred.embedding) {
-            (Some(h), Some(e)) => match h.predict_proba(e) {
-                Ok(probs) => {
-                    let (index, score) = probs.iter().copied().enumerate().fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, p)| if p > b.1 { (i, p) } else { b },
-                    );
-                    let uncertainty = Uncertainty::from_distribution(&probs);
-                    (
-                        h.labels.as_slice(),
-                        Some((index, score, probs, uncertainty)),
-                    )
-                }
-                Err(e) => return Outcome::Failed(format!("head: {e}")),
-            },
-            _ => match pred.class {
-                Some(c) => (
-                    model_labels,
-                    Some((c.index, c.score, c.probs, c.uncertainty)),
-                ),
-                None => (model_labels, None),
-            },
-        };
-    match class {
-        Some((_index, score, probs, _raw_uncertainty)) => {
-            let disagreement = (!members.is_empty()).then(|| disagreement(labels, &probs, members));
-            // The scorer works in the project's label order; a model whose
-            // labels are ordered otherwise is aligned by name.
-            let aligned: Vec<f32> = if labels == route.labels {
-                probs.clone()
-            } else {
-                route
-                    .labels
-                    .iter()
-                    .map(|l| {
-                        labels
-                            .iter()
-                            .position(|x| x == l)
-                            .and_then(|j| probs.get(j).copied())
-                            .unwrap_or(0.0)
-                    })
-                    .collect()
-            };
-            let d = route.scorer.decide(route.labels, &aligned);
-            Outcome::Predicted(StoredPrediction {
-                label: route.labels.get(d.index).cloned(),
-                score: Some(d.score),
-                // The same serialiser as /v1/predict and `labelloop label`:
-                // scores in the project's label order.
-                scores_json: Some(LabelScores::new(route.labels, &d.probs).to_json()),
-                // Ranked by what the user sees: the calibrated distribution.
-                uncertainty: Some(Uncertainty::from_distribution(&d.probs)),
-                embedding: pred.embedding,
-                disagreement,
-                model_version: version.to_string(),
-                auto_accept: d.auto_accept,
-                raw_score: Some(f64::from(score)),
-                raw_scores_json: Some(LabelScores::new(labels, &probs).to_json()),
-                audit: false,
-                audit_p: None,
-                calibration_version: route.scorer.version,
-            })
-        }
-        None => Outcome::Predicted(StoredPrediction {
-            label: None,
-            score: None,
-            scores_json: None,
-            uncertainty: None,
-            embedding: pred.embedding,
-            disagreement: None,
-            model_version: version.to_string(),
-            auto_accept: false,
-            raw_score: None,
-            raw_scores_json: None,
-            audit: false,
-            audit_p: None,
-            calibration_version: None,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Prediction;
+    use crate::select::Uncertainty;
+    use crate::service::calibration::Scorer;
+    use crate::service::predictor::Classifier;
 
     fn labels(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -497,13 +355,11 @@ mod tests {
             labels: &project,
             probs: vec![0.2, 0.8],
         }];
-        let scorer = Scorer::fixed(0.95);
-        let route = Route {
-            scorer: &scorer,
-            labels: &project,
-        };
-        let Outcome::Predicted(p) = stored_prediction(pred, None, &project, &member, "v1", &route)
-        else {
+        let predictor =
+            ProjectPredictor::from_parts(Classifier::Model, Scorer::fixed(0.95), &project, "v1");
+        let Outcome::Predicted(p) = predictor.label(pred, &project, |labels, probs| {
+            Some(disagreement(labels, probs, &member))
+        }) else {
             panic!("expected a prediction");
         };
         let d = p

@@ -1,0 +1,297 @@
+//! How one project turns a model's output into its labels, written once for
+//! every path that labels a project's items (the background workers, the
+//! Label Studio backend):
+//! 1. the class comes from the project's trained head applied to the item's
+//!    embedding; else, for an embedding model with no head yet, from
+//!    zero-shot similarity to the embeddings of the label names or
+//!    descriptions; else from the model's own classes;
+//! 2. the project's scorer calibrates that distribution and routes the item.
+//!
+//! Heads and zero-shot prototypes are cached: a saved head version never
+//! changes, and prototypes change only when the labels, their descriptions
+//! or the model do (the cache key holds all three).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::calibration::{self, Scorer};
+use super::hub::LoadedModel;
+use crate::learn::{zero_shot, Head, ZeroShot};
+use crate::model::manifest::Task;
+use crate::model::output::LabelScores;
+use crate::model::{Input, Prediction};
+use crate::select::Uncertainty;
+use crate::store::{Disagreement, Outcome, Project, Store, StoredPrediction};
+
+/// Heads and zero-shot prototypes already built, shared by every worker and
+/// request of this process.
+#[derive(Default)]
+pub struct Classifiers {
+    heads: Mutex<HashMap<(i64, i64), Arc<Head>>>,
+    /// Per project: the key the prototypes were built from, and the classifier.
+    zero_shots: Mutex<HashMap<i64, (String, Arc<ZeroShot>)>>,
+}
+
+/// What decides an item's class (see the module doc).
+#[derive(Clone)]
+pub enum Classifier {
+    Head(Arc<Head>),
+    ZeroShot(Arc<ZeroShot>),
+    Model,
+}
+
+/// One project's way of labeling, valid for one batch: read it again for the
+/// next, since its head or calibration may have moved.
+pub struct ProjectPredictor {
+    classifier: Classifier,
+    scorer: Scorer,
+    labels: Vec<String>,
+    version: String,
+}
+
+impl Classifiers {
+    async fn head(&self, store: &Store, project: i64, version: i64) -> Result<Arc<Head>, String> {
+        if let Some(h) = self
+            .heads
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(project, version)).cloned())
+        {
+            return Ok(h);
+        }
+        let body = store
+            .head(project, version)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head: Head = serde_json::from_str(&body)
+            .map_err(|e| format!("head {version} of project {project}: {e}"))?;
+        let head = Arc::new(head);
+        if let Ok(mut m) = self.heads.lock() {
+            m.insert((project, version), head.clone());
+        }
+        Ok(head)
+    }
+
+    /// The zero-shot classifier of a project: its label texts embedded by
+    /// the project's own model, once per (labels, descriptions, model).
+    async fn zero_shot(
+        &self,
+        loaded: &LoadedModel,
+        project: &Project,
+    ) -> Result<Arc<ZeroShot>, String> {
+        let texts = label_texts(project);
+        let key = format!(
+            "{}@{}\u{1f}{}",
+            loaded.model.name(),
+            loaded.model.version(),
+            texts.join("\u{1f}")
+        );
+        if let Some((k, z)) = self
+            .zero_shots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&project.id).cloned())
+        {
+            if k == key {
+                return Ok(z);
+            }
+        }
+        // One text per description line; a label's prototype is the mean of
+        // its lines' embeddings (several short examples beat one long one).
+        let owners: Vec<usize> = texts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| description_lines(t).map(move |_| i))
+            .collect();
+        let inputs = texts
+            .iter()
+            .flat_map(|t| description_lines(t).map(|l| Input::Text(l.to_string())))
+            .collect();
+        let mut sums: Vec<Vec<f32>> = vec![Vec::new(); project.labels.len()];
+        for (&owner, r) in owners.iter().zip(loaded.predict_job(inputs).await) {
+            let label = &project.labels[owner];
+            let e = r
+                .map_err(|e| format!("embedding label {label:?}: {e}"))?
+                .embedding
+                .ok_or_else(|| format!("the model gave no embedding for label {label:?}"))?;
+            let n = e.len();
+            let sum = &mut sums[owner];
+            sum.resize(n, 0.0);
+            // Each line's embedding is unit length already; the sum points
+            // where the mean does, and ZeroShot normalises it.
+            sum.iter_mut().zip(&e).for_each(|(a, b)| *a += b);
+        }
+        let dim = sums.first().map_or(0, Vec::len);
+        let prototypes: Vec<f32> = sums.concat();
+        let z = Arc::new(
+            ZeroShot::new(prototypes, dim, zero_shot::DEFAULT_SCALE).map_err(|e| e.to_string())?,
+        );
+        if let Ok(mut m) = self.zero_shots.lock() {
+            m.insert(project.id, (key, z.clone()));
+        }
+        Ok(z)
+    }
+}
+
+/// The non-empty lines of a label's text.
+fn description_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// The text each label is known by: its description if the project gives
+/// one (one or more lines, each a short description or example), else its
+/// name.
+fn label_texts(project: &Project) -> Vec<String> {
+    let descriptions = project.settings.label_descriptions.as_ref();
+    project
+        .labels
+        .iter()
+        .map(|l| {
+            descriptions
+                .and_then(|d| d.get(l))
+                .filter(|d| !d.trim().is_empty())
+                .cloned()
+                .unwrap_or_else(|| l.clone())
+        })
+        .collect()
+}
+
+impl ProjectPredictor {
+    /// The predictor in force for `project` on `loaded` (its model).
+    pub async fn for_project(
+        store: &Store,
+        classifiers: &Classifiers,
+        loaded: &LoadedModel,
+        project: &Project,
+    ) -> Result<ProjectPredictor, String> {
+        let model_version = loaded.model.version();
+        let embedding_model = loaded.model.manifest().task == Task::TextEmbedding;
+        let (classifier, version) = match project.head_version {
+            Some(v) => (
+                Classifier::Head(classifiers.head(store, project.id, v).await?),
+                format!("{model_version}+head-{v}"),
+            ),
+            None if embedding_model && project.labels.len() >= 2 => (
+                Classifier::ZeroShot(classifiers.zero_shot(loaded, project).await?),
+                format!("{model_version}+zero-shot"),
+            ),
+            None => (Classifier::Model, model_version.to_string()),
+        };
+        let scorer = calibration::scorer(store, project)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ProjectPredictor {
+            classifier,
+            scorer,
+            labels: project.labels.clone(),
+            version,
+        })
+    }
+
+    /// A predictor from its parts, for callers that hold them already.
+    pub fn from_parts(
+        classifier: Classifier,
+        scorer: Scorer,
+        labels: &[String],
+        version: &str,
+    ) -> ProjectPredictor {
+        ProjectPredictor {
+            classifier,
+            scorer,
+            labels: labels.to_vec(),
+            version: version.to_string(),
+        }
+    }
+
+    /// The model (and head) version each prediction records.
+    pub fn model_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The model version with the calibration that scored it, for clients
+    /// that must see a new version whenever either moves (Label Studio
+    /// skips tasks whose prediction already has the version it is shown).
+    pub fn full_version(&self) -> String {
+        match self.scorer.version {
+            Some(c) => format!("{}+cal-{c}", self.version),
+            None => self.version.clone(),
+        }
+    }
+
+    /// The calibration version that scores, if any fit is in force.
+    pub fn calibration_version(&self) -> Option<i64> {
+        self.scorer.version
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Turn a model prediction into what the store records. `model_labels`
+    /// are the model's own (the head and zero-shot use the project's);
+    /// `disagreement` is the committee's, if the project has one. The raw
+    /// probabilities are kept; the calibrated ones are what is shown,
+    /// ranked and routed.
+    pub fn label(
+        &self,
+        pred: Prediction,
+        model_labels: &[String],
+        disagreement: impl FnOnce(&[String], &[f32]) -> Option<Disagreement>,
+    ) -> Outcome {
+        let classified = match (&self.classifier, &pred.embedding) {
+            (Classifier::Head(h), Some(e)) => match h.predict_proba(e) {
+                Ok(probs) => Some((h.labels.as_slice(), probs)),
+                Err(e) => return Outcome::Failed(format!("head: {e}")),
+            },
+            (Classifier::ZeroShot(z), Some(e)) => match z.predict_proba_batch(e) {
+                Ok(probs) => Some((self.labels.as_slice(), probs)),
+                Err(e) => return Outcome::Failed(format!("zero-shot: {e}")),
+            },
+            _ => pred.class.map(|c| (model_labels, c.probs)),
+        };
+        let Some((labels, probs)) = classified else {
+            return Outcome::Predicted(StoredPrediction {
+                embedding: pred.embedding,
+                model_version: self.version.clone(),
+                ..StoredPrediction::default()
+            });
+        };
+        let raw_score = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let disagreement = disagreement(labels, &probs);
+        // The scorer works in the project's label order; a model whose
+        // labels are ordered otherwise is aligned by name.
+        let aligned: Vec<f32> = if labels == self.labels.as_slice() {
+            probs.clone()
+        } else {
+            self.labels
+                .iter()
+                .map(|l| {
+                    labels
+                        .iter()
+                        .position(|x| x == l)
+                        .and_then(|j| probs.get(j).copied())
+                        .unwrap_or(0.0)
+                })
+                .collect()
+        };
+        let d = self.scorer.decide(&self.labels, &aligned);
+        Outcome::Predicted(StoredPrediction {
+            label: self.labels.get(d.index).cloned(),
+            score: Some(d.score),
+            // The same serialiser as /v1/predict and `labelloop label`:
+            // scores in the project's label order.
+            scores_json: Some(LabelScores::new(&self.labels, &d.probs).to_json()),
+            // Ranked by what the user sees: the calibrated distribution.
+            uncertainty: Some(Uncertainty::from_distribution(&d.probs)),
+            embedding: pred.embedding,
+            disagreement,
+            model_version: self.version.clone(),
+            auto_accept: d.auto_accept,
+            raw_score: Some(f64::from(raw_score)),
+            raw_scores_json: Some(LabelScores::new(labels, &probs).to_json()),
+            audit: false,
+            audit_p: None,
+            calibration_version: self.scorer.version,
+        })
+    }
+}
