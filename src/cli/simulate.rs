@@ -1,4 +1,5 @@
-//! `labelloop simulate`: replay the active-learning loop on labeled data.
+//! `labelloop simulate`: replay the whole loop on labeled data (selection,
+//! audit, calibration, drift, label errors) against a simulated annotator.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,12 +10,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::inputs;
 use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
+use crate::calibrate::Method;
+use crate::learn::zero_shot;
 use crate::model::manifest::OutputKind;
 use crate::model::pipeline::{self, PipelineOptions};
+use crate::model::Input;
 use crate::model::{registry, LoadOptions, Model};
 use crate::runtime::SessionOptions;
 use crate::select::strategies::Strategy;
-use crate::simulate::{self, Dataset, SimOptions};
+use crate::service::calibration::{validate, validate_target};
+use crate::simulate::{self, Dataset, Predictor, SimOptions};
+use crate::store::{ProjectSettings, DEFAULT_CALIBRATE_EVERY};
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
@@ -44,9 +50,61 @@ pub struct SimulateArgs {
     /// Every Nth item is held out for measuring accuracy.
     #[arg(long, default_value_t = 5)]
     test_every: usize,
-    /// Auto-accept threshold for the coverage/precision columns.
+    /// Auto-accept threshold on raw scores before the first audit label
+    /// (as a project's fixed threshold decides before its first calibration).
     #[arg(long, default_value_t = 0.9)]
     threshold: f32,
+    /// What scores the items: head (trained on the human labels), model (the
+    /// model's own classifier output) or zero-shot (similarity to the label
+    /// names or --label-descriptions).
+    #[arg(long, default_value = "head")]
+    predictor: String,
+    /// Shorthand for --predictor zero-shot.
+    #[arg(long)]
+    zero_shot: bool,
+    /// JSON object {label: short description} embedded for zero-shot in place of the names.
+    #[arg(long)]
+    label_descriptions: Option<PathBuf>,
+    /// Precision the auto-accepted items must reach, in (0, 1).
+    #[arg(long, default_value_t = 0.95)]
+    target: f64,
+    /// Allowed probability of missing the target, in (0, 0.5].
+    #[arg(long, default_value_t = 0.05)]
+    delta: f64,
+    /// Threshold method, as the project setting names it: global or per-class.
+    #[arg(long, default_value = "global")]
+    method: String,
+    /// Share of the pool drawn into the uniform audit sample, in [0, 1].
+    #[arg(long, default_value_t = 0.05)]
+    audit_rate: f64,
+    /// Size of the audit sample (overrides --audit-rate).
+    #[arg(long)]
+    audit_labels: Option<usize>,
+    /// Audit labels answered per round (default: the whole sample in the first round).
+    #[arg(long)]
+    audit_per_round: Option<usize>,
+    /// Refit after this many new audit labels (0: only on the first round and after head retrains).
+    #[arg(long, default_value_t = DEFAULT_CALIBRATE_EVERY as usize)]
+    calibrate_every: usize,
+    /// From this round on, the annotator's truth for the --drift-swap classes is swapped.
+    #[arg(long)]
+    drift_at: Option<usize>,
+    /// Two labels, comma-separated: the guideline change at --drift-at.
+    #[arg(long)]
+    drift_swap: Option<String>,
+    /// The annotator answers a uniformly random wrong label at this rate, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
+    /// Keep going until every pool item is human-labeled or auto-accepted.
+    #[arg(long)]
+    finish: bool,
+    /// Runs with seeds --seed, --seed + 1, …, on the same embeddings.
+    #[arg(long, default_value_t = 1)]
+    seeds: usize,
+    /// Cache of the embeddings (and model probabilities): read when it
+    /// matches the model and data, written otherwise.
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// Bootstrap heads for vote-entropy and mean-kl.
     #[arg(long, default_value_t = 3)]
     committee: usize,
@@ -69,7 +127,120 @@ fn bar(total: u64, template: &str) -> ProgressBar {
     pb
 }
 
+/// A usage error naming the flag: exit code 2.
+fn usage(flag: &str, why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {flag}: {why}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The calibration flags, checked by the service's own validators (the
+/// same bounds a project's settings have), before anything is loaded.
+fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
+    validate_target(args.target).map_err(|e| usage("--target", e.message))?;
+    let settings = |s: ProjectSettings| validate(&s);
+    settings(ProjectSettings {
+        delta: Some(args.delta),
+        ..ProjectSettings::default()
+    })
+    .map_err(|e| usage("--delta", e.message))?;
+    settings(ProjectSettings {
+        audit_rate: Some(args.audit_rate),
+        ..ProjectSettings::default()
+    })
+    .map_err(|e| usage("--audit-rate", e.message))?;
+    settings(ProjectSettings {
+        threshold_method: Some(args.method.clone()),
+        ..ProjectSettings::default()
+    })
+    .map_err(|e| usage("--method", e.message))?;
+    let method = if args.method == "per-class" {
+        Method::PerClass
+    } else {
+        Method::Global
+    };
+    if !(args.noise.is_finite() && (0.0..1.0).contains(&args.noise)) {
+        return Err(usage("--noise", format!("{} is not in [0, 1)", args.noise)));
+    }
+    if args.seeds == 0 || args.seeds > 1000 {
+        return Err(usage(
+            "--seeds",
+            format!("{} is not in [1, 1000]", args.seeds),
+        ));
+    }
+    if args.audit_per_round == Some(0) {
+        return Err(usage("--audit-per-round", "must be at least 1"));
+    }
+    if args.drift_at.is_some() != args.drift_swap.is_some() {
+        return Err(usage(
+            "--drift-swap",
+            "--drift-at and --drift-swap go together",
+        ));
+    }
+    let predictor = if args.zero_shot {
+        Predictor::ZeroShot
+    } else {
+        Predictor::parse(&args.predictor).ok_or_else(|| {
+            usage(
+                "--predictor",
+                format!("{:?} is not one of head, model, zero-shot", args.predictor),
+            )
+        })?
+    };
+    Ok((predictor, method))
+}
+
+/// `A,B` into two distinct label indices.
+fn drift_swap(spec: &str, labels: &[String]) -> Result<(usize, usize), String> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [a, b] = parts.as_slice() else {
+        return Err(format!("{spec:?} is not two labels A,B"));
+    };
+    let find = |l: &str| {
+        labels
+            .iter()
+            .position(|x| x == l)
+            .ok_or_else(|| format!("{l:?} is not in the label set ({})", labels.join(", ")))
+    };
+    let (a, b) = (find(a)?, find(b)?);
+    if a == b {
+        return Err("the two labels must differ".into());
+    }
+    Ok((a, b))
+}
+
+/// Embeddings and model probabilities as read from the model, or from the cache.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Embedded {
+    key: String,
+    ids: Vec<String>,
+    dim: usize,
+    x: Vec<f32>,
+    y: Vec<usize>,
+    /// n × labels, in the data's label order.
+    probs: Option<Vec<f32>>,
+}
+
+/// Embed `texts` with the model (for zero-shot prototypes).
+fn embed_texts(model: &Model, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+    let n = texts.len();
+    let inputs: Vec<_> = texts.into_iter().map(|t| Ok(Input::Text(t))).collect();
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
+    pipeline::label_all(model, inputs, PipelineOptions::default(), |i, r| {
+        if let Ok(p) = r {
+            out[i] = p.embedding;
+        }
+    });
+    out.into_iter()
+        .enumerate()
+        .map(|(i, e)| e.ok_or_else(|| format!("label text {i} could not be embedded")))
+        .collect()
+}
+
 pub fn run(args: SimulateArgs) -> ExitCode {
+    let (predictor, method) = match check_flags(&args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let mut strategies = vec![Strategy::Random];
     for name in args
         .strategy
@@ -89,6 +260,52 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 );
                 return ExitCode::from(EXIT_USAGE);
             }
+        }
+    }
+    let items = inputs::expand(std::slice::from_ref(&args.data));
+    let mut label_names: Vec<String> = items.iter().filter_map(|i| i.truth.clone()).collect();
+    label_names.sort();
+    label_names.dedup();
+    if label_names.len() < 2 {
+        eprintln!(
+            "error: {} needs a \"label\" on each line, with at least two distinct labels",
+            args.data.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let swap = match args
+        .drift_swap
+        .as_deref()
+        .map(|s| drift_swap(s, &label_names))
+    {
+        Some(Err(e)) => return usage("--drift-swap", e),
+        Some(Ok(x)) => Some(x),
+        None => None,
+    };
+    // Zero-shot texts: a description per label, or the bare name.
+    let descriptions: Option<std::collections::BTreeMap<String, String>> = match &args
+        .label_descriptions
+    {
+        None => None,
+        Some(path) => {
+            let parsed = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(m) => Some(m),
+                Err(e) => return usage("--label-descriptions", format!("{}: {e}", path.display())),
+            }
+        }
+    };
+    if let Some(d) = &descriptions {
+        if let Some(unknown) = d.keys().find(|k| !label_names.contains(k)) {
+            return usage(
+                "--label-descriptions",
+                format!(
+                    "{unknown:?} is not in the label set ({})",
+                    label_names.join(", ")
+                ),
+            );
         }
     }
     let dir = registry::resolve(&args.model, &args.models_dir);
@@ -124,64 +341,144 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_MODEL_LOAD);
     }
-    let items = inputs::expand(std::slice::from_ref(&args.data));
-    let mut label_names: Vec<String> = items.iter().filter_map(|i| i.truth.clone()).collect();
-    label_names.sort();
-    label_names.dedup();
-    if label_names.len() < 2 {
-        eprintln!(
-            "error: {} needs a \"label\" on each line, with at least two distinct labels",
-            args.data.display()
-        );
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let truths: Vec<Option<usize>> = items
-        .iter()
-        .map(|i| {
-            i.truth
-                .as_ref()
-                .and_then(|t| label_names.iter().position(|l| l == t))
+    // The model's label order into the data's, for --predictor model.
+    let model_labels: Vec<String> = model.labels().iter().cloned().collect();
+    let reorder: Option<Vec<usize>> = {
+        let mut m: Vec<String> = model_labels.clone();
+        m.sort();
+        (m == label_names).then(|| {
+            label_names
+                .iter()
+                .filter_map(|l| model_labels.iter().position(|x| x == l))
+                .collect()
         })
-        .collect();
-    let inputs: Vec<_> = items.into_iter().map(|i| i.input).collect();
-    let pb = bar(
-        inputs.len() as u64,
-        "embedding {wide_bar} {pos}/{len} ({per_sec})",
+    };
+    if predictor == Predictor::Model && reorder.is_none() {
+        return usage(
+            "--predictor",
+            format!(
+                "model {} has labels [{}], the data [{}]: --predictor model needs the same set",
+                model.name(),
+                model_labels.join(", "),
+                label_names.join(", ")
+            ),
+        );
+    }
+    let key = format!(
+        "{}|{}|{}|{}",
+        model.name(),
+        model.version(),
+        args.data.display(),
+        items.len()
     );
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    let mut dim = 0;
-    let mut failed = 0usize;
-    pipeline::label_all(&model, inputs, PipelineOptions::default(), |i, r| {
-        pb.inc(1);
-        match (r, truths[i]) {
-            (Ok(pred), Some(label)) => match pred.embedding {
-                Some(e) if dim == 0 || e.len() == dim => {
-                    dim = e.len();
-                    x.extend_from_slice(&e);
-                    y.push(label);
+    let cached: Option<Embedded> = args
+        .cache
+        .as_ref()
+        .and_then(|c| std::fs::read(c).ok())
+        .and_then(|b| serde_json::from_slice::<Embedded>(&b).ok())
+        .filter(|e| e.key == key);
+    let embedded = match cached {
+        Some(e) => e,
+        None => {
+            let truths: Vec<Option<usize>> = items
+                .iter()
+                .map(|i| {
+                    i.truth
+                        .as_ref()
+                        .and_then(|t| label_names.iter().position(|l| l == t))
+                })
+                .collect();
+            let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+            let inputs: Vec<_> = items.into_iter().map(|i| i.input).collect();
+            let pb = bar(
+                inputs.len() as u64,
+                "embedding {wide_bar} {pos}/{len} ({per_sec})",
+            );
+            let k = label_names.len();
+            let mut e = Embedded {
+                key: key.clone(),
+                ids: Vec::new(),
+                dim: 0,
+                x: Vec::new(),
+                y: Vec::new(),
+                probs: reorder.as_ref().map(|_| Vec::new()),
+            };
+            let mut failed = 0usize;
+            pipeline::label_all(&model, inputs, PipelineOptions::default(), |i, r| {
+                pb.inc(1);
+                match (r, truths[i]) {
+                    (Ok(pred), Some(label)) => match pred.embedding {
+                        Some(v) if e.dim == 0 || v.len() == e.dim => {
+                            // Model probabilities, when the label sets match.
+                            if let (Some(out), Some(order)) = (e.probs.as_mut(), &reorder) {
+                                match &pred.class {
+                                    Some(c) if c.probs.len() == model_labels.len() => {
+                                        out.extend(order.iter().map(|&j| c.probs[j]));
+                                    }
+                                    _ => out.extend(std::iter::repeat_n(1.0 / k as f32, k)),
+                                }
+                            }
+                            e.dim = v.len();
+                            e.x.extend_from_slice(&v);
+                            e.y.push(label);
+                            e.ids.push(ids[i].clone());
+                        }
+                        _ => failed += 1,
+                    },
+                    _ => failed += 1,
                 }
-                _ => failed += 1,
-            },
-            _ => failed += 1,
+            });
+            pb.finish_and_clear();
+            if failed > 0 {
+                tracing::warn!(
+                    failed,
+                    "items without a label or an embedding were left out"
+                );
+            }
+            if let (Some(c), false) = (&args.cache, e.y.is_empty()) {
+                if let Err(err) = serde_json::to_vec(&e)
+                    .map_err(std::io::Error::other)
+                    .and_then(|b| std::fs::write(c, b))
+                {
+                    tracing::warn!(cache = %c.display(), error = %err, "could not write the embedding cache");
+                }
+            }
+            e
         }
-    });
-    pb.finish_and_clear();
-    if y.is_empty() {
+    };
+    if embedded.y.is_empty() {
         eprintln!("error: no item could be embedded");
         return ExitCode::from(EXIT_NOTHING_LABELED);
     }
-    if failed > 0 {
-        tracing::warn!(
-            failed,
-            "items without a label or an embedding were left out"
-        );
-    }
+    let prototypes = if predictor == Predictor::ZeroShot {
+        // The same label texts as the server's zero-shot (learn::zero_shot).
+        let (owners, texts): (Vec<usize>, Vec<String>) =
+            zero_shot::label_lines(&label_names, descriptions.as_ref())
+                .into_iter()
+                .unzip();
+        let built = embed_texts(&model, texts).and_then(|rows| {
+            zero_shot::prototypes_from_lines(label_names.len(), &owners, &rows)
+                .map(|(p, _)| p)
+                .map_err(|e| e.to_string())
+        });
+        match built {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_MODEL_LOAD);
+            }
+        }
+    } else {
+        None
+    };
     let data = Dataset {
-        x,
-        dim,
-        y,
+        ids: embedded.ids,
+        x: embedded.x,
+        dim: embedded.dim,
+        y: embedded.y,
         labels: label_names,
+        model_probs: embedded.probs,
+        prototypes,
     };
     let opts = SimOptions {
         strategies: strategies.clone(),
@@ -189,12 +486,25 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         batch: args.batch,
         rounds: args.rounds,
         seed: args.seed,
+        seeds: args.seeds,
         test_every: args.test_every,
         threshold: args.threshold,
         committee: args.committee,
+        predictor,
+        target: args.target,
+        delta: args.delta,
+        method,
+        audit_rate: args.audit_rate,
+        audit_labels: args.audit_labels,
+        audit_per_round: args.audit_per_round,
+        calibrate_every: args.calibrate_every,
+        drift_at: args.drift_at,
+        drift_swap: swap,
+        noise: args.noise,
+        finish: args.finish,
     };
     let pb = bar(
-        (strategies.len() * (args.rounds + 1)) as u64,
+        (args.seeds * strategies.len() * (args.rounds + 1)) as u64,
         "simulating {wide_bar} {pos}/{len} rounds {msg}",
     );
     let report = match simulate::run(&data, &opts, |s, _| {
@@ -218,28 +528,85 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         report.items,
         report.test
     );
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&args.out)?;
-        std::fs::write(
-            args.out.join("simulation.json"),
-            serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::write(
-            args.out.join("simulation.svg"),
-            simulate::svg_plot(&report, &title)?,
-        )
-    };
-    if let Err(e) = write() {
+    if let Err(e) = write_outputs(&args.out, &report, &title, opts.noise > 0.0) {
         eprintln!("error: writing {}: {e}", args.out.display());
         return ExitCode::from(EXIT_OUTPUT);
     }
+    print_table(&title, &report);
+    eprintln!(
+        "wrote {0}/simulation.json, {0}/simulation.svg and {0}/predictions-<strategy>.jsonl",
+        args.out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn write_outputs(
+    out: &std::path::Path,
+    report: &simulate::SimReport,
+    title: &str,
+    quality: bool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("simulation.json"),
+        serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::write(
+        out.join("simulation.svg"),
+        simulate::svg_plot(report, title)?,
+    )?;
+    let strategies: Vec<&str> = report.results.iter().map(|r| r.strategy.as_str()).collect();
+    for name in strategies {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(
+            out.join(format!("predictions-{name}.jsonl")),
+        )?);
+        let mut q = if quality {
+            Some(std::io::BufWriter::new(std::fs::File::create(
+                out.join(format!("label-quality-{name}.jsonl")),
+            )?))
+        } else {
+            None
+        };
+        for run in &report.runs {
+            for r in run.results.iter().filter(|r| r.strategy == name) {
+                for row in &r.predictions {
+                    serde_json::to_writer(&mut f, row).map_err(std::io::Error::other)?;
+                    f.write_all(b"\n")?;
+                }
+                if let Some(q) = q.as_mut() {
+                    for row in &r.quality_rows {
+                        serde_json::to_writer(&mut *q, row).map_err(std::io::Error::other)?;
+                        q.write_all(b"\n")?;
+                    }
+                }
+            }
+        }
+        f.flush()?;
+        if let Some(mut q) = q {
+            q.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn print_table(title: &str, report: &simulate::SimReport) {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
     println!("{title}");
-    println!("| strategy | final labels | final accuracy | labels to reach random's final | savings | auto-accept coverage / precision |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "target {} at δ {}, predictor {:?}, audit sample {}, {} seed(s)",
+        report.target,
+        report.delta,
+        report.predictor,
+        report.audit_sample,
+        report.runs.len()
+    );
+    println!("| strategy | final labels | final accuracy | labels to reach random's final | savings | audit labels | coverage / precision | bound | ECE before → after | drift alarm |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &report.results {
         if let Some(last) = r.rounds.last() {
             println!(
-                "| {} | {} | {:.4} | {} | {} | {:.3} / {:.3} |",
+                "| {} | {} | {:.4} | {} | {} | {} | {:.3} / {:.3} | {} | {} → {} | {} |",
                 r.strategy,
                 last.labels,
                 last.accuracy,
@@ -249,14 +616,40 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 r.label_savings
                     .map(|s| format!("{:.0}%", s * 100.0))
                     .unwrap_or_else(|| "—".into()),
+                last.audit_labels,
                 last.auto_coverage,
-                last.auto_precision
+                last.auto_precision,
+                opt(last.precision_bound),
+                opt(last.ece_before),
+                opt(last.ece_after),
+                if r.alarms_at_audit.is_empty() {
+                    "no".to_string()
+                } else {
+                    format!("at audit label {}", r.alarms_at_audit[0])
+                },
+            );
+        }
+        if let Some(f) = &r.finish {
+            println!(
+                "  finish ({}): human share {:.3} (seed {} + review {} + audit {} of {}), auto-accepted {}, precision {:.4}",
+                r.strategy,
+                f.human_share,
+                f.seed_labels,
+                f.review_labels,
+                f.audit_labels,
+                f.pool,
+                f.auto_accepted,
+                f.precision
+            );
+        }
+        if let Some(q) = &r.label_quality {
+            println!(
+                "  suspects ({}): {} corrupted of {} human labels, precision at k {}",
+                r.strategy,
+                q.corrupted,
+                q.human_labels,
+                opt(q.precision_at_k)
             );
         }
     }
-    eprintln!(
-        "wrote {0}/simulation.json and {0}/simulation.svg",
-        args.out.display()
-    );
-    ExitCode::SUCCESS
 }

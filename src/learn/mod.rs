@@ -2,6 +2,7 @@
 //! the engine already produces, from the labels people gave. Pure Rust;
 //! knows nothing of ONNX, HTTP or SQL.
 
+pub mod crossfit;
 pub mod head;
 mod kernels;
 mod lbfgs;

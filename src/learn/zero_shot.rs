@@ -15,6 +15,58 @@ use std::fmt;
 /// The scale applied to cosines before the softmax (see the module doc).
 pub const DEFAULT_SCALE: f32 = 20.0;
 
+/// The texts that stand for each label, as (label index, line): each
+/// non-empty line of the label's description, or its name when it has none.
+/// A label's prototype is the mean of its lines' embeddings (several short
+/// examples beat one long sentence; see ARCHITECTURE.md).
+pub fn label_lines(
+    labels: &[String],
+    descriptions: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let text = descriptions
+            .and_then(|d| d.get(label))
+            .map(String::as_str)
+            .unwrap_or(label);
+        let before = out.len();
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| (i, l.to_string())),
+        );
+        if out.len() == before {
+            out.push((i, label.clone()));
+        }
+    }
+    out
+}
+
+/// Prototypes (`labels × dim`) from the embeddings of [`label_lines`]:
+/// each label's line embeddings summed ([`ZeroShot::new`] normalises, so the
+/// sum points where the mean does).
+pub fn prototypes_from_lines(
+    num_labels: usize,
+    owners: &[usize],
+    embeddings: &[Vec<f32>],
+) -> Result<(Vec<f32>, usize), ZeroShotError> {
+    let dim = embeddings.first().map_or(0, Vec::len);
+    let mut sums = vec![0.0f32; num_labels * dim];
+    for (&owner, e) in owners.iter().zip(embeddings) {
+        if e.len() != dim {
+            return Err(ZeroShotError::Dimension {
+                expected: dim,
+                got: e.len(),
+            });
+        }
+        if let Some(row) = sums.get_mut(owner * dim..(owner + 1) * dim) {
+            row.iter_mut().zip(e).for_each(|(a, b)| *a += b);
+        }
+    }
+    Ok((sums, dim))
+}
+
 /// Why a zero-shot classifier could not be built or used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ZeroShotError {
@@ -147,6 +199,32 @@ mod tests {
         for row in p.chunks_exact(2) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn descriptions_give_lines_and_names_stand_in() {
+        let labels = vec!["ham".to_string(), "spam".to_string()];
+        let d = std::collections::BTreeMap::from([(
+            "spam".to_string(),
+            "win a prize\n\n call now ".to_string(),
+        )]);
+        let lines = label_lines(&labels, Some(&d));
+        assert_eq!(
+            lines,
+            vec![
+                (0, "ham".to_string()),
+                (1, "win a prize".to_string()),
+                (1, "call now".to_string())
+            ]
+        );
+        let owners: Vec<usize> = lines.iter().map(|l| l.0).collect();
+        let (p, dim) = prototypes_from_lines(
+            2,
+            &owners,
+            &[vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0]],
+        )
+        .expect("prototypes");
+        assert_eq!((p, dim), (vec![1.0, 0.0, 1.0, 2.0], 2));
     }
 
     #[test]

@@ -79,12 +79,15 @@ impl Classifiers {
         loaded: &LoadedModel,
         project: &Project,
     ) -> Result<Arc<ZeroShot>, String> {
-        let texts = label_texts(project);
+        let lines = zero_shot::label_lines(
+            &project.labels,
+            project.settings.label_descriptions.as_ref(),
+        );
         let key = format!(
-            "{}@{}\u{1f}{}",
+            "{}@{}\u{1f}{:?}",
             loaded.model.name(),
             loaded.model.version(),
-            texts.join("\u{1f}")
+            lines
         );
         if let Some((k, z)) = self
             .zero_shots
@@ -96,33 +99,20 @@ impl Classifiers {
                 return Ok(z);
             }
         }
-        // One text per description line; a label's prototype is the mean of
-        // its lines' embeddings (several short examples beat one long one).
-        let owners: Vec<usize> = texts
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| description_lines(t).map(move |_| i))
-            .collect();
-        let inputs = texts
-            .iter()
-            .flat_map(|t| description_lines(t).map(|l| Input::Text(l.to_string())))
-            .collect();
-        let mut sums: Vec<Vec<f32>> = vec![Vec::new(); project.labels.len()];
+        let (owners, texts): (Vec<usize>, Vec<String>) = lines.into_iter().unzip();
+        let inputs = texts.into_iter().map(Input::Text).collect();
+        let mut embeddings = Vec::with_capacity(owners.len());
         for (&owner, r) in owners.iter().zip(loaded.predict_job(inputs).await) {
-            let label = &project.labels[owner];
-            let e = r
-                .map_err(|e| format!("embedding label {label:?}: {e}"))?
-                .embedding
-                .ok_or_else(|| format!("the model gave no embedding for label {label:?}"))?;
-            let n = e.len();
-            let sum = &mut sums[owner];
-            sum.resize(n, 0.0);
-            // Each line's embedding is unit length already; the sum points
-            // where the mean does, and ZeroShot normalises it.
-            sum.iter_mut().zip(&e).for_each(|(a, b)| *a += b);
+            let label = project.labels.get(owner).map_or("", String::as_str);
+            embeddings.push(
+                r.map_err(|e| format!("embedding label {label:?}: {e}"))?
+                    .embedding
+                    .ok_or_else(|| format!("the model gave no embedding for label {label:?}"))?,
+            );
         }
-        let dim = sums.first().map_or(0, Vec::len);
-        let prototypes: Vec<f32> = sums.concat();
+        let (prototypes, dim) =
+            zero_shot::prototypes_from_lines(project.labels.len(), &owners, &embeddings)
+                .map_err(|e| e.to_string())?;
         let z = Arc::new(
             ZeroShot::new(prototypes, dim, zero_shot::DEFAULT_SCALE).map_err(|e| e.to_string())?,
         );
@@ -131,29 +121,6 @@ impl Classifiers {
         }
         Ok(z)
     }
-}
-
-/// The non-empty lines of a label's text.
-fn description_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty())
-}
-
-/// The text each label is known by: its description if the project gives
-/// one (one or more lines, each a short description or example), else its
-/// name.
-fn label_texts(project: &Project) -> Vec<String> {
-    let descriptions = project.settings.label_descriptions.as_ref();
-    project
-        .labels
-        .iter()
-        .map(|l| {
-            descriptions
-                .and_then(|d| d.get(l))
-                .filter(|d| !d.trim().is_empty())
-                .cloned()
-                .unwrap_or_else(|| l.clone())
-        })
-        .collect()
 }
 
 impl ProjectPredictor {
@@ -275,6 +242,12 @@ impl ProjectPredictor {
                 .collect()
         };
         let d = self.scorer.decide(&self.labels, &aligned);
+        // Zero-shot scores mean nothing until calibration has tested them on
+        // human labels: before the first fit, nothing they say is accepted
+        // (the project's fixed threshold is for models trained on the task).
+        let auto_accept = d.auto_accept
+            && !(matches!(self.classifier, Classifier::ZeroShot(_))
+                && self.scorer.version.is_none());
         Outcome::Predicted(StoredPrediction {
             label: self.labels.get(d.index).cloned(),
             score: Some(d.score),
@@ -286,7 +259,7 @@ impl ProjectPredictor {
             embedding: pred.embedding,
             disagreement,
             model_version: self.version.clone(),
-            auto_accept: d.auto_accept,
+            auto_accept,
             raw_score: Some(f64::from(raw_score)),
             raw_scores_json: Some(LabelScores::new(labels, &probs).to_json()),
             audit: false,
