@@ -85,7 +85,10 @@ impl Driver {
                     "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                     format!("--window-size={w},{h}"),
                     format!("--user-data-dir={}", profile.path().display()),
-                ]
+                ],
+                // The exact viewport: a headless window's size includes its
+                // frame, and Chromium keeps windows at least 500 px wide.
+                "mobileEmulation": {"deviceMetrics": {"width": w, "height": h, "pixelRatio": 1.0, "touch": w < 600}}
             }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
