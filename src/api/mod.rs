@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ingest_body;
+pub mod ui;
 pub mod v1;
 
 use std::ops::Deref;
@@ -137,6 +138,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Admin, routes!(calibration::calibrate)))
         .routes(guarded(Read, routes!(calibration::get_calibration)))
         .routes(guarded(Read, routes!(calibration::agreement)))
+        .routes(guarded(Read, routes!(content::item_content)))
+        .routes(guarded(Annotate, routes!(annotations::delete_annotation)))
+        .routes(guarded(Read, routes!(progress::progress)))
+        // Any valid token, predictor included: the handler answers 401 itself.
+        .routes(guarded(Public, routes!(me::me)))
+        .routes(guarded(Read, routes!(me::strategies)))
 }
 
 /// The OpenAPI 3.1 document of the served routes.
@@ -164,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();
     router
+        .merge(ui::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -2,9 +2,11 @@
 //! with their batchers, background pre-labeling workers, metrics and config.
 //! Handlers call this; they never touch ONNX Runtime or SQL.
 
+pub mod annotations;
 pub mod app;
 pub mod calibration;
 pub mod config;
+pub mod content;
 pub mod error;
 pub mod export;
 pub mod hub;
@@ -12,6 +14,7 @@ pub mod ingest;
 pub mod learn;
 pub mod metrics;
 pub mod predictor;
+pub mod progress;
 pub mod projects;
 pub mod quality;
 pub mod review;

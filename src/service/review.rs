@@ -304,15 +304,34 @@ pub async fn release(
         .await?)
 }
 
-/// Record a human label. A lower tier's label on an item in the top tier's
-/// band waits for a top-tier confirmation when the project asks for it; an
-/// annotation may trigger automatic training.
+/// A recorded annotation: the item as it is now, and the annotation's id
+/// (which `DELETE /v1/annotations/{id}` takes, for undo).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Annotated {
+    pub annotation_id: i64,
+    #[serde(flatten)]
+    pub item: ItemRecord,
+}
+
+/// Record a human label (see [`record`]); the item as it is now.
 pub async fn annotate(
     app: &App,
     item_id: i64,
     label: &str,
     annotator: &Annotator,
 ) -> ServiceResult<ItemRecord> {
+    Ok(record(app, item_id, label, annotator).await?.item)
+}
+
+/// Record a human label. A lower tier's label on an item in the top tier's
+/// band waits for a top-tier confirmation when the project asks for it; an
+/// annotation may trigger automatic training.
+pub async fn record(
+    app: &App,
+    item_id: i64,
+    label: &str,
+    annotator: &Annotator,
+) -> ServiceResult<Annotated> {
     let item = app.store.get_item(item_id).await?;
     let project = app.store.get_project(item.project_id).await?;
     if !project.labels.iter().any(|l| l == label) {
@@ -327,19 +346,23 @@ pub async fn annotate(
     if let Some(admin) = &annotator.on_behalf_by {
         tracing::info!(item = item_id, annotator = %annotator.name, recorded_by = %admin, "annotation recorded on behalf of an annotator");
     }
-    if needs_confirmation(app, &project, item_id, &annotator.name).await? {
+    let annotation_id = if needs_confirmation(app, &project, item_id, &annotator.name).await? {
         app.store
             .annotate_pending_confirmation(item_id, label, &annotator.name)
-            .await?;
+            .await?
     } else {
-        app.store.annotate(item_id, label, &annotator.name).await?;
+        let id = app.store.annotate(item_id, label, &annotator.name).await?;
         resolve_conflict(app, &project, item_id).await?;
-    }
+        id
+    };
     maybe_autotrain(app, &project);
     if item.audit {
         calibration::after_audit_label(&app.calibrator, &project);
     }
-    Ok(app.store.get_item(item_id).await?)
+    Ok(Annotated {
+        annotation_id,
+        item: app.store.get_item(item_id).await?,
+    })
 }
 
 /// When annotators disagree on an item, settle its final label: by majority

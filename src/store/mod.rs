@@ -807,7 +807,7 @@ impl Store {
             return Ok(());
         }
         let mut sql = self.params(
-            "SELECT item_id, label, annotator, created_at FROM annotations WHERE item_id IN (",
+            "SELECT id, item_id, label, annotator, created_at FROM annotations WHERE item_id IN (",
         );
         sql.list(items.len()).push(") ORDER BY id");
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
@@ -836,8 +836,9 @@ impl Store {
         Ok(())
     }
 
-    /// Store a human label; it becomes the item's final label.
-    pub async fn annotate(&self, item_id: i64, label: &str, annotator: &str) -> Result<()> {
+    /// Store a human label; it becomes the item's final label. Returns the
+    /// annotation's id.
+    pub async fn annotate(&self, item_id: i64, label: &str, annotator: &str) -> Result<i64> {
         self.record_annotation(item_id, label, annotator, true)
             .await
     }
@@ -851,16 +852,16 @@ impl Store {
         label: &str,
         annotator: &str,
         is_final: bool,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let now = now_ms();
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
-            sqlx::query("INSERT INTO annotations (item_id, label, annotator, created_at) VALUES ($1, $2, $3, $4)")
+            let id: i64 = sqlx::query_scalar("INSERT INTO annotations (item_id, label, annotator, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
                 .bind(item_id)
                 .bind(label)
                 .bind(annotator)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
             let update = if is_final {
                 sqlx::query(
@@ -876,9 +877,9 @@ impl Store {
                 .bind(item_id)
             };
             update.execute(&mut *tx).await?;
-            tx.commit().await
-        })?;
-        Ok(())
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(id)
+        })
     }
 
     // ---- tokens ---------------------------------------------------------
@@ -946,6 +947,9 @@ pub fn bytes_embedding(b: &[u8]) -> Vec<f32> {
 
 mod review;
 pub use review::{Candidate, Measure, ReviewFilter};
+
+mod annotations;
+pub use annotations::AnnotationRef;
 
 mod calibration;
 pub use calibration::{

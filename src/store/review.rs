@@ -308,7 +308,7 @@ impl Store {
         item_id: i64,
         label: &str,
         annotator: &str,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         self.record_annotation(item_id, label, annotator, false)
             .await
     }

@@ -284,6 +284,8 @@ impl Status {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Annotation {
+    /// For `DELETE /v1/annotations/{id}` (undo).
+    pub id: i64,
     pub label: String,
     pub annotator: String,
     pub created_at: i64,

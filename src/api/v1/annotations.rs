@@ -1,4 +1,5 @@
-//! Annotations: a human label on an item, recorded as the caller.
+//! Annotations: a human label on an item, recorded as the caller, and
+//! taking one back.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,12 +7,12 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::auth::Caller;
+use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{parse_json, Body, Id};
 use crate::api::AppState;
-use crate::service::review;
-use crate::store::ItemRecord;
+use crate::service::annotations::{self, Deleted};
+use crate::service::review::{self, Annotated};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +28,7 @@ pub struct AnnotationIn {
 #[utoipa::path(post, path = "/v1/items/{id}/annotations", tag = "review",
     params(("id" = i64, Path, description = "Item id")),
     request_body = AnnotationIn,
-    responses((status = 201, description = "The item, with the annotation", body = ItemRecord),
+    responses((status = 201, description = "The item, with the annotation, and the annotation's id", body = Annotated),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn annotate(
@@ -35,9 +36,28 @@ pub async fn annotate(
     caller: Caller,
     Id(item_id): Id,
     Body(body): Body,
-) -> ApiResult<(StatusCode, Json<ItemRecord>)> {
+) -> ApiResult<(StatusCode, Json<Annotated>)> {
     let req: AnnotationIn = parse_json(&body)?;
     let annotator = caller.acting_as(req.annotator.as_deref())?;
-    let item = review::annotate(&state, item_id, &req.label, &annotator).await?;
-    Ok((StatusCode::CREATED, Json(item)))
+    let done = review::record(&state, item_id, &req.label, &annotator).await?;
+    Ok((StatusCode::CREATED, Json(done)))
+}
+
+/// Delete an annotation (undo). With no annotation left the item waits for
+/// review again, leased to the author.
+#[utoipa::path(delete, path = "/v1/annotations/{id}", tag = "review",
+    params(("id" = i64, Path, description = "Annotation id (`annotation_id` of the annotate answer)")),
+    responses((status = 200, description = "Deleted; the item as it is now", body = Deleted),
+              (status = 403, description = "Neither the author nor an admin", body = ErrorBody),
+              (status = 404, description = "No such annotation (or already deleted)", body = ErrorBody)))]
+pub async fn delete_annotation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Deleted>> {
+    let me = caller.acting_as(None)?;
+    let admin = caller.role() == Some(Role::Admin);
+    Ok(Json(
+        annotations::delete(&state, id, &me.name, admin).await?,
+    ))
 }

@@ -3,10 +3,13 @@
 
 pub mod annotations;
 pub mod calibration;
+pub mod content;
 pub mod export;
 pub mod items;
 pub mod jobs;
+pub mod me;
 pub mod ops;
 pub mod predict;
+pub mod progress;
 pub mod projects;
 pub mod review;

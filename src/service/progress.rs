@@ -1,0 +1,72 @@
+//! A project's progress at a glance, for the project list of the review page
+//! and for dashboards: how many items the machine decided, how many people
+//! labeled, how many wait, and the precision the current calibration can
+//! vouch for.
+
+use serde::Serialize;
+
+use super::app::App;
+use super::calibration::Stored;
+use super::error::{ServiceError, ServiceResult};
+
+/// `GET /v1/projects/{id}/progress`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub project_id: i64,
+    pub total: i64,
+    /// Labeled by the machine (auto-accepted).
+    pub auto_accepted: i64,
+    /// Labeled by people.
+    pub human: i64,
+    /// Waiting for a human label.
+    pub needs_review: i64,
+    /// A lower tier's label waiting for a top-tier confirmation.
+    pub needs_confirmation: i64,
+    /// Not pre-labeled yet, and failed to pre-label.
+    pub pending: i64,
+    pub failed: i64,
+    /// Audit items still waiting for a label, and audit labels given.
+    pub audit_pending: i64,
+    pub audit_spent: i64,
+    pub precision_target: f64,
+    /// The calibration in force; `null` before the first fit, and then the
+    /// figures below are `null` too (the fixed threshold vouches for nothing).
+    pub calibration_version: Option<i64>,
+    /// Share of machine-decided items auto-accepted under it.
+    pub coverage: Option<f64>,
+    /// Audit precision of the auto-accepted audit items, and its lower bound
+    /// at 1 − δ.
+    pub precision: Option<f64>,
+    pub lower_bound: Option<f64>,
+}
+
+pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
+    let project = app.store.get_project(project_id).await?;
+    let counts = app.store.status_counts(project_id).await?;
+    let audit = app.store.audit_counts(project_id).await?;
+    let fit = match app.store.current_calibration(project_id).await? {
+        Some(row) => Some((
+            row.version,
+            serde_json::from_str::<Stored>(&row.body)
+                .map_err(|e| ServiceError::internal(format!("calibration {}: {e}", row.version)))?,
+        )),
+        None => None,
+    };
+    Ok(Progress {
+        project_id,
+        total: counts.total,
+        auto_accepted: counts.auto_accepted,
+        human: counts.labeled,
+        needs_review: counts.needs_review,
+        needs_confirmation: counts.needs_confirmation,
+        pending: counts.pending,
+        failed: counts.failed,
+        audit_pending: audit.pending,
+        audit_spent: audit.spent,
+        precision_target: project.precision_target,
+        calibration_version: fit.as_ref().map(|(v, _)| *v),
+        coverage: fit.as_ref().map(|(_, s)| s.coverage),
+        precision: fit.as_ref().and_then(|(_, s)| s.precision),
+        lower_bound: fit.as_ref().and_then(|(_, s)| s.lower_bound),
+    })
+}
