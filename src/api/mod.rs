@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ingest_body;
+pub mod labelstudio;
 pub mod v1;
 
 use std::ops::Deref;
@@ -54,6 +55,8 @@ pub struct ApiConfig {
     pub auth: bool,
     pub max_body_bytes: usize,
     pub predict_max_items: usize,
+    /// HTTP Basic credentials for the Label Studio protocol routes, if set.
+    pub ls_basic_auth: Option<(String, String)>,
 }
 
 impl ApiConfig {
@@ -62,6 +65,10 @@ impl ApiConfig {
             auth: !config.no_auth,
             max_body_bytes: config.max_body_bytes,
             predict_max_items: config.predict_max_items,
+            ls_basic_auth: config
+                .ls_basic_auth_user
+                .clone()
+                .zip(config.ls_basic_auth_password.clone()),
         }
     }
 }
@@ -164,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();
     router
+        .merge(labelstudio::router(state.clone()))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -36,6 +36,8 @@ pub struct App {
     pub default_threshold: f64,
     /// Calibration fits, drift checks and their background tasks.
     pub calibrator: Calibrator,
+    /// Label Studio settings, its HTTP client and exchanged tokens.
+    pub labelstudio: super::labelstudio::LabelStudio,
 }
 
 /// Why the service could not start; each maps to its own exit code.
@@ -102,6 +104,7 @@ impl App {
             data_root: data_root.clone(),
             default_threshold: config.default_threshold,
             calibrator: Calibrator::new(store.clone(), hub.clone(), metrics.clone()),
+            labelstudio: super::labelstudio::LabelStudio::new(config.labelstudio()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let workers = tokio::spawn(worker::run(

@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod hub;
 pub mod ingest;
+pub mod labelstudio;
 pub mod learn;
 pub mod metrics;
 pub mod projects;
