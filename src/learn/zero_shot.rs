@@ -141,7 +141,9 @@ mod tests {
     #[test]
     fn nearest_prototype_wins_and_rows_sum_to_one() {
         let z = ZeroShot::new(vec![1.0, 0.0, 0.0, 2.0], 2, DEFAULT_SCALE).expect("prototypes");
-        let p = z.predict_proba_batch(&[0.9, 0.1, 0.2, 0.8]).expect("batch");
+        let p = z
+            .predict_proba_batch(&[0.9, 0.1, 0.2, 0.8])
+            .expect("batch");
         assert_eq!(p.len(), 4);
         assert!(p[0] > p[1] && p[3] > p[2]);
         for row in p.chunks_exact(2) {
