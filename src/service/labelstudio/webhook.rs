@@ -6,6 +6,7 @@
 //! Label Studio waits at most a second for a webhook's answer.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +17,10 @@ use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
 use crate::service::review::{self, Annotator};
 use crate::store::{ls_client_id, LsAnnotation};
+
+/// How long a webhook for an unseen task waits for its pre-label (Label
+/// Studio gives a webhook 1 s).
+const PRELABEL_WAIT: Duration = Duration::from_millis(700);
 
 #[derive(Debug, Serialize)]
 pub struct WebhookOut {
@@ -226,10 +231,25 @@ async fn item_for_task(
         .unwrap_or_else(|| Err("no task".into()))
         .map_err(|why| ServiceError::invalid("task.data", why))?;
     ingest_new(app, project_id, vec![(client.clone(), data)]).await?;
-    app.store
-        .items_by_client_ids(project_id, &[client])
-        .await?
-        .first()
-        .map(|i| i.id)
-        .ok_or_else(|| ServiceError::internal("an ingested task's item is missing"))
+    // A label recorded on a pending item keeps it from ever being
+    // pre-labeled, and then it has no embedding for the head to learn
+    // from: give the workers (woken by the ingest) a moment first.
+    let deadline = Instant::now() + PRELABEL_WAIT;
+    loop {
+        let item = app
+            .store
+            .items_by_client_ids(project_id, std::slice::from_ref(&client))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServiceError::internal("an ingested task's item is missing"))?;
+        if item.status != "pending" {
+            return Ok(item.id);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(project = project_id, task = task_id, "recording a Label Studio annotation on a task not pre-labeled yet; its item gets no embedding");
+            return Ok(item.id);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
