@@ -144,6 +144,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Admin, routes!(calibration::calibrate)))
         .routes(guarded(Read, routes!(calibration::get_calibration)))
         .routes(guarded(Read, routes!(calibration::agreement)))
+        .routes(guarded(Admin, routes!(labelstudio_sync::sync)))
 }
 
 /// The OpenAPI 3.1 document of the served routes.

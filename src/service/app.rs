@@ -123,6 +123,7 @@ impl App {
             config.workers,
             stop_rx,
         ));
+        super::labelstudio::sync::resume(&app).await;
         Ok(Running { app, stop, workers })
     }
 

@@ -411,6 +411,19 @@ impl Store {
         })
     }
 
+    /// Label Studio tasks of the project still waiting for their pre-label.
+    pub async fn ls_pending(&self, project_id: i64) -> Result<i64> {
+        with_pool!(self, |p| {
+            sqlx::query(
+            "SELECT COUNT(*) FROM items WHERE project_id = $1 AND status = 'pending' AND client_id LIKE 'ls-task-%'"
+        )
+        .bind(project_id)
+        .fetch_one(p)
+        .await
+        .and_then(|r| r.try_get(0))
+        })
+    }
+
     /// Count predictions written back on the sync's job.
     pub async fn ls_sync_progress(&self, job_id: i64, written: i64, errors: i64) -> Result<()> {
         with_pool!(self, |p| sqlx::query(

@@ -6,6 +6,7 @@ pub mod calibration;
 pub mod export;
 pub mod items;
 pub mod jobs;
+pub mod labelstudio_sync;
 pub mod ops;
 pub mod predict;
 pub mod projects;

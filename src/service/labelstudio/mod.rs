@@ -7,6 +7,7 @@
 pub mod config;
 pub mod fetch;
 pub mod predict;
+pub mod sync;
 pub mod webhook;
 
 use std::collections::HashMap;
