@@ -562,3 +562,32 @@ async fn basic_auth_protects_the_protocol_routes() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// "Retrieve predictions" sends every task in one request: more than a
+/// model's queue holds must still get one prediction each.
+#[tokio::test]
+async fn a_request_larger_than_the_queue_still_predicts_every_task() {
+    let e = env(TOKEN, &["--queue-capacity", "256"]).await;
+    let tasks: Vec<Value> = (0..1500)
+        .map(|i| json!({"id": 10_000 + i, "data": {"image": format!("fashion-mnist/test/{:05}.png", i % 100)}}))
+        .collect();
+    let body = json!({"tasks": tasks, "label_config": fixture("setup_fashion")["schema"]});
+    let (code, out) = e
+        .server
+        .post(&format!("/labelstudio/{}/predict", e.project), &body)
+        .await;
+    assert_eq!(code, 200, "{out}");
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r.len(), 1500);
+    // The same image gets the same answer wherever it sits in the request,
+    // and the first hundred are mostly right (the CNN's accuracy is ~0.93).
+    let truth = truth();
+    for (i, x) in r.iter().enumerate() {
+        assert!(choice(x).is_some(), "task {i} has no prediction: {x}");
+        assert_eq!(choice(x), choice(&r[i % 100]), "task {i}");
+    }
+    let right = (0..100)
+        .filter(|&i| choice(&r[i]) == Some(truth[i].as_str()))
+        .count();
+    assert!(right >= 85, "{right}/100 right");
+}

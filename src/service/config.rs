@@ -167,6 +167,7 @@ impl ServeConfig {
             image_hosts: self.ls_image_hosts.clone(),
             ls_hosts: self.ls_hosts.clone(),
             retry: Duration::from_secs(self.ls_retry_secs.clamp(1, 86_400)),
+            predict_slice: (self.queue_capacity / 2).max(1),
         }
     }
 

@@ -30,6 +30,9 @@ pub struct LsSettings {
     pub ls_hosts: Vec<String>,
     /// How long a sync keeps retrying an unreachable Label Studio.
     pub retry: Duration,
+    /// Tasks of one `/predict` sent to the model at once: half its queue,
+    /// so a request of thousands of tasks is never refused as busy.
+    pub predict_slice: usize,
 }
 
 impl Default for LsSettings {
@@ -38,6 +41,7 @@ impl Default for LsSettings {
             image_hosts: Vec::new(),
             ls_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
             retry: Duration::from_secs(60),
+            predict_slice: 1024,
         }
     }
 }

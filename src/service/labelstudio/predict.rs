@@ -148,7 +148,15 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
             }
         }
     }
-    let labeled = predictor.predict(inputs).await;
+    // "Retrieve predictions" may send thousands of tasks at once: more than
+    // a model's queue takes in one request, so they go in slices.
+    let mut labeled = Vec::with_capacity(inputs.len());
+    let mut rest = inputs;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(app.labelstudio.settings.predict_slice));
+        labeled.extend(predictor.predict(rest).await);
+        rest = tail;
+    }
     let mut results = Vec::with_capacity(req.tasks.len());
     for (i, slot) in slots.iter().enumerate() {
         let out = match slot.and_then(|s| labeled.get(s)) {
