@@ -591,3 +591,141 @@ async fn a_request_larger_than_the_queue_still_predicts_every_task() {
         .count();
     assert!(right >= 85, "{right}/100 right");
 }
+
+/// A stand-in for Label Studio's API as a sync uses it: one project of
+/// `n` tasks (paged as Label Studio pages them) and the predictions import.
+#[derive(Clone, Default)]
+struct LsApi {
+    n: i64,
+    imported: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn ls_project(State(api): State<LsApi>, h: HeaderMap) -> axum::response::Response {
+    if !authorized(&h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let _ = api.n;
+    Json(json!({"id": 7, "label_config": fixture("setup_fashion")["schema"]})).into_response()
+}
+
+async fn ls_tasks(
+    State(api): State<LsApi>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    h: HeaderMap,
+) -> axum::response::Response {
+    if !authorized(&h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let page: i64 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let size: i64 = q
+        .get("page_size")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(100);
+    let from = (page - 1) * size;
+    if from >= api.n {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let tasks: Vec<Value> = (from..(from + size).min(api.n))
+        .map(|i| json!({"id": 1000 + i, "data": {"image": format!("/data/local-files/?d=fashion-mnist/test/{:05}.png", i)}}))
+        .collect();
+    Json(json!({"tasks": tasks, "total": api.n})).into_response()
+}
+
+async fn ls_import(
+    State(api): State<LsApi>,
+    h: HeaderMap,
+    Json(body): Json<Vec<Value>>,
+) -> axum::response::Response {
+    if !authorized(&h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let n = body.len();
+    api.imported.lock().unwrap().extend(body);
+    (StatusCode::CREATED, Json(json!({"created": n}))).into_response()
+}
+
+async fn sync_done(server: &Server, job: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, j) = server.get(&format!("/v1/jobs/{job}")).await;
+        if j["state"] == "done" || j["state"] == "failed" {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "sync did not end: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sync_writes_every_task_once_and_refuses_bad_hosts() {
+    let api = LsApi {
+        n: 1200,
+        ..Default::default()
+    };
+    let app = Router::new()
+        .route("/api/projects/{id}/", get(ls_project))
+        .route("/api/tasks/", get(ls_tasks))
+        .route("/api/projects/{id}/import/predictions", post(ls_import))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let e = env(TOKEN, &["--ls-retry-secs", "2"]).await;
+    let path = format!("/v1/projects/{}/labelstudio/sync", e.project);
+    let body = json!({"url": url, "token": TOKEN, "ls_project": 7});
+    let (code, job) = e.server.post(&path, &body).await;
+    assert_eq!(code, 202, "{job}");
+    let j = sync_done(&e.server, job["id"].as_i64().unwrap()).await;
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(
+        (j["total"].as_i64(), j["done"].as_i64()),
+        (Some(1200), Some(1200))
+    );
+    {
+        let imported = api.imported.lock().unwrap();
+        assert_eq!(imported.len(), 1200);
+        let tasks: std::collections::HashSet<i64> = imported
+            .iter()
+            .map(|p| p["task"].as_i64().unwrap())
+            .collect();
+        assert_eq!(tasks.len(), 1200, "a task was written twice");
+        let truth = truth();
+        let right = imported
+            .iter()
+            .filter(|p| {
+                let i = (p["task"].as_i64().unwrap() - 1000) as usize;
+                choice(p) == Some(truth[i].as_str())
+            })
+            .count();
+        assert!(right as f64 / 1200.0 > 0.85, "{right}/1200 right");
+        assert!(imported
+            .iter()
+            .all(|p| p["model_version"].is_string() && p["score"].is_f64()));
+    }
+    // The token never shows in the job.
+    assert!(!j.to_string().contains(TOKEN));
+    // A re-run writes nothing again.
+    let (_, job) = e.server.post(&path, &body).await;
+    let j = sync_done(&e.server, job["id"].as_i64().unwrap()).await;
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(api.imported.lock().unwrap().len(), 1200);
+
+    // Off the allow-list: refused; unreachable: 503 at once.
+    let (code, err) = e
+        .server
+        .post(
+            &path,
+            &json!({"url": "http://10.1.2.3:8080", "token": TOKEN, "ls_project": 7}),
+        )
+        .await;
+    assert_eq!(code, 403, "{err}");
+    let (code, err) = e
+        .server
+        .post(
+            &path,
+            &json!({"url": "http://127.0.0.1:1", "token": TOKEN, "ls_project": 7}),
+        )
+        .await;
+    assert_eq!(code, 503, "{err}");
+}

@@ -62,16 +62,11 @@ pub fn run(cmd: LabelStudioCommand) -> ExitCode {
     }
 }
 
-async fn call(
-    args: &SyncArgs,
-    client: &reqwest::Client,
-    req: reqwest::RequestBuilder,
-) -> Result<Value, (u8, String)> {
+async fn call(args: &SyncArgs, req: reqwest::RequestBuilder) -> Result<Value, (u8, String)> {
     let req = match &args.token {
         Some(t) => req.bearer_auth(t),
         None => req,
     };
-    let _ = client;
     let resp = req
         .send()
         .await
@@ -95,7 +90,6 @@ async fn sync(args: &SyncArgs) -> Result<(), (u8, String)> {
     let base = args.server.trim_end_matches('/');
     let job = call(
         args,
-        &client,
         client
             .post(format!(
                 "{base}/v1/projects/{}/labelstudio/sync",
@@ -110,7 +104,7 @@ async fn sync(args: &SyncArgs) -> Result<(), (u8, String)> {
         return Ok(());
     }
     loop {
-        let j = call(args, &client, client.get(format!("{base}/v1/jobs/{id}"))).await?;
+        let j = call(args, client.get(format!("{base}/v1/jobs/{id}"))).await?;
         let state = j["state"].as_str().unwrap_or("");
         eprintln!("{state}: {} of {} tasks written", j["done"], j["total"]);
         match state {

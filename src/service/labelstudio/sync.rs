@@ -212,14 +212,13 @@ fn spawn(app: Arc<App>, job_id: i64) {
             }
         };
         let Some(sync) = sync else { return };
-        let (phase, next_page, tasks) = (sync.phase.clone(), sync.next_page, sync.tasks);
+        let (next_page, tasks) = (sync.next_page, sync.tasks);
         if let Err(why) = run(&app, sync).await {
             tracing::warn!(job = job_id, reason = %why, "Label Studio sync failed");
             let _ = app
                 .store
                 .ls_update_sync(job_id, "failed", next_page, tasks, Some(&why))
                 .await;
-            let _ = phase;
         }
     });
 }
