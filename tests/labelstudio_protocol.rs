@@ -597,6 +597,10 @@ async fn a_request_larger_than_the_queue_still_predicts_every_task() {
 #[derive(Clone, Default)]
 struct LsApi {
     n: i64,
+    /// Answer the import with 503, as a Label Studio going away would.
+    down: bool,
+    /// Task ids start here (they are unique within one Label Studio).
+    first: i64,
     imported: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -626,7 +630,7 @@ async fn ls_tasks(
         return StatusCode::NOT_FOUND.into_response();
     }
     let tasks: Vec<Value> = (from..(from + size).min(api.n))
-        .map(|i| json!({"id": 1000 + i, "data": {"image": format!("/data/local-files/?d=fashion-mnist/test/{:05}.png", i)}}))
+        .map(|i| json!({"id": api.first + i, "data": {"image": format!("/data/local-files/?d=fashion-mnist/test/{:05}.png", i)}}))
         .collect();
     Json(json!({"tasks": tasks, "total": api.n})).into_response()
 }
@@ -638,6 +642,9 @@ async fn ls_import(
 ) -> axum::response::Response {
     if !authorized(&h) {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if api.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let n = body.len();
     api.imported.lock().unwrap().extend(body);
@@ -657,21 +664,53 @@ async fn sync_done(server: &Server, job: i64) -> Value {
 }
 
 #[tokio::test]
-async fn sync_writes_every_task_once_and_refuses_bad_hosts() {
+async fn sync_writes_every_task_once_retries_then_fails_and_refuses_bad_hosts() {
     let api = LsApi {
         n: 1200,
+        first: 1000,
         ..Default::default()
     };
+    let url = serve_api(api.clone()).await;
+    let e = env(TOKEN, &["--ls-retry-secs", "2"]).await;
+    sync_checks(&e, &api, &url).await;
+
+    // Label Studio answering 503 mid-job: retried with backoff, then the job fails.
+    let down = LsApi {
+        n: 300,
+        down: true,
+        first: 5000,
+        ..Default::default()
+    };
+    let down_url = serve_api(down.clone()).await;
+    let path = format!("/v1/projects/{}/labelstudio/sync", e.project);
+    let started = Instant::now();
+    let (code, job) = e
+        .server
+        .post(
+            &path,
+            &json!({"url": down_url, "token": TOKEN, "ls_project": 7}),
+        )
+        .await;
+    assert_eq!(code, 202, "{job}");
+    let j = sync_done(&e.server, job["id"].as_i64().unwrap()).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "no retries");
+    assert!(down.imported.lock().unwrap().is_empty());
+}
+
+async fn serve_api(api: LsApi) -> String {
     let app = Router::new()
         .route("/api/projects/{id}/", get(ls_project))
         .route("/api/tasks/", get(ls_tasks))
         .route("/api/projects/{id}/import/predictions", post(ls_import))
-        .with_state(api.clone());
+        .with_state(api);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
 
-    let e = env(TOKEN, &["--ls-retry-secs", "2"]).await;
+async fn sync_checks(e: &Env, api: &LsApi, url: &str) {
     let path = format!("/v1/projects/{}/labelstudio/sync", e.project);
     let body = json!({"url": url, "token": TOKEN, "ls_project": 7});
     let (code, job) = e.server.post(&path, &body).await;
