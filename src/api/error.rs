@@ -25,7 +25,7 @@ pub struct ApiError {
 pub fn status(code: Code) -> StatusCode {
     use Code::*;
     match code {
-        MalformedJson | BadBody | BadMultipart | BadPath => StatusCode::BAD_REQUEST,
+        MalformedJson | BadBody | BadMultipart | BadPath | BadWebhook => StatusCode::BAD_REQUEST,
         InvalidBody | InvalidField | EmptyBatch | LabelsMismatch | NotEnoughLabels
         | NoAuditLabels | PathNotFound | StrategyUnavailable | TooManyItems | UnknownLabel
         | UnknownModel | WrongContent => StatusCode::UNPROCESSABLE_ENTITY,

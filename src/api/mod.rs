@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ingest_body;
+pub mod labelstudio;
 pub mod ui;
 pub mod v1;
 
@@ -55,6 +56,8 @@ pub struct ApiConfig {
     pub auth: bool,
     pub max_body_bytes: usize,
     pub predict_max_items: usize,
+    /// HTTP Basic credentials for the Label Studio protocol routes, if set.
+    pub ls_basic_auth: Option<(String, String)>,
 }
 
 impl ApiConfig {
@@ -63,6 +66,10 @@ impl ApiConfig {
             auth: !config.no_auth,
             max_body_bytes: config.max_body_bytes,
             predict_max_items: config.predict_max_items,
+            ls_basic_auth: config
+                .ls_basic_auth_user
+                .clone()
+                .zip(config.ls_basic_auth_password.clone()),
         }
     }
 }
@@ -144,6 +151,7 @@ fn routes() -> OpenApiRouter<AppState> {
         // Any valid token, predictor included: the handler answers 401 itself.
         .routes(guarded(Public, routes!(me::me)))
         .routes(guarded(Read, routes!(me::strategies)))
+        .routes(guarded(Admin, routes!(labelstudio_sync::sync)))
 }
 
 /// The OpenAPI 3.1 document of the served routes.
@@ -172,6 +180,7 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
         .merge(ui::routes())
+        .merge(labelstudio::router(state.clone()))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -10,6 +10,7 @@
 
 mod inputs;
 mod label;
+mod labelstudio;
 mod models;
 mod serve;
 mod simulate;
@@ -60,6 +61,11 @@ enum Command {
     Openapi,
     /// Replay the active-learning loop on labeled data and compare strategies.
     Simulate(simulate::SimulateArgs),
+    /// Label Studio: bulk pre-annotation of a Label Studio project.
+    Labelstudio {
+        #[command(subcommand)]
+        command: labelstudio::LabelStudioCommand,
+    },
     /// Manage API tokens.
     Tokens {
         #[command(subcommand)]
@@ -98,6 +104,7 @@ pub fn main() -> ExitCode {
         },
         Command::Simulate(args) => simulate::run(args),
         Command::Tokens { command } => tokens::run(command),
+        Command::Labelstudio { command } => labelstudio::run(command),
     }
 }
 

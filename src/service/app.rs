@@ -39,6 +39,8 @@ pub struct App {
     pub calibrator: Calibrator,
     /// Trained heads and zero-shot prototypes, shared with the workers.
     pub classifiers: Arc<Classifiers>,
+    /// Label Studio settings, its HTTP client and exchanged tokens.
+    pub labelstudio: super::labelstudio::LabelStudio,
 }
 
 /// Why the service could not start; each maps to its own exit code.
@@ -106,6 +108,7 @@ impl App {
             default_threshold: config.default_threshold,
             calibrator: Calibrator::new(store.clone(), hub.clone(), metrics.clone()),
             classifiers: Arc::default(),
+            labelstudio: super::labelstudio::LabelStudio::new(config.labelstudio()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let workers = tokio::spawn(worker::run(
@@ -124,6 +127,7 @@ impl App {
             config.workers,
             stop_rx,
         ));
+        super::labelstudio::sync::resume(&app).await;
         Ok(Running { app, stop, workers })
     }
 

@@ -79,6 +79,29 @@ pub struct ServeConfig {
     /// Auto-accept when the top score reaches this, for projects that set none.
     #[arg(long, env = "LABELLOOP_DEFAULT_THRESHOLD", default_value_t = 0.9)]
     pub default_threshold: f64,
+    /// Label Studio hosts (host or host:port, comma-separated) that `/setup`'s
+    /// hostname and a sync's URL may name; nothing else is fetched with a token.
+    #[arg(
+        long,
+        env = "LABELLOOP_LS_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,[::1]"
+    )]
+    pub ls_hosts: Vec<String>,
+    /// Other hosts Label Studio tasks' image URLs may point to (comma-separated);
+    /// a URL on any other host is refused and never fetched.
+    #[arg(long, env = "LABELLOOP_LS_IMAGE_HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    pub ls_image_hosts: Vec<String>,
+    /// User for HTTP Basic auth on the /labelstudio routes (with the password; unset: no auth).
+    #[arg(long, env = "LABELLOOP_LS_BASIC_AUTH_USER")]
+    pub ls_basic_auth_user: Option<String>,
+    /// Password for HTTP Basic auth on the /labelstudio routes.
+    #[arg(long, env = "LABELLOOP_LS_BASIC_AUTH_PASSWORD", hide_env_values = true)]
+    pub ls_basic_auth_password: Option<String>,
+    /// How long a Label Studio sync retries an unreachable Label Studio, with backoff, before it fails.
+    #[arg(long, env = "LABELLOOP_LS_RETRY_SECS", default_value_t = 60)]
+    pub ls_retry_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -137,6 +160,15 @@ impl ServeConfig {
         self.db
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("labelloop.db").display()))
+    }
+
+    pub fn labelstudio(&self) -> crate::service::labelstudio::LsSettings {
+        crate::service::labelstudio::LsSettings {
+            image_hosts: self.ls_image_hosts.clone(),
+            ls_hosts: self.ls_hosts.clone(),
+            retry: Duration::from_secs(self.ls_retry_secs.clamp(1, 86_400)),
+            predict_slice: (self.queue_capacity / 2).max(1),
+        }
     }
 
     pub fn lease(&self) -> Duration {

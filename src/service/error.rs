@@ -31,6 +31,8 @@ pub enum Code {
     LabelsMismatch,
     /// The route exists, but not with this method.
     MethodNotAllowed,
+    /// A Label Studio webhook body of a shape labelloop does not know; nothing was stored.
+    BadWebhook,
     /// A head needs more human labels than the project has.
     NotEnoughLabels,
     /// Calibrating needs audit labels, and the project has none yet.
@@ -69,7 +71,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (for the OpenAPI document).
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 27] = [
         Code::MalformedJson,
         Code::InvalidBody,
         Code::InvalidField,
@@ -79,6 +81,7 @@ impl Code {
         Code::EmptyBatch,
         Code::LabelsMismatch,
         Code::MethodNotAllowed,
+        Code::BadWebhook,
         Code::NotEnoughLabels,
         Code::NoAuditLabels,
         Code::PathNotFound,
@@ -110,6 +113,7 @@ impl Code {
             Code::EmptyBatch => "empty_batch",
             Code::LabelsMismatch => "labels_mismatch",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::BadWebhook => "bad_webhook",
             Code::NotEnoughLabels => "not_enough_labels",
             Code::NoAuditLabels => "no_audit_labels",
             Code::PathNotFound => "path_not_found",

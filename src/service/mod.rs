@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod hub;
 pub mod ingest;
+pub mod labelstudio;
 pub mod learn;
 pub mod metrics;
 pub mod predictor;

@@ -14,8 +14,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::app::App;
 use super::calibration::{self, Scorer};
-use super::hub::LoadedModel;
+use super::error::{Code, ServiceError, ServiceResult};
+use super::hub::{LoadedModel, ModelHub};
 use crate::learn::{zero_shot, Head, ZeroShot};
 use crate::model::manifest::Task;
 use crate::model::output::LabelScores;
@@ -266,5 +268,91 @@ impl ProjectPredictor {
             audit_p: None,
             calibration_version: self.scorer.version,
         })
+    }
+}
+
+/// One item's label as an adapter answers it.
+#[derive(Debug, Clone)]
+pub struct Labeled {
+    pub label: String,
+    /// Calibrated.
+    pub score: f64,
+    pub raw_score: f64,
+    pub auto_accept: bool,
+}
+
+/// A project's predictor bound to its loaded model, for adapters that label
+/// inputs on request (the Label Studio backend) rather than through jobs.
+pub struct Labeler {
+    hub: Arc<ModelHub>,
+    model: String,
+    predictor: ProjectPredictor,
+    /// `<model>@<version>[+head-N|+zero-shot][+cal-M]`: moves whenever the
+    /// head or the calibration does.
+    version: String,
+}
+
+impl Labeler {
+    pub async fn for_project(app: &App, project: &Project) -> ServiceResult<Labeler> {
+        let loaded = app.hub.get(&project.model).ok_or_else(|| {
+            ServiceError::new(
+                Code::Unavailable,
+                format!(
+                    "the project's model {:?} is not loaded on this server",
+                    project.model
+                ),
+            )
+        })?;
+        let predictor =
+            ProjectPredictor::for_project(&app.store, &app.classifiers, loaded, project)
+                .await
+                .map_err(ServiceError::internal)?;
+        let version = format!("{}@{}", project.model, predictor.full_version());
+        Ok(Labeler {
+            hub: app.hub.clone(),
+            model: project.model.clone(),
+            predictor,
+            version,
+        })
+    }
+
+    pub fn model_version(&self) -> &str {
+        &self.version
+    }
+
+    /// Labels for a request's inputs, in order; one failing input fails alone.
+    pub async fn predict(&self, inputs: Vec<Input>) -> Vec<Result<Labeled, String>> {
+        let Some(loaded) = self.hub.get(&self.model) else {
+            return inputs
+                .iter()
+                .map(|_| Err("the project's model is not loaded".to_string()))
+                .collect();
+        };
+        loaded
+            .predict_many(inputs)
+            .await
+            .into_iter()
+            .map(|r| {
+                let pred = r.map_err(|e| e.to_string())?;
+                match self.predictor.label(pred, loaded.labels(), |_, _| None) {
+                    Outcome::Predicted(StoredPrediction {
+                        label: Some(label),
+                        score: Some(score),
+                        raw_score,
+                        auto_accept,
+                        ..
+                    }) => Ok(Labeled {
+                        label,
+                        score,
+                        raw_score: raw_score.unwrap_or(score),
+                        auto_accept,
+                    }),
+                    Outcome::Predicted(_) => {
+                        Err("the model gives no classes for this project".into())
+                    }
+                    Outcome::Failed(why) => Err(why),
+                }
+            })
+            .collect()
     }
 }

@@ -188,7 +188,15 @@ pub async fn next_items(
                 .await?
         }
         None => {
-            let ids = choose_in_memory(app, project_id, strategy, measure, filter, limit).await?;
+            // Before a head, a text project's scores are zero-shot guesses:
+            // the seed set should represent the pool, not its outliers.
+            let untrained = project.head_version.is_none()
+                && app.hub.get(&project.model).is_some_and(|m| {
+                    m.model.manifest().task == crate::model::manifest::Task::TextEmbedding
+                });
+            let ids =
+                choose_in_memory(app, project_id, strategy, measure, filter, limit, untrained)
+                    .await?;
             app.store.lease_ids(&ids, who, lease_ms).await?
         }
     };
@@ -249,7 +257,8 @@ async fn special_list(
 }
 
 /// Diversity-aware strategies (and random) choose among the most uncertain
-/// free candidates in memory; without scores yet, cold start picks spread-out items.
+/// free candidates in memory; without scores yet (or, for k-center, without
+/// a trained head), cold start picks representative, spread-out items.
 async fn choose_in_memory(
     app: &App,
     project_id: i64,
@@ -257,6 +266,7 @@ async fn choose_in_memory(
     measure: Measure,
     filter: ReviewFilter,
     limit: i64,
+    untrained: bool,
 ) -> ServiceResult<Vec<i64>> {
     let candidates = app
         .store
@@ -269,7 +279,7 @@ async fn choose_in_memory(
         .filter(|c| c.embedding.len() == dim)
         .flat_map(|c| c.embedding.iter().copied())
         .collect();
-    let cold = probs.iter().all(Vec::is_empty);
+    let cold = probs.iter().all(Vec::is_empty) || untrained && strategy == Strategy::KCenter;
     let limit = limit as usize;
     let chosen =
         if cold || strategy == Strategy::KCenter && embeddings.len() != candidates.len() * dim {

@@ -955,3 +955,6 @@ mod calibration;
 pub use calibration::{
     AnnotationRow, AuditCounts, CalibrationRow, LabeledRow, MachineRow, Reroute, StatusCounts,
 };
+
+mod labelstudio;
+pub use labelstudio::{ls_client_id, LsAnnotation, LsConnection, LsSync};

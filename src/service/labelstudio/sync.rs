@@ -1,0 +1,412 @@
+//! Bulk pre-annotation of a whole Label Studio project, as a job: no
+//! request waits on it (Label Studio's own "Retrieve predictions" sends every
+//! task in one request, which dies at its 100 s timeout).
+//!
+//! 1. **ingest**: page through the project's tasks (`GET /api/tasks`), and
+//!    ingest each page as items keyed `ls-task-<id>` (idempotent: a re-run or
+//!    a resume after a crash skips what is there); the page reached is stored;
+//! 2. **label**: the usual workers pre-label them; the sync waits for them;
+//! 3. **write**: predictions go back in chunks through
+//!    `POST /api/projects/{id}/import/predictions`, with calibrated scores
+//!    and the model version; each task written is stored with that version,
+//!    so nothing is written twice, even across re-runs.
+//!
+//! Progress is the job's: `total` tasks, `done` predictions written. An
+//! unreachable Label Studio is retried with backoff for `ls_retry_secs`,
+//! then the job fails with the reason. The token is kept in the store for a
+//! resume and never logged or shown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::config::{self, ChoicesTarget};
+use super::predict::{ingest_new, prediction, read_tasks};
+use crate::service::app::App;
+use crate::service::error::{Code, ServiceError, ServiceResult};
+use crate::service::predictor::Labeler as ProjectPredictor;
+use crate::store::{ls_client_id, Job, LsConnection, LsSync};
+
+/// Tasks per page read from Label Studio.
+const PAGE: i64 = 500;
+/// Predictions per write.
+const CHUNK: usize = 500;
+
+/// `POST /v1/projects/{id}/labelstudio/sync`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncIn {
+    /// Label Studio's base URL; its host must be in the server's `ls_hosts`.
+    pub url: String,
+    /// A Label Studio token (legacy, or a personal access token); kept for
+    /// the job, never logged, listed or exported.
+    pub token: String,
+    /// The Label Studio project id.
+    pub ls_project: i64,
+}
+
+/// Why a Label Studio call did not work: worth retrying, or not.
+enum Failure {
+    Retry(String),
+    Fatal(String),
+}
+
+struct Client<'a> {
+    app: &'a App,
+    conn: LsConnection,
+}
+
+impl Client<'_> {
+    /// One call, with retries and backoff while Label Studio is unreachable
+    /// or answers 5xx, for up to `ls_retry_secs`.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let ls = &self.app.labelstudio;
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.once(method.clone(), path, body).await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(why)) => return Err(why),
+                Err(Failure::Retry(why)) => {
+                    if started.elapsed() >= ls.settings.retry {
+                        return Err(format!(
+                            "Label Studio did not answer for {} s: {why}",
+                            ls.settings.retry.as_secs()
+                        ));
+                    }
+                    tracing::warn!(path, reason = %why, wait_ms = wait.as_millis() as u64, "Label Studio unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let ls = &self.app.labelstudio;
+        let url = reqwest::Url::parse(&self.conn.hostname)
+            .and_then(|u| u.join(path))
+            .map_err(|e| Failure::Fatal(format!("bad Label Studio URL: {e}")))?;
+        let auth = ls
+            .authorization(&self.conn, false)
+            .await
+            .map_err(Failure::Retry)?;
+        let mut req = ls
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .timeout(Duration::from_secs(120));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Failure::Retry(
+                if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "could not connect"
+                }
+                .into(),
+            )
+        })?;
+        let status = resp.status();
+        if status.is_server_error() {
+            return Err(Failure::Retry(format!("{path} answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(Failure::Fatal(format!("{path} answered {status}")));
+        }
+        resp.json()
+            .await
+            .map_err(|_| Failure::Retry(format!("{path}: the answer is not JSON")))
+    }
+}
+
+/// Start a sync job after checking the host, the project and its labeling config.
+pub async fn start(app: &Arc<App>, project_id: i64, req: SyncIn) -> ServiceResult<Job> {
+    let project = app.store.get_project(project_id).await?;
+    app.labelstudio.host_allowed(&req.url)?;
+    if req.token.trim().is_empty() {
+        return Err(ServiceError::invalid("token", "must not be empty"));
+    }
+    if req.ls_project < 1 {
+        return Err(ServiceError::invalid(
+            "ls_project",
+            "a Label Studio project id (≥ 1)",
+        ));
+    }
+    let client = Client {
+        app,
+        conn: LsConnection {
+            hostname: req.url.trim_end_matches('/').to_string(),
+            access_token: req.token.trim().to_string(),
+            ls_project: Some(req.ls_project.to_string()),
+        },
+    };
+    let ls_project = client
+        .once(
+            reqwest::Method::GET,
+            &format!("/api/projects/{}/", req.ls_project),
+            None,
+        )
+        .await
+        .map_err(|f| match f {
+            Failure::Retry(why) => ServiceError::new(
+                Code::Unavailable,
+                format!("Label Studio at {}: {why}", req.url),
+            ),
+            Failure::Fatal(why) => {
+                ServiceError::invalid("ls_project", format!("Label Studio refused: {why}"))
+            }
+        })?;
+    let xml = ls_project
+        .get("label_config")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    config::parse(xml, &project.labels, super::text_model(app, &project)?)?;
+    let job_id = app
+        .store
+        .ls_create_sync(
+            project_id,
+            &client.conn.hostname,
+            &client.conn.access_token,
+            req.ls_project,
+        )
+        .await?;
+    spawn(app.clone(), job_id);
+    Ok(app.store.get_job(job_id).await?)
+}
+
+/// Resume the syncs a stopped server left open.
+pub async fn resume(app: &Arc<App>) {
+    match app.store.ls_open_syncs().await {
+        Ok(open) => {
+            for s in open {
+                tracing::info!(job = s.job_id, phase = %s.phase, "resuming a Label Studio sync");
+                spawn(app.clone(), s.job_id);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not look for Label Studio syncs to resume"),
+    }
+}
+
+fn spawn(app: Arc<App>, job_id: i64) {
+    tokio::spawn(async move {
+        let sync = match app.store.ls_open_syncs().await {
+            Ok(all) => all.into_iter().find(|s| s.job_id == job_id),
+            Err(e) => {
+                tracing::warn!(job = job_id, error = %e, "cannot read the sync");
+                return;
+            }
+        };
+        let Some(sync) = sync else { return };
+        let (next_page, tasks) = (sync.next_page, sync.tasks);
+        if let Err(why) = run(&app, sync).await {
+            tracing::warn!(job = job_id, reason = %why, "Label Studio sync failed");
+            let _ = app
+                .store
+                .ls_update_sync(job_id, "failed", next_page, tasks, Some(&why))
+                .await;
+        }
+    });
+}
+
+async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
+    let project = app
+        .store
+        .get_project(s.project_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = Client {
+        app,
+        conn: LsConnection {
+            hostname: s.url.clone(),
+            access_token: s.token.clone(),
+            ls_project: Some(s.ls_project.to_string()),
+        },
+    };
+    let info = client
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/projects/{}/", s.ls_project),
+            None,
+        )
+        .await?;
+    let xml = info
+        .get("label_config")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let text = super::text_model(app, &project).map_err(|e| e.message)?;
+    let target = config::parse(xml, &project.labels, text).map_err(|e| e.message)?;
+    if s.phase == "ingest" {
+        ingest(app, &client, &target, &mut s).await?;
+        s.phase = "label".into();
+        save(app, &s).await?;
+    }
+    if s.phase == "label" {
+        // The workers pre-label what was ingested; wait for them.
+        while app
+            .store
+            .ls_pending(s.project_id)
+            .await
+            .map_err(|e| e.to_string())?
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        s.phase = "write".into();
+        save(app, &s).await?;
+    }
+    write(app, &client, &target, &project, &s).await?;
+    s.phase = "done".into();
+    save(app, &s).await
+}
+
+async fn save(app: &App, s: &LsSync) -> Result<(), String> {
+    app.store
+        .ls_update_sync(s.job_id, &s.phase, s.next_page, s.tasks, None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn ingest(
+    app: &App,
+    client: &Client<'_>,
+    target: &ChoicesTarget,
+    s: &mut LsSync,
+) -> Result<(), String> {
+    loop {
+        let page = client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/tasks/?project={}&page={}&page_size={PAGE}",
+                    s.ls_project, s.next_page
+                ),
+                None,
+            )
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            // Past the last page Label Studio answers 404.
+            Err(why) if why.contains("404") => break,
+            Err(why) => return Err(why),
+        };
+        let tasks: Vec<Value> = page
+            .get("tasks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if tasks.is_empty() {
+            break;
+        }
+        let data = read_tasks(app, &tasks, target, Some(&client.conn)).await;
+        let mut items = Vec::with_capacity(tasks.len());
+        for (t, d) in tasks.iter().zip(data) {
+            let Some(id) = t.get("id").and_then(Value::as_i64) else {
+                continue;
+            };
+            match d {
+                Ok(d) => items.push((ls_client_id(id), d)),
+                Err(why) => {
+                    tracing::warn!(job = s.job_id, task = id, reason = %why, "Label Studio task not synced")
+                }
+            }
+        }
+        ingest_new(app, s.project_id, items)
+            .await
+            .map_err(|e| e.message)?;
+        s.tasks += tasks.len() as i64;
+        s.next_page += 1;
+        save(app, s).await?;
+        let total = page.get("total").and_then(Value::as_i64);
+        if (tasks.len() as i64) < PAGE || total.is_some_and(|t| s.tasks >= t) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn write(
+    app: &App,
+    client: &Client<'_>,
+    target: &ChoicesTarget,
+    project: &crate::store::Project,
+    s: &LsSync,
+) -> Result<(), String> {
+    let predictor = ProjectPredictor::for_project(app, project)
+        .await
+        .map_err(|e| e.message)?;
+    let version = predictor.model_version().to_string();
+    let mut cursor = None;
+    loop {
+        let items = app
+            .store
+            .list_items(s.project_id, None, cursor, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = items.last() else { break };
+        cursor = Some(last.id);
+        let mut rows: Vec<(i64, Value)> = Vec::new();
+        for it in &items {
+            let Some(task) = it
+                .client_id
+                .strip_prefix("ls-task-")
+                .and_then(|t| t.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let Some(p) = &it.prediction else { continue };
+            let Some(k) = project.labels.iter().position(|l| *l == p.label) else {
+                continue;
+            };
+            let mut pred = prediction(target, k, p.score, &version);
+            pred["task"] = json!(task);
+            rows.push((task, pred));
+        }
+        let ids: Vec<i64> = rows.iter().map(|(t, _)| *t).collect();
+        let done: std::collections::HashSet<i64> = app
+            .store
+            .ls_written(s.project_id, &version, &ids)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        rows.retain(|(t, _)| !done.contains(t));
+        for chunk in rows.chunks(CHUNK) {
+            let body = Value::Array(chunk.iter().map(|(_, p)| p.clone()).collect());
+            client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/projects/{}/import/predictions", s.ls_project),
+                    Some(&body),
+                )
+                .await?;
+            let written: Vec<i64> = chunk.iter().map(|(t, _)| *t).collect();
+            app.store
+                .ls_mark_written(s.project_id, &version, &written)
+                .await
+                .map_err(|e| e.to_string())?;
+            app.store
+                .ls_sync_progress(s.job_id, written.len() as i64, 0)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if items.len() < 1000 {
+            break;
+        }
+    }
+    Ok(())
+}
