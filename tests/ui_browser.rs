@@ -203,7 +203,7 @@ async fn label_items(c: &Client, labels: &[String], n: usize, seed: usize) -> Ve
             .await
             .as_u64()
             .unwrap();
-        let label = if (i + seed) % 3 == 0 && !pred.is_empty() {
+        let label = if (i + seed).is_multiple_of(3) && !pred.is_empty() {
             press(c, Key::Enter.into()).await;
             pred
         } else {
