@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 
 use super::calibration::Calibrator;
 use super::config::ServeConfig;
-use super::hub::ModelHub;
+use super::error::{Code, ServiceError, ServiceResult};
+use super::hub::{LoadedModel, ModelHub};
 use super::metrics::Metrics;
 use super::predictor::Classifiers;
 use super::review::TrainingGuard;
@@ -20,7 +21,7 @@ use super::worker::{self, WorkerContext};
 use crate::model::batcher::BatcherConfig;
 use crate::model::LoadOptions;
 use crate::runtime::SessionOptions;
-use crate::store::{Content, NewItem, NewProject, Store};
+use crate::store::{Content, NewItem, NewProject, Project, Store};
 
 /// What every use case may use.
 pub struct App {
@@ -71,6 +72,21 @@ impl Running {
 }
 
 impl App {
+    /// The loaded model a project labels with; a project whose model this
+    /// server did not load (another replica's models folder) is unavailable
+    /// here, not broken.
+    pub fn model_of(&self, project: &Project) -> ServiceResult<&LoadedModel> {
+        self.hub.get(&project.model).ok_or_else(|| {
+            ServiceError::new(
+                Code::Unavailable,
+                format!(
+                    "the project's model {:?} is not loaded on this server",
+                    project.model
+                ),
+            )
+        })
+    }
+
     /// Open the store, load every ready model and start the workers.
     pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         let url = config.db_url();

@@ -2,7 +2,7 @@
 //! the image or text being labeled): the bytes sent at ingest, the text, or
 //! the file under the data root, with its content type.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
@@ -76,18 +76,7 @@ pub async fn content(app: &App, item_id: i64, project: Option<i64>) -> ServiceRe
 /// message names no server path.
 pub fn check_path(root: &Path, stored: &str) -> ServiceResult<std::path::PathBuf> {
     let outside = || ServiceError::forbidden("its file is outside the data root");
-    let p = Path::new(stored);
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(outside());
-    }
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        root.join(p)
-    };
-    if !joined.starts_with(root) {
-        return Err(outside());
-    }
+    let joined = super::ingest::lexically_inside(root, stored).ok_or_else(outside)?;
     let real = joined.canonicalize().map_err(|_| {
         ServiceError::new(
             Code::PathNotFound,

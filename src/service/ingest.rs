@@ -27,15 +27,7 @@ pub struct Ingested {
 
 pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> ServiceResult<Ingested> {
     let project = app.store.get_project(project_id).await?;
-    let model = app.hub.get(&project.model).ok_or_else(|| {
-        ServiceError::new(
-            Code::Unavailable,
-            format!(
-                "the project's model {:?} is not loaded on this server",
-                project.model
-            ),
-        )
-    })?;
+    let model = app.model_of(&project)?;
     if items.is_empty() {
         return Err(ServiceError::new(
             Code::EmptyBatch,
@@ -91,6 +83,22 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
     })
 }
 
+/// `raw` joined to `root`, if it stays inside it before any link is
+/// resolved: no `..`, and an absolute path must already lie under `root`.
+/// Callers canonicalise next and check again (links may point out).
+pub fn lexically_inside(root: &Path, raw: &str) -> Option<std::path::PathBuf> {
+    let p = Path::new(raw);
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    };
+    joined.starts_with(root).then_some(joined)
+}
+
 /// A `path` item must name a regular file inside the data root. Anything
 /// else outside the root is refused the same way whether or not it exists,
 /// so the answer reveals nothing about files outside; messages show the
@@ -103,18 +111,7 @@ pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<S
     };
     let outside =
         || ServiceError::forbidden(format!("item [{i}]: path {raw:?} is outside the data root"));
-    let p = Path::new(raw);
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(outside());
-    }
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        root.join(p)
-    };
-    if !joined.starts_with(root) {
-        return Err(outside());
-    }
+    let joined = lexically_inside(root, raw).ok_or_else(outside)?;
     // Resolve symlinks; a link pointing out of the root is refused like any
     // outside path, before we look at whether its target exists.
     let real = match joined.canonicalize() {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::app::App;
 use super::calibration::{self, Scorer};
-use super::error::{Code, ServiceError, ServiceResult};
+use super::error::{ServiceError, ServiceResult};
 use super::hub::{LoadedModel, ModelHub};
 use crate::learn::{zero_shot, Head, ZeroShot};
 use crate::model::manifest::Task;
@@ -294,15 +294,7 @@ pub struct Labeler {
 
 impl Labeler {
     pub async fn for_project(app: &App, project: &Project) -> ServiceResult<Labeler> {
-        let loaded = app.hub.get(&project.model).ok_or_else(|| {
-            ServiceError::new(
-                Code::Unavailable,
-                format!(
-                    "the project's model {:?} is not loaded on this server",
-                    project.model
-                ),
-            )
-        })?;
+        let loaded = app.model_of(project)?;
         let predictor =
             ProjectPredictor::for_project(&app.store, &app.classifiers, loaded, project)
                 .await

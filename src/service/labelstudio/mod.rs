@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::app::App;
-use super::error::{Code, ServiceError, ServiceResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::service::predictor::Labeler as ProjectPredictor;
 
 /// Label Studio settings (from `ServeConfig`).
@@ -212,16 +212,5 @@ pub async fn validate(app: &App, project_id: i64, config_xml: &str) -> ServiceRe
 
 /// Whether the project's model reads text (else images).
 pub(crate) fn text_model(app: &App, project: &crate::store::Project) -> ServiceResult<bool> {
-    app.hub
-        .get(&project.model)
-        .map(|m| m.model.is_text())
-        .ok_or_else(|| {
-            ServiceError::new(
-                Code::Unavailable,
-                format!(
-                    "the project's model {:?} is not loaded on this server",
-                    project.model
-                ),
-            )
-        })
+    Ok(app.model_of(project)?.model.is_text())
 }
