@@ -270,7 +270,18 @@ async fn choose_in_memory(
 ) -> ServiceResult<Vec<i64>> {
     let candidates = app
         .store
-        .review_candidates(project_id, measure, filter.band, (limit * 20).max(200))
+        // Untrained k-center seeds from the whole pool (up to the cold-start
+        // sample size), not from the items zero-shot finds most uncertain.
+        .review_candidates(
+            project_id,
+            measure,
+            filter.band,
+            if untrained && strategy == Strategy::KCenter {
+                strategies::COLD_START_SAMPLE
+            } else {
+                (limit * 20).max(200)
+            },
+        )
         .await?;
     let dim = candidates.first().map(|c| c.embedding.len()).unwrap_or(0);
     let probs: Vec<Vec<f32>> = candidates.iter().map(|c| c.probs.clone()).collect();

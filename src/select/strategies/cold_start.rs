@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Items a cold-start seed set is drawn from, at most.
+pub const COLD_START_SAMPLE: i64 = 4000;
+
 /// Cold start: no labels yet; a seed set that is both diverse and
 /// representative. k-center greedy alone picks outliers first (in SMS spam,
 /// odd long messages that are all ham), so the seed set is instead the item
@@ -20,7 +23,7 @@ pub fn cold_start(embeddings: &[f32], dim: usize, n: usize, batch: usize, seed: 
     let mut rng = Rng::new(seed);
     let mut sample: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut sample);
-    sample.truncate(4000.max(k));
+    sample.truncate((COLD_START_SAMPLE as usize).max(k));
     sample.sort_unstable();
     let mut points = Vec::with_capacity(sample.len() * dim);
     for &i in &sample {

@@ -25,7 +25,7 @@ mod kcenter;
 
 pub use cluster::cluster_margin;
 use cluster::k_means;
-pub use cold_start::cold_start;
+pub use cold_start::{cold_start, COLD_START_SAMPLE};
 pub use committee::{mean_kl, vote_entropy};
 pub use kcenter::k_center_greedy;
 #[cfg(test)]
