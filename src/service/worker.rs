@@ -125,6 +125,12 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             }
         }
     }
+    // Before the batch's items go to the model: a project's first batch
+    // embeds its zero-shot label texts, which must not queue behind the
+    // batch (the lease would run out meanwhile). Without the head or the
+    // prototypes the batch cannot be scored; its leases expire and it is retried.
+    let predictor =
+        ProjectPredictor::for_project(&ctx.store, &ctx.classifiers, loaded, &project).await?;
     let claimed = items.len();
     let root: Option<Arc<Path>> = ctx.data_root.as_deref().map(Arc::from);
     let mut outcomes = Vec::with_capacity(claimed);
@@ -155,10 +161,6 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
-    // Without the head or the label prototypes the batch cannot be scored;
-    // its leases expire and it is retried.
-    let predictor =
-        ProjectPredictor::for_project(&ctx.store, &ctx.classifiers, loaded, &project).await?;
     let mut audited: HashMap<String, i64> = if project.settings.audit_min.is_some() {
         ctx.store
             .audit_class_counts(project_id)

@@ -618,9 +618,16 @@ impl Store {
             }
             update.push("(").list(COLS).push(")");
         }
-        // The worker is bound last: placeholders are bound in written order.
+        // The worker and the job are bound last: placeholders are bound in
+        // written order. The job matters as much as the lease: a batch that
+        // outlived its lease may find its items re-queued by a later job
+        // (a re-predict after training) and leased again under this
+        // process's worker id; it must not write them, nor count them for
+        // its own job, which left the later job waiting forever.
         update
             .push(") AS v WHERE items.id = v.column1 AND items.lease_owner = ")
+            .param()
+            .push(" AND items.job_id = ")
             .param()
             .push(" AND items.status = 'pending' RETURNING items.id");
         let embeddings: Vec<Option<Vec<u8>>> = predicted
@@ -664,7 +671,7 @@ impl Store {
                         .bind(pred.audit.then_some(pred.audit_p).flatten())
                         .bind(pred.calibration_version);
                 }
-                q = q.bind(worker);
+                q = q.bind(worker).bind(job_id);
                 let mut recorded: Vec<i64> = q
                     .fetch_all(&mut *tx)
                     .await?
@@ -704,11 +711,12 @@ impl Store {
             for (item_id, message) in &failed {
                 let updated = sqlx::query(
                     "UPDATE items SET status = 'failed', error = $1, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+                     WHERE id = $2 AND lease_owner = $3 AND job_id = $4 AND status = 'pending'",
                 )
                 .bind(*message)
                 .bind(item_id)
                 .bind(worker)
+                .bind(job_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
