@@ -14,6 +14,10 @@
 #   batching  labelloop 1-item, -c32: default batching vs --max-batch 1 (target >= 3x)
 #   jobs      10,000 images via POST /v1/projects/{id}/items (chunks of 1,000) until the
 #             jobs are done, vs `labelloop label` on the same images (target >= 0.8x)
+#   ls-single  1-task Label Studio /predict bodies, -c32: /labelstudio/{project}/predict vs the
+#              LS backend, the same bodies (images as data: URIs) (target >= 2.5x)
+#   ls-batch64 64-task bodies, -c2: the same (target >= 2.5x)
+#   ls-1000    1,000 tasks in one /labelstudio/{project}/predict, median of 3 (target < 2 s)
 # Each scenario also reports its ceiling, measured in the same run: raw onnxruntime on
 # pre-decoded tensors (batch 1, 32, 64) and, for jobs, scripts/bench/sqlite_floor.py.
 #

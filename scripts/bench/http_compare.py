@@ -50,7 +50,7 @@ ROOT = compare.ROOT
 MODEL = "fashion-mnist-cnn"
 MODEL_DIR = os.path.join(ROOT, "models", MODEL)
 VENV = os.path.join(ROOT, ".venv-bench")
-SCENARIOS = ("single", "batch64", "batching", "jobs")
+SCENARIOS = ("single", "batch64", "batching", "jobs", "ls-single", "ls-batch64", "ls-1000")
 ALIASES = {"a": "single", "b": "batch64", "c": "batching", "d": "jobs"}
 INGEST_CHUNK = 1000
 LISTENING = re.compile(r"labelloop listening on (http://\S+)")
@@ -449,6 +449,97 @@ def scenario_peer(a, scen, ll_base, py_base, items, conns, target):
             "notes": notes}
 
 
+FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                  "Sneaker", "Bag", "Ankle boot"]
+LS_CONFIG = ('<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
+             + "".join(f'<Choice value="{l}"/>' for l in FASHION_LABELS) + "</Choices></View>")
+
+
+def ls_body(rows, first_id=1):
+    """Label Studio's task shape, images inline as data: URIs (both servers read them)."""
+    return json.dumps({"tasks": [{"id": first_id + i, "data": {"image": "data:image/png;base64," + b64_png(r)}}
+                                 for i, r in enumerate(rows)],
+                       "label_config": LS_CONFIG})
+
+
+def ls_project(ll_base):
+    """A labelloop project connected as Label Studio's backend, through /setup."""
+    st, body = http_json("POST", ll_base + "/v1/projects",
+                         json.dumps({"name": "ls-bench", "model": MODEL}).encode())
+    if st != 201:
+        raise SystemExit(f"labelloop POST /v1/projects answered {st}: {str(body)[:300]}")
+    pid = body["id"]
+    st, body = http_json("POST", f"{ll_base}/labelstudio/{pid}/setup",
+                         json.dumps({"project": "1", "schema": LS_CONFIG, "hostname": "",
+                                     "access_token": "", "extra_params": {}}).encode())
+    if st != 200:
+        raise SystemExit(f"labelloop /labelstudio/{pid}/setup answered {st}: {str(body)[:300]}")
+    return pid
+
+
+def ls_labels(results):
+    return [(x["result"][0]["value"]["choices"][0] if x.get("result") else None) for x in results]
+
+
+def scenario_ls(a, scen, ll_base, py_base, pid, items, conns, target):
+    """The same Label Studio /predict bodies to both backends."""
+    n_bodies = 16 if items == 1 else 4
+    rows = fashion_rows(items * n_bodies)
+    groups = [rows[i * items:(i + 1) * items] for i in range(n_bodies)]
+    bodies = [ls_body(g, 1 + i * items) for i, g in enumerate(groups)]
+    lua = write_lua(os.path.join(a.log_dir, f"{scen}.lua"), bodies)
+    same = total = right = peer_right = 0
+    for body, g in zip(bodies, groups):
+        st, ll = http_json("POST", f"{ll_base}/labelstudio/{pid}/predict", body.encode())
+        if st != 200 or len(ll.get("results", [])) != len(g):
+            raise SystemExit(f"labelloop /labelstudio/{pid}/predict answered {st}: {str(ll)[:300]}")
+        st, py = http_json("POST", py_base + "/predict", body.encode())
+        if st != 200:
+            raise SystemExit(f"ls_backend /predict answered {st}: {str(py)[:300]}")
+        a_, b_ = ls_labels(ll["results"]), ls_labels(py["results"])
+        same += sum(x == y for x, y in zip(a_, b_))
+        right += sum(x == r["label"] for x, r in zip(a_, g))
+        peer_right += sum(x == r["label"] for x, r in zip(b_, g))
+        total += len(g)
+    agree = {"items": total, "labelloop_vs_peer_top1": same / total, "labelloop_accuracy": right / total,
+             "peer_accuracy": peer_right / total}
+    log(f"{scen}: {n_bodies} bodies of {items} task(s); top-1 agreement {same / total:.2%}")
+    sides = [
+        {"side": "LS-style backend (Flask + gunicorn, 2 workers)", "key": "peer",
+         "url": py_base + "/predict", "lua": lua},
+        {"side": "labelloop /labelstudio/{project}/predict", "key": "labelloop",
+         "url": f"{ll_base}/labelstudio/{pid}/predict", "lua": lua, "metrics_base": ll_base},
+    ]
+    peer, lab = measure_sides(a, scen, sides, conns, items)
+    title = f"Label Studio /predict, {items}-task requests, {conns} connections"
+    return {"scenario": scen, "title": title, "sides": [lab, peer],
+            "ratios": [ratio("labelloop / LS-style backend", lab, peer, target)], "agreement": agree,
+            "bodies": n_bodies,
+            "notes": ["Both servers get the same Label Studio task bodies (images as data: URIs) and answer "
+                      "Label Studio's result shape; labelloop's answers carry calibrated scores and its "
+                      "model version, and it records unseen tasks as items in the background."]}
+
+
+def scenario_ls_1000(a, ll_base, pid, runs=3):
+    """What "Retrieve predictions" sends: 1,000 tasks in one request; median of `runs`."""
+    rows = fashion_rows(1000)
+    times = []
+    for r in range(runs):
+        body = ls_body(rows, 100000 + r * 1000).encode()
+        t = time.perf_counter()
+        st, out = http_json("POST", f"{ll_base}/labelstudio/{pid}/predict", body)
+        times.append(time.perf_counter() - t)
+        if st != 200 or len(out.get("results", [])) != 1000:
+            raise SystemExit(f"1,000-task request answered {st}: {str(out)[:300]}")
+    med = statistics.median(times)
+    log(f"ls-1000: 1,000 tasks in one /predict: median {med:.2f} s of {runs}")
+    return {"scenario": "ls-1000", "title": "1,000 tasks in one Label Studio /predict request",
+            "seconds": times, "median_s": med,
+            "ratios": [{"ratio": "2 s budget / median seconds", "value": 2.0 / med, "target": 1.0,
+                        "met": med < 2.0}],
+            "notes": [f"seconds per request: {', '.join(f'{t:.2f}' for t in times)} (median {med:.2f})"]}
+
+
 def scenario_batching(a, ll_base, mb1_base):
     groups, ll, _, ll_lua, _ = build_bodies(a, 1, 16, "batching")
     check_agreement([(mb1_base, b, None, None, g) for b, g in zip(ll, groups)])
@@ -657,7 +748,9 @@ def markdown(env, results, a):
     out += summary + [""]
     for r in results:
         out += [f"## {r['scenario']}: {r['title']}", ""]
-        if r["scenario"] == "jobs":
+        if r["scenario"] == "ls-1000":
+            extra = []
+        elif r["scenario"] == "jobs":
             out.append("| side | timed | median items/s | min–max items/s | median s |")
             out.append("| --- | --- | ---: | ---: | ---: |")
             for s in r["sides"]:
@@ -792,6 +885,19 @@ def main():
             results.append(scenario_batching(a, ll_base, mb1_base))
             servers.stop("labelloop-maxbatch1")
         servers.stop("labelloop")
+    if {"ls-single", "ls-batch64", "ls-1000"} & set(only):
+        ll_base = start_labelloop(a, servers, "labelloop-ls", os.path.join(tmp, "ls.db"))
+        pid = ls_project(ll_base)
+        if {"ls-single", "ls-batch64"} & set(only):
+            py_base = start_peer(a, servers)
+            if "ls-single" in only:
+                results.append(scenario_ls(a, "ls-single", ll_base, py_base, pid, 1, 32, 2.5))
+            if "ls-batch64" in only:
+                results.append(scenario_ls(a, "ls-batch64", ll_base, py_base, pid, 64, 2, 2.5))
+            servers.stop("ls-backend")
+        if "ls-1000" in only:
+            results.append(scenario_ls_1000(a, ll_base, pid))
+        servers.stop("labelloop-ls")
     if "jobs" in only:
         results.append(scenario_jobs(a, servers, tmp))
     servers.stop_all()
