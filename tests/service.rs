@@ -368,19 +368,7 @@ async fn restart_resumes(db: TestDb) {
 }
 
 async fn auth_roles(db: TestDb) {
-    let token = |role: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelloop"))
-            .args(["tokens", "create", "--role", role, "--db", &db.url])
-            .args(["--name", &format!("{role}-token")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |role: &str| common::server::create_token(&db.url, role, &format!("{role}-token"));
     let (admin, annotator, predictor) = (token("admin"), token("annotator"), token("predictor"));
     assert!(admin.starts_with("ll_") && admin.len() == 67);
     // Only the hash is stored.

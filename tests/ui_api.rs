@@ -10,23 +10,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::server::{b64, send, Server, TestDb};
+use common::server::{b64, create_token, send, Server, TestDb};
 use serde_json::{json, Value};
-
-fn token(db: &str, role: &str, name: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelloop"))
-        .args([
-            "tokens", "create", "--role", role, "--db", db, "--name", name,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 struct Tokens {
     admin: String,
@@ -37,10 +22,10 @@ struct Tokens {
 
 fn tokens(db: &str) -> Tokens {
     Tokens {
-        admin: token(db, "admin", "boss"),
-        ann: token(db, "annotator", "ann"),
-        bob: token(db, "annotator", "bob"),
-        predictor: token(db, "predictor", "robot"),
+        admin: create_token(db, "admin", "boss"),
+        ann: create_token(db, "annotator", "ann"),
+        bob: create_token(db, "annotator", "bob"),
+        predictor: create_token(db, "predictor", "robot"),
     }
 }
 

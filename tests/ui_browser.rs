@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, TestDb};
+use common::server::{create_token, Server, TestDb};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -105,21 +105,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn token(db: &str, role: &str, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_labelloop"))
-        .args([
-            "tokens", "create", "--role", role, "--db", db, "--name", name,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 async fn press(c: &Client, key: char) {
@@ -340,10 +325,10 @@ async fn the_review_page_in_chromium() {
         return;
     }
     let db = TestDb::sqlite();
-    let admin = token(&db.url, "admin", "boss");
-    let alice = token(&db.url, "annotator", "alice");
-    let bob = token(&db.url, "annotator", "bob");
-    let predictor = token(&db.url, "predictor", "robot");
+    let admin = create_token(&db.url, "admin", "boss");
+    let alice = create_token(&db.url, "annotator", "alice");
+    let bob = create_token(&db.url, "annotator", "bob");
+    let predictor = create_token(&db.url, "predictor", "robot");
     let data = common::root().join("data/fashion-mnist");
     let s = Server::start(&db.url, &["--data-root", data.to_str().unwrap()]);
     let (project, labels) = fashion_project(&s, &admin).await;

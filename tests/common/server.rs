@@ -260,3 +260,19 @@ pub fn fashion_items(n: usize) -> Vec<Value> {
         .map(|(id, path, _)| serde_json::json!({"id": id, "image": b64(&std::fs::read(path).unwrap())}))
         .collect()
 }
+
+/// A token of `role` named `name`, made by the real CLI (`labelloop tokens create`).
+pub fn create_token(db: &str, role: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_labelloop"))
+        .args([
+            "tokens", "create", "--role", role, "--db", db, "--name", name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
