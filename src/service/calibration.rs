@@ -834,10 +834,58 @@ fn stored(
     }
 }
 
-/// The drift alarm over the audit labels given since `row` was fitted, in
-/// the order they arrived: one Bernoulli CUSUM per class and one pooled,
-/// fed the outcome of every audit label on an item this version auto-accepts.
-fn drift_of(project: &Project, row: &CalibrationRow, s: &Stored, rows: &[LabeledRow]) -> DriftView {
+/// The versions whose audit labels the drift alarm reads now, oldest first,
+/// each with the time it came into force and its scorer: every version
+/// after the last one (before `current`) that raised an alarm, through
+/// `current`. A refit does not restart the stream; only a refit after an
+/// alarm does. Why: a guideline change that drops precision from 0.95 to
+/// 0.8 needs ~140 auto-accepted audit labels to show, more than one
+/// version's worth at the default `calibrate_every`, so restarting at every
+/// refit would rarely alarm. `simulate` does the same.
+fn drift_epoch(history: &[CalibrationRow], current: &CalibrationRow) -> Vec<(i64, Scorer)> {
+    let mut epoch: Vec<(i64, Scorer)> = epoch_rows(history, current)
+        .into_iter()
+        .filter_map(|r| {
+            let s: Stored = serde_json::from_str(&r.body).ok()?;
+            Some((
+                r.created_at,
+                Scorer::from_stored(r.version, &s, HashSet::new()),
+            ))
+        })
+        .collect();
+    epoch.sort_by_key(|(at, _)| *at);
+    epoch
+}
+
+/// The rows of [`drift_epoch`]: versions after the last alarmed one before
+/// `current`, then `current`.
+fn epoch_rows<'a>(
+    history: &'a [CalibrationRow],
+    current: &'a CalibrationRow,
+) -> Vec<&'a CalibrationRow> {
+    let last_alarm = history
+        .iter()
+        .filter(|r| r.version < current.version && !parse_classes(&r.drift_classes).is_empty())
+        .map(|r| r.version)
+        .max()
+        .unwrap_or(i64::MIN);
+    history
+        .iter()
+        .filter(|r| r.version > last_alarm && r.version < current.version)
+        .chain(std::iter::once(current))
+        .collect()
+}
+
+/// The drift alarm over the audit labels given since the drift epoch began
+/// ([`drift_epoch`]), in the order they arrived: one Bernoulli CUSUM per
+/// class and one pooled, fed the outcome of every audit label on an item
+/// that the version in force when the label arrived auto-accepts.
+fn drift_of(
+    project: &Project,
+    epoch: &[(i64, Scorer)],
+    s: &Stored,
+    rows: &[LabeledRow],
+) -> DriftView {
     let k = project.labels.len();
     // α split over the K per-class detectors and the pooled one.
     let alpha = DRIFT_ALPHA / (k as f64 + 1.0);
@@ -848,11 +896,15 @@ fn drift_of(project: &Project, row: &CalibrationRow, s: &Stored, rows: &[Labeled
         return DriftView::default();
     };
     let mut per_class: Vec<Option<DriftDetector>> = (0..k).map(|_| make()).collect();
-    let scorer = Scorer::from_stored(row.version, s, HashSet::new());
-    for r in rows
-        .iter()
-        .filter(|r| r.audit && r.labeled_at > row.created_at)
-    {
+    let Some(start) = epoch.first().map(|(at, _)| *at) else {
+        return DriftView::default();
+    };
+    // `labeled_rows` is ordered by `labeled_at`.
+    for r in rows.iter().filter(|r| r.audit && r.labeled_at > start) {
+        let in_force = epoch.partition_point(|(at, _)| *at < r.labeled_at);
+        let Some((_, scorer)) = in_force.checked_sub(1).and_then(|i| epoch.get(i)) else {
+            continue;
+        };
         let Some(raw) = r
             .raw_scores
             .as_deref()
@@ -922,7 +974,8 @@ async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<(
     let Ok(s) = serde_json::from_str::<Stored>(&row.body) else {
         return Ok(());
     };
-    let drift = drift_of(project, &row, &s, &rows);
+    let history = cal.store.calibration_history(project.id).await?;
+    let drift = drift_of(project, &drift_epoch(&history, &row), &s, &rows);
     let before = parse_classes(&row.drift_classes);
     let now: HashSet<String> = drift.classes.iter().cloned().collect();
     if now != before {
@@ -1027,7 +1080,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     let mut s: Stored = serde_json::from_str(&row.body)
         .map_err(|e| ServiceError::internal(format!("calibration {}: {e}", row.version)))?;
     let rows = app.store.labeled_rows(project_id).await?;
-    let drift = drift_of(&project, &row, &s, &rows);
+    let drift = drift_of(&project, &drift_epoch(&history_rows, &row), &s, &rows);
     for c in &mut s.classes {
         c.drift_alarm = drift.classes.contains(&c.label);
     }
@@ -1065,6 +1118,32 @@ mod tests {
         assert!((rate - 0.05).abs() < 0.004, "{rate}");
         assert_eq!(audit_uniform(3, 17), audit_uniform(3, 17));
         assert_ne!(audit_uniform(3, 17), audit_uniform(4, 17));
+    }
+
+    #[test]
+    fn the_drift_epoch_runs_over_refits_and_restarts_after_an_alarm() {
+        let row = |version: i64, alarmed: &str| CalibrationRow {
+            version,
+            body: "{}".into(),
+            audit_labels: 0,
+            drift_classes: alarmed.into(),
+            created_at: version * 1000,
+        };
+        let versions = |h: &[CalibrationRow], c: &CalibrationRow| {
+            epoch_rows(h, c)
+                .iter()
+                .map(|r| r.version)
+                .collect::<Vec<_>>()
+        };
+        let quiet: Vec<_> = (1..=4).map(|v| row(v, "[]")).collect();
+        assert_eq!(versions(&quiet, &quiet[3]), vec![1, 2, 3, 4]);
+        let mut h = quiet.clone();
+        h[1] = row(2, r#"["Bag"]"#);
+        // v2 alarmed: the refits after it start over.
+        assert_eq!(versions(&h, &h[3]), vec![3, 4]);
+        // The alarmed version itself keeps its own stream (and its alarm).
+        assert_eq!(versions(&h, &h[1]), vec![1, 2]);
+        assert_eq!(versions(&[], &row(1, "[]")), vec![1]);
     }
 
     #[test]
