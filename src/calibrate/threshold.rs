@@ -19,20 +19,18 @@
 //! The grid is stepped by accepted audit counts, not by score values: a grid
 //! in score space starts where only a handful of audit items are accepted,
 //! where one error makes the bound fail and the scan stops having accepted
-//! nothing. The default `start` is the larger of two counts, both known
-//! before any label is looked at:
-//! - the smallest count at which an error-free candidate can pass at all,
-//!   `⌈ln δ' / ln target⌉` (59 at 0.95 and δ' = 0.05);
-//! - the audit items whose calibrated score is at least
-//!   `1 − (1 − target) / 5` (0.99 at 0.95): the items the model itself puts
-//!   at a fifth of the allowed error rate. Starting inside that block would
-//!   test a candidate of 59 items where a single error fails the scan and
-//!   accepts nothing, although the whole block easily passes: on SMS spam,
-//!   where most items score above 0.99, the 59-item start lost all coverage
-//!   in 3 of 20 seeds (mean coverage 0.850, against 1.000 from this start).
-//!   The start depends on scores only, so the sequence is still fixed
-//!   before the correctness labels are read, which is all Learn-then-Test
-//!   needs.
+//! nothing. Every count from `start` on is a candidate (`step` 1: on the
+//! figures' audit sets a coarser grid of 10 lost 0.3–2.5 points of
+//! coverage and no violations were saved). The default `start` is a count
+//! fixed from the sample size alone, before any label is read:
+//! - the smallest count at which a candidate **with one error** can pass
+//!   (93 at 0.95 and δ' = 0.05), when there are at least twice that many
+//!   audit items. A first candidate that must be error-free (59 items)
+//!   fails on a single confidently wrong or mislabelled audit item and the
+//!   scan accepts nothing: on SMS spam that happened in 3 of 20 seeds
+//!   (mean coverage 0.850, against 1.000 from the one-error start);
+//! - otherwise the smallest count at which an error-free candidate can pass,
+//!   `⌈ln δ' / ln target⌉` (59), so that small samples can pass at all.
 //!
 //! [`fit_per_class`] runs one scan per predicted class at δ' = δ / K
 //! (Bonferroni over the K = `num_classes` classes, fixed in advance): all K
@@ -85,8 +83,8 @@ pub struct ThresholdOptions {
     pub delta: f64,
     /// Accepted audit items added from one candidate to the next (≥ 1).
     pub step: usize,
-    /// Accepted audit items at the first candidate (≥ 1). `None`: the
-    /// smallest count at which an error-free candidate passes at the scan's δ.
+    /// Accepted audit items at the first candidate (≥ 1). `None`: fixed
+    /// from the sample size (the module doc says how).
     pub start: Option<usize>,
 }
 
@@ -95,7 +93,7 @@ impl Default for ThresholdOptions {
         ThresholdOptions {
             target: 0.95,
             delta: 0.05,
-            step: 10,
+            step: 1,
             start: None,
         }
     }
@@ -233,22 +231,34 @@ fn min_passing_count(target: f64, delta: f64) -> usize {
     }
 }
 
-/// Calibrated score from which the model claims at most a fifth of the
-/// error rate the target allows (0.99 at target 0.95).
-fn confident_score(target: f64) -> f64 {
-    1.0 - (1.0 - target) / 5.0
+/// Smallest `m` at which `m − errors` correct out of `m` pass at `delta`:
+/// `P(X ≥ m − errors | m, target) ≤ delta`. Capped, for absurd inputs.
+fn min_count_with_errors(errors: u64, target: f64, delta: f64) -> usize {
+    const CAP: u64 = 1 << 24;
+    let mut m = (min_passing_count(target, delta) as u64).max(errors + 1);
+    while m < CAP {
+        match p_value_at_least(m - errors, m, target) {
+            Ok(p) if p <= delta => break,
+            Ok(_) => m += 1,
+            Err(_) => break,
+        }
+    }
+    m as usize
 }
 
 /// The first candidate's accepted count (see the module doc): the option if
-/// given, else the larger of the smallest passing count and the audit items
-/// at or above [`confident_score`]. `sorted` is by descending score.
-fn start_count(sorted: &[AuditSample], opts: &ThresholdOptions, test_delta: f64) -> usize {
+/// given; else the one-error count when the sample holds at least twice
+/// that many items, and the error-free count when it does not.
+fn start_count(n: usize, opts: &ThresholdOptions, test_delta: f64) -> usize {
     if let Some(start) = opts.start {
         return start;
     }
-    let confident = confident_score(opts.target);
-    let above = sorted.partition_point(|s| s.score >= confident);
-    min_passing_count(opts.target, test_delta).max(above)
+    let one_error = min_count_with_errors(1, opts.target, test_delta);
+    if n >= 2 * one_error {
+        one_error
+    } else {
+        min_passing_count(opts.target, test_delta)
+    }
 }
 
 /// One fixed-sequence scan over audit items sorted by descending score.
@@ -397,7 +407,7 @@ pub fn fit_per_class(
         .into_iter()
         .map(|v| {
             let sorted = sorted_desc(v);
-            let start = start_count(&sorted, opts, test_delta);
+            let start = start_count(sorted.len(), opts, test_delta);
             scan(&sorted, opts.target, test_delta, start, opts.step)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -412,7 +422,7 @@ pub fn fit_global(
 ) -> Result<ThresholdFit, CalibrateError> {
     validate(samples, num_classes, opts)?;
     let sorted = sorted_desc(samples.to_vec());
-    let start = start_count(&sorted, opts, opts.delta);
+    let start = start_count(sorted.len(), opts, opts.delta);
     let found = scan(&sorted, opts.target, opts.delta, start, opts.step)?;
     assemble(
         Method::Global,
@@ -522,31 +532,31 @@ mod tests {
     }
 
     #[test]
-    fn the_scan_starts_past_the_confident_block() {
-        // 400 items scoring ≥ 0.99 with errors at ranks 10 and 40, then 100
-        // lower ones, all correct. A 59-item first candidate holds two
-        // errors, fails, and accepts nothing; the whole confident block
-        // (398/400) passes easily, and the scan goes on from there.
-        let mut v: Vec<_> = (0..400)
-            .map(|i| s(0.9999 - i as f64 * 1e-5, 0, i != 10 && i != 40))
+    fn one_early_error_does_not_sink_the_scan() {
+        // 300 high scores with one error at rank 10, then 100 lower ones, all
+        // correct. A 59-item first candidate holds the error, fails, and
+        // accepts nothing; the one-error start (93) passes and goes on.
+        let mut v: Vec<_> = (0..300)
+            .map(|i| s(0.9999 - i as f64 * 1e-5, 0, i != 10))
             .collect();
         v.extend((0..100).map(|i| s(0.98 - i as f64 * 1e-4, 0, true)));
         let o = ThresholdOptions::default();
-        let from_59 = fit_global(
-            &v,
-            1,
-            &ThresholdOptions {
-                start: Some(59),
-                ..o
-            },
-        )
-        .unwrap();
+        let from_59 = fit_global(&v, 1, &ThresholdOptions { start: Some(59), ..o }).unwrap();
         assert_eq!(from_59.accepted, 0);
         let fit = fit_global(&v, 1, &o).unwrap();
-        assert_eq!(fit.accepted, 500);
-        assert_eq!(start_count(&sorted_desc(v.clone()), &o, 0.05), 400);
-        // Few confident items: the smallest passing count still rules.
-        assert_eq!(start_count(&sorted_desc(v[400..].to_vec()), &o, 0.05), 59);
+        assert_eq!(fit.accepted, 400);
+        assert_eq!(start_count(400, &o, 0.05), 93);
+        // Fewer than twice 93: the error-free count, so small samples pass.
+        assert_eq!(start_count(185, &o, 0.05), 59);
+    }
+
+    #[test]
+    fn min_count_with_errors_is_tight() {
+        assert_eq!(min_count_with_errors(0, 0.95, 0.05), 59);
+        assert_eq!(min_count_with_errors(1, 0.95, 0.05), 93);
+        assert!(p_value_at_least(92, 93, 0.95).unwrap() <= 0.05);
+        assert!(p_value_at_least(91, 92, 0.95).unwrap() > 0.05);
+        assert_eq!(min_count_with_errors(2, 0.95, 0.05), 124);
     }
 
     #[test]
