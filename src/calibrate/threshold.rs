@@ -541,7 +541,15 @@ mod tests {
             .collect();
         v.extend((0..100).map(|i| s(0.98 - i as f64 * 1e-4, 0, true)));
         let o = ThresholdOptions::default();
-        let from_59 = fit_global(&v, 1, &ThresholdOptions { start: Some(59), ..o }).unwrap();
+        let from_59 = fit_global(
+            &v,
+            1,
+            &ThresholdOptions {
+                start: Some(59),
+                ..o
+            },
+        )
+        .unwrap();
         assert_eq!(from_59.accepted, 0);
         let fit = fit_global(&v, 1, &o).unwrap();
         assert_eq!(fit.accepted, 400);
