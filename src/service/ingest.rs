@@ -111,7 +111,22 @@ pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<S
     };
     let outside =
         || ServiceError::forbidden(format!("item [{i}]: path {raw:?} is outside the data root"));
+    let not_a_file = || {
+        ServiceError::new(
+            Code::PathNotFound,
+            format!("item [{i}]: {raw:?} is not a file under the data root (a folder?)"),
+        )
+    };
     let joined = lexically_inside(root, raw).ok_or_else(outside)?;
+    // The common case, in one system call: no link anywhere on the way, so
+    // the path (with `.` and doubled `/` dropped) is already canonical.
+    let clean: std::path::PathBuf = joined.components().collect();
+    let rel = clean.strip_prefix(root).unwrap_or(&clean);
+    match crate::model::beneath::regular_file_beneath(root, rel) {
+        Some(true) => return Ok(clean.to_string_lossy().into_owned()),
+        Some(false) => return Err(not_a_file()),
+        None => {}
+    }
     // Resolve symlinks; a link pointing out of the root is refused like any
     // outside path, before we look at whether its target exists.
     let real = match joined.canonicalize() {
@@ -135,10 +150,7 @@ pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<S
         return Err(outside());
     }
     if !real.is_file() {
-        return Err(ServiceError::new(
-            Code::PathNotFound,
-            format!("item [{i}]: {raw:?} is not a file under the data root (a folder?)"),
-        ));
+        return Err(not_a_file());
     }
     Ok(real.to_string_lossy().into_owned())
 }
