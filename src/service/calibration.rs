@@ -187,6 +187,37 @@ impl Scorer {
         }
     }
 
+    /// The calibrated top class and its score, without building the
+    /// distribution: what an adapter that shows one label needs. Equal to
+    /// `decide`'s `index` and `score` (the same operations, in the same
+    /// order), with no allocation.
+    pub fn top(&self, raw: &[f32]) -> (usize, f64) {
+        let t = if self.temperature.is_finite() && self.temperature > 0.0 {
+            self.temperature
+        } else {
+            1.0
+        };
+        let logit = |p: f32| f64::from(p).max(1e-300).ln() / t;
+        let max = raw
+            .iter()
+            .map(|&p| logit(p))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = raw.iter().map(|&p| (logit(p) - max).exp()).sum();
+        let norm = if sum > 0.0 && sum.is_finite() {
+            sum
+        } else {
+            1.0
+        };
+        let mut best = (0, f64::NEG_INFINITY);
+        for (j, &p) in raw.iter().enumerate() {
+            let q = (logit(p) - max).exp() / norm;
+            if q > best.1 {
+                best = (j, q);
+            }
+        }
+        best
+    }
+
     /// Calibrated probabilities (in `labels` order) and the routing decision.
     pub fn decide(&self, labels: &[String], raw: &[f32]) -> Decided {
         let raw64: Vec<f64> = raw.iter().map(|&p| f64::from(p)).collect();
@@ -1144,6 +1175,28 @@ mod tests {
         // The alarmed version itself keeps its own stream (and its alarm).
         assert_eq!(versions(&h, &h[1]), vec![1, 2]);
         assert_eq!(versions(&[], &row(1, "[]")), vec![1]);
+    }
+
+    #[test]
+    fn top_gives_decides_class_and_score_without_the_distribution() {
+        let labels: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        let mut rng = crate::select::rng::Rng::new(11);
+        for t in [0.3, 0.8, 1.0, 1.7, 4.0, f64::NAN, 0.0] {
+            let s = Scorer {
+                temperature: t,
+                ..Scorer::fixed(0.9)
+            };
+            for _ in 0..500 {
+                let mut row: Vec<f32> = (0..5).map(|_| rng.below(1000) as f32 / 999.0).collect();
+                if rng.below(10) == 0 {
+                    row[rng.below(5)] = 0.0;
+                }
+                let sum: f32 = row.iter().sum::<f32>().max(1e-6);
+                row.iter_mut().for_each(|p| *p /= sum);
+                let d = s.decide(&labels, &row);
+                assert_eq!(s.top(&row), (d.index, d.score), "{row:?} at T = {t}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! changes, and prototypes change only when the labels, their descriptions
 //! or the model do (the cache key holds all three).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -207,49 +208,33 @@ impl ProjectPredictor {
         model_labels: &[String],
         disagreement: impl FnOnce(&[String], &[f32]) -> Option<Disagreement>,
     ) -> Outcome {
-        let classified = match (&self.classifier, &pred.embedding) {
-            (Classifier::Head(h), Some(e)) => match h.predict_proba(e) {
-                Ok(probs) => Some((h.labels.as_slice(), probs)),
-                Err(e) => return Outcome::Failed(format!("head: {e}")),
-            },
-            (Classifier::ZeroShot(z), Some(e)) => match z.predict_proba_batch(e) {
-                Ok(probs) => Some((self.labels.as_slice(), probs)),
-                Err(e) => return Outcome::Failed(format!("zero-shot: {e}")),
-            },
-            _ => pred.class.map(|c| (model_labels, c.probs)),
+        // Everything read from the distribution first: it may borrow `pred`,
+        // whose embedding is moved into the outcome afterwards.
+        let decided = match self.distribution(&pred, model_labels) {
+            Ok(Some((labels, probs))) => {
+                let raw_score = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let disagreement = disagreement(labels, &probs);
+                let d = self
+                    .scorer
+                    .decide(&self.labels, &self.align(labels, &probs));
+                Some((
+                    raw_score,
+                    disagreement,
+                    d,
+                    LabelScores::new(labels, &probs).to_json(),
+                ))
+            }
+            Ok(None) => None,
+            Err(why) => return Outcome::Failed(why),
         };
-        let Some((labels, probs)) = classified else {
+        let Some((raw_score, disagreement, d, raw_scores_json)) = decided else {
             return Outcome::Predicted(StoredPrediction {
                 embedding: pred.embedding,
                 model_version: self.version.clone(),
                 ..StoredPrediction::default()
             });
         };
-        let raw_score = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let disagreement = disagreement(labels, &probs);
-        // The scorer works in the project's label order; a model whose
-        // labels are ordered otherwise is aligned by name.
-        let aligned: Vec<f32> = if labels == self.labels.as_slice() {
-            probs.clone()
-        } else {
-            self.labels
-                .iter()
-                .map(|l| {
-                    labels
-                        .iter()
-                        .position(|x| x == l)
-                        .and_then(|j| probs.get(j).copied())
-                        .unwrap_or(0.0)
-                })
-                .collect()
-        };
-        let d = self.scorer.decide(&self.labels, &aligned);
-        // Zero-shot scores mean nothing until calibration has tested them on
-        // human labels: before the first fit, nothing they say is accepted
-        // (the project's fixed threshold is for models trained on the task).
-        let auto_accept = d.auto_accept
-            && !(matches!(self.classifier, Classifier::ZeroShot(_))
-                && self.scorer.version.is_none());
+        let auto_accept = d.auto_accept && self.may_auto_accept();
         Outcome::Predicted(StoredPrediction {
             label: self.labels.get(d.index).cloned(),
             score: Some(d.score),
@@ -263,22 +248,88 @@ impl ProjectPredictor {
             model_version: self.version.clone(),
             auto_accept,
             raw_score: Some(f64::from(raw_score)),
-            raw_scores_json: Some(LabelScores::new(labels, &probs).to_json()),
+            raw_scores_json: Some(raw_scores_json),
             audit: false,
             audit_p: None,
             calibration_version: self.scorer.version,
         })
     }
+
+    /// The calibrated top label (its index among the project's labels) and
+    /// score, and nothing else: for adapters that answer one label per item,
+    /// without the scores JSON, uncertainty and copies `label` stores.
+    pub fn top(&self, pred: &Prediction, model_labels: &[String]) -> Result<(usize, f64), String> {
+        let (labels, probs) = self
+            .distribution(pred, model_labels)?
+            .ok_or("the model gives no classes for this project")?;
+        Ok(self.scorer.top(&self.align(labels, &probs)))
+    }
+
+    /// The uncalibrated distribution and the labels it is over: the head's,
+    /// zero-shot's (the project's labels) or the model's own; `None` for a
+    /// model that gives no classes (an embedding model with no head).
+    fn distribution<'p>(
+        &'p self,
+        pred: &'p Prediction,
+        model_labels: &'p [String],
+    ) -> Result<Option<Distribution<'p>>, String> {
+        Ok(match (&self.classifier, &pred.embedding) {
+            (Classifier::Head(h), Some(e)) => Some((
+                h.labels.as_slice(),
+                Cow::Owned(h.predict_proba(e).map_err(|e| format!("head: {e}"))?),
+            )),
+            (Classifier::ZeroShot(z), Some(e)) => Some((
+                self.labels.as_slice(),
+                Cow::Owned(
+                    z.predict_proba_batch(e)
+                        .map_err(|e| format!("zero-shot: {e}"))?,
+                ),
+            )),
+            _ => pred
+                .class
+                .as_ref()
+                .map(|c| (model_labels, Cow::Borrowed(c.probs.as_slice()))),
+        })
+    }
+
+    /// `probs` over `labels` in the project's label order: the scorer works
+    /// in that order, and a model may order its labels otherwise.
+    fn align<'a>(&self, labels: &[String], probs: &'a [f32]) -> Cow<'a, [f32]> {
+        if labels == self.labels.as_slice() {
+            return Cow::Borrowed(probs);
+        }
+        Cow::Owned(
+            self.labels
+                .iter()
+                .map(|l| {
+                    labels
+                        .iter()
+                        .position(|x| x == l)
+                        .and_then(|j| probs.get(j).copied())
+                        .unwrap_or(0.0)
+                })
+                .collect(),
+        )
+    }
+
+    /// Zero-shot scores mean nothing until calibration has tested them on
+    /// human labels: before the first fit, nothing they say is accepted (the
+    /// project's fixed threshold is for models trained on the task).
+    fn may_auto_accept(&self) -> bool {
+        !(matches!(self.classifier, Classifier::ZeroShot(_)) && self.scorer.version.is_none())
+    }
 }
 
+/// Uncalibrated probabilities and the labels they are over.
+type Distribution<'p> = (&'p [String], Cow<'p, [f32]>);
+
 /// One item's label as an adapter answers it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Labeled {
-    pub label: String,
+    /// Among the project's labels.
+    pub index: usize,
     /// Calibrated.
     pub score: f64,
-    pub raw_score: f64,
-    pub auto_accept: bool,
 }
 
 /// A project's predictor bound to its loaded model, for adapters that label
@@ -326,24 +377,8 @@ impl Labeler {
             .into_iter()
             .map(|r| {
                 let pred = r.map_err(|e| e.to_string())?;
-                match self.predictor.label(pred, loaded.labels(), |_, _| None) {
-                    Outcome::Predicted(StoredPrediction {
-                        label: Some(label),
-                        score: Some(score),
-                        raw_score,
-                        auto_accept,
-                        ..
-                    }) => Ok(Labeled {
-                        label,
-                        score,
-                        raw_score: raw_score.unwrap_or(score),
-                        auto_accept,
-                    }),
-                    Outcome::Predicted(_) => {
-                        Err("the model gives no classes for this project".into())
-                    }
-                    Outcome::Failed(why) => Err(why),
-                }
+                let (index, score) = self.predictor.top(&pred, loaded.labels())?;
+                Ok(Labeled { index, score })
             })
             .collect()
     }

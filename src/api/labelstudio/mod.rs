@@ -93,7 +93,8 @@ async fn predict(
     Body(body): Body,
 ) -> ApiResult<Response> {
     let req: predict::PredictIn = parse_json(&body)?;
-    Ok(Json(predict::predict(&state.app, project, req).await?).into_response())
+    let predicted = predict::predict(&state.app, project, req).await?;
+    Ok(Json(predicted.out()).into_response())
 }
 
 async fn webhook(

@@ -38,17 +38,46 @@ pub enum TaskData {
     Path(String),
 }
 
+/// A task's value: read, or to be fetched.
+#[derive(Debug)]
+pub enum Read {
+    Ready(TaskData),
+    Fetch(Fetch),
+}
+
+/// An image to GET, with Label Studio's token or (an allow-listed host) without.
+#[derive(Debug)]
+pub struct Fetch {
+    url: Url,
+    with_token: bool,
+}
+
+/// Whether an image reference may point at Label Studio's host (a URL or a
+/// Label Studio path), so that reading it needs the connection `/setup` kept.
+pub fn may_be_on_label_studio(s: &str) -> bool {
+    s.starts_with("http://")
+        || s.starts_with("https://")
+        || s.starts_with("/data/")
+        || s.starts_with("/storage-data/")
+}
+
 impl TaskData {
-    pub fn input(&self, root: Option<&Arc<Path>>) -> Input {
+    /// The model's input, moving the content (see [`TaskData::input`]).
+    pub fn into_input(self, root: Option<&Arc<Path>>) -> Input {
         match (self, root) {
-            (TaskData::Text(t), _) => Input::Text(t.clone()),
-            (TaskData::Bytes(b), _) => Input::Image(b.clone()),
+            (TaskData::Text(t), _) => Input::Text(t),
+            (TaskData::Bytes(b), _) => Input::Image(b),
             (TaskData::Path(p), Some(root)) => Input::ImageInRoot {
                 root: root.clone(),
                 path: p.into(),
             },
             (TaskData::Path(p), None) => Input::ImagePath(p.into()),
         }
+    }
+
+    /// The model's input, keeping the content for the store.
+    pub fn input(&self, root: Option<&Arc<Path>>) -> Input {
+        self.clone().into_input(root)
     }
 
     pub fn content(self) -> Content {
@@ -72,15 +101,16 @@ enum Target {
 }
 
 impl LabelStudio {
-    /// Read one task's value for `key`: text as it is, an image by its reference.
-    pub async fn task_data(
+    /// One task's value for `key` if it is at hand (text as it is, `data:`
+    /// URIs decoded, files under the data root); else what to fetch.
+    pub fn read_at_hand(
         &self,
         data: &serde_json::Value,
         key: &str,
         text: bool,
         conn: Option<&LsConnection>,
         root: Option<&Path>,
-    ) -> Result<TaskData, String> {
+    ) -> Result<Read, String> {
         let value = data
             .get(key)
             .ok_or_else(|| format!("the task's data has no key {key:?}"))?;
@@ -88,17 +118,34 @@ impl LabelStudio {
             .as_str()
             .ok_or_else(|| format!("the task's data.{key} is not a string"))?;
         if text {
-            return Ok(TaskData::Text(s.to_string()));
+            return Ok(Read::Ready(TaskData::Text(s.to_string())));
         }
-        match self.target(s, conn, root)? {
-            Target::Inline(b) => Ok(TaskData::Bytes(b)),
-            Target::Local(p) => Ok(TaskData::Path(p)),
-            Target::LabelStudio(url) => {
-                let conn = conn.ok_or("no Label Studio connection (call /setup first)")?;
-                self.fetch(url, Some(conn)).await.map(TaskData::Bytes)
-            }
-            Target::Allowed(url) => self.fetch(url, None).await.map(TaskData::Bytes),
-        }
+        Ok(match self.target(s, conn, root)? {
+            Target::Inline(b) => Read::Ready(TaskData::Bytes(b)),
+            Target::Local(p) => Read::Ready(TaskData::Path(p)),
+            Target::LabelStudio(url) => Read::Fetch(Fetch {
+                url,
+                with_token: true,
+            }),
+            Target::Allowed(url) => Read::Fetch(Fetch {
+                url,
+                with_token: false,
+            }),
+        })
+    }
+
+    /// GET what [`LabelStudio::read_at_hand`] could not read.
+    pub async fn fetch_task(
+        &self,
+        f: Fetch,
+        conn: Option<&LsConnection>,
+    ) -> Result<TaskData, String> {
+        let conn = match (f.with_token, conn) {
+            (true, None) => return Err("no Label Studio connection (call /setup first)".into()),
+            (true, c) => c,
+            (false, _) => None,
+        };
+        self.fetch(f.url, conn).await.map(TaskData::Bytes)
     }
 
     fn target(

@@ -4,6 +4,7 @@
 //! labeling config, task data, annotations and training all go through the
 //! same use cases as the JSON API (ingest, review, learn, calibration).
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod predict;
@@ -49,6 +50,8 @@ impl Default for LsSettings {
 /// access tokens exchanged for personal access tokens.
 pub struct LabelStudio {
     pub settings: LsSettings,
+    /// Parsed configs, labelers and known tasks, per project.
+    pub cache: cache::Cache,
     http: reqwest::Client,
     /// (hostname, token hash) → (access token, when exchanged).
     access: Mutex<HashMap<(String, String), (String, Instant)>>,
@@ -66,6 +69,7 @@ impl LabelStudio {
             .unwrap_or_default();
         LabelStudio {
             settings,
+            cache: cache::Cache::default(),
             http,
             access: Mutex::default(),
             emails: Mutex::default(),

@@ -8,39 +8,119 @@
 //! by task id), so the annotations Label Studio sends later land on items
 //! that have embeddings for the head.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::config::{self, ChoicesTarget};
-use super::fetch::TaskData;
+use super::fetch::{Read, TaskData};
 use crate::service::app::App;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::ingest::{self, IngestItem};
-use crate::service::predictor::Labeler as ProjectPredictor;
+use crate::service::predictor::{Labeled, Labeler as ProjectPredictor};
 use crate::store::{ls_client_id, Content, LsConnection};
 
 /// Tasks fetched at once from Label Studio.
 const FETCH_CONCURRENCY: usize = 32;
 
+/// What Label Studio sends to `/predict`. Its `project` and `params`
+/// (login, context) are accepted and skipped without being built.
 #[derive(Debug, Deserialize)]
 pub struct PredictIn {
     pub tasks: Vec<Value>,
     #[serde(default)]
-    pub project: Option<Value>,
+    pub project: Option<IgnoredAny>,
     #[serde(default)]
     pub label_config: Option<String>,
     #[serde(default)]
-    pub params: Option<Value>,
+    pub params: Option<IgnoredAny>,
+}
+
+/// `/predict`'s answer: one prediction per task, in task order. Typed and
+/// borrowed, so a request of a thousand tasks serialises without building a
+/// JSON tree.
+#[derive(Debug, Serialize)]
+pub struct PredictOut<'a> {
+    pub results: Vec<LsPrediction<'a>>,
+    pub model_version: &'a str,
+}
+
+/// One Label Studio prediction: a `choices` result with its score, or no
+/// result at all for a task that could not be predicted.
+#[derive(Debug, Serialize)]
+pub struct LsPrediction<'a> {
+    /// The task it belongs to, for predictions imported through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<i64>,
+    #[serde(serialize_with = "zero_or_one")]
+    pub result: Option<ChoiceResult<'a>>,
+    pub score: f64,
+    pub model_version: &'a str,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PredictOut {
-    pub results: Vec<Value>,
-    pub model_version: String,
+pub struct ChoiceResult<'a> {
+    pub from_name: &'a str,
+    pub to_name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: Choices<'a>,
+    pub score: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Choices<'a> {
+    pub choices: [&'a str; 1],
+}
+
+fn zero_or_one<S: serde::Serializer>(
+    r: &Option<ChoiceResult<'_>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(r.iter())
+}
+
+impl<'a> LsPrediction<'a> {
+    /// The prediction of `label_index` (a project label) with its calibrated score.
+    pub fn of(
+        target: &'a ChoicesTarget,
+        label_index: usize,
+        score: f64,
+        model_version: &'a str,
+    ) -> LsPrediction<'a> {
+        let choice = target
+            .choice_for_label
+            .get(label_index)
+            .map_or("", String::as_str);
+        let score = if score.is_finite() { score } else { 0.0 };
+        LsPrediction {
+            task: None,
+            result: Some(ChoiceResult {
+                from_name: &target.from_name,
+                to_name: &target.to_name,
+                kind: "choices",
+                value: Choices { choices: [choice] },
+                score,
+            }),
+            score,
+            model_version,
+        }
+    }
+
+    /// What a task that could not be predicted gets.
+    pub fn empty(model_version: &'a str) -> LsPrediction<'a> {
+        LsPrediction {
+            task: None,
+            result: None,
+            score: 0.0,
+            model_version,
+        }
+    }
 }
 
 /// The labeling config in force: the request's, else the one `/setup` kept.
@@ -48,24 +128,24 @@ pub(crate) async fn target_for(
     app: &App,
     project: &crate::store::Project,
     given: Option<&str>,
-) -> ServiceResult<ChoicesTarget> {
-    let stored;
-    let xml = match given.filter(|s| !s.trim().is_empty()) {
-        Some(x) => x,
-        None => {
-            stored = app.store.ls_label_config(project.id).await?;
-            stored.as_deref().ok_or_else(|| {
-                ServiceError::invalid(
-                    "label_config",
-                    "no labeling config in the request, and none from /setup",
-                )
-            })?
-        }
-    };
-    config::parse(xml, &project.labels, super::text_model(app, project)?)
+) -> ServiceResult<Arc<ChoicesTarget>> {
+    let text = super::text_model(app, project)?;
+    if let Some(xml) = given.filter(|s| !s.trim().is_empty()) {
+        return app.labelstudio.cache.target(project, xml, text);
+    }
+    let stored = app.store.ls_label_config(project.id).await?;
+    let xml = stored.as_deref().ok_or_else(|| {
+        ServiceError::invalid(
+            "label_config",
+            "no labeling config in the request, and none from /setup",
+        )
+    })?;
+    app.labelstudio.cache.target(project, xml, text)
 }
 
-/// Read every task's data, `FETCH_CONCURRENCY` at a time, in task order.
+/// Read every task's data in task order: what is at hand (text, `data:`
+/// URIs, files under the data root) at once, and what must be fetched,
+/// `FETCH_CONCURRENCY` at a time.
 pub(crate) async fn read_tasks(
     app: &App,
     tasks: &[Value],
@@ -74,73 +154,91 @@ pub(crate) async fn read_tasks(
 ) -> Vec<Result<TaskData, String>> {
     let text = target.kind == config::ObjectKind::Text;
     let root = app.data_root.as_deref();
-    let futures: Vec<_> = tasks
-        .iter()
-        .map(|task| read_one(app, task, target, text, conn, root))
-        .collect();
-    futures_util::stream::iter(futures)
-        .buffered(FETCH_CONCURRENCY)
-        .collect()
-        .await
+    let mut out = Vec::with_capacity(tasks.len());
+    let mut fetches = Vec::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let read = task
+            .get("data")
+            .ok_or_else(|| "the task has no `data`".to_string())
+            .and_then(|data| {
+                app.labelstudio
+                    .read_at_hand(data, &target.data_key, text, conn, root)
+            });
+        out.push(match read {
+            Ok(Read::Ready(d)) => Ok(d),
+            Ok(Read::Fetch(f)) => {
+                fetches.push((i, f));
+                Err(String::new())
+            }
+            Err(why) => Err(why),
+        });
+    }
+    if fetches.is_empty() {
+        return out;
+    }
+    let fetched: Vec<(usize, Result<TaskData, String>)> = futures_util::stream::iter(
+        fetches
+            .into_iter()
+            .map(|(i, f)| async move { (i, app.labelstudio.fetch_task(f, conn).await) }),
+    )
+    .buffered(FETCH_CONCURRENCY)
+    .collect()
+    .await;
+    for (i, r) in fetched {
+        out[i] = r;
+    }
+    out
 }
 
-async fn read_one(
-    app: &App,
-    task: &Value,
-    target: &ChoicesTarget,
-    text: bool,
-    conn: Option<&LsConnection>,
-    root: Option<&Path>,
-) -> Result<TaskData, String> {
-    let data = task
-        .get("data")
-        .ok_or_else(|| "the task has no `data`".to_string())?;
-    app.labelstudio
-        .task_data(data, &target.data_key, text, conn, root)
-        .await
+/// Whether any task points at Label Studio's host, so that its connection
+/// (host and token) must be read.
+fn needs_connection(tasks: &[Value], target: &ChoicesTarget) -> bool {
+    target.kind != config::ObjectKind::Text
+        && tasks.iter().any(|t| {
+            t.get("data")
+                .and_then(|d| d.get(&target.data_key))
+                .and_then(Value::as_str)
+                .is_some_and(super::fetch::may_be_on_label_studio)
+        })
 }
 
-/// One Label Studio prediction for a label and its calibrated score.
-pub(crate) fn prediction(
-    target: &ChoicesTarget,
-    label_index: usize,
-    score: f64,
-    model_version: &str,
-) -> Value {
-    let choice = target
-        .choice_for_label
-        .get(label_index)
-        .cloned()
-        .unwrap_or_default();
-    let score = if score.is_finite() { score } else { 0.0 };
-    json!({
-        "result": [{
-            "from_name": target.from_name,
-            "to_name": target.to_name,
-            "type": "choices",
-            "value": {"choices": [choice]},
-            "score": score,
-        }],
-        "score": score,
-        "model_version": model_version,
-    })
-}
-
-pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> ServiceResult<PredictOut> {
+pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> ServiceResult<Predicted> {
     let project = app.store.get_project(project_id).await?;
     let target = target_for(app, &project, req.label_config.as_deref()).await?;
-    let conn = app.store.ls_connection(project_id).await?;
-    let predictor = ProjectPredictor::for_project(app, &project).await?;
-    let version = predictor.model_version().to_string();
+    let labeler = app.labelstudio.cache.labeler(app, &project).await?;
+    let conn = if needs_connection(&req.tasks, &target) {
+        app.store.ls_connection(project_id).await?
+    } else {
+        None
+    };
     let data = read_tasks(app, &req.tasks, &target, conn.as_ref()).await;
+    let ids: Vec<Option<i64>> = req.tasks.iter().map(task_id).collect();
+    let readable: Vec<i64> = ids
+        .iter()
+        .zip(&data)
+        .filter_map(|(id, d)| d.as_ref().ok().and(*id))
+        .collect();
+    let unknown: HashSet<i64> = app
+        .labelstudio
+        .cache
+        .claim_unknown(project_id, &readable)
+        .into_iter()
+        .collect();
     let root: Option<Arc<Path>> = app.data_root.as_deref().map(Arc::from);
     let mut inputs = Vec::with_capacity(data.len());
     let mut slots = Vec::with_capacity(data.len());
-    for (i, d) in data.iter().enumerate() {
+    let mut to_ingest = Vec::with_capacity(unknown.len());
+    for (i, d) in data.into_iter().enumerate() {
         match d {
             Ok(d) => {
                 slots.push(Some(inputs.len()));
-                inputs.push(d.input(root.as_ref()));
+                match ids[i].filter(|id| unknown.contains(id)) {
+                    Some(id) => {
+                        inputs.push(d.input(root.as_ref()));
+                        to_ingest.push((id, d));
+                    }
+                    None => inputs.push(d.into_input(root.as_ref())),
+                }
             }
             Err(why) => {
                 tracing::warn!(project = project_id, task = %task_id_text(&req.tasks[i]), reason = %why, "Label Studio task not predicted");
@@ -154,33 +252,56 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     let mut rest = inputs;
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(app.labelstudio.settings.predict_slice));
-        labeled.extend(predictor.predict(rest).await);
+        labeled.extend(labeler.predict(rest).await);
         rest = tail;
     }
-    let mut results = Vec::with_capacity(req.tasks.len());
-    for (i, slot) in slots.iter().enumerate() {
-        let out = match slot.and_then(|s| labeled.get(s)) {
-            Some(Ok(l)) => match project.labels.iter().position(|x| *x == l.label) {
-                Some(k) => prediction(&target, k, l.score, &version),
-                None => empty(&version),
-            },
+    // Only now: the workers pre-labeling them would share the model's
+    // queue with this request's slices.
+    remember_tasks(app, project_id, to_ingest);
+    let mut answers = Vec::with_capacity(req.tasks.len());
+    for (i, slot) in slots.into_iter().enumerate() {
+        answers.push(match slot.and_then(|s| labeled.get(s)) {
+            Some(Ok(l)) => Some(*l),
             Some(Err(why)) => {
                 tracing::warn!(project = project_id, task = %task_id_text(&req.tasks[i]), reason = %why, "Label Studio task not predicted");
-                empty(&version)
+                None
             }
-            None => empty(&version),
-        };
-        results.push(out);
+            None => None,
+        });
     }
-    remember_tasks(app, project_id, &req.tasks, data);
-    Ok(PredictOut {
-        results,
-        model_version: version,
+    Ok(Predicted {
+        target,
+        labeler,
+        answers,
     })
 }
 
-fn empty(version: &str) -> Value {
-    json!({"result": [], "score": 0.0, "model_version": version})
+/// `/predict`'s outcome, owning what its answer borrows.
+pub struct Predicted {
+    target: Arc<ChoicesTarget>,
+    labeler: Arc<ProjectPredictor>,
+    answers: Vec<Option<Labeled>>,
+}
+
+impl Predicted {
+    pub fn out(&self) -> PredictOut<'_> {
+        let version = self.labeler.model_version();
+        PredictOut {
+            results: self
+                .answers
+                .iter()
+                .map(|a| match a {
+                    Some(l) => LsPrediction::of(&self.target, l.index, l.score, version),
+                    None => LsPrediction::empty(version),
+                })
+                .collect(),
+            model_version: version,
+        }
+    }
+}
+
+fn task_id(task: &Value) -> Option<i64> {
+    task.get("id")?.as_i64()
 }
 
 fn task_id_text(task: &Value) -> String {
@@ -190,23 +311,19 @@ fn task_id_text(task: &Value) -> String {
 }
 
 /// Ingest, in the background, the tasks labelloop does not know yet.
-fn remember_tasks(
-    app: &Arc<App>,
-    project_id: i64,
-    tasks: &[Value],
-    data: Vec<Result<TaskData, String>>,
-) {
-    let items: Vec<(String, TaskData)> = tasks
-        .iter()
-        .zip(data)
-        .filter_map(|(t, d)| Some((ls_client_id(t.get("id")?.as_i64()?), d.ok()?)))
-        .collect();
-    if items.is_empty() {
+fn remember_tasks(app: &Arc<App>, project_id: i64, tasks: Vec<(i64, TaskData)>) {
+    if tasks.is_empty() {
         return;
     }
     let app = app.clone();
     tokio::spawn(async move {
+        let ids: Vec<i64> = tasks.iter().map(|(id, _)| *id).collect();
+        let items = tasks
+            .into_iter()
+            .map(|(id, d)| (ls_client_id(id), d))
+            .collect();
         if let Err(e) = ingest_new(&app, project_id, items).await {
+            app.labelstudio.cache.forget(project_id, &ids);
             tracing::warn!(project = project_id, error = %e, "could not remember Label Studio tasks");
         }
     });

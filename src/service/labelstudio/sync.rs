@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::config::{self, ChoicesTarget};
-use super::predict::{ingest_new, prediction, read_tasks};
+use super::predict::{ingest_new, read_tasks, LsPrediction};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
 use crate::service::predictor::Labeler as ProjectPredictor;
@@ -228,7 +228,7 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
         .store
         .get_project(s.project_id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(internal)?;
     let client = Client {
         app,
         conn: LsConnection {
@@ -257,13 +257,7 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
     }
     if s.phase == "label" {
         // The workers pre-label what was ingested; wait for them.
-        while app
-            .store
-            .ls_pending(s.project_id)
-            .await
-            .map_err(|e| e.to_string())?
-            > 0
-        {
+        while app.store.ls_pending(s.project_id).await.map_err(internal)? > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         s.phase = "write".into();
@@ -274,11 +268,19 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
     save(app, &s).await
 }
 
+/// A failure of ours (the store, serialising), not Label Studio's: its text
+/// goes to the log, and the job's error says where to look. The job's error
+/// is shown to clients (`GET /v1/jobs/{id}`), internal text never is.
+fn internal(e: impl std::fmt::Display) -> String {
+    tracing::error!(error = %e, "Label Studio sync: internal failure");
+    "an internal error (see the server log)".into()
+}
+
 async fn save(app: &App, s: &LsSync) -> Result<(), String> {
     app.store
         .ls_update_sync(s.job_id, &s.phase, s.next_page, s.tasks, None)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(internal)
 }
 
 async fn ingest(
@@ -356,7 +358,7 @@ async fn write(
             .store
             .list_items(s.project_id, None, cursor, 1000)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         let Some(last) = items.last() else { break };
         cursor = Some(last.id);
         let mut rows: Vec<(i64, Value)> = Vec::new();
@@ -372,16 +374,18 @@ async fn write(
             let Some(k) = project.labels.iter().position(|l| *l == p.label) else {
                 continue;
             };
-            let mut pred = prediction(target, k, p.score, &version);
-            pred["task"] = json!(task);
-            rows.push((task, pred));
+            let pred = LsPrediction {
+                task: Some(task),
+                ..LsPrediction::of(target, k, p.score, &version)
+            };
+            rows.push((task, serde_json::to_value(pred).map_err(internal)?));
         }
         let ids: Vec<i64> = rows.iter().map(|(t, _)| *t).collect();
         let done: std::collections::HashSet<i64> = app
             .store
             .ls_written(s.project_id, &version, &ids)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(internal)?
             .into_iter()
             .collect();
         rows.retain(|(t, _)| !done.contains(t));
@@ -398,11 +402,11 @@ async fn write(
             app.store
                 .ls_mark_written(s.project_id, &version, &written)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(internal)?;
             app.store
                 .ls_sync_progress(s.job_id, written.len() as i64, 0)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(internal)?;
         }
         if items.len() < 1000 {
             break;
