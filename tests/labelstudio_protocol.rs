@@ -505,21 +505,43 @@ async fn webhooks_record_update_delete_and_train() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, before) = e.server.get(&format!("/labelstudio/{p}/versions")).await;
+    // A prediction now keeps the project's labeler between requests...
+    let predict = format!("/labelstudio/{p}/predict");
+    let (code, first) = e.server.post(&predict, &fixture("predict_fashion")).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["model_version"], before["current"], "{first}");
     let (code, out) = e
         .server
         .post(&hook, &fixture("webhook_START_TRAINING"))
         .await;
     assert_eq!(code, 200, "{out}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let current = loop {
         let (_, v) = e.server.get(&format!("/labelstudio/{p}/versions")).await;
         if v["current"] != before["current"] {
             assert!(v["current"].as_str().unwrap().contains("+head-1"), "{v}");
-            break;
+            break v["current"].clone();
         }
         assert!(Instant::now() < deadline, "no new version: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    // ...and the very next one is answered by the new head, never the kept
+    // one. (A recalibration after training may move the version once more
+    // meanwhile: then it is the one in force after the request.)
+    let (code, next) = e.server.post(&predict, &fixture("predict_fashion")).await;
+    assert_eq!(code, 200, "{next}");
+    let (_, after) = e.server.get(&format!("/labelstudio/{p}/versions")).await;
+    let answered = &next["model_version"];
+    assert!(
+        *answered == current || *answered == after["current"],
+        "{next} vs {current} / {after}"
+    );
+    assert!(answered.as_str().unwrap().contains("+head-1"), "{next}");
+    assert!(next["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["model_version"] == *answered));
 }
 
 #[tokio::test]
@@ -694,6 +716,13 @@ async fn sync_writes_every_task_once_retries_then_fails_and_refuses_bad_hosts() 
     assert_eq!(code, 202, "{job}");
     let j = sync_done(&e.server, job["id"].as_i64().unwrap()).await;
     assert_eq!(j["state"], "failed", "{j}");
+    // The job says why, in the user's words, and never shows the token.
+    let why = j["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("Label Studio did not answer") && why.contains("503"),
+        "{j}"
+    );
+    assert!(!j.to_string().contains(TOKEN), "{j}");
     assert!(started.elapsed() >= Duration::from_secs(2), "no retries");
     assert!(down.imported.lock().unwrap().is_empty());
 }

@@ -494,7 +494,8 @@ impl Store {
 
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         const SQL: &str =
-            "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at, started_at FROM jobs WHERE id = $1";
+            "SELECT id, project_id, state, total, done, errors, created_at, updated_at, finished_at, started_at, \
+             (SELECT error FROM ls_syncs WHERE ls_syncs.job_id = jobs.id) AS error FROM jobs WHERE id = $1";
         let job: Option<Job> = with_pool!(self, |p| sqlx::query_as(SQL)
             .bind(id)
             .fetch_optional(p)

@@ -190,6 +190,9 @@ pub struct Job {
     pub finished_at: Option<i64>,
     /// When a worker first claimed items of this job.
     pub started_at: Option<i64>,
+    /// Why a job that failed gave up (a Label Studio sync); read by `get_job` only.
+    #[sqlx(default)]
+    pub error: Option<String>,
 }
 
 /// Items leased to one worker, all from one job.

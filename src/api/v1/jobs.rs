@@ -27,6 +27,10 @@ pub struct JobView {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Why a failed job gave up, in words meant for the user (a Label
+    /// Studio sync that could not reach Label Studio, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -50,6 +54,7 @@ impl From<&Job> for JobView {
             updated_at: job.updated_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
+            error: job.error.clone(),
         }
     }
 }
