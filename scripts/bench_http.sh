@@ -15,9 +15,13 @@
 #   jobs      10,000 images via POST /v1/projects/{id}/items (chunks of 1,000) until the
 #             jobs are done, vs `labelloop label` on the same images (target >= 0.8x)
 #   ls-single  1-task Label Studio /predict bodies, -c32: /labelstudio/{project}/predict vs the
-#              LS backend, the same bodies (images as data: URIs) (target >= 2.5x)
+#              LS backend, the same bodies (images as local paths under the data root, each
+#              server reading the files) (target >= 2.5x)
 #   ls-batch64 64-task bodies, -c2: the same (target >= 2.5x)
 #   ls-1000    1,000 tasks in one /labelstudio/{project}/predict, median of 3 (target < 2 s)
+#   ls-orientation  the orientation model, 8-task bodies of rotated document pages, -c4, vs
+#              raw onnxruntime session.run on the pages pre-decoded, batch 8, the same total
+#              threads (target >= 0.8x)
 # Each scenario also reports its ceiling, measured in the same run: raw onnxruntime on
 # pre-decoded tensors (batch 1, 32, 64) and, for jobs, scripts/bench/sqlite_floor.py.
 #
@@ -28,7 +32,8 @@
 #   --warmup S           untimed wrk seconds per side before the runs (default 5)
 #   --images N           images for the jobs scenario (default 10000)
 #   --only LIST          single,batch64,batching,jobs (or a,b,c,d); repeatable
-#   --threads N          labelloop ONNX Runtime intra-op threads (default 2)
+#   --threads N          labelloop ONNX Runtime intra-op threads per session (default 2)
+#   --sessions N         labelloop ONNX Runtime sessions per model (default 1)
 #   --peer-threads N     intra-op threads per gunicorn worker (default 1: 2 workers share 2 cores)
 #   --bin PATH           labelloop binary (default target/release/labelloop)
 # Own options:

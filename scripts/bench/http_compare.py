@@ -15,6 +15,13 @@ Scenarios (fashion-mnist-cnn on Fashion-MNIST test PNGs, sent as base64):
             Compared with `labelloop label` on the same N PNGs in the same run (its own
             reported rate, i.e. after model load; its process wall clock is reported too).
             Target >= 0.8.
+  ls-single, ls-batch64  Label Studio /predict bodies (1 task at -c32, 64 tasks at -c2), images as
+            local paths under the data root: labelloop /labelstudio/{project}/predict vs the same
+            peer. Target >= 2.5x.
+  ls-1000   1,000 tasks in one /labelstudio/{project}/predict. Target < 2 s.
+  ls-orientation  the orientation model, 8-task bodies of rotated pages at -c4, vs raw
+            onnxruntime session.run on the same pages pre-decoded (batch 8, same total threads).
+            Target >= 0.8x.
 
 How: every server runs on a free 127.0.0.1 port with 2 ONNX Runtime threads' worth of cores
 (labelloop --threads 2, one process; the peer 2 workers x 1 intra-op thread). wrk runs on
@@ -50,7 +57,8 @@ ROOT = compare.ROOT
 MODEL = "fashion-mnist-cnn"
 MODEL_DIR = os.path.join(ROOT, "models", MODEL)
 VENV = os.path.join(ROOT, ".venv-bench")
-SCENARIOS = ("single", "batch64", "batching", "jobs", "ls-single", "ls-batch64", "ls-1000")
+SCENARIOS = ("single", "batch64", "batching", "jobs", "ls-single", "ls-batch64", "ls-1000", "ls-orientation")
+LS_SCENARIOS = {"ls-single", "ls-batch64", "ls-1000", "ls-orientation"}
 ALIASES = {"a": "single", "b": "batch64", "c": "batching", "d": "jobs"}
 INGEST_CHUNK = 1000
 LISTENING = re.compile(r"labelloop listening on (http://\S+)")
@@ -129,7 +137,7 @@ def tail(path, n=30):
 def start_labelloop(a, servers, name, db, extra=()):
     port = free_port()
     cmd = [a.bin, "-q", "serve", "--addr", f"127.0.0.1:{port}", "--no-auth",
-           "--db", f"sqlite://{db}", "--threads", str(a.threads), *extra]
+           "--db", f"sqlite://{db}", "--threads", str(a.threads), "--sessions", str(a.sessions), *extra]
     p = servers.start(name, cmd)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -151,7 +159,8 @@ def start_peer(a, servers, name="ls-backend"):
     gunicorn = os.path.join(VENV, "bin", "gunicorn")
     cmd = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket",
            "--chdir", os.path.join(ROOT, "scripts", "bench"), "ls_backend:app"]
-    env = dict(os.environ, LS_BACKEND_MODEL=MODEL_DIR, LS_BACKEND_THREADS=str(a.peer_threads))
+    env = dict(os.environ, LS_BACKEND_MODEL=MODEL_DIR, LS_BACKEND_THREADS=str(a.peer_threads),
+               LS_BACKEND_DATA_ROOT=FASHION_ROOT)
     p = servers.start(name, cmd, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -451,26 +460,35 @@ def scenario_peer(a, scen, ll_base, py_base, items, conns, target):
 
 FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                   "Sneaker", "Bag", "Ankle boot"]
-LS_CONFIG = ('<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
-             + "".join(f'<Choice value="{l}"/>' for l in FASHION_LABELS) + "</Choices></View>")
+FASHION_ROOT = os.path.join(ROOT, "data", "fashion-mnist")
+ORIENT_MODEL = "orientation"
+ORIENT_LABELS = ["0", "90", "180", "270"]
 
 
-def ls_body(rows, first_id=1):
-    """Label Studio's task shape, images inline as data: URIs (both servers read them)."""
-    return json.dumps({"tasks": [{"id": first_id + i, "data": {"image": "data:image/png;base64," + b64_png(r)}}
-                                 for i, r in enumerate(rows)],
-                       "label_config": LS_CONFIG})
+def ls_config(labels):
+    return ('<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
+            + "".join(f'<Choice value="{l}"/>' for l in labels) + "</Choices></View>")
 
 
-def ls_project(ll_base):
+LS_CONFIG = ls_config(FASHION_LABELS)
+
+
+def ls_body(paths, first_id=1, config=LS_CONFIG):
+    """Label Studio's task shape, each image a local path under the server's data root (both
+    servers read the file themselves, as a backend does with Label Studio's local storage)."""
+    return json.dumps({"tasks": [{"id": first_id + i, "data": {"image": p}} for i, p in enumerate(paths)],
+                       "label_config": config})
+
+
+def ls_project(ll_base, model=MODEL, config=LS_CONFIG):
     """A labelloop project connected as Label Studio's backend, through /setup."""
     st, body = http_json("POST", ll_base + "/v1/projects",
-                         json.dumps({"name": "ls-bench", "model": MODEL}).encode())
+                         json.dumps({"name": "ls-bench", "model": model}).encode())
     if st != 201:
         raise SystemExit(f"labelloop POST /v1/projects answered {st}: {str(body)[:300]}")
     pid = body["id"]
     st, body = http_json("POST", f"{ll_base}/labelstudio/{pid}/setup",
-                         json.dumps({"project": "1", "schema": LS_CONFIG, "hostname": "",
+                         json.dumps({"project": "1", "schema": config, "hostname": "",
                                      "access_token": "", "extra_params": {}}).encode())
     if st != 200:
         raise SystemExit(f"labelloop /labelstudio/{pid}/setup answered {st}: {str(body)[:300]}")
@@ -486,7 +504,7 @@ def scenario_ls(a, scen, ll_base, py_base, pid, items, conns, target):
     n_bodies = 16 if items == 1 else 4
     rows = fashion_rows(items * n_bodies)
     groups = [rows[i * items:(i + 1) * items] for i in range(n_bodies)]
-    bodies = [ls_body(g, 1 + i * items) for i, g in enumerate(groups)]
+    bodies = [ls_body([r["image"] for r in g], 1 + i * items) for i, g in enumerate(groups)]
     lua = write_lua(os.path.join(a.log_dir, f"{scen}.lua"), bodies)
     same = total = right = peer_right = 0
     for body, g in zip(bodies, groups):
@@ -515,7 +533,8 @@ def scenario_ls(a, scen, ll_base, py_base, pid, items, conns, target):
     return {"scenario": scen, "title": title, "sides": [lab, peer],
             "ratios": [ratio("labelloop / LS-style backend", lab, peer, target)], "agreement": agree,
             "bodies": n_bodies,
-            "notes": ["Both servers get the same Label Studio task bodies (images as data: URIs) and answer "
+            "notes": ["Both servers get the same Label Studio task bodies (images as local paths under the "
+                      "data root, each server reading the file) and answer "
                       "Label Studio's result shape; labelloop's answers carry calibrated scores and its "
                       "model version, and it records unseen tasks as items in the background."]}
 
@@ -525,7 +544,7 @@ def scenario_ls_1000(a, ll_base, pid, runs=3):
     rows = fashion_rows(1000)
     times = []
     for r in range(runs):
-        body = ls_body(rows, 100000 + r * 1000).encode()
+        body = ls_body([x["image"] for x in rows], 100000 + r * 1000).encode()
         t = time.perf_counter()
         st, out = http_json("POST", f"{ll_base}/labelstudio/{pid}/predict", body)
         times.append(time.perf_counter() - t)
@@ -538,6 +557,50 @@ def scenario_ls_1000(a, ll_base, pid, runs=3):
             "ratios": [{"ratio": "2 s budget / median seconds", "value": 2.0 / med, "target": 1.0,
                         "met": med < 2.0}],
             "notes": [f"seconds per request: {', '.join(f'{t:.2f}' for t in times)} (median {med:.2f})"]}
+
+
+def scenario_ls_orientation(a, servers, tmp, conns=4, items=8, target=0.8):
+    """The compute-heavy document-orientation model in Label Studio's shape: 8-task requests of
+    local page images at 4 connections, against onnxruntime session.run alone on the same pages
+    pre-decoded, at the same batch size and total threads."""
+    inp, truth = compare.orientation_input(a, 512)
+    names = sorted(truth)
+    ll_base = start_labelloop(a, servers, "labelloop-orientation", os.path.join(tmp, "orient.db"),
+                              ["--data-root", inp])
+    config = ls_config(ORIENT_LABELS)
+    pid = ls_project(ll_base, ORIENT_MODEL, config)
+    groups = [names[i:i + items] for i in range(0, len(names), items)]
+    bodies = [ls_body(g, 1 + i * items, config) for i, g in enumerate(groups)]
+    right = total = 0
+    for body, g in zip(bodies, groups):
+        st, ll = http_json("POST", f"{ll_base}/labelstudio/{pid}/predict", body.encode())
+        if st != 200 or len(ll.get("results", [])) != len(g):
+            raise SystemExit(f"labelloop /labelstudio/{pid}/predict answered {st}: {str(ll)[:300]}")
+        right += sum(x == truth[n] for x, n in zip(ls_labels(ll["results"]), g))
+        total += len(g)
+    log(f"ls-orientation: {len(bodies)} bodies of {items} pages; accuracy {right / total:.2%}")
+    lua = write_lua(os.path.join(a.log_dir, "ls-orientation.lua"), bodies)
+    sides = [{"side": "labelloop /labelstudio/{project}/predict (orientation)", "key": "labelloop",
+              "url": f"{ll_base}/labelstudio/{pid}/predict", "lua": lua, "metrics_base": ll_base}]
+    (lab,) = measure_sides(a, "ls-orientation", sides, conns, items)
+    servers.stop("labelloop-orientation")
+    threads = a.threads * a.sessions
+    raws = []
+    for _ in range(3):
+        res = compare.run_peer(argparse.Namespace(**{**vars(a), "threads": threads}), "orient-raw",
+                               os.path.join(ROOT, "models", ORIENT_MODEL), inp, items, repeat=3)
+        raws.append(len(names) / statistics.median(res["pass_seconds"]))
+    raw = {"side": f"raw onnxruntime session.run, batch {items}, {threads} threads, pre-decoded tensors",
+           "key": "raw", "items_per_s": statistics.median(raws), "runs": raws}
+    return {"scenario": "ls-orientation",
+            "title": f"orientation model, Label Studio /predict, {items}-task requests, {conns} connections",
+            "sides": [lab], "raw": raw, "bodies": len(bodies),
+            "agreement": {"items": total, "labelloop_accuracy": right / total},
+            "ratios": [ratio("labelloop / raw ORT session.run", lab, raw, target)],
+            "notes": [f"raw ORT (scripts/bench/peers.py orient-raw), median of 3 processes, each the median "
+                      f"of 3 passes over the {len(names)} pages: {', '.join(f'{x:,.1f}' for x in raws)} items/s",
+                      f"labelloop --threads {a.threads} --sessions {a.sessions}; accuracy on the rotated "
+                      f"pages {right / total:.2%}"]}
 
 
 def scenario_batching(a, ll_base, mb1_base):
@@ -728,7 +791,7 @@ def markdown(env, results, a):
     out = ["# labelloop HTTP speed comparison", ""]
     out.append(f"{env['date']} · {env['labelloop']} ({env['git_commit']}"
                f"{', dirty tree' if env['git_dirty'] else ''}) · {env['host_cpu']}, {env['cores']} cores · "
-               f"ONNX Runtime {env['onnxruntime_python']} · labelloop --threads {a.threads}, peer 2 gunicorn "
+               f"ONNX Runtime {env['onnxruntime_python']} · labelloop --threads {a.threads} --sessions {a.sessions}, peer 2 gunicorn "
                f"workers x {a.peer_threads} intra-op thread · {env['wrk']}, -t{a.wrk_threads} on the same machine · "
                f"{a.duration}s per run, median of {a.runs} run(s) · load average at start "
                f"{env['loadavg_start'][0]:.2f}")
@@ -825,6 +888,7 @@ def main():
     ap.add_argument("--only", action="append", metavar="SCENARIO",
                     help=f"{', '.join(SCENARIOS)} (or a, b, c, d); repeat or comma-separate; default all")
     ap.add_argument("--threads", type=int, default=2, help="labelloop ONNX Runtime intra-op threads")
+    ap.add_argument("--sessions", type=int, default=1, help="labelloop ONNX Runtime sessions per model")
     ap.add_argument("--peer-threads", type=int, default=1, help="intra-op threads per peer gunicorn worker")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--poll", type=float, default=0.025, help="seconds between job polls (jobs scenario)")
@@ -886,7 +950,8 @@ def main():
             servers.stop("labelloop-maxbatch1")
         servers.stop("labelloop")
     if {"ls-single", "ls-batch64", "ls-1000"} & set(only):
-        ll_base = start_labelloop(a, servers, "labelloop-ls", os.path.join(tmp, "ls.db"))
+        ll_base = start_labelloop(a, servers, "labelloop-ls", os.path.join(tmp, "ls.db"),
+                                  ["--data-root", FASHION_ROOT])
         pid = ls_project(ll_base)
         if {"ls-single", "ls-batch64"} & set(only):
             py_base = start_peer(a, servers)
@@ -898,6 +963,8 @@ def main():
         if "ls-1000" in only:
             results.append(scenario_ls_1000(a, ll_base, pid))
         servers.stop("labelloop-ls")
+    if "ls-orientation" in only:
+        results.append(scenario_ls_orientation(a, servers, tmp))
     if "jobs" in only:
         results.append(scenario_jobs(a, servers, tmp))
     servers.stop_all()

@@ -8,7 +8,7 @@ session.run per request), not made slow on purpose.
 
     cd scripts/bench && gunicorn -w 2 -b 127.0.0.1:9090 ls_backend:app
 
-Request:  {"tasks": [{"id": 1, "data": {"image": "<base64 PNG or data: URI>"}}, ...]}
+Request:  {"tasks": [{"id": 1, "data": {"image": "<local path, base64 PNG or data: URI>"}}, ...]}
 Response: {"results": [{"result": [{"from_name": "label", "to_name": "image",
                                     "type": "choices", "value": {"choices": ["Bag"]}}],
                         "score": 0.93, "model_version": "1.0.0"}, ...]}
@@ -16,6 +16,7 @@ Response: {"results": [{"result": [{"from_name": "label", "to_name": "image",
 Environment:
   LS_BACKEND_MODEL    model folder (model.onnx + model.toml); default models/fashion-mnist-cnn
   LS_BACKEND_THREADS  ONNX Runtime intra-op threads per worker; default 1 (see below)
+  LS_BACKEND_DATA_ROOT  folder local image paths are read under; default data/fashion-mnist
 """
 import base64
 import binascii
@@ -37,6 +38,8 @@ MODEL_DIR = os.environ.get("LS_BACKEND_MODEL", os.path.join(ROOT, "models", "fas
 # oversubscription (and thread-pool spinning) that 2 x 2 threads would cause.
 # labelloop gets the same 2 cores as one process with one 2-thread session.
 THREADS = int(os.environ.get("LS_BACKEND_THREADS", "1"))
+DATA_ROOT = os.path.realpath(os.environ.get("LS_BACKEND_DATA_ROOT", os.path.join(ROOT, "data", "fashion-mnist")))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 with open(os.path.join(MODEL_DIR, "model.toml"), "rb") as f:
     MANIFEST = tomllib.load(f)
@@ -65,13 +68,24 @@ class BadTask(ValueError):
     pass
 
 
-def decode(image_b64):
-    """Base64 PNG (optionally a data: URI) -> [H, W] uint8 greyscale."""
-    if image_b64.startswith("data:"):
-        image_b64 = image_b64.split(",", 1)[1]
+def read_image(ref):
+    """A local path under LS_BACKEND_DATA_ROOT (what Label Studio's local storage gives a
+    backend), or a base64 PNG, optionally a data: URI. Base64 has no '.', so a reference
+    ending in an image suffix is a path."""
+    if ref.lower().endswith(IMAGE_SUFFIXES):
+        path = os.path.realpath(os.path.join(DATA_ROOT, ref))
+        if not path.startswith(DATA_ROOT + os.sep):
+            raise BadTask(f"{ref!r} is outside the data root")
+        return path
+    if ref.startswith("data:"):
+        ref = ref.split(",", 1)[1]
+    return io.BytesIO(base64.b64decode(ref, validate=True))
+
+
+def decode(image_ref):
+    """An image reference (see read_image) -> [H, W] uint8 greyscale."""
     try:
-        raw = base64.b64decode(image_b64, validate=True)
-        with Image.open(io.BytesIO(raw)) as im:
+        with Image.open(read_image(image_ref)) as im:
             im = im.convert("L")
             if im.size != (WIDTH, HEIGHT):
                 im = im.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR)
