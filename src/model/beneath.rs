@@ -126,7 +126,6 @@ mod imp {
     #[cfg(target_os = "linux")]
     pub mod fast {
         use std::ffi::OsStr;
-        use std::io::Read;
         use std::os::fd::OwnedFd;
         use std::path::{Path, PathBuf};
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,7 +134,7 @@ mod imp {
         use rustix::fs::{fstat, open, openat2, FileType, Mode, OFlags, ResolveFlags};
         use rustix::io::Errno;
 
-        use super::{err, Error};
+        use super::{err, read_all, Error};
 
         static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
         /// Roots already opened: a server has one, tests a few.
@@ -185,16 +184,7 @@ mod imp {
         pub fn read(root: &Path, parts: &[&OsStr]) -> Option<Result<Vec<u8>, Error>> {
             let rel: PathBuf = parts.iter().collect();
             Some(match open_beneath(root, &rel, OFlags::RDONLY)? {
-                Ok(fd) => {
-                    // Read until end of file into room for a typical image,
-                    // without first asking the file's size.
-                    let mut bytes = Vec::with_capacity(16 * 1024);
-                    std::fs::File::from(fd)
-                        .take(u64::MAX)
-                        .read_to_end(&mut bytes)
-                        .map(|_| bytes)
-                        .map_err(Error::Io)
-                }
+                Ok(fd) => read_all(fd),
                 Err(e) => Err(err(e)),
             })
         }

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use super::app::App;
 use super::error::{ServiceError, ServiceResult};
-use crate::service::predictor::Labeler as ProjectPredictor;
 
 /// Label Studio settings (from `ServeConfig`).
 #[derive(Debug, Clone)]
@@ -115,7 +114,7 @@ pub struct Health {
 /// `/health`: the project exists and its model is loaded.
 pub async fn health(app: &App, project_id: i64) -> ServiceResult<Health> {
     let project = app.store.get_project(project_id).await?;
-    let predictor = ProjectPredictor::for_project(app, &project).await?;
+    let predictor = app.labelstudio.cache.labeler(app, &project).await?;
     Ok(Health {
         status: "UP",
         model_class: "labelloop",
@@ -150,7 +149,7 @@ pub struct SetupOut {
 /// Label Studio's host and token for fetching data, answer the version.
 pub async fn setup(app: &App, project_id: i64, req: SetupIn) -> ServiceResult<SetupOut> {
     let project = app.store.get_project(project_id).await?;
-    let predictor = ProjectPredictor::for_project(app, &project).await?;
+    let predictor = app.labelstudio.cache.labeler(app, &project).await?;
     let text = text_model(app, &project)?;
     if let Some(schema) = req.schema.as_deref().filter(|s| !s.trim().is_empty()) {
         config::parse(schema, &project.labels, text)?;
@@ -194,7 +193,7 @@ pub struct Versions {
 /// `/versions`: the base model's version, one per trained head, and the one in force.
 pub async fn versions(app: &App, project_id: i64) -> ServiceResult<Versions> {
     let project = app.store.get_project(project_id).await?;
-    let predictor = ProjectPredictor::for_project(app, &project).await?;
+    let predictor = app.labelstudio.cache.labeler(app, &project).await?;
     let current = predictor.model_version().to_string();
     let base = current.split('+').next().unwrap_or(&current).to_string();
     let mut versions = vec![base.clone()];

@@ -248,8 +248,8 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
         .get("label_config")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let text = super::text_model(app, &project).map_err(|e| e.message)?;
-    let target = config::parse(xml, &project.labels, text).map_err(|e| e.message)?;
+    let text = super::text_model(app, &project).map_err(reason)?;
+    let target = config::parse(xml, &project.labels, text).map_err(reason)?;
     if s.phase == "ingest" {
         ingest(app, &client, &target, &mut s).await?;
         s.phase = "label".into();
@@ -274,6 +274,16 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
 fn internal(e: impl std::fmt::Display) -> String {
     tracing::error!(error = %e, "Label Studio sync: internal failure");
     "an internal error (see the server log)".into()
+}
+
+/// A use case's error as the job shows it: its message when it is meant for
+/// the user, else (an internal failure) as [`internal`].
+fn reason(e: ServiceError) -> String {
+    if e.code == Code::Internal {
+        internal(e.message)
+    } else {
+        e.message
+    }
 }
 
 async fn save(app: &App, s: &LsSync) -> Result<(), String> {
@@ -327,9 +337,7 @@ async fn ingest(
                 }
             }
         }
-        ingest_new(app, s.project_id, items)
-            .await
-            .map_err(|e| e.message)?;
+        ingest_new(app, s.project_id, items).await.map_err(reason)?;
         s.tasks += tasks.len() as i64;
         s.next_page += 1;
         save(app, s).await?;
@@ -350,7 +358,7 @@ async fn write(
 ) -> Result<(), String> {
     let predictor = ProjectPredictor::for_project(app, project)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(reason)?;
     let version = predictor.model_version().to_string();
     let mut cursor = None;
     loop {
