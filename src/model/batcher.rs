@@ -9,13 +9,21 @@
 //! in the meantime; a per-request [`DecodeBudget`] bounds how long any one
 //! request decodes at all.
 //!
-//! One background task forms batches. It first waits for a free session, and
-//! only then takes the first queued item and gathers more, up to `max_batch`
+//! One background task forms batches. It waits for the first queued item,
+//! then for a free session, and only then gathers more, up to `max_batch`
 //! items or `max_wait` after the first: while every session is busy the
 //! queue keeps filling, and all of it goes into the next batch instead of a
 //! batch closed early that then waits for a session anyway. Items whose
 //! caller has stopped waiting (a dropped connection, a request already
 //! answered) are skipped, never run.
+//!
+//! A caller whose last chunk alone makes at least half a batch skips the
+//! queue when a session is free once those items are staged: it packs and
+//! runs them on the blocking thread that staged them. That saves the
+//! hand-offs to the batching task, to another blocking thread and back.
+//! Earlier chunks of a larger request still go through the queue, so that
+//! one chunk runs while the next decodes. Queued items keep priority: a
+//! session the batching task waits for goes to it first.
 //!
 //! An HTTP request's items get queue room all at once or not at all: when
 //! the queue cannot take them all, the caller gets [`BatchError::Busy`] at
@@ -25,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{DecodeBudget, Input, ItemError, Model, Prediction, Staged};
 
@@ -97,6 +105,10 @@ pub struct Batcher {
     capacity: usize,
     /// Items staged per blocking task, and per wait for room.
     chunk: usize,
+    /// Free sessions, shared with the batching task.
+    running: Arc<Semaphore>,
+    /// A chunk at least this long runs on its own when a session is free.
+    inline_min: usize,
     stats: Arc<BatcherStats>,
 }
 
@@ -106,12 +118,22 @@ impl Batcher {
         let capacity = config.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(BatcherStats::default());
-        tokio::spawn(run_queue(model.clone(), config, rx, stats.clone()));
+        let running = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        tokio::spawn(run_queue(
+            model.clone(),
+            config,
+            rx,
+            running.clone(),
+            stats.clone(),
+        ));
+        let chunk = config.max_batch.clamp(1, capacity);
         Batcher {
             tx,
             model,
             capacity,
-            chunk: config.max_batch.clamp(1, capacity),
+            chunk,
+            running,
+            inline_min: chunk.div_ceil(2).max(2),
             stats,
         }
     }
@@ -187,18 +209,42 @@ impl Batcher {
                 },
             };
             let model = self.model.clone();
-            let staged = tokio::task::spawn_blocking(move || {
+            let last = inputs.len() == 0;
+            let running = (last && len >= self.inline_min).then(|| self.running.clone());
+            let stats = self.stats.clone();
+            let work = move || {
                 let staged: Vec<_> = chunk
                     .iter()
                     .map(|i| model.stage_within(i, &mut budget))
                     .collect();
-                (staged, budget)
-            })
-            .await;
+                let free = running.and_then(|r| r.try_acquire_owned().ok());
+                let out = match free {
+                    Some(_session) => {
+                        let ok = staged.iter().filter(|s| s.is_ok()).count();
+                        if ok > 0 {
+                            stats.batches.fetch_add(1, Ordering::Relaxed);
+                            stats.items.fetch_add(ok, Ordering::Relaxed);
+                        }
+                        Chunk::Ran(model.predict_staged(staged))
+                    }
+                    None => Chunk::Staged(staged),
+                };
+                (out, budget)
+            };
+            let staged = tokio::task::spawn_blocking(work).await;
             let staged = match staged {
-                Ok((staged, left)) => {
+                Ok((Chunk::Staged(staged), left)) => {
                     budget = left;
                     staged
+                }
+                Ok((Chunk::Ran(results), left)) => {
+                    budget = left;
+                    pending.extend(
+                        results
+                            .into_iter()
+                            .map(|r| Pending::Done(r.map_err(BatchError::Item))),
+                    );
+                    continue;
                 }
                 Err(e) => {
                     let e = ItemError::Inference(format!("staging failed: {e}"));
@@ -236,18 +282,32 @@ impl Batcher {
     }
 }
 
+/// A chunk after its blocking task: staged for the queue, or already run.
+enum Chunk {
+    Staged(Vec<Result<Staged, ItemError>>),
+    Ran(Vec<Result<Prediction, ItemError>>),
+}
+
 enum Pending {
     Queued(oneshot::Receiver<Result<Prediction, ItemError>>),
     Done(Result1),
 }
 
-/// The next queued item whose caller still waits; `None` once the queue closes.
-async fn next_live(rx: &mut mpsc::Receiver<Request>, stats: &BatcherStats) -> Option<Request> {
+/// The next queued item whose caller still waits, with a free session to
+/// run it on; `None` once the queue closes. The item is taken first and the
+/// session after, so that no session sits reserved by an idle queue while a
+/// large request could run on it; the item counts as queued until then.
+async fn next_live(
+    rx: &mut mpsc::Receiver<Request>,
+    running: &Arc<Semaphore>,
+    stats: &BatcherStats,
+) -> Option<(Request, OwnedSemaphorePermit)> {
     loop {
         let r = rx.recv().await?;
+        let permit = running.clone().acquire_owned().await.ok()?;
         stats.queued.fetch_sub(1, Ordering::Relaxed);
         if !r.reply.is_closed() {
-            return Some(r);
+            return Some((r, permit));
         }
         stats.abandoned.fetch_add(1, Ordering::Relaxed);
     }
@@ -257,18 +317,15 @@ async fn run_queue(
     model: Arc<Model>,
     config: BatcherConfig,
     mut rx: mpsc::Receiver<Request>,
+    running: Arc<Semaphore>,
     stats: Arc<BatcherStats>,
 ) {
     let max_batch = config.max_batch.max(1);
     let sessions = config.concurrency.max(1);
-    let running = Arc::new(Semaphore::new(sessions));
     loop {
-        // A session first, then the batch: a batch is only formed when it
-        // can run at once, so everything queued meanwhile goes into it.
-        let Ok(permit) = running.clone().acquire_owned().await else {
-            break;
-        };
-        let Some(first) = next_live(&mut rx, &stats).await else {
+        // A session before the batch: a batch is only formed when it can
+        // run at once, so everything queued meanwhile goes into it.
+        let Some((first, permit)) = next_live(&mut rx, &running, &stats).await else {
             break;
         };
         let mut batch = Vec::with_capacity(max_batch);
