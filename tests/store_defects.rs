@@ -3,7 +3,9 @@
 //!   someone already labeled, and two annotators never share an item;
 //! - `release_review` gives back exactly the given ids;
 //! - a full SQLite disk gives `StoreError::Full`, never a write reported Ok
-//!   that was not committed, and the store recovers by itself once space is back.
+//!   that was not committed, and the store recovers by itself once space is back;
+//! - every write to a project row moves `project_writes`, which kept copies
+//!   of project rows (Label Studio's `/predict`) rely on to see them at once.
 
 mod common;
 
@@ -207,6 +209,33 @@ async fn release_review_gives_back_exactly_the_ids_postgres() {
         return;
     };
     release_review_gives_back_exactly_the_ids(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_to_a_project_row_moves_project_writes() {
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let p = store.create_project(&new_project("writes")).await.unwrap();
+    let before = labelloop::store::project_writes();
+    store.save_head(p.id, "{}", 3).await.unwrap();
+    let after_head = labelloop::store::project_writes();
+    assert!(after_head > before, "a new head left project_writes alone");
+    store.save_calibration(p.id, "{}", 10).await.unwrap();
+    let after_fit = labelloop::store::project_writes();
+    assert!(
+        after_fit > after_head,
+        "a calibration left project_writes alone"
+    );
+    store.update_settings(p.id, &settings(1)).await.unwrap();
+    assert!(
+        labelloop::store::project_writes() > after_fit,
+        "new settings left project_writes alone"
+    );
+    let row = store.get_project(p.id).await.unwrap();
+    assert_eq!(
+        (row.head_version, row.calibration_version),
+        (Some(1), Some(1))
+    );
 }
 
 fn settings(n: u64) -> ProjectSettings {

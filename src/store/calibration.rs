@@ -93,7 +93,7 @@ impl Store {
         audit_labels: i64,
     ) -> Result<i64> {
         let now = now_ms();
-        with_pool!(self, |p| {
+        let saved = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
             let version: i64 = sqlx::query_scalar(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM calibrations WHERE project_id = $1",
@@ -119,7 +119,10 @@ impl Store {
                 .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(version)
-        })
+        });
+        // Also on failure: a kept row read meanwhile is then refetched, harmlessly.
+        super::project_written();
+        saved
     }
 
     /// The project's current calibration version, if it has one.

@@ -135,6 +135,20 @@ const FULL_MEMORY_MS: i64 = 5_000;
 
 /// When each database last answered "full", by [`Store::identity`]. Kept per
 /// database, not per pool: the disk is full for every pool on that file.
+/// Writes to project rows by this process (a head, a calibration, settings),
+/// so that a kept copy of a row can tell it is stale without a store read.
+static PROJECT_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many writes to project rows this process has made so far.
+pub fn project_writes() -> u64 {
+    PROJECT_WRITES.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Called once a write to a project row has committed.
+fn project_written() {
+    PROJECT_WRITES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 static FULL_AT: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
 
 /// Placeholders for generated statements with many parameters, bound in the

@@ -351,8 +351,9 @@ impl Store {
                 .execute(p)
                 .await
                 .map(|r| r.rows_affected())
-        })?;
-        if n == 0 {
+        });
+        super::project_written();
+        if n? == 0 {
             return Err(StoreError::NotFound(format!("project {project_id}")));
         }
         Ok(())
@@ -409,8 +410,9 @@ impl Store {
                 .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(v)
-        })?;
-        Ok(version)
+        });
+        super::project_written();
+        version
     }
 
     /// The body of a project's head version.

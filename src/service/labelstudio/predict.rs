@@ -203,7 +203,7 @@ fn needs_connection(tasks: &[Value], target: &ChoicesTarget) -> bool {
 }
 
 pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> ServiceResult<Predicted> {
-    let project = app.store.get_project(project_id).await?;
+    let project = app.labelstudio.cache.project(app, project_id).await?;
     let target = target_for(app, &project, req.label_config.as_deref()).await?;
     let labeler = app.labelstudio.cache.labeler(app, &project).await?;
     let conn = if needs_connection(&req.tasks, &target) {
