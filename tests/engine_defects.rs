@@ -2,7 +2,8 @@
 //! free, items of callers that had gone still run, huge images blocking a
 //! model's queue, a job worker proceeding without queue room, prediction
 //! JSON that differed between outputs, and path items read through a link
-//! swapped in after ingest.
+//! swapped in after ingest, and a large request whose chunks, queued and
+//! run by the caller, came back out of order.
 
 mod common;
 
@@ -123,6 +124,41 @@ async fn items_queued_while_the_session_is_busy_all_go_in_the_next_batch() {
         2,
         "a batch was closed before a session was free"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_runs_its_last_chunk_itself_in_order() {
+    let model = common::shared("fashion-mnist-cnn");
+    let inputs: Vec<Input> = common::fashion_mnist_test()[..100]
+        .iter()
+        .map(|(_, p, _)| Input::Image(std::fs::read(p).unwrap()))
+        .collect();
+    let expected: Vec<usize> = model
+        .predict(&inputs)
+        .into_iter()
+        .map(|r| r.unwrap().class.unwrap().index)
+        .collect();
+    let classes = |rs: Vec<Result<labelloop::model::Prediction, BatchError>>| -> Vec<usize> {
+        rs.into_iter()
+            .map(|r| r.unwrap().class.unwrap().index)
+            .collect()
+    };
+    // Idle, 64 items: the caller packs and runs them itself.
+    let batcher = Batcher::spawn(model, one_session(1));
+    let stats = batcher.stats();
+    let got = classes(batcher.predict_many(inputs[..64].to_vec()).await);
+    assert_eq!(got, expected[..64]);
+    assert_eq!(stats.by_caller.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 1);
+    // 100 items: the first chunk of 64 goes through the queue (it runs
+    // while the last 36 decode), the last runs itself if the session is
+    // free by then; the answers stay in input order either way.
+    let got = classes(batcher.predict_many(inputs).await);
+    assert_eq!(got, expected, "answers out of order across the two paths");
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 3);
+    assert!(stats.by_caller.load(Ordering::Relaxed) <= 2);
+    assert_eq!(stats.items.load(Ordering::Relaxed), 164);
+    assert_eq!(stats.queued.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

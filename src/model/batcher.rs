@@ -86,6 +86,8 @@ pub struct BatcherStats {
     pub items: AtomicUsize,
     /// Items taken off the queue and dropped because their caller had gone.
     pub abandoned: AtomicUsize,
+    /// Batches a caller ran itself, past the queue (also in `batches`).
+    pub by_caller: AtomicUsize,
 }
 
 /// How a caller gets room in the queue.
@@ -223,6 +225,7 @@ impl Batcher {
                         let ok = staged.iter().filter(|s| s.is_ok()).count();
                         if ok > 0 {
                             stats.batches.fetch_add(1, Ordering::Relaxed);
+                            stats.by_caller.fetch_add(1, Ordering::Relaxed);
                             stats.items.fetch_add(ok, Ordering::Relaxed);
                         }
                         Chunk::Ran(model.predict_staged(staged))
