@@ -11,17 +11,7 @@ use labelloop::model::Input;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_get_their_own_results_in_shared_batches() {
-    let model = common::shared("fashion-mnist-cnn");
-    let data = common::fashion_mnist_test();
-    let inputs: Vec<Input> = data[..256]
-        .iter()
-        .map(|(_, p, _)| Input::Image(std::fs::read(p).unwrap()))
-        .collect();
-    let expected: Vec<usize> = model
-        .predict(&inputs)
-        .into_iter()
-        .map(|r| r.unwrap().class.unwrap().index)
-        .collect();
+    let (model, inputs, expected) = common::fashion_inputs_and_classes(256);
     let batcher = Batcher::spawn(
         model.clone(),
         BatcherConfig {

@@ -128,16 +128,7 @@ async fn items_queued_while_the_session_is_busy_all_go_in_the_next_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_request_runs_its_last_chunk_itself_in_order() {
-    let model = common::shared("fashion-mnist-cnn");
-    let inputs: Vec<Input> = common::fashion_mnist_test()[..100]
-        .iter()
-        .map(|(_, p, _)| Input::Image(std::fs::read(p).unwrap()))
-        .collect();
-    let expected: Vec<usize> = model
-        .predict(&inputs)
-        .into_iter()
-        .map(|r| r.unwrap().class.unwrap().index)
-        .collect();
+    let (model, inputs, expected) = common::fashion_inputs_and_classes(100);
     let classes = |rs: Vec<Result<labelloop::model::Prediction, BatchError>>| -> Vec<usize> {
         rs.into_iter()
             .map(|r| r.unwrap().class.unwrap().index)

@@ -144,7 +144,8 @@ pub fn project_writes() -> u64 {
     PROJECT_WRITES.load(std::sync::atomic::Ordering::Acquire)
 }
 
-/// Called once a write to a project row has committed.
+/// Called after every attempt to write a project row, committed or not: a
+/// needless bump only costs a kept row one extra read.
 fn project_written() {
     PROJECT_WRITES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
 }

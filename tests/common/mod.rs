@@ -57,6 +57,25 @@ pub fn shared(name: &'static str) -> Arc<Model> {
     m
 }
 
+/// The first `n` Fashion-MNIST test images as inputs, with the class the
+/// shared CNN gives each when run directly (no batcher): what a batching
+/// path must give back, in the same order.
+pub fn fashion_inputs_and_classes(
+    n: usize,
+) -> (Arc<Model>, Vec<labelloop::model::Input>, Vec<usize>) {
+    let model = shared("fashion-mnist-cnn");
+    let inputs: Vec<labelloop::model::Input> = fashion_mnist_test()[..n]
+        .iter()
+        .map(|(_, p, _)| labelloop::model::Input::Image(std::fs::read(p).unwrap()))
+        .collect();
+    let classes = model
+        .predict(&inputs)
+        .into_iter()
+        .map(|r| r.unwrap().class.unwrap().index)
+        .collect();
+    (model, inputs, classes)
+}
+
 /// `(id, png path, true label)` for the 10,000 Fashion-MNIST test images.
 pub fn fashion_mnist_test() -> Vec<(String, PathBuf, String)> {
     let dir = root().join("data/fashion-mnist");
