@@ -288,6 +288,98 @@ async fn bad_tasks_get_empty_results_and_the_rest_still_predict() {
     let _ = e.ls;
 }
 
+/// Local paths are checked by their spelling at once and by the open that
+/// reads them: a link inside the root still works, anything else fails
+/// alone, and only tasks that were read become items.
+#[tokio::test]
+async fn local_files_open_once_follow_inner_links_and_only_read_tasks_are_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let cases = common::fashion_mnist_test();
+    let (_, first, label) = &cases[0];
+    std::fs::copy(first, root.join("a.png")).unwrap();
+    std::fs::copy(first, outside.path().join("secret.png")).unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(root.join("dir")).unwrap();
+    std::os::unix::fs::symlink("../a.png", root.join("sub/link.png")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.png"), root.join("out.png")).unwrap();
+    let db = TestDb::sqlite();
+    let server = Server::start(
+        &db.url,
+        &["--no-auth", "--data-root", root.to_str().unwrap()],
+    );
+    let (code, p) = server
+        .post(
+            "/v1/projects",
+            &json!({"name": "ls", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let paths = [
+        "a.png",
+        "sub/link.png",
+        "out.png",
+        "dir",
+        "missing.png",
+        "./sub//link.png",
+    ];
+    let body = json!({
+        "tasks": paths.iter().enumerate()
+            .map(|(i, p)| json!({"id": i + 1, "data": {"image": p}}))
+            .collect::<Vec<_>>(),
+        "label_config": fixture("setup_fashion")["schema"],
+    });
+    let predict = |body: Value| {
+        let server = &server;
+        async move {
+            let (code, out) = server
+                .post(&format!("/labelstudio/{project}/predict"), &body)
+                .await;
+            assert_eq!(code, 200, "{out}");
+            out["results"].as_array().unwrap().clone()
+        }
+    };
+    let r = predict(body.clone()).await;
+    assert_eq!(r.len(), paths.len());
+    for i in [0, 1, 5] {
+        assert_eq!(
+            choice(&r[i]),
+            Some(label.as_str()),
+            "{}: {}",
+            paths[i],
+            r[i]
+        );
+    }
+    for i in [2, 3, 4] {
+        assert_eq!(r[i]["result"], json!([]), "{}: {}", paths[i], r[i]);
+    }
+    // The three read tasks become items, in the background; the others do not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut listed = items(&server, project).await;
+    while listed.len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = items(&server, project).await;
+    }
+    for task in [1, 2, 6] {
+        assert!(item(&listed, task).is_some(), "task {task}: {listed:?}");
+    }
+    for task in [3, 4, 5] {
+        assert!(item(&listed, task).is_none(), "task {task}: {listed:?}");
+    }
+    // A missing file was not taken as known: once it is there, its task is
+    // predicted and remembered.
+    std::fs::copy(first, root.join("missing.png")).unwrap();
+    let r = predict(body).await;
+    assert_eq!(choice(&r[4]), Some(label.as_str()), "{}", r[4]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while item(&items(&server, project).await, 5).is_none() {
+        assert!(Instant::now() < deadline, "task 5 was never remembered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)

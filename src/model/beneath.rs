@@ -19,10 +19,63 @@ use super::ItemError;
 /// following any symbolic link below `root`. `root` must be canonical, as the
 /// server makes `--data-root` at start-up.
 pub fn read_beneath(root: &Path, path: &Path) -> Result<Vec<u8>, ItemError> {
-    let shown = || path.display().to_string();
-    let escapes = || ItemError::OutsideRoot { path: shown() };
+    read_parts(root, path).map_err(|e| e.into_item(path))
+}
+
+/// [`read_beneath`] for a path a client named a moment ago and that was only
+/// checked lexically (no `..`, under `root`): a symbolic link on its way is
+/// followed if it resolves inside the root, as ingest's check allows, and
+/// refused otherwise. The common case, no link, costs one open; only a link
+/// pays for resolving the path, and the resolved path is then read without
+/// following anything, so a link swapped in meanwhile can only make it fail.
+pub fn read_under_root(root: &Path, path: &Path) -> Result<Vec<u8>, ItemError> {
+    match read_parts(root, path) {
+        Err(Failure::Link) => {
+            let joined = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                root.join(path)
+            };
+            match joined.canonicalize() {
+                Ok(real) if real.starts_with(root) => read_beneath(root, &real),
+                Ok(_) => Err(Failure::Link.into_item(path)),
+                Err(e) => Err(Failure::Io(e).into_item(path)),
+            }
+        }
+        r => r.map_err(|e| e.into_item(path)),
+    }
+}
+
+enum Failure {
+    /// `..`, another root, or a path outside `root`.
+    Escapes,
+    /// The root itself.
+    Root,
+    /// A symbolic link on the way.
+    Link,
+    Io(std::io::Error),
+}
+
+impl Failure {
+    fn into_item(self, path: &Path) -> ItemError {
+        let shown = path.display().to_string();
+        match self {
+            Failure::Escapes | Failure::Link => ItemError::OutsideRoot { path: shown },
+            Failure::Root => ItemError::Io {
+                path: shown,
+                message: "the path names the data root itself, not a file".into(),
+            },
+            Failure::Io(e) => ItemError::Io {
+                path: shown,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+fn read_parts(root: &Path, path: &Path) -> Result<Vec<u8>, Failure> {
     let rel = if path.is_absolute() {
-        path.strip_prefix(root).map_err(|_| escapes())?
+        path.strip_prefix(root).map_err(|_| Failure::Escapes)?
     } else {
         path
     };
@@ -32,21 +85,15 @@ pub fn read_beneath(root: &Path, path: &Path) -> Result<Vec<u8>, ItemError> {
             Component::Normal(p) => parts.push(p),
             Component::CurDir => {}
             // `..`, a second root or a prefix could step out of the root.
-            _ => return Err(escapes()),
+            _ => return Err(Failure::Escapes),
         }
     }
     if parts.is_empty() {
-        return Err(ItemError::Io {
-            path: shown(),
-            message: "the path names the data root itself, not a file".into(),
-        });
+        return Err(Failure::Root);
     }
     imp::read(root, &parts).map_err(|e| match e {
-        imp::Error::Link => escapes(),
-        imp::Error::Io(e) => ItemError::Io {
-            path: shown(),
-            message: e.to_string(),
-        },
+        imp::Error::Link => Failure::Link,
+        imp::Error::Io(e) => Failure::Io(e),
     })
 }
 
@@ -57,7 +104,7 @@ mod imp {
     use std::os::fd::OwnedFd;
     use std::path::Path;
 
-    use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
+    use rustix::fs::{fstat, openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
     use rustix::io::Errno;
 
     pub enum Error {
@@ -100,20 +147,35 @@ mod imp {
                 Err(e) => return Err(err(e)),
             };
         }
-        let fd = openat(
-            &dir,
-            *last,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(err)?;
+        let fd = openat(&dir, *last, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty()).map_err(err)?;
         read_all(fd)
     }
 
+    /// Files are opened with these: a FIFO under the root must not block
+    /// the open, nor a terminal become ours.
+    pub(super) const READ_FLAGS: OFlags = OFlags::RDONLY
+        .union(OFlags::NONBLOCK)
+        .union(OFlags::NOCTTY)
+        .union(OFlags::CLOEXEC);
+
+    /// Largest buffer reserved up front from the size `fstat` tells; a
+    /// larger file grows it as it is read.
+    const RESERVE: usize = 64 << 20;
+
     fn read_all(fd: OwnedFd) -> Result<Vec<u8>, Error> {
-        let mut file = std::fs::File::from(fd);
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(Error::Io)?;
+        // One fstat tells a regular file (nothing else under the root is
+        // read) and its size, so the bytes come in one read and one at end
+        // of file: `File::read_to_end` would ask for the size again itself.
+        let st = fstat(&fd).map_err(|e| Error::Io(e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::Io(std::io::Error::other("not a regular file")));
+        }
+        let size = usize::try_from(st.st_size).unwrap_or(0).min(RESERVE);
+        let mut bytes = Vec::with_capacity(size + 1);
+        std::fs::File::from(fd)
+            .take(u64::MAX)
+            .read_to_end(&mut bytes)
+            .map_err(Error::Io)?;
         Ok(bytes)
     }
 
@@ -183,7 +245,7 @@ mod imp {
 
         pub fn read(root: &Path, parts: &[&OsStr]) -> Option<Result<Vec<u8>, Error>> {
             let rel: PathBuf = parts.iter().collect();
-            Some(match open_beneath(root, &rel, OFlags::RDONLY)? {
+            Some(match open_beneath(root, &rel, super::READ_FLAGS)? {
                 Ok(fd) => read_all(fd),
                 Err(e) => Err(err(e)),
             })
@@ -277,5 +339,39 @@ mod tests {
         assert!(matches!(e, ItemError::OutsideRoot { .. }), "{e}");
         let e = read_beneath(&root_path, Path::new("sub/missing.txt")).unwrap_err();
         assert!(matches!(e, ItemError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn under_root_follows_inner_links_only_and_reads_only_regular_files() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = root.path().canonicalize().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root_path.join("sub")).unwrap();
+        std::fs::write(root_path.join("a.txt"), b"inside").unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"outside").unwrap();
+        std::os::unix::fs::symlink("../a.txt", root_path.join("sub/in.txt")).unwrap();
+        std::os::unix::fs::symlink(root_path.join("sub"), root_path.join("alias")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root_path.join("out")).unwrap();
+        for p in ["a.txt", "sub/in.txt", "alias/in.txt"] {
+            assert_eq!(
+                read_under_root(&root_path, Path::new(p)).unwrap(),
+                b"inside",
+                "{p}"
+            );
+        }
+        let e = read_under_root(&root_path, Path::new("out/secret.txt")).unwrap_err();
+        assert!(matches!(e, ItemError::OutsideRoot { .. }), "{e}");
+        // A folder and a FIFO are refused, and the FIFO's open does not
+        // wait for a writer.
+        let fifo = root_path.join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        for p in ["sub", "fifo"] {
+            let e = read_under_root(&root_path, Path::new(p)).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{p}: {e}");
+        }
     }
 }

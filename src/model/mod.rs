@@ -131,6 +131,13 @@ pub enum Input {
         root: Arc<Path>,
         path: PathBuf,
     },
+    /// An image file a client named just now, checked only lexically so
+    /// far: opened beneath `root` when staged, following a link only if it
+    /// resolves inside the root (see [`beneath::read_under_root`]).
+    ImageUnderRoot {
+        root: Arc<Path>,
+        path: PathBuf,
+    },
     Text(String),
     /// Raw text bytes; validated as UTF-8 when staged.
     TextBytes(Vec<u8>),
@@ -139,7 +146,10 @@ pub enum Input {
 impl Input {
     fn kind(&self) -> &'static str {
         match self {
-            Input::Image(_) | Input::ImagePath(_) | Input::ImageInRoot { .. } => "an image",
+            Input::Image(_)
+            | Input::ImagePath(_)
+            | Input::ImageInRoot { .. }
+            | Input::ImageUnderRoot { .. } => "an image",
             Input::Text(_) | Input::TextBytes(_) => "text",
         }
     }
@@ -430,6 +440,10 @@ impl Model {
             }
             (Preprocessor::Image(p), Input::ImageInRoot { root, path }) => {
                 let bytes = beneath::read_beneath(root, path)?;
+                p.stage_within(&bytes, budget)
+            }
+            (Preprocessor::Image(p), Input::ImageUnderRoot { root, path }) => {
+                let bytes = beneath::read_under_root(root, path)?;
                 p.stage_within(&bytes, budget)
             }
             (Preprocessor::Text(p), Input::Text(s)) => p.encode(s).map(Staged::Tokens),

@@ -3,7 +3,7 @@
 //! are counted rather than stored twice, and the batch becomes one job.
 
 use std::collections::HashSet;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
@@ -104,13 +104,8 @@ pub fn lexically_inside(root: &Path, raw: &str) -> Option<std::path::PathBuf> {
 /// so the answer reveals nothing about files outside; messages show the
 /// client's own path, never the server's root.
 pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<String> {
-    let Some(root) = root else {
-        return Err(ServiceError::forbidden(format!(
-            "item [{i}]: `path` items are disabled; start the server with --data-root to allow a folder"
-        )));
-    };
-    let outside =
-        || ServiceError::forbidden(format!("item [{i}]: path {raw:?} is outside the data root"));
+    let root = root_for_paths(root, i)?;
+    let outside = || outside_root(raw, i);
     let not_a_file = || {
         ServiceError::new(
             Code::PathNotFound,
@@ -120,7 +115,7 @@ pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<S
     let joined = lexically_inside(root, raw).ok_or_else(outside)?;
     // The common case, in one system call: no link anywhere on the way, so
     // the path (with `.` and doubled `/` dropped) is already canonical.
-    let clean: std::path::PathBuf = joined.components().collect();
+    let clean: PathBuf = joined.components().collect();
     let rel = clean.strip_prefix(root).unwrap_or(&clean);
     match crate::model::beneath::regular_file_beneath(root, rel) {
         Some(true) => return Ok(clean.to_string_lossy().into_owned()),
@@ -153,6 +148,28 @@ pub fn resolve_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<S
         return Err(not_a_file());
     }
     Ok(real.to_string_lossy().into_owned())
+}
+
+/// A path a client named, under the data root by its spelling alone (no
+/// `..`, no other root), with `.` and doubled `/` dropped: for a file read
+/// at once, whose open then checks the rest (see
+/// [`crate::model::beneath::read_under_root`]). It touches no file system.
+pub fn lexical_path(root: Option<&Path>, raw: &str, i: usize) -> ServiceResult<PathBuf> {
+    let root = root_for_paths(root, i)?;
+    let joined = lexically_inside(root, raw).ok_or_else(|| outside_root(raw, i))?;
+    Ok(joined.components().collect())
+}
+
+fn root_for_paths(root: Option<&Path>, i: usize) -> ServiceResult<&Path> {
+    root.ok_or_else(|| {
+        ServiceError::forbidden(format!(
+            "item [{i}]: `path` items are disabled; start the server with --data-root to allow a folder"
+        ))
+    })
+}
+
+fn outside_root(raw: &str, i: usize) -> ServiceError {
+    ServiceError::forbidden(format!("item [{i}]: path {raw:?} is outside the data root"))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //!   is in `ls_image_hosts` (a backend that fetches whatever URL a task holds
 //!   is an SSRF hole).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use reqwest::Url;
 
 use super::LabelStudio;
 use crate::model::Input;
-use crate::service::ingest::resolve_path;
+use crate::service::ingest::lexical_path;
 use crate::store::{Content, LsConnection};
 
 /// Largest image fetched from Label Studio.
@@ -34,8 +34,9 @@ const ACCESS_TTL: Duration = Duration::from_secs(240);
 pub enum TaskData {
     Text(String),
     Bytes(Vec<u8>),
-    /// A canonical path under the data root.
-    Path(String),
+    /// A path under the data root, checked by its spelling only: it is
+    /// opened beneath the root when staged, and ingest resolves it again.
+    Path(PathBuf),
 }
 
 /// A task's value: read, or to be fetched.
@@ -67,11 +68,11 @@ impl TaskData {
         match (self, root) {
             (TaskData::Text(t), _) => Input::Text(t),
             (TaskData::Bytes(b), _) => Input::Image(b),
-            (TaskData::Path(p), Some(root)) => Input::ImageInRoot {
+            (TaskData::Path(path), Some(root)) => Input::ImageUnderRoot {
                 root: root.clone(),
-                path: p.into(),
+                path,
             },
-            (TaskData::Path(p), None) => Input::ImagePath(p.into()),
+            (TaskData::Path(p), None) => Input::ImagePath(p),
         }
     }
 
@@ -84,7 +85,7 @@ impl TaskData {
         match self {
             TaskData::Text(t) => Content::Text(t),
             TaskData::Bytes(b) => Content::Image(b),
-            TaskData::Path(p) => Content::Path(p),
+            TaskData::Path(p) => Content::Path(p.to_string_lossy().into_owned()),
         }
     }
 }
@@ -93,7 +94,7 @@ impl TaskData {
 #[derive(Debug, PartialEq)]
 enum Target {
     Inline(Vec<u8>),
-    Local(String),
+    Local(PathBuf),
     /// On Label Studio's host: sent with its token.
     LabelStudio(Url),
     /// On an allow-listed host: sent without credentials.
@@ -173,7 +174,7 @@ impl LabelStudio {
             )?;
             base.join(s).map_err(|e| format!("a malformed path: {e}"))?
         } else {
-            return resolve_path(root, s, 0)
+            return lexical_path(root, s, 0)
                 .map(Target::Local)
                 .map_err(|e| e.message.replace("item [0]: ", ""));
         };
@@ -188,7 +189,7 @@ impl LabelStudio {
                 .find(|(k, _)| k == "d")
                 .map(|(_, v)| v.into_owned())
                 .ok_or("a /data/local-files/ URL without ?d=")?;
-            return resolve_path(root, &d, 0)
+            return lexical_path(root, &d, 0)
                 .map(Target::Local)
                 .map_err(|e| e.message.replace("item [0]: ", ""));
         }

@@ -235,7 +235,7 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
                 match ids[i].filter(|id| unknown.contains(id)) {
                     Some(id) => {
                         inputs.push(d.input(root.as_ref()));
-                        to_ingest.push((id, d));
+                        to_ingest.push((inputs.len() - 1, id, d));
                     }
                     None => inputs.push(d.into_input(root.as_ref())),
                 }
@@ -256,8 +256,18 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
         rest = tail;
     }
     // Only now: the workers pre-labeling them would share the model's
-    // queue with this request's slices.
-    remember_tasks(app, project_id, to_ingest);
+    // queue with this request's slices. Only tasks that were read become
+    // items: a file checked by its name alone may have turned out missing.
+    let (read, unread): (Vec<_>, Vec<_>) = to_ingest
+        .into_iter()
+        .partition(|(slot, _, _)| labeled.get(*slot).is_some_and(Result::is_ok));
+    let unread: Vec<i64> = unread.into_iter().map(|(_, id, _)| id).collect();
+    app.labelstudio.cache.forget(project_id, &unread);
+    remember_tasks(
+        app,
+        project_id,
+        read.into_iter().map(|(_, id, d)| (id, d)).collect(),
+    );
     let mut answers = Vec::with_capacity(req.tasks.len());
     for (i, slot) in slots.into_iter().enumerate() {
         answers.push(match slot.and_then(|s| labeled.get(s)) {
