@@ -32,8 +32,10 @@
 #   --warmup S           untimed wrk seconds per side before the runs (default 5)
 #   --images N           images for the jobs scenario (default 10000)
 #   --only LIST          single,batch64,batching,jobs (or a,b,c,d); repeatable
-#   --threads N          labelloop ONNX Runtime intra-op threads per session (default 2)
-#   --sessions N         labelloop ONNX Runtime sessions per model (default 1)
+#   --threads N          labelloop ONNX Runtime intra-op threads per session (default: serve's,
+#                        the cores over the sessions)
+#   --sessions N         labelloop ONNX Runtime sessions per model (default: serve's, one per
+#                        core, at most 4)
 #   --peer-threads N     intra-op threads per gunicorn worker (default 1: 2 workers share 2 cores)
 #   --bin PATH           labelloop binary (default target/release/labelloop)
 # Own options:

@@ -23,8 +23,9 @@ Scenarios (fashion-mnist-cnn on Fashion-MNIST test PNGs, sent as base64):
             onnxruntime session.run on the same pages pre-decoded (batch 8, same total threads).
             Target >= 0.8x.
 
-How: every server runs on a free 127.0.0.1 port with 2 ONNX Runtime threads' worth of cores
-(labelloop --threads 2, one process; the peer 2 workers x 1 intra-op thread). wrk runs on
+How: every server runs on a free 127.0.0.1 port with the machine's cores (labelloop in one
+process with serve's default layout, one single-threaded session per core on 2 cores; the
+peer 2 workers x 1 intra-op thread; the CLI and raw onnxruntime the same total threads). wrk runs on
 the same machine (2 threads), with a Lua script that rotates a few pre-built bodies of
 distinct images. Before any timing each body is sent once to each side and the top-1
 labels are compared. Each wrk scenario: one untimed --warmup run per side, then --runs
@@ -409,13 +410,32 @@ def build_bodies(a, rows_per_body, n_bodies, tag):
     return groups, ll, py, ll_lua, py_lua
 
 
+def session_layout(sessions, threads):
+    """`labelloop serve`'s layout (ServeConfig::session_layout): fill the cores with
+    single-threaded sessions, at most 4, unless told otherwise."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if sessions is None and threads is None:
+        sessions = min(cores, 4)
+    if sessions is None:
+        sessions = max(1, cores // max(1, threads))
+    if threads is None:
+        threads = max(1, cores // max(1, sessions))
+    return max(1, sessions), max(1, threads)
+
+
+def whole(a):
+    """`a` with every labelloop thread as one count: the CLI's --threads and the raw
+    onnxruntime peers' threads, so each side has the server's cores."""
+    return argparse.Namespace(**{**vars(a), "threads": a.total_threads})
+
+
 def raw_ort_rate(a, batch):
     """Inference only: onnxruntime session.run on pre-decoded Fashion-MNIST tensors
     (scripts/bench/peers.py fashion-raw), labelloop's thread count, 10,000 images,
     median of 5 passes.
     No HTTP, JSON, base64 or PNG decoding: what the model alone allows on this machine."""
     inp, n = compare.fashion_input(a, 10000)
-    res = compare.run_peer(a, "fashion-raw", MODEL_DIR, inp, batch, repeat=5)
+    res = compare.run_peer(whole(a), "fashion-raw", MODEL_DIR, inp, batch, repeat=5)
     return n / statistics.median(res["pass_seconds"])
 
 
@@ -448,7 +468,7 @@ def scenario_peer(a, scen, ll_base, py_base, items, conns, target):
                                   raw, peer["items_per_s"]))
         notes.append(f"Budget: {target:.0f}x the peer is {target * peer['items_per_s']:,.0f} items/s, "
                      f"{budget:.1f} us of CPU per item on {cores} cores (wrk's share included). "
-                     f"onnxruntime alone, on pre-decoded tensors at batch {items} with {a.threads} "
+                     f"onnxruntime alone, on pre-decoded tensors at batch {items} with {a.total_threads} "
                      f"threads, runs {raw:,.0f} items/s here: {infer:.1f} us per item, leaving "
                      f"{budget - infer:.1f} us for the HTTP request, JSON, base64, PNG decoding and the "
                      f"answer. labelloop now spends {ours:.1f} us per item in all, "
@@ -584,10 +604,10 @@ def scenario_ls_orientation(a, servers, tmp, conns=4, items=8, target=0.8):
               "url": f"{ll_base}/labelstudio/{pid}/predict", "lua": lua, "metrics_base": ll_base}]
     (lab,) = measure_sides(a, "ls-orientation", sides, conns, items)
     servers.stop("labelloop-orientation")
-    threads = a.threads * a.sessions
+    threads = a.total_threads
     raws = []
     for _ in range(3):
-        res = compare.run_peer(argparse.Namespace(**{**vars(a), "threads": threads}), "orient-raw",
+        res = compare.run_peer(whole(a), "orient-raw",
                                os.path.join(ROOT, "models", ORIENT_MODEL), inp, items, repeat=3)
         raws.append(len(names) / statistics.median(res["pass_seconds"]))
     raw = {"side": f"raw onnxruntime session.run, batch {items}, {threads} threads, pre-decoded tensors",
@@ -627,7 +647,7 @@ def scenario_batching(a, ll_base, mb1_base):
             "agreement": None, "bodies": 16,
             "notes": ["mean model batch = labelloop_batched_items_total / labelloop_batches_total "
                       "over each timed run (GET /metrics before and after), median over runs.",
-                      f"Ceiling (Amdahl): onnxruntime alone on pre-decoded tensors ({a.threads} threads) "
+                      f"Ceiling (Amdahl): onnxruntime alone on pre-decoded tensors ({a.total_threads} threads) "
                       f"runs {raw1:,.0f} items/s at batch 1 and {raw32:,.0f} items/s at batch 32, i.e. "
                       f"{c1:.1f} vs {c32:.1f} us of CPU per item on {cores} cores. With --max-batch 1 "
                       f"a request costs {per_req:.1f} us of CPU in all (wrk included); batching can only "
@@ -699,11 +719,11 @@ def scenario_jobs(a, servers, tmp):
     if n_cli != n:
         raise SystemExit(f"CLI input {inp} holds {n_cli} images, not {n}")
     # Untimed warm-up of the CLI (page cache, ORT library load).
-    compare.run_labelloop(a, MODEL_DIR, [inp], 64)
+    compare.run_labelloop(whole(a), MODEL_DIR, [inp], 64)
     http_runs, cli_runs = [], []
     for r in range(a.runs):
         http_runs.append(ingest_run(a, servers, tmp, chunks, n, r))
-        cli_runs.append(compare.run_labelloop(a, MODEL_DIR, [inp], 64))
+        cli_runs.append(compare.run_labelloop(whole(a), MODEL_DIR, [inp], 64))
         h, c = http_runs[-1], cli_runs[-1]
         log(f"jobs run {r + 1}/{a.runs}: HTTP {n / h['seconds']:,.0f} items/s "
             f"({h['seconds']:.2f}s, ingest {h['ingest_seconds']:.2f}s); CLI {c['self_rate']:,} items/s "
@@ -755,9 +775,9 @@ def scenario_jobs(a, servers, tmp):
             "notes": [f"A fresh server and SQLite database (in a temporary folder) per run, started "
                       f"before the clock; {len(chunks)} ingest request(s) of up to {INGEST_CHUNK:,} items sent "
                       f"one after another, then each job polled every {a.poll * 1000:.0f} ms. Default "
-                      f"server settings (--threads {a.threads}, its default job workers).",
+                      f"server settings (--threads {a.threads} --sessions {a.sessions}, its default job workers).",
                       f"CLI: `labelloop -q label --model models/{MODEL} <{n} PNGs> --batch-size 64 "
-                      f"--threads {a.threads} --out /dev/null`, runs interleaved with the HTTP runs "
+                      f"--threads {a.total_threads} --out /dev/null`, runs interleaved with the HTTP runs "
                       f"after one untimed warm-up run.",
                       f"Ceiling: the store statements every item needs (ingest insert, claim, recording "
                       f"the prediction and its audit row), run bare through Python's sqlite3 on labelloop's "
@@ -887,14 +907,18 @@ def main():
     ap.add_argument("--images", type=int, help="images for the jobs scenario (default 10000; --quick 1000)")
     ap.add_argument("--only", action="append", metavar="SCENARIO",
                     help=f"{', '.join(SCENARIOS)} (or a, b, c, d); repeat or comma-separate; default all")
-    ap.add_argument("--threads", type=int, default=2, help="labelloop ONNX Runtime intra-op threads")
-    ap.add_argument("--sessions", type=int, default=1, help="labelloop ONNX Runtime sessions per model")
+    ap.add_argument("--threads", type=int,
+                    help="labelloop ONNX Runtime intra-op threads per session (default: as serve's)")
+    ap.add_argument("--sessions", type=int,
+                    help="labelloop ONNX Runtime sessions per model (default: as serve's)")
     ap.add_argument("--peer-threads", type=int, default=1, help="intra-op threads per peer gunicorn worker")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--poll", type=float, default=0.025, help="seconds between job polls (jobs scenario)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "labelloop"))
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench-results"))
     a = ap.parse_args()
+    a.sessions, a.threads = session_layout(a.sessions, a.threads)
+    a.total_threads = a.sessions * a.threads
     a.duration = a.duration or (3 if a.quick else 15)
     a.runs = a.runs if a.runs is not None else (1 if a.quick else 3)
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 5)

@@ -210,12 +210,13 @@ impl App {
 }
 
 fn load_models(config: &ServeConfig) -> Result<ModelHub, StartError> {
+    let (sessions, threads) = config.session_layout();
     let load = LoadOptions {
         session: SessionOptions {
-            intra_threads: config.threads,
+            intra_threads: threads,
             spinning: false,
         },
-        sessions: config.sessions.max(1),
+        sessions,
         embeddings: true,
         request_decode_bytes: config.request_decode_bytes,
         ..LoadOptions::default()
@@ -225,7 +226,7 @@ fn load_models(config: &ServeConfig) -> Result<ModelHub, StartError> {
         max_wait: Duration::from_millis(config.max_wait_ms),
         queue_capacity: config.queue_capacity,
         // One batch in flight per session.
-        concurrency: config.sessions.max(1),
+        concurrency: sessions,
     };
     let hub = ModelHub::load_dir(&config.models, load, batcher)
         .map_err(|e| StartError::Models(e.to_string()))?;
