@@ -315,13 +315,17 @@ def run_wrk(a, url, lua, conns, duration, tag):
 
 # --- one wrk scenario, two sides ---------------------------------------------
 
-def measure_sides(a, scen, sides, conns, items_per_req):
-    """sides: [{"side", "url", "lua", "metrics_base" or None}]. Returns per-side summaries."""
+def measure_sides(a, scen, sides, conns, items_per_req, before_run=None):
+    """sides: [{"side", "url", "lua", "metrics_base" or None}]. Returns per-side summaries.
+    before_run(r), if given, runs before each round of timed runs: a baseline measured
+    outside wrk then alternates with the wrk runs and sees the same drift of a shared machine."""
     for s in sides:
         log(f"{scen}: warm-up {s['side']} ({a.warmup}s, {conns} connections)")
         run_wrk(a, s["url"], s["lua"], conns, a.warmup, f"{scen}-{s['key']}-warmup")
     runs = {s["key"]: [] for s in sides}
     for r in range(a.runs):
+        if before_run is not None:
+            before_run(r)
         order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first
         for s in order:
             before = scrape_metrics(s["metrics_base"]) if s.get("metrics_base") else None
@@ -602,14 +606,19 @@ def scenario_ls_orientation(a, servers, tmp, conns=4, items=8, target=0.8):
     lua = write_lua(os.path.join(a.log_dir, "ls-orientation.lua"), bodies)
     sides = [{"side": "labelloop /labelstudio/{project}/predict (orientation)", "key": "labelloop",
               "url": f"{ll_base}/labelstudio/{pid}/predict", "lua": lua, "metrics_base": ll_base}]
-    (lab,) = measure_sides(a, "ls-orientation", sides, conns, items)
-    servers.stop("labelloop-orientation")
     threads = a.total_threads
     raws = []
-    for _ in range(3):
+
+    def raw_run(r):
+        # One raw process before each round of wrk runs (the server idles meanwhile), so
+        # both sides see the same moments of a shared machine.
         res = compare.run_peer(whole(a), "orient-raw",
                                os.path.join(ROOT, "models", ORIENT_MODEL), inp, items, repeat=3)
         raws.append(len(names) / statistics.median(res["pass_seconds"]))
+        log(f"ls-orientation raw ORT before run {r + 1}: {raws[-1]:,.1f} items/s")
+
+    (lab,) = measure_sides(a, "ls-orientation", sides, conns, items, before_run=raw_run)
+    servers.stop("labelloop-orientation")
     raw = {"side": f"raw onnxruntime session.run, batch {items}, {threads} threads, pre-decoded tensors",
            "key": "raw", "items_per_s": statistics.median(raws), "runs": raws}
     return {"scenario": "ls-orientation",
@@ -617,8 +626,9 @@ def scenario_ls_orientation(a, servers, tmp, conns=4, items=8, target=0.8):
             "sides": [lab], "raw": raw, "bodies": len(bodies),
             "agreement": {"items": total, "labelloop_accuracy": right / total},
             "ratios": [ratio("labelloop / raw ORT session.run", lab, raw, target)],
-            "notes": [f"raw ORT (scripts/bench/peers.py orient-raw), median of 3 processes, each the median "
-                      f"of 3 passes over the {len(names)} pages: {', '.join(f'{x:,.1f}' for x in raws)} items/s",
+            "notes": [f"raw ORT (scripts/bench/peers.py orient-raw), median of {len(raws)} processes, one "
+                      f"before each round of wrk runs, each the median of 3 passes over the {len(names)} "
+                      f"pages: {', '.join(f'{x:,.1f}' for x in raws)} items/s",
                       f"labelloop --threads {a.threads} --sessions {a.sessions}; accuracy on the rotated "
                       f"pages {right / total:.2%}"]}
 
