@@ -114,9 +114,8 @@ impl ServeConfig {
     /// cores: by default one single-threaded session per core (up to four,
     /// then more threads each), as `labelloop label` runs. A session of one
     /// thread never waits on a descheduled helper thread in the middle of an
-    /// operator, and decoding the next batch takes a core from no one; on 2
-    /// cores that was 0.83x raw ONNX Runtime against 0.70x for one session
-    /// of two threads (README, "Speed of `/labelstudio/{project}/predict`").
+    /// operator, and decoding the next batch takes a core from no one (both
+    /// layouts measured: README, "Speed of `/labelstudio/{project}/predict`").
     pub fn session_layout(&self) -> (usize, usize) {
         let cores = cores();
         let bound = |n: usize| n.clamp(1, MAX_SESSIONS);
