@@ -21,7 +21,7 @@ use reqwest::Url;
 
 use super::LabelStudio;
 use crate::model::Input;
-use crate::service::ingest::lexical_path;
+use crate::service::ingest::{lexical_path, resolve_path};
 use crate::store::{Content, LsConnection};
 
 /// Largest image fetched from Label Studio.
@@ -34,9 +34,20 @@ const ACCESS_TTL: Duration = Duration::from_secs(240);
 pub enum TaskData {
     Text(String),
     Bytes(Vec<u8>),
-    /// A path under the data root, checked by its spelling only: it is
-    /// opened beneath the root when staged, and ingest resolves it again.
+    /// A path under the data root, checked as [`PathCheck`] says; opened
+    /// beneath the root when staged, and resolved again by ingest.
     Path(PathBuf),
+}
+
+/// How a task's local path is checked when the task is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PathCheck {
+    /// Resolved now, links and all (`resolve_path`): for tasks that are
+    /// stored and read later, and whose bad paths must fail here, alone.
+    Resolve,
+    /// By its spelling only (`lexical_path`): for a file staged at once,
+    /// whose open checks the rest (`Input::ImageUnderRoot`).
+    Spelling,
 }
 
 /// A task's value: read, or to be fetched.
@@ -111,6 +122,7 @@ impl LabelStudio {
         text: bool,
         conn: Option<&LsConnection>,
         root: Option<&Path>,
+        check: PathCheck,
     ) -> Result<Read, String> {
         let value = data
             .get(key)
@@ -121,7 +133,7 @@ impl LabelStudio {
         if text {
             return Ok(Read::Ready(TaskData::Text(s.to_string())));
         }
-        Ok(match self.target(s, conn, root)? {
+        Ok(match self.target(s, conn, root, check)? {
             Target::Inline(b) => Read::Ready(TaskData::Bytes(b)),
             Target::Local(p) => Read::Ready(TaskData::Path(p)),
             Target::LabelStudio(url) => Read::Fetch(Fetch {
@@ -154,7 +166,16 @@ impl LabelStudio {
         s: &str,
         conn: Option<&LsConnection>,
         root: Option<&Path>,
+        check: PathCheck,
     ) -> Result<Target, String> {
+        let local = |raw: &str| {
+            match check {
+                PathCheck::Resolve => resolve_path(root, raw, 0).map(PathBuf::from),
+                PathCheck::Spelling => lexical_path(root, raw, 0),
+            }
+            .map(Target::Local)
+            .map_err(|e| e.message.replace("item [0]: ", ""))
+        };
         if let Some(rest) = s.strip_prefix("data:") {
             let (meta, payload) = rest.split_once(',').ok_or("a data: URI without a comma")?;
             if !meta.ends_with(";base64") {
@@ -174,9 +195,7 @@ impl LabelStudio {
             )?;
             base.join(s).map_err(|e| format!("a malformed path: {e}"))?
         } else {
-            return lexical_path(root, s, 0)
-                .map(Target::Local)
-                .map_err(|e| e.message.replace("item [0]: ", ""));
+            return local(s);
         };
         let same_origin = ls_host.as_ref().is_some_and(|h| {
             h.scheme() == url.scheme()
@@ -189,9 +208,7 @@ impl LabelStudio {
                 .find(|(k, _)| k == "d")
                 .map(|(_, v)| v.into_owned())
                 .ok_or("a /data/local-files/ URL without ?d=")?;
-            return lexical_path(root, &d, 0)
-                .map(Target::Local)
-                .map_err(|e| e.message.replace("item [0]: ", ""));
+            return local(&d);
         }
         if same_origin {
             return Ok(Target::LabelStudio(url));
@@ -397,7 +414,7 @@ mod tests {
     fn targets() {
         let l = ls(&["images.example.org"]);
         let c = conn();
-        let t = |s: &str| l.target(s, Some(&c), None);
+        let t = |s: &str| l.target(s, Some(&c), None, PathCheck::Resolve);
         assert!(
             matches!(t("/data/upload/1/x.png"), Ok(Target::LabelStudio(u)) if u.as_str() == "http://localhost:8080/data/upload/1/x.png")
         );
@@ -426,9 +443,27 @@ mod tests {
             .contains("--data-root"));
         assert!(t("x/y.png").unwrap_err().contains("--data-root"));
         assert!(l
-            .target("/data/upload/1/x.png", None, None)
+            .target("/data/upload/1/x.png", None, None, PathCheck::Resolve)
             .unwrap_err()
             .contains("/setup"));
+    }
+
+    #[test]
+    fn a_missing_file_passes_a_spelling_check_only() {
+        let l = ls(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let t = |s: &str, check| l.target(s, None, Some(&root), check);
+        assert_eq!(
+            t("./a//missing.png", PathCheck::Spelling).unwrap(),
+            Target::Local(root.join("a/missing.png"))
+        );
+        let e = t("a/missing.png", PathCheck::Resolve).unwrap_err();
+        assert!(e.contains("no file"), "{e}");
+        for check in [PathCheck::Spelling, PathCheck::Resolve] {
+            let e = t("../x.png", check).unwrap_err();
+            assert!(e.contains("outside the data root"), "{check:?}: {e}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{self, ChoicesTarget};
-use super::fetch::{Read, TaskData};
+use super::fetch::{PathCheck, Read, TaskData};
 use crate::service::app::App;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::ingest::{self, IngestItem};
@@ -151,6 +151,7 @@ pub(crate) async fn read_tasks(
     tasks: &[Value],
     target: &ChoicesTarget,
     conn: Option<&LsConnection>,
+    check: PathCheck,
 ) -> Vec<Result<TaskData, String>> {
     let text = target.kind == config::ObjectKind::Text;
     let root = app.data_root.as_deref();
@@ -162,7 +163,7 @@ pub(crate) async fn read_tasks(
             .ok_or_else(|| "the task has no `data`".to_string())
             .and_then(|data| {
                 app.labelstudio
-                    .read_at_hand(data, &target.data_key, text, conn, root)
+                    .read_at_hand(data, &target.data_key, text, conn, root, check)
             });
         out.push(match read {
             Ok(Read::Ready(d)) => Ok(d),
@@ -211,7 +212,8 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     } else {
         None
     };
-    let data = read_tasks(app, &req.tasks, &target, conn.as_ref()).await;
+    // Read at once: a path's spelling is checked now, the rest by its open.
+    let data = read_tasks(app, &req.tasks, &target, conn.as_ref(), PathCheck::Spelling).await;
     let ids: Vec<Option<i64>> = req.tasks.iter().map(task_id).collect();
     let readable: Vec<i64> = ids
         .iter()

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::{self, ChoicesTarget};
+use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, LsPrediction};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
@@ -324,7 +325,7 @@ async fn ingest(
         if tasks.is_empty() {
             break;
         }
-        let data = read_tasks(app, &tasks, target, Some(&client.conn)).await;
+        let data = read_tasks(app, &tasks, target, Some(&client.conn), PathCheck::Resolve).await;
         let mut items = Vec::with_capacity(tasks.len());
         for (t, d) in tasks.iter().zip(data) {
             let Some(id) = t.get("id").and_then(Value::as_i64) else {

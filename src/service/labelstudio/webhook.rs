@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::ChoicesTarget;
+use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, target_for};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
@@ -225,11 +226,17 @@ async fn item_for_task(
         return Ok(i.id);
     }
     let conn = app.store.ls_connection(project_id).await?;
-    let data = read_tasks(app, std::slice::from_ref(task), target, conn.as_ref())
-        .await
-        .pop()
-        .unwrap_or_else(|| Err("no task".into()))
-        .map_err(|why| ServiceError::invalid("task.data", why))?;
+    let data = read_tasks(
+        app,
+        std::slice::from_ref(task),
+        target,
+        conn.as_ref(),
+        PathCheck::Resolve,
+    )
+    .await
+    .pop()
+    .unwrap_or_else(|| Err("no task".into()))
+    .map_err(|why| ServiceError::invalid("task.data", why))?;
     ingest_new(app, project_id, vec![(client.clone(), data)]).await?;
     // A label recorded on a pending item keeps it from ever being
     // pre-labeled, and then it has no embedding for the head to learn
