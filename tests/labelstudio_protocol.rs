@@ -125,6 +125,18 @@ struct Env {
     project: i64,
 }
 
+/// A new Fashion-MNIST project on `server`.
+async fn fashion_project(server: &Server) -> i64 {
+    let (code, p) = server
+        .post(
+            "/v1/projects",
+            &json!({"name": "ls", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    p["id"].as_i64().unwrap()
+}
+
 /// A server with a Fashion-MNIST project, set up from the recorded `/setup` body.
 async fn env(token: &str, extra: &[&str]) -> Env {
     let (ls, seen) = fake_label_studio().await;
@@ -133,14 +145,7 @@ async fn env(token: &str, extra: &[&str]) -> Env {
     let mut args = vec!["--no-auth", "--data-root", data.to_str().unwrap()];
     args.extend_from_slice(extra);
     let server = Server::start(&db.url, &args);
-    let (code, p) = server
-        .post(
-            "/v1/projects",
-            &json!({"name": "ls", "model": "fashion-mnist-cnn"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{p}");
-    let project = p["id"].as_i64().unwrap();
+    let project = fashion_project(&server).await;
     let mut setup = fixture("setup_fashion");
     setup["hostname"] = json!(ls);
     setup["access_token"] = json!(token);
@@ -309,14 +314,7 @@ async fn local_files_open_once_follow_inner_links_and_only_read_tasks_are_rememb
         &db.url,
         &["--no-auth", "--data-root", root.to_str().unwrap()],
     );
-    let (code, p) = server
-        .post(
-            "/v1/projects",
-            &json!({"name": "ls", "model": "fashion-mnist-cnn"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{p}");
-    let project = p["id"].as_i64().unwrap();
+    let project = fashion_project(&server).await;
     let paths = [
         "a.png",
         "sub/link.png",
@@ -649,14 +647,8 @@ async fn basic_auth_protects_the_protocol_routes() {
             "secret",
         ],
     );
-    let (code, p) = server
-        .post(
-            "/v1/projects",
-            &json!({"name": "ls", "model": "fashion-mnist-cnn"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{p}");
-    let url = format!("{}/labelstudio/{}/health", server.url, p["id"]);
+    let project = fashion_project(&server).await;
+    let url = format!("{}/labelstudio/{project}/health", server.url);
     let r = server.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = server
