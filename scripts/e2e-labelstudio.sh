@@ -47,7 +47,7 @@ INIT_SECS=$(( $(date +%s) - T ))
   --host "http://127.0.0.1:$LS_PORT" >"$WORK/ls.log" 2>&1 &
 pids+=($!)
 "$BIN" serve --addr "127.0.0.1:$LL_PORT" --no-auth --db "sqlite://$WORK/ll/ll.db" \
-  --data-root data --threads 2 >"$WORK/ll.log" 2>&1 &
+  --data-root data --threads 2 --ls-hosts "127.0.0.1:$LS_PORT,localhost:$LS_PORT" >"$WORK/ll.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 240); do
   curl -sf "http://127.0.0.1:$LS_PORT/health" >/dev/null && curl -sf "http://127.0.0.1:$LL_PORT/healthz" >/dev/null && break

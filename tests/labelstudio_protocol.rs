@@ -142,7 +142,15 @@ async fn env(token: &str, extra: &[&str]) -> Env {
     let (ls, seen) = fake_label_studio().await;
     let db = TestDb::sqlite();
     let data = common::root().join("data");
-    let mut args = vec!["--no-auth", "--data-root", data.to_str().unwrap()];
+    // Allow-lists carry the port: the stand-in's, and any the test adds.
+    let host = ls.trim_start_matches("http://").to_string();
+    let mut args = vec![
+        "--no-auth",
+        "--data-root",
+        data.to_str().unwrap(),
+        "--ls-hosts",
+        &host,
+    ];
     args.extend_from_slice(extra);
     let server = Server::start(&db.url, &args);
     let project = fashion_project(&server).await;
@@ -166,6 +174,20 @@ async fn env(token: &str, extra: &[&str]) -> Env {
         ls,
         seen,
         project,
+    }
+}
+
+/// Post a webhook and wait until it is applied: a webhook answers `queued`
+/// when applying it takes longer than its answer may wait, and posting the
+/// same event again is a no-op that answers once it is applied.
+async fn hook(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out) = server.post(path, body).await;
+        if code != 200 || out["status"] != "queued" {
+            return (code, out);
+        }
+        assert!(Instant::now() < deadline, "webhook never applied: {body}");
     }
 }
 
@@ -493,7 +515,7 @@ fn item(items: &[Value], task: i64) -> Option<&Value> {
 async fn webhooks_record_update_delete_and_train() {
     let e = env(TOKEN, &[]).await;
     let p = e.project;
-    let hook = format!("/labelstudio/{p}/webhook");
+    let hook_path = format!("/labelstudio/{p}/webhook");
 
     // Bad shapes: 400 bad_webhook, nothing stored.
     for body in [
@@ -502,32 +524,36 @@ async fn webhooks_record_update_delete_and_train() {
         json!({"action": "ANNOTATION_CREATED", "annotation": {"id": 5}, "task": {"id": 7}}),
         json!({"action": "ANNOTATIONS_DELETED"}),
     ] {
-        let (code, err) = e.server.post(&hook, &body).await;
+        let (code, err) = hook(&e.server, &hook_path, &body).await;
         assert_eq!(code, 400, "{body}: {err}");
         assert_eq!(err["error"]["code"], "bad_webhook");
     }
     assert!(items(&e.server, p).await.is_empty(), "nothing stored");
-    let (code, out) = e
-        .server
-        .post(&hook, &json!({"action": "PROJECT_UPDATED", "project": {}}))
-        .await;
+    let (code, out) = hook(
+        &e.server,
+        &hook_path,
+        &json!({"action": "PROJECT_UPDATED", "project": {}}),
+    )
+    .await;
     assert_eq!((code, out["status"].as_str()), (200, Some("Unknown event")));
 
     // ANNOTATION_CREATED for a task labelloop never saw: ingested, then recorded.
     let created = fixture("webhook_ANNOTATION_CREATED");
-    let (code, out) = e.server.post(&hook, &created).await;
+    let (code, out) = hook(&e.server, &hook_path, &created).await;
     assert_eq!(code, 200, "{out}");
     let all = items(&e.server, p).await;
     let it = item(&all, 403).expect("task 403 ingested");
     assert_eq!(it["final_label"], "Ankle boot");
-    assert_eq!(it["annotations"][0]["annotator"], "admin@example.com");
+    assert_eq!(it["annotations"][0]["annotator"], "ls:admin@example.com");
     assert_eq!(it["annotations"][0]["label"], "Ankle boot");
 
     // ANNOTATION_UPDATED replaces it.
-    let (code, out) = e
-        .server
-        .post(&hook, &fixture("webhook_ANNOTATION_UPDATED"))
-        .await;
+    let (code, out) = hook(
+        &e.server,
+        &hook_path,
+        &fixture("webhook_ANNOTATION_UPDATED"),
+    )
+    .await;
     assert_eq!(code, 200, "{out}");
     let all = items(&e.server, p).await;
     let it = item(&all, 403).unwrap();
@@ -541,7 +567,7 @@ async fn webhooks_record_update_delete_and_train() {
     second["annotation"]["result"][0]["value"]["choices"] = json!(["Pullover"]);
     second["task"]["id"] = json!(404);
     second["task"]["data"]["image"] = json!("/data/upload/5/bb-fmnist-test-00001.png");
-    let (code, out) = e.server.post(&hook, &second).await;
+    let (code, out) = hook(&e.server, &hook_path, &second).await;
     assert_eq!(code, 200, "{out}");
     assert_eq!(
         item(&items(&e.server, p).await, 404).unwrap()["final_label"],
@@ -549,20 +575,19 @@ async fn webhooks_record_update_delete_and_train() {
     );
     let deleted = fixture("webhook_ANNOTATIONS_DELETED");
     assert_eq!(deleted["annotations"][0]["id"], 2);
-    let (code, out) = e.server.post(&hook, &deleted).await;
+    let (code, out) = hook(&e.server, &hook_path, &deleted).await;
     assert_eq!((code, out["recorded"].as_i64()), (200, Some(1)), "{out}");
     let all = items(&e.server, p).await;
     let it = item(&all, 404).unwrap();
     assert!(it["annotations"].as_array().unwrap().is_empty(), "{it}");
     assert!(it["final_label"].is_null(), "{it}");
     // The singular form works too.
-    let (code, out) = e
-        .server
-        .post(
-            &hook,
-            &json!({"action": "ANNOTATION_DELETED", "annotation": {"id": 1}}),
-        )
-        .await;
+    let (code, out) = hook(
+        &e.server,
+        &hook_path,
+        &json!({"action": "ANNOTATION_DELETED", "annotation": {"id": 1}}),
+    )
+    .await;
     assert_eq!((code, out["recorded"].as_i64()), (200, Some(1)), "{out}");
     assert!(item(&items(&e.server, p).await, 403).unwrap()["final_label"].is_null());
 
@@ -581,7 +606,7 @@ async fn webhooks_record_update_delete_and_train() {
         a["annotation"]["result"][0]["value"]["choices"] = json!([label]);
         a["task"]["id"] = json!(task);
         a["task"]["data"]["image"] = json!(format!("/data/upload/5/cc-fmnist-test-{n}.png"));
-        let (code, out) = e.server.post(&hook, &a).await;
+        let (code, out) = hook(&e.server, &hook_path, &a).await;
         assert_eq!(code, 200, "{out}");
     }
     // Wait for the workers to give the ingested items their embeddings.
@@ -602,7 +627,7 @@ async fn webhooks_record_update_delete_and_train() {
     assert_eq!(first["model_version"], before["current"], "{first}");
     let (code, out) = e
         .server
-        .post(&hook, &fixture("webhook_START_TRAINING"))
+        .post(&hook_path, &fixture("webhook_START_TRAINING"))
         .await;
     assert_eq!(code, 200, "{out}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -777,9 +802,6 @@ async fn sync_writes_every_task_once_retries_then_fails_and_refuses_bad_hosts() 
         ..Default::default()
     };
     let url = serve_api(api.clone()).await;
-    let e = env(TOKEN, &["--ls-retry-secs", "2"]).await;
-    sync_checks(&e, &api, &url).await;
-
     // Label Studio answering 503 mid-job: retried with backoff, then the job fails.
     let down = LsApi {
         n: 300,
@@ -788,6 +810,15 @@ async fn sync_writes_every_task_once_retries_then_fails_and_refuses_bad_hosts() 
         ..Default::default()
     };
     let down_url = serve_api(down.clone()).await;
+    // 127.0.0.1:1 is listed and unreachable.
+    let hosts = format!(
+        "{},{},127.0.0.1:1",
+        url.trim_start_matches("http://"),
+        down_url.trim_start_matches("http://")
+    );
+    let e = env(TOKEN, &["--ls-retry-secs", "2", "--ls-hosts", &hosts]).await;
+    sync_checks(&e, &api, &url).await;
+
     let path = format!("/v1/projects/{}/labelstudio/sync", e.project);
     let started = Instant::now();
     let (code, job) = e
@@ -863,15 +894,15 @@ async fn sync_checks(e: &Env, api: &LsApi, url: &str) {
     assert_eq!(j["state"], "done", "{j}");
     assert_eq!(api.imported.lock().unwrap().len(), 1200);
 
-    // Off the allow-list: refused; unreachable: 503 at once.
-    let (code, err) = e
-        .server
-        .post(
-            &path,
-            &json!({"url": "http://10.1.2.3:8080", "token": TOKEN, "ls_project": 7}),
-        )
-        .await;
-    assert_eq!(code, 403, "{err}");
+    // Off the allow-list: refused, a listed host on another port too;
+    // unreachable: 503 at once.
+    for off in ["http://10.1.2.3:8080", "http://127.0.0.1:2"] {
+        let (code, err) = e
+            .server
+            .post(&path, &json!({"url": off, "token": TOKEN, "ls_project": 7}))
+            .await;
+        assert_eq!(code, 403, "{off}: {err}");
+    }
     let (code, err) = e
         .server
         .post(

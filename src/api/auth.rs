@@ -6,7 +6,6 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
@@ -130,20 +129,7 @@ impl Caller {
 /// The annotator's name under `--no-auth` when a request names nobody.
 pub const LOCAL_USER: &str = "local";
 
-pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A new random token: `ll_` and 64 hex digits (256 bits).
-pub fn new_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
-    Ok(format!(
-        "ll_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
-}
+pub use crate::service::secret::{hash_token, new_token};
 
 /// Resolve the bearer token (if any) to a caller; routes decide what it may do.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {

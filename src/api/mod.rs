@@ -58,6 +58,8 @@ pub struct ApiConfig {
     pub predict_max_items: usize,
     /// HTTP Basic credentials for the Label Studio protocol routes, if set.
     pub ls_basic_auth: Option<(String, String)>,
+    /// Let callers without credentials through the Label Studio door.
+    pub ls_open: bool,
 }
 
 impl ApiConfig {
@@ -70,6 +72,7 @@ impl ApiConfig {
                 .ls_basic_auth_user
                 .clone()
                 .zip(config.ls_basic_auth_password.clone()),
+            ls_open: config.ls_open,
         }
     }
 }
@@ -152,6 +155,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Public, routes!(me::me)))
         .routes(guarded(Read, routes!(me::strategies)))
         .routes(guarded(Admin, routes!(labelstudio_sync::sync)))
+        .routes(guarded(
+            Admin,
+            routes!(labelstudio_credentials::credentials),
+        ))
 }
 
 /// The OpenAPI 3.1 document of the served routes.
@@ -325,7 +332,9 @@ mod tests {
                     "{method} {path}: no response schema"
                 );
                 if method == "post" || method == "put" {
-                    let needs_body = !path.ends_with("/train") && !path.ends_with("/calibrate");
+                    let needs_body = !path.ends_with("/train")
+                        && !path.ends_with("/calibrate")
+                        && !path.ends_with("/credentials");
                     assert_eq!(
                         op.get("requestBody").is_some(),
                         needs_body,

@@ -81,6 +81,9 @@ async fn serve(config: ServeConfig, demo: bool) -> ExitCode {
     let addr = listener.local_addr().unwrap_or(config.addr);
     let models: Vec<&str> = running.app.hub.names().collect();
     tracing::info!(%addr, store = running.app.store.backend(), models = ?models, auth = !config.no_auth, "labelloop is serving");
+    if config.ls_open && !config.no_auth {
+        tracing::warn!("--ls-open: the /labelstudio routes answer callers without credentials; anyone who can reach {addr} may write labels and predictions. Create per-project credentials instead (POST /v1/projects/{{id}}/labelstudio/credentials)");
+    }
     // The one line scripts wait for.
     println!("labelloop listening on http://{addr}");
     if demo {

@@ -60,6 +60,8 @@ pub struct Running {
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     workers: JoinHandle<()>,
+    /// Applies Label Studio webhooks from the outbox.
+    outbox: JoinHandle<()>,
 }
 
 impl Running {
@@ -67,6 +69,7 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.workers.await;
+        let _ = self.outbox.await;
         self.app.store.close().await;
     }
 }
@@ -127,6 +130,10 @@ impl App {
             labelstudio: super::labelstudio::LabelStudio::new(config.labelstudio()),
         });
         let (stop, stop_rx) = watch::channel(false);
+        let outbox = tokio::spawn(super::labelstudio::outbox::run(
+            app.clone(),
+            stop_rx.clone(),
+        ));
         let workers = tokio::spawn(worker::run(
             WorkerContext {
                 store,
@@ -144,7 +151,12 @@ impl App {
             stop_rx,
         ));
         super::labelstudio::sync::resume(&app).await;
-        Ok(Running { app, stop, workers })
+        Ok(Running {
+            app,
+            stop,
+            workers,
+            outbox,
+        })
     }
 
     /// The demo project: the first 1,000 Fashion-MNIST test images by path,

@@ -81,13 +81,14 @@ pub struct ServeConfig {
     /// Auto-accept when the top score reaches this, for projects that set none.
     #[arg(long, env = "LABELLOOP_DEFAULT_THRESHOLD", default_value_t = 0.9)]
     pub default_threshold: f64,
-    /// Label Studio hosts (host or host:port, comma-separated) that `/setup`'s
-    /// hostname and a sync's URL may name; nothing else is fetched with a token.
+    /// Label Studio hosts (host:port, comma-separated; a host alone means port
+    /// 80/443) that `/setup`'s hostname and a sync's URL may name; nothing
+    /// else is fetched with a token.
     #[arg(
         long,
         env = "LABELLOOP_LS_HOSTS",
         value_delimiter = ',',
-        default_value = "localhost,127.0.0.1,[::1]"
+        default_value = "localhost:8080,127.0.0.1:8080,[::1]:8080"
     )]
     pub ls_hosts: Vec<String>,
     /// Other hosts Label Studio tasks' image URLs may point to (comma-separated);
@@ -101,6 +102,12 @@ pub struct ServeConfig {
     /// Password for HTTP Basic auth on the /labelstudio routes.
     #[arg(long, env = "LABELLOOP_LS_BASIC_AUTH_PASSWORD", hide_env_values = true)]
     pub ls_basic_auth_password: Option<String>,
+    /// Serve the /labelstudio routes to callers without credentials (with token
+    /// auth on). Anyone who can reach the port may then write labels and
+    /// predictions: logged as a warning at start-up. Prefer per-project credentials.
+    #[arg(long, env = "LABELLOOP_LS_OPEN")]
+    #[serde(default)]
+    pub ls_open: bool,
     /// How long a Label Studio sync retries an unreachable Label Studio, with backoff, before it fails.
     #[arg(long, env = "LABELLOOP_LS_RETRY_SECS", default_value_t = 60)]
     pub ls_retry_secs: u64,

@@ -19,4 +19,5 @@ pub mod progress;
 pub mod projects;
 pub mod quality;
 pub mod review;
+pub mod secret;
 pub mod worker;

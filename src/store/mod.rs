@@ -982,3 +982,6 @@ pub use calibration::{
 
 mod labelstudio;
 pub use labelstudio::{ls_client_id, LsAnnotation, LsConnection, LsSync};
+
+mod ls_door;
+pub use ls_door::{OutboxEvent, OutboxPut};

@@ -5,25 +5,32 @@
 //! of the OpenAPI document (README documents it). Handlers only translate;
 //! the use cases are `service::labelstudio`.
 //!
-//! Label Studio cannot send our bearer tokens; the routes may instead be
-//! protected by HTTP Basic auth (`ls_basic_auth_user` / `_password`), which
-//! Label Studio's "Basic Authentication" backend setting sends.
+//! The door (`service::labelstudio::door`): Label Studio cannot send our
+//! bearer tokens, so with token auth on every route needs HTTP Basic
+//! credentials, which Label Studio's "Basic Authentication" backend
+//! setting sends: the project's own pair (`POST
+//! /v1/projects/{id}/labelstudio/credentials`) or the server-wide
+//! `ls_basic_auth_*` pair. Without credentials the routes answer 401,
+//! unless the server runs with `--no-auth` (loopback only) or the loudly
+//! logged `--ls-open` opt-out.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Body, Id};
 use super::AppState;
+use crate::service::labelstudio::door::{self, LsCaller};
 use crate::service::labelstudio::{self as ls, predict, webhook};
+use crate::service::secret::constant_time_eq;
 
-/// The protocol's routes, behind the optional Basic auth.
+/// The protocol's routes, behind the door.
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/labelstudio/{project}", get(health))
@@ -38,31 +45,28 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/labelstudio/{project}/job_status",
             get(job_status).post(job_status),
         )
-        .layer(middleware::from_fn_with_state(state, basic_auth))
+        .layer(middleware::from_fn_with_state(state, door))
 }
 
-/// When Basic credentials are configured, every protocol route needs them.
-async fn basic_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some((user, password)) = &state.config.ls_basic_auth else {
-        return next.run(req).await;
-    };
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    );
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return next.run(req).await;
-    }
-    let mut resp = ApiError::new(
-        Code::Unauthorized,
-        "this Label Studio backend needs HTTP Basic auth; set it in the backend's settings in Label Studio",
-    )
-    .into_response();
+/// `Authorization: Basic …` as (user, password), if well formed.
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The project id in `/labelstudio/{project}/…`.
+fn project_of(req: &Request) -> Option<i64> {
+    req.uri().path().split('/').nth(2)?.parse().ok()
+}
+
+fn refused(why: &'static str) -> Response {
+    let mut resp = ApiError::new(Code::Unauthorized, why).into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"labelloop\""),
@@ -70,8 +74,36 @@ async fn basic_auth(State(state): State<AppState>, req: Request, next: Next) -> 
     resp
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Decide who the caller is at the door, or refuse it.
+async fn door(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = if let Some((user, password)) = basic_credentials(&req) {
+        let server_wide = state.config.ls_basic_auth.as_ref().is_some_and(|(u, p)| {
+            constant_time_eq(u.as_bytes(), user.as_bytes())
+                & constant_time_eq(p.as_bytes(), password.as_bytes())
+        });
+        let project = match (server_wide, project_of(&req)) {
+            (true, _) | (_, None) => false,
+            (false, Some(id)) => {
+                match door::check_credentials(&state.app, id, &user, &password).await {
+                    Ok(ok) => ok,
+                    Err(e) => return ApiError::from(e).into_response(),
+                }
+            }
+        };
+        if !(server_wide || project) {
+            return refused("these Basic credentials do not open this Label Studio backend; check the user and password in the backend's settings in Label Studio");
+        }
+        LsCaller::Authenticated
+    } else if !state.config.auth && state.config.ls_basic_auth.is_none() {
+        // --no-auth (loopback only) and no pair configured: the local user.
+        LsCaller::Local
+    } else if state.config.ls_open {
+        LsCaller::Open
+    } else {
+        return refused("this Label Studio backend needs HTTP Basic auth: create the project's credentials with POST /v1/projects/{id}/labelstudio/credentials (admin) and enter them under Basic Authentication in the backend's settings in Label Studio");
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 async fn health(State(state): State<AppState>, Id(project): Id) -> ApiResult<Json<ls::Health>> {
@@ -80,11 +112,12 @@ async fn health(State(state): State<AppState>, Id(project): Id) -> ApiResult<Jso
 
 async fn setup(
     State(state): State<AppState>,
+    Extension(caller): Extension<LsCaller>,
     Id(project): Id,
     Body(body): Body,
 ) -> ApiResult<Json<ls::SetupOut>> {
     let req: ls::SetupIn = parse_json(&body)?;
-    Ok(Json(ls::setup(&state, project, req).await?))
+    Ok(Json(ls::setup(&state, project, req, caller).await?))
 }
 
 async fn predict(

@@ -7,6 +7,7 @@ pub mod content;
 pub mod export;
 pub mod items;
 pub mod jobs;
+pub mod labelstudio_credentials;
 pub mod labelstudio_sync;
 pub mod me;
 pub mod ops;

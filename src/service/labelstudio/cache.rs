@@ -131,7 +131,7 @@ impl Cache {
     }
 
     /// The labeling config `xml` parsed against the project's labels.
-    pub fn target(
+    pub async fn target(
         &self,
         project: &Project,
         xml: &str,
@@ -142,7 +142,7 @@ impl Cache {
                 return Ok(t.clone());
             }
         }
-        let target = Arc::new(config::parse(xml, &project.labels, text)?);
+        let target = Arc::new(config::parse_off_thread(xml, &project.labels, text).await?);
         let key = TargetKey {
             xml: xml.to_string(),
             labels: project.labels.clone(),

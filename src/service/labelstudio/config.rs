@@ -7,6 +7,8 @@
 //! then any of its comma-separated `predicted_values`: exactly first, then
 //! case-insensitively, so `Spam` in the config matches the model's `spam`.
 
+use std::collections::HashMap;
+
 use super::super::error::{Code, ServiceError, ServiceResult};
 
 /// What the object tag shows: decides how task data is read.
@@ -56,17 +58,140 @@ struct Choice {
     names: Vec<String>,
 }
 
+/// The largest labeling config read, in bytes. Label Studio's own configs
+/// are a few kilobytes; a thousand-class `<Choices>` is about 50 KB.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// The deepest element nesting read. Real configs nest under ten deep;
+/// the cap is checked by a linear scan before the XML parser runs, so no
+/// input can make parsing deep or slow.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+
+/// How many non-matching `<Choices>` tags an error names.
+const MISSES_SHOWN: usize = 5;
+
+fn too_big(why: String) -> ServiceError {
+    ServiceError::new(Code::LabelsMismatch, why)
+}
+
+/// Refuse a config over `MAX_CONFIG_BYTES` or nested deeper than
+/// `MAX_CONFIG_DEPTH`, in one pass over the bytes. Comments, CDATA,
+/// processing instructions and declarations are skipped; quoted attribute
+/// values may hold `>`. The scan never under-counts depth for input the
+/// parser would accept.
+pub fn check_bounds(xml: &str) -> ServiceResult<()> {
+    if xml.len() > MAX_CONFIG_BYTES {
+        return Err(too_big(format!(
+            "the labeling config is {} bytes; at most {MAX_CONFIG_BYTES} are read",
+            xml.len()
+        )));
+    }
+    let b = xml.as_bytes();
+    let skip_to = |from: usize, end: &[u8]| -> usize {
+        b[from..]
+            .windows(end.len())
+            .position(|w| w == end)
+            .map_or(b.len(), |p| from + p + end.len())
+    };
+    let (mut i, mut depth) = (0usize, 0usize);
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_to(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(i + 2, b">");
+        } else {
+            // An opening tag: find its end outside quotes, and whether it closes itself.
+            let (mut j, mut quote, mut self_closing) = (i + 1, 0u8, false);
+            while j < b.len() {
+                let c = b[j];
+                if quote != 0 {
+                    if c == quote {
+                        quote = 0;
+                    }
+                } else if c == b'"' || c == b'\'' {
+                    quote = c;
+                } else if c == b'>' {
+                    self_closing = b[j - 1] == b'/';
+                    break;
+                }
+                j += 1;
+            }
+            if !self_closing {
+                depth += 1;
+                if depth > MAX_CONFIG_DEPTH {
+                    return Err(too_big(format!(
+                        "the labeling config nests elements more than {MAX_CONFIG_DEPTH} deep"
+                    )));
+                }
+            }
+            i = j + 1;
+        }
+    }
+    Ok(())
+}
+
+/// `parse` on a blocking thread: a config may be up to a megabyte, and
+/// parsing it must not stall the async workers that answer `/healthz`.
+pub async fn parse_off_thread(
+    xml: &str,
+    labels: &[String],
+    text_model: bool,
+) -> ServiceResult<ChoicesTarget> {
+    check_bounds(xml)?;
+    if xml.len() < 16 * 1024 {
+        return parse(xml, labels, text_model);
+    }
+    let (xml, labels) = (xml.to_string(), labels.to_vec());
+    tokio::task::spawn_blocking(move || parse(&xml, &labels, text_model))
+        .await
+        .map_err(|_| ServiceError::internal("parsing a labeling config failed"))?
+}
+
 /// Find the `<Choices>` tag whose choices cover every project label. A
 /// config without one is a 422 naming each `<Choices>` tag and the labels
 /// it lacks.
 pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<ChoicesTarget> {
+    check_bounds(xml)?;
     let doc = roxmltree::Document::parse(xml).map_err(|e| {
         ServiceError::new(
             Code::LabelsMismatch,
             format!("the labeling config is not valid XML: {e}"),
         )
     })?;
+    // Every named element, indexed once: the first two of each name (a
+    // `<Choices>` may share its name with its object). Looking objects up
+    // by scanning the document per `<Choices>` was quadratic.
+    let mut by_name: HashMap<&str, [Option<roxmltree::Node>; 2]> = HashMap::new();
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        if let Some(name) = n.attribute("name") {
+            let slot = by_name.entry(name).or_insert([None, None]);
+            if slot[0].is_none() {
+                slot[0] = Some(n);
+            } else if slot[1].is_none() {
+                slot[1] = Some(n);
+            }
+        }
+    }
     let mut misses: Vec<String> = Vec::new();
+    let mut missed = 0usize;
+    let mut miss = |why: String| {
+        missed += 1;
+        if misses.len() < MISSES_SHOWN {
+            misses.push(why);
+        }
+    };
     for node in doc.descendants().filter(|n| n.has_tag_name("Choices")) {
         let name = node.attribute("name").unwrap_or("").to_string();
         let to_name = node.attribute("toName").unwrap_or("").to_string();
@@ -99,30 +224,30 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
         }
         let tag = format!("<Choices name={name:?} toName={to_name:?}>");
         if !unmatched.is_empty() {
-            misses.push(format!("{tag} has no choice for {unmatched:?}"));
+            miss(format!("{tag} has no choice for {unmatched:?}"));
             continue;
         }
         // toName may list several objects ("a,b"); the first one is labeled.
         let first_to = to_name.split(',').next().unwrap_or("").trim().to_string();
-        let Some(object) = doc
-            .descendants()
-            .find(|n| n.attribute("name") == Some(first_to.as_str()) && n != &node)
+        let Some(object) = by_name
+            .get(first_to.as_str())
+            .and_then(|slot| slot.iter().flatten().find(|n| **n != node).copied())
         else {
-            misses.push(format!("{tag}: no object tag named {first_to:?}"));
+            miss(format!("{tag}: no object tag named {first_to:?}"));
             continue;
         };
         let kind = match object.tag_name().name() {
             "Image" => ObjectKind::Image,
             "Text" | "HyperText" | "Paragraphs" => ObjectKind::Text,
             other => {
-                misses.push(format!(
+                miss(format!(
                     "{tag} labels a <{other}>, and labelloop reads <Text> or <Image>"
                 ));
                 continue;
             }
         };
         if (kind == ObjectKind::Text) != text_model {
-            misses.push(format!(
+            miss(format!(
                 "{tag} labels a <{}>, and the project's model takes {}",
                 object.tag_name().name(),
                 if text_model { "text" } else { "images" }
@@ -134,7 +259,7 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
             .and_then(|v| v.strip_prefix('$'))
             .filter(|k| !k.is_empty())
         else {
-            misses.push(format!(
+            miss(format!(
                 "{tag}: the object tag {first_to:?} has no value=\"$key\""
             ));
             continue;
@@ -161,6 +286,8 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
     }
     let why = if misses.is_empty() {
         "the labeling config has no <Choices> tag".to_string()
+    } else if missed > misses.len() {
+        format!("{}; and {} more", misses.join("; "), missed - misses.len())
     } else {
         misses.join("; ")
     };

@@ -213,21 +213,12 @@ impl LabelStudio {
         if same_origin {
             return Ok(Target::LabelStudio(url));
         }
-        let host = url.host_str().unwrap_or("");
-        let with_port = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        if self
-            .settings
-            .image_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
-        {
+        if super::host_listed(&self.settings.image_hosts, &url) {
             return Ok(Target::Allowed(url));
         }
         Err(format!(
-            "refused to fetch from {with_port:?}: it is neither Label Studio's host nor in ls_image_hosts"
+            "refused to fetch from {:?}: it is neither Label Studio's host nor in ls_image_hosts",
+            super::shown_host(&url)
         ))
     }
 
@@ -242,7 +233,7 @@ impl LabelStudio {
                     self.authorization(c, attempt > 0).await?,
                 );
             }
-            let resp = req
+            let mut resp = req
                 .send()
                 .await
                 .map_err(|e| format!("fetching {shown} failed: {}", without_url(&e)))?;
@@ -263,14 +254,21 @@ impl LabelStudio {
             {
                 return Err(format!("{shown} is larger than {MAX_FETCH_BYTES} bytes"));
             }
-            let bytes = resp
-                .bytes()
+            // Streamed with a running limit: a body without Content-Length
+            // (chunked) is cut off at the limit, never read whole first.
+            let mut bytes =
+                Vec::with_capacity(resp.content_length().unwrap_or(0).min(1 << 20) as usize);
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| format!("reading {shown} failed: {}", without_url(&e)))?;
-            if bytes.len() > MAX_FETCH_BYTES {
-                return Err(format!("{shown} is larger than {MAX_FETCH_BYTES} bytes"));
+                .map_err(|e| format!("reading {shown} failed: {}", without_url(&e)))?
+            {
+                if bytes.len() + chunk.len() > MAX_FETCH_BYTES {
+                    return Err(format!("{shown} is larger than {MAX_FETCH_BYTES} bytes"));
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         Err(format!("fetching {shown} answered 401 Unauthorized"))
     }
@@ -282,7 +280,10 @@ impl LabelStudio {
         if !is_jwt(token) {
             return Ok(format!("Token {token}"));
         }
-        let key = (conn.hostname.clone(), crate::api::auth::hash_token(token));
+        let key = (
+            conn.hostname.clone(),
+            crate::service::secret::hash_token(token),
+        );
         if !fresh {
             let cache = self.access.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((access, at)) = cache.get(&key) {
@@ -464,6 +465,38 @@ mod tests {
             let e = t("../x.png", check).unwrap_err();
             assert!(e.contains("outside the data root"), "{check:?}: {e}");
         }
+    }
+
+    #[test]
+    fn allow_lists_carry_the_port() {
+        let l = ls(&["127.0.0.1:18080", "images.example.org"]);
+        let t = |s: &str| l.target(s, None, None, PathCheck::Resolve);
+        assert!(matches!(
+            t("http://127.0.0.1:18080/a.png"),
+            Ok(Target::Allowed(_))
+        ));
+        assert!(t("http://127.0.0.1:18090/internal-admin?x=1")
+            .unwrap_err()
+            .contains("127.0.0.1:18090"));
+        assert!(t("http://127.0.0.1/a.png").is_err());
+        // No port in the entry: the scheme's default port only.
+        assert!(matches!(
+            t("https://images.example.org/a.png"),
+            Ok(Target::Allowed(_))
+        ));
+        assert!(matches!(
+            t("http://images.example.org:80/a.png"),
+            Ok(Target::Allowed(_))
+        ));
+        assert!(t("http://images.example.org:8080/a.png").is_err());
+        let hosts = ls(&[]);
+        let mut settings = hosts.settings.clone();
+        settings.ls_hosts = vec!["[::1]:8080".into(), "localhost:8080".into()];
+        let l = LabelStudio::new(settings);
+        assert!(l.host_allowed("http://[::1]:8080").is_ok());
+        assert!(l.host_allowed("http://localhost:8080/").is_ok());
+        assert!(l.host_allowed("http://localhost:18090").is_err());
+        assert!(l.host_allowed("http://localhost").is_err());
     }
 
     #[test]

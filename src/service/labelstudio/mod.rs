@@ -6,7 +6,9 @@
 
 pub mod cache;
 pub mod config;
+pub mod door;
 pub mod fetch;
+pub mod outbox;
 pub mod predict;
 pub mod sync;
 pub mod webhook;
@@ -19,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::app::App;
 use super::error::{ServiceError, ServiceResult};
+
+type CredentialMap = HashMap<i64, (Option<(String, String)>, Instant)>;
 
 /// Label Studio settings (from `ServeConfig`).
 #[derive(Debug, Clone)]
@@ -38,7 +42,11 @@ impl Default for LsSettings {
     fn default() -> Self {
         LsSettings {
             image_hosts: Vec::new(),
-            ls_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            ls_hosts: vec![
+                "localhost:8080".into(),
+                "127.0.0.1:8080".into(),
+                "[::1]:8080".into(),
+            ],
             retry: Duration::from_secs(60),
             predict_slice: 1024,
         }
@@ -56,6 +64,12 @@ pub struct LabelStudio {
     access: Mutex<HashMap<(String, String), (String, Instant)>>,
     /// (hostname, user id) → e-mail.
     emails: Mutex<HashMap<(String, i64), String>>,
+    /// Project → its stored backend credentials (user, password hash), when read.
+    credentials: Mutex<CredentialMap>,
+    /// Wakes the outbox worker when a webhook is written.
+    pub(crate) outbox_wake: tokio::sync::Notify,
+    /// Each webhook the outbox worker applied, with its answer.
+    pub(crate) outbox_done: tokio::sync::broadcast::Sender<(i64, webhook::WebhookOut)>,
 }
 
 impl LabelStudio {
@@ -72,7 +86,33 @@ impl LabelStudio {
             http,
             access: Mutex::default(),
             emails: Mutex::default(),
+            credentials: Mutex::default(),
+            outbox_wake: tokio::sync::Notify::new(),
+            outbox_done: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialMap> {
+        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A project's credentials as read less than `keep` ago.
+    pub(crate) fn kept_credentials(
+        &self,
+        project: i64,
+        keep: Duration,
+    ) -> Option<Option<(String, String)>> {
+        let map = self.credentials();
+        let (c, at) = map.get(&project)?;
+        (at.elapsed() < keep).then(|| c.clone())
+    }
+
+    pub(crate) fn keep_credentials(&self, project: i64, c: Option<(String, String)>, at: Instant) {
+        self.credentials().insert(project, (c, at));
+    }
+
+    pub(crate) fn forget_credentials(&self, project: i64) {
+        self.credentials().remove(&project);
     }
 
     /// Whether a Label Studio URL is on the `ls_hosts` allow-list.
@@ -82,24 +122,48 @@ impl LabelStudio {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ServiceError::invalid("url", "must be http(s)"));
         }
-        let host = parsed.host_str().unwrap_or("");
-        let with_port = match parsed.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        if self
-            .settings
-            .ls_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
-        {
+        if host_listed(&self.settings.ls_hosts, &parsed) {
             Ok(parsed)
         } else {
             Err(ServiceError::forbidden(format!(
-                "Label Studio host {with_port:?} is not in ls_hosts; add it to the server's ls_hosts setting"
+                "Label Studio host {:?} is not in ls_hosts; add it, with its port, to the server's ls_hosts setting",
+                shown_host(&parsed)
             )))
         }
     }
+}
+
+/// `host:port` of a URL, as allow-lists spell it.
+pub(crate) fn shown_host(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// Whether a URL's host *and port* are on an allow-list of `host` or
+/// `host:port` entries. An entry without a port stands for the scheme's
+/// default port only: `127.0.0.1` must never admit every local service.
+pub(crate) fn host_listed(list: &[String], url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let port = url.port_or_known_default();
+    list.iter().any(|entry| {
+        let entry = entry.trim();
+        let (h, p) = match entry.rsplit_once(':') {
+            Some((h, p))
+                if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
+            {
+                (h, p.parse::<u16>().ok())
+            }
+            _ => (entry, None),
+        };
+        let wanted = p.or(match url.scheme() {
+            "https" => Some(443),
+            _ => Some(80),
+        });
+        h.eq_ignore_ascii_case(host) && wanted == port
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -147,38 +211,61 @@ pub struct SetupOut {
 
 /// `/setup`: check the labeling config against the project's labels, keep
 /// Label Studio's host and token for fetching data, answer the version.
-pub async fn setup(app: &App, project_id: i64, req: SetupIn) -> ServiceResult<SetupOut> {
+/// The host must be on `ls_hosts` with its port; a connection already kept
+/// is replaced only by a caller that came through the door with
+/// credentials, so an anonymous `/setup` (under the `ls_open` opt-out)
+/// cannot redirect the server's fetches or swap the token it sends.
+pub async fn setup(
+    app: &App,
+    project_id: i64,
+    req: SetupIn,
+    caller: door::LsCaller,
+) -> ServiceResult<SetupOut> {
     let project = app.store.get_project(project_id).await?;
     let predictor = app.labelstudio.cache.labeler(app, &project).await?;
     let text = text_model(app, &project)?;
+    let host = req
+        .hostname
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "hostname",
+                "missing: Label Studio sends its own URL here (set LABEL_STUDIO_HOST on its side)",
+            )
+        })?;
     if let Some(schema) = req.schema.as_deref().filter(|s| !s.trim().is_empty()) {
-        config::parse(schema, &project.labels, text)?;
+        config::parse_off_thread(schema, &project.labels, text).await?;
     }
     let ls_project = req.project.as_ref().map(|p| match p {
         // Label Studio sends "<project id>.<created at>".
         serde_json::Value::String(s) => s.split('.').next().unwrap_or(s).to_string(),
         other => other.to_string(),
     });
-    if let Some(host) = req.hostname.as_deref().filter(|h| !h.trim().is_empty()) {
-        app.labelstudio.host_allowed(host).map_err(|e| {
-            ServiceError::new(
-                e.code,
-                format!(
-                    "field `hostname`: {}",
-                    e.message.replace("field `url`: ", "")
-                ),
-            )
-        })?;
-        app.store
-            .ls_save_connection(
-                project_id,
-                host.trim_end_matches('/'),
-                req.access_token.as_deref().unwrap_or(""),
-                ls_project.as_deref(),
-                req.schema.as_deref(),
-            )
-            .await?;
+    app.labelstudio.host_allowed(host).map_err(|e| {
+        ServiceError::new(
+            e.code,
+            format!(
+                "field `hostname`: {}",
+                e.message.replace("field `url`: ", "")
+            ),
+        )
+    })?;
+    if !caller.trusted() && app.store.ls_connection(project_id).await?.is_some() {
+        return Err(ServiceError::forbidden(
+            "this project's Label Studio connection is kept; only a caller with the backend's credentials may replace it",
+        ));
     }
+    app.store
+        .ls_save_connection(
+            project_id,
+            host.trim_end_matches('/'),
+            req.access_token.as_deref().unwrap_or(""),
+            ls_project.as_deref(),
+            req.schema.as_deref(),
+        )
+        .await?;
     Ok(SetupOut {
         model_version: predictor.model_version().to_string(),
     })
@@ -209,7 +296,7 @@ pub async fn versions(app: &App, project_id: i64) -> ServiceResult<Versions> {
 /// `/validate`: the labeling config fits the project.
 pub async fn validate(app: &App, project_id: i64, config_xml: &str) -> ServiceResult<()> {
     let project = app.store.get_project(project_id).await?;
-    config::parse(config_xml, &project.labels, text_model(app, &project)?)?;
+    config::parse_off_thread(config_xml, &project.labels, text_model(app, &project)?).await?;
     Ok(())
 }
 

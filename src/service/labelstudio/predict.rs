@@ -131,7 +131,7 @@ pub(crate) async fn target_for(
 ) -> ServiceResult<Arc<ChoicesTarget>> {
     let text = super::text_model(app, project)?;
     if let Some(xml) = given.filter(|s| !s.trim().is_empty()) {
-        return app.labelstudio.cache.target(project, xml, text);
+        return app.labelstudio.cache.target(project, xml, text).await;
     }
     let stored = app.store.ls_label_config(project.id).await?;
     let xml = stored.as_deref().ok_or_else(|| {
@@ -140,7 +140,7 @@ pub(crate) async fn target_for(
             "no labeling config in the request, and none from /setup",
         )
     })?;
-    app.labelstudio.cache.target(project, xml, text)
+    app.labelstudio.cache.target(project, xml, text).await
 }
 
 /// Read every task's data in task order: what is at hand (text, `data:`

@@ -1,9 +1,15 @@
 //! `/webhook`: Label Studio's events. Annotations become human labels
 //! through the one annotate use case (`review::annotate`), so they feed the
 //! head, the calibration and the quality checks like any other; the
-//! annotator is the Label Studio user's e-mail. `START_TRAINING` starts the
-//! usual training (which recalibrates after it) in the background, since
-//! Label Studio waits at most a second for a webhook's answer.
+//! annotator is the Label Studio user, recorded as `ls:<e-mail>`
+//! (`door::ls_identity`). `START_TRAINING` starts the usual training (which
+//! recalibrates after it) in the background.
+//!
+//! Exactly once: a request checks the event, writes it to the outbox (one
+//! row per event identity, so concurrent and late replays are one row)
+//! and answers; the outbox worker (`outbox`) applies events one at a time.
+//! A sender that gives up after the write loses nothing, and Label Studio,
+//! which waits a second, gets its answer well inside it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::ChoicesTarget;
+use super::door;
 use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, target_for};
 use crate::service::app::App;
@@ -19,11 +26,22 @@ use crate::service::error::{Code, ServiceError, ServiceResult};
 use crate::service::review::{self, Annotator};
 use crate::store::{ls_client_id, LsAnnotation};
 
-/// How long a webhook for an unseen task waits for its pre-label (Label
-/// Studio gives a webhook 1 s).
+/// How long a webhook for an unseen task waits for its pre-label.
 const PRELABEL_WAIT: Duration = Duration::from_millis(700);
 
-#[derive(Debug, Serialize)]
+/// How long a request waits for the outbox worker to apply its event
+/// before it answers `queued` (Label Studio gives a webhook 1 s).
+const ANSWER_WAIT: Duration = Duration::from_millis(300);
+
+/// Most annotation ids one deletion event may carry.
+pub const MAX_DELETED_IDS: usize = 100_000;
+
+/// An annotation id recorded before its annotation is written: a worker
+/// that dies between the two leaves this, and the retry adopts the
+/// annotation it finds instead of writing a second one.
+const PENDING_ANNOTATION: i64 = -1;
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WebhookOut {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,107 +59,119 @@ fn out(status: &str, recorded: Option<usize>) -> WebhookOut {
     }
 }
 
-/// Handle one webhook body. A body without an `action`, or an annotation
-/// event without its annotation and task, is `bad_webhook` and stores nothing.
+/// An annotation event's parts, checked.
+struct AnnotationEvent<'a> {
+    annotation: &'a Value,
+    task: &'a Value,
+    ls_annotation_id: i64,
+    task_id: i64,
+    result: &'a [Value],
+    config: Option<&'a str>,
+}
+
+impl<'a> AnnotationEvent<'a> {
+    fn read(body: &'a Value, action: &str) -> ServiceResult<AnnotationEvent<'a>> {
+        let annotation = body
+            .get("annotation")
+            .filter(|a| a.is_object())
+            .ok_or_else(|| bad(format!("{action} without an `annotation` object")))?;
+        let task = body
+            .get("task")
+            .filter(|t| t.is_object())
+            .ok_or_else(|| bad(format!("{action} without a `task` object")))?;
+        Ok(AnnotationEvent {
+            annotation,
+            task,
+            ls_annotation_id: annotation
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| bad("`annotation.id` is not an integer"))?,
+            task_id: task
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| bad("`task.id` is not an integer"))?,
+            result: annotation
+                .get("result")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("`annotation.result` is not an array"))?,
+            config: body
+                .get("project")
+                .and_then(|p| p.get("label_config"))
+                .and_then(Value::as_str),
+        })
+    }
+
+    /// The event's identity: a replay of the same event has the same one.
+    fn dedup(&self, action: &str) -> String {
+        let updated = self
+            .annotation
+            .get("updated_at")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        format!("{action}:{}:{updated}", self.ls_annotation_id)
+    }
+}
+
+/// The Label Studio annotation ids a deletion event names, bounded.
+fn deleted_ids(body: &Value, action: &str) -> ServiceResult<Vec<i64>> {
+    let ids: Vec<i64> = match (body.get("annotations"), body.get("annotation")) {
+        (Some(Value::Array(list)), _) => {
+            if list.len() > MAX_DELETED_IDS {
+                return Err(bad(format!(
+                    "{action} names {} annotations; at most {MAX_DELETED_IDS} per event",
+                    list.len()
+                )));
+            }
+            list.iter()
+                .map(|a| a.get("id").and_then(Value::as_i64))
+                .collect::<Option<Vec<i64>>>()
+                .ok_or_else(|| bad("an `annotations[].id` is not an integer"))?
+        }
+        (_, Some(a)) => vec![a
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("`annotation.id` is not an integer"))?],
+        _ => {
+            return Err(bad(format!(
+                "{action} without `annotations` or `annotation`"
+            )))
+        }
+    };
+    Ok(ids)
+}
+
+/// Check one webhook body and write it to the outbox; answer with what the
+/// worker made of it if that takes under `ANSWER_WAIT`, else `queued`. A
+/// body without an `action`, or an annotation event without its
+/// annotation and task, is `bad_webhook` and stores nothing.
 pub async fn webhook(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResult<WebhookOut> {
     let project = app.store.get_project(project_id).await?;
     let action = body
         .get("action")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("the webhook body has no string `action`"))?;
-    match action {
+    let dedup = match action {
         "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" => {
-            let annotation = body
-                .get("annotation")
-                .filter(|a| a.is_object())
-                .ok_or_else(|| bad(format!("{action} without an `annotation` object")))?;
-            let task = body
-                .get("task")
-                .filter(|t| t.is_object())
-                .ok_or_else(|| bad(format!("{action} without a `task` object")))?;
-            let ls_annotation_id = annotation
-                .get("id")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| bad("`annotation.id` is not an integer"))?;
-            let task_id = task
-                .get("id")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| bad("`task.id` is not an integer"))?;
-            let result = annotation
-                .get("result")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("`annotation.result` is not an array"))?;
-            let config = body
-                .get("project")
-                .and_then(|p| p.get("label_config"))
-                .and_then(Value::as_str);
-            let target = target_for(app, &project, config).await?;
-            if annotation.get("was_cancelled").and_then(Value::as_bool) == Some(true) {
-                return Ok(out("skipped: the annotation was cancelled", Some(0)));
-            }
-            let Some(label) = chosen_label(&target, result, &project.labels) else {
-                return Ok(out(
-                    "skipped: no choice of the configured <Choices> matches the project's labels",
-                    Some(0),
-                ));
-            };
-            let conn = app.store.ls_connection(project_id).await?;
-            let annotator = Annotator {
-                name: annotator_name(app, conn.as_ref(), annotation).await,
-                on_behalf_by: None,
-            };
-            let item_id = item_for_task(app, project_id, task_id, task, &target).await?;
-            if let Some(old) = app
-                .store
-                .ls_annotation(project_id, ls_annotation_id)
-                .await?
+            let event = AnnotationEvent::read(body, action)?;
+            // A config or a name that cannot be used is refused now, not
+            // found by the worker after the sender was told "ok".
+            target_for(app, &project, event.config).await?;
+            if let Some(email) = event
+                .annotation
+                .get("completed_by")
+                .and_then(|b| b.get("email"))
+                .and_then(Value::as_str)
             {
-                app.store.ls_delete_annotation(project_id, &old).await?;
+                door::ls_identity(email)?;
             }
-            review::annotate(app, item_id, &label, &annotator).await?;
-            let annotation_id = app
-                .store
-                .latest_annotation_id(item_id, &annotator.name)
-                .await?;
-            app.store
-                .ls_record_annotation(
-                    project_id,
-                    &LsAnnotation {
-                        ls_annotation_id,
-                        ls_task_id: task_id,
-                        item_id,
-                        annotation_id,
-                    },
-                )
-                .await?;
-            tracing::info!(project = project_id, task = task_id, annotation = ls_annotation_id, %label, "recorded a Label Studio annotation");
-            Ok(out("ok", Some(1)))
+            event.dedup(action)
         }
         "ANNOTATIONS_DELETED" | "ANNOTATION_DELETED" => {
-            let ids: Vec<i64> = match (body.get("annotations"), body.get("annotation")) {
-                (Some(Value::Array(list)), _) => list
-                    .iter()
-                    .map(|a| a.get("id").and_then(Value::as_i64))
-                    .collect::<Option<Vec<i64>>>()
-                    .ok_or_else(|| bad("an `annotations[].id` is not an integer"))?,
-                (_, Some(a)) => vec![a
-                    .get("id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| bad("`annotation.id` is not an integer"))?],
-                _ => {
-                    return Err(bad(format!(
-                        "{action} without `annotations` or `annotation`"
-                    )))
-                }
-            };
-            let mut removed = 0;
-            for id in ids {
-                if let Some(a) = app.store.ls_annotation(project_id, id).await? {
-                    app.store.ls_delete_annotation(project_id, &a).await?;
-                    removed += 1;
-                }
-            }
-            Ok(out("ok", Some(removed)))
+            let mut ids = deleted_ids(body, action)?;
+            ids.sort_unstable();
+            ids.dedup();
+            let key = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            format!("DELETED:{}", crate::service::secret::hash_token(&key))
         }
         "START_TRAINING" => {
             let app = app.clone();
@@ -157,10 +187,148 @@ pub async fn webhook(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceRe
                     }
                 }
             });
-            Ok(out("training started", None))
+            return Ok(out("training started", None));
+        }
+        _ => return Ok(out("Unknown event", None)),
+    };
+    let mut applied = app.labelstudio.outbox_done.subscribe();
+    let put = app
+        .store
+        .ls_outbox_put(project_id, &dedup, &body.to_string())
+        .await?;
+    if let Some(answer) = put.answer.as_deref() {
+        // A replay of an event applied before: its first answer, nothing written.
+        return Ok(serde_json::from_str(answer).unwrap_or_else(|_| out("ok", None)));
+    }
+    app.labelstudio.outbox_wake.notify_one();
+    let wait = tokio::time::sleep(ANSWER_WAIT);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            _ = &mut wait => return Ok(out("queued", None)),
+            got = applied.recv() => match got {
+                Ok((id, answer)) if id == put.id => return Ok(answer),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Ok(out("queued", None))
+                }
+            },
+        }
+    }
+}
+
+/// Apply one event taken from the outbox.
+pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResult<WebhookOut> {
+    let project = app.store.get_project(project_id).await?;
+    let action = body
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("the webhook body has no string `action`"))?;
+    match action {
+        "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" => {
+            let event = AnnotationEvent::read(body, action)?;
+            let target = target_for(app, &project, event.config).await?;
+            if event
+                .annotation
+                .get("was_cancelled")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                return Ok(out("skipped: the annotation was cancelled", Some(0)));
+            }
+            let Some(label) = chosen_label(&target, event.result, &project.labels) else {
+                return Ok(out(
+                    "skipped: no choice of the configured <Choices> matches the project's labels",
+                    Some(0),
+                ));
+            };
+            let conn = app.store.ls_connection(project_id).await?;
+            let annotator = Annotator {
+                name: annotator_name(app, conn.as_ref(), event.annotation).await?,
+                on_behalf_by: None,
+            };
+            let item_id =
+                item_for_task(app, project_id, event.task_id, event.task, &target).await?;
+            record(app, project_id, &event, item_id, &label, &annotator).await?;
+            tracing::info!(project = project_id, task = event.task_id, annotation = event.ls_annotation_id, %label, "recorded a Label Studio annotation");
+            Ok(out("ok", Some(1)))
+        }
+        "ANNOTATIONS_DELETED" | "ANNOTATION_DELETED" => {
+            let ids = deleted_ids(body, action)?;
+            let removed = app.store.ls_delete_annotations(project_id, &ids).await?;
+            Ok(out("ok", Some(removed as usize)))
         }
         _ => Ok(out("Unknown event", None)),
     }
+}
+
+/// Write the annotation and its Label Studio id so that a retry after a
+/// crash at any point leaves exactly one: the id is recorded first with a
+/// pending annotation, then the annotation is written and the record
+/// completed. A retry that finds the pending record adopts the
+/// annotator's annotation on the item if it was written.
+async fn record(
+    app: &Arc<App>,
+    project_id: i64,
+    event: &AnnotationEvent<'_>,
+    item_id: i64,
+    label: &str,
+    annotator: &Annotator,
+) -> ServiceResult<()> {
+    let pending = LsAnnotation {
+        ls_annotation_id: event.ls_annotation_id,
+        ls_task_id: event.task_id,
+        item_id,
+        annotation_id: PENDING_ANNOTATION,
+    };
+    if let Some(old) = app
+        .store
+        .ls_annotation(project_id, event.ls_annotation_id)
+        .await?
+    {
+        let adopt = old.annotation_id == PENDING_ANNOTATION && old.item_id == item_id;
+        if adopt {
+            if let Ok(id) = app
+                .store
+                .latest_annotation_id(item_id, &annotator.name)
+                .await
+            {
+                return complete(app, project_id, &pending, id).await;
+            }
+        }
+        // An update: the old annotation goes, the new one takes its place.
+        app.store.ls_delete_annotation(project_id, &old).await?;
+    }
+    if !app.store.ls_try_record(project_id, &pending).await? {
+        return Err(ServiceError::new(
+            Code::Conflict,
+            "another writer is recording this Label Studio annotation",
+        ));
+    }
+    review::annotate(app, item_id, label, annotator).await?;
+    let annotation_id = app
+        .store
+        .latest_annotation_id(item_id, &annotator.name)
+        .await?;
+    complete(app, project_id, &pending, annotation_id).await
+}
+
+async fn complete(
+    app: &App,
+    project_id: i64,
+    pending: &LsAnnotation,
+    annotation_id: i64,
+) -> ServiceResult<()> {
+    app.store
+        .ls_record_annotation(
+            project_id,
+            &LsAnnotation {
+                annotation_id,
+                ..pending.clone()
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 /// The project label of the first choice in the result of our `<Choices>`.
@@ -175,21 +343,21 @@ fn chosen_label(target: &ChoicesTarget, result: &[Value], labels: &[String]) -> 
         .and_then(|i| labels.get(i).cloned())
 }
 
-/// Who annotated: the Label Studio user's e-mail, from the body or from
-/// Label Studio's API (webhooks carry the user's id).
+/// Who annotated, as `ls:<name>`: the Label Studio user's e-mail, from
+/// the body or from Label Studio's API (webhooks carry the user's id).
 async fn annotator_name(
     app: &App,
     conn: Option<&crate::store::LsConnection>,
     annotation: &Value,
-) -> String {
+) -> ServiceResult<String> {
     let by = annotation.get("completed_by");
     if let Some(email) = by.and_then(|b| b.get("email")).and_then(Value::as_str) {
-        return email.to_string();
+        return door::ls_identity(email);
     }
     let id = by.and_then(|b| b.as_i64().or_else(|| b.get("id")?.as_i64()));
     if let (Some(conn), Some(id)) = (conn, id) {
         if let Some(email) = app.labelstudio.user_email(conn, id).await {
-            return email;
+            return door::ls_identity(&email);
         }
     }
     if let Some(name) = annotation
@@ -199,12 +367,12 @@ async fn annotator_name(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        return name.to_string();
+        return door::ls_identity(name);
     }
-    match id {
-        Some(id) => format!("label-studio-user-{id}"),
-        None => "label-studio".to_string(),
-    }
+    door::ls_identity(&match id {
+        Some(id) => format!("user-{id}"),
+        None => "unknown".to_string(),
+    })
 }
 
 /// The item of a Label Studio task, ingesting the task first if labelloop
