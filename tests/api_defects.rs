@@ -45,6 +45,56 @@ async fn settings_numbers_are_bounded_and_nothing_is_half_written() {
     let (code, body) = put(json!({"review_lease_secs": 86400, "train_every": 50})).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["settings"]["review_lease_secs"], 86400);
+    // Issue #28 L4: `[]` was read as a struct of defaults and reset every
+    // setting. Settings are an object, or a 422 that changes nothing.
+    for not_object in [json!([]), json!([86400]), json!("x"), json!(null)] {
+        let (code, body) = put(not_object.clone()).await;
+        assert_eq!(code, 422, "{not_object}: {body}");
+    }
+    let (_, project) = s.get(&format!("/v1/projects/{id}")).await;
+    assert_eq!(project["settings"]["train_every"], 50, "{project}");
+}
+
+/// Issue #28 L5: pairwise agreement grew with the square of the annotators
+/// (600 names on one item gave a 10 MB answer). κ pairs are now reported
+/// for the 50 annotators with the most shared items.
+#[tokio::test]
+async fn agreement_pairs_are_capped() {
+    let db = TestDb::sqlite();
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let (_, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "agree", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    let id = p["id"].as_i64().unwrap();
+    let (code, _) = s
+        .post(
+            &format!("/v1/projects/{id}/items"),
+            &json!(common::server::fashion_items(1)),
+        )
+        .await;
+    assert!(code == 200 || code == 202);
+    let (_, page) = s.get(&format!("/v1/projects/{id}/items")).await;
+    let item = page["items"][0]["id"].as_i64().unwrap();
+    for i in 0..120 {
+        let label = if i % 3 == 0 { "Bag" } else { "Coat" };
+        let (code, body) = s
+            .post(
+                &format!("/v1/items/{item}/annotations"),
+                &json!({"label": label, "annotator": format!("name{i:03}")}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let (code, text) = s.get_text(&format!("/v1/projects/{id}/agreement")).await;
+    assert_eq!(code, 200);
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["pairs"].as_array().unwrap().len(), 50 * 49 / 2);
+    assert_eq!(body["pairs_left_out"], 70);
+    assert_eq!(body["annotators"].as_array().unwrap().len(), 120);
+    assert!(text.len() < 1 << 20, "{} bytes", text.len());
 }
 
 #[tokio::test]

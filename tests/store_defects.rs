@@ -419,3 +419,30 @@ async fn full_disk_fails_cleanly_and_recovers() {
     }
     store.close().await;
 }
+
+/// Issue #28 L1: `/readyz` stayed ready while writes answered 507, because
+/// a write that returns early through `?` inside `with_pool!` skipped the
+/// store's bookkeeping. The webhook outbox's insert is such a write: once
+/// it answers Full, the store is not ready.
+#[tokio::test]
+async fn a_write_failing_full_through_an_early_return_makes_the_store_unready() {
+    let db = TestDb::sqlite();
+    let capped = ConnectOptions {
+        sqlite_max_page_count: Some(512),
+    };
+    let store = Store::connect_with(&db.url, &capped).await.unwrap();
+    let project = store.create_project(&new_project("p")).await.unwrap().id;
+    let body = "x".repeat(64 * 1024);
+    let mut n = 0;
+    let err = loop {
+        n += 1;
+        assert!(n < 100, "2 MiB never filled up");
+        match store.ls_outbox_put(project, &format!("e{n}"), &body).await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    let err = store.ping().await.expect_err("ready while full");
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+}

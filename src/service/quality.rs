@@ -22,9 +22,17 @@ pub struct AgreementView {
     pub conflicts: usize,
     /// Krippendorff's α (nominal) over all annotators and items; `null` when undefined.
     pub alpha: Option<f64>,
+    /// κ per pair of the `MAX_PAIR_ANNOTATORS` annotators with the most
+    /// shared items (pairs that share none are left out).
     pub pairs: Vec<PairAgreement>,
+    /// Annotators left out of `pairs` by that cap.
+    pub pairs_left_out: usize,
     pub annotators: Vec<AnnotatorQuality>,
 }
+
+/// Pairs grow with the square of the annotators (600 names gave a 10 MB
+/// answer): κ is reported for this many at most.
+pub const MAX_PAIR_ANNOTATORS: usize = 50;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PairAgreement {
@@ -45,6 +53,57 @@ pub struct AnnotatorQuality {
     /// Share of those where this annotator's label is the item's settled
     /// (majority or expert) label; `null` without shared items.
     pub consensus_accuracy: Option<f64>,
+}
+
+type Shared<'a> = [(&'a i64, &'a BTreeMap<String, usize>)];
+
+/// Per pair of annotators, their labels on the items they share.
+type PairLabels<'a> = BTreeMap<(&'a str, &'a str), (Vec<usize>, Vec<usize>)>;
+
+/// κ for each pair of the annotators with the most shared items, from the
+/// items they share (one pass per item over its annotators), and how many
+/// annotators were left out.
+fn pairs_of(names: &[&str], shared: &Shared<'_>) -> (Vec<PairAgreement>, usize) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (_, m) in shared {
+        for who in m.keys() {
+            *count.entry(who.as_str()).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| count.contains_key(n))
+        .collect();
+    ranked.sort_by(|a, b| count[b].cmp(&count[a]).then(a.cmp(b)));
+    let left_out = ranked.len().saturating_sub(MAX_PAIR_ANNOTATORS);
+    ranked.truncate(MAX_PAIR_ANNOTATORS);
+    ranked.sort_unstable();
+    let mut labels: PairLabels<'_> = BTreeMap::new();
+    for (_, m) in shared {
+        let here: Vec<(&str, usize)> = m
+            .iter()
+            .filter(|(who, _)| ranked.binary_search(&who.as_str()).is_ok())
+            .map(|(who, y)| (who.as_str(), *y))
+            .collect();
+        for (i, (a, la)) in here.iter().enumerate() {
+            for (b, lb) in &here[i + 1..] {
+                let e = labels.entry((a, b)).or_default();
+                e.0.push(*la);
+                e.1.push(*lb);
+            }
+        }
+    }
+    let pairs = labels
+        .into_iter()
+        .map(|((a, b), (xa, xb))| PairAgreement {
+            a: a.to_string(),
+            b: b.to_string(),
+            items: xa.len(),
+            kappa: cohen_kappa(&xa, &xb).ok(),
+        })
+        .collect();
+    (pairs, left_out)
 }
 
 /// Each annotator's latest label per item: item → (annotator → label index).
@@ -83,27 +142,7 @@ pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementVie
         .collect();
     let names: Vec<&str> = annotators.into_iter().collect();
 
-    let mut pairs = Vec::new();
-    for (i, a) in names.iter().enumerate() {
-        for b in &names[i + 1..] {
-            let (mut xa, mut xb) = (Vec::new(), Vec::new());
-            for m in by_item.values() {
-                if let (Some(&la), Some(&lb)) = (m.get(*a), m.get(*b)) {
-                    xa.push(la);
-                    xb.push(lb);
-                }
-            }
-            if xa.is_empty() {
-                continue;
-            }
-            pairs.push(PairAgreement {
-                a: a.to_string(),
-                b: b.to_string(),
-                items: xa.len(),
-                kappa: cohen_kappa(&xa, &xb).ok(),
-            });
-        }
-    }
+    let pairs = pairs_of(&names, &shared);
     // α on the annotator × shared-item matrix (items one person labeled
     // carry no pairable values and would not change α).
     let alpha = if shared.is_empty() {
@@ -148,7 +187,8 @@ pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementVie
         shared_items: shared.len(),
         conflicts,
         alpha,
-        pairs,
+        pairs: pairs.0,
+        pairs_left_out: pairs.1,
         annotators: counts
             .into_iter()
             .map(

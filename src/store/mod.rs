@@ -61,6 +61,11 @@ impl From<sqlx::Error> for StoreError {
                 // disk_full (53100).
                 if sqlite == Some(13) || code == "53100" {
                     tracing::warn!(error = %e, "the database is full");
+                    // A write that returned early through `?` inside
+                    // `with_pool!` never reaches `Store::error`, which knows
+                    // the database: remember it for any (a process serves
+                    // one database), so readiness says so from every write.
+                    remember_full(ANY_DATABASE);
                     return StoreError::Full(format!("no space left to write (code {code})"));
                 }
                 // PostgreSQL shutting down or refusing connections: class 57P / 08.
@@ -151,6 +156,18 @@ fn project_written() {
 }
 
 static FULL_AT: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The `FULL_AT` key of a full database whose identity was not at hand.
+const ANY_DATABASE: &str = "*";
+
+fn remember_full(id: &str) {
+    if let Ok(mut m) = FULL_AT.lock() {
+        match m.iter_mut().find(|(k, _)| k == id) {
+            Some(entry) => entry.1 = now_ms(),
+            None => m.push((id.to_string(), now_ms())),
+        }
+    }
+}
 
 /// Placeholders for generated statements with many parameters, bound in the
 /// order they are written. SQLite gets bare `?`: it resolves each `$N` name
@@ -344,9 +361,12 @@ impl Store {
             .await
             .map(|_| ()))?;
         let id = self.identity();
-        let last_full = FULL_AT
-            .lock()
-            .map_or(None, |m| m.iter().find(|(k, _)| *k == id).map(|(_, t)| *t));
+        let last_full = FULL_AT.lock().map_or(None, |m| {
+            m.iter()
+                .filter(|(k, _)| *k == id || k == ANY_DATABASE)
+                .map(|(_, t)| *t)
+                .max()
+        });
         match last_full {
             Some(t) if now_ms() - t < FULL_MEMORY_MS => Err(StoreError::Full(format!(
                 "a write failed for lack of space {} ms ago",
@@ -376,13 +396,7 @@ impl Store {
     fn error(&self, e: sqlx::Error) -> StoreError {
         let err = StoreError::from(e);
         if matches!(err, StoreError::Full(_)) {
-            let id = self.identity();
-            if let Ok(mut m) = FULL_AT.lock() {
-                match m.iter_mut().find(|(k, _)| *k == id) {
-                    Some(entry) => entry.1 = now_ms(),
-                    None => m.push((id, now_ms())),
-                }
-            }
+            remember_full(&self.identity());
         }
         err
     }

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
 use crate::api::extract::{parse_json, Body, Id};
 use crate::api::AppState;
 use crate::service::projects::{self, CreateProject};
@@ -61,6 +61,14 @@ pub async fn put_settings(
     Id(project_id): Id,
     Body(body): Body,
 ) -> ApiResult<Json<Project>> {
+    // serde reads a struct from an array too, and `[]` would then reset
+    // every setting to its default: settings are an object, or nothing.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            Code::InvalidBody,
+            "the settings must be a JSON object such as {\"train_every\": 50}",
+        ));
+    }
     let settings: ProjectSettings = parse_json(&body)?;
     Ok(Json(
         review::update_settings(&state, project_id, &settings).await?,
