@@ -46,7 +46,11 @@ INIT_SECS=$(( $(date +%s) - T ))
 "$VENV/bin/label-studio" start e2e --data-dir "$WORK/ls" --internal-host 127.0.0.1 -p "$LS_PORT" \
   --host "http://127.0.0.1:$LS_PORT" >"$WORK/ls.log" 2>&1 &
 pids+=($!)
-"$BIN" serve --addr "127.0.0.1:$LL_PORT" --no-auth --db "sqlite://$WORK/ll/ll.db" \
+# Token auth on, as in production: the /labelstudio routes need each
+# project's Basic credentials, which e2e.py creates and gives Label Studio.
+mkdir -p "$WORK/ll"
+LL_TOKEN=$("$BIN" -q tokens create --role admin --name e2e --db "sqlite://$WORK/ll/ll.db")
+"$BIN" serve --addr "127.0.0.1:$LL_PORT" --db "sqlite://$WORK/ll/ll.db" \
   --data-root data --threads 2 --ls-hosts "127.0.0.1:$LS_PORT,localhost:$LS_PORT" >"$WORK/ll.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 240); do
@@ -55,7 +59,7 @@ for i in $(seq 1 240); do
 done
 curl -sf "http://127.0.0.1:$LS_PORT/health" >/dev/null || { echo "Label Studio did not start; see $WORK/ls.log" >&2; exit 1; }
 
-args=(--ls "http://127.0.0.1:$LS_PORT" --ls-token "$TOKEN" --ll "http://127.0.0.1:$LL_PORT"
+args=(--ls "http://127.0.0.1:$LS_PORT" --ls-token "$TOKEN" --ll "http://127.0.0.1:$LL_PORT" --ll-token "$LL_TOKEN"
       --kinds "${LS_KINDS:-sms,fashion}" --sync "${LS_SYNC:-0}")
 [ -n "${LS_RECORD:-}" ] && args+=(--record "$LS_RECORD")
 FIGURES=$("$VENV/bin/python" scripts/labelstudio/e2e.py "${args[@]}" | tail -1)

@@ -282,24 +282,36 @@ def main():
     for t in threads:
         t.join()
 
-    # Let the outbox drain, then read every item back.
-    time.sleep(3)
-    held = {}
-    ls_by_task = {}
-    cursor = None
-    while True:
-        q = f"/v1/projects/{project}/items?limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        st, page = a.call("GET", q)
-        assert st == 200, st
-        for it in page["items"]:
-            for an in it["annotations"]:
-                held[an["id"]] = an
-            if it["client_id"].startswith("ls-task-"):
-                ls_by_task[int(it["client_id"][8:])] = [
-                    an for an in it["annotations"] if an["annotator"].startswith("ls:")]
-        cursor = page["next_cursor"]
-        if cursor is None:
+    def read_back():
+        held, ls_by_task, cursor = {}, {}, None
+        while True:
+            q = f"/v1/projects/{project}/items?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+            st, page = a.call("GET", q)
+            assert st == 200, st
+            for it in page["items"]:
+                for an in it["annotations"]:
+                    held[an["id"]] = an
+                if it["client_id"].startswith("ls-task-"):
+                    ls_by_task[int(it["client_id"][8:])] = [
+                        an for an in it["annotations"] if an["annotator"].startswith("ls:")]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return held, ls_by_task
+
+    # Webhooks answered `queued` are applied after the answer: read back
+    # until the count of Label Studio annotations holds still for 3 s.
+    drain = time.time()
+    held, ls_by_task = read_back()
+    last, still = -1, time.time()
+    while time.time() - drain < 120:
+        n = sum(len(v) for v in ls_by_task.values())
+        if n != last:
+            last, still = n, time.time()
+        elif time.time() - still >= 3:
             break
+        time.sleep(0.5)
+        held, ls_by_task = read_back()
+    drain_secs = time.time() - drain
     lost = [x for x in acked_annotations if x not in held]
     # Each acknowledged webhook: its task holds an ls: annotation. Tasks that
     # got several webhooks keep each (different annotation ids).
@@ -320,6 +332,7 @@ def main():
         "duplicate_webhook_annotations": dup_hooks,
         "webhook_ms_p50": round(pct(hook_ms, 50) or 0, 1),
         "webhook_ms_p99": round(pct(hook_ms, 99) or 0, 1),
+        "outbox_drain_secs": round(drain_secs, 1),
         "rss_mib_first_last_max": [round(warm[0] / 1024), round(warm[-1] / 1024), round(max(warm) / 1024)],
         "note": "synthetic calls; real images and model",
     }

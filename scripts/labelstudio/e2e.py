@@ -93,11 +93,21 @@ class LS:
 
 
 class LL:
-    def __init__(self, url):
-        self.url = url.rstrip("/")
+    """labelloop with token auth on: /v1 with the admin token, a project's
+    /labelstudio routes with its Basic credentials (`auth=`)."""
 
-    def req(self, method, path, **kw):
-        r = requests.request(method, self.url + path, timeout=600, **kw)
+    def __init__(self, url, token):
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def credentials(self, project):
+        c = self.req("POST", f"/v1/projects/{project}/labelstudio/credentials")
+        return (c["username"], c["password"])
+
+    def req(self, method, path, auth=None, **kw):
+        if auth is None:
+            kw.setdefault("headers", {})["Authorization"] = f"Bearer {self.token}"
+        r = requests.request(method, self.url + path, timeout=600, auth=auth, **kw)
         if r.status_code >= 400:
             raise SystemExit(f"FAIL: labelloop {method} {path}: {r.status_code} {r.text[:500]}")
         return r.json()
@@ -241,16 +251,23 @@ def make_projects(ls, ll, n_text, n_image, tag):
         truth[t["id"]] = truth_img[ref]
     return [
         {"kind": "sms", "ll": sms_ll["id"], "ls": sms_ls["id"], "tasks": sms_tasks, "labels": ["ham", "spam"],
-         "from": "label", "to": "text", "ls_choice": {"ham": "Ham", "spam": "Spam"}},
+         "from": "label", "to": "text", "ls_choice": {"ham": "Ham", "spam": "Spam"},
+         "creds": ll.credentials(sms_ll["id"])},
         {"kind": "fashion", "ll": img_ll["id"], "ls": img_ls["id"], "tasks": img_tasks, "labels": FASHION,
-         "from": "label", "to": "image", "ls_choice": {l: l for l in FASHION}},
+         "from": "label", "to": "image", "ls_choice": {l: l for l in FASHION},
+         "creds": ll.credentials(img_ll["id"])},
     ], truth
 
 
 def connect(ls, p, backend_base):
     url = f"{backend_base}/labelstudio/{p['ll']}"
+    # The door is closed to callers without the project's credentials.
+    anon = requests.get(f"{url}/health", timeout=10)
+    check(anon.status_code == 401, f"{p['kind']}: the backend refuses a caller without credentials ({anon.status_code})")
+    user, password = p["creds"]
     ml = ls.req("POST", "/api/ml", json={"url": url, "project": p["ls"], "title": "labelloop",
-                                         "is_interactive": False})
+                                         "is_interactive": False, "auth_method": "BASIC_AUTH",
+                                         "basic_auth_user": user, "basic_auth_pass": password})
     p["ml"] = ml["id"]
     state = ls.req("GET", f"/api/ml?project={p['ls']}")
     mine = [m for m in state if m["id"] == ml["id"]]
@@ -305,7 +322,7 @@ def annotate(ls, ll, p, truth, n):
     items = {i["client_id"]: i for i in ll.items(p["ll"])}
     for task_id, _, label in made:
         it = items.get(f"ls-task-{task_id}")
-        check(it is not None and any(a["label"] == label and a["annotator"] == "admin@example.com"
+        check(it is not None and any(a["label"] == label and a["annotator"] == "ls:admin@example.com"
                                      for a in it["annotations"]) and it["final_label"] == label,
               f"{p['kind']}: labelloop recorded task {task_id} as {label!r} by admin@example.com") \
             if it is None or it["final_label"] != label else None
@@ -340,7 +357,7 @@ def train(ls, ll, p, before):
     deadline = time.time() + 120
     cur = before
     while time.time() < deadline:
-        cur = ll.req("GET", f"/labelstudio/{p['ll']}/versions")["current"]
+        cur = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"])["current"]
         if cur != before:
             break
         time.sleep(0.2)
@@ -354,6 +371,7 @@ def main():
     ap.add_argument("--ls", required=True)
     ap.add_argument("--ls-token", required=True)
     ap.add_argument("--ll", required=True)
+    ap.add_argument("--ll-token", required=True, help="an admin token of the labelloop server")
     ap.add_argument("--n-text", type=int, default=200)
     ap.add_argument("--n-image", type=int, default=200)
     ap.add_argument("--annotations", type=int, default=12, help="per project")
@@ -362,7 +380,7 @@ def main():
     ap.add_argument("--tag", default=str(int(time.time())))
     ap.add_argument("--kinds", default="sms,fashion", help="which projects of step 1 to run")
     args = ap.parse_args()
-    ls, ll = LS(args.ls, args.ls_token), LL(args.ll)
+    ls, ll = LS(args.ls, args.ls_token), LL(args.ll, args.ll_token)
     backend = start_proxy(args.ll, args.record) if args.record else args.ll
     t0 = time.time()
     projects, truth = make_projects(ls, ll, args.n_text, args.n_image, args.tag)
@@ -381,11 +399,12 @@ def main():
     check(len(made) >= 20 or len(projects) < 2, f"{len(made)} annotations recorded")
     update_and_delete(ls, ll, projects[-1], [m for m in made if any(m[0] == t["id"] for t in projects[-1]["tasks"])])
     for p in projects:
-        before = ll.req("GET", f"/labelstudio/{p['ll']}/versions")["current"]
+        before = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"])["current"]
         new = train(ls, ll, p, before)
         # Re-predict one task through the backend as Label Studio would.
         task = p["tasks"][-1]
-        r = ll.req("POST", f"/labelstudio/{p['ll']}/predict", json={"tasks": [task], "project": f"{p['ls']}.0"})
+        r = ll.req("POST", f"/labelstudio/{p['ll']}/predict", auth=p["creds"],
+                   json={"tasks": [task], "project": f"{p['ls']}.0"})
         got = r["results"][0]["model_version"]
         # Training also recalibrates, which adds +cal<N> a moment later.
         check(got.startswith(new), f"{p['kind']}: re-predicting gives {got} (from {new})")
