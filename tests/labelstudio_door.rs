@@ -307,6 +307,54 @@ async fn h1_the_door_is_closed_by_default_and_names_are_claims() {
     let all = items(&d).await;
     assert_eq!(all.len(), 1, "only task 3 was ever stored");
 
+    // The keyed backend URL: what Label Studio's own webhook (which sends
+    // no Basic auth) reaches the door with.
+    let (code, c) = d
+        .server
+        .post(
+            &format!("/v1/projects/{}/labelstudio/credentials", d.project),
+            &json!(null),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let keyed = format!(
+        "{}{}",
+        d.server.url,
+        c["keyed_backend_path"].as_str().unwrap()
+    );
+    assert!(keyed.ends_with(c["password"].as_str().unwrap()));
+    let r = d
+        .server
+        .client
+        .post(format!("{keyed}/webhook"))
+        .json(&created(8, 5, "carol", "Coat"));
+    let (code, out) = common::server::send(r).await;
+    assert_eq!(code, 200, "{out}");
+    let wrong = format!(
+        "{}/labelstudio/{}/key/ll_wrong/health",
+        d.server.url, d.project
+    );
+    assert_eq!(
+        common::server::send(d.server.client.get(wrong)).await.0,
+        401
+    );
+    let other = format!(
+        "{}/labelstudio/{}/key/{}/health",
+        d.server.url,
+        d.project + 1,
+        c["password"].as_str().unwrap()
+    );
+    assert_eq!(
+        common::server::send(d.server.client.get(other)).await.0,
+        401,
+        "a key opens its own project only"
+    );
+    let (user, password) = (
+        c["username"].as_str().unwrap().to_string(),
+        c["password"].as_str().unwrap().to_string(),
+    );
+    let creds = Some((user.as_str(), password.as_str()));
+
     // Rotating the credentials closes the door to the old password at once.
     let (_, fresh) = credentials(&d).await;
     assert_eq!(ls(&d, "health", None, creds).await.0, 401);

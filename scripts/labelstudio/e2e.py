@@ -102,7 +102,7 @@ class LL:
 
     def credentials(self, project):
         c = self.req("POST", f"/v1/projects/{project}/labelstudio/credentials")
-        return (c["username"], c["password"])
+        return (c["username"], c["password"], c["keyed_backend_path"])
 
     def req(self, method, path, auth=None, **kw):
         if auth is None:
@@ -260,11 +260,14 @@ def make_projects(ls, ll, n_text, n_image, tag):
 
 
 def connect(ls, p, backend_base):
-    url = f"{backend_base}/labelstudio/{p['ll']}"
     # The door is closed to callers without the project's credentials.
-    anon = requests.get(f"{url}/health", timeout=10)
+    anon = requests.get(f"{backend_base}/labelstudio/{p['ll']}/health", timeout=10)
     check(anon.status_code == 401, f"{p['kind']}: the backend refuses a caller without credentials ({anon.status_code})")
-    user, password = p["creds"]
+    # The keyed URL authenticates every call Label Studio makes, the webhook
+    # it creates on connect included (that one sends no Basic auth). Basic
+    # auth is set too, as a user following the settings page would.
+    user, password, keyed = p["creds"]
+    url = f"{backend_base}{keyed}"
     ml = ls.req("POST", "/api/ml", json={"url": url, "project": p["ls"], "title": "labelloop",
                                          "is_interactive": False, "auth_method": "BASIC_AUTH",
                                          "basic_auth_user": user, "basic_auth_pass": password})
@@ -357,7 +360,7 @@ def train(ls, ll, p, before):
     deadline = time.time() + 120
     cur = before
     while time.time() < deadline:
-        cur = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"])["current"]
+        cur = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"][:2])["current"]
         if cur != before:
             break
         time.sleep(0.2)
@@ -399,11 +402,11 @@ def main():
     check(len(made) >= 20 or len(projects) < 2, f"{len(made)} annotations recorded")
     update_and_delete(ls, ll, projects[-1], [m for m in made if any(m[0] == t["id"] for t in projects[-1]["tasks"])])
     for p in projects:
-        before = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"])["current"]
+        before = ll.req("GET", f"/labelstudio/{p['ll']}/versions", auth=p["creds"][:2])["current"]
         new = train(ls, ll, p, before)
         # Re-predict one task through the backend as Label Studio would.
         task = p["tasks"][-1]
-        r = ll.req("POST", f"/labelstudio/{p['ll']}/predict", auth=p["creds"],
+        r = ll.req("POST", f"/labelstudio/{p['ll']}/predict", auth=p["creds"][:2],
                    json={"tasks": [task], "project": f"{p['ls']}.0"})
         got = r["results"][0]["model_version"]
         # Training also recalibrates, which adds +cal<N> a moment later.

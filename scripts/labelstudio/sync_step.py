@@ -52,8 +52,8 @@ def run_sync(ls, ll, args, figures, log, check, fashion_rows, fashion_config, la
     check(len(ls.predictions(synced["id"])) == n, "a second sync wrote nothing twice")
 
     # Label Studio's synchronous action on the same tasks, in the other project.
-    user, password = ll.credentials(ll_p["id"])
-    ml = ls.req("POST", "/api/ml", json={"url": f"{ll.url}/labelstudio/{ll_p['id']}", "project": sync_ls["id"],
+    user, password, keyed = ll.credentials(ll_p["id"])
+    ml = ls.req("POST", "/api/ml", json={"url": f"{ll.url}{keyed}", "project": sync_ls["id"],
                                          "title": "labelloop", "is_interactive": False, "auth_method": "BASIC_AUTH",
                                          "basic_auth_user": user, "basic_auth_pass": password})
     t = time.time()

@@ -24,29 +24,42 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{parse_json, Body, Id};
+use super::extract::{parse_json, Body};
 use super::AppState;
 use crate::service::labelstudio::door::{self, LsCaller};
 use crate::service::labelstudio::{self as ls, predict, webhook};
 use crate::service::secret::constant_time_eq;
 
-/// The protocol's routes, behind the door.
+/// The protocol's routes, behind the door: at `/labelstudio/{project}`,
+/// and again under `/labelstudio/{project}/key/{key}`, whose key is the
+/// project's backend password. Label Studio adds its endpoints to the URL
+/// it was given, so a keyed URL authenticates every call it makes,
+/// including the webhook it creates on connect, which sends no Basic
+/// credentials.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/labelstudio/{project}", get(health))
-        .route("/labelstudio/{project}/", get(health))
-        .route("/labelstudio/{project}/health", get(health))
-        .route("/labelstudio/{project}/setup", post(setup))
-        .route("/labelstudio/{project}/predict", post(predict))
-        .route("/labelstudio/{project}/webhook", post(webhook))
-        .route("/labelstudio/{project}/versions", get(versions))
-        .route("/labelstudio/{project}/validate", post(validate))
-        .route(
-            "/labelstudio/{project}/job_status",
-            get(job_status).post(job_status),
-        )
+    let routes = |base: &str| {
+        Router::new()
+            .route(base, get(health))
+            .route(&format!("{base}/"), get(health))
+            .route(&format!("{base}/health"), get(health))
+            .route(&format!("{base}/setup"), post(setup))
+            .route(&format!("{base}/predict"), post(predict))
+            .route(&format!("{base}/webhook"), post(webhook))
+            .route(&format!("{base}/versions"), get(versions))
+            .route(&format!("{base}/validate"), post(validate))
+            .route(
+                &format!("{base}/job_status"),
+                get(job_status).post(job_status),
+            )
+    };
+    routes("/labelstudio/{project}")
+        .merge(routes("/labelstudio/{project}/key/{key}"))
         .layer(middleware::from_fn_with_state(state, door))
 }
+
+/// The project of a protocol route, found by the door.
+#[derive(Debug, Clone, Copy)]
+struct Project(i64);
 
 /// `Authorization: Basic …` as (user, password), if well formed.
 fn basic_credentials(req: &Request) -> Option<(String, String)> {
@@ -60,9 +73,16 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// The project id in `/labelstudio/{project}/…`.
-fn project_of(req: &Request) -> Option<i64> {
-    req.uri().path().split('/').nth(2)?.parse().ok()
+/// The project segment of `/labelstudio/{project}/…`, and the key of
+/// `/labelstudio/{project}/key/{key}/…`.
+fn project_and_key(req: &Request) -> (String, Option<String>) {
+    let mut parts = req.uri().path().split('/').skip(2);
+    let project = parts.next().unwrap_or("").to_string();
+    let key = match (parts.next(), parts.next()) {
+        (Some("key"), Some(k)) => Some(k.to_string()),
+        _ => None,
+    };
+    (project, key)
 }
 
 fn refused(why: &'static str) -> Response {
@@ -76,22 +96,29 @@ fn refused(why: &'static str) -> Response {
 
 /// Decide who the caller is at the door, or refuse it.
 async fn door(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = if let Some((user, password)) = basic_credentials(&req) {
-        let server_wide = state.config.ls_basic_auth.as_ref().is_some_and(|(u, p)| {
-            constant_time_eq(u.as_bytes(), user.as_bytes())
-                & constant_time_eq(p.as_bytes(), password.as_bytes())
+    let (raw, key) = project_and_key(&req);
+    let Ok(project) = raw.parse::<i64>() else {
+        return ApiError::not_found(format!("{raw:?} (ids are integers)")).into_response();
+    };
+    let given = match key {
+        Some(k) => Some((None, k)),
+        None => basic_credentials(&req).map(|(u, p)| (Some(u), p)),
+    };
+    let caller = if let Some((user, password)) = given {
+        let server_wide = user.as_deref().is_some_and(|user| {
+            state.config.ls_basic_auth.as_ref().is_some_and(|(u, p)| {
+                constant_time_eq(u.as_bytes(), user.as_bytes())
+                    & constant_time_eq(p.as_bytes(), password.as_bytes())
+            })
         });
-        let project = match (server_wide, project_of(&req)) {
-            (true, _) | (_, None) => false,
-            (false, Some(id)) => {
-                match door::check_credentials(&state.app, id, &user, &password).await {
-                    Ok(ok) => ok,
-                    Err(e) => return ApiError::from(e).into_response(),
-                }
-            }
-        };
-        if !(server_wide || project) {
-            return refused("these Basic credentials do not open this Label Studio backend; check the user and password in the backend's settings in Label Studio");
+        let ok = server_wide
+            || match door::check_credentials(&state.app, project, user.as_deref(), &password).await
+            {
+                Ok(ok) => ok,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+        if !ok {
+            return refused("these credentials do not open this Label Studio backend; check the backend URL's key, or the user and password in the backend's settings in Label Studio");
         }
         LsCaller::Authenticated
     } else if !state.config.auth && state.config.ls_basic_auth.is_none() {
@@ -100,20 +127,24 @@ async fn door(State(state): State<AppState>, mut req: Request, next: Next) -> Re
     } else if state.config.ls_open {
         LsCaller::Open
     } else {
-        return refused("this Label Studio backend needs HTTP Basic auth: create the project's credentials with POST /v1/projects/{id}/labelstudio/credentials (admin) and enter them under Basic Authentication in the backend's settings in Label Studio");
+        return refused("this Label Studio backend needs the project's credentials: create them with POST /v1/projects/{id}/labelstudio/credentials (admin) and connect Label Studio to the backend URL with its key, or enter them under Basic Authentication in the backend's settings");
     };
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(Project(project));
     next.run(req).await
 }
 
-async fn health(State(state): State<AppState>, Id(project): Id) -> ApiResult<Json<ls::Health>> {
+async fn health(
+    State(state): State<AppState>,
+    Extension(Project(project)): Extension<Project>,
+) -> ApiResult<Json<ls::Health>> {
     Ok(Json(ls::health(&state, project).await?))
 }
 
 async fn setup(
     State(state): State<AppState>,
     Extension(caller): Extension<LsCaller>,
-    Id(project): Id,
+    Extension(Project(project)): Extension<Project>,
     Body(body): Body,
 ) -> ApiResult<Json<ls::SetupOut>> {
     let req: ls::SetupIn = parse_json(&body)?;
@@ -122,7 +153,7 @@ async fn setup(
 
 async fn predict(
     State(state): State<AppState>,
-    Id(project): Id,
+    Extension(Project(project)): Extension<Project>,
     Body(body): Body,
 ) -> ApiResult<Response> {
     let req: predict::PredictIn = parse_json(&body)?;
@@ -132,7 +163,7 @@ async fn predict(
 
 async fn webhook(
     State(state): State<AppState>,
-    Id(project): Id,
+    Extension(Project(project)): Extension<Project>,
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<webhook::WebhookOut>)> {
     let value: Value = parse_json(&body)?;
@@ -140,13 +171,16 @@ async fn webhook(
     Ok((StatusCode::OK, Json(out)))
 }
 
-async fn versions(State(state): State<AppState>, Id(project): Id) -> ApiResult<Json<ls::Versions>> {
+async fn versions(
+    State(state): State<AppState>,
+    Extension(Project(project)): Extension<Project>,
+) -> ApiResult<Json<ls::Versions>> {
     Ok(Json(ls::versions(&state, project).await?))
 }
 
 async fn validate(
     State(state): State<AppState>,
-    Id(project): Id,
+    Extension(Project(project)): Extension<Project>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let req: Value = parse_json(&body)?;
@@ -161,7 +195,10 @@ async fn validate(
 
 /// Training runs as a job inside labelloop; Label Studio only asks whether
 /// the backend is busy.
-async fn job_status(State(state): State<AppState>, Id(project): Id) -> ApiResult<Json<Value>> {
+async fn job_status(
+    State(state): State<AppState>,
+    Extension(Project(project)): Extension<Project>,
+) -> ApiResult<Json<Value>> {
     state.store.get_project(project).await?;
     Ok(Json(json!({"job_status": "completed", "status": "ok"})))
 }

@@ -45,6 +45,10 @@ pub struct Credentials {
     pub password: String,
     /// The backend URL's path on this server, to append to its address.
     pub backend_path: String,
+    /// The same path with the password as its key: connect Label Studio to
+    /// this one, and every call it makes is authenticated, the webhook it
+    /// creates on connect included (that webhook sends no Basic auth).
+    pub keyed_backend_path: String,
 }
 
 /// How long a project's stored credentials are kept in memory. A rotation
@@ -65,17 +69,19 @@ pub async fn create_credentials(app: &App, project_id: i64) -> ServiceResult<Cre
         "Label Studio backend credentials created"
     );
     Ok(Credentials {
+        keyed_backend_path: format!("/labelstudio/{project_id}/key/{password}"),
         username,
         password,
         backend_path: format!("/labelstudio/{project_id}"),
     })
 }
 
-/// Whether `user`/`password` are the project's backend credentials.
+/// Whether `user`/`password` are the project's backend credentials; with
+/// no user (the key of a keyed backend URL), whether it is the password.
 pub async fn check_credentials(
     app: &App,
     project_id: i64,
-    user: &str,
+    user: Option<&str>,
     password: &str,
 ) -> ServiceResult<bool> {
     let kept = app.labelstudio.kept_credentials(project_id, KEEP);
@@ -91,8 +97,8 @@ pub async fn check_credentials(
     Ok(stored.is_some_and(|(u, hash)| {
         let given = hash_token(password);
         // Both compared in full, so timing tells nothing about which was wrong.
-        constant_time_eq(u.as_bytes(), user.as_bytes())
-            & constant_time_eq(hash.as_bytes(), given.as_bytes())
+        let user_ok = user.is_none_or(|user| constant_time_eq(u.as_bytes(), user.as_bytes()));
+        user_ok & constant_time_eq(hash.as_bytes(), given.as_bytes())
     }))
 }
 
