@@ -123,6 +123,26 @@ fn annotations_of(items: &[Value], task: i64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `/predict` of two tasks, the image at `url` and a local one: the first
+/// gets an empty result (not fetched, or given up on), the second a label.
+async fn refused_then_predicted(d: &Door, url: &str, label_config: Option<String>) {
+    let mut body = json!({"tasks": [
+        {"id": 1, "data": {"image": url}},
+        {"id": 2, "data": {"image": "fashion-mnist/test/00001.png"}},
+    ]});
+    if let Some(c) = label_config {
+        body["label_config"] = json!(c);
+    }
+    let (code, out) = ls(d, "predict", Some(&body), None).await;
+    assert_eq!(code, 200, "{out}");
+    let results = out["results"].as_array().unwrap();
+    assert!(results[0]["result"].as_array().unwrap().is_empty(), "{out}");
+    assert!(
+        !results[1]["result"].as_array().unwrap().is_empty(),
+        "{out}"
+    );
+}
+
 async fn credentials(d: &Door) -> (String, String) {
     let (code, c) = d
         .server
@@ -397,18 +417,7 @@ async fn h2_setup_cannot_hijack_the_connection() {
         200
     );
     // Image URLs on an unlisted port are never fetched: that task alone is empty.
-    let body = json!({"tasks": [
-        {"id": 1, "data": {"image": "http://127.0.0.1:18090/internal-admin?x=1"}},
-        {"id": 2, "data": {"image": "fashion-mnist/test/00000.png"}},
-    ]});
-    let (code, out) = ls(&d, "predict", Some(&body), None).await;
-    assert_eq!(code, 200, "{out}");
-    let results = out["results"].as_array().unwrap();
-    assert!(results[0]["result"].as_array().unwrap().is_empty(), "{out}");
-    assert!(
-        !results[1]["result"].as_array().unwrap().is_empty(),
-        "{out}"
-    );
+    refused_then_predicted(&d, "http://127.0.0.1:18090/internal-admin?x=1", None).await;
     // Even with the open door, a webhook's name stays a claim.
     let (code, _) = hook(&d, &created(9, 4, "admin", "Bag"), None).await;
     assert_eq!(code, 200);
@@ -444,18 +453,7 @@ async fn m1_fetches_stop_reading_at_the_limit() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let host = format!("127.0.0.1:{port}");
     let d = door(TestDb::sqlite(), &["--no-auth", "--ls-image-hosts", &host]).await;
-    let body = json!({"label_config": config(), "tasks": [
-        {"id": 1, "data": {"image": format!("http://{host}/big.png")}},
-        {"id": 2, "data": {"image": "fashion-mnist/test/00001.png"}},
-    ]});
-    let (code, out) = ls(&d, "predict", Some(&body), None).await;
-    assert_eq!(code, 200, "{out}");
-    let results = out["results"].as_array().unwrap();
-    assert!(results[0]["result"].as_array().unwrap().is_empty(), "{out}");
-    assert!(
-        !results[1]["result"].as_array().unwrap().is_empty(),
-        "{out}"
-    );
+    refused_then_predicted(&d, &format!("http://{host}/big.png"), Some(config())).await;
     let pulled = served.load(Ordering::Relaxed);
     // 64 MiB, and what the socket buffers and the stand-in produced ahead.
     assert!(

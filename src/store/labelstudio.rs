@@ -241,50 +241,9 @@ impl Store {
     /// the latest remaining annotation becomes the final label, or with none
     /// left the item goes back to review with its prediction.
     pub async fn ls_delete_annotation(&self, project_id: i64, a: &LsAnnotation) -> Result<()> {
-        with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(
-                "DELETE FROM ls_annotations WHERE project_id = $1 AND ls_annotation_id = $2",
-            )
-            .bind(project_id)
-            .bind(a.ls_annotation_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM annotations WHERE id = $1 AND item_id = $2")
-                .bind(a.annotation_id)
-                .bind(a.item_id)
-                .execute(&mut *tx)
-                .await?;
-            let latest: Option<String> = sqlx::query(
-                "SELECT label FROM annotations WHERE item_id = $1 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(a.item_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-            match latest {
-                Some(label) => {
-                    sqlx::query(
-                        "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'human' WHERE id = $2",
-                    )
-                    .bind(label)
-                    .bind(a.item_id)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                None => {
-                    sqlx::query(
-                        "UPDATE items SET status = CASE WHEN pred_label IS NULL THEN status ELSE 'needs_review' END, \
-                         final_label = NULL, final_source = NULL, resolution = NULL WHERE id = $1 AND status = 'labeled'",
-                    )
-                    .bind(a.item_id)
-                    .execute(&mut *tx)
-                    .await?
-                }
-            };
-            tx.commit().await
-        })
+        self.ls_delete_annotations(project_id, &[a.ls_annotation_id])
+            .await
+            .map(|_| ())
     }
 
     /// Head versions of a project, oldest first.
