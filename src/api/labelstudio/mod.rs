@@ -167,7 +167,7 @@ async fn webhook(
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<webhook::WebhookOut>)> {
     let value: Value = parse_json(&body)?;
-    let out = webhook::webhook(&state.app, project, &value).await?;
+    let out = webhook::webhook(&state.app, project, value).await?;
     Ok((StatusCode::OK, Json(out)))
 }
 

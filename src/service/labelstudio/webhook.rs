@@ -31,7 +31,7 @@ const PRELABEL_WAIT: Duration = Duration::from_millis(700);
 
 /// How long a request waits for the outbox worker to apply its event
 /// before it answers `queued` (Label Studio gives a webhook 1 s).
-const ANSWER_WAIT: Duration = Duration::from_millis(300);
+const ANSWER_WAIT: Duration = Duration::from_millis(150);
 
 /// Most annotation ids one deletion event may carry.
 pub const MAX_DELETED_IDS: usize = 100_000;
@@ -144,7 +144,21 @@ fn deleted_ids(body: &Value, action: &str) -> ServiceResult<Vec<i64>> {
 /// worker made of it if that takes under `ANSWER_WAIT`, else `queued`. A
 /// body without an `action`, or an annotation event without its
 /// annotation and task, is `bad_webhook` and stores nothing.
-pub async fn webhook(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResult<WebhookOut> {
+pub async fn webhook(app: &Arc<App>, project_id: i64, body: Value) -> ServiceResult<WebhookOut> {
+    // A task of its own: a sender that hangs up drops the request's
+    // future, and an event whose body was read must still be checked and
+    // written whole, or not at all (a half-done webhook lost annotations).
+    let app = app.clone();
+    tokio::spawn(async move { check_and_write(&app, project_id, &body).await })
+        .await
+        .map_err(|_| ServiceError::internal("handling a webhook failed"))?
+}
+
+async fn check_and_write(
+    app: &Arc<App>,
+    project_id: i64,
+    body: &Value,
+) -> ServiceResult<WebhookOut> {
     let project = app.store.get_project(project_id).await?;
     let action = body
         .get("action")
@@ -196,11 +210,11 @@ pub async fn webhook(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceRe
         .store
         .ls_outbox_put(project_id, &dedup, &body.to_string())
         .await?;
+    app.labelstudio.outbox_wake.notify_one();
     if let Some(answer) = put.answer.as_deref() {
         // A replay of an event applied before: its first answer, nothing written.
         return Ok(serde_json::from_str(answer).unwrap_or_else(|_| out("ok", None)));
     }
-    app.labelstudio.outbox_wake.notify_one();
     let wait = tokio::time::sleep(ANSWER_WAIT);
     tokio::pin!(wait);
     loop {
