@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::learn::{Head, TrainOptions};
 use crate::store::{Job, Store, StoreError};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Trained {
     pub version: i64,
     pub model_version: String,
