@@ -4,10 +4,13 @@
 //! lease on each job it runs and renews it while the work goes on; a job
 //! whose runner died (its lease ran out, or, on SQLite, any open job at
 //! start-up) is taken over here: a calibration and a sync are resumed, a
-//! training is failed (asking again trains again).
+//! training is failed (asking again trains again). A job of this process
+//! that ended without recording its end (the store failed just then) is
+//! taken back the same way once its lease runs out.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::app::App;
@@ -42,6 +45,7 @@ pub fn lease_ms() -> i64 {
 /// meanwhile. `None` when the lease was lost (another process took the job
 /// over, so this one stops at once and records nothing).
 pub async fn hold<T>(store: &Store, job_id: i64, work: impl Future<Output = T>) -> Option<T> {
+    let _held = Held::new(job_id);
     let renew = async {
         loop {
             tokio::time::sleep(RENEW).await;
@@ -59,6 +63,35 @@ pub async fn hold<T>(store: &Store, job_id: i64, work: impl Future<Output = T>) 
     tokio::select! {
         out = work => Some(out),
         () = renew => None,
+    }
+}
+
+/// The jobs this process is running now: never taken over by its own sweep,
+/// even when a renewal failed and the lease ran out.
+fn held() -> &'static Mutex<HashSet<i64>> {
+    static HELD: OnceLock<Mutex<HashSet<i64>>> = OnceLock::new();
+    HELD.get_or_init(Mutex::default)
+}
+
+/// Marks a job held while [`hold`] runs it.
+struct Held(i64);
+
+impl Held {
+    fn new(job_id: i64) -> Held {
+        held()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id);
+        Held(job_id)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        held()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }
 
@@ -86,6 +119,13 @@ async fn recover(app: &Arc<App>, all: bool) {
         }
     };
     for o in orphans {
+        let running_here = held()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&o.job_id);
+        if running_here {
+            continue;
+        }
         match app
             .store
             .take_over_job(o.job_id, runner(), lease_ms(), all)

@@ -107,15 +107,15 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Open exclusive jobs to take over: those whose lease ran out, or every
-    /// open one with `all` (an SQLite start-up: the previous run is gone).
-    /// Never `runner`'s own jobs: this process runs those already.
+    /// Open exclusive jobs to take over: those whose lease ran out, or, with
+    /// `all` (an SQLite start-up: the previous run is gone), every open one
+    /// but those `runner` (this process) opened since it started.
     pub async fn orphaned_jobs(&self, runner: &str, all: bool) -> Result<Vec<Orphan>> {
         let now = now_ms();
         with_pool!(self, |p| {
             sqlx::query(
                 "SELECT id, project_id, kind FROM jobs WHERE kind IS NOT NULL AND finished_at IS NULL \
-                 AND (runner IS NULL OR runner <> $3) \
+                 AND (NOT $1 OR runner IS NULL OR runner <> $3) \
                  AND ($1 OR runner_until IS NULL OR runner_until < $2) ORDER BY id",
             )
             .bind(all)

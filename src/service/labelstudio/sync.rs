@@ -9,7 +9,13 @@
 //! 3. **write**: predictions go back in chunks through
 //!    `POST /api/projects/{id}/import/predictions`, with calibrated scores
 //!    and the model version; each task written is stored with that version,
-//!    so nothing is written twice, even across re-runs.
+//!    so nothing is written twice, even across re-runs. A chunk is stored
+//!    as in flight before it is posted; a sync resumed after a crash
+//!    between the post and its record asks Label Studio which of those
+//!    tasks hold that version's prediction and posts only the others.
+//!
+//! One sync per (project, Label Studio project) is open at a time: a second
+//! request gets the open job (`service::exclusive`).
 //!
 //! Progress is the job's: `total` tasks, `done` predictions written. An
 //! unreachable Label Studio is retried with backoff for `ls_retry_secs`,
