@@ -574,6 +574,7 @@ async fn lead_training(store: &Store, project_id: i64, base: &str) -> TrainOutco
         Opened::Joined(job) => return joined_training(store, job.id).await,
         Opened::New(job) => job,
     };
+    crate::failpoint::hit("training-opened");
     let trained = exclusive::hold(store, job.id, learn::train_head(store, project_id, base))
         .await
         .ok_or((
