@@ -323,6 +323,10 @@ struct LsApi {
     /// chunk before (the post reached it) or not.
     hang_on: Option<usize>,
     store_first: bool,
+    /// From this import call on, answer 500 until `healed` (storing that
+    /// first chunk: the post reached Label Studio, the answer did not).
+    fail_from: Option<usize>,
+    healed: Arc<std::sync::atomic::AtomicBool>,
     calls: Arc<Mutex<usize>>,
     /// Every prediction Label Studio holds.
     stored: Arc<Mutex<Vec<Value>>>,
@@ -382,6 +386,14 @@ async fn ls_import(
         *c
     };
     let n = body.len();
+    if api.fail_from.is_some_and(|f| call >= f)
+        && !api.healed.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        if api.fail_from == Some(call) {
+            api.stored.lock().unwrap().extend(body);
+        }
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     if api.hang_on == Some(call) {
         if api.store_first {
             api.stored.lock().unwrap().extend(body.clone());
@@ -502,6 +514,41 @@ async fn sync_killed_after_label_studio_stored_the_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_killed_before_label_studio_stored_the_chunk() {
     sync_killed_between_post_and_record(false).await;
+}
+
+/// A sync that fails with a chunk in flight (Label Studio stored it, but
+/// every answer was a 500 until the sync gave up) leaves that chunk to the
+/// next sync of the project, which checks it before writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_syncs_chunk_in_flight_is_checked_by_the_next_sync() {
+    let api = LsApi {
+        n: 1200,
+        first: 1000,
+        fail_from: Some(2),
+        ..Default::default()
+    };
+    let (url, port) = serve_ls(api.clone()).await;
+    let db = TestDb::sqlite();
+    let data = common::root().join("data");
+    let mut args = sync_args(data.to_str().unwrap(), port);
+    args.extend(["--ls-retry-secs".to_string(), "1".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&db.url, &args);
+    let p = project(&s, json!({})).await;
+    let body = json!({"url": url, "token": TOKEN, "ls_project": 7});
+    let path = format!("/v1/projects/{p}/labelstudio/sync");
+    let (code, job) = s.post(&path, &body).await;
+    assert_eq!(code, 202, "{job}");
+    let j = job_end(&s, job["id"].as_i64().unwrap(), Duration::from_secs(180)).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(api.stored.lock().unwrap().len(), 1000);
+
+    api.healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, again) = s.post(&path, &body).await;
+    assert_eq!(code, 202, "{again}");
+    let j = job_end(&s, again["id"].as_i64().unwrap(), Duration::from_secs(180)).await;
+    assert_eq!(j["state"], "done", "{j}");
+    exactly_one_each(&api);
 }
 
 /// Three syncs of one Label Studio project started together are one job.

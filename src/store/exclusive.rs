@@ -263,15 +263,24 @@ impl Store {
         )))
     }
 
-    /// The chunk a sync posted and did not record yet (JSON), if any.
-    pub async fn ls_in_flight(&self, job_id: i64) -> Result<Option<String>> {
-        let v: Option<Option<String>> = with_pool!(self, |p| {
-            sqlx::query_scalar("SELECT in_flight FROM ls_syncs WHERE job_id = $1")
-                .bind(job_id)
-                .fetch_optional(p)
-                .await
-        })?;
-        Ok(v.flatten())
+    /// Chunks that syncs of this Label Studio project posted and did not
+    /// record (sync job, JSON), this one's or an earlier one's that failed
+    /// or died with one in flight.
+    pub async fn ls_in_flight(
+        &self,
+        project_id: i64,
+        ls_project: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (i64, String)>(
+                "SELECT job_id, in_flight FROM ls_syncs WHERE project_id = $1 AND ls_project = $2 \
+                 AND in_flight IS NOT NULL ORDER BY job_id",
+            )
+            .bind(project_id)
+            .bind(ls_project)
+            .fetch_all(p)
+            .await
+        })
     }
 
     /// Remember the chunk a sync is about to post (before posting it).

@@ -444,52 +444,66 @@ struct InFlight {
     tasks: Vec<i64>,
 }
 
-/// After a crash between posting a chunk and recording it: ask Label Studio
-/// which of its tasks hold a prediction of that model version
+/// After a crash (or a failure) between posting a chunk and recording it,
+/// by this sync or an earlier one of the same Label Studio project: ask
+/// Label Studio which of its tasks hold a prediction of that model version
 /// (`GET /api/predictions/?task=…`), and record those as written; the rest
 /// are posted again by the write loop. Label Studio is the judge, since the
 /// post may or may not have reached it.
 async fn settle_in_flight(app: &App, client: &Client<'_>, s: &LsSync) -> Result<(), String> {
-    let Some(json) = app.store.ls_in_flight(s.job_id).await.map_err(internal)? else {
-        return Ok(());
-    };
-    let Ok(chunk) = serde_json::from_str::<InFlight>(&json) else {
-        return app
-            .store
-            .ls_set_in_flight(s.job_id, None)
+    let open = app
+        .store
+        .ls_in_flight(s.project_id, s.ls_project)
+        .await
+        .map_err(internal)?;
+    for (job_id, json) in open {
+        let Ok(chunk) = serde_json::from_str::<InFlight>(&json) else {
+            app.store
+                .ls_set_in_flight(job_id, None)
+                .await
+                .map_err(internal)?;
+            continue;
+        };
+        let mut there = Vec::new();
+        for &task in &chunk.tasks {
+            let preds = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/predictions/?task={task}"),
+                    None,
+                )
+                .await?;
+            let has = preds.as_array().is_some_and(|list| {
+                list.iter().any(|p| {
+                    p.get("task")
+                        .and_then(Value::as_i64)
+                        .is_none_or(|t| t == task)
+                        && p.get("model_version").and_then(Value::as_str)
+                            == Some(chunk.model_version.as_str())
+                })
+            });
+            if has {
+                there.push(task);
+            }
+        }
+        tracing::info!(
+            job = s.job_id,
+            posted_by = job_id,
+            posted = chunk.tasks.len(),
+            found = there.len(),
+            "checked a chunk a stopped sync had in flight against Label Studio"
+        );
+        // Counted on this sync's job; an earlier sync's mark is cleared after.
+        app.store
+            .ls_record_written(s.job_id, s.project_id, &chunk.model_version, &there)
             .await
-            .map_err(internal);
-    };
-    let mut there = Vec::new();
-    for &task in &chunk.tasks {
-        let preds = client
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/predictions/?task={task}"),
-                None,
-            )
-            .await?;
-        let has = preds.as_array().is_some_and(|list| {
-            list.iter().any(|p| {
-                p.get("task")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|t| t == task)
-                    && p.get("model_version").and_then(Value::as_str)
-                        == Some(chunk.model_version.as_str())
-            })
-        });
-        if has {
-            there.push(task);
+            .map_err(internal)?;
+        if job_id != s.job_id {
+            app.store
+                .ls_set_in_flight(job_id, None)
+                .await
+                .map_err(internal)?;
         }
     }
-    tracing::info!(
-        job = s.job_id,
-        posted = chunk.tasks.len(),
-        found = there.len(),
-        "checked the chunk a stopped sync had in flight against Label Studio"
-    );
-    app.store
-        .ls_record_written(s.job_id, s.project_id, &chunk.model_version, &there)
-        .await
-        .map_err(internal)
+    Ok(())
 }
