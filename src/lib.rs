@@ -17,6 +17,7 @@
 pub mod api;
 pub mod calibrate;
 pub mod cli;
+pub mod failpoint;
 pub mod learn;
 pub mod model;
 pub mod runtime;

@@ -220,7 +220,7 @@ async fn every_write_to_a_project_row_moves_project_writes() {
     store.save_head(p.id, "{}", 3).await.unwrap();
     let after_head = labelloop::store::project_writes();
     assert!(after_head > before, "a new head left project_writes alone");
-    store.save_calibration(p.id, "{}", 10).await.unwrap();
+    store.commit_calibration(p.id, "{}", 10, &[]).await.unwrap();
     let after_fit = labelloop::store::project_writes();
     assert!(
         after_fit > after_head,

@@ -150,7 +150,8 @@ impl App {
             config.workers,
             stop_rx,
         ));
-        super::labelstudio::sync::resume(&app).await;
+        // Interrupted calibrations and syncs resume; trainings fail.
+        super::exclusive::start_recovery(&app);
         Ok(Running {
             app,
             stop,

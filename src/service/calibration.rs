@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
+use super::exclusive;
 use super::hub::ModelHub;
 use super::metrics::Metrics;
 use crate::calibrate::{
@@ -20,7 +21,7 @@ use crate::calibrate::{
 };
 use crate::learn::Head;
 use crate::store::{
-    AuditCounts, CalibrationRow, Job, LabeledRow, Project, ProjectSettings, Reroute, Store,
+    AuditCounts, CalibrationRow, Job, LabeledRow, Opened, Project, ProjectSettings, Reroute, Store,
     DEFAULT_AUDIT_RATE, DEFAULT_CALIBRATE_EVERY, DEFAULT_DELTA,
 };
 
@@ -366,7 +367,7 @@ impl Calibrator {
 
     async fn upkeep_once(&self, project_id: i64, todo: Upkeep) -> ServiceResult<()> {
         if todo.refit && self.store.audit_counts(project_id).await?.spent > 0 {
-            run(self, project_id).await?;
+            refit(self, project_id).await?;
         }
         if todo.check {
             let project = self.store.get_project(project_id).await?;
@@ -494,29 +495,83 @@ pub async fn start(cal: &Calibrator, project_id: i64) -> ServiceResult<Job> {
             ),
         ));
     }
-    let job = cal.store.start_task_job(project.id).await?;
-    let (cal, job_id) = (cal.clone(), job.id);
-    tokio::spawn(async move {
-        let ok = match run(&cal, project_id).await {
-            Ok(v) => {
-                tracing::info!(project = project_id, version = v, "calibration fitted");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(project = project_id, error = %e.message, "calibration failed");
-                false
-            }
-        };
-        if let Err(e) = cal.store.finish_task_job(job_id, ok).await {
-            tracing::warn!(job = job_id, error = %e, "could not record the calibration job's end");
+    let opened = cal
+        .store
+        .open_exclusive(
+            project.id,
+            exclusive::CALIBRATE,
+            "calibrating",
+            exclusive::runner(),
+            exclusive::lease_ms(),
+        )
+        .await?;
+    if let Opened::New(job) = &opened {
+        spawn_job(cal, project_id, job.id);
+    }
+    Ok(opened.job().clone())
+}
+
+/// Run calibration job `job_id` in the background (a new one, or one taken
+/// over from a stopped server: a fit is safe to run again, since a version
+/// takes force with its re-routing in one transaction).
+pub fn spawn_job(cal: &Calibrator, project_id: i64, job_id: i64) {
+    let cal = cal.clone();
+    tokio::spawn(async move { run_job(&cal, project_id, job_id).await });
+}
+
+/// Fit under job `job_id`, which this process runs, and end the job.
+async fn run_job(cal: &Calibrator, project_id: i64, job_id: i64) {
+    let Some(outcome) = exclusive::hold(&cal.store, job_id, run(cal, project_id)).await else {
+        return;
+    };
+    let ok = match outcome {
+        Ok(v) => {
+            tracing::info!(project = project_id, version = v, "calibration fitted");
+            true
         }
-    });
-    Ok(job)
+        Err(e) => {
+            tracing::warn!(project = project_id, error = %e.message, "calibration failed");
+            false
+        }
+    };
+    if let Err(e) = cal
+        .store
+        .finish_exclusive(job_id, exclusive::runner(), ok, None)
+        .await
+    {
+        tracing::warn!(job = job_id, error = %e, "could not record the calibration job's end");
+    }
+}
+
+/// An automatic refit: run one now unless a calibration of the project is
+/// open already (on any replica), which this request then joins.
+async fn refit(cal: &Calibrator, project_id: i64) -> ServiceResult<()> {
+    let opened = cal
+        .store
+        .open_exclusive(
+            project_id,
+            exclusive::CALIBRATE,
+            "calibrating",
+            exclusive::runner(),
+            exclusive::lease_ms(),
+        )
+        .await?;
+    match opened {
+        Opened::New(job) => run_job(cal, project_id, job.id).await,
+        Opened::Joined(job) => {
+            tracing::debug!(
+                project = project_id,
+                job = job.id,
+                "a calibration is running; refit joins it"
+            )
+        }
+    }
+    Ok(())
 }
 
 /// Fit a new version now and re-route the project's items under it.
 /// Returns the new version.
-pub async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
+async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
     let project = cal.store.get_project(project_id).await?;
     let rows = cal.store.labeled_rows(project_id).await?;
     let audit_spent = rows.iter().filter(|r| r.audit).count() as i64;
@@ -604,11 +659,10 @@ pub async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
         c.coverage = if *n == 0 { 0.0 } else { *a as f64 / *n as f64 };
     }
     let json = serde_json::to_string(&body).map_err(|e| ServiceError::internal(e.to_string()))?;
-    let version = cal
+    let (version, moved) = cal
         .store
-        .save_calibration(project_id, &json, body.audit_labels as i64)
+        .commit_calibration(project_id, &json, body.audit_labels as i64, &updates)
         .await?;
-    let moved = cal.store.reroute(version, &updates).await?;
     cal.metrics.drift_alarm(project_id, false);
     tracing::info!(
         project = project_id,
@@ -998,7 +1052,7 @@ async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<(
     let current = cal.store.current_calibration(project.id).await?;
     let Some(row) = current else {
         if every > 0 && spent >= every {
-            run(cal, project.id).await?;
+            refit(cal, project.id).await?;
         }
         return Ok(());
     };
@@ -1028,7 +1082,7 @@ async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<(
         }
     }
     if every > 0 && spent - s.audit_spent_at_fit >= every {
-        run(cal, project.id).await?;
+        refit(cal, project.id).await?;
     }
     Ok(())
 }

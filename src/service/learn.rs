@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::learn::{Head, TrainOptions};
 use crate::store::{Job, Store, StoreError};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Trained {
     pub version: i64,
     pub model_version: String,
@@ -80,8 +80,9 @@ pub async fn train_head(
     .map_err(|e| LearnError::Train(e.to_string()))?
     .map_err(LearnError::Train)?;
     let body = serde_json::to_string(&head).map_err(|e| LearnError::Train(e.to_string()))?;
-    let version = store.save_head(project_id, &body, n as i64).await?;
-    let job = store.requeue_for_repredict(project_id).await?;
+    let (version, job) = store
+        .save_head_and_requeue(project_id, &body, n as i64)
+        .await?;
     tracing::info!(
         project = project_id,
         version,

@@ -8,6 +8,7 @@ pub mod calibration;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod exclusive;
 pub mod export;
 pub mod hub;
 pub mod ingest;

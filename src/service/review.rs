@@ -4,18 +4,20 @@
 //! it waits for an expert's confirmation), giving leases back, project
 //! settings, tiers and training the head.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::app::App;
 use super::calibration;
 use super::error::{Code, ServiceError, ServiceResult};
+use super::exclusive;
 use super::learn::{self, LearnError, Trained};
 use crate::select::strategies::{self, Pool};
 use crate::select::{Measure, Strategy};
-use crate::store::{ItemRecord, Project, ProjectSettings, ReviewFilter};
+use crate::store::{ItemRecord, Opened, Project, ProjectSettings, ReviewFilter, Store};
 
 /// Longest review lease a project may set: a day, so that a lost tab frees
 /// its items (the store clamps with the same bound before multiplying).
@@ -45,29 +47,30 @@ pub struct ReviewList {
     pub items: Vec<ItemRecord>,
 }
 
-/// One automatic training per project at a time: two annotations arriving
-/// together must not train two heads.
+/// What a training ended with, as every request that joined it gets it.
+type TrainOutcome = Result<Trained, (Code, String)>;
+
+/// The trainings this process runs, by project: every request for a
+/// project's training while one runs here joins it (and gets its answer)
+/// instead of training another head. Across replicas the store decides
+/// (see [`lead_training`]).
 #[derive(Debug, Default)]
-pub struct TrainingGuard(Mutex<HashSet<i64>>);
+pub struct TrainingGuard(Mutex<HashMap<i64, watch::Receiver<Option<TrainOutcome>>>>);
 
 impl TrainingGuard {
-    /// Claims the project; `None` if a training is already running for it.
-    fn claim(self: &Arc<Self>, project_id: i64) -> Option<TrainingClaim> {
-        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        running.insert(project_id).then(|| TrainingClaim {
-            guard: self.clone(),
-            project_id,
-        })
+    fn running(&self, project_id: i64) -> bool {
+        let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        running.contains_key(&project_id)
     }
 }
 
-/// Releases the project's training slot when dropped.
-pub struct TrainingClaim {
+/// Takes the project out of the guard when its training task ends (or panics).
+struct Leaving {
     guard: Arc<TrainingGuard>,
     project_id: i64,
 }
 
-impl Drop for TrainingClaim {
+impl Drop for Leaving {
     fn drop(&mut self) {
         let mut running = self.guard.0.lock().unwrap_or_else(|e| e.into_inner());
         running.remove(&self.project_id);
@@ -462,24 +465,198 @@ async fn needs_confirmation(
     })
 }
 
-/// The version string of the project's base model, for head versions.
-fn base_version(app: &App, project: &Project) -> String {
-    app.hub
-        .get(&project.model)
-        .map(|m| m.model.version().to_string())
-        .unwrap_or_default()
-}
-
-/// Train a head on the human labels now (on request).
+/// Train a head on the human labels now (on request: the API, Label
+/// Studio's `START_TRAINING`). One training per project at a time: a
+/// request while one runs (here or on another replica) joins it and gets
+/// its answer. The training runs in its own task, so a caller that goes
+/// away stops nothing.
 pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
     let project = app.store.get_project(project_id).await?;
-    let base = base_version(app, &project);
-    let trained = learn::train_head(&app.store, project_id, &base)
+    let mut rx = Trainer::of(app).join_or_start(&project);
+    let outcome = match rx.wait_for(Option::is_some).await {
+        Ok(o) => o.clone(),
+        Err(_) => None,
+    };
+    match outcome {
+        Some(Ok(t)) => Ok(t),
+        Some(Err((code, message))) => Err(ServiceError::new(code, message)),
+        None => Err(ServiceError::internal("the training task stopped")),
+    }
+}
+
+/// What a training needs of the app, cheap to clone into its task.
+#[derive(Clone)]
+struct Trainer {
+    store: Store,
+    hub: Arc<super::hub::ModelHub>,
+    wake: Arc<tokio::sync::Notify>,
+    calibrator: calibration::Calibrator,
+    training: Arc<TrainingGuard>,
+}
+
+impl Trainer {
+    fn of(app: &App) -> Trainer {
+        Trainer {
+            store: app.store.clone(),
+            hub: app.hub.clone(),
+            wake: app.wake_workers.clone(),
+            calibrator: app.calibrator.clone(),
+            training: app.training.clone(),
+        }
+    }
+
+    /// Join this process's training of the project, or start one.
+    fn join_or_start(&self, project: &Project) -> watch::Receiver<Option<TrainOutcome>> {
+        let mut running = self.training.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = running.get(&project.id) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        running.insert(project.id, rx.clone());
+        drop(running);
+        let leaving = Leaving {
+            guard: self.training.clone(),
+            project_id: project.id,
+        };
+        let t = self.clone();
+        let project_id = project.id;
+        let base = self
+            .hub
+            .get(&project.model)
+            .map(|m| m.model.version().to_string())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let outcome = lead_training(&t.store, project_id, &base).await;
+            if outcome.is_ok() {
+                t.wake.notify_waiters();
+                calibration::after_training(&t.calibrator, project_id);
+            }
+            let _ = tx.send(Some(outcome));
+            drop(leaving);
+        });
+        rx
+    }
+}
+
+/// What a finished training job keeps for requests on other replicas that joined it.
+#[derive(Serialize, Deserialize)]
+struct TrainingRecord {
+    version: i64,
+    model_version: String,
+    trained_on: usize,
+    classes_seen: usize,
+    train_accuracy: f64,
+    repredict_job: i64,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Open the project's training job and train under it, or, when one is
+/// open already (another replica trains), wait for its answer.
+async fn lead_training(store: &Store, project_id: i64, base: &str) -> TrainOutcome {
+    let internal = |e: crate::store::StoreError| -> (Code, String) {
+        let e: ServiceError = e.into();
+        (e.code, e.message)
+    };
+    let opened = store
+        .open_exclusive(
+            project_id,
+            exclusive::TRAIN,
+            "training",
+            exclusive::runner(),
+            exclusive::lease_ms(),
+        )
         .await
-        .map_err(learn_error)?;
-    app.wake_workers.notify_waiters();
-    calibration::after_training(&app.calibrator, project_id);
-    Ok(trained)
+        .map_err(internal)?;
+    let job = match opened {
+        Opened::Joined(job) => return joined_training(store, job.id).await,
+        Opened::New(job) => job,
+    };
+    crate::failpoint::hit("training-opened");
+    let trained = exclusive::hold(store, job.id, learn::train_head(store, project_id, base))
+        .await
+        .ok_or((
+            Code::Internal,
+            "another server took this training over".to_string(),
+        ))?;
+    let (record, outcome) = match trained {
+        Ok(t) => (
+            TrainingRecord {
+                version: t.version,
+                model_version: t.model_version.clone(),
+                trained_on: t.trained_on,
+                classes_seen: t.classes_seen,
+                train_accuracy: t.train_accuracy,
+                repredict_job: t.repredict_job.id,
+                code: None,
+                message: None,
+            },
+            Ok(t),
+        ),
+        Err(e) => {
+            let e = learn_error(e);
+            (
+                TrainingRecord {
+                    version: 0,
+                    model_version: String::new(),
+                    trained_on: 0,
+                    classes_seen: 0,
+                    train_accuracy: 0.0,
+                    repredict_job: 0,
+                    code: Some(e.code.as_str().to_string()),
+                    message: Some(e.message.clone()),
+                },
+                Err((e.code, e.message)),
+            )
+        }
+    };
+    let json = serde_json::to_string(&record).ok();
+    if let Err(e) = store
+        .finish_exclusive(
+            job.id,
+            exclusive::runner(),
+            outcome.is_ok(),
+            json.as_deref(),
+        )
+        .await
+    {
+        tracing::warn!(job = job.id, error = %e, "could not record the training job's end");
+    }
+    outcome
+}
+
+/// Wait for another replica's training job to end, and answer as it did.
+async fn joined_training(store: &Store, job_id: i64) -> TrainOutcome {
+    let internal = |e: crate::store::StoreError| -> (Code, String) {
+        let e: ServiceError = e.into();
+        (e.code, e.message)
+    };
+    let (state, result) = loop {
+        if let Some(end) = store.job_outcome(job_id).await.map_err(internal)? {
+            break end;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let record = result.and_then(|r| serde_json::from_str::<TrainingRecord>(&r).ok());
+    match (state.as_str(), record) {
+        ("done", Some(r)) => Ok(Trained {
+            version: r.version,
+            model_version: r.model_version,
+            trained_on: r.trained_on,
+            classes_seen: r.classes_seen,
+            train_accuracy: r.train_accuracy,
+            repredict_job: store.get_job(r.repredict_job).await.map_err(internal)?,
+        }),
+        (_, Some(r)) if r.code.as_deref() == Some(Code::NotEnoughLabels.as_str()) => {
+            Err((Code::NotEnoughLabels, r.message.unwrap_or_default()))
+        }
+        _ => Err((
+            Code::Internal,
+            format!("the training it joined (job {job_id}) failed"),
+        )),
+    }
 }
 
 fn learn_error(e: LearnError) -> ServiceError {
@@ -492,45 +669,43 @@ fn learn_error(e: LearnError) -> ServiceError {
 
 /// After an annotation: retrain in the background if `train_every` new
 /// human labels arrived since the current head, unless a training for the
-/// project is already running.
+/// project is already running (it then covers this label or the next one
+/// triggers again).
 fn maybe_autotrain(app: &App, project: &Project) {
     let every = match project.settings.train_every {
         Some(every) if every > 0 => every.min(MAX_TRAIN_EVERY) as i64,
         _ => return,
     };
-    let Some(claim) = app.training.claim(project.id) else {
+    if app.training.running(project.id) {
         return;
-    };
-    let (store, wake, project_id) = (app.store.clone(), app.wake_workers.clone(), project.id);
-    let calibrator = app.calibrator.clone();
-    let base = base_version(app, project);
+    }
+    let trainer = Trainer::of(app);
+    let project = project.clone();
     tokio::spawn(async move {
-        let _claim = claim;
+        let project_id = project.id;
         let (Ok(labeled), Ok(trained_on)) = (
-            store.human_labeled_count(project_id).await,
-            store.head_trained_on(project_id).await,
+            trainer.store.human_labeled_count(project_id).await,
+            trainer.store.head_trained_on(project_id).await,
         ) else {
             return;
         };
         if labeled - trained_on < every {
             return;
         }
-        match learn::train_head(&store, project_id, &base).await {
-            Ok(t) => {
-                wake.notify_waiters();
-                calibration::after_training(&calibrator, project_id);
-                tracing::info!(
-                    project = project_id,
-                    version = t.version,
-                    "automatic retraining done"
-                )
-            }
-            Err(LearnError::NotEnough(why)) => {
+        let mut rx = trainer.join_or_start(&project);
+        match rx.wait_for(Option::is_some).await.map(|o| o.clone()) {
+            Ok(Some(Ok(t))) => tracing::info!(
+                project = project_id,
+                version = t.version,
+                "automatic retraining done"
+            ),
+            Ok(Some(Err((Code::NotEnoughLabels, why)))) => {
                 tracing::debug!(project = project_id, %why, "not retraining yet")
             }
-            Err(e) => {
-                tracing::warn!(project = project_id, error = %e, "automatic retraining failed")
+            Ok(Some(Err((_, why)))) => {
+                tracing::warn!(project = project_id, error = %why, "automatic retraining failed")
             }
+            _ => {}
         }
     });
 }

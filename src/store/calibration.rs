@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{bytes_embedding, now_ms, Job, Result, Store};
+use super::{bytes_embedding, now_ms, Result, Store};
 
 /// A stored calibration version.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -84,41 +84,78 @@ pub struct AnnotationRow {
 /// Most ids in one statement.
 const CHUNK: usize = 500;
 
+/// Bind one item's new decision to a re-routing statement.
+fn bind_reroute<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    u: &'q Reroute,
+    version: i64,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(u.id)
+        .bind(if u.auto_accept {
+            "auto_accepted"
+        } else {
+            "needs_review"
+        })
+        .bind(u.label.as_str())
+        .bind(u.score)
+        .bind(u.scores_json.as_str())
+        .bind(version)
+}
+
 impl Store {
-    /// Store a fit as the project's next calibration version and make it current.
-    pub async fn save_calibration(
+    /// Store a fit as the project's next calibration version, re-route the
+    /// items under it, and make it current, in one transaction: a version
+    /// takes force only with its re-routing complete (a crash midway leaves
+    /// the previous version in force and no item under the new one).
+    /// Returns the version and how many items moved.
+    pub async fn commit_calibration(
         &self,
         project_id: i64,
         body: &str,
         audit_labels: i64,
-    ) -> Result<i64> {
+        updates: &[Reroute],
+    ) -> Result<(i64, u64)> {
         let now = now_ms();
+        let statements: Vec<_> = updates
+            .chunks(CHUNK)
+            .map(|c| (self.reroute_sql(c.len()), c))
+            .collect();
         let saved = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
+            // A write first: on SQLite the transaction takes the write lock
+            // here (waiting for it), not at a later upgrade that could fail.
             let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM calibrations WHERE project_id = $1",
-            )
-            .bind(project_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
                 "INSERT INTO calibrations (project_id, version, body, audit_labels, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM calibrations WHERE project_id = $1 \
+                 RETURNING version",
             )
             .bind(project_id)
-            .bind(version)
             .bind(body)
             .bind(audit_labels)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            let mut moved = 0u64;
+            for (sql, chunk) in &statements {
+                let mut q = sqlx::query(&sql.sql);
+                for u in *chunk {
+                    q = bind_reroute(q, u, version);
+                }
+                moved += q.execute(&mut *tx).await?.rows_affected();
+                crate::failpoint::hit("calibration-reroute");
+            }
             sqlx::query("UPDATE projects SET calibration_version = $1 WHERE id = $2")
                 .bind(version)
                 .bind(project_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(version)
+            Ok::<_, sqlx::Error>((version, moved))
         });
         // Also on failure: a kept row read meanwhile is then refetched, harmlessly.
         super::project_written();
@@ -244,43 +281,39 @@ impl Store {
     pub async fn reroute(&self, version: i64, updates: &[Reroute]) -> Result<u64> {
         let mut changed = 0u64;
         for chunk in updates.chunks(CHUNK) {
-            let mut sql = self.params(
-                "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
-                 pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, \
-                 final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN v.column3 ELSE NULL END, \
-                 final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN 'machine' ELSE NULL END, \
-                 calibration_version = v.column6 FROM (VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(").list(6).push(")");
-            }
-            sql.push(
-                ") AS v WHERE items.id = v.column1 \
-                 AND (items.status = 'auto_accepted' OR items.status = 'needs_review')",
-            );
+            let sql = self.reroute_sql(chunk.len());
             let n = with_pool!(self, |p| {
                 let mut q = sqlx::query(&sql.sql);
                 for u in chunk {
-                    q = q
-                        .bind(u.id)
-                        .bind(if u.auto_accept {
-                            "auto_accepted"
-                        } else {
-                            "needs_review"
-                        })
-                        .bind(&u.label)
-                        .bind(u.score)
-                        .bind(&u.scores_json)
-                        .bind(version);
+                    q = bind_reroute(q, u, version);
                 }
                 q.execute(p).await.map(|r| r.rows_affected())
             })?;
             changed += n;
         }
         Ok(changed)
+    }
+
+    /// The re-routing statement for `n` items (bound by [`bind_reroute`]).
+    fn reroute_sql(&self, n: usize) -> super::Params {
+        let mut sql = self.params(
+            "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
+             pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, \
+             final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN v.column3 ELSE NULL END, \
+             final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN 'machine' ELSE NULL END, \
+             calibration_version = v.column6 FROM (VALUES ",
+        );
+        for i in 0..n {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").list(6).push(")");
+        }
+        sql.push(
+            ") AS v WHERE items.id = v.column1 \
+             AND (items.status = 'auto_accepted' OR items.status = 'needs_review')",
+        );
+        sql
     }
 
     /// Audit labels given and audit items still waiting.
@@ -376,42 +409,6 @@ impl Store {
             .bind(label)
             .bind(resolution)
             .bind(item_id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
-
-    /// A job for work that is not pre-labeling (a calibration fit): one
-    /// unit, state `calibrating` until it ends (`done`, or `failed` with
-    /// `errors = 1`). Pre-label workers only claim `running` jobs.
-    pub async fn start_task_job(&self, project_id: i64) -> Result<Job> {
-        let now = now_ms();
-        let id: i64 = with_pool!(self, |p| {
-            sqlx::query_scalar(
-                "INSERT INTO jobs (project_id, state, total, created_at, updated_at, started_at) \
-                 VALUES ($1, 'calibrating', 1, $2, $2, $2) RETURNING id",
-            )
-            .bind(project_id)
-            .bind(now)
-            .fetch_one(p)
-            .await
-        })?;
-        self.get_job(id).await
-    }
-
-    pub async fn finish_task_job(&self, job_id: i64, ok: bool) -> Result<()> {
-        let now = now_ms();
-        with_pool!(self, |p| {
-            sqlx::query(
-                "UPDATE jobs SET state = $1, done = $2, errors = $3, updated_at = $4, finished_at = $4 WHERE id = $5",
-            )
-            .bind(if ok { "done" } else { "failed" })
-            .bind(i64::from(ok))
-            .bind(i64::from(!ok))
-            .bind(now)
-            .bind(job_id)
             .execute(p)
             .await
             .map(|r| r.rows_affected())

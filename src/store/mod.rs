@@ -994,6 +994,9 @@ pub use calibration::{
     AnnotationRow, AuditCounts, CalibrationRow, LabeledRow, MachineRow, Reroute, StatusCounts,
 };
 
+mod exclusive;
+pub use exclusive::{Opened, Orphan};
+
 mod labelstudio;
 pub use labelstudio::{ls_client_id, LsAnnotation, LsConnection, LsSync};
 

@@ -383,36 +383,92 @@ impl Store {
 
     /// Save a new head version and make it the project's current one.
     pub async fn save_head(&self, project_id: i64, body: &str, trained_on: i64) -> Result<i64> {
-        let now = now_ms();
-        let version = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            let v: i64 = sqlx::query(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM heads WHERE project_id = $1",
-            )
-            .bind(project_id)
-            .fetch_one(&mut *tx)
+        Ok(self
+            .write_head(project_id, body, trained_on, false)
             .await?
-            .try_get(0)?;
-            sqlx::query(
-                "INSERT INTO heads (project_id, version, body, trained_on, created_at) VALUES ($1, $2, $3, $4, $5)",
+            .0)
+    }
+
+    /// Save a new head version, make it current, and send every
+    /// machine-decided item back through the model under it (a background
+    /// job), in one transaction: a crash leaves both or neither.
+    pub async fn save_head_and_requeue(
+        &self,
+        project_id: i64,
+        body: &str,
+        trained_on: i64,
+    ) -> Result<(i64, Job)> {
+        let (version, job_id) = self.write_head(project_id, body, trained_on, true).await?;
+        let job_id = job_id.ok_or_else(|| StoreError::Db("no re-predict job".into()))?;
+        Ok((version, self.get_job(job_id).await?))
+    }
+
+    async fn write_head(
+        &self,
+        project_id: i64,
+        body: &str,
+        trained_on: i64,
+        requeue: bool,
+    ) -> Result<(i64, Option<i64>)> {
+        let now = now_ms();
+        let written = with_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            // A write first: on SQLite the transaction takes the write lock
+            // here (waiting for it), not at a later upgrade that fails at once.
+            let v: i64 = sqlx::query_scalar(
+                "INSERT INTO heads (project_id, version, body, trained_on, created_at) \
+                 SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM heads WHERE project_id = $1 \
+                 RETURNING version",
             )
             .bind(project_id)
-            .bind(v)
             .bind(body)
             .bind(trained_on)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             sqlx::query("UPDATE projects SET head_version = $1 WHERE id = $2")
                 .bind(v)
                 .bind(project_id)
                 .execute(&mut *tx)
                 .await?;
+            let job_id = if requeue {
+                let job_id: i64 = sqlx::query(
+                    "INSERT INTO jobs (project_id, state, total, created_at, updated_at) VALUES ($1, 'running', 0, $2, $3) RETURNING id",
+                )
+                .bind(project_id)
+                .bind(now)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                let n = sqlx::query(
+                    "UPDATE items SET status = 'pending', job_id = $1, final_label = NULL, final_source = NULL, \
+                     lease_owner = NULL, lease_until = NULL WHERE project_id = $2 \
+                     AND status IN ('auto_accepted', 'needs_review')",
+                )
+                .bind(job_id)
+                .bind(project_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+                sqlx::query(
+                    "UPDATE jobs SET total = $1, state = $2, finished_at = $3 WHERE id = $4",
+                )
+                .bind(n)
+                .bind(if n == 0 { "done" } else { "running" })
+                .bind(if n == 0 { Some(now) } else { None })
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+                Some(job_id)
+            } else {
+                None
+            };
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(v)
+            Ok::<_, sqlx::Error>((v, job_id))
         });
         super::project_written();
-        version
+        written
     }
 
     /// The body of a project's head version.
@@ -456,44 +512,6 @@ impl Store {
             .try_get::<i64, _>(0)
         })?;
         Ok(n)
-    }
-
-    /// Send every machine-decided item of the project back through the model
-    /// (now with the new head) as a background job. Human labels are kept.
-    pub async fn requeue_for_repredict(&self, project_id: i64) -> Result<Job> {
-        let now = now_ms();
-        let job_id = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            let job_id: i64 = sqlx::query(
-                "INSERT INTO jobs (project_id, state, total, created_at, updated_at) VALUES ($1, 'running', 0, $2, $3) RETURNING id",
-            )
-            .bind(project_id)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            let n = sqlx::query(
-                "UPDATE items SET status = 'pending', job_id = $1, final_label = NULL, final_source = NULL, \
-                 lease_owner = NULL, lease_until = NULL WHERE project_id = $2 \
-                 AND status IN ('auto_accepted', 'needs_review')",
-            )
-            .bind(job_id)
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected() as i64;
-            sqlx::query("UPDATE jobs SET total = $1, state = $2, finished_at = $3 WHERE id = $4")
-                .bind(n)
-                .bind(if n == 0 { "done" } else { "running" })
-                .bind(if n == 0 { Some(now) } else { None })
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(job_id)
-        })?;
-        self.get_job(job_id).await
     }
 
     /// The stored embedding of an item, if any.

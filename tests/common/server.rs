@@ -18,7 +18,13 @@ pub struct Server {
 impl Server {
     /// Start with extra args; waits until it prints its address.
     pub fn start(db: &str, extra: &[&str]) -> Server {
+        Server::start_env(db, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_env(db: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_labelloop"));
+        cmd.envs(env.iter().copied());
         cmd.current_dir(super::root())
             .args([
                 "-q",

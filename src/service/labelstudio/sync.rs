@@ -9,7 +9,13 @@
 //! 3. **write**: predictions go back in chunks through
 //!    `POST /api/projects/{id}/import/predictions`, with calibrated scores
 //!    and the model version; each task written is stored with that version,
-//!    so nothing is written twice, even across re-runs.
+//!    so nothing is written twice, even across re-runs. A chunk is stored
+//!    as in flight before it is posted; a sync resumed after a crash
+//!    between the post and its record asks Label Studio which of those
+//!    tasks hold that version's prediction and posts only the others.
+//!
+//! One sync per (project, Label Studio project) is open at a time: a second
+//! request gets the open job (`service::exclusive`).
 //!
 //! Progress is the job's: `total` tasks, `done` predictions written. An
 //! unreachable Label Studio is retried with backoff for `ls_retry_secs`,
@@ -27,8 +33,9 @@ use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, LsPrediction};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
+use crate::service::exclusive;
 use crate::service::predictor::Labeler as ProjectPredictor;
-use crate::store::{ls_client_id, Job, LsConnection, LsSync};
+use crate::store::{ls_client_id, Job, LsConnection, LsSync, Opened};
 
 /// Tasks per page read from Label Studio.
 const PAGE: i64 = 500;
@@ -177,33 +184,28 @@ pub async fn start(app: &Arc<App>, project_id: i64, req: SyncIn) -> ServiceResul
         .and_then(Value::as_str)
         .unwrap_or_default();
     config::parse(xml, &project.labels, super::text_model(app, &project)?)?;
-    let job_id = app
+    // One open sync per Label Studio project: a second request gets the open one.
+    let opened = app
         .store
-        .ls_create_sync(
+        .ls_open_sync(
             project_id,
             &client.conn.hostname,
             &client.conn.access_token,
             req.ls_project,
+            &exclusive::sync_kind(req.ls_project),
+            exclusive::runner(),
+            exclusive::lease_ms(),
         )
         .await?;
-    spawn(app.clone(), job_id);
-    Ok(app.store.get_job(job_id).await?)
-}
-
-/// Resume the syncs a stopped server left open.
-pub async fn resume(app: &Arc<App>) {
-    match app.store.ls_open_syncs().await {
-        Ok(open) => {
-            for s in open {
-                tracing::info!(job = s.job_id, phase = %s.phase, "resuming a Label Studio sync");
-                spawn(app.clone(), s.job_id);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not look for Label Studio syncs to resume"),
+    if let Opened::New(job) = &opened {
+        spawn(app.clone(), job.id);
     }
+    Ok(app.store.get_job(opened.job().id).await?)
 }
 
-fn spawn(app: Arc<App>, job_id: i64) {
+/// Run sync job `job_id`, which this process holds (a new one, or one
+/// taken over from a stopped server: every phase resumes where it stopped).
+pub(crate) fn spawn(app: Arc<App>, job_id: i64) {
     tokio::spawn(async move {
         let sync = match app.store.ls_open_syncs().await {
             Ok(all) => all.into_iter().find(|s| s.job_id == job_id),
@@ -214,7 +216,8 @@ fn spawn(app: Arc<App>, job_id: i64) {
         };
         let Some(sync) = sync else { return };
         let (next_page, tasks) = (sync.next_page, sync.tasks);
-        if let Err(why) = run(&app, sync).await {
+        let outcome = exclusive::hold(&app.store, job_id, run(&app, sync)).await;
+        if let Some(Err(why)) = outcome {
             tracing::warn!(job = job_id, reason = %why, "Label Studio sync failed");
             let _ = app
                 .store
@@ -361,6 +364,7 @@ async fn write(
         .await
         .map_err(reason)?;
     let version = predictor.model_version().to_string();
+    settle_in_flight(app, client, s).await?;
     let mut cursor = None;
     loop {
         let items = app
@@ -399,6 +403,19 @@ async fn write(
             .collect();
         rows.retain(|(t, _)| !done.contains(t));
         for chunk in rows.chunks(CHUNK) {
+            let written: Vec<i64> = chunk.iter().map(|(t, _)| *t).collect();
+            // Durable before the post: a crash between the post and the
+            // record below leaves this chunk to be checked against Label
+            // Studio on resume, never posted blindly again.
+            let in_flight = serde_json::to_string(&InFlight {
+                model_version: version.clone(),
+                tasks: written.clone(),
+            })
+            .map_err(internal)?;
+            app.store
+                .ls_set_in_flight(s.job_id, Some(&in_flight))
+                .await
+                .map_err(internal)?;
             let body = Value::Array(chunk.iter().map(|(_, p)| p.clone()).collect());
             client
                 .call(
@@ -407,18 +424,85 @@ async fn write(
                     Some(&body),
                 )
                 .await?;
-            let written: Vec<i64> = chunk.iter().map(|(t, _)| *t).collect();
+            crate::failpoint::hit("sync-posted");
             app.store
-                .ls_mark_written(s.project_id, &version, &written)
-                .await
-                .map_err(internal)?;
-            app.store
-                .ls_sync_progress(s.job_id, written.len() as i64, 0)
+                .ls_record_written(s.job_id, s.project_id, &version, &written)
                 .await
                 .map_err(internal)?;
         }
         if items.len() < 1000 {
             break;
+        }
+    }
+    Ok(())
+}
+
+/// A chunk posted to Label Studio and not yet recorded (kept in the sync's row).
+#[derive(serde::Serialize, Deserialize)]
+struct InFlight {
+    model_version: String,
+    tasks: Vec<i64>,
+}
+
+/// After a crash (or a failure) between posting a chunk and recording it,
+/// by this sync or an earlier one of the same Label Studio project: ask
+/// Label Studio which of its tasks hold a prediction of that model version
+/// (`GET /api/predictions/?task=…`), and record those as written; the rest
+/// are posted again by the write loop. Label Studio is the judge, since the
+/// post may or may not have reached it.
+async fn settle_in_flight(app: &App, client: &Client<'_>, s: &LsSync) -> Result<(), String> {
+    let open = app
+        .store
+        .ls_in_flight(s.project_id, s.ls_project)
+        .await
+        .map_err(internal)?;
+    for (job_id, json) in open {
+        let Ok(chunk) = serde_json::from_str::<InFlight>(&json) else {
+            app.store
+                .ls_set_in_flight(job_id, None)
+                .await
+                .map_err(internal)?;
+            continue;
+        };
+        let mut there = Vec::new();
+        for &task in &chunk.tasks {
+            let preds = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/predictions/?task={task}"),
+                    None,
+                )
+                .await?;
+            let has = preds.as_array().is_some_and(|list| {
+                list.iter().any(|p| {
+                    p.get("task")
+                        .and_then(Value::as_i64)
+                        .is_none_or(|t| t == task)
+                        && p.get("model_version").and_then(Value::as_str)
+                            == Some(chunk.model_version.as_str())
+                })
+            });
+            if has {
+                there.push(task);
+            }
+        }
+        tracing::info!(
+            job = s.job_id,
+            posted_by = job_id,
+            posted = chunk.tasks.len(),
+            found = there.len(),
+            "checked a chunk a stopped sync had in flight against Label Studio"
+        );
+        // Counted on this sync's job; an earlier sync's mark is cleared after.
+        app.store
+            .ls_record_written(s.job_id, s.project_id, &chunk.model_version, &there)
+            .await
+            .map_err(internal)?;
+        if job_id != s.job_id {
+            app.store
+                .ls_set_in_flight(job_id, None)
+                .await
+                .map_err(internal)?;
         }
     }
     Ok(())
