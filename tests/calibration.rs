@@ -221,6 +221,20 @@ async fn calibration_loop(db: TestDb) {
     assert_eq!(c["classes"].as_array().unwrap().len(), 10);
     assert_eq!(c["reliability"]["after"].as_array().unwrap().len(), 15);
     assert_eq!(c["drift"]["alarm"], false);
+    // Issue #28 L2: each key once, and the model spelled as everywhere else.
+    let (_, raw) = s
+        .get_text(&format!("/v1/projects/{project}/calibration"))
+        .await;
+    for key in ["\"target\":", "\"delta\":"] {
+        assert_eq!(raw.matches(key).count(), 1, "{key} in {raw}");
+    }
+    assert!(
+        c["model_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("fashion-mnist-cnn@"),
+        "{c}"
+    );
 
     // Under version 1: auto-accepted items meet the target against the truth;
     // human labels did not move; machine labels name the version.

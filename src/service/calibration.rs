@@ -116,18 +116,62 @@ pub struct DriftView {
 }
 
 /// `GET /v1/projects/{id}/calibration`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct CalibrationView {
     /// `null` before the first fit (the project's fixed threshold decides).
     pub version: Option<i64>,
     pub created_at: Option<i64>,
+    /// The target and δ of the fit in force (the project's, before one).
     pub target: f64,
     pub delta: f64,
+    /// The fit in force, its keys beside the view's (see `Serialize`).
     #[serde(flatten)]
     pub fit: Option<Stored>,
     pub audit: AuditCounts,
     pub drift: DriftView,
     pub history: Vec<HistoryPoint>,
+}
+
+/// One object: the view's own keys, then the fit's, each key once (the
+/// fit's `target` and `delta` are the view's; flattening both wrote them
+/// twice).
+impl Serialize for CalibrationView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        #[derive(Serialize)]
+        struct Own<'a> {
+            version: Option<i64>,
+            created_at: Option<i64>,
+            target: f64,
+            delta: f64,
+            audit: &'a AuditCounts,
+            drift: &'a DriftView,
+            history: &'a [HistoryPoint],
+        }
+        let own = Own {
+            version: self.version,
+            created_at: self.created_at,
+            target: self.target,
+            delta: self.delta,
+            audit: &self.audit,
+            drift: &self.drift,
+            history: &self.history,
+        };
+        let mut map = match serde_json::to_value(own).map_err(S::Error::custom)? {
+            serde_json::Value::Object(m) => m,
+            _ => return Err(S::Error::custom("a calibration view is an object")),
+        };
+        if let Some(fit) = &self.fit {
+            if let serde_json::Value::Object(f) =
+                serde_json::to_value(fit).map_err(S::Error::custom)?
+            {
+                for (k, v) in f {
+                    map.entry(k).or_insert(v);
+                }
+            }
+        }
+        map.serialize(serializer)
+    }
 }
 
 /// One version in the history: labels spent against coverage.
@@ -585,10 +629,11 @@ async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
         }
         None => None,
     };
+    // Spelled as everywhere else (`/versions`, predictions): `<model>@<version>`.
     let base = cal
         .hub
         .get(&project.model)
-        .map(|m| m.model.version().to_string())
+        .map(|m| format!("{}@{}", project.model, m.model.version()))
         .unwrap_or_default();
     let model_version = match project.head_version {
         Some(v) => format!("{base}+head-{v}"),

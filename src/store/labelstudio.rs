@@ -261,44 +261,6 @@ impl Store {
 
     // ---- bulk syncs -------------------------------------------------------
 
-    /// A sync job: a `jobs` row in state `syncing` (workers never claim it)
-    /// and its durable state, in one transaction.
-    pub async fn ls_create_sync(
-        &self,
-        project_id: i64,
-        url: &str,
-        token: &str,
-        ls_project: i64,
-    ) -> Result<i64> {
-        let now = now_ms();
-        with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            let job_id: i64 = sqlx::query(
-                "INSERT INTO jobs (project_id, state, total, created_at, updated_at, started_at) \
-                 VALUES ($1, 'syncing', 0, $2, $2, $2) RETURNING id",
-            )
-            .bind(project_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            sqlx::query(
-                "INSERT INTO ls_syncs (job_id, project_id, url, token, ls_project, phase, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'ingest', $6)",
-            )
-            .bind(job_id)
-            .bind(project_id)
-            .bind(url)
-            .bind(token)
-            .bind(ls_project)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(job_id)
-        })
-    }
-
     /// Syncs not finished: resumed at start-up.
     pub async fn ls_open_syncs(&self) -> Result<Vec<LsSync>> {
         with_pool!(self, |p| {
@@ -383,20 +345,6 @@ impl Store {
         })
     }
 
-    /// Count predictions written back on the sync's job.
-    pub async fn ls_sync_progress(&self, job_id: i64, written: i64, errors: i64) -> Result<()> {
-        with_pool!(self, |p| sqlx::query(
-            "UPDATE jobs SET done = done + $1, errors = errors + $2, updated_at = $3 WHERE id = $4"
-        )
-        .bind(written)
-        .bind(errors)
-        .bind(now_ms())
-        .bind(job_id)
-        .execute(p)
-        .await
-        .map(|_| ()))
-    }
-
     /// Which of these tasks already hold a prediction of `model_version` written by us.
     pub async fn ls_written(
         &self,
@@ -427,35 +375,5 @@ impl Store {
             out.extend(ids);
         }
         Ok(out)
-    }
-
-    /// Remember that these tasks got a prediction of `model_version`.
-    pub async fn ls_mark_written(
-        &self,
-        project_id: i64,
-        model_version: &str,
-        task_ids: &[i64],
-    ) -> Result<()> {
-        let now = now_ms();
-        for chunk in task_ids.chunks(200) {
-            let mut sql = self.params(
-                "INSERT INTO ls_written (project_id, ls_task_id, model_version, created_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(").list(4).push(")");
-            }
-            sql.push(" ON CONFLICT DO NOTHING");
-            with_pool!(self, |p| {
-                let mut q = sqlx::query(&sql.sql);
-                for t in chunk {
-                    q = q.bind(project_id).bind(*t).bind(model_version).bind(now);
-                }
-                q.execute(p).await.map(|_| ())
-            })?;
-        }
-        Ok(())
     }
 }
