@@ -264,16 +264,7 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
             ));
             continue;
         };
-        let spellings = choices
-            .iter()
-            .filter_map(|c| {
-                let i = labels
-                    .iter()
-                    .position(|l| match_label(std::slice::from_ref(c), l).is_some())?;
-                Some(c.names.iter().map(move |n| (n.clone(), i)))
-            })
-            .flatten()
-            .collect();
+        let spellings = spellings_of(&choices, &choice_for_label, labels);
         return Ok(ChoicesTarget {
             from_name: name,
             to_name: first_to,
@@ -295,6 +286,40 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
         Code::LabelsMismatch,
         format!("no <Choices> tag matches the project's labels {labels:?}: {why}"),
     ))
+}
+
+/// How annotated choices read back as labels, most binding first (the
+/// lookup takes the first exact, then the first case-insensitive match):
+/// the value of each label's own choice, then that choice's other
+/// spellings, then choices no label chose, to the first label they match.
+/// Reading back must invert the choice each label is sent as: a choice
+/// whose `predicted_values` also spell another label once read back as
+/// that other label (found by fuzzing).
+fn spellings_of(
+    choices: &[Choice],
+    choice_for_label: &[String],
+    labels: &[String],
+) -> Vec<(String, usize)> {
+    let chosen = |c: &Choice| choice_for_label.contains(&c.value);
+    let mut out: Vec<(String, usize)> = choice_for_label
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.clone(), i))
+        .collect();
+    for (i, v) in choice_for_label.iter().enumerate() {
+        if let Some(c) = choices.iter().find(|c| &c.value == v) {
+            out.extend(c.names.iter().skip(1).map(|n| (n.clone(), i)));
+        }
+    }
+    for c in choices.iter().filter(|c| !chosen(c)) {
+        if let Some(i) = labels
+            .iter()
+            .position(|l| match_label(std::slice::from_ref(c), l).is_some())
+        {
+            out.extend(c.names.iter().map(|n| (n.clone(), i)));
+        }
+    }
+    out
 }
 
 /// The choice a label maps to: exact on any spelling first, then ignoring case.
@@ -364,6 +389,20 @@ mod tests {
         assert!(e.message.contains("no <Choices>"), "{}", e.message);
         let e = parse("<View", &labels(&["a"]), true).unwrap_err();
         assert_eq!(e.code, Code::LabelsMismatch);
+    }
+
+    #[test]
+    fn a_choice_reads_back_as_the_label_it_is_sent_for() {
+        // From the fuzzer: "b" is sent for label "B", and its
+        // predicted_values also spell "A" (label "a").
+        let xml = r#"<View><Text name="sms" value="$text"/><Choices name="c" toName="sms" choice="multiple"><Choice value="A" alias="a"/><Choice value="b" predicted_values="A, x"/><Choice value="Ham"/></Choices></View>"#;
+        let l = labels(&["a", "B", "ham"]);
+        let t = parse(xml, &l, true).unwrap();
+        assert_eq!(t.choice_for_label, ["A", "b", "Ham"]);
+        for (i, c) in t.choice_for_label.iter().enumerate() {
+            assert_eq!(t.label_index(c), Some(i), "{c}");
+        }
+        assert_eq!(t.label_index("x"), Some(1));
     }
 
     #[test]
