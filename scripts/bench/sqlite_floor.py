@@ -6,13 +6,13 @@ For each of N Fashion-MNIST-sized items it times what `labelloop serve` does
 to the store, in the same shapes and transaction sizes:
   ingest  INSERT ... ON CONFLICT DO NOTHING, 500 rows per statement, the PNG inline;
   claim   UPDATE ... SET lease WHERE id IN (SELECT ... LIMIT 256) RETURNING content;
-  record  UPDATE ... FROM (VALUES ...) with the 15 prediction columns (a 256-byte
+  record  UPDATE ... FROM (VALUES ...) with the 19 prediction columns (a 256-byte
           embedding among them) plus the audit INSERT INTO predictions, 256 per transaction.
 SQLite has one writer, so these costs add up on one core however many cores
 the machine has. scripts/bench/http_compare.py turns them into a ceiling for
 the jobs scenario.
 
-    python scripts/bench/sqlite_floor.py [--items 10000] [--runs 3]
+    python scripts/bench/sqlite_floor.py [--items 10000] [--runs 3] [--paths]
 
 Prints one JSON line: median microseconds per item for each step and in all.
 """
@@ -43,7 +43,7 @@ def connect(path):
     return db
 
 
-def one_run(n, png, embedding):
+def one_run(n, png, embedding, paths=False):
     with tempfile.TemporaryDirectory() as tmp:
         db = connect(os.path.join(tmp, "floor.db"))
         db.execute("INSERT INTO projects (name, model, labels, threshold, precision_target, created_at) "
@@ -60,7 +60,10 @@ def one_run(n, png, embedding):
                    + " ON CONFLICT (project_id, client_id) DO NOTHING")
             args = []
             for i in rows:
-                args += [1, f"item-{i}", "image", None, png, None, job, now]
+                if paths:
+                    args += [1, f"item-{i}", "path", None, None, f"{ROOT}/data/fashion-mnist/test/{i % 10000:05d}.png", job, now]
+                else:
+                    args += [1, f"item-{i}", "image", None, png, None, job, now]
             db.execute(sql, args)
         db.execute("UPDATE jobs SET total = ? WHERE id = ?", (n, job))
         db.execute("COMMIT")
@@ -68,7 +71,6 @@ def one_run(n, png, embedding):
 
         claim_s = record_s = 0.0
         scores = json.dumps({f"class-{c}": 0.1 for c in range(10)})
-        unc = json.dumps({"least_confidence": 0.2, "margin": 0.3, "entropy": 0.4})
         while True:
             t0 = time.perf_counter()
             until = int(time.time() * 1000) + 60_000
@@ -86,20 +88,23 @@ def one_run(n, png, embedding):
             values, args = [], []
             for (item_id, *_rest) in claimed:
                 accept = random.random() < 0.8
-                values.append("(" + ", ".join("?" * 15) + ")")
-                args += [item_id, "auto_accepted" if accept else "needs_review", "Bag", 0.93, scores, unc,
+                values.append("(" + ", ".join("?" * 19) + ")")
+                args += [item_id, "auto_accepted" if accept else "needs_review", "Bag", 0.93, scores,
                          "1", "Bag" if accept else None, "machine" if accept else None,
-                         0.07, 0.8, 0.2, embedding, None, None]
-            args.append("w1")
+                         0.07, 0.8, 0.2, embedding, None, None, 0.93, scores, 0, None, None]
+            args += ["w1", job]
             recorded = db.execute(
-                "UPDATE items SET status = v.column2, pred_label = v.column3, pred_score = v.column4, "
-                "pred_scores = v.column5, pred_uncertainty = v.column6, model_version = v.column7, "
-                "final_label = v.column8, final_source = v.column9, unc_least_confidence = v.column10, "
-                "unc_margin = v.column11, unc_entropy = v.column12, embedding = COALESCE(v.column13, items.embedding), "
-                "unc_vote_entropy = v.column14, unc_mean_kl = v.column15, "
+                "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, "
+                "pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, model_version = v.column6, "
+                "final_label = CASE WHEN items.audit = 1 THEN NULL ELSE v.column7 END, "
+                "final_source = CASE WHEN items.audit = 1 THEN NULL ELSE v.column8 END, unc_least_confidence = v.column9, "
+                "unc_margin = v.column10, unc_entropy = v.column11, embedding = COALESCE(v.column12, items.embedding), "
+                "unc_vote_entropy = v.column13, unc_mean_kl = v.column14, raw_score = v.column15, raw_scores = v.column16, "
+                "audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, "
+                "audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, "
                 "lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES " + ", ".join(values)
-                + ") AS v WHERE items.id = v.column1 AND items.lease_owner = ? AND items.status = 'pending' "
-                "RETURNING items.id", args).fetchall()
+                + ") AS v WHERE items.id = v.column1 AND items.lease_owner = ? AND items.job_id = ? "
+                "AND items.status = 'pending' RETURNING items.id", args).fetchall()
             audit = []
             for (item_id,) in recorded:
                 audit += [item_id, "1", "Bag", 0.93, "w1", now]
@@ -118,13 +123,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--paths", action="store_true", help="store path items (as scripts/bench_jobs.sh ingests), not inline PNGs")
     a = ap.parse_args()
     png_dir = os.path.join(ROOT, "data", "fashion-mnist", "test")
     first = sorted(f for f in os.listdir(png_dir) if f.endswith(".png"))[0]
     with open(os.path.join(png_dir, first), "rb") as f:
         png = f.read()
     embedding = bytes(256)  # the CNN's 64 float32s
-    runs = [one_run(a.items, png, embedding) for _ in range(a.runs)]
+    runs = [one_run(a.items, png, embedding, a.paths) for _ in range(a.runs)]
     us = {k: statistics.median(r[k] for r in runs) / a.items * 1e6 for k in ("ingest", "claim", "record")}
     us["total"] = sum(us.values())
     print(json.dumps({"items": a.items, "runs": a.runs, "sqlite": sqlite3.sqlite_version,
