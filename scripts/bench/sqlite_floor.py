@@ -103,7 +103,7 @@ def one_run(n, png, embedding, paths=False):
                 "audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, "
                 "audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, "
                 "lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES " + ", ".join(values)
-                + ") AS v WHERE items.id = v.column1 AND items.lease_owner = ? AND items.job_id = ? "
+                + ") AS v WHERE items.id = v.column1 AND items.lease_owner = ? AND +items.job_id = ? "
                 "AND items.status = 'pending' RETURNING items.id", args).fetchall()
             audit = []
             for (item_id,) in recorded:

@@ -551,14 +551,15 @@ impl Store {
              RETURNING id, project_id, kind, text, image, path"
         );
         with_pool!(self, |p| async {
-            let jobs: Vec<(i64, i64)> =
-                sqlx::query("SELECT id, project_id FROM jobs WHERE state = 'running' ORDER BY id")
-                    .fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<std::result::Result<_, sqlx::Error>>()?;
-            for (job_id, project_id) in jobs {
+            let jobs: Vec<(i64, i64, Option<i64>)> = sqlx::query(
+                "SELECT id, project_id, started_at FROM jobs WHERE state = 'running' ORDER BY id",
+            )
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()?;
+            for (job_id, project_id, started_at) in jobs {
                 let rows = sqlx::query(&sql)
                     .bind(worker)
                     .bind(until)
@@ -570,11 +571,17 @@ impl Store {
                 if rows.is_empty() {
                     continue;
                 }
-                sqlx::query("UPDATE jobs SET started_at = COALESCE(started_at, $1) WHERE id = $2")
+                // Once per job, not once per batch: the job's row says
+                // whether a worker started it already.
+                if started_at.is_none() {
+                    sqlx::query(
+                        "UPDATE jobs SET started_at = COALESCE(started_at, $1) WHERE id = $2",
+                    )
                     .bind(now)
                     .bind(job_id)
                     .execute(p)
                     .await?;
+                }
                 let mut items = Vec::with_capacity(rows.len());
                 for r in &rows {
                     items.push(ClaimedItem {
@@ -654,10 +661,16 @@ impl Store {
         // (a re-predict after training) and leased again under this
         // process's worker id; it must not write them, nor count them for
         // its own job, which left the later job waiting forever.
+        //
+        // `+items.job_id` keeps SQLite from using the job's index to drive
+        // the update: with `items.job_id = ?` it walked every pending item
+        // of the job (up to the job's size) and, for each, scanned the
+        // VALUES list, per batch (issue #29). The unary plus changes no
+        // value in either dialect; the primary key is the only way in.
         update
             .push(") AS v WHERE items.id = v.column1 AND items.lease_owner = ")
             .param()
-            .push(" AND items.job_id = ")
+            .push(" AND +items.job_id = ")
             .param()
             .push(" AND items.status = 'pending' RETURNING items.id");
         let embeddings: Vec<Option<Vec<u8>>> = predicted
@@ -738,19 +751,33 @@ impl Store {
                 done = rows.len() as i64;
             }
             let mut errors = 0i64;
-            for (item_id, message) in &failed {
-                let updated = sqlx::query(
-                    "UPDATE items SET status = 'failed', error = $1, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $2 AND lease_owner = $3 AND job_id = $4 AND status = 'pending'",
-                )
-                .bind(*message)
-                .bind(item_id)
-                .bind(worker)
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                errors += updated as i64;
+            if !failed.is_empty() {
+                // All failures in one statement, as the predictions.
+                let mut sql = self.params(
+                    "UPDATE items SET status = 'failed', error = v.column2, lease_owner = NULL, lease_until = NULL \
+                     FROM (VALUES ",
+                );
+                for i in 0..failed.len() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").list(2).push(")");
+                }
+                sql.push(") AS v WHERE items.id = v.column1 AND items.lease_owner = ")
+                    .param()
+                    .push(" AND +items.job_id = ")
+                    .param()
+                    .push(" AND items.status = 'pending'");
+                let mut q = sqlx::query(&sql.sql);
+                for (item_id, message) in &failed {
+                    q = q.bind(*item_id).bind(*message);
+                }
+                errors = q
+                    .bind(worker)
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
             }
             sqlx::query(
                 "UPDATE jobs SET done = done + $1, errors = errors + $2, updated_at = $3, \
