@@ -87,8 +87,10 @@ pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<boo
     }
 }
 
-/// Claim one batch, label it, record it. Returns the number of items handled.
-async fn step(ctx: &WorkerContext) -> Result<usize, String> {
+/// Claim one batch, label it, record it. Returns the number of items handled
+/// (0: nothing to claim). Public for the tests that count what a batch asks
+/// of the database (`tests/job_statements.rs`).
+pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let started = std::time::Instant::now();
     let Some(claim) = ctx
         .store
@@ -161,17 +163,8 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
-    let mut audited: HashMap<String, i64> = if project.settings.audit_min.is_some() {
-        ctx.store
-            .audit_class_counts(project_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .collect()
-    } else {
-        HashMap::new()
-    };
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
+    let first_predicted = outcomes.len();
     for (id, result) in ids.into_iter().zip(results) {
         members.clear();
         for (m, r) in committee.iter().zip(member_results.iter_mut()) {
@@ -185,29 +178,16 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             }
         }
         let outcome = match result {
-            Ok(pred) => {
-                let mut o = predictor.label(pred, loaded.labels(), |labels, probs| {
-                    (!members.is_empty()).then(|| disagreement(labels, probs, &members))
-                });
-                if let Outcome::Predicted(p) = &mut o {
-                    if let Some(label) = &p.label {
-                        let seen = audited.entry(label.clone()).or_insert(0);
-                        let prob = calibration::audit_probability(&project.settings, *seen);
-                        p.audit_p = Some(prob);
-                        p.audit = calibration::audit_uniform(project_id, id) < prob;
-                        if p.audit {
-                            *seen += 1;
-                        }
-                    }
-                }
-                o
-            }
+            Ok(pred) => predictor.label(pred, loaded.labels(), |labels, probs| {
+                (!members.is_empty()).then(|| disagreement(labels, probs, &members))
+            }),
             // Not this item's fault: its lease expires and it is retried.
             Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
             Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
         };
         outcomes.push((id, outcome));
     }
+    draw_audit(ctx, &project, &mut outcomes[first_predicted..]).await?;
     let recorded = ctx
         .store
         .complete(&ctx.worker_id, job_id, &outcomes)
@@ -230,6 +210,51 @@ async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         "batch recorded"
     );
     Ok(claimed)
+}
+
+/// Draw the batch's predicted items into the audit sample, in item order:
+/// each with the project's rate, or with certainty while its class has fewer
+/// than `audit_min` audit items. The counts come from the store once per
+/// batch, for the classes this batch predicted only, each up to the minimum
+/// (past it the rate applies whatever the count).
+async fn draw_audit(
+    ctx: &WorkerContext,
+    project: &crate::store::Project,
+    outcomes: &mut [(i64, Outcome)],
+) -> Result<(), String> {
+    let mut audited: HashMap<String, i64> = HashMap::new();
+    if let Some(min) = project.settings.audit_min {
+        let mut labels: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Predicted(p) => p.label.as_deref(),
+                Outcome::Failed(_) => None,
+            })
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let cap = i64::try_from(min).unwrap_or(i64::MAX);
+        let counts = ctx
+            .store
+            .audit_class_counts(project.id, &labels, cap)
+            .await
+            .map_err(|e| e.to_string())?;
+        audited = labels.iter().map(|l| l.to_string()).zip(counts).collect();
+    }
+    for (id, o) in outcomes.iter_mut() {
+        if let Outcome::Predicted(p) = o {
+            if let Some(label) = &p.label {
+                let seen = audited.entry(label.clone()).or_insert(0);
+                let prob = calibration::audit_probability(&project.settings, *seen);
+                p.audit_p = Some(prob);
+                p.audit = calibration::audit_uniform(project.id, *id) < prob;
+                if p.audit {
+                    *seen += 1;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Record every claimed item as failed for the same reason (a model it needs is missing).

@@ -332,16 +332,43 @@ impl Store {
         Ok(AuditCounts { spent, pending })
     }
 
-    /// Audit items per predicted label, for the per-class minimum.
-    pub async fn audit_class_counts(&self, project_id: i64) -> Result<Vec<(String, i64)>> {
+    /// Audit items per predicted label, for the per-class minimum: for each
+    /// of `labels`, in order, how many of the project's items predicted as
+    /// it are in the audit sample, counted up to `cap` (past the minimum
+    /// the exact count changes nothing). One statement, and each count stops
+    /// after `cap` entries of `items_audit_label`: a batch pays for its own
+    /// labels up to the minimum, not for every audit item of the project.
+    pub async fn audit_class_counts(
+        &self,
+        project_id: i64,
+        labels: &[&str],
+        cap: i64,
+    ) -> Result<Vec<i64>> {
+        if labels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = self.params("SELECT ");
+        for i in 0..labels.len() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE project_id = ")
+                .param()
+                .push(" AND audit = 1 AND pred_label = ")
+                .param()
+                .push(" LIMIT ")
+                .param()
+                .push(&format!(") AS c{i})"));
+        }
         with_pool!(self, |p| {
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT pred_label, COUNT(*) FROM items WHERE project_id = $1 AND audit = 1 \
-                 AND pred_label IS NOT NULL GROUP BY pred_label",
-            )
-            .bind(project_id)
-            .fetch_all(p)
-            .await
+            let mut q = sqlx::query(&sql.sql);
+            for label in labels {
+                q = q.bind(project_id).bind(*label).bind(cap);
+            }
+            let row = q.fetch_one(p).await?;
+            (0..labels.len())
+                .map(|i| row.try_get::<i64, _>(i))
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         })
     }
 
