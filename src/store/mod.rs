@@ -569,6 +569,30 @@ impl Store {
                     .fetch_all(p)
                     .await?;
                 if rows.is_empty() {
+                    // Nothing to lease. If nothing of the job is pending at
+                    // all, the job is over even though its counts fall
+                    // short: its remaining items left `pending` by another
+                    // path (annotated, say) before a worker reached them,
+                    // and no `complete` will ever count them. A read first
+                    // (an index probe), so that a job whose items are all
+                    // leased costs no write lock; the write checks again.
+                    let pending: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM items WHERE job_id = $1 AND status = 'pending' LIMIT 1",
+                    )
+                    .bind(job_id)
+                    .fetch_optional(p)
+                    .await?;
+                    if pending.is_none() {
+                        sqlx::query(
+                            "UPDATE jobs SET state = 'done', finished_at = $1, updated_at = $1 \
+                             WHERE id = $2 AND state = 'running' AND NOT EXISTS \
+                             (SELECT 1 FROM items WHERE job_id = $2 AND status = 'pending')",
+                        )
+                        .bind(now)
+                        .bind(job_id)
+                        .execute(p)
+                        .await?;
+                    }
                     continue;
                 }
                 // Once per job, not once per batch: the job's row says
