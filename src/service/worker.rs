@@ -47,6 +47,52 @@ pub fn worker_id() -> String {
     )
 }
 
+/// A worker's run of failed steps, logged at its start, then at most every
+/// `FAILING_LOG_EVERY` with a count, and at its end: an idle worker polls
+/// every 200 ms, and a full disk logged two warnings a poll (issue #28 L1).
+#[derive(Default)]
+struct Failing {
+    since: Option<std::time::Instant>,
+    logged: Option<std::time::Instant>,
+    count: u64,
+}
+
+const FAILING_LOG_EVERY: Duration = Duration::from_secs(30);
+
+impl Failing {
+    fn failed(&mut self, worker: usize, error: &str) {
+        let now = std::time::Instant::now();
+        self.count += 1;
+        let since = *self.since.get_or_insert(now);
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= FAILING_LOG_EVERY)
+        {
+            self.logged = Some(now);
+            tracing::warn!(
+                worker,
+                error,
+                failed_steps = self.count,
+                failing_secs = now.duration_since(since).as_secs(),
+                "job step failed; retrying after a pause"
+            );
+        }
+    }
+
+    fn recovered(&mut self, worker: usize) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                worker,
+                failed_steps = self.count,
+                failing_secs = since.elapsed().as_secs(),
+                "job steps succeed again"
+            );
+        }
+        self.logged = None;
+        self.count = 0;
+    }
+}
+
 /// Run `n` worker loops until `shutdown` turns true. Each finishes the batch
 /// it holds (so nothing is half-written), then returns its leases.
 pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<bool>) {
@@ -55,14 +101,18 @@ pub async fn run(ctx: WorkerContext, n: usize, mut shutdown: watch::Receiver<boo
         let ctx = ctx.clone();
         let mut stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
+            let mut failing = Failing::default();
             loop {
                 if *stop.borrow() {
                     break;
                 }
                 let worked = match step(&ctx).await {
-                    Ok(n) => n > 0,
+                    Ok(n) => {
+                        failing.recovered(i);
+                        n > 0
+                    }
                     Err(e) => {
-                        tracing::warn!(worker = i, error = %e, "job step failed; retrying after a pause");
+                        failing.failed(i, &e.to_string());
                         false
                     }
                 };
@@ -395,5 +445,25 @@ mod tests {
         assert!((d.vote_entropy - 1.0).abs() < 1e-6);
         assert!(d.mean_kl > 0.0);
         assert!(p.uncertainty.is_some(), "the margin etc. are stored too");
+    }
+}
+
+#[cfg(test)]
+mod failing_tests {
+    use super::Failing;
+
+    #[test]
+    fn a_run_of_failures_logs_once_per_interval_and_ends_on_success() {
+        let mut f = Failing::default();
+        f.failed(0, "the database's disk is full");
+        let first = f.logged;
+        assert!(first.is_some());
+        for _ in 0..10 {
+            f.failed(0, "the database's disk is full");
+        }
+        assert_eq!(f.logged, first, "logged again within the interval");
+        assert_eq!(f.count, 11);
+        f.recovered(0);
+        assert!(f.since.is_none() && f.logged.is_none() && f.count == 0);
     }
 }
