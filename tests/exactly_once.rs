@@ -602,18 +602,11 @@ async fn syncs_started_together_are_one_postgres() {
 
 // ---- M8 ------------------------------------------------------------------
 
-/// With `replicas` servers on one database, the requests spread over them.
-async fn training_floods_train_one_head(db: TestDb, replicas: usize) {
-    let s = Server::start(&db.url, &["--no-auth"]);
-    let others: Vec<Server> = (1..replicas)
-        .map(|_| Server::start(&db.url, &["--no-auth"]))
-        .collect();
-    let servers: Vec<&Server> = std::iter::once(&s).chain(&others).collect();
-    let p = project(&s, json!({})).await;
-    ingest(&s, p, 400).await;
+/// Label the first `n` items of project `p` with their true labels, as "a".
+async fn label_truly(s: &Server, p: i64, n: usize) {
     let truth = common::fashion_mnist_test();
     let (_, page) = s.get(&format!("/v1/projects/{p}/items?limit=1000")).await;
-    for item in page["items"].as_array().unwrap().iter().take(120) {
+    for item in page["items"].as_array().unwrap().iter().take(n) {
         let id = item["client_id"].as_str().unwrap();
         let label = &truth.iter().find(|(c, _, _)| c == id).unwrap().2;
         let (code, body) = s
@@ -624,6 +617,18 @@ async fn training_floods_train_one_head(db: TestDb, replicas: usize) {
             .await;
         assert_eq!(code, 201, "{body}");
     }
+}
+
+/// With `replicas` servers on one database, the requests spread over them.
+async fn training_floods_train_one_head(db: TestDb, replicas: usize) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let others: Vec<Server> = (1..replicas)
+        .map(|_| Server::start(&db.url, &["--no-auth"]))
+        .collect();
+    let servers: Vec<&Server> = std::iter::once(&s).chain(&others).collect();
+    let p = project(&s, json!({})).await;
+    ingest(&s, p, 400).await;
+    label_truly(&s, p, 120).await;
     let hook = format!("/labelstudio/{p}/webhook");
     let start_training = json!({"action": "START_TRAINING", "project": {"id": 7}});
     let train = format!("/v1/projects/{p}/train");
@@ -722,19 +727,7 @@ async fn an_interrupted_training_is_failed_at_start_up() {
     let s = Server::start(&db.url, &["--no-auth"]);
     let p = project(&s, json!({})).await;
     ingest(&s, p, 100).await;
-    let truth = common::fashion_mnist_test();
-    let (_, page) = s.get(&format!("/v1/projects/{p}/items?limit=1000")).await;
-    for item in page["items"].as_array().unwrap().iter().take(30) {
-        let id = item["client_id"].as_str().unwrap();
-        let label = &truth.iter().find(|(c, _, _)| c == id).unwrap().2;
-        let (code, body) = s
-            .post(
-                &format!("/v1/items/{}/annotations", item["id"]),
-                &json!({"label": label, "annotator": "a"}),
-            )
-            .await;
-        assert_eq!(code, 201, "{body}");
-    }
+    label_truly(&s, p, 30).await;
     drop(s);
     let mut s = Server::start_env(
         &db.url,
