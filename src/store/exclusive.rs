@@ -64,16 +64,30 @@ impl Store {
                 .fetch_optional(p)
                 .await
             })?;
-            if let Some(id) = id {
-                return Ok(Opened::New(self.get_job(id).await?));
-            }
-            if let Some(id) = self.open_job_of(project_id, kind).await? {
-                return Ok(Opened::Joined(self.get_job(id).await?));
+            if let Some(opened) = self.new_or_joined(id, project_id, kind).await? {
+                return Ok(opened);
             }
         }
         Err(super::StoreError::Conflict(format!(
             "could not open or find the {kind} job of project {project_id}"
         )))
+    }
+
+    /// The job an insert made (`inserted`), else the open one it lost to;
+    /// `None` when that one ended meanwhile (the caller tries again).
+    async fn new_or_joined(
+        &self,
+        inserted: Option<i64>,
+        project_id: i64,
+        kind: &str,
+    ) -> Result<Option<Opened>> {
+        if let Some(id) = inserted {
+            return Ok(Some(Opened::New(self.get_job(id).await?)));
+        }
+        match self.open_job_of(project_id, kind).await? {
+            Some(id) => Ok(Some(Opened::Joined(self.get_job(id).await?))),
+            None => Ok(None),
+        }
     }
 
     /// The open job of `kind` for the project, if any.
@@ -251,11 +265,8 @@ impl Store {
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(id)
             })?;
-            if let Some(id) = id {
-                return Ok(Opened::New(self.get_job(id).await?));
-            }
-            if let Some(id) = self.open_job_of(project_id, kind).await? {
-                return Ok(Opened::Joined(self.get_job(id).await?));
+            if let Some(opened) = self.new_or_joined(id, project_id, kind).await? {
+                return Ok(opened);
             }
         }
         Err(super::StoreError::Conflict(format!(
