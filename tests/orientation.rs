@@ -59,7 +59,7 @@ fn staging_matches_opencv_lanczos4() {
     let staged = model
         .stage(&Input::Image(common::png_bytes(&page)))
         .unwrap();
-    let labelloop::model::Staged::Pixels { data, channels } = staged else {
+    let labelloop::model::Staged::Pixels { data, channels, .. } = staged else {
         panic!("an image model stages pixels");
     };
     assert_eq!(channels, 1, "a grey page stays grey until packing");

@@ -133,6 +133,9 @@ pub fn check(manifest: &Manifest, inputs: &[Outlet], outputs: &[Outlet]) -> Resu
         ));
     }
 
+    if let Some(detect) = &manifest.detect {
+        check_detect_outputs(manifest, detect, outputs)?;
+    }
     for spec in &manifest.outputs {
         let Some(outlet) = outputs.iter().find(|o| o.name() == spec.name) else {
             return Err(mismatch(
@@ -184,6 +187,59 @@ pub fn check(manifest: &Manifest, inputs: &[Outlet], outputs: &[Outlet]) -> Resu
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// The batch size of the first input when the graph fixes it.
+pub fn fixed_batch(inputs: &[Outlet]) -> Option<usize> {
+    let (_, shape) = tensor(inputs.first()?)?;
+    usize::try_from(*shape.first()?).ok().filter(|&b| b > 0)
+}
+
+/// Each output a detection head reads exists as a float tensor of rank 3.
+fn check_detect_outputs(
+    manifest: &Manifest,
+    detect: &super::manifest::DetectSpec,
+    outputs: &[Outlet],
+) -> Result<(), ModelError> {
+    use super::manifest::DetectHead;
+    let classes = manifest.labels.len() as i64;
+    for (i, name) in detect.outputs.iter().enumerate() {
+        // Where the class count shows in this output's shape, and as what.
+        let (axis, extra) = match detect.head {
+            DetectHead::Picodet if i < detect.strides.len() => (Some(2), 0),
+            DetectHead::Picodet => (None, 0),
+            DetectHead::Yolov8 => (Some(1), 4),
+            DetectHead::Rtdetr => (Some(2), 4),
+        };
+        let found = outputs.iter().find(|o| o.name() == name.as_str());
+        let fits = found.and_then(tensor).is_some_and(|(ty, shape)| {
+            matches!(ty, TensorElementType::Float32 | TensorElementType::Float16)
+                && shape.len() == 3
+                && axis.is_none_or(|a| shape[a] < 0 || shape[a] == classes + extra)
+        });
+        if !fits {
+            let want = match axis {
+                Some(a) => format!(
+                    " with {} on axis {a} ({classes} labels{})",
+                    classes + extra,
+                    if extra > 0 { " + 4 box values" } else { "" }
+                ),
+                None => String::new(),
+            };
+            return Err(ModelError::Mismatch {
+                model: manifest.name.clone(),
+                manifest: format!(
+                    "[detect] head {:?} reading output {name:?} as a float tensor of rank 3{want}",
+                    detect.head
+                ),
+                graph: match found {
+                    Some(o) => describe(o),
+                    None => format!("outputs {}", list(outputs)),
+                },
+            });
         }
     }
     Ok(())

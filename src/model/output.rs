@@ -7,9 +7,10 @@
 //! Everything is borrowed and written straight from the model's answer and
 //! label names: no map, string or JSON tree is built per item.
 
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
+use super::detect::Detection;
 use super::Prediction;
 
 /// `{label: probability}` in the model's label order.
@@ -41,7 +42,8 @@ impl Serialize for LabelScores<'_> {
     }
 }
 
-/// One prediction: `id`, then for a classifier `label`, `score`, `scores`
+/// One prediction: `id`, then for a detector `width`, `height` and
+/// `regions`, for a classifier `label`, `score`, `scores`
 /// and `uncertainty`, then `embedding` when shown, `truncated` when the text
 /// was cut, and `model`, `model_version`.
 ///
@@ -68,10 +70,48 @@ impl PredictionJson<'_> {
     }
 }
 
+/// A detection model's boxes as `[{"label", "score", "box": [x0, y0, x1, y1]}]`,
+/// pixels of the original image, best first.
+struct RegionsJson<'a> {
+    boxes: &'a [Detection],
+    labels: &'a [String],
+}
+
+impl Serialize for RegionsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.boxes.len()))?;
+        for d in self.boxes {
+            seq.serialize_element(&RegionJson {
+                label: self.labels.get(d.class).map(String::as_str).unwrap_or(""),
+                score: d.score,
+                bbox: &d.bbox,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct RegionJson<'a> {
+    label: &'a str,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: &'a [f64; 4],
+}
+
 impl Serialize for PredictionJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("id", self.id)?;
+        if let Some(d) = &self.pred.detections {
+            map.serialize_entry("width", &d.width)?;
+            map.serialize_entry("height", &d.height)?;
+            let regions = RegionsJson {
+                boxes: &d.boxes,
+                labels: self.labels,
+            };
+            map.serialize_entry("regions", &regions)?;
+        }
         if let Some(c) = &self.pred.class {
             map.serialize_entry("label", &self.labels.get(c.index))?;
             map.serialize_entry("score", &c.score)?;
@@ -121,6 +161,7 @@ mod tests {
             class: None,
             embedding: Some(vec![0.5, -0.5]),
             truncated: false,
+            detections: None,
         };
         let out = PredictionJson {
             id: "a",
@@ -150,6 +191,7 @@ mod tests {
             }),
             embedding: Some(vec![1.0]),
             truncated: false,
+            detections: None,
         };
         let mut out = PredictionJson {
             id: "a",

@@ -4,7 +4,10 @@
 use ort::session::SessionOutputs;
 use ort::value::{DynValue, TensorElementType, ValueType};
 
-use super::manifest::{Activation, InputSpec, Manifest, OutputKind, Pooling};
+use super::detect::{self, Detections, HeadOutput, InputMap};
+use super::manifest::{
+    Activation, DetectSpec, ImageInput, InputSpec, Manifest, OutputKind, Pooling,
+};
 use super::{ClassPrediction, ModelError, Prediction};
 use crate::select::Uncertainty;
 
@@ -143,6 +146,72 @@ impl OutputPlan {
             }
         }
         Ok(preds)
+    }
+}
+
+/// Boxes for every row of a detection model's batch.
+pub fn decode_detections(
+    outputs: &SessionOutputs<'_>,
+    spec: &DetectSpec,
+    input: &ImageInput,
+    truncated: &[bool],
+    sources: &[[u32; 2]],
+) -> Result<Vec<Prediction>, ModelError> {
+    let tensors = spec
+        .outputs
+        .iter()
+        .map(|name| read_f32_borrowed(outputs, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let heads: Vec<HeadOutput<'_>> = tensors
+        .iter()
+        .map(|(shape, data)| HeadOutput {
+            shape,
+            data: data.as_ref(),
+        })
+        .collect();
+    sources
+        .iter()
+        .enumerate()
+        .map(|(row, &[width, height])| {
+            let map = InputMap::new(input, width, height);
+            let boxes =
+                detect::decode(spec, input, &heads, row, &map).map_err(ModelError::Inference)?;
+            Ok(Prediction {
+                truncated: truncated.get(row).copied().unwrap_or(false),
+                detections: Some(Detections {
+                    width,
+                    height,
+                    boxes,
+                }),
+                ..Prediction::default()
+            })
+        })
+        .collect()
+}
+
+/// An output as f32: borrowed from ONNX Runtime when it is f32 already
+/// (a PicoDet page is 420k values), converted when it is f16.
+fn read_f32_borrowed<'a>(
+    outputs: &'a SessionOutputs<'_>,
+    name: &str,
+) -> Result<(Vec<usize>, std::borrow::Cow<'a, [f32]>), ModelError> {
+    let value: &DynValue = outputs
+        .get(name)
+        .ok_or_else(|| ModelError::Inference(format!("graph returned no output {name:?}")))?;
+    let err = |e: ort::Error| ModelError::Inference(format!("output {name}: {e}"));
+    match value.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } => {
+            let (shape, data) = value.try_extract_tensor::<half::f16>().map_err(err)?;
+            let data = data.iter().map(|v| v.to_f32()).collect();
+            Ok((to_dims(shape), std::borrow::Cow::Owned(data)))
+        }
+        _ => {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            Ok((to_dims(shape), std::borrow::Cow::Borrowed(data)))
+        }
     }
 }
 

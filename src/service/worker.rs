@@ -427,6 +427,7 @@ mod tests {
             }),
             embedding: None,
             truncated: false,
+            detections: None,
         };
         let member = [Member {
             labels: &project,
