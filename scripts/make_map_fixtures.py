@@ -4,7 +4,7 @@ pycocotools' `COCOeval` and written to `tests/fixtures/detect/map_cases.json`,
 which `calibrate::matching::coco_map` is checked against to 1e-9
 (`cargo test --test map_fixtures`).
 
-    python3 scripts/make_map_fixtures.py            # makes a temp venv, pip-installs the pins
+    python3 scripts/make_map_fixtures.py            # pip-installs the pins in a temp venv, removed after
     python3 scripts/make_map_fixtures.py --venv DIR # reuses (or makes) the venv in DIR
 
 The cases are small and random (fixed seeds) but aimed at the places where
@@ -27,6 +27,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,18 +49,19 @@ def ensure_pycocotools():
     if os.environ.get("LABELLOOP_MAP_FIXTURES_VENV"):
         return
     args = sys.argv[1:]
-    venv = None
-    if "--venv" in args:
-        i = args.index("--venv")
-        venv = args[i + 1]
-    if venv is None:
+    venv = args[args.index("--venv") + 1] if "--venv" in args else None
+    temporary = venv is None
+    if temporary:
         venv = tempfile.mkdtemp(prefix="map-fixtures-venv-")
     python = os.path.join(venv, "bin", "python")
     if not os.path.exists(python):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     subprocess.run([python, "-m", "pip", "install", "-q", *PINS], check=True)
     env = dict(os.environ, LABELLOOP_MAP_FIXTURES_VENV=venv)
-    sys.exit(subprocess.run([python, os.path.abspath(__file__)], env=env).returncode)
+    returncode = subprocess.run([python, os.path.abspath(__file__)], env=env).returncode
+    if temporary:
+        shutil.rmtree(venv, ignore_errors=True)
+    sys.exit(returncode)
 
 
 # ---- cases -------------------------------------------------------------------

@@ -59,8 +59,7 @@ pub fn match_image(
     iou_threshold: f64,
 ) -> Result<Matches, CalibrateError> {
     check_iou_threshold(iou_threshold)?;
-    check_predictions(preds, "preds (score or box)", None)?;
-    check_truths(truth, "truth (box)", None)?;
+    check_image(preds, truth)?;
     let order = score_order(preds.iter().map(|p| p.2));
     let assigned = assign(order.len(), truth.len(), iou_threshold, |d, g| {
         let (pred_box, pred_class, _) = preds[order[d]];
@@ -138,55 +137,70 @@ fn finite_box(b: &BoxPx) -> bool {
     [b.x0, b.y0, b.x1, b.y1].iter().all(|v| v.is_finite())
 }
 
-/// Finite scores and boxes (a NaN would make the order and the IoUs
-/// meaningless), and classes below `num_classes` when it is given. `image`
-/// is the index reported in errors when checking one image of many.
-fn check_predictions(
-    preds: &[Prediction],
-    what: &'static str,
-    classes: Option<(usize, usize)>,
-) -> Result<(), CalibrateError> {
-    for (i, (b, class, score)) in preds.iter().enumerate() {
-        let index = classes.map_or(i, |(image, _)| image);
-        if !score.is_finite() || !finite_box(b) {
-            return Err(CalibrateError::NonFinite { what, index });
-        }
-        check_class(*class, classes, what, index)?;
-    }
-    Ok(())
+/// The first prediction with a NaN or infinite score or box: a NaN would
+/// make the score order and the IoUs meaningless.
+fn first_non_finite_prediction(preds: &[Prediction]) -> Option<usize> {
+    preds
+        .iter()
+        .position(|(b, _, score)| !score.is_finite() || !finite_box(b))
 }
 
-fn check_truths(
-    truth: &[Truth],
-    what: &'static str,
-    classes: Option<(usize, usize)>,
-) -> Result<(), CalibrateError> {
-    for (i, (b, class)) in truth.iter().enumerate() {
-        let index = classes.map_or(i, |(image, _)| image);
-        if !finite_box(b) {
-            return Err(CalibrateError::NonFinite { what, index });
-        }
-        check_class(*class, classes, what, index)?;
-    }
-    Ok(())
+fn first_non_finite_truth(truth: &[Truth]) -> Option<usize> {
+    truth.iter().position(|(b, _)| !finite_box(b))
 }
 
-/// `classes` is `(image index, num_classes)` when classes are bounded.
-fn check_class(
-    class: usize,
-    classes: Option<(usize, usize)>,
-    what: &'static str,
-    index: usize,
-) -> Result<(), CalibrateError> {
-    match classes {
-        Some((_, num_classes)) if class >= num_classes => Err(CalibrateError::ClassOutOfRange {
-            what,
+/// The first class not below `num_classes`, if any.
+fn first_class_out_of_range(
+    mut classes: impl Iterator<Item = usize>,
+    num_classes: usize,
+) -> Option<usize> {
+    classes.find(|&class| class >= num_classes)
+}
+
+/// [`match_image`]'s input check: the error names the prediction or truth.
+fn check_image(preds: &[Prediction], truth: &[Truth]) -> Result<(), CalibrateError> {
+    if let Some(index) = first_non_finite_prediction(preds) {
+        return Err(CalibrateError::NonFinite {
+            what: "preds (score or box)",
             index,
-            class,
-            num_classes,
-        }),
-        _ => Ok(()),
+        });
     }
+    if let Some(index) = first_non_finite_truth(truth) {
+        return Err(CalibrateError::NonFinite {
+            what: "truth (box)",
+            index,
+        });
+    }
+    Ok(())
+}
+
+/// [`coco_map`]'s input check: the error names the image.
+fn check_images(images: &[CocoImage], num_classes: usize) -> Result<(), CalibrateError> {
+    for (index, image) in images.iter().enumerate() {
+        if first_non_finite_prediction(&image.preds).is_some() {
+            return Err(CalibrateError::NonFinite {
+                what: "a prediction's score or box in images",
+                index,
+            });
+        }
+        if first_non_finite_truth(&image.truth).is_some() {
+            return Err(CalibrateError::NonFinite {
+                what: "a truth box in images",
+                index,
+            });
+        }
+        let classes = image.preds.iter().map(|p| p.1);
+        let classes = classes.chain(image.truth.iter().map(|t| t.1));
+        if let Some(class) = first_class_out_of_range(classes, num_classes) {
+            return Err(CalibrateError::ClassOutOfRange {
+                what: "a class in images",
+                index,
+                class,
+                num_classes,
+            });
+        }
+    }
+    Ok(())
 }
 
 // ---- COCO mAP ---------------------------------------------------------------
@@ -270,11 +284,7 @@ struct ClassDetections {
 /// order. Classes are `0..num_classes`; a class with predictions but no
 /// truth box anywhere has AP `None`, as pycocotools' −1.
 pub fn coco_map(images: &[CocoImage], num_classes: usize) -> Result<CocoSummary, CalibrateError> {
-    for (i, image) in images.iter().enumerate() {
-        let bound = Some((i, num_classes));
-        check_predictions(&image.preds, "images[·].preds (score, box or class)", bound)?;
-        check_truths(&image.truth, "images[·].truth (box or class)", bound)?;
-    }
+    check_images(images, num_classes)?;
     let thresholds = coco_iou_thresholds();
     let recall_thresholds = coco_recall_thresholds();
     let class_ap: Vec<Vec<Option<f64>>> = (0..num_classes)
@@ -511,10 +521,20 @@ mod tests {
             truth: vec![(b(0.0, 0.0, 1.0, 1.0), 3)],
             preds: vec![],
         };
-        assert!(matches!(
-            coco_map(&[image], 3),
-            Err(CalibrateError::ClassOutOfRange { class: 3, .. })
-        ));
+        let err = coco_map(&[CocoImage::default(), image], 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a class in images[1] = 3 is not below num_classes = 3"
+        );
+        let nan_image = CocoImage {
+            truth: vec![],
+            preds: nan_score.to_vec(),
+        };
+        let err = coco_map(&[nan_image], 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a prediction's score or box in images[0] is NaN or infinite"
+        );
     }
 
     #[test]
