@@ -240,9 +240,11 @@ pub struct CocoSummary {
 /// exact values matter where a recall equals a threshold (`3/10` against
 /// `30·0.01`).
 fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
-    let step = (stop - start) / (num - 1) as f64;
+    let step = (stop - start) / num.saturating_sub(1).max(1) as f64;
     let mut values: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
-    values[num - 1] = stop;
+    if let Some(last) = values.last_mut().filter(|_| num > 1) {
+        *last = stop;
+    }
     values
 }
 
@@ -401,6 +403,41 @@ mod tests {
 
     fn b(x0: f64, y0: f64, x1: f64, y1: f64) -> BoxPx {
         BoxPx::new(x0, y0, x1, y1)
+    }
+
+    fn small_box() -> impl proptest::strategy::Strategy<Value = BoxPx> {
+        use proptest::prelude::*;
+        (0u8..20, 0u8..20, 1u8..8, 1u8..8).prop_map(|(x, y, w, h)| {
+            let (x, y) = (f64::from(x), f64::from(y));
+            b(x, y, x + f64::from(w), y + f64::from(h))
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the boxes: a truth is taken at most once, only by a
+        /// prediction of its class at IoU ≥ τ, and the misses are exactly
+        /// the truths nobody took.
+        #[test]
+        fn matching_invariants(
+            preds in proptest::collection::vec((small_box(), 0usize..3, 0u8..5), 0..12),
+            truth in proptest::collection::vec((small_box(), 0usize..3), 0..12),
+            tau in 0.05f64..=1.0,
+        ) {
+            let preds: Vec<Prediction> =
+                preds.into_iter().map(|(bx, c, s)| (bx, c, f64::from(s) / 4.0)).collect();
+            let m = match_image(&preds, &truth, tau).unwrap();
+            let mut taken = vec![0; truth.len()];
+            for (p, g) in m.truth_of.iter().enumerate() {
+                if let Some(g) = *g {
+                    taken[g] += 1;
+                    proptest::prop_assert_eq!(preds[p].1, truth[g].1);
+                    proptest::prop_assert!(preds[p].0.iou(&truth[g].0) >= tau.min(IOU_CAP));
+                }
+            }
+            proptest::prop_assert!(taken.iter().all(|&n| n <= 1));
+            let missed: Vec<usize> = (0..truth.len()).filter(|&g| taken[g] == 0).collect();
+            proptest::prop_assert_eq!(m.missed, missed);
+        }
     }
 
     #[test]
