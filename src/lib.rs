@@ -20,6 +20,7 @@ pub mod cli;
 pub mod failpoint;
 pub mod learn;
 pub mod model;
+pub mod region;
 pub mod runtime;
 pub mod select;
 pub mod service;

@@ -48,6 +48,7 @@ pub mod binomial;
 pub mod drift;
 pub mod fit;
 pub mod label_errors;
+pub mod matching;
 pub mod temperature;
 pub mod threshold;
 
