@@ -24,7 +24,8 @@ Writes:
                                  (id equals the COCO file_name)
 
 Deterministic for a given --seed and --pages (each page has its own seeded
-generators). Needs only Pillow and numpy. Call every figure measured on these
+generators) and Pillow version (its wheels bundle FreeType; scripts/setup.sh pins
+Pillow 13.0.0 in .venv-data/). Needs only Pillow and numpy. Call every figure measured on these
 "synthetic pages".
 
     python3 scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22

@@ -104,8 +104,9 @@ if [ ! -f data/sms-spam/sms.jsonl ] || [ ! -f data/sms-spam/sms.txt ]; then
 fi
 
 # 5. Synthetic document pages with exact layout boxes (issue #22), drawn with Debian's
-#    fonts; rendering needs Pillow + numpy, taken from python3 when it has them, else
-#    from a small .venv-data/.
+#    fonts. Rendering needs Pillow + numpy, pinned in a small .venv-data/: Pillow wheels
+#    bundle their own FreeType, so the pixels (and the figures measured on them) follow
+#    the Pillow version.
 FONTS_DEB="fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf"
 if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
     || [ ! -f /usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf ] \
@@ -121,18 +122,14 @@ if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
     fi
 fi
 if [ ! -f data/layout-pages/instances.json ]; then
-    RENDER_PY=$PY
-    if ! "$PY" -c 'import PIL, numpy' 2>/dev/null; then
-        if [ ! -x .venv-data/bin/python ] || ! .venv-data/bin/python -c 'import PIL, numpy' 2>/dev/null; then
-            log "preparing .venv-data (Pillow, numpy) for the page renderer"
-            "$PY" -m venv .venv-data
-            .venv-data/bin/python -m pip install --quiet --disable-pip-version-check \
-                pillow==13.0.0 numpy==2.4.6 >&2
-        fi
-        RENDER_PY=.venv-data/bin/python
+    if ! .venv-data/bin/python -c 'import PIL, numpy; assert PIL.__version__ == "13.0.0" and numpy.__version__ == "2.4.6"' 2>/dev/null; then
+        log "preparing .venv-data (Pillow 13.0.0, numpy 2.4.6) for the page renderer"
+        [ -x .venv-data/bin/python ] || "$PY" -m venv .venv-data
+        .venv-data/bin/python -m pip install --quiet --disable-pip-version-check \
+            pillow==13.0.0 numpy==2.4.6 >&2
     fi
     rm -rf data/layout-pages
-    "$RENDER_PY" scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22
+    .venv-data/bin/python scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22
     log "wrote data/layout-pages/ (60 synthetic pages, instances.json, pages.jsonl)"
 fi
 
