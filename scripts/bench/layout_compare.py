@@ -187,7 +187,9 @@ def main():
         log(f"WARNING: --runs {a.runs}: medians of fewer than 3 runs are not the figures to report")
     a.bin = os.path.join(ROOT, a.bin) if not os.path.isabs(a.bin) else a.bin
     a.pages, a.gt = os.path.join(ROOT, a.pages), os.path.join(ROOT, a.gt)
-    model_dir = a.model if os.path.isdir(os.path.join(ROOT, a.model)) and "/" in a.model else os.path.join("models", a.model)
+    # As labelloop's registry::resolve: a folder holding model.toml, or any path with a '/', else models/NAME.
+    direct = os.path.isfile(os.path.join(ROOT, a.model, "model.toml")) or "/" in a.model
+    model_dir = a.model if direct else os.path.join("models", a.model)
     a.model_file = os.path.join(ROOT, model_dir, "model.onnx")
     out_dir = os.path.join(ROOT, a.out_dir)
     os.makedirs(out_dir, exist_ok=True)
