@@ -14,7 +14,9 @@ intra-op threads (--threads) on every side:
                     for each --raw-sessions value (1: one session of T threads; 2: two sessions
                     of T/2 threads from two Python threads); the best is the ceiling.
 
-Runs alternate (labelloop, rapid_layout, raw ...) --runs times; medians are reported. Before
+Runs alternate (labelloop, rapid_layout, raw ...) --runs times; medians are reported, with the
+CPU seconds (user + system, all threads) per page of the same spans, which a busy machine
+distorts less than the wall clock. Before
 the timed runs, one untimed run of labelloop writes its boxes and scripts/layout_reference.py
 writes rapid_layout's; both are scored by pycocotools (scripts/coco_eval.py) against the
 ground truth. Targets from issue #22: mAP within 0.01 of rapid_layout's, >= 1.5x rapid_layout's
@@ -29,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,31 +55,36 @@ def rel(path):
     return os.path.relpath(path, ROOT)
 
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_labelloop(a, out):
     cmd = [a.bin, "-q", "label", "--model", a.model, a.pages, "--threads", str(a.threads),
            "--out", out, *a.labelloop_arg]
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, children_cpu() - c0
     m = SUMMARY.search(p.stderr)
     if p.returncode != 0 or not m:
         raise SystemExit(f"labelloop failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stderr}")
     ok, total, failed = int(m[1]), int(m[2]), int(m[5])
     if failed or ok != total:
         log(f"WARNING: labelloop labeled {ok} of {total} pages, {failed} failed: {' '.join(cmd)}")
-    return {"wall": wall, "ok": ok, "total": total, "failed": failed, "self_seconds": float(m[3])}
+    return {"wall": wall, "cpu": cpu, "ok": ok, "total": total, "failed": failed, "self_seconds": float(m[3])}
 
 
 def run_py(args):
     cmd = [sys.executable, *args]
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, children_cpu() - c0
     if p.returncode != 0:
         raise SystemExit(f"failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stderr}")
     lines = p.stdout.strip().splitlines()
     res = json.loads(lines[-1]) if lines else {}
-    res["wall"] = wall
+    res["wall"], res["process_cpu"] = wall, cpu
     return res
 
 
@@ -90,12 +98,14 @@ def run_raw(a, sessions):
                    str(sessions), "--repeat", "1", "--model", a.model_file])
 
 
-def side(name, timed, pages, seconds, **extra):
+def side(name, timed, pages, seconds, cpu=None, **extra):
+    """Median wall seconds -> pages/s; cpu: CPU seconds (user + system, all threads) of the same spans."""
     med = statistics.median(seconds)
     rates = [pages / s for s in seconds]
     return {"side": name, "timed": timed, "pages": pages, "runs": len(seconds), "seconds": seconds,
             "median_seconds": med, "pages_per_s": pages / med, "min_pages_per_s": min(rates),
-            "max_pages_per_s": max(rates), **extra}
+            "max_pages_per_s": max(rates), "cpu_seconds": cpu,
+            "cpu_s_per_page": statistics.median(cpu) / pages if cpu else None, **extra}
 
 
 def environment(a):
@@ -158,10 +168,11 @@ def markdown(env, sides, ratios, acc):
             f"{k} {v:.2f}" + (f" / {acc['labelloop']['per_class_ap50'].get(k, 0):.2f}" if acc.get("labelloop") else "")
             for k, v in ref["per_class_ap50"].items()) + (" (rapid_layout / labelloop)" if acc.get("labelloop") else "")]
     out += ["", "## Throughput (whole process unless stated)", "",
-            "| side | timed | median pages/s | min–max pages/s | median s |", "|---|---|---|---|---|"]
+            "| side | timed | median pages/s | min–max pages/s | median s | median CPU-s per page |",
+            "|---|---|---|---|---|---|"]
     for s in sides:
         out.append(f"| {s['side']} | {s['timed']} | {s['pages_per_s']:.2f} | {s['min_pages_per_s']:.2f}–"
-                   f"{s['max_pages_per_s']:.2f} | {s['median_seconds']:.2f} |")
+                   f"{s['max_pages_per_s']:.2f} | {s['median_seconds']:.2f} | {fmt(s['cpu_s_per_page'])} |")
     if ratios:
         out += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
         for r in ratios:
@@ -244,17 +255,20 @@ def main():
     ll = py = None
     if ll_runs:
         ll = side("labelloop CLI", "process wall clock", pages, [x["wall"] for x in ll_runs],
+                  cpu=[x["cpu"] for x in ll_runs],
                   self_reported_seconds=statistics.median(x["self_seconds"] for x in ll_runs))
         sides.append(ll)
     py = side("rapid_layout 1.2.1 pipeline", "process wall clock", pages, [x["wall"] for x in py_runs],
+              cpu=[x["process_cpu"] for x in py_runs],
               in_process_seconds=statistics.median(x["seconds"] for x in py_runs))
     sides.append(py)
     sides.append(side("rapid_layout 1.2.1 pipeline", "in process, after imports and session creation", pages,
-                      [x["seconds"] for x in py_runs]))
+                      [x["seconds"] for x in py_runs], cpu=[x["cpu_seconds"] for x in py_runs]))
     raws = []
     for s in raw_sessions:
         raws.append(side(f"raw ORT session.run, {s} session(s)", "session.run on prepared tensors", pages,
-                         [x["pass_seconds"][0] for x in raw_runs[s]], sessions=s))
+                         [x["pass_seconds"][0] for x in raw_runs[s]],
+                         cpu=[x["pass_cpu_seconds"][0] for x in raw_runs[s]], sessions=s))
     sides += raws
     best_raw = max(raws, key=lambda s: s["pages_per_s"]) if raws else None
     ratios = []

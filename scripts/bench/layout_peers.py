@@ -14,9 +14,10 @@
 Both take --threads (ORT intra-op threads in total) so the totals match labelloop's
 --threads. Each prints one JSON object on stdout:
   pipeline: {"mode", "pages", "seconds" (timed: after imports and session creation, to
-            the last page's result; listing included), "startup_seconds", "boxes"}
+            the last page's result; listing included), "cpu_seconds" (the same span, all
+            threads), "startup_seconds", "boxes"}
   raw:      {"mode", "pages", "warmup_seconds" (--warmup pages per session, untimed),
-            "pass_seconds": [...] (one per --repeat pass over all pages),
+            "pass_seconds": [...] (one per --repeat pass over all pages), "pass_cpu_seconds",
             "prepare_seconds", "sessions", "threads"}
 The whole-process wall clock (what bench_layout.sh compares) is measured by the caller.
 
@@ -66,6 +67,7 @@ def cmd_pipeline(a):
 
     engine = make_engine(a.model, a.conf, 0.5, a.threads)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     startup = t0 - T_START
     pages = list_pages(a.input)
     boxes = 0
@@ -73,8 +75,8 @@ def cmd_pipeline(a):
         res = engine(p)
         boxes += len(res.boxes or [])
     secs = time.perf_counter() - t0
-    emit(mode="pipeline", pages=len(pages), seconds=secs, startup_seconds=startup, boxes=boxes,
-         threads=a.threads)
+    emit(mode="pipeline", pages=len(pages), seconds=secs, cpu_seconds=time.process_time() - c0,
+         startup_seconds=startup, boxes=boxes, threads=a.threads)
 
 
 def prepare(path):
@@ -114,8 +116,11 @@ def cmd_raw(a):
         for x in share:
             s.run(None, {name: x})
 
+    cpu = []
+
     def one_pass():
         t = time.perf_counter()
+        c = time.process_time()
         if sessions == 1:
             run_share(sess[0], tensors)
         else:
@@ -125,6 +130,7 @@ def cmd_raw(a):
                 th.start()
             for th in ths:
                 th.join()
+        cpu.append(time.process_time() - c)
         return time.perf_counter() - t
 
     t = time.perf_counter()
@@ -132,7 +138,7 @@ def cmd_raw(a):
         run_share(s, tensors[: a.warmup])
     cold = time.perf_counter() - t
     passes = [one_pass() for _ in range(a.repeat)]
-    emit(mode="raw", pages=len(tensors), warmup_seconds=cold, pass_seconds=passes,
+    emit(mode="raw", pages=len(tensors), warmup_seconds=cold, pass_seconds=passes, pass_cpu_seconds=cpu,
          prepare_seconds=prepare_secs, sessions=sessions, threads=per * sessions)
 
 
