@@ -16,7 +16,8 @@ fn boxes_of(model: &Model, bytes: Vec<u8>) -> labelloop::model::detect::Detectio
     let mut preds = model.predict(&[Input::Image(bytes)]);
     let pred = preds.remove(0).unwrap();
     assert!(pred.class.is_none(), "a detector names no class per item");
-    pred.detections.expect("a detector's answer holds its boxes")
+    pred.detections
+        .expect("a detector's answer holds its boxes")
 }
 
 #[test]
@@ -59,9 +60,11 @@ fn a_batch_of_pages_on_a_one_image_graph_gives_each_its_own_boxes() {
     // The graph's batch is fixed at 1; a batch of three runs row by row.
     let model = common::shared("layout");
     let one = boxes_of(&model, page());
-    let small = image::load_from_memory(&page())
-        .unwrap()
-        .resize_exact(310, 410, image::imageops::FilterType::Triangle);
+    let small = image::load_from_memory(&page()).unwrap().resize_exact(
+        310,
+        410,
+        image::imageops::FilterType::Triangle,
+    );
     let inputs = vec![
         Input::Image(page()),
         Input::Image(common::png_bytes(&small)),
@@ -173,11 +176,50 @@ fn a_head_that_does_not_match_the_graph_names_both_sides() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("output0"), "{err}");
-    assert!(err.contains("transpose_1.tmp_0"), "names the graph's outputs: {err}");
+    assert!(
+        err.contains("transpose_1.tmp_0"),
+        "names the graph's outputs: {err}"
+    );
 
     // Too few outputs for the head: refused before the graph is read.
     let err = layout_with(|m| m.replace("\"transpose_7.tmp_0\",", ""))
         .unwrap_err()
         .to_string();
     assert!(err.contains("reads 8 output(s)"), "{err}");
+}
+
+/// The YOLOv8 and RT-DETR heads on small graphs with known outputs
+/// (tests/fixtures/detect, made by scripts/make_detect_heads.py): the boxes
+/// the script's numpy reference decodes, clipped to the 64×64 image.
+#[test]
+fn yolov8_and_rtdetr_heads_decode_what_the_reference_decodes() {
+    for head in ["yolov8", "rtdetr"] {
+        let dir = common::root().join("tests/fixtures/detect").join(head);
+        let model = Model::load(&dir, LoadOptions::default()).unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, Luma([128])));
+        let d = boxes_of(&model, common::png_bytes(&grey));
+        let want = expected["detections"].as_array().unwrap();
+        assert_eq!(d.boxes.len(), want.len(), "{head}: {:?}", d.boxes);
+        for (got, want) in d.boxes.iter().zip(want) {
+            assert_eq!(
+                got.class as u64,
+                want["label_index"].as_u64().unwrap(),
+                "{head}"
+            );
+            let score = want["score"].as_f64().unwrap();
+            assert!((f64::from(got.score) - score).abs() < 1e-6, "{head}");
+            for (g, w) in got.bbox.iter().zip(want["box"].as_array().unwrap()) {
+                let w = w.as_f64().unwrap().clamp(0.0, 64.0);
+                assert!(
+                    (g - w).abs() < 1e-4,
+                    "{head}: {:?} vs {}",
+                    got.bbox,
+                    want["box"]
+                );
+            }
+        }
+    }
 }
