@@ -428,7 +428,9 @@ impl Model {
         }
         graph::check(&manifest, first.inputs(), first.outputs())?;
         let fixed_batch = graph::fixed_batch(first.inputs());
-        let sessions = pool::SessionPool::new(onnx, opts.session, opts.sessions, first);
+        // The checking session is let go: see [`pool`] for why.
+        drop(first);
+        let sessions = pool::SessionPool::new(onnx, opts.session, opts.sessions);
         let plan = postprocess::OutputPlan::new(&manifest, opts.embeddings);
         let labels: Arc<[String]> = manifest.labels.clone().into();
         tracing::info!(
@@ -548,7 +550,7 @@ impl Model {
         if self.fixed_batch == Some(1) && batch.len() > 1 {
             return self.run_row_by_row(batch, truncated, sources);
         }
-        let mut session = self.acquire_session();
+        let mut session = self.sessions.acquire()?;
         let infer = |e: ort::Error| ModelError::Inference(e.to_string());
         let outputs = match batch {
             Batch::F32 { shape, data } => {
@@ -695,12 +697,8 @@ impl Model {
             .collect()
     }
 
-    /// Take a free session, or wait for the least recently handed out one.
-    fn acquire_session(&self) -> std::sync::MutexGuard<'_, Session> {
-        self.sessions.acquire()
-    }
-
-    /// Sessions built so far: the first at load, the others under load.
+    /// Sessions built so far: the first with the first batch, the others
+    /// when batches overlap.
     pub fn sessions_built(&self) -> usize {
         self.sessions.created()
     }

@@ -1,12 +1,13 @@
-//! A model's ONNX Runtime sessions, created when the load needs them.
+//! A model's ONNX Runtime sessions, built when the load needs them.
 //!
 //! Every session holds its own copy of the optimised graph and its arena, so
 //! a session that never runs is memory spent for nothing: `serve` loads every
 //! model under `models/`, and with two sessions each from the start, an idle
-//! server held 375 MiB where one session each held 282 (issue #29). The first
-//! session is made at load, because the graph check needs it and the first
-//! request should not pay for it; the others are made the first time every
-//! existing session is busy, which only happens for a model under load.
+//! server held 375 MiB where one session each held 282 (issue #29). Loading
+//! builds one session to check the graph against the manifest, then lets it
+//! go; the first batch builds the first session to keep, and the others are
+//! built the first time every built session is busy, which only happens for
+//! a model under load.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,34 +15,27 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
 use ort::session::Session;
 
-use crate::runtime::{self, SessionOptions};
+use crate::runtime::{self, RuntimeError, SessionOptions};
 
 pub(crate) struct SessionPool {
     onnx: PathBuf,
     options: SessionOptions,
-    first: Mutex<Session>,
-    /// The sessions beyond the first, built under load.
-    more: Box<[OnceLock<Mutex<Session>>]>,
+    /// Filled front to back, never emptied.
+    slots: Box<[OnceLock<Mutex<Session>>]>,
     /// Held while a session is being built, so two busy callers don't build two.
     building: Mutex<()>,
-    /// Set when building a session failed: the pool stays at what it has.
+    /// Set when building a further session failed: the pool stays at what it has.
     full: AtomicBool,
     next: AtomicUsize,
 }
 
 impl SessionPool {
-    /// A pool of at most `size` sessions, holding `first` already.
-    pub(crate) fn new(
-        onnx: PathBuf,
-        options: SessionOptions,
-        size: usize,
-        first: Session,
-    ) -> SessionPool {
+    /// An empty pool of at most `size` sessions of the graph at `onnx`.
+    pub(crate) fn new(onnx: PathBuf, options: SessionOptions, size: usize) -> SessionPool {
         SessionPool {
             onnx,
             options,
-            first: Mutex::new(first),
-            more: (1..size.max(1)).map(|_| OnceLock::new()).collect(),
+            slots: (0..size.max(1)).map(|_| OnceLock::new()).collect(),
             building: Mutex::new(()),
             full: AtomicBool::new(false),
             next: AtomicUsize::new(0),
@@ -50,35 +44,56 @@ impl SessionPool {
 
     /// Sessions built so far.
     pub(crate) fn created(&self) -> usize {
-        1 + self.more.iter().filter(|s| s.get().is_some()).count()
+        self.built().count()
     }
 
-    /// The built sessions, first to last.
     fn built(&self) -> impl Iterator<Item = &Mutex<Session>> {
-        std::iter::once(&self.first).chain(self.more.iter().map_while(OnceLock::get))
+        self.slots.iter().map_while(OnceLock::get)
     }
 
     /// A free session; a new one when every built session is busy and the
-    /// pool may grow; else wait for one, handed out in turn.
-    pub(crate) fn acquire(&self) -> MutexGuard<'_, Session> {
+    /// pool may grow; else wait for one, handed out in turn. Fails only when
+    /// not even the first session can be built.
+    pub(crate) fn acquire(&self) -> Result<MutexGuard<'_, Session>, RuntimeError> {
+        if let Some(guard) = self.try_free() {
+            return Ok(guard);
+        }
+        if self.created() == 0 {
+            return self.build_first();
+        }
+        if let Some(guard) = self.grow() {
+            return Ok(guard);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.created().max(1);
+        let session = self.built().nth(i).or_else(|| self.built().next());
+        match session {
+            Some(s) => Ok(s.lock().unwrap_or_else(PoisonError::into_inner)),
+            None => self.build_first(),
+        }
+    }
+
+    fn try_free(&self) -> Option<MutexGuard<'_, Session>> {
         for session in self.built() {
             match session.try_lock() {
-                Ok(guard) => return guard,
+                Ok(guard) => return Some(guard),
                 // A poisoned lock only means another batch panicked mid-run;
                 // the session itself is still usable.
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        if let Some(guard) = self.grow() {
-            return guard;
+        None
+    }
+
+    /// The first batch waits for the first session, built once.
+    fn build_first(&self) -> Result<MutexGuard<'_, Session>, RuntimeError> {
+        let _building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(first) = self.slots[0].get() {
+            return Ok(first.lock().unwrap_or_else(PoisonError::into_inner));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.created();
-        self.built()
-            .nth(i)
-            .unwrap_or(&self.first)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let session = runtime::create_session(&self.onnx, self.options)?;
+        let first = self.slots[0].get_or_init(|| Mutex::new(session));
+        Ok(first.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Build the next session if there is room and nobody else is building.
@@ -87,13 +102,12 @@ impl SessionPool {
             return None;
         }
         let _building = self.building.try_lock().ok()?;
-        let slot = self.more.iter().find(|s| s.get().is_none())?;
+        let slot = self.slots.iter().find(|s| s.get().is_none())?;
         match runtime::create_session(&self.onnx, self.options) {
             Ok(session) => {
-                let _ = slot.set(Mutex::new(session));
+                let built = slot.get_or_init(|| Mutex::new(session));
                 tracing::debug!(model = %self.onnx.display(), sessions = self.created(), "session added under load");
-                slot.get()
-                    .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
+                Some(built.lock().unwrap_or_else(PoisonError::into_inner))
             }
             Err(e) => {
                 self.full.store(true, Ordering::Relaxed);
@@ -121,23 +135,29 @@ mod tests {
 
     #[test]
     fn sessions_are_built_only_when_every_built_one_is_busy() {
-        let first = runtime::create_session(&cnn(), options()).unwrap();
-        let pool = SessionPool::new(cnn(), options(), 3, first);
-        assert_eq!(pool.created(), 1, "only the first session at load");
+        let pool = SessionPool::new(cnn(), options(), 3);
+        assert_eq!(pool.created(), 0, "nothing before the first batch");
         {
-            let _a = pool.acquire();
+            let _a = pool.acquire().unwrap();
             assert_eq!(pool.created(), 1);
         }
         // One after another, the first session serves every caller.
-        drop(pool.acquire());
+        drop(pool.acquire().unwrap());
         assert_eq!(pool.created(), 1);
-        let a = pool.acquire();
-        let b = pool.acquire();
+        let a = pool.acquire().unwrap();
+        let b = pool.acquire().unwrap();
         assert_eq!(pool.created(), 2, "a second caller while the first runs");
-        let c = pool.acquire();
+        let c = pool.acquire().unwrap();
         assert_eq!(pool.created(), 3);
         drop((a, b, c));
-        drop(pool.acquire());
+        drop(pool.acquire().unwrap());
         assert_eq!(pool.created(), 3, "never more than the pool's size");
+    }
+
+    #[test]
+    fn a_graph_that_cannot_be_built_is_an_error_not_a_panic() {
+        let pool = SessionPool::new(PathBuf::from("/nonexistent/model.onnx"), options(), 2);
+        assert!(pool.acquire().is_err());
+        assert_eq!(pool.created(), 0);
     }
 }
