@@ -8,7 +8,7 @@
 //! label, each choice read back as its label, and the object kind fits.
 
 use labelloop::service::labelstudio::config::{
-    check_bounds, parse, ObjectKind, MAX_CONFIG_BYTES,
+    check_bounds, parse, ObjectKind, Wanted, MAX_CONFIG_BYTES,
 };
 
 fn main() {
@@ -20,12 +20,17 @@ fn main() {
         let Ok(xml) = std::str::from_utf8(rest) else {
             return;
         };
-        let text = kind % 2 == 1;
+        let wanted = match kind % 3 {
+            0 => Wanted::ImageChoices,
+            1 => Wanted::TextChoices,
+            _ => Wanted::ImageBoxes,
+        };
+        let text = wanted == Wanted::TextChoices;
         let bounded = check_bounds(xml).is_ok();
         if xml.len() > MAX_CONFIG_BYTES {
             assert!(!bounded);
         }
-        let Ok(t) = parse(xml, &labels, text) else {
+        let Ok(t) = parse(xml, &labels, wanted) else {
             return;
         };
         assert!(bounded, "a config past the bounds was accepted");

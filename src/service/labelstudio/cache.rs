@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::config::{self, ChoicesTarget};
+use super::config::{self, ChoicesTarget, Wanted};
 use crate::service::app::App;
 use crate::service::error::ServiceResult;
 use crate::service::predictor::Labeler;
@@ -64,7 +64,7 @@ impl KeptProject {
 struct TargetKey {
     xml: String,
     labels: Vec<String>,
-    text: bool,
+    wanted: Wanted,
 }
 
 #[derive(PartialEq)]
@@ -135,18 +135,18 @@ impl Cache {
         &self,
         project: &Project,
         xml: &str,
-        text: bool,
+        wanted: Wanted,
     ) -> ServiceResult<Arc<ChoicesTarget>> {
         if let Some((key, t)) = lock(&self.targets).get(&project.id) {
-            if key.xml == xml && key.labels == project.labels && key.text == text {
+            if key.xml == xml && key.labels == project.labels && key.wanted == wanted {
                 return Ok(t.clone());
             }
         }
-        let target = Arc::new(config::parse_off_thread(xml, &project.labels, text).await?);
+        let target = Arc::new(config::parse_off_thread(xml, &project.labels, wanted).await?);
         let key = TargetKey {
             xml: xml.to_string(),
             labels: project.labels.clone(),
-            text,
+            wanted,
         };
         lock(&self.targets).insert(project.id, (key, target.clone()));
         Ok(target)

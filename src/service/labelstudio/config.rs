@@ -11,6 +11,37 @@ use std::collections::HashMap;
 
 use super::super::error::{Code, ServiceError, ServiceResult};
 
+/// What the project's model answers, and so which control tag it fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wanted {
+    /// A class per text: `<Choices>` on `<Text>`.
+    TextChoices,
+    /// A class per image: `<Choices>` on `<Image>`.
+    ImageChoices,
+    /// Boxes on an image: `<RectangleLabels>` on `<Image>`.
+    ImageBoxes,
+}
+
+impl Wanted {
+    fn text(self) -> bool {
+        self == Wanted::TextChoices
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Wanted::ImageBoxes => "RectangleLabels",
+            Wanted::TextChoices | Wanted::ImageChoices => "Choices",
+        }
+    }
+
+    fn option_tag(self) -> &'static str {
+        match self {
+            Wanted::ImageBoxes => "Label",
+            Wanted::TextChoices | Wanted::ImageChoices => "Choice",
+        }
+    }
+}
+
 /// What the object tag shows: decides how task data is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -18,10 +49,13 @@ pub enum ObjectKind {
     Image,
 }
 
-/// The `<Choices>` tag that predictions fill and annotations are read from.
+/// The control tag (`<Choices>`, or `<RectangleLabels>` for boxes) that
+/// predictions fill and annotations are read from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChoicesTarget {
-    /// The `<Choices name>`: the `from_name` of results.
+    /// Which kind of control tag this is.
+    pub wanted: Wanted,
+    /// The control tag's name: the `from_name` of results.
     pub from_name: String,
     /// The object tag's name: the `to_name` of results.
     pub to_name: String,
@@ -147,22 +181,26 @@ pub fn check_bounds(xml: &str) -> ServiceResult<()> {
 pub async fn parse_off_thread(
     xml: &str,
     labels: &[String],
-    text_model: bool,
+    wanted: Wanted,
 ) -> ServiceResult<ChoicesTarget> {
     check_bounds(xml)?;
     if xml.len() < 16 * 1024 {
-        return parse(xml, labels, text_model);
+        return parse(xml, labels, wanted);
     }
     let (xml, labels) = (xml.to_string(), labels.to_vec());
-    tokio::task::spawn_blocking(move || parse(&xml, &labels, text_model))
+    tokio::task::spawn_blocking(move || parse(&xml, &labels, wanted))
         .await
         .map_err(|_| ServiceError::internal("parsing a labeling config failed"))?
 }
 
-/// Find the `<Choices>` tag whose choices cover every project label. A
-/// config without one is a 422 naming each `<Choices>` tag and the labels
-/// it lacks.
-pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<ChoicesTarget> {
+/// Find the `<Choices>` tag (`<RectangleLabels>` for a detector) whose
+/// options cover every project label. A config without one is a 422 naming
+/// each such tag and the labels it lacks: Label Studio stores predictions
+/// without checking them against the config, so a mismatch found later
+/// would be boxes silently missing from its editor.
+pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<ChoicesTarget> {
+    let text_model = wanted.text();
+    let (control, option) = (wanted.tag(), wanted.option_tag());
     check_bounds(xml)?;
     let doc = roxmltree::Document::parse(xml).map_err(|e| {
         ServiceError::new(
@@ -192,13 +230,13 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
             misses.push(why);
         }
     };
-    for node in doc.descendants().filter(|n| n.has_tag_name("Choices")) {
+    for node in doc.descendants().filter(|n| n.has_tag_name(control)) {
         let name = node.attribute("name").unwrap_or("").to_string();
         let to_name = node.attribute("toName").unwrap_or("").to_string();
         let multiple = node.attribute("choice") == Some("multiple");
         let choices: Vec<Choice> = node
             .descendants()
-            .filter(|n| n.has_tag_name("Choice"))
+            .filter(|n| n.has_tag_name(option))
             .filter_map(|c| {
                 let value = c.attribute("value")?.to_string();
                 let mut names = vec![value.clone()];
@@ -222,9 +260,9 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
                 None => unmatched.push(label.clone()),
             }
         }
-        let tag = format!("<Choices name={name:?} toName={to_name:?}>");
+        let tag = format!("<{control} name={name:?} toName={to_name:?}>");
         if !unmatched.is_empty() {
-            miss(format!("{tag} has no choice for {unmatched:?}"));
+            miss(format!("{tag} has no <{option}> for {unmatched:?}"));
             continue;
         }
         // toName may list several objects ("a,b"); the first one is labeled.
@@ -246,6 +284,13 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
                 continue;
             }
         };
+        if wanted == Wanted::ImageBoxes && kind != ObjectKind::Image {
+            miss(format!(
+                "{tag} labels a <{}>, and boxes are drawn on an <Image>",
+                object.tag_name().name()
+            ));
+            continue;
+        }
         if (kind == ObjectKind::Text) != text_model {
             miss(format!(
                 "{tag} labels a <{}>, and the project's model takes {}",
@@ -266,6 +311,7 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
         };
         let spellings = spellings_of(&choices, &choice_for_label, labels);
         return Ok(ChoicesTarget {
+            wanted,
             from_name: name,
             to_name: first_to,
             data_key: data_key.to_string(),
@@ -276,7 +322,7 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
         });
     }
     let why = if misses.is_empty() {
-        "the labeling config has no <Choices> tag".to_string()
+        format!("the labeling config has no <{control}> tag")
     } else if missed > misses.len() {
         format!("{}; and {} more", misses.join("; "), missed - misses.len())
     } else {
@@ -284,7 +330,7 @@ pub fn parse(xml: &str, labels: &[String], text_model: bool) -> ServiceResult<Ch
     };
     Err(ServiceError::new(
         Code::LabelsMismatch,
-        format!("no <Choices> tag matches the project's labels {labels:?}: {why}"),
+        format!("no <{control}> tag matches the project's labels {labels:?}: {why}"),
     ))
 }
 
@@ -350,7 +396,7 @@ mod tests {
           <Choices name="kind" toName="sms" choice="multiple">
             <Choice value="Ham" alias="ok"/><Choice value="Junk" predicted_values="spam, scam"/>
           </Choices></View>"#;
-        let t = parse(xml, &labels(&["ham", "spam"]), true).unwrap();
+        let t = parse(xml, &labels(&["ham", "spam"]), Wanted::TextChoices).unwrap();
         assert_eq!(t.from_name, "kind");
         assert_eq!(t.to_name, "sms");
         assert_eq!(t.data_key, "message");
@@ -366,7 +412,7 @@ mod tests {
     fn exact_beats_case_insensitive() {
         let xml = r#"<View><Image name="img" value="$image"/>
           <Choices name="c" toName="img"><Choice value="CAT"/><Choice value="cat"/></Choices></View>"#;
-        let t = parse(xml, &labels(&["cat"]), false).unwrap();
+        let t = parse(xml, &labels(&["cat"]), Wanted::ImageChoices).unwrap();
         assert_eq!(t.choice_for_label, ["cat"]);
         assert_eq!(t.kind, ObjectKind::Image);
     }
@@ -375,7 +421,7 @@ mod tests {
     fn no_match_names_the_tag_and_the_labels() {
         let xml = r#"<View><Text name="t" value="$text"/>
           <Choices name="sentiment" toName="t"><Choice value="pos"/><Choice value="ham"/></Choices></View>"#;
-        let e = parse(xml, &labels(&["ham", "spam"]), true).unwrap_err();
+        let e = parse(xml, &labels(&["ham", "spam"]), Wanted::TextChoices).unwrap_err();
         assert_eq!(e.code, Code::LabelsMismatch);
         assert!(e.message.contains("sentiment"), "{}", e.message);
         assert!(e.message.contains("\"spam\""), "{}", e.message);
@@ -383,11 +429,11 @@ mod tests {
         let e = parse(
             "<View><Text name=\"t\" value=\"$t\"/></View>",
             &labels(&["a"]),
-            true,
+            Wanted::TextChoices,
         )
         .unwrap_err();
         assert!(e.message.contains("no <Choices>"), "{}", e.message);
-        let e = parse("<View", &labels(&["a"]), true).unwrap_err();
+        let e = parse("<View", &labels(&["a"]), Wanted::TextChoices).unwrap_err();
         assert_eq!(e.code, Code::LabelsMismatch);
     }
 
@@ -397,7 +443,7 @@ mod tests {
         // predicted_values also spell "A" (label "a").
         let xml = r#"<View><Text name="sms" value="$text"/><Choices name="c" toName="sms" choice="multiple"><Choice value="A" alias="a"/><Choice value="b" predicted_values="A, x"/><Choice value="Ham"/></Choices></View>"#;
         let l = labels(&["a", "B", "ham"]);
-        let t = parse(xml, &l, true).unwrap();
+        let t = parse(xml, &l, Wanted::TextChoices).unwrap();
         assert_eq!(t.choice_for_label, ["A", "b", "Ham"]);
         for (i, c) in t.choice_for_label.iter().enumerate() {
             assert_eq!(t.label_index(c), Some(i), "{c}");
@@ -409,7 +455,7 @@ mod tests {
     fn object_kind_must_fit_the_model() {
         let xml = r#"<View><Image name="i" value="$image"/>
           <Choices name="c" toName="i"><Choice value="a"/></Choices></View>"#;
-        let e = parse(xml, &labels(&["a"]), true).unwrap_err();
+        let e = parse(xml, &labels(&["a"]), Wanted::TextChoices).unwrap_err();
         assert!(e.message.contains("takes text"), "{}", e.message);
     }
 }

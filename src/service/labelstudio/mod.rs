@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::app::App;
 use super::error::{ServiceError, ServiceResult};
+use config::Wanted;
 
 type CredentialMap = HashMap<i64, (Option<(String, String)>, Instant)>;
 
@@ -223,7 +224,7 @@ pub async fn setup(
 ) -> ServiceResult<SetupOut> {
     let project = app.store.get_project(project_id).await?;
     let predictor = app.labelstudio.cache.labeler(app, &project).await?;
-    let text = text_model(app, &project)?;
+    let wanted = wanted(app, &project)?;
     let host = req
         .hostname
         .as_deref()
@@ -236,7 +237,7 @@ pub async fn setup(
             )
         })?;
     if let Some(schema) = req.schema.as_deref().filter(|s| !s.trim().is_empty()) {
-        config::parse_off_thread(schema, &project.labels, text).await?;
+        config::parse_off_thread(schema, &project.labels, wanted).await?;
     }
     let ls_project = req.project.as_ref().map(|p| match p {
         // Label Studio sends "<project id>.<created at>".
@@ -296,11 +297,19 @@ pub async fn versions(app: &App, project_id: i64) -> ServiceResult<Versions> {
 /// `/validate`: the labeling config fits the project.
 pub async fn validate(app: &App, project_id: i64, config_xml: &str) -> ServiceResult<()> {
     let project = app.store.get_project(project_id).await?;
-    config::parse_off_thread(config_xml, &project.labels, text_model(app, &project)?).await?;
+    config::parse_off_thread(config_xml, &project.labels, wanted(app, &project)?).await?;
     Ok(())
 }
 
-/// Whether the project's model reads text (else images).
-pub(crate) fn text_model(app: &App, project: &crate::store::Project) -> ServiceResult<bool> {
-    Ok(app.model_of(project)?.model.is_text())
+/// What the project's model answers, so which control tag of a labeling
+/// config it fills.
+pub(crate) fn wanted(app: &App, project: &crate::store::Project) -> ServiceResult<Wanted> {
+    let model = &app.model_of(project)?.model;
+    Ok(if model.is_text() {
+        Wanted::TextChoices
+    } else if model.manifest().task == crate::model::Task::ObjectDetection {
+        Wanted::ImageBoxes
+    } else {
+        Wanted::ImageChoices
+    })
 }

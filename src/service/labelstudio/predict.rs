@@ -129,9 +129,9 @@ pub(crate) async fn target_for(
     project: &crate::store::Project,
     given: Option<&str>,
 ) -> ServiceResult<Arc<ChoicesTarget>> {
-    let text = super::text_model(app, project)?;
+    let wanted = super::wanted(app, project)?;
     if let Some(xml) = given.filter(|s| !s.trim().is_empty()) {
-        return app.labelstudio.cache.target(project, xml, text).await;
+        return app.labelstudio.cache.target(project, xml, wanted).await;
     }
     let stored = app.store.ls_label_config(project.id).await?;
     let xml = stored.as_deref().ok_or_else(|| {
@@ -140,7 +140,7 @@ pub(crate) async fn target_for(
             "no labeling config in the request, and none from /setup",
         )
     })?;
-    app.labelstudio.cache.target(project, xml, text).await
+    app.labelstudio.cache.target(project, xml, wanted).await
 }
 
 /// Read every task's data in task order: what is at hand (text, `data:`

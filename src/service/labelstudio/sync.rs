@@ -183,7 +183,7 @@ pub async fn start(app: &Arc<App>, project_id: i64, req: SyncIn) -> ServiceResul
         .get("label_config")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    config::parse(xml, &project.labels, super::text_model(app, &project)?)?;
+    config::parse(xml, &project.labels, super::wanted(app, &project)?)?;
     // One open sync per Label Studio project: a second request gets the open one.
     let opened = app
         .store
@@ -252,8 +252,8 @@ async fn run(app: &App, mut s: LsSync) -> Result<(), String> {
         .get("label_config")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let text = super::text_model(app, &project).map_err(reason)?;
-    let target = config::parse(xml, &project.labels, text).map_err(reason)?;
+    let wanted = super::wanted(app, &project).map_err(reason)?;
+    let target = config::parse(xml, &project.labels, wanted).map_err(reason)?;
     if s.phase == "ingest" {
         ingest(app, &client, &target, &mut s).await?;
         s.phase = "label".into();
