@@ -123,7 +123,7 @@ impl Store {
         Ok(rows.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Attach every item's regions (`items` sorted by id), one `IN` query.
+    /// Attach every item's regions, one `IN` query (per 10,000 items).
     pub async fn attach_regions(&self, items: &mut [ItemRecord]) -> Result<()> {
         for it in items.iter_mut() {
             it.regions = Some(Vec::new());
@@ -144,11 +144,11 @@ impl Store {
                     .map(region_from_row)
                     .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
             })?;
+            let at: std::collections::HashMap<i64, usize> =
+                chunk.iter().enumerate().map(|(i, it)| (it.id, i)).collect();
             for (item_id, region) in rows {
-                if let Some(it) = chunk.iter_mut().find(|i| i.id == item_id) {
-                    if let Some(v) = it.regions.as_mut() {
-                        v.push(region);
-                    }
+                if let Some(v) = at.get(&item_id).and_then(|&i| chunk[i].regions.as_mut()) {
+                    v.push(region);
                 }
             }
         }
