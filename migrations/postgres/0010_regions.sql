@@ -46,3 +46,6 @@ CREATE TABLE regions (
 );
 CREATE INDEX regions_by_item ON regions(item_id, id);
 CREATE INDEX regions_by_status ON regions(project_id, status, id);
+-- The self-reference's child side: without it every insert of a region
+-- scanned the table for rows replacing it (SQLite's foreign-key check).
+CREATE INDEX regions_by_replaces ON regions(replaces);
