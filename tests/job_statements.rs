@@ -390,7 +390,11 @@ async fn detection_statements_for_batch(db: &TestDb, n: usize) -> Vec<String> {
     let statements = take();
     assert_eq!(handled, n, "one step takes the whole batch");
     let job = store.get_job(job).await.unwrap();
-    assert_eq!((job.done, job.state.as_str()), (n as i64, "done"), "{job:?}");
+    assert_eq!(
+        (job.done, job.state.as_str()),
+        (n as i64, "done"),
+        "{job:?}"
+    );
     let counts = store.region_counts(project).await.unwrap();
     assert_eq!(counts.len(), n, "every page has boxes: {counts:?}");
     store.close().await;
@@ -465,7 +469,11 @@ async fn no_statement_of_a_detection_batch_scans_a_table_sqlite() {
                 .and_then(|rest| rest.split_whitespace().next())
                 .is_some_and(|name| tables.iter().any(|t| t == name));
             if table_scan || (values && i > 0) {
-                bad.push(format!("{}\n    in: {}", plan.join(" / "), first_words(sql, 16)));
+                bad.push(format!(
+                    "{}\n    in: {}",
+                    plan.join(" / "),
+                    first_words(sql, 16)
+                ));
                 break;
             }
         }

@@ -40,7 +40,11 @@ fn pages() -> Vec<Value> {
         .filter(|n| n.ends_with(".png"))
         .collect();
     names.sort();
-    assert!(names.len() >= 3, "page fixtures missing in {}", dir.display());
+    assert!(
+        names.len() >= 3,
+        "page fixtures missing in {}",
+        dir.display()
+    );
     names
         .iter()
         .map(|n| json!({"id": n, "image": b64(&std::fs::read(dir.join(n)).unwrap())}))
@@ -93,10 +97,7 @@ async fn detection_round_trip(db: TestDb) {
 
     // A project on the detection model: task and labels from the model.
     let (code, p) = s
-        .post(
-            "/v1/projects",
-            &json!({"name": "pages", "model": "layout"}),
-        )
+        .post("/v1/projects", &json!({"name": "pages", "model": "layout"}))
         .await;
     assert_eq!(code, 201, "{p}");
     assert_eq!(p["task"], "detect", "{p}");
@@ -124,7 +125,10 @@ async fn detection_round_trip(db: TestDb) {
         .await;
     assert_eq!(code, 202, "{body}");
     let job = s
-        .wait_job(body["job"]["id"].as_i64().unwrap(), Duration::from_secs(300))
+        .wait_job(
+            body["job"]["id"].as_i64().unwrap(),
+            Duration::from_secs(300),
+        )
         .await;
     assert_eq!(job["errors"], 0, "{job}");
     assert_eq!(job["done"], pages.len(), "{job}");
@@ -152,7 +156,10 @@ async fn detection_round_trip(db: TestDb) {
             assert_eq!(m["status"], "review", "{m}");
             assert_eq!(m["kind"], "box");
             assert!(m["score"].as_f64().unwrap() >= 0.5, "{m}");
-            assert!(m["model_version"].as_str().unwrap().contains("1.2.1"), "{m}");
+            assert!(
+                m["model_version"].as_str().unwrap().contains("1.2.1"),
+                "{m}"
+            );
             assert!(m["annotator"].is_null(), "{m}");
         }
         if machine(&r).len() >= 3 {
@@ -199,9 +206,21 @@ async fn detection_round_trip(db: TestDb) {
     );
     let keep = |r: &Value| json!({"id": r["id"], "label": r["label"], "box": r["box"]});
     for (bad, field, code_name) in [
-        (json!({"label": "text", "box": [0.0, 0.0, w + 5.0, 10.0]}), "regions[1].box", "invalid_field"),
-        (json!({"label": "text", "box": [50.0, 0.0, 10.0, 10.0]}), "regions[1].box", "invalid_field"),
-        (json!({"label": "stamp", "box": [0.0, 0.0, 10.0, 10.0]}), "regions[1].label", "unknown_label"),
+        (
+            json!({"label": "text", "box": [0.0, 0.0, w + 5.0, 10.0]}),
+            "regions[1].box",
+            "invalid_field",
+        ),
+        (
+            json!({"label": "text", "box": [50.0, 0.0, 10.0, 10.0]}),
+            "regions[1].box",
+            "invalid_field",
+        ),
+        (
+            json!({"label": "stamp", "box": [0.0, 0.0, 10.0, 10.0]}),
+            "regions[1].label",
+            "unknown_label",
+        ),
     ] {
         let (code, body) = put(&s, &alice, &path, &json!({"regions": [keep(&m[0]), bad]})).await;
         assert_eq!(code, 422, "{body}");
@@ -218,7 +237,11 @@ async fn detection_round_trip(db: TestDb) {
         let dx = (x0 * 0.5).min(3.0);
         [x0 - dx, y0, x1 - dx, y1]
     };
-    let relabel = if m[2]["label"] == "table" { "figure" } else { "table" };
+    let relabel = if m[2]["label"] == "table" {
+        "figure"
+    } else {
+        "table"
+    };
     let added = [1.0, 1.0, (w / 4.0).max(2.0), (h / 10.0).max(2.0)];
     let set = json!({"regions": [
         keep(&m[0]),
@@ -254,15 +277,9 @@ async fn detection_round_trip(db: TestDb) {
         .filter(|r| r["source"] == "human")
         .collect();
     assert_eq!(human.len(), 3, "{after}");
-    let corrected_move = human
-        .iter()
-        .find(|r| r["replaces"] == m[1]["id"])
-        .unwrap();
+    let corrected_move = human.iter().find(|r| r["replaces"] == m[1]["id"]).unwrap();
     assert_eq!(bbox(corrected_move), moved, "no rounding on the way");
-    let corrected_label = human
-        .iter()
-        .find(|r| r["replaces"] == m[2]["id"])
-        .unwrap();
+    let corrected_label = human.iter().find(|r| r["replaces"] == m[2]["id"]).unwrap();
     assert_eq!(corrected_label["label"], relabel);
     let add = human.iter().find(|r| r["status"] == "added").unwrap();
     assert_eq!(bbox(add), added);
@@ -308,11 +325,17 @@ async fn detection_round_trip(db: TestDb) {
     assert_eq!(c["task"], "classify");
     let cp = c["id"].as_i64().unwrap();
     let (code, body) = s
-        .post(&format!("/v1/projects/{cp}/items"), &json!(fashion_items(20)))
+        .post(
+            &format!("/v1/projects/{cp}/items"),
+            &json!(fashion_items(20)),
+        )
         .await;
     assert_eq!(code, 202, "{body}");
-    s.wait_job(body["job"]["id"].as_i64().unwrap(), Duration::from_secs(120))
-        .await;
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await;
     let citems = items(&s, cp).await;
     assert_eq!(citems.len(), 20);
     for it in &citems {
@@ -423,10 +446,19 @@ async fn retried_batches_write_regions_once(db: TestDb) {
             .map(|(i, it)| (it.id, boxes(i)))
             .collect()
     };
-    assert_eq!(store.complete("b", b.job_id, &outcomes(&b)).await.unwrap(), 6);
+    assert_eq!(
+        store.complete("b", b.job_id, &outcomes(&b)).await.unwrap(),
+        6
+    );
     // b's call retried (say, after a timeout), then a's late answer.
-    assert_eq!(store.complete("b", b.job_id, &outcomes(&b)).await.unwrap(), 0);
-    assert_eq!(store.complete("a", a.job_id, &outcomes(&a)).await.unwrap(), 0);
+    assert_eq!(
+        store.complete("b", b.job_id, &outcomes(&b)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.complete("a", a.job_id, &outcomes(&a)).await.unwrap(),
+        0
+    );
     let counts = store.region_counts(project.id).await.unwrap();
     let want: Vec<(i64, String, i64)> = b
         .items
@@ -532,4 +564,143 @@ async fn a_crash_mid_job_duplicates_no_region_postgres() {
         return;
     };
     a_crash_mid_job_duplicates_no_region(db).await;
+}
+
+/// Concurrent reviews of one image serialise: every PUT answers 200 (or
+/// 409 when it lost too many times), and the stored set is exactly one of
+/// the sets sent, never a mixture.
+async fn concurrent_reviews_leave_one_whole_set(db: TestDb) {
+    let admin = create_token(&db.url, "admin", "boss");
+    let s = start(&db).with_token(&admin);
+    let (code, p) = s
+        .post("/v1/projects", &json!({"name": "race", "model": "layout"}))
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let page = pages().remove(1);
+    let (code, body) = s
+        .post(&format!("/v1/projects/{project}/items"), &json!([page]))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let item = items(&s, project).await[0]["id"].as_i64().unwrap();
+    let path = format!("/v1/projects/{project}/items/{item}/regions");
+    let (_, before) = s.get(&path).await;
+    let m = machine(&before);
+    // Set k keeps the first machine box when k is even, and adds k + 1 boxes.
+    let set = |k: usize| {
+        let mut regions: Vec<Value> = Vec::new();
+        if k % 2 == 0 {
+            if let Some(first) = m.first() {
+                regions
+                    .push(json!({"id": first["id"], "label": first["label"], "box": first["box"]}));
+            }
+        }
+        for j in 0..=k {
+            let x = 1.0 + j as f64;
+            regions.push(
+                json!({"label": LAYOUT_LABELS[k % 10], "box": [x, 1.0, x + 0.5, 2.0 + k as f64]}),
+            );
+        }
+        json!({ "regions": regions })
+    };
+    let answers = futures_util::future::join_all((0..8).map(|k| {
+        let path = path.clone();
+        let body = set(k);
+        let s = &s;
+        let admin = admin.clone();
+        async move { put(s, &admin, &path, &body).await }
+    }))
+    .await;
+    for (code, body) in &answers {
+        assert!(*code == 200 || *code == 409, "{code} {body}");
+    }
+    assert!(answers.iter().any(|(c, _)| *c == 200));
+    let (_, after) = s.get(&path).await;
+    let human: Vec<&Value> = after["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "human")
+        .collect();
+    let k = human.len() - 1;
+    assert!(k < 8, "{after}");
+    assert!(
+        human.iter().all(|r| r["label"] == LAYOUT_LABELS[k % 10]),
+        "a mixture of sets: {after}"
+    );
+    if let Some(first) = m.first() {
+        let status = machine(&after)
+            .into_iter()
+            .find(|r| r["id"] == first["id"])
+            .unwrap()["status"]
+            .clone();
+        assert_eq!(
+            status,
+            if k % 2 == 0 { "accepted" } else { "deleted" },
+            "{after}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_leave_one_whole_set_sqlite() {
+    concurrent_reviews_leave_one_whole_set(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_leave_one_whole_set_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    concurrent_reviews_leave_one_whole_set(db).await;
+}
+
+/// Sizes are bounded before parsing (the server's body limit) and after
+/// (at most 10,000 boxes per image).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_review_bodies_are_refused() {
+    let db = TestDb::sqlite();
+    let admin = create_token(&db.url, "admin", "boss");
+    let s = Server::start(&db.url, &["--max-body-bytes", "65536"]).with_token(&admin);
+    let many: Vec<Value> = (0..3000)
+        .map(|i| json!({"label": "text", "box": [0.0, 0.0, 1.0 + i as f64, 1.0]}))
+        .collect();
+    let (code, body) = put(
+        &s,
+        &admin,
+        "/v1/projects/1/items/1/regions",
+        &json!({"regions": many}),
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+    drop(s);
+    let s = start(&db).with_token(&admin);
+    let many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"label": "text", "box": [0.0, 0.0, 1.0, 1.0]}))
+        .collect();
+    let (code, body) = put(
+        &s,
+        &admin,
+        "/v1/projects/1/items/1/regions",
+        &json!({"regions": many}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("10000"),
+        "{body}"
+    );
+    let (code, body) = put(
+        &s,
+        &admin,
+        "/v1/projects/1/items/1/regions",
+        &json!({"regions": [{"label": "text", "box": [0, 0, 1], "x": 1}]}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
 }
