@@ -74,15 +74,18 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
     }
     Ok(app
         .store
-        .create_project_as(&NewProject {
-            name: req.name,
-            model: req.model,
-            labels,
-            precision_target,
-            threshold,
-            settings: req.settings.unwrap_or_default(),
-            committee,
-        }, task)
+        .create_project_as(
+            &NewProject {
+                name: req.name,
+                model: req.model,
+                labels,
+                precision_target,
+                threshold,
+                settings: req.settings.unwrap_or_default(),
+                committee,
+            },
+            task,
+        )
         .await?)
 }
 

@@ -274,7 +274,9 @@ pub async fn put(
     }
     Err(ServiceError::new(
         Code::Conflict,
-        format!("item {item_id} is being reviewed by others right now; read its regions and try again"),
+        format!(
+            "item {item_id} is being reviewed by others right now; read its regions and try again"
+        ),
     ))
 }
 
@@ -448,7 +450,13 @@ mod tests {
         assert_eq!(r.accepted, vec![false]);
     }
 
-    fn region(id: i64, source: &str, label: &str, b: [f64; 4], replaces: Option<i64>) -> RegionRecord {
+    fn region(
+        id: i64,
+        source: &str,
+        label: &str,
+        b: [f64; 4],
+        replaces: Option<i64>,
+    ) -> RegionRecord {
         RegionRecord {
             id,
             source: source.into(),
@@ -458,7 +466,12 @@ mod tests {
             text: None,
             score: None,
             uncertainty: None,
-            status: if source == "machine" { "review" } else { "corrected" }.into(),
+            status: if source == "machine" {
+                "review"
+            } else {
+                "corrected"
+            }
+            .into(),
             replaces,
             model_version: None,
             calibration_version: None,
@@ -500,11 +513,23 @@ mod tests {
         .unwrap();
         assert_eq!(
             plan.machine,
-            vec![(1, "accepted"), (2, "corrected"), (3, "corrected"), (4, "deleted")]
+            vec![
+                (1, "accepted"),
+                (2, "corrected"),
+                (3, "corrected"),
+                (4, "deleted")
+            ]
         );
         let statuses: Vec<(&str, Option<i64>)> =
             plan.human.iter().map(|h| (h.status, h.replaces)).collect();
-        assert_eq!(statuses, vec![("corrected", Some(2)), ("corrected", Some(3)), ("added", None)]);
+        assert_eq!(
+            statuses,
+            vec![
+                ("corrected", Some(2)),
+                ("corrected", Some(3)),
+                ("added", None)
+            ]
+        );
         // A human region read back stands for the machine region it replaced.
         let mut after = current.clone();
         after.push(region(9, "human", "text", [21.5, 0.0, 30.0, 10.0], Some(2)));
@@ -522,8 +547,14 @@ mod tests {
     #[test]
     fn bad_boxes_are_named() {
         let labels = vec!["text".to_string()];
-        let e = plan_review(&[], &[bx(None, "text", [0.0, 0.0, 101.0, 5.0])], &labels, 100, 100)
-            .unwrap_err();
+        let e = plan_review(
+            &[],
+            &[bx(None, "text", [0.0, 0.0, 101.0, 5.0])],
+            &labels,
+            100,
+            100,
+        )
+        .unwrap_err();
         assert_eq!(e.code, Code::InvalidField);
         assert!(e.message.contains("regions[0].box"), "{}", e.message);
         let e = plan_review(
@@ -538,12 +569,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("regions[1].box"), "{}", e.message);
-        let e = plan_review(&[], &[bx(None, "figure", [0.0, 0.0, 1.0, 1.0])], &labels, 100, 100)
-            .unwrap_err();
+        let e = plan_review(
+            &[],
+            &[bx(None, "figure", [0.0, 0.0, 1.0, 1.0])],
+            &labels,
+            100,
+            100,
+        )
+        .unwrap_err();
         assert_eq!(e.code, Code::UnknownLabel);
         assert!(e.message.contains("regions[0].label"), "{}", e.message);
-        let e = plan_review(&[], &[bx(Some(77), "text", [0.0, 0.0, 1.0, 1.0])], &labels, 100, 100)
-            .unwrap_err();
+        let e = plan_review(
+            &[],
+            &[bx(Some(77), "text", [0.0, 0.0, 1.0, 1.0])],
+            &labels,
+            100,
+            100,
+        )
+        .unwrap_err();
         assert!(e.message.contains("regions[0].id"), "{}", e.message);
     }
 }

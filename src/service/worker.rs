@@ -226,7 +226,10 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             };
             outcomes.push((id, outcome));
         }
-        return record(ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes).await;
+        return record(
+            ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
+        )
+        .await;
     }
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
@@ -255,7 +258,10 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         outcomes.push((id, outcome));
     }
     draw_audit(ctx, &project, &mut outcomes[first_predicted..]).await?;
-    record(ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes).await
+    record(
+        ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
+    )
+    .await
 }
 
 /// Record a batch's outcomes in one transaction, count them, log the timing.

@@ -788,7 +788,12 @@ impl Store {
                     .iter()
                     .filter_map(|(id, pred)| {
                         pred.regions.as_ref().map(|r| {
-                            (*id, r, pred.model_version.as_str(), pred.calibration_version)
+                            (
+                                *id,
+                                r,
+                                pred.model_version.as_str(),
+                                pred.calibration_version,
+                            )
                         })
                     })
                     .collect();
@@ -812,7 +817,11 @@ impl Store {
                                 .bind(b.bbox.label.as_str())
                                 .bind(b.bbox.score)
                                 .bind(b.bbox.uncertainty)
-                                .bind(if b.bbox.accepted { "accepted" } else { "review" })
+                                .bind(if b.bbox.accepted {
+                                    "accepted"
+                                } else {
+                                    "review"
+                                })
                                 .bind(b.model_version)
                                 .bind(b.calibration_version)
                                 .bind(job_id)

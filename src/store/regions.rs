@@ -230,7 +230,8 @@ impl Store {
                 (sql.sql, chunk)
             })
             .collect();
-        with_pool!(self, |p| async {
+        with_pool!(self, |p| {
+            async {
             let mut tx = p.begin().await?;
             let locked = sqlx::query(
                 "UPDATE items SET regions_rev = regions_rev + 1, status = 'labeled', final_source = 'human', \
@@ -279,7 +280,8 @@ impl Store {
             tx.commit().await?;
             Ok(true)
         }
-        .await)
+        .await
+        })
     }
 }
 
