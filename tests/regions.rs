@@ -381,7 +381,7 @@ async fn detection_round_trip_postgres() {
 fn boxes(n: usize) -> Outcome {
     Outcome::Predicted(StoredPrediction {
         model_version: "layout@1.2.1".into(),
-        regions: Some(MachineRegions {
+        regions: Some(Box::new(MachineRegions {
             width: 600,
             height: 800,
             boxes: (0..n)
@@ -393,7 +393,7 @@ fn boxes(n: usize) -> Outcome {
                     accepted: false,
                 })
                 .collect(),
-        }),
+        })),
         ..StoredPrediction::default()
     })
 }
@@ -594,7 +594,7 @@ async fn concurrent_reviews_leave_one_whole_set(db: TestDb) {
     // Set k keeps the first machine box when k is even, and adds k + 1 boxes.
     let set = |k: usize| {
         let mut regions: Vec<Value> = Vec::new();
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             if let Some(first) = m.first() {
                 regions
                     .push(json!({"id": first["id"], "label": first["label"], "box": first["box"]}));
@@ -641,7 +641,11 @@ async fn concurrent_reviews_leave_one_whole_set(db: TestDb) {
             .clone();
         assert_eq!(
             status,
-            if k % 2 == 0 { "accepted" } else { "deleted" },
+            if k.is_multiple_of(2) {
+                "accepted"
+            } else {
+                "deleted"
+            },
             "{after}"
         );
     }

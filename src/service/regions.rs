@@ -140,11 +140,11 @@ pub fn detection_outcome(
         model_version: model_version.to_string(),
         auto_accept: !routed.needs_review,
         calibration_version: thresholds.calibration_version,
-        regions: Some(MachineRegions {
+        regions: Some(Box::new(MachineRegions {
             width: d.width,
             height: d.height,
             boxes: machine,
-        }),
+        })),
         ..StoredPrediction::default()
     })
 }
@@ -341,7 +341,7 @@ pub fn plan_review(
     let mut machine_named: HashMap<i64, &'static str> = HashMap::new();
     let mut human = Vec::new();
     for (i, b) in boxes.iter().enumerate() {
-        if !labels.iter().any(|l| *l == b.label) {
+        if !labels.contains(&b.label) {
             return Err(ServiceError::new(
                 Code::UnknownLabel,
                 format!(

@@ -787,7 +787,7 @@ impl Store {
                 let detected: Vec<(i64, &MachineRegions, &str, Option<i64>)> = rows
                     .iter()
                     .filter_map(|(id, pred)| {
-                        pred.regions.as_ref().map(|r| {
+                        pred.regions.as_deref().map(|r| {
                             (
                                 *id,
                                 r,

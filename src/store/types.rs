@@ -243,7 +243,7 @@ pub struct StoredPrediction {
     pub calibration_version: Option<i64>,
     /// A detection model's boxes for the item (None for classification):
     /// written as machine regions in the same transaction as the item.
-    pub regions: Option<MachineRegions>,
+    pub regions: Option<Box<MachineRegions>>,
 }
 
 /// A detection's machine regions for one image, routed box by box.
