@@ -708,3 +708,59 @@ async fn oversized_review_bodies_are_refused() {
     .await;
     assert_eq!(code, 422, "{body}");
 }
+
+/// A blank page: the model proposes nothing, the image still goes to review
+/// (a person confirms nothing is there), and an empty set labels it.
+async fn an_empty_page_is_reviewed_and_confirmed_empty(db: TestDb) {
+    let admin = create_token(&db.url, "admin", "boss");
+    let s = start(&db).with_token(&admin);
+    let (code, p) = s
+        .post("/v1/projects", &json!({"name": "blank", "model": "layout"}))
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let blank = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        600,
+        800,
+        image::Rgb([255, 255, 255]),
+    ));
+    let (code, body) = s
+        .post(
+            &format!("/v1/projects/{project}/items"),
+            &json!([{"id": "blank", "image": b64(&common::png_bytes(&blank))}]),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let it = items(&s, project).await.remove(0);
+    assert_eq!(it["status"], "needs_review", "{it}");
+    let path = format!("/v1/projects/{project}/items/{}/regions", it["id"]);
+    let (code, r) = s.get(&path).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        (r["width"].as_i64(), r["height"].as_i64()),
+        (Some(600), Some(800))
+    );
+    assert_eq!(r["regions"], json!([]), "{r}");
+    let (code, r) = put(&s, &admin, &path, &json!({"regions": []})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["status"], "labeled");
+    assert_eq!(r["regions"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_is_reviewed_and_confirmed_empty_sqlite() {
+    an_empty_page_is_reviewed_and_confirmed_empty(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_is_reviewed_and_confirmed_empty_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    an_empty_page_is_reviewed_and_confirmed_empty(db).await;
+}
