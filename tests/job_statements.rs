@@ -340,3 +340,148 @@ fn count_params(sql: &str) -> usize {
         .unwrap_or(0);
     bare + numbered
 }
+
+/// The detection path (issue 22): a batch of page images records each
+/// page's boxes as regions in its transaction, and still issues the same
+/// statements whatever the batch's size.
+async fn detection_statements_for_batch(db: &TestDb, n: usize) -> Vec<String> {
+    let store = Store::connect(&db.url).await.unwrap();
+    let model = common::shared("layout");
+    let project = store
+        .create_project_as(
+            &NewProject {
+                name: format!("pages-{n}"),
+                model: "layout".into(),
+                labels: model.labels().to_vec(),
+                precision_target: 0.95,
+                threshold: 0.9,
+                settings: ProjectSettings::default(),
+                committee: Vec::new(),
+            },
+            "detect",
+        )
+        .await
+        .unwrap()
+        .id;
+    let dir = common::root().join("tests/fixtures/documents");
+    let items: Vec<NewItem> = (0..n)
+        .map(|i| NewItem {
+            client_id: format!("page-{i}"),
+            content: Content::Image(
+                std::fs::read(dir.join(format!("page-{}.png", i % 3 + 1))).unwrap(),
+            ),
+        })
+        .collect();
+    let job = store.ingest(project, &items).await.unwrap().job_id;
+    let mut ctx = worker_context(store.clone(), n as i64);
+    let mut hub = ModelHub::default();
+    hub.insert(
+        model,
+        BatcherConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(1),
+            queue_capacity: 64,
+            concurrency: 1,
+        },
+    );
+    ctx.hub = Arc::new(hub);
+    take();
+    let handled = worker::step(&ctx).await.unwrap();
+    let statements = take();
+    assert_eq!(handled, n, "one step takes the whole batch");
+    let job = store.get_job(job).await.unwrap();
+    assert_eq!(
+        (job.done, job.state.as_str()),
+        (n as i64, "done"),
+        "{job:?}"
+    );
+    let counts = store.region_counts(project).await.unwrap();
+    assert_eq!(counts.len(), n, "every page has boxes: {counts:?}");
+    store.close().await;
+    statements
+}
+
+async fn detection_same_statements(db_small: TestDb, db_large: TestDb) {
+    let _turn = counting().lock().await;
+    let small = detection_statements_for_batch(&db_small, 2).await;
+    let large = detection_statements_for_batch(&db_large, 5).await;
+    assert_eq!(
+        small.len(),
+        large.len(),
+        "detection: a batch of 5 pages issued {} statements, a batch of 2 issued {}\n2:\n{}\n5:\n{}",
+        large.len(),
+        small.len(),
+        summary(&small),
+        summary(&large)
+    );
+    // Claim, project, calibration, record (update, audit trail, job's project, regions, job).
+    assert!(
+        large.len() <= 10,
+        "{} statements for one batch:\n{}",
+        large.len(),
+        summary(&large)
+    );
+    assert!(
+        large.iter().any(|s| s.starts_with("INSERT INTO regions")),
+        "{}",
+        summary(&large)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_batch_issues_the_same_statements_for_2_and_5_pages_sqlite() {
+    detection_same_statements(TestDb::sqlite(), TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_batch_issues_the_same_statements_for_2_and_5_pages_postgres() {
+    let (Some(a), Some(b)) = (TestDb::postgres().await, TestDb::postgres().await) else {
+        return;
+    };
+    detection_same_statements(a, b).await;
+}
+
+/// The statements of a detection batch reach their rows through an index
+/// too (the regions insert, the job's project by primary key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_statement_of_a_detection_batch_scans_a_table_sqlite() {
+    let turn = counting().lock().await;
+    let db = TestDb::sqlite();
+    let statements = detection_statements_for_batch(&db, 3).await;
+    drop(turn);
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut bad = Vec::new();
+    for sql in &statements {
+        let plan = explain(&pool, sql).await;
+        let loops: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN ") || l.starts_with("SEARCH "))
+            .collect();
+        for (i, line) in loops.iter().enumerate() {
+            let values = line.contains("VALUES") || line.starts_with("SCAN v");
+            let table_scan = line
+                .strip_prefix("SCAN ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|name| tables.iter().any(|t| t == name));
+            if table_scan || (values && i > 0) {
+                bad.push(format!(
+                    "{}\n    in: {}",
+                    plan.join(" / "),
+                    first_words(sql, 16)
+                ));
+                break;
+            }
+        }
+    }
+    pool.close().await;
+    assert!(
+        bad.is_empty(),
+        "statements of a detection batch that scan:\n{}",
+        bad.join("\n")
+    );
+}

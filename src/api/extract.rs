@@ -90,3 +90,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             })
     }
 }
+
+/// Two numeric ids from the path (`/v1/projects/{id}/items/{item}/…`), as
+/// 404 (not 400) when either cannot exist.
+pub struct Ids(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((a, b)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(Code::BadPath, e.body_text()))?;
+        let parse = |raw: &str| {
+            raw.parse::<i64>()
+                .map_err(|_| ApiError::not_found(format!("{raw:?} (ids are integers)")))
+        };
+        Ok(Ids(parse(&a)?, parse(&b)?))
+    }
+}

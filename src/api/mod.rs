@@ -138,6 +138,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Read, routes!(items::list_items)))
         .routes(guarded(Read, routes!(items::get_item)))
         .routes(guarded(Annotate, routes!(annotations::annotate)))
+        .routes(guarded(Read, routes!(regions::get_regions)))
+        .routes(guarded(Annotate, routes!(regions::put_regions)))
         .routes(guarded(Read, routes!(export::export)))
         .routes(guarded(Read, routes!(jobs::get_job)))
         .routes(guarded(Predict, routes!(predict::predict)))

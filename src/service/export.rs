@@ -78,9 +78,10 @@ pub async fn start(
     project_id: i64,
     format: ExportFormat,
 ) -> Result<impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static, StoreError> {
-    store.get_project(project_id).await?;
+    let project = store.get_project(project_id).await?;
     store.ping().await?;
-    Ok(stream(store.clone(), project_id, format))
+    let regions = project.task == super::regions::DETECT;
+    Ok(stream_items(store.clone(), project_id, format, regions))
 }
 
 /// Page through the project with the keyset cursor, emitting one chunk per
@@ -90,14 +91,31 @@ pub fn stream(
     project_id: i64,
     format: ExportFormat,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    stream_items(store, project_id, format, false)
+}
+
+/// [`stream`], with each item's regions (machine and human, with
+/// provenance) in JSONL for detection projects. COCO and YOLO exports of
+/// the boxes are a later step of issue 22.
+fn stream_items(
+    store: Store,
+    project_id: i64,
+    format: ExportFormat,
+    regions: bool,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     futures_util::stream::unfold(Some((0i64, true)), move |state| {
         let store = store.clone();
         async move {
             let (cursor, first) = state?;
-            let page = match store.list_items(project_id, None, Some(cursor), PAGE).await {
+            let mut page = match store.list_items(project_id, None, Some(cursor), PAGE).await {
                 Ok(p) => p,
                 Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
             };
+            if regions && format == ExportFormat::Jsonl {
+                if let Err(e) = store.attach_regions(&mut page).await {
+                    return Some((Err(io::Error::other(e.to_string())), None));
+                }
+            }
             let next = if page.len() as i64 == PAGE {
                 page.last().map(|i| (i.id, false))
             } else {

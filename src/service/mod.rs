@@ -19,6 +19,7 @@ pub mod predictor;
 pub mod progress;
 pub mod projects;
 pub mod quality;
+pub mod regions;
 pub mod review;
 pub mod secret;
 pub mod worker;

@@ -252,6 +252,7 @@ impl ProjectPredictor {
             audit: false,
             audit_p: None,
             calibration_version: self.scorer.version,
+            regions: None,
         })
     }
 

@@ -55,6 +55,16 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
         validate_settings(settings)?;
     }
     let committee = req.committee.unwrap_or_default();
+    let task = task_of(model);
+    if task == super::regions::DETECT && !committee.is_empty() {
+        return Err(ServiceError::invalid(
+            "committee",
+            format!(
+                "model {:?} detects boxes; a committee compares class distributions and is for classification projects only",
+                req.model
+            ),
+        ));
+    }
     validate_committee(app, &req.model, &labels, &committee)?;
     let precision_target = req.precision_target.unwrap_or(0.95);
     super::calibration::validate_target(precision_target)?;
@@ -64,16 +74,29 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
     }
     Ok(app
         .store
-        .create_project(&NewProject {
-            name: req.name,
-            model: req.model,
-            labels,
-            precision_target,
-            threshold,
-            settings: req.settings.unwrap_or_default(),
-            committee,
-        })
+        .create_project_as(
+            &NewProject {
+                name: req.name,
+                model: req.model,
+                labels,
+                precision_target,
+                threshold,
+                settings: req.settings.unwrap_or_default(),
+                committee,
+            },
+            task,
+        )
         .await?)
+}
+
+/// A project's task, from its model's manifest: `detect` for an
+/// object-detection model, `classify` for every other (a classifier, or an
+/// embedding model with a head).
+pub fn task_of(model: &LoadedModel) -> &'static str {
+    match model.model.manifest().task {
+        crate::model::manifest::Task::ObjectDetection => super::regions::DETECT,
+        _ => super::regions::CLASSIFY,
+    }
 }
 
 /// The project's labels: the model's, or for an embedding model the project's own.

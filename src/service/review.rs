@@ -203,6 +203,8 @@ pub async fn next_items(
             app.store.lease_ids(&ids, who, lease_ms).await?
         }
     };
+    let mut items = items;
+    with_regions(app, &project, &mut items).await?;
     Ok(ReviewList {
         annotator: annotator.name.clone(),
         tier,
@@ -250,6 +252,8 @@ async fn special_list(
             items
         }
     };
+    let mut items = items;
+    with_regions(app, project, &mut items).await?;
     Ok(ReviewList {
         annotator: annotator.name.clone(),
         tier,
@@ -257,6 +261,15 @@ async fn special_list(
         lease_secs: lease_ms / 1000,
         items,
     })
+}
+
+/// A detection project's review items come with their regions, so the
+/// reviewer sees the machine's boxes already drawn.
+async fn with_regions(app: &App, project: &Project, items: &mut [ItemRecord]) -> ServiceResult<()> {
+    if project.task == super::regions::DETECT {
+        app.store.attach_regions(items).await?;
+    }
+    Ok(())
 }
 
 /// Diversity-aware strategies (and random) choose among the most uncertain
@@ -358,6 +371,15 @@ pub async fn record(
 ) -> ServiceResult<Annotated> {
     let item = app.store.get_item(item_id).await?;
     let project = app.store.get_project(item.project_id).await?;
+    if project.task == super::regions::DETECT {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "item {item_id} belongs to a detection project: record its boxes with                  PUT /v1/projects/{}/items/{item_id}/regions",
+                project.id
+            ),
+        ));
+    }
     if !project.labels.iter().any(|l| l == label) {
         return Err(ServiceError::new(
             Code::UnknownLabel,

@@ -211,6 +211,26 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         futures_util::future::join_all(member_runs)
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
+    if project.task == super::regions::DETECT {
+        let thresholds = super::regions::box_thresholds(&project);
+        for (id, result) in ids.into_iter().zip(results) {
+            let outcome = match result {
+                Ok(pred) => super::regions::detection_outcome(
+                    &pred,
+                    loaded.labels(),
+                    predictor.model_version(),
+                    &thresholds,
+                ),
+                Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
+                Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
+            };
+            outcomes.push((id, outcome));
+        }
+        return record(
+            ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
+        )
+        .await;
+    }
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());
@@ -238,6 +258,22 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         outcomes.push((id, outcome));
     }
     draw_audit(ctx, &project, &mut outcomes[first_predicted..]).await?;
+    record(
+        ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
+    )
+    .await
+}
+
+/// Record a batch's outcomes in one transaction, count them, log the timing.
+async fn record(
+    ctx: &WorkerContext,
+    job_id: i64,
+    started: std::time::Instant,
+    claimed: usize,
+    claim_ms: f64,
+    predict_ms: f64,
+    outcomes: Vec<(i64, Outcome)>,
+) -> Result<usize, String> {
     let recorded = ctx
         .store
         .complete(&ctx.worker_id, job_id, &outcomes)

@@ -246,12 +246,12 @@ pub fn now_ms() -> i64 {
 }
 
 pub(crate) const PROJECT_COLUMNS: &str =
-    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee, calibration_version";
+    "id, name, model, labels, precision_target, threshold, created_at, settings, head_version, committee, calibration_version, task";
 
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
-     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution";
+     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -403,13 +403,19 @@ impl Store {
 
     // ---- projects -------------------------------------------------------
 
+    /// Create a classification project.
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
+        self.create_project_as(new, "classify").await
+    }
+
+    /// Create a project whose model does `task` (`classify`, `detect`).
+    pub async fn create_project_as(&self, new: &NewProject, task: &str) -> Result<Project> {
         use sqlx::types::Json;
         let now = now_ms();
         let row = with_pool!(self, |p| {
             sqlx::query(
-                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at, settings, committee) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                "INSERT INTO projects (name, model, labels, precision_target, threshold, created_at, settings, committee, task) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(&new.name)
             .bind(&new.model)
@@ -419,6 +425,7 @@ impl Store {
             .bind(now)
             .bind(Json(&new.settings))
             .bind(Json(&new.committee))
+            .bind(task)
             .fetch_one(p)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -439,6 +446,7 @@ impl Store {
             head_version: None,
             committee: new.committee.clone(),
             calibration_version: None,
+            task: task.to_string(),
         })
     }
 
@@ -657,7 +665,7 @@ impl Store {
                 Outcome::Predicted(_) => None,
             })
             .collect();
-        const COLS: usize = 19;
+        const COLS: usize = 21;
         // An item once drawn into the audit sample stays in it (a re-run
         // after a head retrain must not undo the draw), and waits for a human.
         let mut update = self.params(
@@ -671,6 +679,7 @@ impl Store {
              raw_score = v.column15, raw_scores = v.column16, \
              audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, \
              audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, \
+             width = COALESCE(v.column20, items.width), height = COALESCE(v.column21, items.height), \
              lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
         );
         for i in 0..predicted.len() {
@@ -736,7 +745,9 @@ impl Store {
                         .bind(pred.raw_scores_json.as_deref())
                         .bind(i64::from(pred.audit))
                         .bind(pred.audit.then_some(pred.audit_p).flatten())
-                        .bind(pred.calibration_version);
+                        .bind(pred.calibration_version)
+                        .bind(pred.regions.as_ref().map(|r| i64::from(r.width)))
+                        .bind(pred.regions.as_ref().map(|r| i64::from(r.height)));
                 }
                 q = q.bind(worker).bind(job_id);
                 let mut recorded: Vec<i64> = q
@@ -771,6 +782,54 @@ impl Store {
                             .bind(now);
                     }
                     q.execute(&mut *tx).await?;
+                }
+                // A detection's boxes, for the recorded items only.
+                let detected: Vec<(i64, &MachineRegions, &str, Option<i64>)> = rows
+                    .iter()
+                    .filter_map(|(id, pred)| {
+                        pred.regions.as_deref().map(|r| {
+                            (
+                                *id,
+                                r,
+                                pred.model_version.as_str(),
+                                pred.calibration_version,
+                            )
+                        })
+                    })
+                    .collect();
+                let inserts = regions::machine_region_inserts(self, &detected);
+                if !inserts.is_empty() {
+                    let project_id: i64 =
+                        sqlx::query_scalar("SELECT project_id FROM jobs WHERE id = $1")
+                            .bind(job_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    for (sql, boxes) in &inserts {
+                        let mut q = sqlx::query(sql);
+                        for b in boxes {
+                            q = q
+                                .bind(b.item_id)
+                                .bind(project_id)
+                                .bind(b.bbox.bbox.x0)
+                                .bind(b.bbox.bbox.y0)
+                                .bind(b.bbox.bbox.x1)
+                                .bind(b.bbox.bbox.y1)
+                                .bind(b.bbox.label.as_str())
+                                .bind(b.bbox.score)
+                                .bind(b.bbox.uncertainty)
+                                .bind(if b.bbox.accepted {
+                                    "accepted"
+                                } else {
+                                    "review"
+                                })
+                                .bind(b.model_version)
+                                .bind(b.calibration_version)
+                                .bind(job_id)
+                                .bind(now)
+                                .bind(now);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
                 }
                 done = rows.len() as i64;
             }
@@ -1053,3 +1112,6 @@ pub use labelstudio::{ls_client_id, LsAnnotation, LsConnection, LsSync};
 
 mod ls_door;
 pub use ls_door::{OutboxEvent, OutboxPut};
+
+mod regions;
+pub use regions::{HumanRegion, RegionItem, RegionReview};

@@ -532,7 +532,7 @@ impl Store {
 
 /// Ids per statement: far below both dialects' limits on bound parameters
 /// (SQLite 32,766, PostgreSQL 65,535), and more than a review page holds.
-const MAX_IDS: usize = 10_000;
+pub(super) const MAX_IDS: usize = 10_000;
 
 /// The SQL condition that keeps items without this measure out: committee
 /// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.

@@ -26,6 +26,10 @@ pub struct Project {
     /// The calibration in force (see `GET /v1/projects/{id}/calibration`);
     /// none yet: the fixed `threshold` decides, with no guarantee.
     pub calibration_version: Option<i64>,
+    /// What the project labels, from its model's manifest: `classify` (one
+    /// label per item) or `detect` (boxes, stored as regions).
+    #[schema(value_type = String, example = "classify")]
+    pub task: String,
 }
 
 /// A tier of annotators and the band of uncertainty routed to it: items whose
@@ -237,6 +241,29 @@ pub struct StoredPrediction {
     pub audit_p: Option<f64>,
     /// The calibration that decided `auto_accept` (None: the fixed threshold).
     pub calibration_version: Option<i64>,
+    /// A detection model's boxes for the item (None for classification):
+    /// written as machine regions in the same transaction as the item.
+    pub regions: Option<Box<MachineRegions>>,
+}
+
+/// A detection's machine regions for one image, routed box by box.
+#[derive(Debug, Clone, Default)]
+pub struct MachineRegions {
+    /// The image's size in pixels (EXIF orientation applied).
+    pub width: u32,
+    pub height: u32,
+    pub boxes: Vec<MachineBox>,
+}
+
+/// One proposed box and its route.
+#[derive(Debug, Clone)]
+pub struct MachineBox {
+    pub label: String,
+    pub bbox: crate::region::BoxPx,
+    pub score: f64,
+    pub uncertainty: Option<f64>,
+    /// Auto-accepted (status `accepted`) or left for review (`review`).
+    pub accepted: bool,
 }
 
 /// Committee disagreement on one item (see `select::strategies`).
@@ -337,6 +364,48 @@ pub struct ItemRecord {
     pub resolution: Option<String>,
     /// Listed as a suspected label error (`strategy=suspect`).
     pub suspect: bool,
+    /// Detection projects: the image's width in pixels, once pre-labeled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    /// Detection projects: the image's height in pixels, once pre-labeled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    /// Detection projects: the item's regions (machine and human, with
+    /// provenance), where a listing includes them (review lists, export).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<RegionRecord>>,
+}
+
+/// A stored region with its provenance (see `GET
+/// /v1/projects/{id}/items/{item}/regions`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RegionRecord {
+    pub id: i64,
+    /// `machine` (a model's proposal) or `human` (a reviewer's box).
+    pub source: String,
+    /// `box` (later `quad`, `span`).
+    pub kind: String,
+    pub label: String,
+    /// `[x0, y0, x1, y1]` in pixels of the original image.
+    #[serde(rename = "box")]
+    #[schema(value_type = Vec<f64>)]
+    pub bbox: Option<crate::region::BoxPx>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub score: Option<f64>,
+    pub uncertainty: Option<f64>,
+    /// Machine: `accepted`, `review`, `corrected` or `deleted`; human:
+    /// `added` or `corrected`.
+    pub status: String,
+    /// A human `corrected` region: the machine region it replaces.
+    pub replaces: Option<i64>,
+    pub model_version: Option<String>,
+    pub calibration_version: Option<i64>,
+    /// Who accepted, corrected, added or deleted it (None: the machine,
+    /// or not reviewed yet).
+    pub annotator: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 impl ItemRecord {
@@ -396,6 +465,9 @@ impl ItemRecord {
             calibration_version: r.try_get("calibration_version")?,
             resolution: r.try_get("resolution")?,
             suspect: false,
+            width: r.try_get("width")?,
+            height: r.try_get("height")?,
+            regions: None,
         })
     }
 }

@@ -14,4 +14,5 @@ pub mod ops;
 pub mod predict;
 pub mod progress;
 pub mod projects;
+pub mod regions;
 pub mod review;

@@ -216,6 +216,7 @@ mod tests {
                 head_version: None,
                 committee: Vec::new(),
                 calibration_version: None,
+                task: "classify".into(),
             }),
             writes: 7,
             read_at,

@@ -1,0 +1,52 @@
+//! Regions of a detection project's items: read them (machine and human,
+//! with provenance), and record a reviewer's full set of boxes.
+
+use axum::extract::State;
+use axum::Json;
+
+use crate::api::auth::Caller;
+use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::extract::{parse_json, Body, Ids};
+use crate::api::AppState;
+use crate::service::regions::{self, ItemRegions, RegionsIn};
+
+/// An item's regions: the machine's boxes and the reviewers', with the image size.
+#[utoipa::path(get, path = "/v1/projects/{id}/items/{item}/regions", tag = "review",
+    params(("id" = i64, Path, description = "Project id"),
+           ("item" = i64, Path, description = "Item id")),
+    responses((status = 200, description = "The item's regions", body = ItemRegions),
+              (status = 404, body = ErrorBody),
+              (status = 422, description = "Not a detection project", body = ErrorBody)))]
+pub async fn get_regions(
+    State(state): State<AppState>,
+    Ids(project_id, item_id): Ids,
+) -> ApiResult<Json<ItemRegions>> {
+    Ok(Json(regions::get(&state, project_id, item_id).await?))
+}
+
+/// Record a reviewer's full set of boxes for an image; the item becomes
+/// `labeled`. Boxes that name a machine region (`id`) keep, move or relabel
+/// it; machine regions named by no box are deleted; boxes without `id` are
+/// added. Nothing is written when any box is refused. Sending the same set
+/// again changes nothing.
+#[utoipa::path(put, path = "/v1/projects/{id}/items/{item}/regions", tag = "review",
+    params(("id" = i64, Path, description = "Project id"),
+           ("item" = i64, Path, description = "Item id")),
+    request_body = RegionsIn,
+    responses((status = 200, description = "The item's regions as they are now", body = ItemRegions),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "The item has no image size yet (still pending)", body = ErrorBody),
+              (status = 413, body = ErrorBody),
+              (status = 422, description = "A box outside the image or inverted, or a label not in the project (the message names the box)", body = ErrorBody)))]
+pub async fn put_regions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Ids(project_id, item_id): Ids,
+    Body(body): Body,
+) -> ApiResult<Json<ItemRegions>> {
+    let annotator = caller.acting_as(None)?;
+    let req: RegionsIn = parse_json(&body)?;
+    Ok(Json(
+        regions::put(&state, project_id, item_id, &req, &annotator).await?,
+    ))
+}

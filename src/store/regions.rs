@@ -1,0 +1,340 @@
+//! The region store (issue 22): a model's boxes and a reviewer's, one row
+//! per region with its provenance, in both dialects.
+//!
+//! Machine regions are written by [`Store::complete`] in the transaction
+//! that records their item (see `insert_machine_regions`); a reviewer's set
+//! is written by [`Store::apply_region_review`], guarded by the item's
+//! `regions_rev` so that it lands only on the state it was planned from.
+
+use sqlx::Row;
+
+use super::{now_ms, ItemRecord, MachineRegions, RegionRecord, Result, Store, StoreError};
+use crate::region::BoxPx;
+
+/// Columns of a [`RegionRecord`], in `from_row` order.
+const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
+     uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at";
+
+/// Rows per generated `INSERT`: 15 parameters each stays below SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound parameters.
+const INSERT_ROWS: usize = 2000;
+
+/// What the region routes need of an item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionItem {
+    pub id: i64,
+    pub project_id: i64,
+    pub status: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// Bumped by every review write of the item's regions.
+    pub rev: i64,
+}
+
+/// A reviewer's box as it will be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HumanRegion {
+    pub label: String,
+    pub bbox: BoxPx,
+    /// `added` or `corrected`.
+    pub status: &'static str,
+    /// The machine region a `corrected` box replaces.
+    pub replaces: Option<i64>,
+}
+
+/// A review of one item's regions, planned by the service: every machine
+/// region's new status, and the human regions that replace the previous ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionReview {
+    pub machine: Vec<(i64, &'static str)>,
+    pub human: Vec<HumanRegion>,
+}
+
+fn region_from_row<R: Row>(r: &R) -> std::result::Result<(i64, RegionRecord), sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<f64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let corners: [Option<f64>; 4] = [r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?];
+    let bbox = match corners {
+        [Some(x0), Some(y0), Some(x1), Some(y1)] => Some(BoxPx::new(x0, y0, x1, y1)),
+        _ => None,
+    };
+    Ok((
+        r.try_get(1)?,
+        RegionRecord {
+            id: r.try_get(0)?,
+            source: r.try_get(2)?,
+            kind: r.try_get(3)?,
+            bbox,
+            label: r.try_get(8)?,
+            text: r.try_get(9)?,
+            score: r.try_get(10)?,
+            uncertainty: r.try_get(11)?,
+            status: r.try_get(12)?,
+            replaces: r.try_get(13)?,
+            model_version: r.try_get(14)?,
+            calibration_version: r.try_get(15)?,
+            annotator: r.try_get(16)?,
+            created_at: r.try_get(17)?,
+            updated_at: r.try_get(18)?,
+        },
+    ))
+}
+
+impl Store {
+    /// The item as the region routes need it.
+    pub async fn region_item(&self, item_id: i64) -> Result<RegionItem> {
+        let row = with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT id, project_id, status, width, height, regions_rev FROM items WHERE id = $1",
+            )
+            .bind(item_id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| {
+                Ok::<_, sqlx::Error>(RegionItem {
+                    id: r.try_get(0)?,
+                    project_id: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    width: r.try_get(3)?,
+                    height: r.try_get(4)?,
+                    rev: r.try_get(5)?,
+                })
+            })
+            .transpose()
+        })?;
+        row.ok_or_else(|| StoreError::NotFound(format!("item {item_id}")))
+    }
+
+    /// Every region of an item, machine and human, oldest first.
+    pub async fn item_regions(&self, item_id: i64) -> Result<Vec<RegionRecord>> {
+        let sql = format!("SELECT {REGION_COLUMNS} FROM regions WHERE item_id = $1 ORDER BY id");
+        let rows = with_pool!(self, |p| {
+            let rows = sqlx::query(&sql).bind(item_id).fetch_all(p).await?;
+            rows.iter()
+                .map(region_from_row)
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Attach every item's regions, one `IN` query (per 10,000 items).
+    pub async fn attach_regions(&self, items: &mut [ItemRecord]) -> Result<()> {
+        for it in items.iter_mut() {
+            it.regions = Some(Vec::new());
+        }
+        for chunk in items.chunks_mut(super::review::MAX_IDS) {
+            let mut sql = self.params(&format!(
+                "SELECT {REGION_COLUMNS} FROM regions WHERE item_id IN ("
+            ));
+            sql.list(chunk.len()).push(") ORDER BY id");
+            let ids: Vec<i64> = chunk.iter().map(|i| i.id).collect();
+            let rows = with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql.sql);
+                for id in &ids {
+                    q = q.bind(*id);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter()
+                    .map(region_from_row)
+                    .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            })?;
+            let at: std::collections::HashMap<i64, usize> =
+                chunk.iter().enumerate().map(|(i, it)| (it.id, i)).collect();
+            for (item_id, region) in rows {
+                if let Some(v) = at.get(&item_id).and_then(|&i| chunk[i].regions.as_mut()) {
+                    v.push(region);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many regions each item of the project has, by source: for tests
+    /// (a retried batch must not write its boxes twice) and audits.
+    pub async fn region_counts(&self, project_id: i64) -> Result<Vec<(i64, String, i64)>> {
+        let rows = with_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT item_id, source, COUNT(*) FROM regions WHERE project_id = $1 \
+                 GROUP BY item_id, source ORDER BY item_id, source",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })?;
+        Ok(rows)
+    }
+
+    /// Write a reviewer's regions for an item in one transaction, over the
+    /// state whose `regions_rev` was `rev`: the item becomes `labeled`
+    /// (provenance `human`) and its review lease ends; every machine region
+    /// takes its planned status, recorded under `annotator`; the human
+    /// regions replace the previous ones. Returns false, writing nothing,
+    /// when the item's regions moved since `rev` (plan again).
+    ///
+    /// The item's row is written first, so concurrent reviews of one item
+    /// queue on its lock (PostgreSQL) or the write lock (SQLite) instead of
+    /// upgrading a read lock and failing.
+    pub async fn apply_region_review(
+        &self,
+        item_id: i64,
+        rev: i64,
+        review: &RegionReview,
+        annotator: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut machine = self.params("UPDATE regions SET status = v.column2, annotator = ");
+        machine
+            .param()
+            .push(", updated_at = ")
+            .param()
+            .push(" FROM (VALUES ");
+        for i in 0..review.machine.len() {
+            if i > 0 {
+                machine.push(", ");
+            }
+            machine.push("(").list(2).push(")");
+        }
+        machine
+            .push(") AS v WHERE regions.id = v.column1 AND regions.item_id = ")
+            .param()
+            .push(" AND regions.source = 'machine'");
+        let inserts: Vec<(String, &[HumanRegion])> = review
+            .human
+            .chunks(INSERT_ROWS)
+            .map(|chunk| {
+                let mut sql = self.params(
+                    "INSERT INTO regions (item_id, project_id, source, kind, x0, y0, x1, y1, label, status, \
+                     replaces, annotator, created_at, updated_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(")
+                        .param()
+                        .push(", (SELECT project_id FROM items WHERE id = ")
+                        .param()
+                        .push("), 'human', 'box', ")
+                        .list(10)
+                        .push(")");
+                }
+                (sql.sql, chunk)
+            })
+            .collect();
+        with_pool!(self, |p| {
+            async {
+            let mut tx = p.begin().await?;
+            let locked = sqlx::query(
+                "UPDATE items SET regions_rev = regions_rev + 1, status = 'labeled', final_source = 'human', \
+                 review_owner = NULL, review_until = NULL, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND regions_rev = $2",
+            )
+            .bind(item_id)
+            .bind(rev)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if locked == 0 {
+                tx.rollback().await?;
+                return Ok::<_, sqlx::Error>(false);
+            }
+            sqlx::query("DELETE FROM regions WHERE item_id = $1 AND source = 'human'")
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+            if !review.machine.is_empty() {
+                let mut q = sqlx::query(&machine.sql).bind(annotator).bind(now);
+                for (id, status) in &review.machine {
+                    q = q.bind(*id).bind(*status);
+                }
+                q.bind(item_id).execute(&mut *tx).await?;
+            }
+            for (sql, chunk) in &inserts {
+                let mut q = sqlx::query(sql);
+                for h in chunk.iter() {
+                    q = q
+                        .bind(item_id)
+                        .bind(item_id)
+                        .bind(h.bbox.x0)
+                        .bind(h.bbox.y0)
+                        .bind(h.bbox.x1)
+                        .bind(h.bbox.y1)
+                        .bind(&h.label)
+                        .bind(h.status)
+                        .bind(h.replaces)
+                        .bind(annotator)
+                        .bind(now)
+                        .bind(now);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await
+        })
+    }
+}
+
+/// One machine box to insert, with its item and provenance.
+pub(super) struct MachineRow<'a> {
+    pub item_id: i64,
+    pub bbox: &'a super::MachineBox,
+    pub model_version: &'a str,
+    pub calibration_version: Option<i64>,
+}
+
+/// The statements that insert a batch's machine regions: one per
+/// [`INSERT_ROWS`] boxes (so per batch, not per item), each with its rows,
+/// bound in order: item, project, x0, y0, x1, y1, label, score,
+/// uncertainty, status, model version, calibration version, job, created,
+/// updated. [`Store::complete`] runs them in the transaction that records
+/// the items, for the items whose guarded update succeeded only: that is
+/// what makes a retried or outlived batch write its boxes exactly once.
+pub(super) fn machine_region_inserts<'a>(
+    store: &Store,
+    recorded: &[(i64, &'a MachineRegions, &'a str, Option<i64>)],
+) -> Vec<(String, Vec<MachineRow<'a>>)> {
+    let boxes: Vec<MachineRow<'a>> = recorded
+        .iter()
+        .flat_map(|(id, r, version, cal)| {
+            r.boxes.iter().map(move |b| MachineRow {
+                item_id: *id,
+                bbox: b,
+                model_version: version,
+                calibration_version: *cal,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut rest = boxes;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(INSERT_ROWS));
+        let mut sql = store.params(
+            "INSERT INTO regions (item_id, project_id, source, kind, x0, y0, x1, y1, label, score, \
+             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at) VALUES ",
+        );
+        for i in 0..rest.len() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .list(2)
+                .push(", 'machine', 'box', ")
+                .list(13)
+                .push(")");
+        }
+        out.push((sql.sql, rest));
+        rest = tail;
+    }
+    out
+}
