@@ -325,12 +325,16 @@ impl ProjectPredictor {
 type Distribution<'p> = (&'p [String], Cow<'p, [f32]>);
 
 /// One item's label as an adapter answers it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Labeled {
-    /// Among the project's labels.
+    /// Among the project's labels (a detector's item: 0).
     pub index: usize,
-    /// Calibrated.
+    /// Calibrated; a detector's item: its weakest box's score, the one that
+    /// decides whether a person looks at it (0 for an image with no box,
+    /// which a person confirms too).
     pub score: f64,
+    /// A detector's boxes, in pixels of the upright image.
+    pub boxes: Option<Box<crate::model::detect::Detections>>,
 }
 
 /// A project's predictor bound to its loaded model, for adapters that label
@@ -378,8 +382,24 @@ impl Labeler {
             .into_iter()
             .map(|r| {
                 let pred = r.map_err(|e| e.to_string())?;
+                if let Some(boxes) = pred.detections {
+                    let weakest = boxes
+                        .boxes
+                        .iter()
+                        .map(|b| f64::from(b.score))
+                        .reduce(f64::min);
+                    return Ok(Labeled {
+                        index: 0,
+                        score: weakest.unwrap_or(0.0),
+                        boxes: Some(Box::new(boxes)),
+                    });
+                }
                 let (index, score) = self.predictor.top(&pred, loaded.labels())?;
-                Ok(Labeled { index, score })
+                Ok(Labeled {
+                    index,
+                    score,
+                    boxes: None,
+                })
             })
             .collect()
     }

@@ -19,6 +19,8 @@ use serde_json::Value;
 
 use super::config::{self, ChoicesTarget};
 use super::fetch::{PathCheck, Read, TaskData};
+use crate::model::detect::Detections;
+use crate::region::BoxPx;
 use crate::service::app::App;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::ingest::{self, IngestItem};
@@ -50,17 +52,61 @@ pub struct PredictOut<'a> {
     pub model_version: &'a str,
 }
 
-/// One Label Studio prediction: a `choices` result with its score, or no
-/// result at all for a task that could not be predicted.
+/// One Label Studio prediction: a `choices` result with its score, a
+/// `rectanglelabels` result per box, or no result at all for a task that
+/// could not be predicted.
 #[derive(Debug, Serialize)]
 pub struct LsPrediction<'a> {
     /// The task it belongs to, for predictions imported through the API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<i64>,
-    #[serde(serialize_with = "zero_or_one")]
-    pub result: Option<ChoiceResult<'a>>,
+    pub result: LsResults<'a>,
     pub score: f64,
     pub model_version: &'a str,
+}
+
+/// A prediction's `result` list.
+#[derive(Debug)]
+pub enum LsResults<'a> {
+    Choice(Option<ChoiceResult<'a>>),
+    Boxes(Vec<RectangleResult<'a>>),
+}
+
+impl Serialize for LsResults<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LsResults::Choice(c) => s.collect_seq(c.iter()),
+            LsResults::Boxes(b) => s.collect_seq(b.iter()),
+        }
+    }
+}
+
+/// One box as Label Studio draws it: top-left corner and size in percent
+/// of the original image, with that image's size, so its editor puts the
+/// box where the model saw it (see [`crate::region::BoxPx::to_label_studio`]).
+#[derive(Debug, Serialize)]
+pub struct RectangleResult<'a> {
+    /// Region id, unique within the prediction.
+    pub id: String,
+    pub from_name: &'a str,
+    pub to_name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub original_width: u32,
+    pub original_height: u32,
+    pub image_rotation: u32,
+    pub value: RectangleValue<'a>,
+    pub score: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RectangleValue<'a> {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub rotation: f64,
+    pub rectanglelabels: [&'a str; 1],
 }
 
 #[derive(Debug, Serialize)]
@@ -78,13 +124,6 @@ pub struct Choices<'a> {
     pub choices: [&'a str; 1],
 }
 
-fn zero_or_one<S: serde::Serializer>(
-    r: &Option<ChoiceResult<'_>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(r.iter())
-}
-
 impl<'a> LsPrediction<'a> {
     /// The prediction of `label_index` (a project label) with its calibrated score.
     pub fn of(
@@ -100,14 +139,66 @@ impl<'a> LsPrediction<'a> {
         let score = if score.is_finite() { score } else { 0.0 };
         LsPrediction {
             task: None,
-            result: Some(ChoiceResult {
+            result: LsResults::Choice(Some(ChoiceResult {
                 from_name: &target.from_name,
                 to_name: &target.to_name,
                 kind: "choices",
                 value: Choices { choices: [choice] },
                 score,
-            }),
+            })),
             score,
+            model_version,
+        }
+    }
+
+    /// A detector's boxes as `rectanglelabels` results (a detection project's
+    /// labels are its model's). `region_ids[i]`, when given, is box i's
+    /// stored machine region: its result id `m<id>` lets the annotation
+    /// Label Studio sends back name the region a kept box came from.
+    pub fn of_boxes(
+        target: &'a ChoicesTarget,
+        boxes: &Detections,
+        region_ids: &[i64],
+        score: f64,
+        model_version: &'a str,
+    ) -> LsPrediction<'a> {
+        let results = boxes
+            .boxes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let label = target.choice_for_label.get(d.class)?;
+                let [x0, y0, x1, y1] = d.bbox;
+                let rect = BoxPx::new(x0, y0, x1, y1)
+                    .to_label_studio(boxes.width, boxes.height)
+                    .ok()?;
+                Some(RectangleResult {
+                    id: match region_ids.get(i) {
+                        Some(id) => format!("m{id}"),
+                        None => format!("ll-{i}"),
+                    },
+                    from_name: &target.from_name,
+                    to_name: &target.to_name,
+                    kind: "rectanglelabels",
+                    original_width: boxes.width,
+                    original_height: boxes.height,
+                    image_rotation: 0,
+                    value: RectangleValue {
+                        x: rect.x,
+                        y: rect.y,
+                        width: rect.width,
+                        height: rect.height,
+                        rotation: 0.0,
+                        rectanglelabels: [label.as_str()],
+                    },
+                    score: f64::from(d.score),
+                })
+            })
+            .collect();
+        LsPrediction {
+            task: None,
+            result: LsResults::Boxes(results),
+            score: if score.is_finite() { score } else { 0.0 },
             model_version,
         }
     }
@@ -116,7 +207,7 @@ impl<'a> LsPrediction<'a> {
     pub fn empty(model_version: &'a str) -> LsPrediction<'a> {
         LsPrediction {
             task: None,
-            result: None,
+            result: LsResults::Choice(None),
             score: 0.0,
             model_version,
         }
@@ -273,7 +364,7 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     let mut answers = Vec::with_capacity(req.tasks.len());
     for (i, slot) in slots.into_iter().enumerate() {
         answers.push(match slot.and_then(|s| labeled.get(s)) {
-            Some(Ok(l)) => Some(*l),
+            Some(Ok(l)) => Some(l.clone()),
             Some(Err(why)) => {
                 tracing::warn!(project = project_id, task = %task_id_text(&req.tasks[i]), reason = %why, "Label Studio task not predicted");
                 None
@@ -303,6 +394,11 @@ impl Predicted {
                 .answers
                 .iter()
                 .map(|a| match a {
+                    Some(Labeled {
+                        boxes: Some(b),
+                        score,
+                        ..
+                    }) => LsPrediction::of_boxes(&self.target, b, &[], *score, version),
                     Some(l) => LsPrediction::of(&self.target, l.index, l.score, version),
                     None => LsPrediction::empty(version),
                 })

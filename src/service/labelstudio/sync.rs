@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::{self, ChoicesTarget};
+use super::config::{self, ChoicesTarget, Wanted};
 use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, LsPrediction};
+use crate::model::detect::{Detection, Detections};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
 use crate::service::exclusive;
@@ -353,6 +354,40 @@ async fn ingest(
     Ok(())
 }
 
+/// An item's machine boxes (those not deleted by a reviewer) as the
+/// engine's detections, for pre-annotating its task; `None` before the item
+/// was pre-labeled.
+fn machine_boxes(
+    item: &crate::store::ItemRecord,
+    labels: &[String],
+) -> Option<(Detections, Vec<i64>)> {
+    let width = u32::try_from(item.width?).ok()?;
+    let height = u32::try_from(item.height?).ok()?;
+    let (boxes, ids) = item
+        .regions
+        .as_deref()?
+        .iter()
+        .filter(|r| r.source == "machine" && r.status != "deleted")
+        .filter_map(|r| {
+            let b = r.bbox.as_ref()?;
+            let d = Detection {
+                class: labels.iter().position(|l| *l == r.label)?,
+                score: r.score.unwrap_or(0.0) as f32,
+                bbox: [b.x0, b.y0, b.x1, b.y1],
+            };
+            Some((d, r.id))
+        })
+        .unzip();
+    Some((
+        Detections {
+            width,
+            height,
+            boxes,
+        },
+        ids,
+    ))
+}
+
 async fn write(
     app: &App,
     client: &Client<'_>,
@@ -367,13 +402,21 @@ async fn write(
     settle_in_flight(app, client, s).await?;
     let mut cursor = None;
     loop {
-        let items = app
+        let mut items = app
             .store
             .list_items(s.project_id, None, cursor, 1000)
             .await
             .map_err(internal)?;
         let Some(last) = items.last() else { break };
-        cursor = Some(last.id);
+        let last_id = last.id;
+        let boxes = target.wanted == Wanted::ImageBoxes;
+        if boxes {
+            app.store
+                .attach_regions(&mut items)
+                .await
+                .map_err(internal)?;
+        }
+        cursor = Some(last_id);
         let mut rows: Vec<(i64, Value)> = Vec::new();
         for it in &items {
             let Some(task) = it
@@ -383,13 +426,24 @@ async fn write(
             else {
                 continue;
             };
-            let Some(p) = &it.prediction else { continue };
-            let Some(k) = project.labels.iter().position(|l| *l == p.label) else {
-                continue;
-            };
-            let pred = LsPrediction {
-                task: Some(task),
-                ..LsPrediction::of(target, k, p.score, &version)
+            let pred = if boxes {
+                let Some((d, ids)) = machine_boxes(it, &project.labels) else {
+                    continue;
+                };
+                let weakest = d.boxes.iter().map(|b| f64::from(b.score)).reduce(f64::min);
+                LsPrediction {
+                    task: Some(task),
+                    ..LsPrediction::of_boxes(target, &d, &ids, weakest.unwrap_or(0.0), &version)
+                }
+            } else {
+                let Some(p) = &it.prediction else { continue };
+                let Some(k) = project.labels.iter().position(|l| *l == p.label) else {
+                    continue;
+                };
+                LsPrediction {
+                    task: Some(task),
+                    ..LsPrediction::of(target, k, p.score, &version)
+                }
             };
             rows.push((task, serde_json::to_value(pred).map_err(internal)?));
         }

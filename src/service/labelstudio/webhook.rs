@@ -17,13 +17,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::ChoicesTarget;
+use super::config::{ChoicesTarget, Wanted};
 use super::door;
 use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, target_for};
+use crate::region::{BoxPx, LabelStudioRect};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
+use crate::service::regions::{self, BoxIn, RegionsIn};
 use crate::service::review::{self, Annotator};
+use crate::store::RegionRecord;
 use crate::store::{ls_client_id, LsAnnotation};
 
 /// How long a webhook for an unseen task waits for its pre-label.
@@ -250,6 +253,9 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             {
                 return Ok(out("skipped: the annotation was cancelled", Some(0)));
             }
+            if target.wanted == Wanted::ImageBoxes {
+                return record_boxes(app, project_id, &event, &target).await;
+            }
             let Some(label) = chosen_label(&target, event.result, &project.labels) else {
                 return Ok(out(
                     "skipped: no choice of the configured <Choices> matches the project's labels",
@@ -274,6 +280,142 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
         }
         _ => Ok(out("Unknown event", None)),
     }
+}
+
+/// A box annotation: the annotator's full set of rectangles on the image,
+/// recorded as the item's human regions through the one review use case
+/// (`regions::put`). It is a set, not an increment, so a replay or an
+/// update after a crash writes the same regions again and changes nothing.
+async fn record_boxes(
+    app: &Arc<App>,
+    project_id: i64,
+    event: &AnnotationEvent<'_>,
+    target: &ChoicesTarget,
+) -> ServiceResult<WebhookOut> {
+    let conn = app.store.ls_connection(project_id).await?;
+    let annotator = Annotator {
+        name: annotator_name(app, conn.as_ref(), event.annotation).await?,
+        on_behalf_by: None,
+    };
+    let item_id = item_for_task(app, project_id, event.task_id, event.task, target).await?;
+    let current = regions::get(app, project_id, item_id).await?;
+    let labels = app.store.get_project(project_id).await?.labels;
+    let boxes = boxes_of(target, event.result, &current, &labels)?;
+    let n = boxes.len();
+    regions::put(
+        app,
+        project_id,
+        item_id,
+        &RegionsIn { regions: boxes },
+        &annotator,
+    )
+    .await?;
+    tracing::info!(
+        project = project_id,
+        task = event.task_id,
+        annotation = event.ls_annotation_id,
+        boxes = n,
+        "recorded a Label Studio box annotation"
+    );
+    Ok(out("ok", Some(1)))
+}
+
+/// The `rectanglelabels` results of our control as boxes in pixels. A box
+/// Label Studio kept from a prediction names the machine region it came
+/// from (`m<id>`, sent by a sync); otherwise a box of the same label over
+/// a machine region (IoU ≥ 0.9) is taken to be that region, nudged or kept,
+/// so a reviewer's corrections read as corrections, not a delete and an add.
+fn boxes_of(
+    target: &ChoicesTarget,
+    result: &[Value],
+    current: &regions::ItemRegions,
+    labels: &[String],
+) -> ServiceResult<Vec<BoxIn>> {
+    let mut out = Vec::new();
+    let mut claimed = std::collections::HashSet::new();
+    let machine: Vec<&RegionRecord> = current
+        .regions
+        .iter()
+        .filter(|r| r.source == "machine")
+        .collect();
+    let ours = result.iter().filter(|r| {
+        r.get("from_name").and_then(Value::as_str) == Some(target.from_name.as_str())
+            && r.get("type").and_then(Value::as_str) == Some("rectanglelabels")
+    });
+    for (i, r) in ours.enumerate() {
+        let field = |f: &str| format!("annotation.result[{i}].{f}");
+        let value = r
+            .get("value")
+            .ok_or_else(|| ServiceError::invalid(&field("value"), "missing"))?;
+        let rect: LabelStudioRect = serde_json::from_value(value.clone())
+            .map_err(|e| ServiceError::invalid(&field("value"), e))?;
+        let Some(label) = value
+            .get("rectanglelabels")
+            .and_then(Value::as_array)
+            .and_then(|l| l.first())
+            .and_then(Value::as_str)
+            .and_then(|c| target.label_index(c))
+            .and_then(|k| labels.get(k).cloned())
+        else {
+            return Err(ServiceError::new(
+                Code::UnknownLabel,
+                format!(
+                    "{}: no label of the project's <RectangleLabels> {:?}",
+                    field("value.rectanglelabels"),
+                    target.from_name
+                ),
+            ));
+        };
+        let size = |k: &str, ours: Option<i64>| {
+            ours.and_then(|v| u32::try_from(v).ok())
+                .or_else(|| r.get(k)?.as_u64().and_then(|v| u32::try_from(v).ok()))
+                .unwrap_or(0)
+        };
+        let (w, h) = (
+            size("original_width", current.width),
+            size("original_height", current.height),
+        );
+        let bbox = BoxPx::from_label_studio(&rect, w, h)
+            .map_err(|e| ServiceError::invalid(&field("value"), e))?;
+        let named = r
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.strip_prefix('m'))
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| machine.iter().any(|m| m.id == *id));
+        let id = named.or_else(|| {
+            machine
+                .iter()
+                .filter(|m| m.label == label && !claimed.contains(&m.id))
+                .filter_map(|m| Some((m.id, m.bbox.as_ref()?.iou(&bbox))))
+                .filter(|(_, iou)| *iou >= 0.9)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(id, _)| id)
+        });
+        // Percent and back moves a corner by an ulp or so: a kept box is
+        // the machine's own box, not a correction of it.
+        let same = |m: &BoxPx| {
+            let tol = 1e-9 * f64::from(w.max(h));
+            [
+                m.x0 - bbox.x0,
+                m.y0 - bbox.y0,
+                m.x1 - bbox.x1,
+                m.y1 - bbox.y1,
+            ]
+            .iter()
+            .all(|d| d.abs() <= tol)
+        };
+        let bbox = id
+            .and_then(|id| machine.iter().find(|m| m.id == id))
+            .and_then(|m| m.bbox)
+            .filter(|m| same(m))
+            .unwrap_or(bbox);
+        if let Some(id) = id {
+            claimed.insert(id);
+        }
+        out.push(BoxIn { id, label, bbox });
+    }
+    Ok(out)
 }
 
 /// Write the annotation and its Label Studio id so that a retry after a
