@@ -181,3 +181,14 @@ pub async fn screenshot(c: &Client, root: &Path, name: &str) -> PathBuf {
     eprintln!("screenshot: {}", path.display());
     path
 }
+
+/// Move the mouse to a point in viewport pixels, no button.
+pub async fn hover(c: &Client, at: (f64, f64)) {
+    let seq = MouseActions::new("mouse".into()).then(PointerAction::MoveTo {
+        duration: None,
+        x: at.0,
+        y: at.1,
+    });
+    c.perform_actions(seq).await.expect("a mouse move");
+    c.release_actions().await.expect("release");
+}

@@ -752,6 +752,8 @@
   };
   const fmtScore = (s) => (s == null ? 'yours' : Number(s).toFixed(2));
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  // Timings the browser test reads (key event → next frame; pointermove handler), last 2,000.
+  const logMs = (list, x) => { list.push(x); if (list.length > 2000) list.shift(); };
 
   /** The editable set of an item: its current boxes, in reading order. */
   function boxEdit(item) {
@@ -783,11 +785,11 @@
       h('section', { class: 'panel', 'aria-label': 'Boxes' },
         h('div', { id: 'box-info', class: 'box-info', 'aria-live': 'polite' }),
         h('div', { class: 'actions-row' },
-          btn('accept', 'Accept image', { shown: 'Enter', aria: 'Enter A' }, () => act('accept'), 'primary'),
+          btn('accept', 'Accept', { shown: 'Enter', aria: 'Enter A' }, () => act('accept'), 'primary'),
           btn('skip', 'Skip', { shown: 'Space', aria: 'Space' }, () => act('skip'))),
         h('div', { class: 'actions-row' },
-          btn('delete-box', 'Delete box', { shown: 'Del', aria: 'Delete Backspace' }, () => boxAct('delete')),
-          btn('undo', 'Undo', { shown: 'U', aria: 'U Control+Z' }, () => boxAct('undo')),
+          btn('delete-box', 'Delete', { shown: 'Del', aria: 'Delete Backspace' }, () => { boxAct('delete'); focusStage(); }),
+          btn('undo', 'Undo', { shown: 'U', aria: 'U Control+Z' }, () => { boxAct('undo'); focusStage(); }),
           btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
         h('h2', { class: 'legend-title' }, 'Labels'),
         h('div', { id: 'labels', class: 'labels legend-boxes', role: 'group', 'aria-label': 'Labels (legend)' },
@@ -795,7 +797,7 @@
             const sw = h('span', { class: 'sw', 'aria-hidden': 'true' });
             sw.style.background = colourOf(l);
             const key = keyOf(l);
-            return h('button', { type: 'button', class: 'label', dataset: { label: l, key }, 'aria-keyshortcuts': key || null, onclick: () => boxAct('label', l) },
+            return h('button', { type: 'button', class: 'label', dataset: { label: l, key }, 'aria-keyshortcuts': key || null, onclick: () => { boxAct('label', l); focusStage(); } },
               sw, h('kbd', { 'aria-hidden': 'true' }, key), h('span', { class: 'name' }, l), h('span', { class: 'n', 'aria-label': 'boxes' }));
           })),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
@@ -1041,7 +1043,7 @@
       }
       default: return;
     }
-    requestAnimationFrame(() => window.__ll_box_latencies.push({ what, ms: performance.now() - t0 }));
+    requestAnimationFrame(() => logMs(window.__ll_box_latencies, { what, ms: performance.now() - t0 }));
   }
 
   // ---- the mouse: draw, move, resize ------------------------------------
@@ -1058,7 +1060,7 @@
     const r = B.svg.getBoundingClientRect(); // the one layout read of a drag
     const corner = e.target.dataset && e.target.dataset.corner;
     const uid = e.shiftKey ? null : uidAt(e.target);
-    B.drag = { left: r.left, top: r.top, kx: B.W / r.width, ky: B.H / r.height, moved: false, t: 0, n: 0 };
+    B.drag = { left: r.left, top: r.top, kx: B.W / r.width, ky: B.H / r.height, moved: false };
     B.k = B.drag.kx;
     const p = toImage(B, e);
     const d = B.drag;
@@ -1102,8 +1104,7 @@
     d.moved = d.moved || Math.abs(x - d.start[0]) / d.kx > 2 || Math.abs(y - d.start[1]) / d.ky > 2;
     setRect(d.el, bx);
     if (d.mode !== 'draw') { placeHandles(bx); showTag(bx); }
-    d.t += performance.now() - t;
-    d.n++;
+    logMs(window.__ll_drag_ms, performance.now() - t);
   }
   function onUp(e) {
     const B = R && R.B;
@@ -1111,7 +1112,6 @@
     if (e.type === 'pointerup') onMove(e);
     const d = B.drag;
     B.drag = null;
-    if (d.n) window.__ll_drag_ms.push(d.t / d.n);
     const E = B.E;
     if (d.mode === 'draw') {
       d.el.remove();
