@@ -497,6 +497,7 @@
       const img = new Image();
       img.src = url;
       try { await img.decode(); } catch (e) { /* shown as broken below */ }
+      item.natural = [img.naturalWidth, img.naturalHeight];
       item.url = url;
     })().catch((e) => { item.error = readable(e); });
   }
@@ -833,7 +834,9 @@
       return;
     }
     const E = boxEdit(item);
-    const W = Number(item.width), H = Number(item.height);
+    // Boxes are in the size the API names (EXIF applied); the decoded size
+    // only stands in when an item lacks it.
+    const W = Number(item.width) || item.natural[0], H = Number(item.height) || item.natural[1];
     const img = h('img', { src: item.url, alt: `Item ${item.client_id}`, class: 'box-img', width: W, height: H, draggable: 'false' });
     const layer = svg('g', { class: 'boxes-layer' });
     const overlay = svg('svg', {
