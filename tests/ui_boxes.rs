@@ -547,6 +547,21 @@ async fn two_hundred_boxes_stay_fast() {
         bbox(&order[150]["box"]),
         "the drag moved the box"
     );
+    let dragged = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    // Resize it by its bottom-right handle: the top-left corner stays to the bit.
+    let se = js(&c, "const r = document.querySelector('.handle.se').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];").await;
+    let se = (se[0].as_f64().unwrap(), se[1].as_f64().unwrap());
+    drag(&c, se, (se.0 + 12.0, se.1 + 8.0), 4).await;
+    let grown = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    assert_eq!([grown[0], grown[1]], [dragged[0], dragged[1]], "resizing moves one corner");
+    assert!(grown[2] > dragged[2] + 5.0 && grown[3] > dragged[3] + 3.0, "{dragged:?} → {grown:?}");
+    // Dragged past the opposite corner, it stops at 1 px: never inverted.
+    let se = js(&c, "const r = document.querySelector('.handle.se').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];").await;
+    let se = (se[0].as_f64().unwrap(), se[1].as_f64().unwrap());
+    drag(&c, se, (se.0 - 150.0, se.1 - 150.0), 4).await;
+    let tiny = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    assert_eq!([tiny[0], tiny[1]], [dragged[0], dragged[1]]);
+    assert!((tiny[2] - tiny[0] - 1.0).abs() < 1e-9 && (tiny[3] - tiny[1] - 1.0).abs() < 1e-9, "{tiny:?}");
     let marks = js(&c, "const all = document.querySelectorAll('#stage .bx'); return [all.length, [...all].filter((r) => r.__mark === 1).length];").await;
     assert_eq!(marks, json!([200, 200]), "no box element was re-rendered while editing");
     let errors = js(&c, "return window.__ll_errors || [];").await;
@@ -557,6 +572,12 @@ async fn two_hundred_boxes_stay_fast() {
     eprintln!("200 boxes, 2000x2000: select (key event -> next frame): {}; WebDriver round trip per key {select_wall:.1} ms", summary(sel_ms));
     eprintln!("200 boxes, 2000x2000: nudge (key event -> next frame): {}; WebDriver round trip per key {nudge_wall:.1} ms", summary(nudge_ms));
     eprintln!("200 boxes, 2000x2000: pointermove handler per move: {}; 40-move drag took {drag_wall:.0} ms over WebDriver", summary(drag_ms));
+    // Ctrl+Z twice takes both resizes back: the dragged corners exactly.
+    chord(&c, Key::Control.into(), 'z').await;
+    chord(&c, Key::Control.into(), 'z').await;
+    wait_js(&c, "document.querySelectorAll('#stage .bx').length === 200", "the boxes after undo").await;
+    let back = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    assert_eq!(back, dragged, "undo restores the snapshot");
     screenshot(&c, root, "boxes-200-1280x800").await;
 
     // Accept: the 200 boxes go in one PUT and the list is done.
