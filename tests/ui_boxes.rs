@@ -9,9 +9,9 @@
 //! page stays responsive and never re-renders the boxes while editing.
 //! Screenshots at 1280×800 and 390×844 go to target/ui-screenshots/.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -110,9 +110,11 @@ async fn box_latencies(c: &Client, what: &str, from: usize) -> Vec<f64> {
 }
 
 async fn open_review(c: &Client, base: &str, project: i64) {
-    c.goto(&format!("{base}/ui/projects/{project}/review?strategy=margin"))
-        .await
-        .unwrap();
+    c.goto(&format!(
+        "{base}/ui/projects/{project}/review?strategy=margin"
+    ))
+    .await
+    .unwrap();
     wait_js(
         c,
         "window.__ll_review && window.__ll_review.B && document.querySelector('#stage .box-img') && document.querySelector('#stage .box-img').complete",
@@ -171,19 +173,28 @@ async fn box_review_in_chromium() {
     while page_boxes(&c).await.len() < 4 {
         tries += 1;
         assert!(tries < 4, "no page with 4 boxes");
-        let id = js(&c, "return document.querySelector('#stage').dataset.itemId;").await;
+        let id = js(
+            &c,
+            "return document.querySelector('#stage').dataset.itemId;",
+        )
+        .await;
         press(&c, ' ').await;
         wait_js(
             &c,
-            &format!("document.querySelector('#stage').dataset.itemId !== {id} && window.__ll_review.B"),
+            &format!(
+                "document.querySelector('#stage').dataset.itemId !== {id} && window.__ll_review.B"
+            ),
             "the next image",
         )
         .await;
     }
-    let item: i64 = js(&c, "return Number(document.querySelector('#stage').dataset.itemId);")
-        .await
-        .as_i64()
-        .unwrap();
+    let item: i64 = js(
+        &c,
+        "return Number(document.querySelector('#stage').dataset.itemId);",
+    )
+    .await
+    .as_i64()
+    .unwrap();
     let path = format!("/v1/projects/{project}/items/{item}/regions");
     let (_, before) = s.get(&path).await;
     let machine: Vec<Value> = before["regions"].as_array().unwrap().clone();
@@ -193,7 +204,11 @@ async fn box_review_in_chromium() {
     for m in &machine {
         let id = m["id"].as_i64().unwrap();
         let b = boxes.iter().find(|b| b["id"] == id).unwrap();
-        assert_eq!(bbox(&b["box"]), bbox(&m["box"]), "the page keeps the stored corners");
+        assert_eq!(
+            bbox(&b["box"]),
+            bbox(&m["box"]),
+            "the page keeps the stored corners"
+        );
         let uid = b["uid"].as_i64().unwrap();
         let geo = js(&c, &format!("const r = document.querySelector('.bx[data-uid=\"{uid}\"]'); return ['x', 'y', 'width', 'height'].map((k) => r[k].baseVal.value);")).await;
         let [x0, y0, x1, y1] = bbox(&m["box"]);
@@ -209,7 +224,9 @@ async fn box_review_in_chromium() {
     let want = format!(
         "{} · {:.2}",
         first["label"].as_str().unwrap(),
-        machine.iter().find(|m| m["id"] == first["id"]).unwrap()["score"].as_f64().unwrap()
+        machine.iter().find(|m| m["id"] == first["id"]).unwrap()["score"]
+            .as_f64()
+            .unwrap()
     );
     wait_js(
         &c,
@@ -218,7 +235,10 @@ async fn box_review_in_chromium() {
     )
     .await;
     let (kx, ky) = scale(&c).await;
-    eprintln!("page {item}: {} machine boxes, {kx:.3} image px per screen px", machine.len());
+    eprintln!(
+        "page {item}: {} machine boxes, {kx:.3} image px per screen px",
+        machine.len()
+    );
 
     // Pick the three biggest boxes: A moved, B relabeled, D deleted.
     let mut by_area: Vec<&Value> = boxes.iter().collect();
@@ -238,11 +258,21 @@ async fn box_review_in_chromium() {
     let moved = page_boxes(&c).await;
     let a_now = moved.iter().find(|x| x["uid"] == a["uid"]).unwrap().clone();
     let (o, n) = (bbox(&a["box"]), bbox(&a_now["box"]));
-    assert!((n[0] - o[0] - 30.0 * kx).abs() < 2.0 * kx, "moved right: {o:?} → {n:?}");
-    assert!((n[1] - o[1] - 12.0 * ky).abs() < 2.0 * ky, "moved down: {o:?} → {n:?}");
+    assert!(
+        (n[0] - o[0] - 30.0 * kx).abs() < 2.0 * kx,
+        "moved right: {o:?} → {n:?}"
+    );
+    assert!(
+        (n[1] - o[1] - 12.0 * ky).abs() < 2.0 * ky,
+        "moved down: {o:?} → {n:?}"
+    );
     assert!(((n[2] - n[0]) - (o[2] - o[0])).abs() < 1e-9, "same width");
     assert!(((n[3] - n[1]) - (o[3] - o[1])).abs() < 1e-9, "same height");
-    assert_eq!(selected_uid(&c).await, Some(uid(&a)), "the dragged box is selected");
+    assert_eq!(
+        selected_uid(&c).await,
+        Some(uid(&a)),
+        "the dragged box is selected"
+    );
 
     // 2. Relabel B with a digit key (the next label along).
     select_box(&c, uid(&b), boxes.len()).await;
@@ -250,7 +280,14 @@ async fn box_review_in_chromium() {
     let new_label = labels[(bl + 1) % 10].clone();
     let key = char::from_digit((((bl + 1) % 10 + 1) % 10) as u32, 10).unwrap();
     press(&c, key).await;
-    let shown = js(&c, &format!("return document.querySelector('.bx[data-uid=\"{}\"]').dataset.label;", uid(&b))).await;
+    let shown = js(
+        &c,
+        &format!(
+            "return document.querySelector('.bx[data-uid=\"{}\"]').dataset.label;",
+            uid(&b)
+        ),
+    )
+    .await;
     assert_eq!(shown, json!(new_label));
 
     // 3. Delete D with the Delete key.
@@ -258,7 +295,14 @@ async fn box_review_in_chromium() {
     press(&c, Key::Delete.into()).await;
     assert_eq!(page_boxes(&c).await.len(), boxes.len() - 1);
     assert_eq!(
-        js(&c, &format!("return document.querySelectorAll('.bx[data-uid=\"{}\"]').length;", uid(&d))).await,
+        js(
+            &c,
+            &format!(
+                "return document.querySelectorAll('.bx[data-uid=\"{}\"]').length;",
+                uid(&d)
+            )
+        )
+        .await,
         json!(0)
     );
 
@@ -279,19 +323,39 @@ async fn box_review_in_chromium() {
     drag(&c, (sx, sy), (sx + 40.0, sy + 24.0), 6).await;
     let now = page_boxes(&c).await;
     assert_eq!(now.len(), boxes.len(), "one deleted, one added");
-    let added = now.iter().find(|x| x["id"].is_null()).expect("the new box").clone();
-    assert_eq!(added["label"], json!(new_label), "a new box takes the last label used");
+    let added = now
+        .iter()
+        .find(|x| x["id"].is_null())
+        .expect("the new box")
+        .clone();
+    assert_eq!(
+        added["label"],
+        json!(new_label),
+        "a new box takes the last label used"
+    );
     let nb = bbox(&added["box"]);
     assert!((nb[2] - nb[0] - 40.0 * kx).abs() < 2.0 * kx, "{nb:?}");
-    let (_, w, h) = (0, before["width"].as_f64().unwrap(), before["height"].as_f64().unwrap());
+    let (_, w, h) = (
+        0,
+        before["width"].as_f64().unwrap(),
+        before["height"].as_f64().unwrap(),
+    );
     assert!(nb[0] >= 0.0 && nb[1] >= 0.0 && nb[2] <= w && nb[3] <= h);
 
     // Undo and redo by hand: u takes the new box back, drawing again restores it.
     press(&c, 'u').await;
-    assert_eq!(page_boxes(&c).await.len(), boxes.len() - 1, "u undid the new box");
+    assert_eq!(
+        page_boxes(&c).await.len(),
+        boxes.len() - 1,
+        "u undid the new box"
+    );
     drag(&c, (sx, sy), (sx + 40.0, sy + 24.0), 6).await;
     let now = page_boxes(&c).await;
-    let added = now.iter().find(|x| x["id"].is_null()).expect("the new box again").clone();
+    let added = now
+        .iter()
+        .find(|x| x["id"].is_null())
+        .expect("the new box again")
+        .clone();
     // Hover shows label and score; the selected box has a tag too.
     let tag = js(&c, "return document.querySelector('.box-tag').hidden ? '' : document.querySelector('.box-tag').textContent;").await;
     assert!(tag.as_str().unwrap().starts_with(&new_label), "{tag}");
@@ -303,12 +367,21 @@ async fn box_review_in_chromium() {
     let kept = page_boxes(&c).await;
     js(&c, "const E = window.__ll_review.B.E; E.__saved = E.boxes[0].box.slice(); E.boxes[0].box[2] = 1e6; return 1;").await;
     press(&c, Key::Enter.into()).await;
-    let alert = wait_js(&c, "!document.querySelector('#alert').hidden && document.querySelector('#alert').textContent", "the refusal").await;
+    let alert = wait_js(
+        &c,
+        "!document.querySelector('#alert').hidden && document.querySelector('#alert').textContent",
+        "the refusal",
+    )
+    .await;
     let alert = alert.as_str().unwrap();
     assert!(alert.contains("regions[0].box"), "{alert}");
     assert!(alert.contains("edits are kept"), "{alert}");
     screenshot(&c, root, "boxes-refused-1280x800").await;
-    js(&c, "const E = window.__ll_review.B.E; E.boxes[0].box = E.__saved; return 1;").await;
+    js(
+        &c,
+        "const E = window.__ll_review.B.E; E.boxes[0].box = E.__saved; return 1;",
+    )
+    .await;
     assert_eq!(page_boxes(&c).await, kept, "nothing lost");
     let (_, still) = s.get(&path).await;
     assert_eq!(still["status"], "needs_review", "nothing written");
@@ -334,7 +407,11 @@ async fn box_review_in_chromium() {
     let human = find(&|r| r["source"] == "human");
     assert_eq!(human.len(), 3, "{after}");
     let live = find(&|r| r["source"] == "human" || r["status"] == "accepted");
-    assert_eq!(live.len(), sent.len(), "the set sent is the set stored: {after}");
+    assert_eq!(
+        live.len(),
+        sent.len(),
+        "the set sent is the set stored: {after}"
+    );
     for r in &human {
         assert_eq!(r["annotator"], "alice", "{r}");
     }
@@ -345,12 +422,20 @@ async fn box_review_in_chromium() {
     assert_eq!(h_a.len(), 1);
     assert_eq!(h_a[0]["status"], "corrected");
     assert_eq!(h_a[0]["label"], a["label"]);
-    assert_eq!(bbox(&h_a[0]["box"]), bbox(&a_now["box"]), "exactly the moved corners");
+    assert_eq!(
+        bbox(&h_a[0]["box"]),
+        bbox(&a_now["box"]),
+        "exactly the moved corners"
+    );
     // B: relabeled, same corners to the bit.
     let h_b = find(&|r| r["replaces"] == b["id"]);
     assert_eq!(find(&|r| r["id"] == b["id"])[0]["status"], "corrected");
     assert_eq!(h_b[0]["label"], json!(new_label));
-    assert_eq!(bbox(&h_b[0]["box"]), bbox(&b["box"]), "relabeling keeps the corners");
+    assert_eq!(
+        bbox(&h_b[0]["box"]),
+        bbox(&b["box"]),
+        "relabeling keeps the corners"
+    );
     // D: deleted, by alice.
     let m_d = find(&|r| r["id"] == d["id"]);
     assert_eq!(m_d[0]["status"], "deleted", "{after}");
@@ -373,14 +458,27 @@ async fn box_review_in_chromium() {
     // The phone size: the next page, its legend, no sideways scrolling.
     let (ph, _pp) = driver.session(390, 844).await;
     sign_in(&ph, &s.url, &alice).await;
-    wait_js(&ph, "document.querySelectorAll('section.project').length", "the phone's project list").await;
+    wait_js(
+        &ph,
+        "document.querySelectorAll('section.project').length",
+        "the phone's project list",
+    )
+    .await;
     open_review(&ph, &s.url, project).await;
     press(&ph, Key::Tab.into()).await;
-    let overflow = js(&ph, "return document.documentElement.scrollWidth > window.innerWidth;").await;
+    let overflow = js(
+        &ph,
+        "return document.documentElement.scrollWidth > window.innerWidth;",
+    )
+    .await;
     assert_eq!(overflow, json!(false), "no sideways scrolling at 390 px");
     js(&ph, "window.scrollTo(0, 0); return 1;").await;
     screenshot(&ph, root, "boxes-390x844").await;
-    js(&ph, "document.querySelector('.legend-title').scrollIntoView(); return 1;").await;
+    js(
+        &ph,
+        "document.querySelector('.legend-title').scrollIntoView(); return 1;",
+    )
+    .await;
     screenshot(&ph, root, "boxes-legend-390x844").await;
     press(&ph, '?').await;
     wait_js(&ph, "document.querySelector('#keys').open", "the keys").await;
@@ -395,8 +493,16 @@ async fn box_review_in_chromium() {
 async fn big_project(db: &TestDb) -> (i64, Vec<[f64; 4]>) {
     let store = Store::connect(&db.url).await.unwrap();
     let labels: Vec<String> = [
-        "text", "title", "figure", "figure_caption", "table", "table_caption", "header",
-        "footer", "reference", "equation",
+        "text",
+        "title",
+        "figure",
+        "figure_caption",
+        "table",
+        "table_caption",
+        "header",
+        "footer",
+        "reference",
+        "equation",
     ]
     .map(String::from)
     .to_vec();
@@ -493,14 +599,33 @@ async fn two_hundred_boxes_stay_fast() {
     let driver = Driver::start().await;
     let (c, _pc) = driver.session(1280, 800).await;
     sign_in(&c, &s.url, &alice).await;
-    wait_js(&c, "document.querySelectorAll('section.project').length", "the project list").await;
+    wait_js(
+        &c,
+        "document.querySelectorAll('section.project').length",
+        "the project list",
+    )
+    .await;
     let t = Instant::now();
     open_review(&c, &s.url, project).await;
-    wait_js(&c, "document.querySelectorAll('#stage .bx').length === 200", "200 boxes").await;
-    eprintln!("200 boxes on a 2000x2000 image shown in {:.0} ms (navigation included)", t.elapsed().as_secs_f64() * 1e3);
+    wait_js(
+        &c,
+        "document.querySelectorAll('#stage .bx').length === 200",
+        "200 boxes",
+    )
+    .await;
+    eprintln!(
+        "200 boxes on a 2000x2000 image shown in {:.0} ms (navigation included)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     // Mark every element: if anything re-rendered the boxes, the marks go.
     js(&c, "document.querySelectorAll('#stage .bx').forEach((r) => { r.__mark = 1; }); window.__ll_errors = []; window.addEventListener('error', (e) => window.__ll_errors.push(e.message)); return 1;").await;
-    let item: i64 = js(&c, "return Number(document.querySelector('#stage').dataset.itemId);").await.as_i64().unwrap();
+    let item: i64 = js(
+        &c,
+        "return Number(document.querySelector('#stage').dataset.itemId);",
+    )
+    .await
+    .as_i64()
+    .unwrap();
     let order = page_boxes(&c).await;
 
     // Select: 40 Tabs, 10 Shift+Tabs, 10 j.
@@ -516,7 +641,11 @@ async fn two_hundred_boxes_stay_fast() {
     }
     let select_wall = t.elapsed().as_secs_f64() * 1e3 / 60.0;
     let sel = selected_uid(&c).await.unwrap();
-    assert_eq!(sel, order[39]["uid"].as_i64().unwrap(), "40 - 10 + 10 presses: the 40th box");
+    assert_eq!(
+        sel,
+        order[39]["uid"].as_i64().unwrap(),
+        "40 - 10 + 10 presses: the 40th box"
+    );
     // Nudge: 20 ×1 px right, 10 × 10 px down (Shift).
     let t = Instant::now();
     for _ in 0..20 {
@@ -533,7 +662,11 @@ async fn two_hundred_boxes_stay_fast() {
     // at the image's right edge (clamped), the box keeps its size.
     let dx = (2000.0 - o[2]).min(20.0);
     assert!(dx < 20.0, "this box meets the edge: {o:?}");
-    assert_eq!(bbox(&b["box"]), [o[0] + dx, o[1] + 100.0, o[2] + dx, o[3] + 100.0], "nudged exactly, kept inside");
+    assert_eq!(
+        bbox(&b["box"]),
+        [o[0] + dx, o[1] + 100.0, o[2] + dx, o[3] + 100.0],
+        "nudged exactly, kept inside"
+    );
     // A drag of another box through 40 moves.
     let other = order[150]["uid"].as_i64().unwrap();
     let from = centre(&c, other).await;
@@ -547,49 +680,115 @@ async fn two_hundred_boxes_stay_fast() {
         bbox(&order[150]["box"]),
         "the drag moved the box"
     );
-    let dragged = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    let dragged = bbox(
+        &page_boxes(&c)
+            .await
+            .iter()
+            .find(|x| x["uid"] == other)
+            .unwrap()["box"],
+    );
     // Resize it by its bottom-right handle: the top-left corner stays to the bit.
     let se = js(&c, "const r = document.querySelector('.handle.se').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];").await;
     let se = (se[0].as_f64().unwrap(), se[1].as_f64().unwrap());
     drag(&c, se, (se.0 + 12.0, se.1 + 8.0), 4).await;
-    let grown = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
-    assert_eq!([grown[0], grown[1]], [dragged[0], dragged[1]], "resizing moves one corner");
-    assert!(grown[2] > dragged[2] + 5.0 && grown[3] > dragged[3] + 3.0, "{dragged:?} → {grown:?}");
+    let grown = bbox(
+        &page_boxes(&c)
+            .await
+            .iter()
+            .find(|x| x["uid"] == other)
+            .unwrap()["box"],
+    );
+    assert_eq!(
+        [grown[0], grown[1]],
+        [dragged[0], dragged[1]],
+        "resizing moves one corner"
+    );
+    assert!(
+        grown[2] > dragged[2] + 5.0 && grown[3] > dragged[3] + 3.0,
+        "{dragged:?} → {grown:?}"
+    );
     // Dragged past the opposite corner, it stops at 1 px: never inverted.
     let se = js(&c, "const r = document.querySelector('.handle.se').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];").await;
     let se = (se[0].as_f64().unwrap(), se[1].as_f64().unwrap());
     drag(&c, se, (se.0 - 150.0, se.1 - 150.0), 4).await;
-    let tiny = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    let tiny = bbox(
+        &page_boxes(&c)
+            .await
+            .iter()
+            .find(|x| x["uid"] == other)
+            .unwrap()["box"],
+    );
     assert_eq!([tiny[0], tiny[1]], [dragged[0], dragged[1]]);
-    assert!((tiny[2] - tiny[0] - 1.0).abs() < 1e-9 && (tiny[3] - tiny[1] - 1.0).abs() < 1e-9, "{tiny:?}");
+    assert!(
+        (tiny[2] - tiny[0] - 1.0).abs() < 1e-9 && (tiny[3] - tiny[1] - 1.0).abs() < 1e-9,
+        "{tiny:?}"
+    );
     let marks = js(&c, "const all = document.querySelectorAll('#stage .bx'); return [all.length, [...all].filter((r) => r.__mark === 1).length];").await;
-    assert_eq!(marks, json!([200, 200]), "no box element was re-rendered while editing");
+    assert_eq!(
+        marks,
+        json!([200, 200]),
+        "no box element was re-rendered while editing"
+    );
     let errors = js(&c, "return window.__ll_errors || [];").await;
     assert_eq!(errors, json!([]), "no script error");
     let sel_ms = box_latencies(&c, "cycle", 0).await;
     let nudge_ms = box_latencies(&c, "nudge", 0).await;
-    let drag_ms: Vec<f64> = js(&c, "return window.__ll_drag_ms;").await.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let drag_ms: Vec<f64> = js(&c, "return window.__ll_drag_ms;")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     eprintln!("200 boxes, 2000x2000: select (key event -> next frame): {}; WebDriver round trip per key {select_wall:.1} ms", summary(sel_ms));
     eprintln!("200 boxes, 2000x2000: nudge (key event -> next frame): {}; WebDriver round trip per key {nudge_wall:.1} ms", summary(nudge_ms));
     eprintln!("200 boxes, 2000x2000: pointermove handler per move: {}; 40-move drag took {drag_wall:.0} ms over WebDriver", summary(drag_ms));
     // Ctrl+Z twice takes both resizes back: the dragged corners exactly.
     chord(&c, Key::Control.into(), 'z').await;
     chord(&c, Key::Control.into(), 'z').await;
-    wait_js(&c, "document.querySelectorAll('#stage .bx').length === 200", "the boxes after undo").await;
-    let back = bbox(&page_boxes(&c).await.iter().find(|x| x["uid"] == other).unwrap()["box"]);
+    wait_js(
+        &c,
+        "document.querySelectorAll('#stage .bx').length === 200",
+        "the boxes after undo",
+    )
+    .await;
+    let back = bbox(
+        &page_boxes(&c)
+            .await
+            .iter()
+            .find(|x| x["uid"] == other)
+            .unwrap()["box"],
+    );
     assert_eq!(back, dragged, "undo restores the snapshot");
     screenshot(&c, root, "boxes-200-1280x800").await;
 
     // Accept: the 200 boxes go in one PUT and the list is done.
     press(&c, Key::Enter.into()).await;
-    wait_js(&c, "window.__ll_saved === 1 && document.querySelector('#stage').dataset.itemId === ''", "the empty list").await;
-    let (code, after) = s.get(&format!("/v1/projects/{project}/items/{item}/regions")).await;
+    wait_js(
+        &c,
+        "window.__ll_saved === 1 && document.querySelector('#stage').dataset.itemId === ''",
+        "the empty list",
+    )
+    .await;
+    let (code, after) = s
+        .get(&format!("/v1/projects/{project}/items/{item}/regions"))
+        .await;
     assert_eq!(code, 200, "{after}");
     let regions = after["regions"].as_array().unwrap();
     let human = regions.iter().filter(|r| r["source"] == "human").count();
-    let corrected = regions.iter().filter(|r| r["source"] == "machine" && r["status"] == "corrected").count();
-    let accepted = regions.iter().filter(|r| r["source"] == "machine" && r["status"] == "accepted").count();
-    assert_eq!((human, corrected, accepted), (2, 2, 198), "two moved, 198 kept");
+    let corrected = regions
+        .iter()
+        .filter(|r| r["source"] == "machine" && r["status"] == "corrected")
+        .count();
+    let accepted = regions
+        .iter()
+        .filter(|r| r["source"] == "machine" && r["status"] == "accepted")
+        .count();
+    assert_eq!(
+        (human, corrected, accepted),
+        (2, 2, 198),
+        "two moved, 198 kept"
+    );
     // The kept boxes are the stored corners to the bit.
     for r in regions.iter().filter(|r| r["status"] == "accepted") {
         let bx = bbox(&r["box"]);
