@@ -446,8 +446,9 @@
       project, strategy, queue: [], current: null, history: [], view: -1, seen: new Set(),
       skipped: new Set(), fetching: null, exhausted: false, tier: null, filter: '', urls: [],
     };
+    R.boxes = project.task === 'detect';
     window.__ll_review = R;
-    buildReview();
+    if (R.boxes) buildBoxReview(); else buildReview();
     await fill();
     next(null);
   }
@@ -496,6 +497,7 @@
       const img = new Image();
       img.src = url;
       try { await img.decode(); } catch (e) { /* shown as broken below */ }
+      item.natural = [img.naturalWidth, img.naturalHeight];
       item.url = url;
     })().catch((e) => { item.error = readable(e); });
   }
@@ -510,6 +512,7 @@
   function leaveReview() {
     if (!R) return;
     release(held(), true);
+    if (R.B && R.B.ro) R.B.ro.disconnect();
     for (const u of R.urls) URL.revokeObjectURL(u);
     R = null;
     window.__ll_review = null;
@@ -548,6 +551,7 @@
           btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     if (labels.length <= 10) R.filterEl = null; else R.filterEl = filter;
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode === 'boxes';
     renderLabels();
     updatePending();
   }
@@ -586,6 +590,7 @@
 
   async function renderCurrent(t0) {
     if (!R) return;
+    if (R.boxes) return renderBoxes(t0);
     const session = R;
     const viewing = R.view >= 0 ? R.history[R.view] : null;
     const item = viewing ? viewing.item : R.current;
@@ -655,6 +660,12 @@
     if (!R) return;
     const t0 = performance.now();
     if (what === 'help') { toggleHelp(); return; }
+    if (R.boxes) {
+      if (what === 'accept') return acceptBoxes(t0);
+      if (what === 'undo') return boxAct('undo');
+      if (what === 'label') return boxAct('label', arg);
+      if (what === 'prev' || what === 'next') return;
+    }
     if (what === 'prev') {
       if (!R.history.length) return;
       R.view = R.view < 0 ? R.history.length - 1 : Math.max(0, R.view - 1);
@@ -719,14 +730,495 @@
     renderCurrent();
   }
 
+  // ---- box review (projects with "task": "detect") --------------------------
+  // The image with its machine boxes as an SVG overlay whose viewBox is the
+  // image in its own pixels, so a box is drawn at exactly its stored corners
+  // (no rounding, no scaling arithmetic). A box being dragged updates its own
+  // element only; selecting touches two elements; nothing re-renders all boxes.
+
+  const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#e66a00',
+    '#0f8b9c', '#c2458f', '#8c564b', '#7a7d12', '#5f6b7a'];
+  const HANDLE_PX = 7; // corner handles, in screen pixels
+  const MIN_PX = 1; // the smallest side a box may have, in image pixels
+  window.__ll_box_latencies = [];
+  window.__ll_drag_ms = [];
+
+  const colourOf = (label) => {
+    const i = R.project.labels.indexOf(label);
+    return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+  };
+  const keyOf = (label) => {
+    const i = R.project.labels.indexOf(label);
+    return i >= 0 && i < 10 ? String((i + 1) % 10) : '';
+  };
+  const fmtScore = (s) => (s == null ? 'yours' : Number(s).toFixed(2));
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  // Timings the browser test reads (key event → next frame; pointermove handler), last 2,000.
+  const logMs = (list, x) => { list.push(x); if (list.length > 2000) list.shift(); };
+
+  /** The editable set of an item: its current boxes, in reading order. */
+  function boxEdit(item) {
+    if (item.edit) return item.edit;
+    const regions = item.regions || [];
+    const replaced = new Set(regions.filter((r) => r.source === 'human' && r.replaces != null).map((r) => r.replaces));
+    const live = regions.filter((r) => r.kind === 'box' && r.box && (r.source === 'human'
+      ? true : r.status !== 'deleted' && r.status !== 'corrected' && !replaced.has(r.id)));
+    let uid = 0;
+    const boxes = live.map((r) => ({
+      uid: ++uid, id: r.id, label: r.label, box: r.box.slice(), score: r.score, source: r.source,
+    }));
+    boxes.sort((a, b) => (a.box[1] - b.box[1]) || (a.box[0] - b.box[0]));
+    item.edit = { boxes, undo: [], sel: null, uid, nudge: null };
+    return item.edit;
+  }
+  const snapshot = (E) => E.boxes.map((b) => ({ ...b, box: b.box.slice() }));
+  function pushUndo(E, snap) { E.undo.push({ boxes: snap || snapshot(E), sel: E.sel }); if (E.undo.length > 500) E.undo.shift(); }
+  const selected = (E) => (E.sel == null ? null : E.boxes.find((b) => b.uid === E.sel) || null);
+
+  function buildBoxReview() {
+    const labels = R.project.labels;
+    const btn = (id, text, key, onclick, cls) => h('button', { type: 'button', id, class: cls || '', onclick, 'aria-keyshortcuts': key.aria },
+      text, ' ', h('kbd', { 'aria-hidden': 'true' }, key.shown));
+    showMain(h('div', { class: 'review boxes', id: 'review' },
+      h('section', { class: 'stage-col', 'aria-label': 'Image' },
+        h('div', { id: 'stage', class: 'stage box-stage', tabindex: '-1' }),
+        h('p', { id: 'why', class: 'why' })),
+      h('section', { class: 'panel', 'aria-label': 'Boxes' },
+        h('div', { id: 'box-info', class: 'box-info', 'aria-live': 'polite' }),
+        h('div', { class: 'actions-row' },
+          btn('accept', 'Accept', { shown: 'Enter', aria: 'Enter A' }, () => act('accept'), 'primary'),
+          btn('skip', 'Skip', { shown: 'Space', aria: 'Space' }, () => act('skip'))),
+        h('div', { class: 'actions-row' },
+          btn('delete-box', 'Delete', { shown: 'Del', aria: 'Delete Backspace' }, () => { boxAct('delete'); focusStage(); }),
+          btn('undo', 'Undo', { shown: 'U', aria: 'U Control+Z' }, () => { boxAct('undo'); focusStage(); }),
+          btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
+        h('h2', { class: 'legend-title' }, 'Labels'),
+        h('div', { id: 'labels', class: 'labels legend-boxes', role: 'group', 'aria-label': 'Labels (legend)' },
+          labels.map((l) => {
+            const sw = h('span', { class: 'sw', 'aria-hidden': 'true' });
+            sw.style.background = colourOf(l);
+            const key = keyOf(l);
+            return h('button', { type: 'button', class: 'label', dataset: { label: l, key }, 'aria-keyshortcuts': key || null, onclick: () => { boxAct('label', l); focusStage(); } },
+              sw, h('kbd', { 'aria-hidden': 'true' }, key), h('span', { class: 'name' }, l), h('span', { class: 'n', 'aria-label': 'boxes' }));
+          })),
+        h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
+    R.filterEl = null;
+    R.done = 0;
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode !== 'boxes';
+    updatePending();
+  }
+
+  /** Draw the item: the image, one <rect> per box, the corner handles and the tag. */
+  async function renderBoxes(t0) {
+    const session = R;
+    const item = R.current;
+    const stage = $('#stage');
+    $('#count').textContent = `${R.done} image${R.done === 1 ? '' : 's'} accepted in this session`;
+    if (R.B && R.B.ro) R.B.ro.disconnect();
+    R.B = null;
+    if (!item) {
+      stage.replaceChildren(h('p', { class: 'empty' }, R.fetching ? 'Loading…' : 'Nothing left to review in this list.'));
+      stage.dataset.itemId = '';
+      $('#box-info').textContent = '';
+      $('#why').textContent = '';
+      countLabels(null);
+      return;
+    }
+    if (!item.url && !item.error && item.ready) {
+      await item.ready;
+      if (R !== session || R.current !== item) return;
+    }
+    if (item.error) {
+      stage.replaceChildren(h('p', { class: 'error' }, 'The image could not be shown: ' + item.error));
+      stage.dataset.itemId = String(item.id);
+      return;
+    }
+    const E = boxEdit(item);
+    // Boxes are in the size the API names (EXIF applied); the decoded size
+    // only stands in when an item lacks it.
+    const W = Number(item.width) || item.natural[0], H = Number(item.height) || item.natural[1];
+    const img = h('img', { src: item.url, alt: `Item ${item.client_id}`, class: 'box-img', width: W, height: H, draggable: 'false' });
+    const layer = svg('g', { class: 'boxes-layer' });
+    const overlay = svg('svg', {
+      class: 'box-svg', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'group',
+      'aria-label': `${E.boxes.length} boxes`,
+    }, layer);
+    const handles = svg('g', { class: 'handles' }, ['nw', 'ne', 'sw', 'se'].map((c) => svg('rect', { class: 'handle ' + c, dataset: { corner: c } })));
+    handles.style.display = 'none';
+    overlay.append(handles);
+    const tag = h('div', { class: 'box-tag', hidden: true });
+    const wrap = h('div', { class: 'box-wrap' }, img, overlay, tag);
+    const B = { item, E, W, H, svg: overlay, layer, handles, tag, els: new Map(), k: 1, drag: null, hover: null };
+    R.B = B;
+    // Small boxes on top of big ones, so every box can be clicked.
+    for (const b of [...E.boxes].sort((p, q) => area(q.box) - area(p.box))) layer.append(boxEl(b));
+    stage.replaceChildren(wrap, h('p', { class: 'item-id' }, `#${item.id} · ${item.client_id} · ${W} × ${H} px`));
+    stage.dataset.itemId = String(item.id);
+    stage.dataset.pred = '';
+    overlay.addEventListener('pointerdown', onDown);
+    overlay.addEventListener('pointermove', onMove);
+    overlay.addEventListener('pointerup', onUp);
+    overlay.addEventListener('pointercancel', onUp);
+    overlay.addEventListener('pointerover', (e) => { const u = uidAt(e.target); if (u != null && !B.drag) { B.hover = u; showTag(); } });
+    overlay.addEventListener('pointerout', (e) => { if (uidAt(e.target) != null && !B.drag) { B.hover = null; showTag(); } });
+    B.ro = new ResizeObserver((es) => {
+      const w = es[0].contentRect.width;
+      if (w > 0) { B.k = W / w; placeHandles(); }
+    });
+    B.ro.observe(overlay);
+    const why = [];
+    if (item.audit || R.strategy === 'audit') why.push('Audit sample: every box on it tests the thresholds.');
+    else why.push(`Picked by ${R.strategy}.`);
+    if (R.tier) why.push(`Your tier: ${R.tier}.`);
+    $('#why').textContent = why.join(' ');
+    countLabels(E);
+    select(E.sel);
+    if (t0 != null) {
+      requestAnimationFrame(() => {
+        const ms = performance.now() - t0;
+        window.__ll_latencies.push(ms);
+        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
+      });
+    }
+  }
+  const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
+  function uidAt(t) {
+    const g = t && t.closest ? t.closest('.bx') : null;
+    return g ? Number(g.dataset.uid) : null;
+  }
+
+  /** One box's element; its geometry is in image pixels (the viewBox). */
+  function boxEl(b) {
+    const el = svg('rect', { class: 'bx', 'vector-effect': 'non-scaling-stroke', dataset: { uid: b.uid } });
+    setRect(el, b.box);
+    paint(el, b);
+    R.B.els.set(b.uid, el);
+    return el;
+  }
+  function setRect(el, bx) {
+    el.setAttribute('x', bx[0]);
+    el.setAttribute('y', bx[1]);
+    el.setAttribute('width', bx[2] - bx[0]);
+    el.setAttribute('height', bx[3] - bx[1]);
+  }
+  function paint(el, b) {
+    const c = colourOf(b.label);
+    el.setAttribute('stroke', c);
+    el.setAttribute('fill', c);
+    el.dataset.label = b.label;
+    el.dataset.source = b.id == null ? 'new' : b.source;
+  }
+
+  function placeHandles(bx) {
+    const B = R && R.B;
+    if (!B) return;
+    const b = selected(B.E);
+    const box = bx || (b && b.box);
+    if (!box) { B.handles.style.display = 'none'; return; }
+    B.handles.style.display = '';
+    const s = HANDLE_PX * B.k;
+    const pos = { nw: [box[0], box[1]], ne: [box[2], box[1]], sw: [box[0], box[3]], se: [box[2], box[3]] };
+    for (const el of B.handles.children) {
+      const [x, y] = pos[el.dataset.corner];
+      el.setAttribute('x', x - s / 2);
+      el.setAttribute('y', y - s / 2);
+      el.setAttribute('width', s);
+      el.setAttribute('height', s);
+    }
+  }
+
+  /** The floating tag (label and score) of the hovered, else the selected box. */
+  function showTag(bx) {
+    const B = R && R.B;
+    if (!B) return;
+    const u = B.drag ? B.E.sel : (B.hover != null ? B.hover : B.E.sel);
+    const b = u == null ? null : B.E.boxes.find((x) => x.uid === u);
+    if (!b) { B.tag.hidden = true; return; }
+    const box = bx || b.box;
+    B.tag.hidden = false;
+    B.tag.textContent = `${b.label} · ${fmtScore(b.id == null || b.source === 'human' ? null : b.score)}`;
+    B.tag.style.left = (100 * box[0] / B.W) + '%';
+    B.tag.style.top = (100 * box[1] / B.H) + '%';
+    B.tag.style.borderColor = colourOf(b.label);
+    B.tag.classList.toggle('below', box[1] / B.H < 0.04);
+  }
+
+  function select(uid) {
+    const B = R && R.B;
+    if (!B) return;
+    const E = B.E;
+    const old = E.sel != null ? B.els.get(E.sel) : null;
+    if (old) old.classList.remove('sel');
+    E.sel = uid != null && B.els.has(uid) ? uid : null;
+    const el = E.sel != null ? B.els.get(E.sel) : null;
+    if (el) el.classList.add('sel');
+    placeHandles();
+    showTag();
+    const b = selected(E);
+    const info = $('#box-info');
+    info.replaceChildren(b
+      ? h('span', {}, h('span', { class: 'sw', 'aria-hidden': 'true' }), ' ',
+        h('strong', {}, b.label), ` · ${b.id == null ? 'new box' : b.source === 'human' ? 'your box' : 'score ' + fmtScore(b.score)} · `,
+        h('span', { class: 'coords' }, b.box.map((v) => +v.toFixed(2)).join(', ')),
+        ` · ${E.boxes.indexOf(b) + 1} of ${E.boxes.length}`)
+      : h('span', { class: 'muted' }, `${E.boxes.length} box${E.boxes.length === 1 ? '' : 'es'}. Tab selects one; drag on the image to draw one (${E.draw || R.lastLabel || R.project.labels[0]}).`));
+    if (b) info.querySelector('.sw').style.background = colourOf(b.label);
+    info.dataset.sel = b ? String(E.boxes.indexOf(b)) : '';
+    for (const x of document.querySelectorAll('#labels .label')) x.classList.toggle('suggested', !!b && x.dataset.label === b.label);
+  }
+
+  function countLabels(E) {
+    const n = new Map();
+    if (E) for (const b of E.boxes) n.set(b.label, (n.get(b.label) || 0) + 1);
+    for (const x of document.querySelectorAll('#labels .label')) x.querySelector('.n').textContent = n.get(x.dataset.label) || '';
+  }
+
+  function scrollSelIntoView() {
+    const B = R.B;
+    const el = B && B.E.sel != null ? B.els.get(B.E.sel) : null;
+    if (el && el.scrollIntoView) el.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  }
+
+  /** Every box action from a key or a button. */
+  function boxAct(what, arg, ev) {
+    const B = R && R.B;
+    if (!B) return;
+    const E = B.E;
+    const t0 = ev ? ev.timeStamp : performance.now();
+    const b = selected(E);
+    switch (what) {
+      case 'cycle': {
+        if (!E.boxes.length) return;
+        const i = b ? E.boxes.indexOf(b) : (arg > 0 ? -1 : 0);
+        select(E.boxes[(i + arg + E.boxes.length) % E.boxes.length].uid);
+        scrollSelIntoView();
+        break;
+      }
+      case 'deselect': select(null); break;
+      case 'label': {
+        R.lastLabel = arg;
+        if (!b) { E.draw = arg; select(null); say(`New boxes: ${arg}.`); break; }
+        if (b.label === arg) break;
+        pushUndo(E);
+        b.label = arg;
+        paint(B.els.get(b.uid), b);
+        countLabels(E);
+        select(b.uid);
+        break;
+      }
+      case 'delete': {
+        if (!b) { say('Select a box first (Tab).'); return; }
+        pushUndo(E);
+        const i = E.boxes.indexOf(b);
+        E.boxes.splice(i, 1);
+        B.els.get(b.uid).remove();
+        B.els.delete(b.uid);
+        E.sel = null;
+        countLabels(E);
+        select(E.boxes.length ? E.boxes[Math.min(i, E.boxes.length - 1)].uid : null);
+        say(`Deleted a ${b.label} box.`);
+        break;
+      }
+      case 'nudge': {
+        if (!b) return;
+        const [dx, dy] = arg;
+        const mx = clamp(dx, -b.box[0], B.W - b.box[2]);
+        const my = clamp(dy, -b.box[1], B.H - b.box[3]);
+        if (!mx && !my) return;
+        // One undo step per run of nudges on one box.
+        if (!E.nudge || E.nudge.uid !== b.uid || E.undo[E.undo.length - 1] !== E.nudge.step) {
+          pushUndo(E);
+          E.nudge = { uid: b.uid, step: E.undo[E.undo.length - 1] };
+        }
+        b.box = [b.box[0] + mx, b.box[1] + my, b.box[2] + mx, b.box[3] + my];
+        setRect(B.els.get(b.uid), b.box);
+        select(b.uid);
+        break;
+      }
+      case 'undo': {
+        const s = E.undo.pop();
+        if (!s) { say('Nothing to undo on this image.'); return; }
+        E.boxes = s.boxes;
+        E.sel = s.sel;
+        E.nudge = null;
+        say('Undone.');
+        return renderBoxes();
+      }
+      default: return;
+    }
+    requestAnimationFrame(() => logMs(window.__ll_box_latencies, { what, ms: performance.now() - t0 }));
+  }
+
+  // ---- the mouse: draw, move, resize ------------------------------------
+
+  function toImage(B, e) {
+    const d = B.drag;
+    return [clamp((e.clientX - d.left) * d.kx, 0, B.W), clamp((e.clientY - d.top) * d.ky, 0, B.H)];
+  }
+  function onDown(e) {
+    const B = R && R.B;
+    if (!B || e.button !== 0) return;
+    e.preventDefault();
+    focusStage();
+    const r = B.svg.getBoundingClientRect(); // the one layout read of a drag
+    const corner = e.target.dataset && e.target.dataset.corner;
+    const uid = e.shiftKey ? null : uidAt(e.target);
+    B.drag = { left: r.left, top: r.top, kx: B.W / r.width, ky: B.H / r.height, moved: false };
+    B.k = B.drag.kx;
+    const p = toImage(B, e);
+    const d = B.drag;
+    d.start = p;
+    if (corner && selected(B.E)) {
+      const b = selected(B.E);
+      Object.assign(d, { mode: 'resize', corner, b, from: b.box.slice(), el: B.els.get(b.uid) });
+    } else if (uid != null) {
+      select(uid);
+      const b = selected(B.E);
+      Object.assign(d, { mode: 'move', b, from: b.box.slice(), el: B.els.get(b.uid) });
+    } else {
+      const label = B.E.draw || R.lastLabel || R.project.labels[0];
+      const el = svg('rect', { class: 'bx drawing', 'vector-effect': 'non-scaling-stroke', stroke: colourOf(label), fill: colourOf(label) });
+      Object.assign(d, { mode: 'draw', label, el, from: [p[0], p[1], p[0], p[1]] });
+    }
+    d.box = d.from.slice();
+    B.svg.setPointerCapture(e.pointerId);
+  }
+  function onMove(e) {
+    const B = R && R.B;
+    if (!B || !B.drag) return;
+    const t = performance.now();
+    const d = B.drag;
+    const [x, y] = toImage(B, e);
+    const [x0, y0, x1, y1] = d.from;
+    let bx;
+    if (d.mode === 'move') {
+      const dx = clamp(x - d.start[0], -x0, B.W - x1);
+      const dy = clamp(y - d.start[1], -y0, B.H - y1);
+      bx = [x0 + dx, y0 + dy, x1 + dx, y1 + dy];
+    } else if (d.mode === 'resize') {
+      bx = d.from.slice();
+      if (d.corner[1] === 'w') bx[0] = Math.min(x, x1 - MIN_PX); else bx[2] = Math.max(x, x0 + MIN_PX);
+      if (d.corner[0] === 'n') bx[1] = Math.min(y, y1 - MIN_PX); else bx[3] = Math.max(y, y0 + MIN_PX);
+    } else {
+      bx = [Math.min(d.start[0], x), Math.min(d.start[1], y), Math.max(d.start[0], x), Math.max(d.start[1], y)];
+      if (!d.el.isConnected) B.svg.insertBefore(d.el, B.handles);
+    }
+    d.box = bx;
+    d.moved = d.moved || Math.abs(x - d.start[0]) / d.kx > 2 || Math.abs(y - d.start[1]) / d.ky > 2;
+    setRect(d.el, bx);
+    if (d.mode !== 'draw') { placeHandles(bx); showTag(bx); }
+    logMs(window.__ll_drag_ms, performance.now() - t);
+  }
+  function onUp(e) {
+    const B = R && R.B;
+    if (!B || !B.drag) return;
+    if (e.type === 'pointerup') onMove(e);
+    const d = B.drag;
+    B.drag = null;
+    const E = B.E;
+    if (d.mode === 'draw') {
+      d.el.remove();
+      const [x0, y0, x1, y1] = d.box;
+      if (!d.moved || x1 - x0 < MIN_PX || y1 - y0 < MIN_PX) { select(null); return; }
+      pushUndo(E);
+      const b = { uid: ++E.uid, id: null, label: d.label, box: d.box, score: null, source: 'human' };
+      E.boxes.push(b);
+      B.layer.append(boxEl(b));
+      countLabels(E);
+      select(b.uid);
+      say(`Added a ${b.label} box.`);
+      return;
+    }
+    if (!d.moved || d.box.every((v, i) => v === d.from[i])) { setRect(d.el, d.from); select(d.b.uid); return; }
+    pushUndo(E, snapshot(E).map((x) => (x.uid === d.b.uid ? { ...x, box: d.from.slice() } : x)));
+    d.b.box = d.box;
+    E.nudge = null;
+    select(d.b.uid);
+  }
+
+  // ---- accepting an image: the full set in one PUT -----------------------
+
+  async function acceptBoxes(t0) {
+    const session = R;
+    const B = R.B;
+    if (!B || B.sending) return;
+    const item = B.item;
+    const E = B.E;
+    const body = {
+      regions: E.boxes.map((b) => (b.id != null
+        ? { id: b.id, label: b.label, box: b.box.slice() }
+        : { label: b.label, box: b.box.slice() })),
+    };
+    B.sending = true;
+    say(`Saving ${body.regions.length} boxes…`);
+    try {
+      await api('PUT', `/v1/projects/${R.project.id}/items/${item.id}/regions`, body);
+    } catch (e) {
+      B.sending = false;
+      if (R !== session) return;
+      // The edits stay on the image; a named box is selected.
+      const m = /regions\[(\d+)\]/.exec(e.message || '');
+      let msg = `Image #${item.id} was not saved: ${readable(e)}`;
+      if (m && E.boxes[Number(m[1])]) {
+        const b = E.boxes[Number(m[1])];
+        msg += ` (box ${Number(m[1]) + 1}: ${b.label}, selected).`;
+        select(b.uid);
+      }
+      alertBox(msg + ' Your edits are kept: fix them and press Enter again.');
+      say('Not saved.');
+      return;
+    }
+    if (R !== session) return;
+    alertBox(null);
+    R.done++;
+    window.__ll_saved = (window.__ll_saved || 0) + 1;
+    say(`#${item.id}: ${body.regions.length} boxes saved.`);
+    focusStage();
+    return next(t0);
+  }
+
+  function boxKeys(e) {
+    const k = e.key;
+    const t = e.target;
+    const onPage = !t || t === document.body || t.id === 'stage' || t.id === 'main' || t.closest('#stage');
+    if ((e.ctrlKey || e.metaKey) && (k === 'z' || k === 'Z')) { boxAct('undo', null, e); return true; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return false;
+    if (t && (t.tagName === 'BUTTON' || t.tagName === 'A') && (k === 'Enter' || k === ' ')) return false;
+    if (/^[0-9]$/.test(k)) {
+      const i = k === '0' ? 9 : Number(k) - 1;
+      const l = R.project.labels[i];
+      if (!l) return false;
+      boxAct('label', l, e);
+      return true;
+    }
+    const step = e.shiftKey ? 10 : 1;
+    switch (k) {
+      case 'Tab': if (!onPage) return false; boxAct('cycle', e.shiftKey ? -1 : 1, e); return true;
+      case 'j': boxAct('cycle', 1, e); return true;
+      case 'k': boxAct('cycle', -1, e); return true;
+      case 'Delete': case 'Backspace': boxAct('delete', null, e); return true;
+      case 'ArrowLeft': boxAct('nudge', [-step, 0], e); return true;
+      case 'ArrowRight': boxAct('nudge', [step, 0], e); return true;
+      case 'ArrowUp': boxAct('nudge', [0, -step], e); return true;
+      case 'ArrowDown': boxAct('nudge', [0, step], e); return true;
+      case 'Enter': case 'a': case 'A': act('accept'); return true;
+      case 'u': case 'U': boxAct('undo', null, e); return true;
+      case 'Escape': boxAct('deselect', null, e); return true;
+      case ' ': case 'Spacebar': act('skip'); return true;
+      case '?': act('help'); return true;
+      default: return false;
+    }
+  }
+
   function toggleHelp() {
     const d = $('#keys');
     if (d.open) d.close(); else d.showModal();
   }
 
   document.addEventListener('keydown', (e) => {
+    if ($('#keys').open) { if (e.key === '?' && !e.ctrlKey && !e.metaKey && !e.altKey) { e.preventDefault(); toggleHelp(); } return; }
+    if (R && R.boxes) { if (boxKeys(e)) e.preventDefault(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if ($('#keys').open) { if (e.key === '?') { e.preventDefault(); toggleHelp(); } return; }
     if (!R) return;
     const t = e.target;
     if (R.filterEl && t === R.filterEl) {
