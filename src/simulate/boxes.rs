@@ -74,6 +74,8 @@ pub struct ClassRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct BoxSeedResult {
     pub seed: u64,
+    /// The audit images' ids, in draw order (for side-by-side checks).
+    pub audit_ids: Vec<String>,
     pub audit_images: usize,
     pub routed_images: usize,
     pub reviewed_images: usize,
@@ -151,7 +153,7 @@ pub struct BoxSimReport {
 
 /// Per image, matched once: (class, score, correct) per proposal, and the
 /// true-box and miss counts.
-fn outcomes(data: &BoxDataset, iou: f64) -> Result<Vec<AuditImage>, CalibrateError> {
+pub fn outcomes(data: &BoxDataset, iou: f64) -> Result<Vec<AuditImage>, CalibrateError> {
     data.images
         .iter()
         .map(|im| {
@@ -289,6 +291,7 @@ fn one_seed(
     let miss_mean = mean(misses.iter().copied());
     Ok(BoxSeedResult {
         seed,
+        audit_ids: audit_idx.iter().map(|&i| data.images[i].id.clone()).collect(),
         audit_images: audit.len(),
         routed_images: routed.len(),
         reviewed_images: reviewed,

@@ -285,6 +285,13 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             bound,
         },
     };
+    let outcomes = match sim::outcomes(&data, opts.iou) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let report = match sim::run(&data, &opts) {
         Ok(r) => r,
         Err(e) => {
@@ -294,7 +301,21 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     };
     let written = std::fs::create_dir_all(&args.out).and_then(|_| {
         let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
-        std::fs::write(args.out.join("simulation-boxes.json"), json)
+        std::fs::write(args.out.join("simulation-boxes.json"), json)?;
+        // Per image: the matched proposals, for side-by-side checks
+        // (scripts/box_calibration_reference.py).
+        let mut lines = Vec::new();
+        for (im, o) in data.images.iter().zip(&outcomes) {
+            let row = serde_json::json!({
+                "id": im.id,
+                "truths": o.truths,
+                "missed": o.missed,
+                "boxes": o.boxes.iter().map(|b| (b.class, b.score, b.correct)).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer(&mut lines, &row).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+        }
+        std::fs::write(args.out.join("box-outcomes.jsonl"), lines)
     });
     if let Err(e) = written {
         eprintln!("error: writing {}: {e}", args.out.display());
@@ -309,7 +330,10 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             .unwrap_or_default()
     );
     print_summary(&title, &report);
-    eprintln!("wrote {}/simulation-boxes.json", args.out.display());
+    eprintln!(
+        "wrote {0}/simulation-boxes.json and {0}/box-outcomes.jsonl",
+        args.out.display()
+    );
     ExitCode::SUCCESS
 }
 
