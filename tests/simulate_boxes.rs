@@ -118,13 +118,21 @@ fn detection_simulate_meets_its_target_and_its_miss_bound() {
             accepted_any = true;
             let p = r["precision"].as_f64().unwrap();
             assert!((p - correct as f64 / accepted as f64).abs() < 1e-12);
-            assert!(p >= 0.8, "seed {}: precision {p} below the target", r["seed"]);
+            assert!(
+                p >= 0.8,
+                "seed {}: precision {p} below the target",
+                r["seed"]
+            );
             assert!(r["mean_fdp"].as_f64().unwrap() <= 0.2);
             assert!(r["coverage"].as_f64().unwrap() > 0.0);
         }
         let miss = r["miss_mean"].as_f64().unwrap();
         let bound = r["miss_bound"].as_f64().unwrap();
-        assert!(miss <= bound, "seed {}: miss {miss} above its bound {bound}", r["seed"]);
+        assert!(
+            miss <= bound,
+            "seed {}: miss {miss} above its bound {bound}",
+            r["seed"]
+        );
         assert!(r["miss_within_bound"].as_bool().unwrap());
         let touched = r["touched_share"].as_f64().unwrap();
         let reviewed = r["reviewed_images"].as_u64().unwrap();
@@ -179,7 +187,10 @@ fn detection_simulate_refuses_bad_input_naming_it() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("paragraph") && err.contains("figure_caption"), "{err}");
+    assert!(
+        err.contains("paragraph") && err.contains("figure_caption"),
+        "{err}"
+    );
     // Classification without --data nor --coco is a usage error.
     let out = labelloop(&["simulate", "--model", "layout"]);
     assert_eq!(out.status.code(), Some(2));

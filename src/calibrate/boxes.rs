@@ -119,7 +119,9 @@ impl BoxDesign {
 #[serde(rename_all = "kebab-case")]
 pub enum RiskBound {
     /// `λ` as a share of its ceiling `1 / (1 − α)`, in (0, 1).
-    Betting { lambda_share: f64 },
+    Betting {
+        lambda_share: f64,
+    },
     HoeffdingBentkus,
 }
 
@@ -225,7 +227,11 @@ pub struct MissBound {
     pub crc: f64,
 }
 
-fn validate(images: &[AuditImage], num_classes: usize, opts: &BoxOptions) -> Result<(), CalibrateError> {
+fn validate(
+    images: &[AuditImage],
+    num_classes: usize,
+    opts: &BoxOptions,
+) -> Result<(), CalibrateError> {
     super::open_unit("target", opts.target)?;
     if !(opts.delta.is_finite() && opts.delta > 0.0 && opts.delta <= 0.5) {
         return Err(CalibrateError::OutOfRange {
@@ -319,7 +325,11 @@ fn image_fdp(
     threshold: f64,
 ) -> (f64, usize, usize) {
     let (mut accepted, mut correct) = (0usize, 0usize);
-    for b in image.boxes.iter().filter(|b| include(b) && b.score >= threshold) {
+    for b in image
+        .boxes
+        .iter()
+        .filter(|b| include(b) && b.score >= threshold)
+    {
         accepted += 1;
         correct += usize::from(b.correct);
     }
@@ -370,7 +380,8 @@ pub fn fit_boxes(
 ) -> Result<BoxFit, CalibrateError> {
     validate(images, num_classes, opts)?;
     let alpha = 1.0 - opts.target;
-    let with_proposals: Vec<&AuditImage> = images.iter().filter(|im| !im.boxes.is_empty()).collect();
+    let with_proposals: Vec<&AuditImage> =
+        images.iter().filter(|im| !im.boxes.is_empty()).collect();
     let (thresholds, test_delta, p_value) = match opts.design {
         BoxDesign::Shared => {
             let (t, p) = scan(&with_proposals, |_| true, alpha, opts.delta, opts.bound)?;
@@ -451,7 +462,11 @@ pub fn fit_boxes(
 
 /// Miss figures of annotated images and the bounds on the expected
 /// per-image miss proportion (see the module doc).
-pub fn miss_bound(images: &[AuditImage], delta: f64, bound: RiskBound) -> Result<MissBound, CalibrateError> {
+pub fn miss_bound(
+    images: &[AuditImage],
+    delta: f64,
+    bound: RiskBound,
+) -> Result<MissBound, CalibrateError> {
     if !(delta.is_finite() && delta > 0.0 && delta <= 0.5) {
         return Err(CalibrateError::OutOfRange {
             name: "delta",
@@ -538,7 +553,11 @@ mod tests {
                 let boxes: Vec<AuditBox> = (0..per_page)
                     .map(|j| {
                         let s = 0.5 + 0.5 * rng.unit();
-                        let ok = if page_bad && s < 0.9 { false } else { rng.unit() < s.powi(3) + 0.02 };
+                        let ok = if page_bad && s < 0.9 {
+                            false
+                        } else {
+                            rng.unit() < s.powi(3) + 0.02
+                        };
                         bx(j % 3, s, ok)
                     })
                     .collect();
@@ -555,7 +574,10 @@ mod tests {
 
     /// The true mean per-image FDP of a threshold, from a big sample.
     fn true_risk(population: &[AuditImage], fit: &BoxFit) -> f64 {
-        let with: Vec<&AuditImage> = population.iter().filter(|im| !im.boxes.is_empty()).collect();
+        let with: Vec<&AuditImage> = population
+            .iter()
+            .filter(|im| !im.boxes.is_empty())
+            .collect();
         with.iter()
             .map(|im| {
                 let (mut a, mut c) = (0, 0);
@@ -617,7 +639,10 @@ mod tests {
     fn p_values_are_valid_under_the_null() {
         // Losses with mean exactly α (the boundary of H0): P(p ≤ δ) ≤ δ.
         let mut rng = Rng::new(5);
-        for bound in [RiskBound::Betting { lambda_share: 0.9 }, RiskBound::HoeffdingBentkus] {
+        for bound in [
+            RiskBound::Betting { lambda_share: 0.9 },
+            RiskBound::HoeffdingBentkus,
+        ] {
             let trials = 2000;
             let mut rejected = 0;
             for _ in 0..trials {
@@ -629,7 +654,10 @@ mod tests {
                     rejected += 1;
                 }
             }
-            assert!(rejected as f64 / trials as f64 <= 0.05, "{bound:?}: {rejected}/{trials}");
+            assert!(
+                rejected as f64 / trials as f64 <= 0.05,
+                "{bound:?}: {rejected}/{trials}"
+            );
         }
     }
 
@@ -656,8 +684,14 @@ mod tests {
                     violations += 1;
                 }
             }
-            assert!(violations <= 15 + 10, "{design:?}: {violations}/300 violations");
-            assert!(accepting >= 250, "{design:?}: accepted in only {accepting}/300");
+            assert!(
+                violations <= 15 + 10,
+                "{design:?}: {violations}/300 violations"
+            );
+            assert!(
+                accepting >= 250,
+                "{design:?}: accepted in only {accepting}/300"
+            );
         }
     }
 
@@ -746,13 +780,11 @@ mod tests {
                     missed: usize::from(rng.unit() < 0.3),
                 })
                 .collect();
-            for bound in [RiskBound::Betting { lambda_share: 0.5 }] {
-                let m = miss_bound(&images, 0.05, bound).unwrap();
-                let mean = m.mean.unwrap();
-                assert!(m.upper >= mean && m.crc >= mean && m.upper <= 1.0);
-                if m.upper >= 0.075 {
-                    covered += 1;
-                }
+            let m = miss_bound(&images, 0.05, RiskBound::Betting { lambda_share: 0.5 }).unwrap();
+            let mean = m.mean.unwrap();
+            assert!(m.upper >= mean && m.crc >= mean && m.upper <= 1.0);
+            if m.upper >= 0.075 {
+                covered += 1;
             }
         }
         assert!(covered >= 280, "covered {covered}/300");

@@ -57,11 +57,11 @@ pub mod temperature;
 pub mod threshold;
 
 pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
-pub use boxes::{
-    fit_boxes, miss_bound, risk_p_value, AuditBox, AuditImage, BoxClass, BoxDesign, BoxFit, BoxOptions,
-    MissBound, RiskBound,
-};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
+pub use boxes::{
+    fit_boxes, miss_bound, risk_p_value, AuditBox, AuditImage, BoxClass, BoxDesign, BoxFit,
+    BoxOptions, MissBound, RiskBound,
+};
 pub use drift::{DriftDetector, DriftState};
 pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};

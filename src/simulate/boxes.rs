@@ -264,7 +264,11 @@ fn one_seed(
         accepted += a;
         correct += c;
         if !im.boxes.is_empty() {
-            fdps.push(if a == 0 { 0.0 } else { (a - c) as f64 / a as f64 });
+            fdps.push(if a == 0 {
+                0.0
+            } else {
+                (a - c) as f64 / a as f64
+            });
         }
         if im.truths > 0 {
             misses.push(im.missed as f64 / im.truths as f64);
@@ -291,7 +295,10 @@ fn one_seed(
     let miss_mean = mean(misses.iter().copied());
     Ok(BoxSeedResult {
         seed,
-        audit_ids: audit_idx.iter().map(|&i| data.images[i].id.clone()).collect(),
+        audit_ids: audit_idx
+            .iter()
+            .map(|&i| data.images[i].id.clone())
+            .collect(),
         audit_images: audit.len(),
         routed_images: routed.len(),
         reviewed_images: reviewed,
@@ -409,7 +416,17 @@ mod tests {
         let images = (0..n)
             .map(|i| {
                 let truth: Vec<Truth> = (0..6)
-                    .map(|j| (BoxPx::new(10.0 + 100.0 * j as f64, 10.0, 90.0 + 100.0 * j as f64, 80.0), j % 2))
+                    .map(|j| {
+                        (
+                            BoxPx::new(
+                                10.0 + 100.0 * j as f64,
+                                10.0,
+                                90.0 + 100.0 * j as f64,
+                                80.0,
+                            ),
+                            j % 2,
+                        )
+                    })
                     .collect();
                 let preds = truth
                     .iter()
@@ -452,7 +469,10 @@ mod tests {
             // Scores ≥ 0.7 are all right, below all wrong: the threshold may
             // dip below 0.7 only as far as the target allows.
             let t = s.classes[0].threshold.unwrap();
-            assert!(t > 0.68 && s.classes.iter().all(|c| c.threshold == Some(t)), "{t}");
+            assert!(
+                t > 0.68 && s.classes.iter().all(|c| c.threshold == Some(t)),
+                "{t}"
+            );
             assert!(s.precision.unwrap() >= 0.95 && s.mean_fdp <= 0.05, "{s:?}");
             assert!(s.coverage > 0.3 && s.coverage <= s.oracle_coverage + 1e-12);
             // One of six never proposed, and the shifted ones match nothing.

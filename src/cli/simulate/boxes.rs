@@ -51,17 +51,22 @@ struct CocoCategory {
     name: String,
 }
 
+/// One proposal as cached: (class, score, [x0, y0, x1, y1]).
+type Proposal = (usize, f64, [f64; 4]);
+/// One image of the COCO file: its `file_name` and true boxes.
+type TruthImage = (String, Vec<(BoxPx, usize)>);
+
 /// The proposals of every image, as read from the model or the cache.
 #[derive(Serialize, Deserialize)]
 struct Proposals {
     key: String,
     /// Per image, in the COCO file's order: (class, score, [x0, y0, x1, y1]).
-    boxes: Vec<Vec<(usize, f64, [f64; 4])>>,
+    boxes: Vec<Vec<Proposal>>,
 }
 
 /// The COCO file read into images with true boxes, classes in the model's
 /// label order. Errors name what is wrong.
-fn read_coco(path: &Path, labels: &[String]) -> Result<(Vec<(String, Vec<(BoxPx, usize)>)>, Vec<String>), String> {
+fn read_coco(path: &Path, labels: &[String]) -> Result<(Vec<TruthImage>, Vec<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let coco: CocoFile =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -96,12 +101,18 @@ fn read_coco(path: &Path, labels: &[String]) -> Result<(Vec<(String, Vec<(BoxPx,
         let image = index
             .get(&a.image_id)
             .ok_or_else(|| format!("annotations[{i}]: image_id {} is not an image", a.image_id))?;
-        let class = class_of
-            .get(&a.category_id)
-            .ok_or_else(|| format!("annotations[{i}]: category_id {} is not a category", a.category_id))?;
+        let class = class_of.get(&a.category_id).ok_or_else(|| {
+            format!(
+                "annotations[{i}]: category_id {} is not a category",
+                a.category_id
+            )
+        })?;
         let [x, y, w, h] = a.bbox;
         if !(a.bbox.iter().all(|v| v.is_finite()) && w >= 0.0 && h >= 0.0) {
-            return Err(format!("annotations[{i}]: bbox {:?} is not [x, y, w ≥ 0, h ≥ 0]", a.bbox));
+            return Err(format!(
+                "annotations[{i}]: bbox {:?} is not [x, y, w ≥ 0, h ≥ 0]",
+                a.bbox
+            ));
         }
         truth[*image].push((BoxPx::from_coco([x, y, w, h]), *class));
     }
@@ -127,13 +138,22 @@ fn options(args: &SimulateArgs) -> Result<(BoxDesign, RiskBound, f64), ExitCode>
         return Err(usage("--iou", format!("{} is not in (0, 1]", args.iou)));
     }
     if args.seeds == 0 || args.seeds > 1000 {
-        return Err(usage("--seeds", format!("{} is not in [1, 1000]", args.seeds)));
+        return Err(usage(
+            "--seeds",
+            format!("{} is not in [1, 1000]", args.seeds),
+        ));
     }
     let design = BoxDesign::parse(&args.design).ok_or_else(|| {
-        usage("--design", format!("{:?} is not one of shared, per-class", args.design))
+        usage(
+            "--design",
+            format!("{:?} is not one of shared, per-class", args.design),
+        )
     })?;
     let bound = RiskBound::parse(&args.bound).ok_or_else(|| {
-        usage("--bound", format!("{:?} is not one of betting, hoeffding-bentkus", args.bound))
+        usage(
+            "--bound",
+            format!("{:?} is not one of betting, hoeffding-bentkus", args.bound),
+        )
     })?;
     Ok((design, bound, rate))
 }
@@ -174,7 +194,10 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     if model.manifest().task != Task::ObjectDetection {
         return usage(
             "--model",
-            format!("{} is not an object-detection model (--coco needs one)", model.name()),
+            format!(
+                "{} is not an object-detection model (--coco needs one)",
+                model.name()
+            ),
         );
     }
     let labels: Vec<String> = model.labels().iter().cloned().collect();
@@ -212,8 +235,11 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 .iter()
                 .map(|(file, _)| Ok(Input::ImagePath(root.join(file))))
                 .collect();
-            let pb = bar(images.len() as u64, "pre-labeling {wide_bar} {pos}/{len} ({per_sec})");
-            let mut boxes: Vec<Option<Vec<(usize, f64, [f64; 4])>>> = vec![None; images.len()];
+            let pb = bar(
+                images.len() as u64,
+                "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
+            );
+            let mut boxes: Vec<Option<Vec<Proposal>>> = vec![None; images.len()];
             let mut failed: Vec<String> = Vec::new();
             let popts = PipelineOptions {
                 batch_size: 8,
@@ -232,14 +258,19 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                                 .collect(),
                         )
                     }
-                    Ok(None) => failed.push(format!("{}: no detections in the answer", images[i].0)),
+                    Ok(None) => {
+                        failed.push(format!("{}: no detections in the answer", images[i].0))
+                    }
                     Err(e) => failed.push(format!("{}: {e}", images[i].0)),
                 }
             });
             pb.finish_and_clear();
             if let Some(first) = failed.first() {
                 // Leaving images out would change what the audit is a sample of.
-                eprintln!("error: {} image(s) could not be pre-labeled, the first: {first}", failed.len());
+                eprintln!(
+                    "error: {} image(s) could not be pre-labeled, the first: {first}",
+                    failed.len()
+                );
                 return ExitCode::from(EXIT_NOTHING_LABELED);
             }
             let p = Proposals {
