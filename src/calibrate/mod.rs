@@ -6,6 +6,9 @@
 //!
 //! - [`binomial`]: exact (Clopper–Pearson) one-sided bounds on a proportion,
 //!   on a hand-written regularized incomplete beta function and its inverse.
+//! - [`boxes`]: thresholds for detected boxes with the image as the unit
+//!   (per-image false-discovery proportion by Learn-then-Test) and a bound
+//!   on the miss rate.
 //! - [`threshold`]: auto-accept thresholds chosen by Learn-then-Test with
 //!   fixed-sequence testing, per predicted class (Bonferroni over classes)
 //!   or one global threshold, so that P(precision ≥ target) ≥ 1 − δ.
@@ -45,6 +48,7 @@
 
 pub mod agreement;
 pub mod binomial;
+pub mod boxes;
 pub mod drift;
 pub mod fit;
 pub mod label_errors;
@@ -54,6 +58,10 @@ pub mod threshold;
 
 pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
+pub use boxes::{
+    fit_boxes, miss_bound, risk_p_value, AuditBox, AuditImage, BoxClass, BoxDesign, BoxFit,
+    BoxOptions, MissBound, RiskBound,
+};
 pub use drift::{DriftDetector, DriftState};
 pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+
+mod boxes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::inputs;
@@ -25,8 +27,29 @@ use crate::store::{ProjectSettings, DEFAULT_CALIBRATE_EVERY};
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// JSONL of {"id", "text"|"image", "label"}: the true labels the simulated annotator gives.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "coco")]
+    data: Option<PathBuf>,
+    /// Detection: a COCO instances file (the true boxes the simulated
+    /// annotator returns); its images' `file_name`s are read below --images.
+    #[arg(long, conflicts_with = "data")]
+    coco: Option<PathBuf>,
+    /// Detection: the folder the COCO `file_name`s are relative to
+    /// (default: the instances file's folder).
+    #[arg(long, requires = "coco")]
+    images: Option<PathBuf>,
+    /// Detection: audit images (overrides --audit-rate, whose default is 0.3 for detection).
+    #[arg(long, requires = "coco")]
+    audit_images: Option<usize>,
+    /// Detection: IoU a box needs with a human box of its class to count as correct, in (0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    iou: f64,
+    /// Detection: shared (one fixed sequence at δ over one threshold for all
+    /// classes) or per-class (one scan per class at δ / K).
+    #[arg(long, default_value = "shared")]
+    design: String,
+    /// Detection: the p-value each candidate is tested with: betting or hoeffding-bentkus.
+    #[arg(long, default_value = "betting")]
+    bound: String,
     /// Model folder or name; it must declare an embedding output (the head learns on it).
     #[arg(long, short)]
     model: String,
@@ -74,9 +97,10 @@ pub struct SimulateArgs {
     /// Threshold method, as the project setting names it: global or per-class.
     #[arg(long, default_value = "global")]
     method: String,
-    /// Share of the pool drawn into the uniform audit sample, in [0, 1].
-    #[arg(long, default_value_t = 0.05)]
-    audit_rate: f64,
+    /// Share of the pool drawn into the uniform audit sample, in [0, 1]
+    /// (default 0.05; for detection, of the images, default 0.3).
+    #[arg(long)]
+    audit_rate: Option<f64>,
     /// Size of the audit sample (overrides --audit-rate).
     #[arg(long)]
     audit_labels: Option<usize>,
@@ -144,7 +168,7 @@ fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
     })
     .map_err(|e| usage("--delta", e.message))?;
     settings(ProjectSettings {
-        audit_rate: Some(args.audit_rate),
+        audit_rate: Some(args.audit_rate.unwrap_or(CLASSIFY_AUDIT_RATE)),
         ..ProjectSettings::default()
     })
     .map_err(|e| usage("--audit-rate", e.message))?;
@@ -236,7 +260,16 @@ fn embed_texts(model: &Model, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Strin
         .collect()
 }
 
+/// `--audit-rate`'s default for classification.
+const CLASSIFY_AUDIT_RATE: f64 = 0.05;
+
 pub fn run(args: SimulateArgs) -> ExitCode {
+    if args.coco.is_some() {
+        return boxes::run(args);
+    }
+    let Some(data_path) = args.data.clone() else {
+        return usage("--data", "is required (or --coco for detection)");
+    };
     let (predictor, method) = match check_flags(&args) {
         Ok(x) => x,
         Err(code) => return code,
@@ -262,14 +295,14 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             }
         }
     }
-    let items = inputs::expand(std::slice::from_ref(&args.data));
+    let items = inputs::expand(std::slice::from_ref(&data_path));
     let mut label_names: Vec<String> = items.iter().filter_map(|i| i.truth.clone()).collect();
     label_names.sort();
     label_names.dedup();
     if label_names.len() < 2 {
         eprintln!(
             "error: {} needs a \"label\" on each line, with at least two distinct labels",
-            args.data.display()
+            data_path.display()
         );
         return ExitCode::from(EXIT_USAGE);
     }
@@ -368,7 +401,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         "{}|{}|{}|{}",
         model.name(),
         model.version(),
-        args.data.display(),
+        data_path.display(),
         items.len()
     );
     let cached: Option<Embedded> = args
@@ -494,7 +527,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         target: args.target,
         delta: args.delta,
         method,
-        audit_rate: args.audit_rate,
+        audit_rate: args.audit_rate.unwrap_or(CLASSIFY_AUDIT_RATE),
         audit_labels: args.audit_labels,
         audit_per_round: args.audit_per_round,
         calibrate_every: args.calibrate_every,
@@ -521,7 +554,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     let title = format!(
         "{} on {} ({} items, {} held out)",
         model.name(),
-        args.data
+        data_path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),

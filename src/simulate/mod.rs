@@ -23,6 +23,7 @@
 //!
 //! Knows nothing of HTTP, storage or ONNX.
 
+pub mod boxes;
 mod plot;
 
 use std::collections::{BTreeMap, HashSet};

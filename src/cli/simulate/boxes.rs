@@ -1,0 +1,450 @@
+//! `labelloop simulate --coco instances.json --model <detector>`: the
+//! detection loop (see [`crate::simulate::boxes`]) on a COCO file whose
+//! boxes are the truth. Every image is pre-labeled once by the engine
+//! (batched, as `labelloop label` does); the seeds replay audit,
+//! calibration and routing on those proposals.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
+use super::{bar, usage, SimulateArgs};
+use crate::calibrate::{BoxDesign, BoxOptions, RiskBound};
+use crate::model::pipeline::{self, PipelineOptions};
+use crate::model::{registry, Input, LoadOptions, Model, Task};
+use crate::region::BoxPx;
+use crate::runtime::SessionOptions;
+use crate::service::calibration::{validate, validate_target};
+use crate::simulate::boxes::{self as sim, BoxDataset, BoxImage, BoxSimOptions, BoxSimReport};
+use crate::store::ProjectSettings;
+
+/// `--audit-rate`'s default for detection: share of the images audited.
+const DETECT_AUDIT_RATE: f64 = 0.3;
+
+#[derive(Deserialize)]
+struct CocoFile {
+    images: Vec<CocoImageEntry>,
+    #[serde(default)]
+    annotations: Vec<CocoAnnotation>,
+    categories: Vec<CocoCategory>,
+}
+
+#[derive(Deserialize)]
+struct CocoImageEntry {
+    id: u64,
+    file_name: String,
+}
+
+#[derive(Deserialize)]
+struct CocoAnnotation {
+    image_id: u64,
+    category_id: u64,
+    bbox: [f64; 4],
+}
+
+#[derive(Deserialize)]
+struct CocoCategory {
+    id: u64,
+    name: String,
+}
+
+/// One proposal as cached: (class, score, [x0, y0, x1, y1]).
+type Proposal = (usize, f64, [f64; 4]);
+/// One image of the COCO file: its `file_name` and true boxes.
+type TruthImage = (String, Vec<(BoxPx, usize)>);
+
+/// The proposals of every image, as read from the model or the cache.
+#[derive(Serialize, Deserialize)]
+struct Proposals {
+    key: String,
+    /// Per image, in the COCO file's order: (class, score, [x0, y0, x1, y1]).
+    boxes: Vec<Vec<Proposal>>,
+}
+
+/// The COCO file read into images with true boxes, classes in the model's
+/// label order. Errors name what is wrong.
+fn read_coco(path: &Path, labels: &[String]) -> Result<(Vec<TruthImage>, Vec<String>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let coco: CocoFile =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut class_of: HashMap<u64, usize> = HashMap::new();
+    let mut unknown = Vec::new();
+    for c in &coco.categories {
+        match labels.iter().position(|l| *l == c.name) {
+            Some(k) => {
+                class_of.insert(c.id, k);
+            }
+            None => unknown.push(c.name.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "categories [{}] are not labels of the model ([{}])",
+            unknown.join(", "),
+            labels.join(", ")
+        ));
+    }
+    let index: HashMap<u64, usize> = coco
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| (im.id, i))
+        .collect();
+    if index.len() != coco.images.len() {
+        return Err("two images share an id".into());
+    }
+    let mut truth: Vec<Vec<(BoxPx, usize)>> = vec![Vec::new(); coco.images.len()];
+    for (i, a) in coco.annotations.iter().enumerate() {
+        let image = index
+            .get(&a.image_id)
+            .ok_or_else(|| format!("annotations[{i}]: image_id {} is not an image", a.image_id))?;
+        let class = class_of.get(&a.category_id).ok_or_else(|| {
+            format!(
+                "annotations[{i}]: category_id {} is not a category",
+                a.category_id
+            )
+        })?;
+        let [x, y, w, h] = a.bbox;
+        if !(a.bbox.iter().all(|v| v.is_finite()) && w >= 0.0 && h >= 0.0) {
+            return Err(format!(
+                "annotations[{i}]: bbox {:?} is not [x, y, w ≥ 0, h ≥ 0]",
+                a.bbox
+            ));
+        }
+        truth[*image].push((BoxPx::from_coco([x, y, w, h]), *class));
+    }
+    let files = coco.images.iter().map(|im| im.file_name.clone());
+    Ok((files.zip(truth).collect(), labels.to_vec()))
+}
+
+fn options(args: &SimulateArgs) -> Result<(BoxDesign, RiskBound, f64), ExitCode> {
+    validate_target(args.target).map_err(|e| usage("--target", e.message))?;
+    let settings = |s: ProjectSettings| validate(&s);
+    settings(ProjectSettings {
+        delta: Some(args.delta),
+        ..ProjectSettings::default()
+    })
+    .map_err(|e| usage("--delta", e.message))?;
+    let rate = args.audit_rate.unwrap_or(DETECT_AUDIT_RATE);
+    settings(ProjectSettings {
+        audit_rate: Some(rate),
+        ..ProjectSettings::default()
+    })
+    .map_err(|e| usage("--audit-rate", e.message))?;
+    if !(args.iou.is_finite() && args.iou > 0.0 && args.iou <= 1.0) {
+        return Err(usage("--iou", format!("{} is not in (0, 1]", args.iou)));
+    }
+    if args.seeds == 0 || args.seeds > 1000 {
+        return Err(usage(
+            "--seeds",
+            format!("{} is not in [1, 1000]", args.seeds),
+        ));
+    }
+    let design = BoxDesign::parse(&args.design).ok_or_else(|| {
+        usage(
+            "--design",
+            format!("{:?} is not one of shared, per-class", args.design),
+        )
+    })?;
+    let bound = RiskBound::parse(&args.bound).ok_or_else(|| {
+        usage(
+            "--bound",
+            format!("{:?} is not one of betting, hoeffding-bentkus", args.bound),
+        )
+    })?;
+    Ok((design, bound, rate))
+}
+
+pub fn run(args: SimulateArgs) -> ExitCode {
+    let (design, bound, audit_rate) = match options(&args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(coco_path) = args.coco.clone() else {
+        return usage("--coco", "is required for detection");
+    };
+    let dir = registry::resolve(&args.model, &args.models_dir);
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let sessions = threads.min(4);
+    let model = match Model::load(
+        &dir,
+        LoadOptions {
+            session: SessionOptions {
+                intra_threads: (threads / sessions).max(1),
+                spinning: false,
+            },
+            sessions,
+            embeddings: false,
+            ..LoadOptions::default()
+        },
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_MODEL_LOAD);
+        }
+    };
+    if model.manifest().task != Task::ObjectDetection {
+        return usage(
+            "--model",
+            format!(
+                "{} is not an object-detection model (--coco needs one)",
+                model.name()
+            ),
+        );
+    }
+    let labels: Vec<String> = model.labels().iter().cloned().collect();
+    let (images, labels) = match read_coco(&coco_path, &labels) {
+        Ok(x) => x,
+        Err(e) => return usage("--coco", e),
+    };
+    if images.is_empty() {
+        eprintln!("error: {} holds no images", coco_path.display());
+        return ExitCode::from(EXIT_NOTHING_LABELED);
+    }
+    let root: PathBuf = args.images.clone().unwrap_or_else(|| {
+        coco_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    let key = format!(
+        "{}|{}|{}|{}",
+        model.name(),
+        model.version(),
+        coco_path.display(),
+        images.len()
+    );
+    let cached: Option<Proposals> = args
+        .cache
+        .as_ref()
+        .and_then(|c| std::fs::read(c).ok())
+        .and_then(|b| serde_json::from_slice::<Proposals>(&b).ok())
+        .filter(|p| p.key == key && p.boxes.len() == images.len());
+    let proposals = match cached {
+        Some(p) => p,
+        None => {
+            let inputs: Vec<_> = images
+                .iter()
+                .map(|(file, _)| Ok(Input::ImagePath(root.join(file))))
+                .collect();
+            let pb = bar(
+                images.len() as u64,
+                "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
+            );
+            let mut boxes: Vec<Option<Vec<Proposal>>> = vec![None; images.len()];
+            let mut failed: Vec<String> = Vec::new();
+            let popts = PipelineOptions {
+                batch_size: 8,
+                workers: threads,
+                runners: sessions,
+                ..PipelineOptions::default()
+            };
+            pipeline::label_all(&model, inputs, popts, |i, r| {
+                pb.inc(1);
+                match r.map(|p| p.detections) {
+                    Ok(Some(d)) => {
+                        boxes[i] = Some(
+                            d.boxes
+                                .iter()
+                                .map(|b| (b.class, f64::from(b.score), b.bbox))
+                                .collect(),
+                        )
+                    }
+                    Ok(None) => {
+                        failed.push(format!("{}: no detections in the answer", images[i].0))
+                    }
+                    Err(e) => failed.push(format!("{}: {e}", images[i].0)),
+                }
+            });
+            pb.finish_and_clear();
+            if let Some(first) = failed.first() {
+                // Leaving images out would change what the audit is a sample of.
+                eprintln!(
+                    "error: {} image(s) could not be pre-labeled, the first: {first}",
+                    failed.len()
+                );
+                return ExitCode::from(EXIT_NOTHING_LABELED);
+            }
+            let p = Proposals {
+                key: key.clone(),
+                boxes: boxes.into_iter().map(Option::unwrap_or_default).collect(),
+            };
+            if let Some(c) = &args.cache {
+                if let Err(err) = serde_json::to_vec(&p)
+                    .map_err(std::io::Error::other)
+                    .and_then(|b| std::fs::write(c, b))
+                {
+                    tracing::warn!(cache = %c.display(), error = %err, "could not write the proposal cache");
+                }
+            }
+            p
+        }
+    };
+    let data = BoxDataset {
+        images: images
+            .into_iter()
+            .zip(proposals.boxes)
+            .map(|((id, truth), props)| BoxImage {
+                id,
+                preds: props
+                    .into_iter()
+                    .map(|(c, s, [x0, y0, x1, y1])| (BoxPx::new(x0, y0, x1, y1), c, s))
+                    .collect(),
+                truth,
+            })
+            .collect(),
+        labels,
+    };
+    let opts = BoxSimOptions {
+        seed: args.seed,
+        seeds: args.seeds,
+        audit_images: args.audit_images,
+        audit_rate,
+        iou: args.iou,
+        fit: BoxOptions {
+            target: args.target,
+            delta: args.delta,
+            design,
+            bound,
+        },
+    };
+    let outcomes = match sim::outcomes(&data, opts.iou) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let report = match sim::run(&data, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let written = std::fs::create_dir_all(&args.out).and_then(|_| {
+        let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
+        std::fs::write(args.out.join("simulation-boxes.json"), json)?;
+        // Per image: the matched proposals, for side-by-side checks
+        // (scripts/box_calibration_reference.py).
+        let mut lines = Vec::new();
+        for (im, o) in data.images.iter().zip(&outcomes) {
+            let row = serde_json::json!({
+                "id": im.id,
+                "truths": o.truths,
+                "missed": o.missed,
+                "boxes": o.boxes.iter().map(|b| (b.class, b.score, b.correct)).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer(&mut lines, &row).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+        }
+        std::fs::write(args.out.join("box-outcomes.jsonl"), lines)
+    });
+    if let Err(e) = written {
+        eprintln!("error: writing {}: {e}", args.out.display());
+        return ExitCode::from(EXIT_OUTPUT);
+    }
+    let title = format!(
+        "{} on {}",
+        model.name(),
+        coco_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    print_summary(&title, &report);
+    eprintln!(
+        "wrote {0}/simulation-boxes.json and {0}/box-outcomes.jsonl",
+        args.out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_summary(title: &str, r: &BoxSimReport) {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+    println!("{title}");
+    println!(
+        "{} images, {} true boxes, {} proposals (mAP@0.5 {}, mAP@[.5:.95] {}); target {} at δ {}, IoU ≥ {}, design {:?}, bound {:?}, {} audit images, {} seed(s)",
+        r.images,
+        r.truths,
+        r.proposals,
+        opt(r.map_50),
+        opt(r.map_50_95),
+        r.target,
+        r.delta,
+        r.iou,
+        r.design,
+        r.bound,
+        r.audit_images,
+        r.runs.len()
+    );
+    println!("| seed | accepted boxes | precision | mean FDP | coverage | oracle | miss (mean) | miss bound | images touched | finished P / R |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in &r.runs {
+        println!(
+            "| {} | {} | {} | {:.4} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} / {} |",
+            s.seed,
+            s.accepted_boxes,
+            opt(s.precision),
+            s.mean_fdp,
+            s.coverage,
+            s.oracle_coverage,
+            opt(s.miss_mean),
+            s.miss_bound,
+            s.touched_share,
+            opt(s.finished_precision),
+            opt(s.finished_recall),
+        );
+    }
+    let m = &r.summary;
+    println!(
+        "summary: precision ≥ {} in {}/{} seeds (min {}, mean {}; {} accepted nothing); coverage {:.3} vs oracle {:.3}; miss {} vs bound {:.3} (within in {}/{}); images touched {:.3}; finished precision {} recall {}",
+        r.target,
+        m.meets_target,
+        m.seeds,
+        opt(m.precision_min),
+        opt(m.precision_mean),
+        m.accepted_nothing,
+        m.coverage_mean,
+        m.oracle_coverage_mean,
+        opt(m.miss_mean),
+        m.miss_bound_mean,
+        m.miss_within_bound,
+        m.seeds,
+        m.touched_share_mean,
+        opt(m.finished_precision_mean),
+        opt(m.finished_recall_mean),
+    );
+    if let Some(s) = r.runs.first() {
+        let rows: BTreeMap<&str, String> = s
+            .classes
+            .iter()
+            .map(|c| {
+                (
+                    c.label.as_str(),
+                    format!(
+                        "threshold {} · audit {} images / {} boxes · accepted {} ({} correct) of {} true",
+                        opt(c.threshold),
+                        c.audit_images,
+                        c.audit_boxes,
+                        c.accepted,
+                        c.correct,
+                        c.truths
+                    ),
+                )
+            })
+            .collect();
+        println!("seed {} per class:", s.seed);
+        for (label, row) in rows {
+            println!("  {label}: {row}");
+        }
+    }
+}
