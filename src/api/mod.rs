@@ -84,7 +84,8 @@ impl ApiConfig {
         title = "labelloop",
         description = "Model-assisted auto-labeling: pre-label with ONNX models, route uncertain items to people, learn from corrections. Errors are `{\"error\": {\"code\", \"message\"}}`; the codes are listed in `components.schemas.ErrorCode`."
     ),
-    components(schemas(ErrorBody))
+    // `Stored` is the calibration view's flattened fit (`fit_schema`).
+    components(schemas(ErrorBody, crate::service::calibration::Stored))
 )]
 struct ApiDoc;
 
