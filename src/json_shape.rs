@@ -35,7 +35,10 @@ pub fn optional_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
 }
 
 /// The document's schema of a string that is one of `values`.
-pub fn string_enum<I: IntoIterator<Item = String>>(values: I, description: &str) -> utoipa::openapi::Object {
+pub fn string_enum<I: IntoIterator<Item = String>>(
+    values: I,
+    description: &str,
+) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
         .enum_values(Some(values))
@@ -44,7 +47,10 @@ pub fn string_enum<I: IntoIterator<Item = String>>(values: I, description: &str)
 }
 
 /// The document's schema of a string that is one of `values`, or `null`.
-pub fn nullable_enum<I: IntoIterator<Item = String>>(values: I, description: &str) -> utoipa::openapi::Object {
+pub fn nullable_enum<I: IntoIterator<Item = String>>(
+    values: I,
+    description: &str,
+) -> utoipa::openapi::Object {
     use utoipa::openapi::schema::{SchemaType, Type};
     let mut values: Vec<Value> = values.into_iter().map(Value::String).collect();
     values.push(Value::Null);

@@ -58,7 +58,10 @@ pub fn shared_codes(method: &HttpMethod, op: &Operation) -> Vec<Code> {
     let token = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if token {
         codes.extend(TOKEN);
-        if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Delete) {
+        if matches!(
+            method,
+            HttpMethod::Post | HttpMethod::Put | HttpMethod::Delete
+        ) {
             codes.extend(WRITE);
         }
     }

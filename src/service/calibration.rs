@@ -140,7 +140,10 @@ fn fit_schema() -> utoipa::openapi::Schema {
     // No `model_version` (a fit always has one, a string).
     let none = ObjectBuilder::new()
         .schema_type(Type::Object)
-        .property("model_version", ObjectBuilder::new().schema_type(Type::Null))
+        .property(
+            "model_version",
+            ObjectBuilder::new().schema_type(Type::Null),
+        )
         .description(Some("Before the first fit: none of the fit's keys."));
     OneOfBuilder::new()
         .item(Ref::from_schema_name("Stored"))
