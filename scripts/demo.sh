@@ -4,7 +4,8 @@
 #     accuracy against the true labels (demo-output.jsonl);
 #  2. start the service on http://127.0.0.1:8080 with every model loaded and a
 #     demo project whose 1,000 images are pre-labeled in the background; it
-#     prints example curl lines. Stop it with Ctrl-C.
+#     prints the review page's URL (http://127.0.0.1:8080/ui) with the keys
+#     to press, then example curl lines. Stop it with Ctrl-C.
 # Extra arguments go to `labelloop serve` (e.g. --addr 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -21,6 +21,7 @@ pub mod api;
 pub mod calibrate;
 pub mod cli;
 pub mod failpoint;
+pub mod json_shape;
 pub mod learn;
 pub mod model;
 pub mod region;

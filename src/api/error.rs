@@ -132,9 +132,15 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// One of the documented codes.
-    #[schema(value_type = String)]
+    #[schema(schema_with = error_code_ref)]
     pub code: &'static str,
     pub message: String,
+}
+
+/// `ErrorDetail.code` is one of `components.schemas.ErrorCode` (built from
+/// [`Code::ALL`] by `api::openapi_document`).
+fn error_code_ref() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("ErrorCode")
 }
 
 /// The cause of an internal error, handed to the `track` middleware in the

@@ -51,6 +51,36 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Parse a body that must be one JSON object (serde would also read a
+/// struct from an array of its fields): anything else is 422
+/// `invalid_body`, malformed JSON still 400.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Malformed JSON says so first.
+        parse_json::<serde::de::IgnoredAny>(bytes)?;
+        return Err(ApiError::unprocessable(
+            Code::InvalidBody,
+            "the body must be a JSON object",
+        ));
+    }
+    parse_json(bytes)
+}
+
+/// A path parameter as text (or any type serde reads from it), with a
+/// JSON 400 `bad_path` when it cannot be read (bad percent-encoding).
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| ApiError::bad_request(Code::BadPath, e.body_text()))
+    }
+}
+
 /// A numeric id from the path, as 404 (not 400) when it cannot exist.
 pub struct Id(pub i64);
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod error_doc;
 pub mod extract;
 pub mod ingest_body;
 pub mod labelstudio;
@@ -83,7 +84,8 @@ impl ApiConfig {
         title = "labelloop",
         description = "Model-assisted auto-labeling: pre-label with ONNX models, route uncertain items to people, learn from corrections. Errors are `{\"error\": {\"code\", \"message\"}}`; the codes are listed in `components.schemas.ErrorCode`."
     ),
-    components(schemas(ErrorBody))
+    // `Stored` is the calibration view's flattened fit (`fit_schema`).
+    components(schemas(ErrorBody, crate::service::calibration::Stored))
 )]
 struct ApiDoc;
 
@@ -91,7 +93,7 @@ struct ApiDoc;
 fn guarded(access: Access, route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
     let (schemas, mut paths, method_router) = route;
     for item in paths.paths.values_mut() {
-        for op in operations(item) {
+        for (_, op) in error_doc::operations(item) {
             if access != Access::Public {
                 op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
                     "bearer",
@@ -106,19 +108,6 @@ fn guarded(access: Access, route: UtoipaMethodRouter<AppState>) -> UtoipaMethodR
     (schemas, paths, method_router).layer(middleware::from_fn(move |req: Request, next: Next| {
         auth::require(access, req, next)
     }))
-}
-
-fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<&mut utoipa::openapi::path::Operation> {
-    [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.patch.as_mut(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
 }
 
 /// Every route, with its access, in the order the document lists them.
@@ -179,7 +168,33 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
             .description(Some("Every error code the API answers with."))
             .into(),
     );
+    // The errors the shared layers answer, on every operation (one place).
+    error_doc::document_errors(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// The document a running server serves: [`openapi_document`], with the
+/// `model` fields (`POST /v1/projects`, `POST /v1/predict`) limited to the
+/// models this server has loaded, since any other name is refused.
+pub fn served_document(models: &[&str]) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema};
+    let mut doc = openapi_document();
+    if models.is_empty() {
+        return doc;
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return doc;
+    };
+    for name in ["CreateProject", "PredictIn"] {
+        let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Object(model))) = schema.properties.get_mut("model") {
+            model.enum_values = Some(models.iter().map(|m| serde_json::json!(m)).collect());
+            model.description = Some("A model this server has loaded.".into());
+        }
+    }
     doc
 }
 
@@ -349,5 +364,52 @@ mod tests {
             .as_array()
             .unwrap();
         assert_eq!(codes.len(), Code::ALL.len());
+    }
+
+    /// The shared layers' errors are on every operation, from one place:
+    /// a route registered without any error response still documents them.
+    #[test]
+    fn every_operation_documents_the_shared_errors() {
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                let mut want = vec!["500", "503"];
+                if op.get("security").is_some() {
+                    want.extend(["401", "403", "507"]);
+                }
+                if path.contains('{') {
+                    want.extend(["400", "404"]);
+                }
+                if op.get("requestBody").is_some() {
+                    want.extend(["400", "413", "422"]);
+                }
+                for status in want {
+                    let r = responses
+                        .get(status)
+                        .unwrap_or_else(|| panic!("{method} {path} lacks {status}"));
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+                for (status, r) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            r["content"]["application/json"]["schema"]["$ref"]
+                                .as_str()
+                                .is_some_and(|s| s.ends_with("/ErrorBody"))
+                                || path == "/readyz",
+                            "{method} {path} {status}: not the error body"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
     }
 }

@@ -114,7 +114,21 @@ fn print_demo_help(addr: std::net::SocketAddr, project: i64, no_auth: bool) {
         " -H \"Authorization: Bearer $TOKEN\""
     };
     println!("demo project {project} (fashion-demo): 1,000 Fashion-MNIST test images are being pre-labeled.");
-    println!("try:");
+    // The review page first: it is what a person most wants to see.
+    println!();
+    println!("review them in the browser: http://{addr}/ui");
+    if !no_auth {
+        println!("  (sign in with a token: labelloop tokens create --role annotator --name alice)");
+    }
+    println!("  open project {project}, pick a review list, then press:");
+    println!(
+        "    1-9, 0     pick one of the first ten labels    Enter      accept the model's label"
+    );
+    println!("    Space      skip (the lease is given back)       <- ->      move between answered items");
+    println!("    Backspace  undo the last answer (or u)          /          filter the labels");
+    println!("    ?          show the keys");
+    println!();
+    println!("or from the shell:");
     println!("  curl -s{auth} http://{addr}/v1/projects/{project}");
     println!(
         "  curl -s{auth} 'http://{addr}/v1/projects/{project}/items?status=needs_review&limit=5'"

@@ -126,10 +126,30 @@ pub struct CalibrationView {
     pub delta: f64,
     /// The fit in force, its keys beside the view's (see `Serialize`).
     #[serde(flatten)]
+    #[schema(schema_with = fit_schema)]
     pub fit: Option<Stored>,
     pub audit: AuditCounts,
     pub drift: DriftView,
     pub history: Vec<HistoryPoint>,
+}
+
+/// The flattened fit: all of `Stored`'s keys, or (before the first fit)
+/// none of them.
+fn fit_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Ref, Type};
+    // No `model_version` (a fit always has one, a string).
+    let none = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "model_version",
+            ObjectBuilder::new().schema_type(Type::Null),
+        )
+        .description(Some("Before the first fit: none of the fit's keys."));
+    OneOfBuilder::new()
+        .item(Ref::from_schema_name("Stored"))
+        .item(none)
+        .build()
+        .into()
 }
 
 /// One object: the view's own keys, then the fit's, each key once (the

@@ -16,16 +16,21 @@ use crate::store::{NewProject, Project, ProjectSettings};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
+    /// Not blank.
+    #[schema(min_length = 1)]
     pub name: String,
     /// A loaded model's name.
     pub model: String,
     /// The label set: the model's own (any order), or for an embedding model
     /// at least two distinct labels of the project's.
     pub labels: Option<Vec<String>>,
-    /// Precision that auto-accepted labels must reach (0..=1, default 0.95).
+    /// Precision that auto-accepted labels must reach, in (0, 1) (default 0.95).
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub precision_target: Option<f64>,
-    /// Auto-accept threshold on the top score (0..=1).
+    /// Auto-accept threshold on the top score, in [0, 1], until a calibration lands.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub threshold: Option<f64>,
+    #[serde(default, deserialize_with = "crate::json_shape::optional_object")]
     pub settings: Option<ProjectSettings>,
     /// Extra models with the same label set, for ensemble disagreement.
     pub committee: Option<Vec<String>>,

@@ -39,38 +39,99 @@ pub struct Project {
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub name: String,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_uncertainty: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectSettings {
-    /// Empty: one queue for everybody.
+    /// Empty: one queue for everybody. Names are distinct and not blank,
+    /// minimums distinct.
+    #[serde(deserialize_with = "crate::json_shape::objects")]
     pub tiers: Vec<Tier>,
     /// Which stored uncertainty decides the band: least_confidence, margin (default) or entropy.
+    #[schema(schema_with = tier_measure_schema)]
     pub tier_measure: Option<String>,
     /// A label from a lower tier on an item in the top tier's band waits for a top-tier confirmation.
     pub require_expert_confirmation: bool,
     /// Retrain the head after this many new annotations (0 or unset: only on request).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub train_every: Option<u64>,
     /// Review lease length in seconds (default 600).
+    #[schema(minimum = 1, maximum = 86_400)]
     pub review_lease_secs: Option<u64>,
     /// Share of pre-labeled items drawn into the audit sample, in [0, 1] (default 0.05).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub audit_rate: Option<f64>,
     /// Audit every item of a predicted class until it has this many audit items (default 0).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub audit_min: Option<u64>,
     /// Risk δ of the precision guarantee, in (0, 0.5] (default 0.05).
+    #[schema(exclusive_minimum = 0.0, maximum = 0.5)]
     pub delta: Option<f64>,
     /// Refit the calibration after this many new audit labels (default 50; 0: only on request).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub calibrate_every: Option<u64>,
     /// `global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).
+    #[schema(schema_with = threshold_method_schema)]
     pub threshold_method: Option<String>,
     /// How disagreeing annotations settle an item: `majority` (default) or `expert`
     /// (the top tier's latest label wins).
+    #[schema(schema_with = conflict_resolution_schema)]
     pub conflict_resolution: Option<String>,
     /// Zero-shot: short descriptions per label, embedded in place of the bare
     /// label names when an embedding model has no head yet.
+    #[schema(schema_with = label_descriptions_schema)]
     pub label_descriptions: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn tier_measure_schema() -> utoipa::openapi::Object {
+    let mut names: Vec<String> = Vec::new();
+    for m in crate::select::Measure::ALL {
+        for name in [m.key().to_string(), m.key().replace('_', "-")] {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    crate::json_shape::nullable_enum(
+        names,
+        "Which stored uncertainty decides the band (default margin); `-` may stand for `_`.",
+    )
+}
+
+fn threshold_method_schema() -> utoipa::openapi::Object {
+    crate::json_shape::nullable_enum(
+        ["global".to_string(), "per-class".to_string()],
+        "`global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).",
+    )
+}
+
+fn conflict_resolution_schema() -> utoipa::openapi::Object {
+    crate::json_shape::nullable_enum(
+        ["majority".to_string(), "expert".to_string()],
+        "How disagreeing annotations settle an item: `majority` (default) or `expert` (the top tier's latest label wins).",
+    )
+}
+
+/// At most 1,000 labels, each description at most 2,000 characters (as
+/// `service::calibration::validate` checks).
+fn label_descriptions_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .max_properties(Some(1_000))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(2_000))
+                .into(),
+        )))
+        .description(Some(
+            "Zero-shot: short descriptions per label (at most 1,000, each at most 2,000 characters), embedded in place of the bare label names when an embedding model has no head yet.",
+        ))
+        .build()
 }
 
 /// Defaults of the calibration settings.

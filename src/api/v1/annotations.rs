@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiResult, ErrorBody};
-use crate::api::extract::{parse_json, Body, Id};
+use crate::api::extract::{parse_object, Body, Id};
 use crate::api::AppState;
 use crate::service::annotations::{self, Deleted};
 use crate::service::review::{self, Annotated};
@@ -26,8 +26,8 @@ pub struct AnnotationIn {
 
 /// Record a human label.
 #[utoipa::path(post, path = "/v1/items/{id}/annotations", tag = "review",
-    params(("id" = i64, Path, description = "Item id")),
-    request_body = AnnotationIn,
+    params(("id" = i64, Path, description = "Item id", example = 1)),
+    request_body(content = AnnotationIn, example = json!({"label": "Trouser"})),
     responses((status = 201, description = "The item, with the annotation, and the annotation's id", body = Annotated),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
@@ -37,7 +37,7 @@ pub async fn annotate(
     Id(item_id): Id,
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<Annotated>)> {
-    let req: AnnotationIn = parse_json(&body)?;
+    let req: AnnotationIn = parse_object(&body)?;
     let annotator = caller.acting_as(req.annotator.as_deref())?;
     let done = review::record(&state, item_id, &req.label, &annotator).await?;
     Ok((StatusCode::CREATED, Json(done)))
@@ -46,7 +46,7 @@ pub async fn annotate(
 /// Delete an annotation (undo). With no annotation left the item waits for
 /// review again, leased to the author.
 #[utoipa::path(delete, path = "/v1/annotations/{id}", tag = "review",
-    params(("id" = i64, Path, description = "Annotation id (`annotation_id` of the annotate answer)")),
+    params(("id" = i64, Path, description = "Annotation id (`annotation_id` of the annotate answer)", example = 1)),
     responses((status = 200, description = "Deleted; the item as it is now", body = Deleted),
               (status = 403, description = "Neither the author nor an admin", body = ErrorBody),
               (status = 404, description = "No such annotation (or already deleted)", body = ErrorBody)))]

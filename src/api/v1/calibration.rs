@@ -15,7 +15,7 @@ use crate::service::quality::{self, AgreementView};
 /// Refit the calibration now: temperature on the review labels, thresholds on
 /// the audit labels. Answers with the job; items are re-routed when it ends.
 #[utoipa::path(post, path = "/v1/projects/{id}/calibrate", tag = "calibration",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 202, body = JobView),
         (status = 404, body = ErrorBody),
         (status = 422, description = "No audit labels yet (`no_audit_labels`)", body = ErrorBody)))]
@@ -31,7 +31,7 @@ pub async fn calibrate(
 /// coverage and precision bounds, audit labels spent and pending, the drift
 /// alarm, and the history of versions.
 #[utoipa::path(get, path = "/v1/projects/{id}/calibration", tag = "calibration",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 200, body = CalibrationView), (status = 404, body = ErrorBody)))]
 pub async fn get_calibration(
     State(state): State<AppState>,
@@ -43,7 +43,7 @@ pub async fn get_calibration(
 /// Agreement between annotators: Cohen's κ per pair, Krippendorff's α, and
 /// each annotator's accuracy against the settled label of shared items.
 #[utoipa::path(get, path = "/v1/projects/{id}/agreement", tag = "calibration",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 200, body = AgreementView), (status = 404, body = ErrorBody)))]
 pub async fn agreement(
     State(state): State<AppState>,

@@ -22,7 +22,7 @@ pub struct ContentQuery {
 /// The item's content: the stored image bytes or the file under
 /// `--data-root` with its content type, or the text as `text/plain`.
 #[utoipa::path(get, path = "/v1/items/{id}/content", tag = "items",
-    params(("id" = i64, Path, description = "Item id"), ContentQuery),
+    params(("id" = i64, Path, description = "Item id", example = 1), ContentQuery),
     responses((status = 200, description = "The content", content(
                 (String = "image/png"), (String = "image/jpeg"),
                 (String = "text/plain"), (String = "application/octet-stream"))),

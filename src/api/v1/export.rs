@@ -15,13 +15,22 @@ use crate::service::export::{self, ExportFormat};
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// jsonl (default), csv or labelstudio.
+    #[param(schema_with = format_schema)]
     format: Option<String>,
+}
+
+fn format_schema() -> utoipa::openapi::Object {
+    crate::json_shape::string_enum(
+        ["jsonl", "csv", "labelstudio"].map(str::to_string),
+        "jsonl (default), csv or labelstudio.",
+    )
 }
 
 /// Export labels as jsonl, csv or labelstudio (streamed).
 #[utoipa::path(get, path = "/v1/projects/{id}/export", tag = "export",
-    params(("id" = i64, Path, description = "Project id"), ExportQuery),
-    responses((status = 200, description = "The export, streamed", content_type = "application/x-ndjson", body = String),
+    params(("id" = i64, Path, description = "Project id", example = 1), ExportQuery),
+    responses((status = 200, description = "The export, streamed: JSON lines, CSV, or Label Studio's task list", content(
+                (String = "application/x-ndjson"), (String = "text/csv"), (Vec<Object> = "application/json"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,

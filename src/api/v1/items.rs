@@ -41,8 +41,9 @@ pub struct Ingested {
 
 /// Ingest items; answers 202 with a pre-labeling job.
 #[utoipa::path(post, path = "/v1/projects/{id}/items", tag = "items",
-    params(("id" = i64, Path, description = "Project id")),
-    request_body(content = Vec<ItemIn>, description = "A JSON array, NDJSON (one item per line), or multipart/form-data with one image file per part (the file name is the id)"),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
+    request_body(content = Vec<ItemIn>, description = "A JSON array, NDJSON (one item per line), or multipart/form-data with one image file per part (the file name is the id)",
+        example = json!([{"id": "example-1", "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg=="}])),
     responses((status = 202, body = Ingested), (status = 413, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn ingest(
@@ -133,11 +134,28 @@ async fn read_multipart(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// pending, auto_accepted, needs_review, needs_confirmation, labeled or failed.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    crate::json_shape::string_enum(
+        [
+            Status::Pending,
+            Status::AutoAccepted,
+            Status::NeedsReview,
+            Status::NeedsConfirmation,
+            Status::Labeled,
+            Status::Failed,
+        ]
+        .map(|s| s.as_str().to_string()),
+        "Only items in this status.",
+    )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -149,7 +167,7 @@ pub struct ItemPage {
 
 /// List items with keyset paging.
 #[utoipa::path(get, path = "/v1/projects/{id}/items", tag = "items",
-    params(("id" = i64, Path, description = "Project id"), ListQuery),
+    params(("id" = i64, Path, description = "Project id", example = 1), ListQuery),
     responses((status = 200, body = ItemPage), (status = 422, body = ErrorBody)))]
 pub async fn list_items(
     State(state): State<AppState>,
@@ -184,7 +202,7 @@ pub async fn list_items(
 
 /// Get one item with its prediction and annotations.
 #[utoipa::path(get, path = "/v1/items/{id}", tag = "items",
-    params(("id" = i64, Path, description = "Item id")),
+    params(("id" = i64, Path, description = "Item id", example = 1)),
     responses((status = 200, description = "The item", body = ItemRecord), (status = 404, body = ErrorBody)))]
 pub async fn get_item(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ItemRecord>> {
     Ok(Json(state.store.get_item(id).await?))

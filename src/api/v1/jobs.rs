@@ -61,7 +61,7 @@ impl From<&Job> for JobView {
 
 /// Job state, progress, errors and rate.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id")),
+    params(("id" = i64, Path, description = "Job id", example = 1)),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn get_job(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<JobView>> {
     Ok(Json(JobView::from(&state.store.get_job(id).await?)))

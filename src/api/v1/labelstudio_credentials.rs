@@ -14,7 +14,7 @@ use crate::service::labelstudio::door::{self, Credentials};
 /// the ML backend's settings in Label Studio. The password is shown only
 /// in this answer; creating again replaces it.
 #[utoipa::path(post, path = "/v1/projects/{id}/labelstudio/credentials", tag = "labelstudio",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 201, body = Credentials), (status = 404, body = ErrorBody)))]
 pub async fn credentials(
     State(state): State<AppState>,

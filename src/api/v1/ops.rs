@@ -85,6 +85,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses(
     (status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::api::openapi_document())
+pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    let models: Vec<&str> = state.hub.names().collect();
+    Json(crate::api::served_document(&models))
 }

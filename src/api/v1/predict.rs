@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
-use crate::api::extract::{parse_json, Body};
+use crate::api::extract::{parse_object, Body};
 use crate::api::AppState;
 use crate::model::batcher::BatchError;
 use crate::model::Input;
@@ -19,6 +19,7 @@ use crate::service::hub::PredictionOut;
 pub struct PredictIn {
     /// A loaded model's name.
     model: String,
+    #[serde(deserialize_with = "crate::json_shape::objects")]
     items: Vec<PredictItem>,
     /// Also return each item's embedding.
     #[serde(default)]
@@ -71,11 +72,11 @@ fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
 
 /// Synchronous, stateless pre-labeling of a small batch.
 #[utoipa::path(post, path = "/v1/predict", tag = "predict",
-    request_body = PredictIn,
+    request_body(content = PredictIn, example = json!({"model": "minilm-l6", "items": [{"id": "a", "text": "Free entry: win a prize now"}]})),
     responses((status = 200, body = PredictResponse), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody)))]
 pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Response> {
-    let req: PredictIn = parse_json(&body)?;
+    let req: PredictIn = parse_object(&body)?;
     let model = state.hub.get(&req.model).ok_or_else(|| {
         ApiError::new(
             Code::UnknownModel,

@@ -13,7 +13,7 @@ use crate::service::progress::{self, Progress};
 /// pending; the precision estimate and its lower bound under the current
 /// calibration.
 #[utoipa::path(get, path = "/v1/projects/{id}/progress", tag = "projects",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 200, body = Progress), (status = 404, body = ErrorBody)))]
 pub async fn progress(
     State(state): State<AppState>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
-use crate::api::extract::{parse_json, Body, Id};
+use crate::api::extract::{parse_object, Body, Id};
 use crate::api::AppState;
 use crate::service::projects::{self, CreateProject};
 use crate::service::review;
@@ -15,14 +15,14 @@ use crate::store::{Project, ProjectSettings};
 
 /// Create a project.
 #[utoipa::path(post, path = "/v1/projects", tag = "projects",
-    request_body = CreateProject,
+    request_body(content = CreateProject, example = json!({"name": "shirts", "model": "fashion-mnist-cnn"})),
     responses((status = 201, description = "The project", body = Project),
               (status = 422, body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<AppState>,
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
-    let req: CreateProject = parse_json(&body)?;
+    let req: CreateProject = parse_object(&body)?;
     let project = projects::create(&state, req).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -43,7 +43,7 @@ pub async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Proj
 
 /// Get a project.
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 200, description = "The project", body = Project),
               (status = 404, body = ErrorBody)))]
 pub async fn get_project(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Project>> {
@@ -52,8 +52,9 @@ pub async fn get_project(State(state): State<AppState>, Id(id): Id) -> ApiResult
 
 /// Set tiers, expert confirmation, automatic retraining and the review lease.
 #[utoipa::path(put, path = "/v1/projects/{id}/settings", tag = "projects",
-    params(("id" = i64, Path, description = "Project id")),
-    request_body(content = ProjectSettings, description = "train_every: 0..=1000000; review_lease_secs: 1..=86400"),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
+    request_body(content = ProjectSettings, description = "Replaces every setting; train_every: 0..=1000000; review_lease_secs: 1..=86400",
+        example = json!({"train_every": 50, "review_lease_secs": 600, "calibrate_every": 0})),
     responses((status = 200, description = "The project", body = Project),
               (status = 422, body = ErrorBody)))]
 pub async fn put_settings(
@@ -69,7 +70,7 @@ pub async fn put_settings(
             "the settings must be a JSON object such as {\"train_every\": 50}",
         ));
     }
-    let settings: ProjectSettings = parse_json(&body)?;
+    let settings: ProjectSettings = parse_object(&body)?;
     Ok(Json(
         review::update_settings(&state, project_id, &settings).await?,
     ))

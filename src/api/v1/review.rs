@@ -1,6 +1,6 @@
 //! Review lists, releasing leases, training the head, annotator tiers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{parse_json, Body, Id, Query};
+use crate::api::extract::{parse_object, Body, Id, Path, Query};
 use crate::api::AppState;
 use crate::service::learn::Trained;
 use crate::service::review::{self, ReviewList, ReviewOrder};
@@ -18,16 +18,25 @@ use crate::service::review::{self, ReviewList, ReviewOrder};
 pub struct ReviewQuery {
     /// margin (default), least-confidence, entropy, vote-entropy, mean-kl, k-center, cluster-margin, random;
     /// `audit` (the audit sample, any tier) or `suspect` (suspected label errors).
+    #[param(schema_with = strategy_schema)]
     strategy: Option<String>,
     /// 1..=500, default 20.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// Lease for this annotator (admins only; others are who their token says).
     annotator: Option<String>,
 }
 
+fn strategy_schema() -> utoipa::openapi::Object {
+    crate::json_shape::string_enum(
+        ReviewOrder::names().into_iter().map(str::to_string),
+        "The list: a ranking strategy (default margin), `audit` (the audit sample, any tier) or `suspect` (suspected label errors, not leased).",
+    )
+}
+
 /// Lease the next items for the caller, ranked by a strategy, within their tier.
 #[utoipa::path(get, path = "/v1/projects/{id}/review", tag = "review",
-    params(("id" = i64, Path, description = "Project id"), ReviewQuery),
+    params(("id" = i64, Path, description = "Project id", example = 1), ReviewQuery),
     responses((status = 200, body = ReviewList), (status = 422, body = ErrorBody)))]
 pub async fn review(
     State(state): State<AppState>,
@@ -64,8 +73,8 @@ pub struct Released {
 
 /// Give leased items back to the queue.
 #[utoipa::path(post, path = "/v1/projects/{id}/review/release", tag = "review",
-    params(("id" = i64, Path, description = "Project id")),
-    request_body = ReleaseIn,
+    params(("id" = i64, Path, description = "Project id", example = 1)),
+    request_body(content = ReleaseIn, example = json!({"items": [1]})),
     responses((status = 200, body = Released), (status = 404, body = ErrorBody)))]
 pub async fn release(
     State(state): State<AppState>,
@@ -73,7 +82,7 @@ pub async fn release(
     Id(project_id): Id,
     Body(body): Body,
 ) -> ApiResult<Json<Released>> {
-    let req: ReleaseIn = parse_json(&body)?;
+    let req: ReleaseIn = parse_object(&body)?;
     let annotator = caller.acting_as(req.annotator.as_deref())?;
     let released = review::release(&state, project_id, &annotator, req.items.as_deref()).await?;
     Ok(Json(Released { released }))
@@ -81,7 +90,7 @@ pub async fn release(
 
 /// Train a classifier head on the human labels; re-predicts in a background job.
 #[utoipa::path(post, path = "/v1/projects/{id}/train", tag = "review",
-    params(("id" = i64, Path, description = "Project id")),
+    params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 201, body = Trained), (status = 422, body = ErrorBody)))]
 pub async fn train(
     State(state): State<AppState>,
@@ -107,15 +116,15 @@ pub struct TierOut {
 
 /// Set an annotator's tier.
 #[utoipa::path(put, path = "/v1/annotators/{name}", tag = "review",
-    params(("name" = String, Path, description = "Annotator name (a token's name)")),
-    request_body = TierIn,
+    params(("name" = String, Path, description = "Annotator name (a token's name)", example = "alice")),
+    request_body(content = TierIn, example = json!({"tier": "expert"})),
     responses((status = 200, body = TierOut), (status = 422, body = ErrorBody)))]
 pub async fn set_tier(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<TierOut>> {
-    let req: TierIn = parse_json(&body)?;
+    let req: TierIn = parse_object(&body)?;
     review::set_tier(&state, &name, &req.tier).await?;
     Ok(Json(TierOut {
         annotator: name,
