@@ -262,7 +262,8 @@ pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<Choi
         }
         let tag = format!("<{control} name={name:?} toName={to_name:?}>");
         if !unmatched.is_empty() {
-            miss(format!("{tag} has no <{option}> for {unmatched:?}"));
+            let noun = option.to_lowercase();
+            miss(format!("{tag} has no {noun} for {unmatched:?}"));
             continue;
         }
         // toName may list several objects ("a,b"); the first one is labeled.
