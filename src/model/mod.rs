@@ -415,7 +415,7 @@ impl Model {
                 Preprocessor::Text(Box::new(text::TextPreprocessor::load(dir, spec.clone())?))
             }
         };
-        let first = runtime::create_session(&onnx, opts.session)?;
+        let first = runtime::inspect_session(&onnx)?;
         let mut manifest = manifest;
         if let Some(key) = manifest
             .detect

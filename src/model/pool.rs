@@ -4,8 +4,8 @@
 //! a session that never runs is memory spent for nothing: `serve` loads every
 //! model under `models/`, and with two sessions each from the start, an idle
 //! server held 375 MiB where one session each held 282 (issue #29). Loading
-//! builds one session to check the graph against the manifest, then lets it
-//! go; the first batch builds the first session to keep, and the others are
+//! builds one unoptimised session to check the graph against the manifest
+//! (`runtime::inspect_session`), then lets it go; the first batch builds the first session to keep, and the others are
 //! built the first time every built session is busy, which only happens for
 //! a model under load.
 
