@@ -233,13 +233,7 @@ fn validate(
     opts: &BoxOptions,
 ) -> Result<(), CalibrateError> {
     super::open_unit("target", opts.target)?;
-    if !(opts.delta.is_finite() && opts.delta > 0.0 && opts.delta <= 0.5) {
-        return Err(CalibrateError::OutOfRange {
-            name: "delta",
-            value: opts.delta,
-            domain: "(0, 0.5]",
-        });
-    }
+    super::risk_level(opts.delta)?;
     if let RiskBound::Betting { lambda_share } = opts.bound {
         super::open_unit("lambda_share", lambda_share)?;
     }
@@ -467,13 +461,7 @@ pub fn miss_bound(
     delta: f64,
     bound: RiskBound,
 ) -> Result<MissBound, CalibrateError> {
-    if !(delta.is_finite() && delta > 0.0 && delta <= 0.5) {
-        return Err(CalibrateError::OutOfRange {
-            name: "delta",
-            value: delta,
-            domain: "(0, 0.5]",
-        });
-    }
+    super::risk_level(delta)?;
     let mut losses = Vec::new();
     let (mut truths, mut missed) = (0usize, 0usize);
     for im in images {

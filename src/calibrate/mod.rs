@@ -115,6 +115,19 @@ pub enum CalibrateError {
 }
 
 /// Checks `0 < x < 1` (a target precision, a confidence level).
+/// A guarantee's failure probability δ: in (0, 0.5], as every bound here takes it.
+pub(crate) fn risk_level(delta: f64) -> Result<(), CalibrateError> {
+    if delta.is_finite() && delta > 0.0 && delta <= 0.5 {
+        Ok(())
+    } else {
+        Err(CalibrateError::OutOfRange {
+            name: "delta",
+            value: delta,
+            domain: "(0, 0.5]",
+        })
+    }
+}
+
 pub(crate) fn open_unit(name: &'static str, x: f64) -> Result<(), CalibrateError> {
     if x.is_finite() && x > 0.0 && x < 1.0 {
         Ok(())

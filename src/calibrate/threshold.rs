@@ -177,13 +177,7 @@ fn validate(
     opts: &ThresholdOptions,
 ) -> Result<(), CalibrateError> {
     super::open_unit("target", opts.target)?;
-    if !(opts.delta.is_finite() && opts.delta > 0.0 && opts.delta <= 0.5) {
-        return Err(CalibrateError::OutOfRange {
-            name: "delta",
-            value: opts.delta,
-            domain: "(0, 0.5]",
-        });
-    }
+    super::risk_level(opts.delta)?;
     if opts.step == 0 {
         return Err(CalibrateError::OutOfRange {
             name: "step",
