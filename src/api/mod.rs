@@ -84,8 +84,12 @@ impl ApiConfig {
         title = "labelloop",
         description = "Model-assisted auto-labeling: pre-label with ONNX models, route uncertain items to people, learn from corrections. Errors are `{\"error\": {\"code\", \"message\"}}`; the codes are listed in `components.schemas.ErrorCode`."
     ),
-    // `Stored` is the calibration view's flattened fit (`fit_schema`).
-    components(schemas(ErrorBody, crate::service::calibration::Stored))
+    // `Stored` and `BoxStored` are the calibration view's flattened fit (`fit_schema`).
+    components(schemas(
+        ErrorBody,
+        crate::service::calibration::Stored,
+        crate::service::box_calibration::BoxStored
+    ))
 )]
 struct ApiDoc;
 

@@ -454,6 +454,42 @@ pub fn fit_boxes(
     })
 }
 
+/// Upper confidence bound at level 1 − `delta` on the expected loss of
+/// i.i.d. losses in [0, 1] (1 with no losses): the smallest m at which the
+/// test of H0: E[L] ≥ m rejects at δ. The p-value falls as m grows, so
+/// bisect. No selection happens here: a bound for one fixed rule.
+pub fn risk_upper_bound(
+    losses: &[f64],
+    delta: f64,
+    bound: RiskBound,
+) -> Result<f64, CalibrateError> {
+    super::risk_level(delta)?;
+    if losses.is_empty() {
+        return Ok(1.0);
+    }
+    let rejects = |m: f64| risk_p_value(losses, m, bound).map(|p| p <= delta);
+    if !rejects(1.0 - 1e-12)? {
+        return Ok(1.0);
+    }
+    let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+    let (mut lo, mut hi) = (mean.max(1e-12), 1.0 - 1e-12);
+    if rejects(lo)? {
+        hi = lo;
+    }
+    for _ in 0..100 {
+        if hi - lo < 1e-12 {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        if rejects(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
 /// Miss figures of annotated images and the bounds on the expected
 /// per-image miss proportion (see the module doc).
 pub fn miss_bound(
@@ -479,33 +515,7 @@ pub fn miss_bound(
     }
     let n = losses.len();
     let mean = (n > 0).then(|| losses.iter().sum::<f64>() / n as f64);
-    // The UCB is the smallest m at which the test of H0: E[L] ≥ m rejects
-    // at δ; the p-value falls as m grows, so bisect.
-    let upper = if n == 0 {
-        1.0
-    } else {
-        let rejects = |m: f64| risk_p_value(&losses, m, bound).map(|p| p <= delta);
-        if !rejects(1.0 - 1e-12)? {
-            1.0
-        } else {
-            let (mut lo, mut hi) = (mean.unwrap_or(0.0).max(1e-12), 1.0 - 1e-12);
-            if rejects(lo)? {
-                hi = lo;
-            }
-            for _ in 0..100 {
-                if hi - lo < 1e-12 {
-                    break;
-                }
-                let mid = 0.5 * (lo + hi);
-                if rejects(mid)? {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            hi
-        }
-    };
+    let upper = risk_upper_bound(&losses, delta, bound)?;
     Ok(MissBound {
         images: n,
         truths,

@@ -59,8 +59,8 @@ pub mod threshold;
 pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
 pub use boxes::{
-    fit_boxes, miss_bound, risk_p_value, AuditBox, AuditImage, BoxClass, BoxDesign, BoxFit,
-    BoxOptions, MissBound, RiskBound,
+    fit_boxes, miss_bound, risk_p_value, risk_upper_bound, AuditBox, AuditImage, BoxClass,
+    BoxDesign, BoxFit, BoxOptions, MissBound, RiskBound,
 };
 pub use drift::{DriftDetector, DriftState};
 pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};

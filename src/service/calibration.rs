@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::app::App;
+use super::box_calibration::{self, BoxStored};
 use super::error::{Code, ServiceError, ServiceResult};
 use super::exclusive;
 use super::hub::ModelHub;
@@ -127,14 +128,23 @@ pub struct CalibrationView {
     /// The fit in force, its keys beside the view's (see `Serialize`).
     #[serde(flatten)]
     #[schema(schema_with = fit_schema)]
-    pub fit: Option<Stored>,
+    pub fit: Option<Fit>,
     pub audit: AuditCounts,
     pub drift: DriftView,
     pub history: Vec<HistoryPoint>,
 }
 
-/// The flattened fit: all of `Stored`'s keys, or (before the first fit)
-/// none of them.
+/// A version in force: a classification project's thresholds, or a
+/// detection project's box thresholds (`kind: boxes`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Fit {
+    Classes(Stored),
+    Boxes(BoxStored),
+}
+
+/// The flattened fit: all of `Stored`'s keys, all of `BoxStored`'s (a
+/// detection project), or (before the first fit) none of them.
 fn fit_schema() -> utoipa::openapi::Schema {
     use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Ref, Type};
     // No `model_version` (a fit always has one, a string).
@@ -147,6 +157,7 @@ fn fit_schema() -> utoipa::openapi::Schema {
         .description(Some("Before the first fit: none of the fit's keys."));
     OneOfBuilder::new()
         .item(Ref::from_schema_name("Stored"))
+        .item(Ref::from_schema_name("BoxStored"))
         .item(none)
         .build()
         .into()
@@ -317,6 +328,15 @@ pub async fn scorer(store: &Store, project: &Project) -> Result<Scorer, crate::s
         return Ok(Scorer::fixed(project.threshold));
     }
     match store.current_calibration(project.id).await? {
+        // A detection project's version: its boxes are routed by
+        // `box_calibration::thresholds`; no whole-item label is accepted.
+        Some(row) if box_calibration::parse(&row.body).is_some() => Ok(Scorer {
+            version: Some(row.version),
+            temperature: 1.0,
+            thresholds: HashMap::new(),
+            alarmed: HashSet::new(),
+            fixed: None,
+        }),
         Some(row) => match serde_json::from_str::<Stored>(&row.body) {
             Ok(s) => Ok(Scorer::from_stored(
                 row.version,
@@ -480,6 +500,14 @@ pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
             ));
         }
     }
+    if let Some(t) = s.iou_threshold {
+        if !(t.is_finite() && t > 0.0 && t <= 1.0) {
+            return Err(ServiceError::invalid(
+                "settings.iou_threshold",
+                format!("{t} is not in (0, 1]"),
+            ));
+        }
+    }
     if let Some(m) = &s.threshold_method {
         if method(Some(m)).is_none() {
             return Err(ServiceError::invalid(
@@ -637,6 +665,9 @@ async fn refit(cal: &Calibrator, project_id: i64) -> ServiceResult<()> {
 /// Returns the new version.
 async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
     let project = cal.store.get_project(project_id).await?;
+    if project.task == super::regions::DETECT {
+        return box_calibration::run(cal, &project).await;
+    }
     let rows = cal.store.labeled_rows(project_id).await?;
     let audit_spent = rows.iter().filter(|r| r.audit).count() as i64;
     let head = match project.head_version {
@@ -1108,6 +1139,9 @@ pub fn after_audit_label(cal: &Calibrator, project: &Project) {
 }
 
 async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<()> {
+    if project.task == super::regions::DETECT {
+        return refit_boxes_when_due(cal, project).await;
+    }
     let rows = cal.store.labeled_rows(project.id).await?;
     let spent = rows.iter().filter(|r| r.audit).count() as i64;
     let every = project
@@ -1147,6 +1181,27 @@ async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<(
         }
     }
     if every > 0 && spent - s.audit_spent_at_fit >= every {
+        refit(cal, project.id).await?;
+    }
+    Ok(())
+}
+
+/// A detection project refits when `calibrate_every` new audit images were
+/// reviewed since the version in force (no drift alarm for boxes yet).
+async fn refit_boxes_when_due(cal: &Calibrator, project: &Project) -> ServiceResult<()> {
+    let every = project
+        .settings
+        .calibrate_every
+        .unwrap_or(DEFAULT_CALIBRATE_EVERY) as i64;
+    if every == 0 {
+        return Ok(());
+    }
+    let spent = cal.store.audit_counts(project.id).await?.spent;
+    let at_fit = match cal.store.current_calibration(project.id).await? {
+        Some(row) => box_calibration::parse(&row.body).map_or(0, |s| s.audit_spent_at_fit),
+        None => 0,
+    };
+    if spent - at_fit >= every {
         refit(cal, project.id).await?;
     }
     Ok(())
@@ -1201,6 +1256,16 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     let history = history_rows
         .iter()
         .filter_map(|r| {
+            if let Some(b) = box_calibration::parse(&r.body) {
+                return Some(HistoryPoint {
+                    version: r.version,
+                    created_at: r.created_at,
+                    labels: b.audit_images,
+                    audit_labels: b.audit_images,
+                    coverage: b.coverage,
+                    lower_bound: b.fdp_upper.map(|u| 1.0 - u),
+                });
+            }
             let s: Stored = serde_json::from_str(&r.body).ok()?;
             Some(HistoryPoint {
                 version: r.version,
@@ -1227,6 +1292,18 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
             history,
         });
     };
+    if let Some(s) = box_calibration::parse(&row.body) {
+        return Ok(CalibrationView {
+            version: Some(row.version),
+            created_at: Some(row.created_at),
+            target: s.target,
+            delta: s.delta,
+            fit: Some(Fit::Boxes(s)),
+            audit,
+            drift: DriftView::default(),
+            history,
+        });
+    }
     let mut s: Stored = serde_json::from_str(&row.body)
         .map_err(|e| ServiceError::internal(format!("calibration {}: {e}", row.version)))?;
     let rows = app.store.labeled_rows(project_id).await?;
@@ -1239,7 +1316,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
         created_at: Some(row.created_at),
         target: s.target,
         delta: s.delta,
-        fit: Some(s),
+        fit: Some(Fit::Classes(s)),
         audit,
         drift,
         history,
@@ -1251,6 +1328,9 @@ pub async fn suspects(app: &App, project_id: i64) -> ServiceResult<Vec<i64>> {
     let Some(row) = app.store.current_calibration(project_id).await? else {
         return Ok(Vec::new());
     };
+    if box_calibration::parse(&row.body).is_some() {
+        return Ok(Vec::new());
+    }
     let s: Stored = serde_json::from_str(&row.body)
         .map_err(|e| ServiceError::internal(format!("calibration {}: {e}", row.version)))?;
     Ok(s.suspects.iter().map(|x| x.item_id).collect())

@@ -4,6 +4,7 @@
 
 pub mod annotations;
 pub mod app;
+pub mod box_calibration;
 pub mod calibration;
 pub mod config;
 pub mod content;

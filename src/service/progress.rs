@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::app::App;
+use super::box_calibration;
 use super::calibration::Stored;
 use super::error::{ServiceError, ServiceResult};
 
@@ -44,12 +45,22 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
     let project = app.store.get_project(project_id).await?;
     let counts = app.store.status_counts(project_id).await?;
     let audit = app.store.audit_counts(project_id).await?;
+    // (version, coverage, precision, lower bound) of the version in force.
     let fit = match app.store.current_calibration(project_id).await? {
-        Some(row) => Some((
-            row.version,
-            serde_json::from_str::<Stored>(&row.body)
-                .map_err(|e| ServiceError::internal(format!("calibration {}: {e}", row.version)))?,
-        )),
+        Some(row) => Some(match box_calibration::parse(&row.body) {
+            Some(b) => (
+                row.version,
+                b.coverage,
+                b.precision,
+                b.fdp_upper.map(|u| 1.0 - u),
+            ),
+            None => {
+                let s = serde_json::from_str::<Stored>(&row.body).map_err(|e| {
+                    ServiceError::internal(format!("calibration {}: {e}", row.version))
+                })?;
+                (row.version, s.coverage, s.precision, s.lower_bound)
+            }
+        }),
         None => None,
     };
     Ok(Progress {
@@ -64,9 +75,9 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
         audit_pending: audit.pending,
         audit_spent: audit.spent,
         precision_target: project.precision_target,
-        calibration_version: fit.as_ref().map(|(v, _)| *v),
-        coverage: fit.as_ref().map(|(_, s)| s.coverage),
-        precision: fit.as_ref().and_then(|(_, s)| s.precision),
-        lower_bound: fit.as_ref().and_then(|(_, s)| s.lower_bound),
+        calibration_version: fit.map(|f| f.0),
+        coverage: fit.map(|f| f.1),
+        precision: fit.and_then(|f| f.2),
+        lower_bound: fit.and_then(|f| f.3),
     })
 }

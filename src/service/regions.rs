@@ -34,18 +34,13 @@ pub const MAX_REGIONS: usize = 10_000;
 const REVIEW_ATTEMPTS: usize = 8;
 
 /// Per-class score thresholds for auto-accepting boxes, and the
-/// calibration they come from. Empty until calibration for boxes lands:
-/// then no class is calibrated and every box goes to review.
+/// calibration they come from ([`super::box_calibration::thresholds`]).
+/// Empty before a project's first box calibration: then no class is
+/// calibrated and every box goes to review.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BoxThresholds {
     pub per_class: HashMap<String, f64>,
     pub calibration_version: Option<i64>,
-}
-
-/// The box thresholds in force for a project. None are calibrated yet (box
-/// calibration is its own step of issue 22); it plugs in here.
-pub fn box_thresholds(_project: &Project) -> BoxThresholds {
-    BoxThresholds::default()
 }
 
 /// How one image's boxes are routed: which boxes are auto-accepted, and
@@ -90,11 +85,16 @@ pub fn route_boxes(boxes: &[(&str, f64)], thresholds: &BoxThresholds) -> Routed 
 /// the image's uncertainty (its most uncertain box, each box a binary
 /// decision; an image with no box counts as fully uncertain) so the review
 /// strategies rank detection items too. No whole-item label is set.
+///
+/// `audit` is the image's audit draw `(drawn, probability)`: an audit image
+/// waits for a person with every box left for review, whatever the
+/// thresholds say, so that its review is a full annotation.
 pub fn detection_outcome(
     pred: &Prediction,
     model_labels: &[String],
     model_version: &str,
     thresholds: &BoxThresholds,
+    audit: (bool, f64),
 ) -> Outcome {
     let Some(d) = &pred.detections else {
         return Outcome::Failed("the detection model gave no boxes for this item".into());
@@ -111,7 +111,11 @@ pub fn detection_outcome(
         boxes.push((label.as_str(), f64::from(b.score), b));
     }
     let pairs: Vec<(&str, f64)> = boxes.iter().map(|(l, s, _)| (*l, *s)).collect();
-    let routed = route_boxes(&pairs, thresholds);
+    let mut routed = route_boxes(&pairs, thresholds);
+    if audit.0 {
+        routed.accepted.iter_mut().for_each(|a| *a = false);
+        routed.needs_review = true;
+    }
     let scores: Vec<f32> = d.boxes.iter().map(|b| b.score).collect();
     let uncertainty = if scores.is_empty() {
         Uncertainty {
@@ -139,6 +143,8 @@ pub fn detection_outcome(
         uncertainty: Some(uncertainty),
         model_version: model_version.to_string(),
         auto_accept: !routed.needs_review,
+        audit: audit.0,
+        audit_p: Some(audit.1),
         calibration_version: thresholds.calibration_version,
         regions: Some(Box::new(MachineRegions {
             width: d.width,
@@ -269,6 +275,9 @@ pub async fn put(
             .apply_region_review(item_id, item.rev, &plan, &annotator.name)
             .await?
         {
+            // A reviewed audit image may make a refit due (the upkeep task
+            // counts; cheap when it is not).
+            super::calibration::after_audit_label(&app.calibrator, &project);
             return get(app, project_id, item_id).await;
         }
     }

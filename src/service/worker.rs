@@ -212,7 +212,9 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     if project.task == super::regions::DETECT {
-        let thresholds = super::regions::box_thresholds(&project);
+        let thresholds = super::box_calibration::thresholds(&ctx.store, &project)
+            .await
+            .map_err(|e| e.to_string())?;
         for (id, result) in ids.into_iter().zip(results) {
             let outcome = match result {
                 Ok(pred) => super::regions::detection_outcome(
@@ -220,6 +222,7 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
                     loaded.labels(),
                     predictor.model_version(),
                     &thresholds,
+                    super::box_calibration::audit_draw(&project.settings, project.id, id),
                 ),
                 Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
                 Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),

@@ -1115,3 +1115,6 @@ pub use ls_door::{OutboxEvent, OutboxPut};
 
 mod regions;
 pub use regions::{HumanRegion, RegionItem, RegionReview};
+
+mod box_calibration;
+pub use box_calibration::BoxCoverage;

@@ -12,7 +12,7 @@ use super::{now_ms, ItemRecord, MachineRegions, RegionRecord, Result, Store, Sto
 use crate::region::BoxPx;
 
 /// Columns of a [`RegionRecord`], in `from_row` order.
-const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
+pub(super) const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
      uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at";
 
 /// Rows per generated `INSERT`: 15 parameters each stays below SQLite's
@@ -50,7 +50,9 @@ pub struct RegionReview {
     pub human: Vec<HumanRegion>,
 }
 
-fn region_from_row<R: Row>(r: &R) -> std::result::Result<(i64, RegionRecord), sqlx::Error>
+pub(super) fn region_from_row<R: Row>(
+    r: &R,
+) -> std::result::Result<(i64, RegionRecord), sqlx::Error>
 where
     usize: sqlx::ColumnIndex<R>,
     i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,

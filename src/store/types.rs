@@ -74,8 +74,13 @@ pub struct ProjectSettings {
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub calibrate_every: Option<u64>,
     /// `global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).
+    /// For boxes: `global` is one score threshold shared by every class.
     #[schema(schema_with = threshold_method_schema)]
     pub threshold_method: Option<String>,
+    /// Detection: a machine box is correct when it matches a person's box of
+    /// its class at IoU ≥ this, in (0, 1] (default 0.5).
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    pub iou_threshold: Option<f64>,
     /// How disagreeing annotations settle an item: `majority` (default) or `expert`
     /// (the top tier's latest label wins).
     #[schema(schema_with = conflict_resolution_schema)]
