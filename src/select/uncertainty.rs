@@ -61,6 +61,43 @@ impl Uncertainty {
         }
         worst
     }
+
+    /// An **image's** uncertainty from its proposed boxes (each score the
+    /// model's confidence in one box), for ranking detection images:
+    /// - `least_confidence`: the most uncertain box (as [`Self::from_independent`]);
+    /// - `margin`: how much is left for a person, counting boxes:
+    ///   `1 − exp(−Σ u_i)` over the boxes `in_review`, `u_i` each box's
+    ///   binary uncertainty, so two doubtful boxes rank above one;
+    /// - `entropy`: the image's total score entropy, `1 − exp(−Σ H(s_i))`
+    ///   (binary entropy in bits), which also grows with the count.
+    ///
+    /// An image without proposals is maximally uncertain on all three: the
+    /// model saying nothing is what a person must check most.
+    pub fn of_boxes(scores: &[f32], in_review: &[bool]) -> Uncertainty {
+        if scores.is_empty() {
+            return Uncertainty {
+                least_confidence: 1.0,
+                margin: 1.0,
+                entropy: 1.0,
+            };
+        }
+        let worst = Uncertainty::from_independent(scores);
+        let (mut open, mut bits) = (0.0f64, 0.0f64);
+        for (i, &p) in scores.iter().enumerate() {
+            let p = f64::from(clamp01(p));
+            let u = 1.0 - (2.0 * p - 1.0).abs();
+            if in_review.get(i).copied().unwrap_or(true) {
+                open += u;
+            }
+            let h = |x: f64| if x > 0.0 { -x * x.log2() } else { 0.0 };
+            bits += h(p) + h(1.0 - p);
+        }
+        Uncertainty {
+            least_confidence: worst.least_confidence,
+            margin: clamp01((1.0 - (-open).exp()) as f32),
+            entropy: clamp01((1.0 - (-bits).exp()) as f32),
+        }
+    }
 }
 
 fn clamp01(x: f32) -> f32 {
@@ -74,6 +111,25 @@ fn clamp01(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_is_as_uncertain_as_its_boxes_and_their_count() {
+        let none = Uncertainty::of_boxes(&[], &[]);
+        assert_eq!(none.least_confidence, 1.0);
+        assert_eq!(none.margin, 1.0);
+        let one = Uncertainty::of_boxes(&[0.6], &[true]);
+        let two = Uncertainty::of_boxes(&[0.6, 0.6], &[true, true]);
+        assert_eq!(one.least_confidence, two.least_confidence);
+        assert!(two.margin > one.margin && two.entropy > one.entropy);
+        // Accepted boxes leave nothing for a person in the margin...
+        let accepted = Uncertainty::of_boxes(&[0.6, 0.6], &[false, false]);
+        assert_eq!(accepted.margin, 0.0);
+        // ...and sure boxes carry almost no entropy.
+        let sure = Uncertainty::of_boxes(&[0.999; 5], &[true; 5]);
+        assert!(sure.entropy < 0.1 && sure.margin < 0.02, "{sure:?}");
+        let nan = Uncertainty::of_boxes(&[f32::NAN], &[true]);
+        assert!(nan.margin.is_finite() && nan.entropy.is_finite());
+    }
 
     #[test]
     fn certain_and_uniform_are_the_extremes() {

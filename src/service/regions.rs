@@ -82,9 +82,10 @@ pub fn route_boxes(boxes: &[(&str, f64)], thresholds: &BoxThresholds) -> Routed 
 
 /// What the store records for a detection model's answer on one item: its
 /// boxes as machine regions routed by [`route_boxes`], the image size, and
-/// the image's uncertainty (its most uncertain box, each box a binary
-/// decision; an image with no box counts as fully uncertain) so the review
-/// strategies rank detection items too. No whole-item label is set.
+/// the image's uncertainty ([`Uncertainty::of_boxes`]: its most uncertain
+/// box, the boxes left for review, its total score entropy; an image with
+/// no box counts as fully uncertain) so the review strategies rank
+/// detection items too. No whole-item label is set.
 ///
 /// `audit` is the image's audit draw `(drawn, probability)`: an audit image
 /// waits for a person with every box left for review, whatever the
@@ -117,15 +118,8 @@ pub fn detection_outcome(
         routed.needs_review = true;
     }
     let scores: Vec<f32> = d.boxes.iter().map(|b| b.score).collect();
-    let uncertainty = if scores.is_empty() {
-        Uncertainty {
-            least_confidence: 1.0,
-            margin: 1.0,
-            entropy: 1.0,
-        }
-    } else {
-        Uncertainty::from_independent(&scores)
-    };
+    let in_review: Vec<bool> = routed.accepted.iter().map(|a| !a).collect();
+    let uncertainty = Uncertainty::of_boxes(&scores, &in_review);
     let machine: Vec<MachineBox> = boxes
         .into_iter()
         .zip(&routed.accepted)
