@@ -353,3 +353,97 @@ async fn calibrated_boxes_postgres() {
     };
     calibrated_boxes(db).await;
 }
+
+/// Two annotators review the same pages: agreement on boxes is measured
+/// from each one's own set (bob relabels one box and leaves one out per
+/// page), while the image keeps the latest review.
+async fn box_agreement(db: TestDb) {
+    let truth = truth();
+    let admin = create_token(&db.url, "admin", "boss");
+    let alice = create_token(&db.url, "annotator", "alice");
+    let bob = create_token(&db.url, "annotator", "bob");
+    let data = common::root().join("data/layout-pages");
+    let s = Server::start(&db.url, &["--data-root", data.to_str().unwrap()]).with_token(&admin);
+    let (code, p) = s
+        .post("/v1/projects", &json!({"name": "pages", "model": "layout"}))
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let mut files: Vec<&String> = truth.keys().filter(|f| truth[*f].len() >= 3).collect();
+    files.sort();
+    files.truncate(3);
+    let pages: Vec<Value> = files.iter().map(|f| json!({"id": f, "path": f})).collect();
+    ingest(&s, project, &pages).await;
+    let (_, list) = s
+        .get(&format!("/v1/projects/{project}/items?limit=10"))
+        .await;
+    let (mut boxes, mut agreed, mut matched) = (0usize, 0usize, 0usize);
+    for it in list["items"].as_array().unwrap() {
+        let id = it["id"].as_i64().unwrap();
+        let t = &truth[it["client_id"].as_str().unwrap()];
+        let set_a: Vec<Value> = t
+            .iter()
+            .map(|(l, b)| json!({"label": l, "box": b}))
+            .collect();
+        // bob: the first box relabeled, the last left out.
+        let mut set_b = set_a.clone();
+        set_b.pop();
+        let other = if t[0].0 == "text" { "title" } else { "text" };
+        set_b[0]["label"] = json!(other);
+        for (token, set) in [(&alice, &set_a), (&bob, &set_b)] {
+            let (code, body) = send(
+                s.client
+                    .put(format!(
+                        "{}/v1/projects/{project}/items/{id}/regions",
+                        s.url
+                    ))
+                    .bearer_auth(token)
+                    .json(&json!({ "regions": set })),
+            )
+            .await;
+            assert_eq!(code, 200, "{body}");
+        }
+        let n = t.len();
+        boxes += 2 * n - 1;
+        matched += n - 1;
+        agreed += n - 2;
+    }
+    let (code, a) = s.get(&format!("/v1/projects/{project}/agreement")).await;
+    assert_eq!(code, 200, "{a}");
+    let b = &a["boxes"];
+    assert_eq!(b["shared_images"], 3, "{a}");
+    assert_eq!(b["matched"], matched, "{a}");
+    assert_eq!(b["matched_same_label"], agreed, "{a}");
+    let f1 = b["f1"].as_f64().unwrap();
+    assert!(
+        (f1 - 2.0 * agreed as f64 / boxes as f64).abs() < 1e-12,
+        "{a}"
+    );
+    let alpha = b["alpha"].as_f64().unwrap();
+    assert!(alpha > 0.0 && alpha < 1.0, "{a}");
+    assert_eq!(b["pairs"][0]["a"], "alice", "{a}");
+    assert_eq!(b["pairs"][0]["b"], "bob", "{a}");
+    assert_eq!(b["pairs"][0]["images"], 3, "{a}");
+    // A classification project's agreement has no `boxes`.
+    let (_, c) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "c", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    let (_, ca) = s.get(&format!("/v1/projects/{}/agreement", c["id"])).await;
+    assert!(ca.get("boxes").is_none(), "{ca}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn box_agreement_sqlite() {
+    box_agreement(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn box_agreement_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    box_agreement(db).await;
+}

@@ -9,6 +9,7 @@
 //! 1e-9.
 
 use super::CalibrateError;
+use crate::region::BoxPx;
 use std::collections::BTreeMap;
 
 /// Cohen's κ = (p_o − p_e) / (1 − p_e) over the items both annotators
@@ -134,6 +135,101 @@ pub fn krippendorff_alpha_nominal(data: &[Vec<Option<usize>>]) -> Result<f64, Ca
     Ok(1.0 - (n - 1.0) * observed / expected)
 }
 
+/// Two annotators' boxes on one image, matched **regardless of class**:
+/// pairs at IoU ≥ `iou` taken greedily, highest IoU first, each box at most
+/// once (ties: lower indices first, so the result does not depend on a
+/// sort's stability). The labels of matched pairs then say whether the two
+/// agree on *what* a region is; unmatched boxes, that they disagree on
+/// *where* one is.
+pub fn match_box_sets(a: &[BoxPx], b: &[BoxPx], iou: f64) -> Vec<(usize, usize)> {
+    let mut candidates: Vec<(f64, usize, usize)> = Vec::new();
+    for (i, x) in a.iter().enumerate() {
+        for (j, y) in b.iter().enumerate() {
+            let v = x.iou(y);
+            if v >= iou && v > 0.0 {
+                candidates.push((v, i, j));
+            }
+        }
+    }
+    candidates.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)).then(p.2.cmp(&q.2)));
+    let (mut used_a, mut used_b) = (vec![false; a.len()], vec![false; b.len()]);
+    let mut out = Vec::new();
+    for (_, i, j) in candidates {
+        if !used_a[i] && !used_b[j] {
+            used_a[i] = true;
+            used_b[j] = true;
+            out.push((i, j));
+        }
+    }
+    out
+}
+
+/// Per-class box agreement between two annotators over the images both
+/// annotated, accumulated: for class c, `agreed[c]` matched pairs where both
+/// said c, and `boxes[c]` the boxes either drew as c. F1_c = 2·agreed /
+/// boxes (symmetric: each annotator is the other's truth).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BoxAgreementCounts {
+    pub agreed: Vec<usize>,
+    pub boxes: Vec<usize>,
+    /// Matched pairs' labels, `(a, b)`: the units of Krippendorff's α.
+    pub matched: Vec<(usize, usize)>,
+}
+
+impl BoxAgreementCounts {
+    pub fn new(num_classes: usize) -> BoxAgreementCounts {
+        BoxAgreementCounts {
+            agreed: vec![0; num_classes],
+            boxes: vec![0; num_classes],
+            matched: Vec::new(),
+        }
+    }
+
+    /// Add one image both annotated: `(box, class)` each. Classes must be
+    /// below `num_classes`.
+    pub fn add(
+        &mut self,
+        a: &[(BoxPx, usize)],
+        b: &[(BoxPx, usize)],
+        iou: f64,
+    ) -> Result<(), CalibrateError> {
+        let k = self.boxes.len();
+        for (_, c) in a.iter().chain(b) {
+            if *c >= k {
+                return Err(CalibrateError::ClassOutOfRange {
+                    what: "box class",
+                    index: 0,
+                    class: *c,
+                    num_classes: k,
+                });
+            }
+            self.boxes[*c] += 1;
+        }
+        let boxes_a: Vec<BoxPx> = a.iter().map(|(x, _)| *x).collect();
+        let boxes_b: Vec<BoxPx> = b.iter().map(|(x, _)| *x).collect();
+        for (i, j) in match_box_sets(&boxes_a, &boxes_b, iou) {
+            let (ca, cb) = (a[i].1, b[j].1);
+            if ca == cb {
+                self.agreed[ca] += 1;
+            }
+            self.matched.push((ca, cb));
+        }
+        Ok(())
+    }
+
+    /// F1 of class c; `None` when neither annotator drew one.
+    pub fn f1(&self, class: usize) -> Option<f64> {
+        let n = *self.boxes.get(class)?;
+        (n > 0).then(|| 2.0 * self.agreed[class] as f64 / n as f64)
+    }
+
+    /// F1 over all classes (micro): 2·Σ agreed / Σ boxes.
+    pub fn f1_all(&self) -> Option<f64> {
+        let n: usize = self.boxes.iter().sum();
+        (n > 0).then(|| 2.0 * self.agreed.iter().sum::<usize>() as f64 / n as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +329,27 @@ mod tests {
         assert!(krippendorff_alpha_nominal(&[vec![Some(1)], vec![]]).is_err());
         assert!(krippendorff_alpha_nominal(&[vec![Some(1), None], vec![None, Some(1)]]).is_err());
         assert!(krippendorff_alpha_nominal(&[vec![Some(1)], vec![Some(1)]]).is_err());
+    }
+
+    #[test]
+    fn boxes_match_by_place_and_agree_by_label() {
+        let b = |x: f64| BoxPx::new(x, 0.0, x + 10.0, 10.0);
+        // a: three boxes; b: the first two in place (one relabeled), the
+        // third moved away, and one extra.
+        let a = [(b(0.0), 0), (b(20.0), 1), (b(40.0), 1)];
+        let bb = [(b(1.0), 0), (b(20.0), 0), (b(80.0), 1), (b(100.0), 2)];
+        let mut c = BoxAgreementCounts::new(3);
+        c.add(&a, &bb, 0.5).unwrap();
+        assert_eq!(c.matched, vec![(1, 0), (0, 0)]);
+        assert_eq!(c.agreed, vec![1, 0, 0]);
+        assert_eq!(c.boxes, vec![3, 3, 1]);
+        assert_eq!(c.f1(0), Some(2.0 / 3.0));
+        assert_eq!(c.f1(1), Some(0.0));
+        assert_eq!(c.f1_all(), Some(2.0 / 7.0));
+        // Identical sets agree perfectly.
+        let mut same = BoxAgreementCounts::new(3);
+        same.add(&a, &a, 0.5).unwrap();
+        assert_eq!(same.f1_all(), Some(1.0));
+        assert!(same.add(&[(b(0.0), 3)], &[], 0.5).is_err());
     }
 }

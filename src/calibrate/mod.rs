@@ -56,7 +56,7 @@ pub mod matching;
 pub mod temperature;
 pub mod threshold;
 
-pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
+pub use agreement::{cohen_kappa, krippendorff_alpha_nominal, match_box_sets, BoxAgreementCounts};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
 pub use boxes::{
     fit_boxes, miss_bound, risk_p_value, risk_upper_bound, AuditBox, AuditImage, BoxClass,

@@ -10,9 +10,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::app::App;
+use super::box_calibration;
 use super::error::ServiceResult;
-use crate::calibrate::{cohen_kappa, krippendorff_alpha_nominal};
-use crate::store::AnnotationRow;
+use super::regions;
+use crate::calibrate::{cohen_kappa, krippendorff_alpha_nominal, BoxAgreementCounts};
+use crate::region::BoxPx;
+use crate::store::{AnnotationRow, Project};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgreementView {
@@ -28,6 +31,51 @@ pub struct AgreementView {
     /// Annotators left out of `pairs` by that cap.
     pub pairs_left_out: usize,
     pub annotators: Vec<AnnotatorQuality>,
+    /// A detection project: agreement on boxes (absent for classification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boxes: Option<BoxAgreementView>,
+}
+
+/// Agreement between annotators on **boxes**, over the images at least two
+/// of them reviewed (each one's latest full set): boxes are matched across
+/// two annotators at IoU ≥ the project's `iou_threshold`, whatever their
+/// labels; per class F1 = 2·(matched pairs both labeled c) / (boxes either
+/// labeled c), each annotator the other's truth; α is Krippendorff's
+/// (nominal) on the matched pairs' labels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoxAgreementView {
+    pub iou_threshold: f64,
+    /// Images with sets from at least two annotators.
+    pub shared_images: usize,
+    /// Box pairs matched by place, and of those the ones labeled alike.
+    pub matched: usize,
+    pub matched_same_label: usize,
+    /// F1 over all classes (micro); `null` without boxes.
+    pub f1: Option<f64>,
+    /// α on the matched pairs' labels; `null` when undefined.
+    pub alpha: Option<f64>,
+    pub classes: Vec<BoxClassAgreement>,
+    /// Per pair of the `MAX_PAIR_ANNOTATORS` annotators with the most
+    /// shared images.
+    pub pairs: Vec<BoxPairAgreement>,
+    pub pairs_left_out: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoxClassAgreement {
+    pub label: String,
+    /// Boxes of this class drawn by either annotator of a pair, summed over pairs.
+    pub boxes: usize,
+    pub agreed: usize,
+    pub f1: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoxPairAgreement {
+    pub a: String,
+    pub b: String,
+    pub images: usize,
+    pub f1: Option<f64>,
 }
 
 /// Pairs grow with the square of the annotators (600 names gave a 10 MB
@@ -124,8 +172,116 @@ fn latest_labels(
     by_item
 }
 
+/// One annotator's boxes on one image: `(box, class)`.
+type BoxSet = Vec<(BoxPx, usize)>;
+
+/// Box agreement of a detection project from each annotator's latest set.
+async fn box_agreement(app: &App, project: &Project) -> ServiceResult<BoxAgreementView> {
+    let rows = app.store.shared_region_sets(project.id).await?;
+    let iou = box_calibration::iou_threshold(&project.settings);
+    let index: HashMap<&str, usize> = project
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    // item → annotator → its boxes (labels outside the project dropped).
+    let mut by_item: BTreeMap<i64, BTreeMap<&str, BoxSet>> = BTreeMap::new();
+    for (item, who, json) in &rows {
+        let Some(set) = regions::parse_box_set(json) else {
+            tracing::warn!(item, annotator = %who, "unreadable box set skipped");
+            continue;
+        };
+        let boxes = set
+            .into_iter()
+            .filter_map(|(l, b)| Some((b, *index.get(l.as_str())?)))
+            .collect();
+        by_item
+            .entry(*item)
+            .or_default()
+            .insert(who.as_str(), boxes);
+    }
+    by_item.retain(|_, m| m.len() >= 2);
+    // The annotators with the most shared images, as for κ.
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in by_item.values() {
+        for who in m.keys() {
+            *count.entry(who).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<&str> = count.keys().copied().collect();
+    ranked.sort_by(|a, b| count[b].cmp(&count[a]).then(a.cmp(b)));
+    let pairs_left_out = ranked.len().saturating_sub(MAX_PAIR_ANNOTATORS);
+    ranked.truncate(MAX_PAIR_ANNOTATORS);
+    let k = project.labels.len();
+    let mut all = BoxAgreementCounts::new(k);
+    let mut per_pair: BTreeMap<(&str, &str), (usize, BoxAgreementCounts)> = BTreeMap::new();
+    for m in by_item.values() {
+        let here: Vec<(&&str, &BoxSet)> =
+            m.iter().filter(|(who, _)| ranked.contains(who)).collect();
+        for (i, (a, sa)) in here.iter().enumerate() {
+            for (b, sb) in &here[i + 1..] {
+                let e = per_pair
+                    .entry((**a, **b))
+                    .or_insert_with(|| (0, BoxAgreementCounts::new(k)));
+                e.0 += 1;
+                // Classes come from the project's own index: always in range.
+                let internal = |e: crate::calibrate::CalibrateError| {
+                    super::error::ServiceError::internal(format!("box agreement: {e}"))
+                };
+                e.1.add(sa, sb, iou).map_err(internal)?;
+                all.add(sa, sb, iou).map_err(internal)?;
+            }
+        }
+    }
+    let alpha = if all.matched.is_empty() {
+        None
+    } else {
+        let (xa, xb): (Vec<Option<usize>>, Vec<Option<usize>>) = all
+            .matched
+            .iter()
+            .map(|(a, b)| (Some(*a), Some(*b)))
+            .unzip();
+        krippendorff_alpha_nominal(&[xa, xb]).ok()
+    };
+    Ok(BoxAgreementView {
+        iou_threshold: iou,
+        shared_images: by_item.len(),
+        matched: all.matched.len(),
+        matched_same_label: all.agreed.iter().sum(),
+        f1: all.f1_all(),
+        alpha,
+        classes: project
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(c, label)| BoxClassAgreement {
+                label: label.clone(),
+                boxes: all.boxes[c],
+                agreed: all.agreed[c],
+                f1: all.f1(c),
+            })
+            .collect(),
+        pairs: per_pair
+            .into_iter()
+            .map(|((a, b), (images, c))| BoxPairAgreement {
+                a: a.to_string(),
+                b: b.to_string(),
+                images,
+                f1: c.f1_all(),
+            })
+            .collect(),
+        pairs_left_out,
+    })
+}
+
 pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementView> {
     let project = app.store.get_project(project_id).await?;
+    let boxes = if project.task == regions::DETECT {
+        Some(box_agreement(app, &project).await?)
+    } else {
+        None
+    };
     let rows = app.store.project_annotations(project_id).await?;
     let index: HashMap<&str, usize> = project
         .labels
@@ -201,5 +357,6 @@ pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementVie
                 },
             )
             .collect(),
+        boxes,
     })
 }

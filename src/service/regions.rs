@@ -248,6 +248,7 @@ pub async fn put(
     if let Some(admin) = &annotator.on_behalf_by {
         tracing::info!(item = item_id, annotator = %annotator.name, recorded_by = %admin, "regions recorded on behalf of an annotator");
     }
+    let set_json = box_set_json(&req.regions);
     for _ in 0..REVIEW_ATTEMPTS {
         let (project, item) = detection_item(app, project_id, item_id).await?;
         let (Some(width), Some(height)) = (item.width, item.height) else {
@@ -266,7 +267,7 @@ pub async fn put(
         }
         if app
             .store
-            .apply_region_review(item_id, item.rev, &plan, &annotator.name)
+            .apply_region_review(item_id, item.rev, &plan, &annotator.name, &set_json)
             .await?
         {
             // A reviewed audit image may make a refit due (the upkeep task
@@ -281,6 +282,25 @@ pub async fn put(
             "item {item_id} is being reviewed by others right now; read its regions and try again"
         ),
     ))
+}
+
+/// A reviewer's set as `region_sets` keeps it: `[[label, x0, y0, x1, y1], …]`.
+fn box_set_json(boxes: &[BoxIn]) -> String {
+    let set: Vec<(&str, f64, f64, f64, f64)> = boxes
+        .iter()
+        .map(|b| (b.label.as_str(), b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1))
+        .collect();
+    serde_json::to_string(&set).unwrap_or_else(|_| "[]".into())
+}
+
+/// Parse a set written by [`box_set_json`]; `None` when unreadable.
+pub fn parse_box_set(json: &str) -> Option<Vec<(String, BoxPx)>> {
+    let set: Vec<(String, f64, f64, f64, f64)> = serde_json::from_str(json).ok()?;
+    Some(
+        set.into_iter()
+            .map(|(l, x0, y0, x1, y1)| (l, BoxPx::new(x0, y0, x1, y1)))
+            .collect(),
+    )
 }
 
 /// Whether `plan` would leave the item's regions as they are (a repeat).

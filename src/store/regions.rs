@@ -191,6 +191,7 @@ impl Store {
         rev: i64,
         review: &RegionReview,
         annotator: &str,
+        set_json: &str,
     ) -> Result<bool> {
         let now = now_ms();
         let mut machine = self.params("UPDATE regions SET status = v.column2, annotator = ");
@@ -253,6 +254,18 @@ impl Store {
                 .bind(item_id)
                 .execute(&mut *tx)
                 .await?;
+            // The reviewer's own set, kept for agreement between annotators.
+            sqlx::query(
+                "INSERT INTO region_sets (item_id, project_id, annotator, boxes, updated_at) \
+                 SELECT id, project_id, $2, $3, $4 FROM items WHERE id = $1 \
+                 ON CONFLICT (item_id, annotator) DO UPDATE SET boxes = excluded.boxes, updated_at = excluded.updated_at",
+            )
+            .bind(item_id)
+            .bind(annotator)
+            .bind(set_json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             if !review.machine.is_empty() {
                 let mut q = sqlx::query(&machine.sql).bind(annotator).bind(now);
                 for (id, status) in &review.machine {
@@ -283,6 +296,24 @@ impl Store {
             Ok(true)
         }
         .await
+        })
+    }
+}
+
+impl Store {
+    /// Every annotator's latest set of boxes on the project's images that
+    /// at least two annotators reviewed: `(item, annotator, boxes JSON)`,
+    /// by item then annotator.
+    pub async fn shared_region_sets(&self, project_id: i64) -> Result<Vec<(i64, String, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (i64, String, String)>(
+                "SELECT item_id, annotator, boxes FROM region_sets WHERE project_id = $1 AND item_id IN \
+                 (SELECT item_id FROM region_sets WHERE project_id = $1 GROUP BY item_id HAVING COUNT(*) >= 2) \
+                 ORDER BY item_id, annotator",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
         })
     }
 }
