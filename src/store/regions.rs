@@ -285,6 +285,40 @@ impl Store {
     }
 }
 
+/// Items per generated `DELETE` of [`machine_region_replaces`].
+const REPLACE_ITEMS: usize = 10_000;
+
+/// The statements that clear the machine regions a batch is about to write
+/// again: per model version, the recorded items' machine regions of that
+/// version that no human region replaces, bound in order: model version,
+/// then the item ids. An item sent back through the model (a re-queue) gets
+/// its set of that version replaced, not a second one beside it; other
+/// versions' sets stay, as does any machine region a reviewer's box names.
+/// On a first prediction they delete nothing. [`Store::complete`] runs them
+/// in the transaction that inserts the new set.
+pub(super) fn machine_region_replaces<'a>(
+    store: &Store,
+    recorded: &[(i64, &'a MachineRegions, &'a str, Option<i64>)],
+) -> Vec<(String, &'a str, Vec<i64>)> {
+    let mut by_version: std::collections::BTreeMap<&'a str, Vec<i64>> = Default::default();
+    for (id, _, version, _) in recorded {
+        by_version.entry(*version).or_default().push(*id);
+    }
+    let mut out = Vec::new();
+    for (version, ids) in by_version {
+        for chunk in ids.chunks(REPLACE_ITEMS) {
+            let mut sql =
+                store.params("DELETE FROM regions WHERE source = 'machine' AND model_version = ");
+            sql.param()
+                .push(" AND item_id IN (")
+                .list(chunk.len())
+                .push(") AND NOT EXISTS (SELECT 1 FROM regions h WHERE h.replaces = regions.id)");
+            out.push((sql.sql, version, chunk.to_vec()));
+        }
+    }
+    out
+}
+
 /// One machine box to insert, with its item and provenance.
 pub(super) struct MachineRow<'a> {
     pub item_id: i64,
