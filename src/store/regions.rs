@@ -285,6 +285,72 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Undo the review of an item's regions in one transaction, over the
+    /// state whose `regions_rev` was `rev`: its human regions go, every
+    /// machine region takes the status `machine` gives it (as routed, with
+    /// no annotator), and the item takes `status` with no final label (its
+    /// review lease ended). Returns false, writing nothing, when the item's
+    /// regions moved since `rev`. For a review withdrawn at its source (a
+    /// Label Studio annotation deleted).
+    pub async fn reopen_region_review(
+        &self,
+        item_id: i64,
+        rev: i64,
+        machine: &[(i64, &'static str)],
+        status: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut update =
+            self.params("UPDATE regions SET status = v.column2, annotator = NULL, updated_at = ");
+        update.param().push(" FROM (VALUES ");
+        for i in 0..machine.len() {
+            if i > 0 {
+                update.push(", ");
+            }
+            update.push("(").list(2).push(")");
+        }
+        update
+            .push(") AS v WHERE regions.id = v.column1 AND regions.item_id = ")
+            .param()
+            .push(" AND regions.source = 'machine'");
+        with_pool!(self, |p| {
+            async {
+                let mut tx = p.begin().await?;
+                let locked = sqlx::query(
+                    "UPDATE items SET regions_rev = regions_rev + 1, status = $1, final_label = NULL, \
+                     final_source = NULL, review_owner = NULL, review_until = NULL \
+                     WHERE id = $2 AND regions_rev = $3",
+                )
+                .bind(status)
+                .bind(item_id)
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if locked == 0 {
+                    tx.rollback().await?;
+                    return Ok::<_, sqlx::Error>(false);
+                }
+                sqlx::query("DELETE FROM regions WHERE item_id = $1 AND source = 'human'")
+                    .bind(item_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if !machine.is_empty() {
+                    let mut q = sqlx::query(&update.sql).bind(now);
+                    for (id, status) in machine {
+                        q = q.bind(*id).bind(*status);
+                    }
+                    q.bind(item_id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await
+        })
+    }
+}
+
 /// Items per generated `DELETE` of [`machine_region_replaces`].
 const REPLACE_ITEMS: usize = 10_000;
 
