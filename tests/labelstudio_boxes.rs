@@ -44,8 +44,11 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_on(TestDb::sqlite()).await
+}
+
+async fn env_on(db: TestDb) -> Env {
     common::require(&common::model_dir("layout").join("model.onnx"));
-    let db = TestDb::sqlite();
     let data = common::root().join("tests/fixtures/documents");
     let server = Server::start(
         &db.url,
@@ -344,9 +347,7 @@ fn human_set(regions: &Value) -> Vec<(String, String, Vec<f64>)> {
 /// annotation's set comes back when the deleted one was the item's; with
 /// none left the image goes back to review, its machine boxes as routed.
 /// Predicting the task again writes no second machine set.
-#[tokio::test]
-async fn deleting_a_box_annotation_withdraws_its_regions_once() {
-    let e = env().await;
+async fn deleting_a_box_annotation_withdraws_its_regions_once(e: Env) {
     let p = e.project;
     let predict = json!({"tasks": [{"id": 1, "data": {"image": "page-1.png"}}],
                          "label_config": config(&LABELS)});
@@ -487,4 +488,17 @@ async fn deleting_a_box_annotation_withdraws_its_regions_once() {
     let (_, now) = e.server.get(&regions_path).await;
     assert_eq!(now["regions"], reviewed["regions"]);
     assert_eq!(now["status"], "labeled");
+}
+
+#[tokio::test]
+async fn deleting_a_box_annotation_withdraws_its_regions_once_sqlite() {
+    deleting_a_box_annotation_withdraws_its_regions_once(env().await).await;
+}
+
+#[tokio::test]
+async fn deleting_a_box_annotation_withdraws_its_regions_once_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    deleting_a_box_annotation_withdraws_its_regions_once(env_on(db).await).await;
 }

@@ -153,6 +153,15 @@ def run_boxes(ls, ll, backend, args, figures, log, check, connect, retrieve):
             synced.setdefault(pr["task"], []).append(pr)
     check(all(len(synced.get(t["id"], [])) == 1 for t in tasks),
           "layout: the sync wrote one prediction per task, result ids m<region id>")
+    # A second sync writes nothing twice, and no page gets a second machine set.
+    job = ll.req("POST", f"/v1/projects/{llp['id']}/labelstudio/sync",
+                 json={"url": ls.url, "token": token, "ls_project": lsp["id"]})
+    wait_for("the second sync", lambda: (lambda j: j if j["state"] in ("done", "failed") else None)(
+        ll.req("GET", f"/v1/jobs/{job['id']}")), secs=120, every=0.25)
+    machine_now = sum(sum(r["source"] == "machine" for r in ll.req("GET", regions_path(t["id"]))["regions"])
+                      for t in tasks)
+    check(len(ls.predictions(lsp["id"])) == 2 * n and machine_now == n_boxes,
+          f"layout: a second sync wrote no prediction and no machine box twice ({machine_now} machine boxes)")
 
     # 5. Annotations through Label Studio's API: a moved, a relabeled and an
     # added box each, one box deleted in the first.
