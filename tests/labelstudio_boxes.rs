@@ -44,8 +44,11 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_on(TestDb::sqlite()).await
+}
+
+async fn env_on(db: TestDb) -> Env {
     common::require(&common::model_dir("layout").join("model.onnx"));
-    let db = TestDb::sqlite();
     let data = common::root().join("tests/fixtures/documents");
     let server = Server::start(
         &db.url,
@@ -282,4 +285,220 @@ async fn predict_answers_rectangles_in_percent_of_the_original_image_and_webhook
         .get(&format!("/v1/projects/{p}/items/{item_id}/regions"))
         .await;
     assert_eq!(still["regions"], after["regions"]);
+}
+
+/// The item of Label Studio task `task` once its pre-label is recorded.
+async fn prelabeled(server: &Server, project: i64, task: i64) -> i64 {
+    let client = format!("ls-task-{task}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, items) = server.get(&format!("/v1/projects/{project}/items")).await;
+        let found = items["items"].as_array().and_then(|list| {
+            list.iter()
+                .find(|i| i["client_id"] == client.as_str())
+                .filter(|i| i["status"] != "pending")
+                .and_then(|i| i["id"].as_i64())
+        });
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "{items}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A box annotation event of `email` on task 1 (page-1.png).
+fn box_event(action: &str, id: i64, email: &str, result: Vec<Value>, at: &str) -> Value {
+    json!({
+        "action": action,
+        "task": {"id": 1, "data": {"image": "page-1.png"}},
+        "annotation": {"id": id, "task": 1, "result": result,
+                        "completed_by": {"id": 1, "email": email}, "updated_at": at},
+        "project": {"id": 1, "label_config": config(&LABELS)},
+    })
+}
+
+/// A human region as `(annotator, label, box)`, for comparing sets.
+fn human_set(regions: &Value) -> Vec<(String, String, Vec<f64>)> {
+    let mut out: Vec<(String, String, Vec<f64>)> = regions["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "human")
+        .map(|r| {
+            (
+                r["annotator"].as_str().unwrap().to_string(),
+                r["label"].as_str().unwrap().to_string(),
+                r["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    out
+}
+
+/// Deleting a box annotation in Label Studio withdraws what it recorded,
+/// exactly once: a set someone recorded later stays; the latest remaining
+/// annotation's set comes back when the deleted one was the item's; with
+/// none left the image goes back to review, its machine boxes as routed.
+/// Predicting the task again writes no second machine set.
+async fn deleting_a_box_annotation_withdraws_its_regions_once(e: Env) {
+    let p = e.project;
+    let predict = json!({"tasks": [{"id": 1, "data": {"image": "page-1.png"}}],
+                         "label_config": config(&LABELS)});
+    let (code, out) = e
+        .server
+        .post(&format!("/labelstudio/{p}/predict"), &predict)
+        .await;
+    assert_eq!(code, 200, "{out}");
+    let predicted = out["results"][0]["result"].as_array().unwrap().clone();
+    assert!(predicted.len() >= 2, "{out}");
+    let item = prelabeled(&e.server, p, 1).await;
+    let regions_path = format!("/v1/projects/{p}/items/{item}/regions");
+    let (_, fresh) = e.server.get(&regions_path).await;
+    assert_eq!(fresh["status"], "needs_review", "{fresh}");
+    // Predicting the same task again (Label Studio's "Retrieve predictions"
+    // twice) writes no second set of machine boxes.
+    let (code, again) = e
+        .server
+        .post(&format!("/labelstudio/{p}/predict"), &predict)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(again["results"][0]["result"], out["results"][0]["result"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, still) = e.server.get(&regions_path).await;
+    assert_eq!(still["regions"], fresh["regions"], "no second machine set");
+
+    let hook_path = format!("/labelstudio/{p}/webhook");
+    let send = |body: Value| {
+        let server = &e.server;
+        let path = hook_path.clone();
+        async move {
+            let (code, out) = hook(server, &path, &body).await;
+            assert_eq!(code, 200, "{out}");
+            out
+        }
+    };
+    // Ann keeps the first box only; Bob moves it; Carol relabels it.
+    let ann = vec![predicted[0].clone()];
+    let mut bob = ann.clone();
+    bob[0]["value"]["x"] = json!(bob[0]["value"]["x"].as_f64().unwrap() / 2.0);
+    let mut carol = ann.clone();
+    carol[0]["value"]["rectanglelabels"] = json!(["equation"]);
+    send(box_event(
+        "ANNOTATION_CREATED",
+        601,
+        "ann@example.com",
+        ann,
+        "t1",
+    ))
+    .await;
+    let (_, after_ann) = e.server.get(&regions_path).await;
+    assert_eq!(after_ann["status"], "labeled");
+    send(box_event(
+        "ANNOTATION_CREATED",
+        602,
+        "bob@example.com",
+        bob,
+        "t2",
+    ))
+    .await;
+    let (_, after_bob) = e.server.get(&regions_path).await;
+    assert!(human_set(&after_bob)
+        .iter()
+        .all(|(who, _, _)| who == "ls:bob@example.com"));
+    assert_eq!(human_set(&after_bob).len(), 1, "{after_bob}");
+
+    // Ann's annotation goes: Bob's set is the item's, and stays.
+    let out = send(
+        json!({"action": "ANNOTATION_DELETED", "annotation": {"id": 601},
+                          "project": {"id": 1}}),
+    )
+    .await;
+    assert_eq!(out["recorded"], 1, "{out}");
+    let (_, now) = e.server.get(&regions_path).await;
+    assert_eq!(now["regions"], after_bob["regions"]);
+    assert_eq!(now["status"], "labeled");
+
+    // Carol relabels; her annotation goes: Bob's set comes back.
+    send(box_event(
+        "ANNOTATION_CREATED",
+        603,
+        "carol@example.com",
+        carol,
+        "t3",
+    ))
+    .await;
+    let (_, after_carol) = e.server.get(&regions_path).await;
+    assert_eq!(human_set(&after_carol)[0].1, "equation", "{after_carol}");
+    send(
+        json!({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 603}],
+                "project": {"id": 1}}),
+    )
+    .await;
+    let (_, now) = e.server.get(&regions_path).await;
+    assert_eq!(human_set(&now), human_set(&after_bob), "{now}");
+    assert_eq!(now["status"], "labeled");
+
+    // Bob's goes too, in the plural form Label Studio sends: nobody's boxes
+    // are left, so the image needs review again, its machine boxes as the
+    // pre-label routed them, with no reviewer.
+    let delete_bob = json!({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 602}],
+                            "project": {"id": 1}});
+    let out = send(delete_bob.clone()).await;
+    assert_eq!(out["recorded"], 1, "{out}");
+    let (_, reopened) = e.server.get(&regions_path).await;
+    assert_eq!(reopened["status"], "needs_review", "{reopened}");
+    assert!(human_set(&reopened).is_empty(), "{reopened}");
+    let strip = |v: &Value| -> Vec<Value> {
+        v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("updated_at");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(&reopened), strip(&fresh), "machine boxes as routed");
+
+    // Redelivered, and again in another shape naming one more id: nothing
+    // changes, and a review recorded since is not undone.
+    let out = send(delete_bob).await;
+    assert_eq!(out["recorded"], 1, "the first answer: {out}");
+    let (code, reviewed) = common::server::send(
+        e.server
+            .client
+            .put(format!("{}{regions_path}", e.server.url))
+            .json(&json!({"regions": [{"label": "title", "box": [1.0, 2.0, 30.0, 40.0]}]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{reviewed}");
+    let out = send(json!({"action": "ANNOTATIONS_DELETED",
+                          "annotations": [{"id": 602}, {"id": 999}], "project": {"id": 1}}))
+    .await;
+    assert_eq!(out["recorded"], 0, "{out}");
+    let (_, now) = e.server.get(&regions_path).await;
+    assert_eq!(now["regions"], reviewed["regions"]);
+    assert_eq!(now["status"], "labeled");
+}
+
+#[tokio::test]
+async fn deleting_a_box_annotation_withdraws_its_regions_once_sqlite() {
+    deleting_a_box_annotation_withdraws_its_regions_once(env().await).await;
+}
+
+#[tokio::test]
+async fn deleting_a_box_annotation_withdraws_its_regions_once_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    deleting_a_box_annotation_withdraws_its_regions_once(env_on(db).await).await;
 }

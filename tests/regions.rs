@@ -566,6 +566,119 @@ async fn a_crash_mid_job_duplicates_no_region_postgres() {
     a_crash_mid_job_duplicates_no_region(db).await;
 }
 
+/// An image sent back through the model (a re-queue, as a re-predict
+/// after training makes one) gets its machine set of that model version
+/// replaced, in the transaction that records it, never a second set
+/// beside the first; a reviewed image is not re-queued and keeps its set.
+async fn a_requeued_image_gets_its_machine_set_replaced(db: TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let project = store
+        .create_project_as(
+            &NewProject {
+                name: "again".into(),
+                model: "layout".into(),
+                labels: LAYOUT_LABELS.map(String::from).to_vec(),
+                precision_target: 0.95,
+                threshold: 0.9,
+                settings: Default::default(),
+                committee: Vec::new(),
+            },
+            "detect",
+        )
+        .await
+        .unwrap();
+    let new: Vec<NewItem> = (0..3)
+        .map(|i| NewItem {
+            client_id: format!("page-{i}"),
+            content: Content::Image(vec![0u8; 4]),
+        })
+        .collect();
+    store.ingest(project.id, &new).await.unwrap();
+    let run = |n: usize, per_image: fn(i64) -> usize| {
+        let store = store.clone();
+        async move {
+            let c = store
+                .claim("w", 10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.items.len(), n);
+            let outcomes: Vec<(i64, Outcome)> = c
+                .items
+                .iter()
+                .map(|it| (it.id, boxes(per_image(it.id))))
+                .collect();
+            assert_eq!(
+                store.complete("w", c.job_id, &outcomes).await.unwrap(),
+                n as u64
+            );
+        }
+    };
+    run(3, |id| 2 + (id % 2) as usize).await;
+    let first = store.region_counts(project.id).await.unwrap();
+    let ids = |regions: &[labelloop::store::RegionRecord]| -> Vec<i64> {
+        regions.iter().map(|r| r.id).collect()
+    };
+    let clients: Vec<String> = (0..3).map(|i| format!("page-{i}")).collect();
+    let mut all: Vec<i64> = store
+        .items_by_client_ids(project.id, &clients)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    all.sort_unstable();
+    let before: Vec<Vec<i64>> = {
+        let mut v = Vec::new();
+        for id in &all {
+            v.push(ids(&store.item_regions(*id).await.unwrap()));
+        }
+        v
+    };
+    // Review the first image: labeled, so the re-queue leaves it alone.
+    let reviewed = store.region_item(all[0]).await.unwrap();
+    let plan = labelloop::store::RegionReview {
+        machine: before[0].iter().map(|id| (*id, "accepted")).collect(),
+        human: Vec::new(),
+    };
+    assert!(store
+        .apply_region_review(reviewed.id, reviewed.rev, &plan, "ann", "[]")
+        .await
+        .unwrap());
+    // A new head re-queues the machine-decided items: the other two.
+    store
+        .save_head_and_requeue(project.id, "{}", 0)
+        .await
+        .unwrap();
+    // The model answers the re-queued images with one box each now.
+    run(2, |_| 1).await;
+    let counts = store.region_counts(project.id).await.unwrap();
+    let want: Vec<(i64, String, i64)> = first
+        .iter()
+        .map(|(id, source, n)| (*id, source.clone(), if *id == all[0] { *n } else { 1 }))
+        .collect();
+    assert_eq!(counts, want, "one machine set per image and model version");
+    assert_eq!(
+        ids(&store.item_regions(all[0]).await.unwrap()),
+        before[0],
+        "the reviewed image keeps its set"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_image_gets_its_machine_set_replaced_sqlite() {
+    a_requeued_image_gets_its_machine_set_replaced(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_image_gets_its_machine_set_replaced_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    a_requeued_image_gets_its_machine_set_replaced(db).await;
+}
+
 /// Concurrent reviews of one image serialise: every PUT answers 200 (or
 /// 409 when it lost too many times), and the stored set is exactly one of
 /// the sets sent, never a mixture.

@@ -12,6 +12,8 @@ Steps (issue #11):
      right label, task id and annotator e-mail; an update and a deletion;
   5. training triggered from Label Studio; a new version in /versions, and
      re-predicting gives it;
+  (layout) a detection project on synthetic pages with <RectangleLabels>:
+     predictions, box annotations and a deletion (boxes_step.py);
   6. (--sync N) a bulk sync of N Fashion-MNIST tasks, then the synchronous
      "Retrieve predictions" on the same N tasks, both timed.
 
@@ -381,10 +383,26 @@ def main():
     ap.add_argument("--record", help="write the bodies Label Studio sends to this folder")
     ap.add_argument("--sync", type=int, default=0, help="step 6: bulk-sync this many Fashion tasks")
     ap.add_argument("--tag", default=str(int(time.time())))
-    ap.add_argument("--kinds", default="sms,fashion", help="which projects of step 1 to run")
+    ap.add_argument("--kinds", default="sms,fashion,layout",
+                    help="which projects to run: sms and fashion (steps 1-5), layout (boxes_step.py)")
+    ap.add_argument("--n-pages", type=int, default=12, help="synthetic layout pages in the detection project")
+    ap.add_argument("--box-annotations", type=int, default=10, help="box annotations in the detection project")
     args = ap.parse_args()
     ls, ll = LS(args.ls, args.ls_token), LL(args.ll, args.ll_token)
     backend = start_proxy(args.ll, args.record) if args.record else args.ll
+    kinds = args.kinds.split(",")
+    if any(k in kinds for k in ("sms", "fashion")):
+        steps_1_5(ls, ll, backend, args)
+    if "layout" in kinds:
+        from boxes_step import run_boxes  # noqa: E402  (the detection step lives beside this file)
+        run_boxes(ls, ll, backend, args, figures, log, check, connect, retrieve)
+    if args.sync:
+        from sync_step import run_sync  # noqa: E402  (step 6 lives beside this file)
+        run_sync(ls, ll, args, figures, log, check, fashion_rows, fashion_config, FASHION)
+    print(json.dumps(figures))
+
+
+def steps_1_5(ls, ll, backend, args):
     t0 = time.time()
     projects, truth = make_projects(ls, ll, args.n_text, args.n_image, args.tag)
     projects = [p for p in projects if p["kind"] in args.kinds.split(",")]
@@ -422,10 +440,6 @@ def main():
                            == truth[x["task"]]) for x in fresh if x["result"])
             figures[f"{p['kind']}_accuracy_after_training"] = round(correct / max(len(fresh), 1), 3)
     figures["steps_1_5_secs"] = round(time.time() - t0, 1)
-    if args.sync:
-        from sync_step import run_sync  # noqa: E402  (step 6 lives beside this file)
-        run_sync(ls, ll, args, figures, log, check, fashion_rows, fashion_config, FASHION)
-    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

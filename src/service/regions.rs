@@ -303,8 +303,10 @@ pub fn parse_box_set(json: &str) -> Option<Vec<(String, BoxPx)>> {
     )
 }
 
-/// Whether `plan` would leave the item's regions as they are (a repeat).
-fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str) -> bool {
+/// Whether `plan` would leave the item's regions as they are (a repeat):
+/// also how a Label Studio deletion tells that the item's regions are
+/// still the set the deleted annotation recorded.
+pub fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str) -> bool {
     let machine_same = plan.machine.iter().all(|(id, status)| {
         current.iter().any(|r| {
             r.id == *id && r.status == *status && r.annotator.as_deref() == Some(annotator)

@@ -246,6 +246,107 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Record a box annotation with the set it recorded (`regions`, JSON),
+    /// replacing an earlier record of the same Label Studio id (an update).
+    /// Its `annotation_id` is 0: a box annotation lives in `regions`.
+    pub async fn ls_record_box_annotation(
+        &self,
+        project_id: i64,
+        a: &LsAnnotation,
+        regions: &str,
+    ) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO ls_annotations (project_id, ls_annotation_id, ls_task_id, item_id, annotation_id, \
+                 created_at, regions) VALUES ($1, $2, $3, $4, 0, $5, $6) \
+                 ON CONFLICT (project_id, ls_annotation_id) DO UPDATE SET item_id = excluded.item_id, \
+                 ls_task_id = excluded.ls_task_id, regions = excluded.regions",
+            )
+            .bind(project_id)
+            .bind(a.ls_annotation_id)
+            .bind(a.ls_task_id)
+            .bind(a.item_id)
+            .bind(now_ms())
+            .bind(regions)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })
+    }
+
+    /// The box annotations among `ls_ids`: (Label Studio id, item, set).
+    pub async fn ls_box_annotations(
+        &self,
+        project_id: i64,
+        ls_ids: &[i64],
+    ) -> Result<Vec<(i64, i64, String)>> {
+        let mut out = Vec::new();
+        for chunk in ls_ids.chunks(500) {
+            let mut sql = self.params(
+                "SELECT ls_annotation_id, item_id, regions FROM ls_annotations WHERE project_id = ",
+            );
+            sql.param()
+                .push(" AND regions IS NOT NULL AND ls_annotation_id IN (")
+                .list(chunk.len())
+                .push(") ORDER BY ls_annotation_id");
+            let rows = with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql.sql).bind(project_id);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .collect::<std::result::Result<Vec<(i64, i64, String)>, sqlx::Error>>()
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// The box annotations recorded on an item, oldest first: (Label
+    /// Studio id, set).
+    pub async fn ls_box_annotations_of_item(
+        &self,
+        project_id: i64,
+        item_id: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT ls_annotation_id, regions FROM ls_annotations WHERE project_id = $1 \
+                 AND item_id = $2 AND regions IS NOT NULL ORDER BY created_at, ls_annotation_id",
+            )
+            .bind(project_id)
+            .bind(item_id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })
+    }
+
+    /// Forget the box annotations among `ls_ids`; returns how many there were.
+    pub async fn ls_forget_box_annotations(&self, project_id: i64, ls_ids: &[i64]) -> Result<u64> {
+        let mut removed = 0;
+        for chunk in ls_ids.chunks(500) {
+            let mut sql = self.params("DELETE FROM ls_annotations WHERE project_id = ");
+            sql.param()
+                .push(" AND regions IS NOT NULL AND ls_annotation_id IN (")
+                .list(chunk.len())
+                .push(")");
+            removed += with_pool!(self, |p| {
+                let mut q = sqlx::query(&sql.sql).bind(project_id);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(p).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(removed)
+    }
+
     /// Head versions of a project, oldest first.
     pub async fn head_versions(&self, project_id: i64) -> Result<Vec<i64>> {
         with_pool!(self, |p| {

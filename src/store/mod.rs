@@ -797,6 +797,14 @@ impl Store {
                         })
                     })
                     .collect();
+                // A re-queued item's set of this model version is replaced.
+                for (sql, version, ids) in regions::machine_region_replaces(self, &detected) {
+                    let mut q = sqlx::query(&sql).bind(version);
+                    for id in ids {
+                        q = q.bind(id);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
                 let inserts = regions::machine_region_inserts(self, &detected);
                 if !inserts.is_empty() {
                     let project_id: i64 =

@@ -316,6 +316,119 @@ impl Store {
             .await
         })
     }
+
+    /// Forget one annotator's own set of boxes on an item (its review was
+    /// withdrawn at its source).
+    pub async fn forget_region_set(&self, item_id: i64, annotator: &str) -> Result<()> {
+        with_pool!(self, |p| {
+            sqlx::query("DELETE FROM region_sets WHERE item_id = $1 AND annotator = $2")
+                .bind(item_id)
+                .bind(annotator)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Undo the review of an item's regions in one transaction, over the
+    /// state whose `regions_rev` was `rev`: its human regions go, every
+    /// machine region takes the status `machine` gives it (as routed, with
+    /// no annotator), and the item takes `status` with no final label (its
+    /// review lease ended). Returns false, writing nothing, when the item's
+    /// regions moved since `rev`. For a review withdrawn at its source (a
+    /// Label Studio annotation deleted).
+    pub async fn reopen_region_review(
+        &self,
+        item_id: i64,
+        rev: i64,
+        machine: &[(i64, &'static str)],
+        status: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut update =
+            self.params("UPDATE regions SET status = v.column2, annotator = NULL, updated_at = ");
+        update.param().push(" FROM (VALUES ");
+        for i in 0..machine.len() {
+            if i > 0 {
+                update.push(", ");
+            }
+            update.push("(").list(2).push(")");
+        }
+        update
+            .push(") AS v WHERE regions.id = v.column1 AND regions.item_id = ")
+            .param()
+            .push(" AND regions.source = 'machine'");
+        with_pool!(self, |p| {
+            async {
+                let mut tx = p.begin().await?;
+                // An audit image waits for a person whatever its boxes say.
+                let locked = sqlx::query(
+                    "UPDATE items SET regions_rev = regions_rev + 1, \
+                     status = CASE WHEN audit = 1 THEN 'needs_review' ELSE $1 END, final_label = NULL, \
+                     final_source = NULL, review_owner = NULL, review_until = NULL \
+                     WHERE id = $2 AND regions_rev = $3",
+                )
+                .bind(status)
+                .bind(item_id)
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if locked == 0 {
+                    tx.rollback().await?;
+                    return Ok::<_, sqlx::Error>(false);
+                }
+                sqlx::query("DELETE FROM regions WHERE item_id = $1 AND source = 'human'")
+                    .bind(item_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if !machine.is_empty() {
+                    let mut q = sqlx::query(&update.sql).bind(now);
+                    for (id, status) in machine {
+                        q = q.bind(*id).bind(*status);
+                    }
+                    q.bind(item_id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await
+        })
+    }
+}
+
+/// Items per generated `DELETE` of [`machine_region_replaces`].
+const REPLACE_ITEMS: usize = 10_000;
+
+/// The statements that clear the machine regions a batch is about to write
+/// again: per model version, the recorded items' machine regions of that
+/// version that no human region replaces, bound in order: model version,
+/// then the item ids. An item sent back through the model (a re-queue) gets
+/// its set of that version replaced, not a second one beside it; other
+/// versions' sets stay, as does any machine region a reviewer's box names.
+/// On a first prediction they delete nothing. [`Store::complete`] runs them
+/// in the transaction that inserts the new set.
+pub(super) fn machine_region_replaces<'a>(
+    store: &Store,
+    recorded: &[(i64, &'a MachineRegions, &'a str, Option<i64>)],
+) -> Vec<(String, &'a str, Vec<i64>)> {
+    let mut by_version: std::collections::BTreeMap<&'a str, Vec<i64>> = Default::default();
+    for (id, _, version, _) in recorded {
+        by_version.entry(*version).or_default().push(*id);
+    }
+    let mut out = Vec::new();
+    for (version, ids) in by_version {
+        for chunk in ids.chunks(REPLACE_ITEMS) {
+            let mut sql =
+                store.params("DELETE FROM regions WHERE source = 'machine' AND model_version = ");
+            sql.param()
+                .push(" AND item_id IN (")
+                .list(chunk.len())
+                .push(") AND NOT EXISTS (SELECT 1 FROM regions h WHERE h.replaces = regions.id)");
+            out.push((sql.sql, version, chunk.to_vec()));
+        }
+    }
+    out
 }
 
 /// One machine box to insert, with its item and provenance.

@@ -4,6 +4,7 @@
 //! labeling config, task data, annotations and training all go through the
 //! same use cases as the JSON API (ingest, review, learn, calibration).
 
+mod boxes;
 pub mod cache;
 pub mod config;
 pub mod door;

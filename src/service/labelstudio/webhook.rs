@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::boxes;
 use super::config::{ChoicesTarget, Wanted};
 use super::door;
 use super::fetch::PathCheck;
@@ -275,8 +276,15 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
         }
         "ANNOTATIONS_DELETED" | "ANNOTATION_DELETED" => {
             let ids = deleted_ids(body, action)?;
+            // Box annotations first: what they recorded is withdrawn
+            // before their records go (`boxes`).
+            let boxes = if project.task == regions::DETECT {
+                boxes::withdraw(app, &project, &ids).await?
+            } else {
+                0
+            };
             let removed = app.store.ls_delete_annotations(project_id, &ids).await?;
-            Ok(out("ok", Some(removed as usize)))
+            Ok(out("ok", Some(boxes + removed as usize)))
         }
         _ => Ok(out("Unknown event", None)),
     }
@@ -302,12 +310,27 @@ async fn record_boxes(
     let labels = app.store.get_project(project_id).await?.labels;
     let boxes = boxes_of(target, event.result, &current, &labels)?;
     let n = boxes.len();
+    let set = boxes::RecordedSet::of(&annotator.name, &boxes);
     regions::put(
         app,
         project_id,
         item_id,
         &RegionsIn { regions: boxes },
         &annotator,
+    )
+    .await?;
+    // Kept after the regions are written: a crash between the two is
+    // retried by the outbox, and the repeated put changes nothing.
+    boxes::remember(
+        app,
+        project_id,
+        &LsAnnotation {
+            ls_annotation_id: event.ls_annotation_id,
+            ls_task_id: event.task_id,
+            item_id,
+            annotation_id: 0,
+        },
+        &set,
     )
     .await?;
     tracing::info!(
