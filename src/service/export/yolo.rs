@@ -200,6 +200,9 @@ impl Stems {
 /// system takes become `_`.
 fn split_name(client_id: &str) -> (String, String) {
     let base = client_id.rsplit(['/', '\\']).next().unwrap_or(client_id);
+    if base.chars().all(|c| c == '.') {
+        return (String::new(), String::new());
+    }
     let (stem, ext) = match base.rfind('.') {
         Some(i) if i > 0 => (&base[..i], &base[i..]),
         _ => (base, ""),
@@ -215,13 +218,7 @@ fn split_name(client_id: &str) -> (String, String) {
             })
             .collect()
     };
-    let stem = clean(stem);
-    let stem = if stem.chars().all(|c| c == '.') {
-        String::new()
-    } else {
-        stem
-    };
-    (stem, clean(ext))
+    (clean(stem), clean(ext))
 }
 
 #[cfg(test)]
