@@ -199,12 +199,17 @@ where
     Fut: std::future::Future<Output = Result<(), io::Error>> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(2);
-    let fut = f(Sink(tx.clone()));
+    let producer = tokio::spawn(f(Sink(tx.clone())));
     tokio::spawn(async move {
-        if let Err(e) = fut.await {
-            // The receiver may be gone (the client left): nothing to tell.
-            let _ = tx.send(Err(e)).await;
-        }
+        // A producer that failed, or panicked, ends the body with an error
+        // rather than with what would look like a complete export.
+        let failure = match producer.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(e) => io::Error::other(format!("the export stopped: {e}")),
+        };
+        // The receiver may be gone (the client left): nothing to tell.
+        let _ = tx.send(Err(failure)).await;
     });
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
