@@ -225,6 +225,38 @@ fn split_name(client_id: &str) -> (String, String) {
 mod tests {
     use super::*;
 
+    /// Past 65,535 entries the streamed zip needs zip64 records: a reader
+    /// still finds every entry.
+    #[test]
+    fn a_streamed_zip_of_many_entries_reads_back() {
+        let shared = Shared::default();
+        let mut zip = ZipWriter::new_stream(shared.clone());
+        let mut out = Vec::new();
+        let n = 70_000;
+        for i in 0..n {
+            entry(
+                &mut zip,
+                &format!("labels/p{i}.txt"),
+                b"0 0.5 0.5 0.25 0.25\n",
+            )
+            .unwrap();
+            if i % 10_000 == 0 {
+                out.extend(shared.take());
+            }
+        }
+        zip.finish().unwrap();
+        out.extend(shared.take());
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(out)).unwrap();
+        assert_eq!(archive.len(), n);
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut archive.by_name("labels/p69999.txt").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "0 0.5 0.5 0.25 0.25\n");
+    }
+
     #[test]
     fn stems_are_unique_and_safe() {
         let mut s = Stems::default();
