@@ -19,8 +19,8 @@
 //!
 //! The zip is written as it goes (local headers with data descriptors, no
 //! seeking), page by page; what it keeps until the end is the zip's
-//! central directory and the stems, train.txt and items.csv lines, a few
-//! hundred bytes an image.
+//! central directory (about 300 bytes an entry in the `zip` crate) and the
+//! stems, train.txt and items.csv lines: roughly 0.5 KB an image.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
