@@ -154,7 +154,8 @@ pub async fn open(
         return Err(ServiceError::new(
             Code::WrongContent,
             format!(
-                "format {} exports boxes, and project {project_id} is a {:?} project with none:                  export it as jsonl, csv or labelstudio",
+                "format {} exports boxes, and project {project_id} is a {:?} project with none: \
+                 export it as jsonl, csv or labelstudio",
                 format.as_str(),
                 project.task
             ),
@@ -208,6 +209,9 @@ where
             Ok(Err(e)) => e,
             Err(e) => io::Error::other(format!("the export stopped: {e}")),
         };
+        if failure.kind() != io::ErrorKind::BrokenPipe {
+            tracing::error!(error = %failure, "export stopped before its end");
+        }
         // The receiver may be gone (the client left): nothing to tell.
         let _ = tx.send(Err(failure)).await;
     });
@@ -232,8 +236,8 @@ impl Sink {
     }
 }
 
-/// A store error as the stream's error (the cause goes to the log through
-/// the response's end, never to a client that already has a 200).
+/// A store error as the stream's error: [`produce`] logs it and cuts the
+/// body short (a client that already has a 200 learns no more).
 fn store_error(e: crate::store::StoreError) -> io::Error {
     io::Error::other(e.to_string())
 }
