@@ -11,5 +11,5 @@ if [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
 fi
 cargo build --quiet --locked
 mkdir -p target
-target/debug/labelloop openapi > target/openapi.json
+"${CARGO_TARGET_DIR:-target}/debug/labelloop" openapi > target/openapi.json
 "$VENV/bin/openapi-spec-validator" --schema 3.1.0 target/openapi.json

@@ -17,8 +17,8 @@ use crate::model::Prediction;
 use crate::region::BoxPx;
 use crate::select::Uncertainty;
 use crate::store::{
-    HumanRegion, MachineBox, MachineRegions, Outcome, Project, RegionItem, RegionRecord,
-    RegionReview, StoredPrediction,
+    HumanRegion, ItemRecord, MachineBox, MachineRegions, Outcome, Project, RegionItem,
+    RegionRecord, RegionReview, StoredPrediction,
 };
 
 /// The task of a project whose model detects objects.
@@ -210,6 +210,20 @@ async fn detection_item(
         ));
     }
     Ok((project, item))
+}
+
+/// One item as `GET /v1/items/{id}` answers it; a detection project's
+/// item also carries its `regions` (machine and human, with provenance),
+/// one more indexed read.
+pub async fn item(store: &crate::store::Store, item_id: i64) -> ServiceResult<ItemRecord> {
+    let item = store.get_item(item_id).await?;
+    if store.get_project(item.project_id).await?.task != DETECT {
+        return Ok(item);
+    }
+    let mut items = [item];
+    store.attach_regions(&mut items).await?;
+    let [item] = items;
+    Ok(item)
 }
 
 /// An item's regions, machine and human, with their provenance.

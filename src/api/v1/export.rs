@@ -6,50 +6,76 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{Id, Query};
 use crate::api::AppState;
-use crate::service::export::{self, ExportFormat};
+use crate::service::export;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// jsonl (default), csv or labelstudio.
+    /// jsonl (default), csv, labelstudio, coco or yolo.
     #[param(schema_with = format_schema)]
     format: Option<String>,
+    /// coco and yolo: final (default) or machine.
+    #[param(schema_with = boxes_schema)]
+    boxes: Option<String>,
 }
 
 fn format_schema() -> utoipa::openapi::Object {
     crate::json_shape::string_enum(
-        ["jsonl", "csv", "labelstudio"].map(str::to_string),
-        "jsonl (default), csv or labelstudio.",
+        export::ExportFormat::ALL.map(|f| f.as_str().to_string()),
+        "jsonl (default), csv or labelstudio: every item; coco or yolo: a detection project's \
+         boxes (422 on a classification project).",
     )
 }
 
-/// Export labels as jsonl, csv or labelstudio (streamed).
+fn boxes_schema() -> utoipa::openapi::Object {
+    crate::json_shape::string_enum(
+        ["final", "machine"].map(str::to_string),
+        "coco and yolo only. final (default): each image's final boxes, of the images a person \
+         reviewed or the machine auto-accepted; images awaiting review are left out. machine: \
+         every box the model proposed on every pre-labeled image, with its score.",
+    )
+}
+
+/// Export labels as jsonl, csv, labelstudio, coco or yolo (streamed).
+///
+/// A detection project's JSONL lines carry each item's `width`, `height`
+/// and `regions`; its Label Studio tasks carry `rectanglelabels`
+/// predictions (machine boxes, with scores) and annotations (the
+/// reviewer's boxes). `coco` is one COCO instances document whose
+/// annotations keep their provenance under `labelloop`; `yolo` is a zip of
+/// `labels/<stem>.txt`, `data.yaml`, `train.txt` and `items.csv`.
 #[utoipa::path(get, path = "/v1/projects/{id}/export", tag = "export",
     params(("id" = i64, Path, description = "Project id", example = 1), ExportQuery),
-    responses((status = 200, description = "The export, streamed: JSON lines, CSV, or Label Studio's task list", content(
-                (String = "application/x-ndjson"), (String = "text/csv"), (Vec<Object> = "application/json"))),
+    responses((status = 200, description = "The export, streamed: JSON lines, CSV, Label Studio's task list or a COCO document (JSON), or a YOLO dataset (zip)", content(
+                (String = "application/x-ndjson"), (String = "text/csv"),
+                (serde_json::Value = "application/json"), (String = "application/zip"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
     Id(project_id): Id,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<Response> {
-    // 404 for a missing project before 422 for a bad format.
-    state.store.get_project(project_id).await?;
-    let name = q.format.as_deref().unwrap_or("jsonl");
-    let format = ExportFormat::parse(name).ok_or_else(|| {
-        ApiError::invalid(
-            "format",
-            format!("{name:?} is not one of jsonl, csv, labelstudio"),
-        )
-    })?;
-    let stream = export::start(&state.store, project_id, format).await?;
-    Ok((
-        [(header::CONTENT_TYPE, format.content_type())],
-        axum::body::Body::from_stream(stream),
+    let out = export::open(
+        &state.store,
+        project_id,
+        q.format.as_deref(),
+        q.boxes.as_deref(),
     )
-        .into_response())
+    .await?;
+    let mut response = (
+        [(header::CONTENT_TYPE, out.content_type)],
+        axum::body::Body::from_stream(out.body),
+    )
+        .into_response();
+    if let Some(name) = out.file_name {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(response)
 }

@@ -200,10 +200,10 @@ pub async fn list_items(
     Ok(Json(ItemPage { items, next_cursor }))
 }
 
-/// Get one item with its prediction and annotations.
+/// Get one item with its prediction and annotations (a detection item: its regions).
 #[utoipa::path(get, path = "/v1/items/{id}", tag = "items",
     params(("id" = i64, Path, description = "Item id", example = 1)),
     responses((status = 200, description = "The item", body = ItemRecord), (status = 404, body = ErrorBody)))]
 pub async fn get_item(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ItemRecord>> {
-    Ok(Json(state.store.get_item(id).await?))
+    Ok(Json(crate::service::regions::item(&state.store, id).await?))
 }

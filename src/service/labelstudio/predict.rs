@@ -96,7 +96,48 @@ pub struct RectangleResult<'a> {
     pub original_height: u32,
     pub image_rotation: u32,
     pub value: RectangleValue<'a>,
-    pub score: f64,
+    /// The model's score for a predicted box; absent on a person's box.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+impl<'a> RectangleResult<'a> {
+    /// **The one conversion of a stored box to Label Studio**, for
+    /// `/predict`, the sync and the export: `bbox` (pixels of the original
+    /// `width` × `height` image) as top-left and size in percent
+    /// ([`BoxPx::to_label_studio`]), rotation 0, with the image size. None
+    /// for an image of size 0, where percent means nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        from_name: &'a str,
+        to_name: &'a str,
+        label: &'a str,
+        bbox: &BoxPx,
+        width: u32,
+        height: u32,
+        score: Option<f64>,
+    ) -> Option<RectangleResult<'a>> {
+        let rect = bbox.to_label_studio(width, height).ok()?;
+        Some(RectangleResult {
+            id,
+            from_name,
+            to_name,
+            kind: "rectanglelabels",
+            original_width: width,
+            original_height: height,
+            image_rotation: 0,
+            value: RectangleValue {
+                x: rect.x,
+                y: rect.y,
+                width: rect.width,
+                height: rect.height,
+                rotation: 0.0,
+                rectanglelabels: [label],
+            },
+            score,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -168,31 +209,19 @@ impl<'a> LsPrediction<'a> {
             .enumerate()
             .filter_map(|(i, d)| {
                 let label = target.choice_for_label.get(d.class)?;
-                let [x0, y0, x1, y1] = d.bbox;
-                let rect = BoxPx::new(x0, y0, x1, y1)
-                    .to_label_studio(boxes.width, boxes.height)
-                    .ok()?;
-                Some(RectangleResult {
-                    id: match region_ids.get(i) {
+                RectangleResult::new(
+                    match region_ids.get(i) {
                         Some(id) => format!("m{id}"),
                         None => format!("ll-{i}"),
                     },
-                    from_name: &target.from_name,
-                    to_name: &target.to_name,
-                    kind: "rectanglelabels",
-                    original_width: boxes.width,
-                    original_height: boxes.height,
-                    image_rotation: 0,
-                    value: RectangleValue {
-                        x: rect.x,
-                        y: rect.y,
-                        width: rect.width,
-                        height: rect.height,
-                        rotation: 0.0,
-                        rectanglelabels: [label.as_str()],
-                    },
-                    score: f64::from(d.score),
-                })
+                    &target.from_name,
+                    &target.to_name,
+                    label,
+                    &BoxPx::from(d.bbox),
+                    boxes.width,
+                    boxes.height,
+                    Some(f64::from(d.score)),
+                )
             })
             .collect();
         LsPrediction {

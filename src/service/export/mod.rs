@@ -1,0 +1,394 @@
+//! Exporting a project's items as JSON Lines, CSV or a Label Studio task
+//! list, and a detection project's boxes as COCO or YOLO, streamed page by
+//! page so a large project never sits in memory.
+//!
+//! A use case of the service layer: it reads the store and knows the
+//! formats; the HTTP handler only passes the query on and wires the stream
+//! to the response body. Which boxes an image exports is one rule,
+//! [`boxes::exported`], shared by COCO and YOLO (README, "Exports").
+
+mod boxes;
+mod coco;
+mod yolo;
+
+use std::io;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::{json, Value};
+
+pub use boxes::BoxSet;
+
+use super::error::{Code, ServiceError, ServiceResult};
+use super::regions::DETECT;
+use crate::store::{ItemRecord, Store};
+
+/// Items read from the store per chunk of output.
+const PAGE: i64 = 500;
+
+/// An export's body: chunks of bytes, or the error that ended it.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send + 'static>>;
+
+/// The CSV columns, in order.
+pub const CSV_HEADER: [&str; 11] = [
+    "id",
+    "client_id",
+    "status",
+    "final_label",
+    "final_source",
+    "pred_label",
+    "pred_score",
+    "model_version",
+    "raw_score",
+    "calibration_version",
+    "audit",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON item record per line.
+    Jsonl,
+    /// [`CSV_HEADER`] columns, RFC 4180 quoting.
+    Csv,
+    /// A JSON array of Label Studio tasks.
+    LabelStudio,
+    /// Detection projects: one COCO instances JSON document.
+    Coco,
+    /// Detection projects: a zip of YOLO label files and `data.yaml`.
+    Yolo,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 5] = [
+        ExportFormat::Jsonl,
+        ExportFormat::Csv,
+        ExportFormat::LabelStudio,
+        ExportFormat::Coco,
+        ExportFormat::Yolo,
+    ];
+
+    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco` or `yolo`.
+    pub fn parse(s: &str) -> Option<ExportFormat> {
+        ExportFormat::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Csv => "csv",
+            ExportFormat::LabelStudio => "labelstudio",
+            ExportFormat::Coco => "coco",
+            ExportFormat::Yolo => "yolo",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "application/x-ndjson",
+            ExportFormat::Csv => "text/csv",
+            ExportFormat::LabelStudio | ExportFormat::Coco => "application/json",
+            ExportFormat::Yolo => "application/zip",
+        }
+    }
+
+    /// Formats that hold boxes only, for detection projects.
+    pub fn boxes_only(self) -> bool {
+        matches!(self, ExportFormat::Coco | ExportFormat::Yolo)
+    }
+
+    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo`.
+    pub fn names() -> String {
+        ExportFormat::ALL.map(ExportFormat::as_str).join(", ")
+    }
+}
+
+/// An export ready to stream: its content type, a file name for the
+/// download (the zip), and the body.
+pub struct Export {
+    pub format: ExportFormat,
+    pub content_type: &'static str,
+    pub file_name: Option<String>,
+    pub body: ByteStream,
+}
+
+/// Open an export from the query's words: the project (404), the `format`
+/// (default `jsonl`; 422 listing the valid ones), the `boxes` set (COCO
+/// and YOLO only; default `final`), and a boxes-only format on a project
+/// that has no boxes (422 naming the format and the project's task). The
+/// store is checked before the first byte; a failure later can only end
+/// the stream.
+pub async fn open(
+    store: &Store,
+    project_id: i64,
+    format: Option<&str>,
+    boxes: Option<&str>,
+) -> ServiceResult<Export> {
+    let project = store.get_project(project_id).await?;
+    let name = format.unwrap_or("jsonl");
+    let format = ExportFormat::parse(name).ok_or_else(|| {
+        ServiceError::invalid(
+            "format",
+            format!("{name:?} is not one of {}", ExportFormat::names()),
+        )
+    })?;
+    let set = match boxes {
+        None => BoxSet::Final,
+        Some(b) => {
+            let set = BoxSet::parse(b).ok_or_else(|| {
+                ServiceError::invalid("boxes", format!("{b:?} is not one of final, machine"))
+            })?;
+            if !format.boxes_only() {
+                return Err(ServiceError::invalid(
+                    "boxes",
+                    format!(
+                        "chooses the boxes of a coco or yolo export; format {} exports every region",
+                        format.as_str()
+                    ),
+                ));
+            }
+            set
+        }
+    };
+    if format.boxes_only() && project.task != DETECT {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "format {} exports boxes, and project {project_id} is a {:?} project with none: \
+                 export it as jsonl, csv or labelstudio",
+                format.as_str(),
+                project.task
+            ),
+        ));
+    }
+    store.ping().await?;
+    let detect = project.task == DETECT;
+    let file_name =
+        (format == ExportFormat::Yolo).then(|| format!("project-{project_id}-yolo.zip"));
+    let body: ByteStream = match format {
+        ExportFormat::Coco => coco::stream(store.clone(), project, set),
+        ExportFormat::Yolo => yolo::stream(store.clone(), project, set),
+        _ => Box::pin(stream_items(store.clone(), project_id, format, detect)),
+    };
+    Ok(Export {
+        format,
+        content_type: format.content_type(),
+        file_name,
+        body,
+    })
+}
+
+/// [`open`] with a format already chosen and a detection project's final
+/// boxes.
+pub async fn start(
+    store: &Store,
+    project_id: i64,
+    format: ExportFormat,
+) -> ServiceResult<ByteStream> {
+    Ok(open(store, project_id, Some(format.as_str()), None)
+        .await?
+        .body)
+}
+
+/// A producer written as plain sequential code, run as its own task,
+/// feeding the response through a small bounded channel: memory stays at
+/// a few chunks whatever the project's size, and a client that goes away
+/// drops the receiver, which stops the producer at its next send.
+fn produce<F, Fut>(f: F) -> ByteStream
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: std::future::Future<Output = Result<(), io::Error>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(2);
+    let producer = tokio::spawn(f(Sink(tx.clone())));
+    tokio::spawn(async move {
+        // A producer that failed, or panicked, ends the body with an error
+        // rather than with what would look like a complete export.
+        let failure = match producer.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(e) => io::Error::other(format!("the export stopped: {e}")),
+        };
+        if failure.kind() != io::ErrorKind::BrokenPipe {
+            tracing::error!(error = %failure, "export stopped before its end");
+        }
+        // The receiver may be gone (the client left): nothing to tell.
+        let _ = tx.send(Err(failure)).await;
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }))
+}
+
+/// Where a producer sends its chunks.
+struct Sink(tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>);
+
+impl Sink {
+    /// Send a chunk; an error once the client has gone, which ends the producer.
+    async fn send(&self, chunk: Vec<u8>) -> Result<(), io::Error> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.0
+            .send(Ok(Bytes::from(chunk)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+/// A store error as the stream's error: [`produce`] logs it and cuts the
+/// body short (a client that already has a 200 learns no more).
+fn store_error(e: crate::store::StoreError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Page through the project with the keyset cursor, emitting one chunk per
+/// page. A store error ends the stream with that error.
+pub fn stream(
+    store: Store,
+    project_id: i64,
+    format: ExportFormat,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    stream_items(store, project_id, format, false)
+}
+
+/// [`stream`], with each item's regions (machine and human, with
+/// provenance) for detection projects: in JSONL as the item's `regions`,
+/// in Label Studio as `rectanglelabels` ([`boxes::labelstudio_task`]).
+fn stream_items(
+    store: Store,
+    project_id: i64,
+    format: ExportFormat,
+    regions: bool,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    futures_util::stream::unfold(Some((0i64, true)), move |state| {
+        let store = store.clone();
+        async move {
+            let (cursor, first) = state?;
+            let mut page = match store.list_items(project_id, None, Some(cursor), PAGE).await {
+                Ok(p) => p,
+                Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
+            };
+            if regions {
+                if let Err(e) = store.attach_regions(&mut page).await {
+                    return Some((Err(io::Error::other(e.to_string())), None));
+                }
+            }
+            let next = if page.len() as i64 == PAGE {
+                page.last().map(|i| (i.id, false))
+            } else {
+                None
+            };
+            match chunk(format, &page, first, next.is_none(), regions) {
+                Ok(c) if c.is_empty() && next.is_none() => None,
+                Ok(c) => Some((Ok(Bytes::from(c)), next)),
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    })
+}
+
+/// One page of output; `first` and `last` add the header or array brackets.
+fn chunk(
+    format: ExportFormat,
+    page: &[ItemRecord],
+    first: bool,
+    last: bool,
+    detect: bool,
+) -> io::Result<Vec<u8>> {
+    match format {
+        ExportFormat::Jsonl => {
+            let mut out = Vec::new();
+            for item in page {
+                serde_json::to_writer(&mut out, item)?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+        ExportFormat::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::new());
+            if first {
+                w.write_record(CSV_HEADER)?;
+            }
+            for item in page {
+                w.write_record(csv_row(item))?;
+            }
+            w.into_inner().map_err(|e| e.into_error())
+        }
+        // Hand-written framing: serde_json serialises a whole array at once,
+        // and the tasks arrive one page at a time from an async store.
+        ExportFormat::LabelStudio => {
+            let mut out = Vec::new();
+            if first {
+                out.push(b'[');
+            }
+            for (i, item) in page.iter().enumerate() {
+                if !(first && i == 0) {
+                    out.push(b',');
+                }
+                if detect {
+                    serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?;
+                } else {
+                    serde_json::to_writer(&mut out, &labelstudio_task(item))?;
+                }
+            }
+            if last {
+                out.push(b']');
+            }
+            Ok(out)
+        }
+        // Not item lists: `open` sends them to their own producers.
+        ExportFormat::Coco | ExportFormat::Yolo => Err(io::Error::other(format!(
+            "{} is not an item-per-record format",
+            format.as_str()
+        ))),
+    }
+}
+
+/// The [`CSV_HEADER`] columns of one item; empty for what it lacks.
+fn csv_row(item: &ItemRecord) -> [String; 11] {
+    let p = item.prediction.as_ref();
+    [
+        item.id.to_string(),
+        item.client_id.clone(),
+        item.status.clone(),
+        item.final_label.clone().unwrap_or_default(),
+        item.final_source.clone().unwrap_or_default(),
+        p.map(|p| p.label.clone()).unwrap_or_default(),
+        p.map(|p| p.score.to_string()).unwrap_or_default(),
+        p.map(|p| p.model_version.clone()).unwrap_or_default(),
+        p.and_then(|p| p.raw_score)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        item.calibration_version
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        item.audit.to_string(),
+    ]
+}
+
+/// A Label Studio task with our prediction as a pre-annotation and human
+/// labels as annotations, for a `Choices` control named `label` on `data`.
+pub fn labelstudio_task(item: &ItemRecord) -> Value {
+    let choice = |label: &str| json!([{"from_name": "label", "to_name": "data", "type": "choices", "value": {"choices": [label]}}]);
+    let predictions: Vec<Value> = item
+        .prediction
+        .iter()
+        .map(|p| json!({"model_version": p.model_version, "score": p.score, "result": choice(&p.label)}))
+        .collect();
+    let annotations: Vec<Value> = item
+        .annotations
+        .iter()
+        .map(|a| json!({"completed_by": a.annotator, "result": choice(&a.label)}))
+        .collect();
+    json!({
+        "id": item.id,
+        "data": {"id": item.client_id},
+        "meta": {"status": item.status, "final_label": item.final_label, "final_source": item.final_source,
+                 "calibration_version": item.calibration_version, "audit": item.audit},
+        "predictions": predictions,
+        "annotations": annotations,
+    })
+}
