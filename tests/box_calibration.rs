@@ -18,6 +18,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::detect::{corners, ingest, machine};
 use common::server::{create_token, send, Server, TestDb};
 use serde_json::{json, Value};
 
@@ -98,35 +99,6 @@ fn correct(accepted: &[(String, [f64; 4], f64)], truth: &[(String, [f64; 4])]) -
         }
     }
     hits
-}
-
-fn boxes_of(regions: &Value) -> Vec<Value> {
-    regions["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["source"] == "machine")
-        .cloned()
-        .collect()
-}
-
-fn corners(r: &Value) -> [f64; 4] {
-    let b = r["box"].as_array().unwrap();
-    [0, 1, 2, 3].map(|i| b[i].as_f64().unwrap())
-}
-
-async fn ingest(s: &Server, project: i64, pages: &[Value]) {
-    let (code, body) = s
-        .post(&format!("/v1/projects/{project}/items"), &json!(pages))
-        .await;
-    assert_eq!(code, 202, "{body}");
-    let job = s
-        .wait_job(
-            body["job"]["id"].as_i64().unwrap(),
-            Duration::from_secs(600),
-        )
-        .await;
-    assert_eq!(job["errors"], 0, "{job}");
 }
 
 async fn calibrated_boxes(db: TestDb) {
@@ -260,7 +232,7 @@ async fn calibrated_boxes(db: TestDb) {
             .get(&format!("/v1/projects/{project}/items/{id}/regions"))
             .await;
         assert_eq!(code, 200, "{r}");
-        let boxes = boxes_of(&r);
+        let boxes = machine(&r);
         let mut accepted = Vec::new();
         for b in &boxes {
             assert_eq!(b["calibration_version"], version, "{b}");
@@ -270,7 +242,7 @@ async fn calibrated_boxes(db: TestDb) {
             let status = if should { "accepted" } else { "review" };
             assert_eq!(b["status"], status, "{b}");
             if should {
-                accepted.push((label.to_string(), corners(b), score));
+                accepted.push((label.to_string(), corners(&b["box"]), score));
             }
         }
         let auto = !boxes.is_empty() && accepted.len() == boxes.len();
@@ -325,7 +297,7 @@ async fn calibrated_boxes(db: TestDb) {
         let (_, r) = s
             .get(&format!("/v1/projects/{project}/items/{id}/regions"))
             .await;
-        for b in boxes_of(&r) {
+        for b in machine(&r) {
             assert_eq!(b["calibration_version"], version, "{b}");
             let should = thresholds
                 .get(b["label"].as_str().unwrap())

@@ -15,27 +15,15 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 
+use common::detect::{detect_project, ingest, LAYOUT_LABELS};
 use common::server::{b64, create_token, fashion_items, send, Server, TestDb};
 use futures_util::StreamExt;
 use labelloop::region::{BoxPx, LabelStudioRect};
 use labelloop::service::export::{self, ExportFormat};
 use labelloop::store::{
-    Content, MachineBox, MachineRegions, NewItem, NewProject, Outcome, Store, StoredPrediction,
+    Content, MachineBox, MachineRegions, NewItem, Outcome, Store, StoredPrediction,
 };
 use serde_json::{json, Value};
-
-const LAYOUT_LABELS: [&str; 10] = [
-    "text",
-    "title",
-    "figure",
-    "figure_caption",
-    "table",
-    "table_caption",
-    "header",
-    "footer",
-    "reference",
-    "equation",
-];
 
 /// `a` equals `b` within 1e-9 of the image side.
 fn close(a: &BoxPx, b: &BoxPx, w: f64, h: f64) -> bool {
@@ -123,17 +111,7 @@ async fn boxes_exported(db: TestDb) {
     assert_eq!(code, 201, "{p}");
     let project = p["id"].as_i64().unwrap();
     let pages = pages(5);
-    let (code, body) = s
-        .post(&format!("/v1/projects/{project}/items"), &json!(pages))
-        .await;
-    assert_eq!(code, 202, "{body}");
-    let job = s
-        .wait_job(
-            body["job"]["id"].as_i64().unwrap(),
-            Duration::from_secs(300),
-        )
-        .await;
-    assert_eq!(job["errors"], 0, "{job}");
+    ingest(&s, project, &pages).await;
 
     // Every item's stored regions, as the item route answers them.
     let (code, list) = s
@@ -602,21 +580,7 @@ async fn collect(store: &Store, project: i64, format: ExportFormat) -> Vec<u8> {
 /// images than a page) neither drops nor repeats one.
 async fn auto_accepted(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
-    let project = store
-        .create_project_as(
-            &NewProject {
-                name: "auto".into(),
-                model: "layout".into(),
-                labels: LAYOUT_LABELS.map(String::from).to_vec(),
-                precision_target: 0.95,
-                threshold: 0.9,
-                settings: Default::default(),
-                committee: Vec::new(),
-            },
-            "detect",
-        )
-        .await
-        .unwrap();
+    let project = detect_project(&store, "auto").await;
     let n = 1203;
     let new: Vec<NewItem> = (0..n)
         .map(|i| NewItem {

@@ -10,21 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::detect::LAYOUT_LABELS;
 use common::server::{Server, TestDb};
 use serde_json::{json, Value};
-
-const LABELS: [&str; 10] = [
-    "text",
-    "title",
-    "figure",
-    "figure_caption",
-    "table",
-    "table_caption",
-    "header",
-    "footer",
-    "reference",
-    "equation",
-];
 
 fn config(labels: &[&str]) -> String {
     let labels: String = labels
@@ -114,7 +102,7 @@ async fn setup_refuses_rectangle_labels_that_miss_the_models_classes() {
         "{body}"
     );
     // Case differs: still every class (labels match case-insensitively).
-    let upper: Vec<String> = LABELS.iter().map(|l| l.to_uppercase()).collect();
+    let upper: Vec<String> = LAYOUT_LABELS.iter().map(|l| l.to_uppercase()).collect();
     let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
     let (code, body) = e
         .server
@@ -138,7 +126,7 @@ async fn predict_answers_rectangles_in_percent_of_the_original_image_and_webhook
         .server
         .post(
             &format!("/labelstudio/{p}/predict"),
-            &json!({"tasks": tasks, "label_config": config(&LABELS)}),
+            &json!({"tasks": tasks, "label_config": config(&LAYOUT_LABELS)}),
         )
         .await;
     assert_eq!(code, 200, "{out}");
@@ -167,7 +155,7 @@ async fn predict_answers_rectangles_in_percent_of_the_original_image_and_webhook
         assert_eq!(r["original_width"].as_f64().unwrap(), w);
         assert_eq!(r["original_height"].as_f64().unwrap(), h);
         let v = &r["value"];
-        assert_eq!(v["rectanglelabels"][0], LABELS[d.class]);
+        assert_eq!(v["rectanglelabels"][0], LAYOUT_LABELS[d.class]);
         // Top-left corner and size in percent, exact to rounding.
         let [x0, y0, x1, y1] = d.bbox;
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1.0);
@@ -234,7 +222,7 @@ async fn predict_answers_rectangles_in_percent_of_the_original_image_and_webhook
         "task": {"id": 1, "data": {"image": "page-1.png"}},
         "annotation": {"id": 501, "task": 1, "result": result, "completed_by": {"id": 1, "email": "ann@example.com"},
                         "updated_at": "2026-12-07T09:00:00Z"},
-        "project": {"id": 1, "label_config": config(&LABELS)},
+        "project": {"id": 1, "label_config": config(&LAYOUT_LABELS)},
     });
     let (code, out) = hook(&e.server, &format!("/labelstudio/{p}/webhook"), &body).await;
     assert_eq!(code, 200, "{out}");
@@ -314,7 +302,7 @@ fn box_event(action: &str, id: i64, email: &str, result: Vec<Value>, at: &str) -
         "task": {"id": 1, "data": {"image": "page-1.png"}},
         "annotation": {"id": id, "task": 1, "result": result,
                         "completed_by": {"id": 1, "email": email}, "updated_at": at},
-        "project": {"id": 1, "label_config": config(&LABELS)},
+        "project": {"id": 1, "label_config": config(&LAYOUT_LABELS)},
     })
 }
 
@@ -350,7 +338,7 @@ fn human_set(regions: &Value) -> Vec<(String, String, Vec<f64>)> {
 async fn deleting_a_box_annotation_withdraws_its_regions_once(e: Env) {
     let p = e.project;
     let predict = json!({"tasks": [{"id": 1, "data": {"image": "page-1.png"}}],
-                         "label_config": config(&LABELS)});
+                         "label_config": config(&LAYOUT_LABELS)});
     let (code, out) = e
         .server
         .post(&format!("/labelstudio/{p}/predict"), &predict)

@@ -11,25 +11,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::detect::{corners, detect_project, ingest, machine, LAYOUT_LABELS};
 use common::server::{b64, create_token, fashion_items, send, Server, TestDb};
 use labelloop::region::BoxPx;
 use labelloop::store::{
-    Content, MachineBox, MachineRegions, NewItem, NewProject, Outcome, Store, StoredPrediction,
+    Content, MachineBox, MachineRegions, NewItem, Outcome, Store, StoredPrediction,
 };
 use serde_json::{json, Value};
-
-const LAYOUT_LABELS: [&str; 10] = [
-    "text",
-    "title",
-    "figure",
-    "figure_caption",
-    "table",
-    "table_caption",
-    "header",
-    "footer",
-    "reference",
-    "equation",
-];
 
 fn pages() -> Vec<Value> {
     let dir = common::root().join("tests/fixtures/documents");
@@ -75,19 +63,8 @@ async fn items(s: &Server, project: i64) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-fn machine(regions: &Value) -> Vec<Value> {
-    regions["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["source"] == "machine")
-        .cloned()
-        .collect()
-}
-
 fn bbox(r: &Value) -> [f64; 4] {
-    let b = r["box"].as_array().unwrap();
-    [0, 1, 2, 3].map(|i| b[i].as_f64().unwrap())
+    corners(&r["box"])
 }
 
 async fn detection_round_trip(db: TestDb) {
@@ -120,17 +97,7 @@ async fn detection_round_trip(db: TestDb) {
 
     // Ingest the page images; the job pre-labels them.
     let pages = pages();
-    let (code, body) = s
-        .post(&format!("/v1/projects/{project}/items"), &json!(pages))
-        .await;
-    assert_eq!(code, 202, "{body}");
-    let job = s
-        .wait_job(
-            body["job"]["id"].as_i64().unwrap(),
-            Duration::from_secs(300),
-        )
-        .await;
-    assert_eq!(job["errors"], 0, "{job}");
+    let job = ingest(&s, project, &pages).await;
     assert_eq!(job["done"], pages.len(), "{job}");
 
     // Every image goes to review (no class is calibrated), with its size.
@@ -403,21 +370,7 @@ fn boxes(n: usize) -> Outcome {
 /// that update recorded.
 async fn retried_batches_write_regions_once(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
-    let project = store
-        .create_project_as(
-            &NewProject {
-                name: "once".into(),
-                model: "layout".into(),
-                labels: LAYOUT_LABELS.map(String::from).to_vec(),
-                precision_target: 0.95,
-                threshold: 0.9,
-                settings: Default::default(),
-                committee: Vec::new(),
-            },
-            "detect",
-        )
-        .await
-        .unwrap();
+    let project = detect_project(&store, "once").await;
     let new: Vec<NewItem> = (0..6)
         .map(|i| NewItem {
             client_id: format!("page-{i}"),
@@ -572,21 +525,7 @@ async fn a_crash_mid_job_duplicates_no_region_postgres() {
 /// beside the first; a reviewed image is not re-queued and keeps its set.
 async fn a_requeued_image_gets_its_machine_set_replaced(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
-    let project = store
-        .create_project_as(
-            &NewProject {
-                name: "again".into(),
-                model: "layout".into(),
-                labels: LAYOUT_LABELS.map(String::from).to_vec(),
-                precision_target: 0.95,
-                threshold: 0.9,
-                settings: Default::default(),
-                committee: Vec::new(),
-            },
-            "detect",
-        )
-        .await
-        .unwrap();
+    let project = detect_project(&store, "again").await;
     let new: Vec<NewItem> = (0..3)
         .map(|i| NewItem {
             client_id: format!("page-{i}"),

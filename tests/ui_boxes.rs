@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use browser::{
     browser_present, chord, drag, hover, js, press, screenshot, sign_in, wait_js, Driver,
 };
+use common::detect::{detect_project, ingest};
 use common::server::{b64, create_token, Server, TestDb};
 use fantoccini::key::Key;
 use fantoccini::Client;
 use labelloop::region::BoxPx;
 use labelloop::store::{
-    Content, MachineBox, MachineRegions, NewItem, NewProject, Outcome, Store, StoredPrediction,
+    Content, MachineBox, MachineRegions, NewItem, Outcome, Store, StoredPrediction,
 };
 use serde_json::{json, Value};
 
@@ -146,17 +147,7 @@ async fn box_review_in_chromium() {
         .iter()
         .map(|l| l.as_str().unwrap().to_string())
         .collect();
-    let (code, body) = s
-        .post(&format!("/v1/projects/{project}/items"), &json!(pages()))
-        .await;
-    assert_eq!(code, 202, "{body}");
-    let job = s
-        .wait_job(
-            body["job"]["id"].as_i64().unwrap(),
-            Duration::from_secs(300),
-        )
-        .await;
-    assert_eq!(job["errors"], 0, "{job}");
+    ingest(&s, project, &pages()).await;
 
     let driver = Driver::start().await;
     let (c, _pc) = driver.session(1280, 800).await;
@@ -492,35 +483,7 @@ async fn box_review_in_chromium() {
 /// a finished pre-labeling batch would (the layout model keeps at most 100).
 async fn big_project(db: &TestDb) -> (i64, Vec<[f64; 4]>) {
     let store = Store::connect(&db.url).await.unwrap();
-    let labels: Vec<String> = [
-        "text",
-        "title",
-        "figure",
-        "figure_caption",
-        "table",
-        "table_caption",
-        "header",
-        "footer",
-        "reference",
-        "equation",
-    ]
-    .map(String::from)
-    .to_vec();
-    let project = store
-        .create_project_as(
-            &NewProject {
-                name: "big".into(),
-                model: "layout".into(),
-                labels,
-                precision_target: 0.95,
-                threshold: 0.9,
-                settings: Default::default(),
-                committee: Vec::new(),
-            },
-            "detect",
-        )
-        .await
-        .unwrap();
+    let project = detect_project(&store, "big").await;
     // 20 columns × 10 rows; corners with fractions, drawn on the image.
     let mut boxes = Vec::new();
     for r in 0..10 {
