@@ -30,7 +30,9 @@ if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version 2>/dev/null | grep -q "
 fi
 
 cargo build --quiet --locked
-BIN=$ROOT/target/debug/labelloop
+TARGET=${CARGO_TARGET_DIR:-target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+BIN=$TARGET/debug/labelloop
 
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -133,7 +135,7 @@ set +e
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
     --max-time "$MAX_TIME" --seed "$SEED" --workers 2 \
     --generation-database none --request-timeout 30 --no-color \
-    --report junit --report-dir "$ROOT/target/schemathesis"
+    --report "${SCHEMATHESIS_REPORTS:-junit}" --report-dir "$ROOT/target/schemathesis"
 status=$?
 set -e
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
