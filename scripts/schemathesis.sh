@@ -167,9 +167,14 @@ fi
 
 # The fixture's ids as Schemathesis dictionaries, bound to the operations
 # that only a project in the right state serves (Schemathesis' own
-# per-operation `parameters`): the static settings, then these.
+# per-operation `parameters`): the static settings, then these. Ingests are
+# fitted to the fixture by scripts/schemathesis_hooks.py (a batch and a
+# project id that the document cannot tie together).
+LABELLOOP_FIXTURE=$(python3 -c 'import json, sys; print(json.dumps({"text_project": int(sys.argv[1]), "image_project": int(sys.argv[2]), "image_paths": [i["path"] for i in json.loads(sys.argv[3])]}))' "$P1" "$P2" "$ITEMS")
+export LABELLOOP_FIXTURE
 CONFIG=$WORK/schemathesis.toml
 {
+    printf 'hooks = "%s"\n' "$ROOT/scripts/schemathesis_hooks.py"
     cat scripts/schemathesis.toml
     cat <<TOML
 
@@ -177,13 +182,23 @@ CONFIG=$WORK/schemathesis.toml
 [dictionaries.labeled-projects]
 values = [$P1]
 
+[dictionaries.labeled-items]
+values = [$(field "$(api GET "/v1/projects/$P1/items?limit=100")" '", ".join(str(i["id"]) for i in d["items"])')]
+
+[dictionaries.labeled-labels]
+values = ["ham", "spam"]
+
 [[operations]]
 include-name = "POST /v1/projects/{id}/train"
-parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.5 } }
+parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.75 } }
 
 [[operations]]
 include-name = "POST /v1/projects/{id}/calibrate"
-parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.5 } }
+parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.75 } }
+
+[[operations]]
+include-name = "POST /v1/items/{id}/annotations"
+parameters = { "path.id" = { dictionary = "labeled-items", probability = 0.75 }, "body.label" = { dictionary = "labeled-labels", probability = 0.75 } }
 TOML
     if [ -n "$P3" ]; then
         cat <<TOML

@@ -2,7 +2,8 @@
 //! the constraints that only the loaded models decide stated in it, since a
 //! request that breaks them is refused:
 //!
-//! - `PredictIn.model`: one of the loaded models;
+//! - `PredictIn.model`: one of the loaded models, and `PredictIn.items`: at
+//!   most the server's `predict_max_items`;
 //! - `CreateProject`: one branch (`oneOf`) per loaded model and committee
 //!   shape. A classifier's or detector's project takes the model's own
 //!   labels (any order, each once) or none; an embedding model's project
@@ -32,9 +33,19 @@ pub struct ServedModel {
     pub detect: bool,
 }
 
-/// [`super::openapi_document`] as JSON, narrowed to `models` and to the
-/// Label Studio hosts `ls_hosts`.
-pub fn served_document(models: &[ServedModel], ls_hosts: &[String]) -> Value {
+/// What the served document states of this server.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    pub models: Vec<ServedModel>,
+    /// The Label Studio hosts a sync may reach.
+    pub ls_hosts: Vec<String>,
+    /// The most items one `POST /v1/predict` takes.
+    pub predict_max_items: Option<usize>,
+}
+
+/// [`super::openapi_document`] as JSON, narrowed to what `served` says.
+pub fn served_document(served: &Served) -> Value {
+    let (models, ls_hosts) = (&served.models[..], &served.ls_hosts[..]);
     let mut doc = serde_json::to_value(super::openapi_document()).unwrap_or(Value::Null);
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -58,6 +69,15 @@ pub fn served_document(models: &[ServedModel], ls_hosts: &[String]) -> Value {
                 ls_hosts.join(", ")
             )),
         );
+    }
+    if let (Some(max), Some(items)) = (
+        served.predict_max_items,
+        schemas
+            .get_mut("PredictIn")
+            .and_then(|s| s.pointer_mut("/properties/items"))
+            .and_then(Value::as_object_mut),
+    ) {
+        items.insert("maxItems".into(), json!(max));
     }
     if models.is_empty() {
         return doc;
@@ -292,14 +312,22 @@ mod tests {
 
     #[test]
     fn sync_urls_are_on_the_allowed_hosts() {
-        let doc = served_document(&[], &["localhost:8080".into(), "ls.example".into()]);
+        let doc = served_document(&Served {
+            ls_hosts: vec!["localhost:8080".into(), "ls.example".into()],
+            predict_max_items: Some(64),
+            ..Served::default()
+        });
+        assert_eq!(
+            doc["components"]["schemas"]["PredictIn"]["properties"]["items"]["maxItems"],
+            64
+        );
         let url = &doc["components"]["schemas"]["SyncIn"]["properties"]["url"];
         assert_eq!(
             url["pattern"],
             json!("^(?:https?://localhost:8080|http://ls\\.example(?::80)?|https://ls\\.example(?::443)?)(?:/[A-Za-z0-9._~-]*)*$")
         );
         assert!(url.get("format").is_none());
-        let none = served_document(&[], &[]);
+        let none = served_document(&Served::default());
         assert_eq!(
             none["components"]["schemas"]["SyncIn"]["properties"]["url"]["format"],
             "uri"
@@ -308,12 +336,15 @@ mod tests {
 
     #[test]
     fn create_project_has_a_branch_per_model_and_committee() {
-        let doc = served_document(&[
-            model("a", &["x", "y"], false),
-            model("b", &["y", "x"], false),
-            model("e", &[], false),
-            model("d", &["box"], true),
-        ], &[]);
+        let doc = served_document(&Served {
+            models: vec![
+                model("a", &["x", "y"], false),
+                model("b", &["y", "x"], false),
+                model("e", &[], false),
+                model("d", &["box"], true),
+            ],
+            ..Served::default()
+        });
         let create = &doc["components"]["schemas"]["CreateProject"];
         let branches = create["oneOf"].as_array().unwrap();
         let titles: Vec<&str> = branches

@@ -16,100 +16,89 @@ use crate::api::AppState;
 use crate::service::ingest::{self, IngestItem};
 use crate::store::{Content, ItemRecord, Status};
 
-/// One item to ingest: an id and exactly one of `text`, `image`, `path`
-/// (the schema of what `api::ingest_body` parses): a `oneOf` with a branch
-/// per content, the other two fields null or absent.
-///
-/// Which content a project takes (text for a text model, `image` or `path`
-/// for an image model) and whether a `path` names a file under the data
-/// root depend on the project and the server, not on the body: those are
-/// refused with 422 `wrong_content` and `path_not_found` (403 `forbidden`
-/// outside the data root).
-#[allow(dead_code)]
-pub struct ItemIn {
-    id: String,
-    text: Option<String>,
-    image: Option<String>,
-    path: Option<String>,
-}
-
 /// Standard base64 with padding and no white space, as the `image` field
 /// is decoded (`base64`'s STANDARD engine: the unused bits of the last
 /// symbol must be zero).
 pub const BASE64_PATTERN: &str =
     "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
 
-impl utoipa::PartialSchema for ItemIn {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{
-            AdditionalProperties, ObjectBuilder, OneOfBuilder, Type,
-        };
-        let string = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .description(Some(description))
-        };
-        let id = string(
-            "The client's id for the item: a non-empty string (numbers are refused, \
-             so that `7` and `\"7\"` can never collide).",
-        )
-        .min_length(Some(1))
-        .build();
-        let contents = [
-            ("text", string("The text, for a text model's project.").build()),
-            (
-                "image",
-                string("The image file, base64 (standard alphabet, padded), for an image model's project.")
-                    .pattern(Some(BASE64_PATTERN))
-                    .content_encoding("base64")
-                    .build(),
-            ),
-            (
-                "path",
-                string("A file under the server's `--data-root`, for an image model's project.")
-                    .build(),
-            ),
-        ];
-        let mut one_of = OneOfBuilder::new().description(Some(
-            "An id and exactly one of `text`, `image` (base64) or `path`.",
-        ));
-        for (field, schema) in &contents {
-            let mut branch = ObjectBuilder::new()
-                .title(Some(*field))
-                .property("id", id.clone())
-                .required("id")
-                .property(*field, schema.clone())
-                .required(*field)
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-            for (other, _) in contents.iter().filter(|(o, _)| o != field) {
-                branch = branch.property(
-                    *other,
-                    ObjectBuilder::new()
-                        .schema_type(Type::Null)
-                        .description(Some("Null or absent: this item carries another content.")),
-                );
-            }
-            one_of = one_of.item(branch);
-        }
-        one_of.into()
-    }
-}
-
-impl ToSchema for ItemIn {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ItemIn".into()
-    }
-}
-
-/// The JSON body of an ingest: at least one item.
+/// The JSON body of an ingest (the schema of what `api::ingest_body`
+/// parses): at least one item, each an id and exactly one of `text`,
+/// `image` (base64) or `path`, the other two null or absent. A project
+/// takes either texts (a text model) or images (an image model), never
+/// both, so a batch is all texts or all images (`oneOf`).
+///
+/// Which of the two a project takes, and whether a `path` names a file
+/// under the data root, depend on the project and the server, not on the
+/// body: those are refused with 422 `wrong_content` and `path_not_found`
+/// (403 `forbidden` outside the data root).
 pub struct ItemBatch;
+
+/// One item carrying `field`, the other contents null or absent.
+fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let string = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let content = match field {
+        "text" => string("The text, for a text model's project."),
+        "image" => string("The image file, base64 (standard alphabet, padded), for an image model's project.")
+            .pattern(Some(BASE64_PATTERN))
+            .content_encoding("base64"),
+        _ => string("A file under the server's `--data-root`, for an image model's project."),
+    };
+    let mut branch = ObjectBuilder::new()
+        .title(Some(field))
+        .property(
+            "id",
+            string(
+                "The client's id for the item: a non-empty string (numbers are refused, \
+                 so that `7` and `\"7\"` can never collide).",
+            )
+            .min_length(Some(1)),
+        )
+        .required("id")
+        .property(field, content)
+        .required(field)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for other in ["text", "image", "path"].into_iter().filter(|o| *o != field) {
+        branch = branch.property(
+            other,
+            ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some("Null or absent: this item carries another content.")),
+        );
+    }
+    branch.build()
+}
 
 impl utoipa::PartialSchema for ItemBatch {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(utoipa::openapi::Ref::from_schema_name("ItemIn"))
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        let texts = ArrayBuilder::new()
+            .title(Some("texts"))
+            .items(item_branch("text"))
             .min_items(Some(1))
-            .description(Some("At least one item (an empty batch is `empty_batch`)."))
+            .description(Some("Texts, for a text model's project."));
+        let images = ArrayBuilder::new()
+            .title(Some("images"))
+            .items(
+                OneOfBuilder::new()
+                    .item(item_branch("path"))
+                    .item(item_branch("image")),
+            )
+            .min_items(Some(1))
+            .description(Some(
+                "Images, each as base64 (`image`) or a file under the data root (`path`), for an image model's project.",
+            ));
+        OneOfBuilder::new()
+            .description(Some(
+                "At least one item (an empty batch is `empty_batch`); all texts or all images.",
+            ))
+            .item(images)
+            .item(texts)
             .into()
     }
 }
@@ -117,15 +106,6 @@ impl utoipa::PartialSchema for ItemBatch {
 impl ToSchema for ItemBatch {
     fn name() -> std::borrow::Cow<'static, str> {
         "ItemBatch".into()
-    }
-
-    fn schemas(
-        schemas: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        schemas.push((ItemIn::name().into(), <ItemIn as utoipa::PartialSchema>::schema()));
     }
 }
 
