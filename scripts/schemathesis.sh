@@ -170,7 +170,24 @@ fi
 # per-operation `parameters`): the static settings, then these. Ingests are
 # fitted to the fixture by scripts/schemathesis_hooks.py (a batch and a
 # project id that the document cannot tie together).
-LABELLOOP_FIXTURE=$(python3 -c 'import json, sys; print(json.dumps({"text_project": int(sys.argv[1]), "image_project": int(sys.argv[2]), "image_paths": [i["path"] for i in json.loads(sys.argv[3])]}))' "$P1" "$P2" "$ITEMS")
+PAGE_SIZES={}
+if [ -n "$P3" ]; then
+    PAGE_SIZES=$(python3 - "$BASE" "$TOKEN" "$P3" <<'PY'
+import json, sys, urllib.request
+base, token, project = sys.argv[1:4]
+def get(path):
+    req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+sizes = {}
+for item in get(f"/v1/projects/{project}/items?limit=100")["items"]:
+    r = get(f"/v1/projects/{project}/items/{item['id']}/regions")
+    sizes[str(item["id"])] = [r["width"], r["height"]]
+print(json.dumps(sizes))
+PY
+)
+fi
+LABELLOOP_FIXTURE=$(python3 -c 'import json, sys; print(json.dumps({"text_project": int(sys.argv[1]), "image_project": int(sys.argv[2]), "image_paths": [i["path"] for i in json.loads(sys.argv[3])], "detection_project": int(sys.argv[4] or 0), "pages": json.loads(sys.argv[5])}))' "$P1" "$P2" "$ITEMS" "$P3" "$PAGE_SIZES")
 export LABELLOOP_FIXTURE
 CONFIG=$WORK/schemathesis.toml
 {

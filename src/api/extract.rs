@@ -198,13 +198,31 @@ mod tests {
     #[test]
     fn a_number_with_a_zero_fraction_is_an_integer() {
         let s: Shape = parse_json(br#"{"n": 5.0, "i": -3.0, "f": 2.0}"#).unwrap();
-        assert_eq!(s, Shape { n: 5, i: Some(-3), f: 2.0 });
+        assert_eq!(
+            s,
+            Shape {
+                n: 5,
+                i: Some(-3),
+                f: 2.0
+            }
+        );
         let s: Shape = parse_json(br#"{"n": 5, "i": null, "f": 0.5}"#).unwrap();
-        assert_eq!(s, Shape { n: 5, i: None, f: 0.5 });
+        assert_eq!(
+            s,
+            Shape {
+                n: 5,
+                i: None,
+                f: 0.5
+            }
+        );
         // A fraction is still refused, naming the field, with serde's words.
         let e = parse_json::<Shape>(br#"{"n": 5.5, "i": 1, "f": 1}"#).unwrap_err();
         assert_eq!(e.code, Code::InvalidField);
-        assert!(e.message.starts_with("field `n`: invalid type: floating point"), "{e}");
+        assert!(
+            e.message
+                .starts_with("field `n`: invalid type: floating point"),
+            "{e}"
+        );
         let e = parse_json::<Shape>(br#"{"n": -1.0, "i": 1, "f": 1}"#).unwrap_err();
         assert_eq!(e.code, Code::InvalidField, "{e}");
         let e = parse_json::<Shape>(br#"{"n": 1e300, "i": 1, "f": 1}"#).unwrap_err();

@@ -89,7 +89,10 @@ pub fn served_document(served: &Served) -> Value {
     {
         let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         model.insert("enum".into(), json!(names));
-        model.insert("description".into(), json!("A model this server has loaded."));
+        model.insert(
+            "description".into(),
+            json!("A model this server has loaded."),
+        );
     }
     if let Some(create) = schemas.get_mut("CreateProject") {
         *create = create_project(create, models);
@@ -276,11 +279,21 @@ fn branch(
         "model".into(),
         json!({"type": "string", "const": m.name, "description": "A model this server has loaded."}),
     );
+    let has_committee = committee
+        .get("minItems")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        > 0;
     props.insert("labels".into(), labels);
     props.insert("committee".into(), committee);
     let mut required = vec!["name", "model"];
     if labels_required {
         required.push("labels");
+    }
+    // A branch with a committee requires it, so that no body matches two
+    // branches (`oneOf`).
+    if has_committee {
+        required.push("committee");
     }
     let kind = if m.detect {
         "object detection"
@@ -356,9 +369,20 @@ mod tests {
         let a_committee = &branches[1]["properties"]["committee"];
         assert_eq!(a_committee["items"]["enum"], json!(["b"]));
         assert_eq!(branches[0]["properties"]["committee"]["maxItems"], 0);
+        assert_eq!(
+            branches[1]["required"],
+            json!(["name", "model", "committee"])
+        );
         assert_eq!(branches[4]["required"], json!(["name", "model", "labels"]));
+        assert_eq!(
+            branches[5]["required"],
+            json!(["name", "model", "labels", "committee"])
+        );
         assert_eq!(branches[4]["properties"]["labels"]["minItems"], 2);
-        assert_eq!(branches[6]["properties"]["labels"]["items"]["enum"], json!(["box"]));
+        assert_eq!(
+            branches[6]["properties"]["labels"]["items"]["enum"],
+            json!(["box"])
+        );
         assert_eq!(
             branches[0]["properties"]["name"]["pattern"],
             json!("\\S"),

@@ -44,9 +44,11 @@ fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
     };
     let content = match field {
         "text" => string("The text, for a text model's project."),
-        "image" => string("The image file, base64 (standard alphabet, padded), for an image model's project.")
-            .pattern(Some(BASE64_PATTERN))
-            .content_encoding("base64"),
+        "image" => string(
+            "The image file, base64 (standard alphabet, padded), for an image model's project.",
+        )
+        .pattern(Some(BASE64_PATTERN))
+        .content_encoding("base64"),
         _ => string("A file under the server's `--data-root`, for an image model's project."),
     };
     let mut branch = ObjectBuilder::new()
@@ -63,7 +65,10 @@ fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
         .property(field, content)
         .required(field)
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-    for other in ["text", "image", "path"].into_iter().filter(|o| *o != field) {
+    for other in ["text", "image", "path"]
+        .into_iter()
+        .filter(|o| *o != field)
+    {
         branch = branch.property(
             other,
             ObjectBuilder::new()

@@ -45,8 +45,14 @@ impl utoipa::PartialSchema for PredictItem {
         };
         let id = || {
             ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Null]))
-                .description(Some("Echoed back (a number as its JSON text); default: the item's index."))
+                .schema_type(SchemaType::from_iter([
+                    Type::String,
+                    Type::Number,
+                    Type::Null,
+                ]))
+                .description(Some(
+                    "Echoed back (a number as its JSON text); default: the item's index.",
+                ))
         };
         let text = || {
             ObjectBuilder::new()
@@ -58,7 +64,9 @@ impl utoipa::PartialSchema for PredictItem {
                 .schema_type(Type::String)
                 .pattern(Some(super::items::BASE64_PATTERN))
                 .content_encoding("base64")
-                .description(Some("The image file, base64 (standard alphabet, padded), for an image model."))
+                .description(Some(
+                    "The image file, base64 (standard alphabet, padded), for an image model.",
+                ))
         };
         let null = || {
             ObjectBuilder::new()

@@ -107,6 +107,8 @@ pub async fn train(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierIn {
+    /// Not blank.
+    #[schema(min_length = 1, pattern = "\\S")]
     tier: String,
 }
 
