@@ -84,12 +84,22 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) -> bool {
             *value = Value::from(f as i64);
             true
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, v| integral_floats_as_integers(v) || any),
-        Value::Object(map) => map
-            .values_mut()
-            .fold(false, |any, v| integral_floats_as_integers(v) || any),
+        // Every element is rewritten, so no short-circuiting `any`.
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(integral_floats_as_integers)
+                .filter(|&rewritten| rewritten)
+                .count()
+                > 0
+        }
+        Value::Object(map) => {
+            map.values_mut()
+                .map(integral_floats_as_integers)
+                .filter(|&rewritten| rewritten)
+                .count()
+                > 0
+        }
         _ => false,
     }
 }

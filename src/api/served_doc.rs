@@ -304,7 +304,11 @@ fn branch(
     };
     json!({
         "type": "object",
-        "title": format!("{} ({kind})", m.name),
+        "title": format!(
+            "{} ({kind}{})",
+            m.name,
+            if has_committee { ", with a committee" } else { "" }
+        ),
         "required": required,
         "properties": props,
         "additionalProperties": false,
@@ -364,8 +368,17 @@ mod tests {
             .iter()
             .map(|b| b["title"].as_str().unwrap())
             .collect();
-        // a, a+committee, b, b+committee, e, e+committee, d
-        assert_eq!(branches.len(), 7, "{titles:?}");
+        // a, a+committee, b, b+committee, e, e+committee of each label set
+        // (d's, then a's and b's), d
+        assert_eq!(branches.len(), 8, "{titles:?}");
+        assert_eq!(
+            branches[5]["properties"]["committee"]["items"]["enum"],
+            json!(["d"])
+        );
+        assert_eq!(
+            branches[6]["properties"]["committee"]["items"]["enum"],
+            json!(["a", "b"])
+        );
         let a_committee = &branches[1]["properties"]["committee"];
         assert_eq!(a_committee["items"]["enum"], json!(["b"]));
         assert_eq!(branches[0]["properties"]["committee"]["maxItems"], 0);
@@ -380,9 +393,10 @@ mod tests {
         );
         assert_eq!(branches[4]["properties"]["labels"]["minItems"], 2);
         assert_eq!(
-            branches[6]["properties"]["labels"]["items"]["enum"],
+            branches[7]["properties"]["labels"]["items"]["enum"],
             json!(["box"])
         );
+        assert_eq!(branches[7]["properties"]["committee"]["maxItems"], 0);
         assert_eq!(
             branches[0]["properties"]["name"]["pattern"],
             json!("\\S"),
