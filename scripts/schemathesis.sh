@@ -14,8 +14,9 @@
 # synthetic pages) when the engine loads it. Ids 1, 2, 3 of projects and
 # items exist, so the generated small ids reach real resources as well as
 # missing ones; and the operations that only a project in the right state
-# serves (train, calibrate, an item's regions) draw the fixture's ids half
-# the time or more (Schemathesis dictionaries, appended to the config below),
+# serves (train, calibrate, annotations, an item's regions) draw the fixture's ids in
+# three draws of four or more (Schemathesis dictionaries, appended to the
+# config below; scripts/schemathesis_hooks.py fits ingests and box sets),
 # the other draws exploring as before.
 #
 # Usage: scripts/schemathesis.sh [SECONDS] [SEED]   (defaults 90 and 20240527)
