@@ -16,6 +16,16 @@
 //! | has a body | `extract::Body`, `extract::parse_json` | `malformed_json`, `bad_body`, `payload_too_large`, `invalid_body`, `invalid_field` |
 //! | takes multipart | `items::ingest` | `bad_multipart` |
 //!
+//! Refusals that depend on a resource's state rather than on the request
+//! (`not_enough_labels` and `no_audit_labels`: the project lacks labels;
+//! `wrong_content`: the project's model takes the other kind of content, or
+//! has no regions; `path_not_found`: no such file under the data root;
+//! `unknown_label`: not one of the project's labels) are 422 like every
+//! other refusal of a body's meaning, and each operation that answers one
+//! says so in its own 422 description. The state of a resource shows as 409
+//! only where it is transient (`conflict`: a unique key taken meanwhile, an
+//! item still pending).
+//!
 //! Every error response has the [`super::error::ErrorBody`] schema; those
 //! with `Retry-After` (429, 503, 507) and `WWW-Authenticate` (401) document
 //! the header. 405 is the router's (`method_not_allowed`), for methods an

@@ -12,6 +12,7 @@ pub mod error_doc;
 pub mod extract;
 pub mod ingest_body;
 pub mod labelstudio;
+pub mod served_doc;
 pub mod ui;
 pub mod v1;
 
@@ -175,30 +176,6 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     // The errors the shared layers answer, on every operation (one place).
     error_doc::document_errors(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    doc
-}
-
-/// The document a running server serves: [`openapi_document`], with the
-/// `model` fields (`POST /v1/projects`, `POST /v1/predict`) limited to the
-/// models this server has loaded, since any other name is refused.
-pub fn served_document(models: &[&str]) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::{RefOr, Schema};
-    let mut doc = openapi_document();
-    if models.is_empty() {
-        return doc;
-    }
-    let Some(components) = doc.components.as_mut() else {
-        return doc;
-    };
-    for name in ["CreateProject", "PredictIn"] {
-        let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) else {
-            continue;
-        };
-        if let Some(RefOr::T(Schema::Object(model))) = schema.properties.get_mut("model") {
-            model.enum_values = Some(models.iter().map(|m| serde_json::json!(m)).collect());
-            model.description = Some("A model this server has loaded.".into());
-        }
-    }
     doc
 }
 

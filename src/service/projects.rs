@@ -16,8 +16,8 @@ use crate::store::{NewProject, Project, ProjectSettings};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
-    /// Not blank.
-    #[schema(min_length = 1)]
+    /// Not blank (a character other than white space).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
     /// A loaded model's name.
     pub model: String,

@@ -173,9 +173,10 @@ pub struct BoxIn {
     pub id: Option<i64>,
     /// One of the project's labels.
     pub label: String,
-    /// `[x0, y0, x1, y1]` in pixels of the original image.
+    /// `[x0, y0, x1, y1]` in pixels of the original image: x0 < x1,
+    /// y0 < y1, inside the image (checked against the item's size).
     #[serde(rename = "box")]
-    #[schema(value_type = Vec<f64>)]
+    #[schema(value_type = Vec<f64>, min_items = 4, max_items = 4)]
     pub bbox: BoxPx,
 }
 
@@ -183,6 +184,8 @@ pub struct BoxIn {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionsIn {
+    /// At most 10,000 boxes (`MAX_REGIONS`).
+    #[schema(max_items = 10000)]
     pub regions: Vec<BoxIn>,
 }
 

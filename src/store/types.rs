@@ -38,6 +38,8 @@ pub struct Project {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
+    /// Not blank; distinct within a project's tiers.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_uncertainty: f64,

@@ -27,7 +27,9 @@ pub struct AnnotationIn {
 /// Record a human label.
 #[utoipa::path(post, path = "/v1/items/{id}/annotations", tag = "review",
     params(("id" = i64, Path, description = "Item id", example = 1)),
-    request_body(content = AnnotationIn, example = json!({"label": "Trouser"})),
+    request_body(content = AnnotationIn, examples(
+        ("image" = (summary = "An item of a Fashion-MNIST project", value = json!({"label": "Trouser"}))),
+        ("text" = (summary = "An item of a ham/spam project", value = json!({"label": "spam"}))))),
     responses((status = 201, description = "The item, with the annotation, and the annotation's id", body = Annotated),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]

@@ -18,7 +18,7 @@ use crate::service::quality::{self, AgreementView};
     params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 202, body = JobView),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "No audit labels yet (`no_audit_labels`)", body = ErrorBody)))]
+        (status = 422, description = "No audit labels yet (`no_audit_labels`): the state of the project, not the request; answer audit items (`GET /v1/projects/{id}/review?strategy=audit`), then calibrate again", body = ErrorBody)))]
 pub async fn calibrate(
     State(state): State<AppState>,
     Id(project_id): Id,

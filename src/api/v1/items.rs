@@ -16,19 +16,102 @@ use crate::api::AppState;
 use crate::service::ingest::{self, IngestItem};
 use crate::store::{Content, ItemRecord, Status};
 
-/// One item to ingest: an id and exactly one of `text`, `image`, `path`
-/// (the schema of what `api::ingest_body` parses).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ItemIn {
-    /// The client's id for the item: a non-empty string (numbers are refused,
-    /// so that `7` and `"7"` can never collide).
-    id: String,
-    text: Option<String>,
-    /// The image file, base64.
-    image: Option<String>,
-    /// A file under the server's `--data-root`.
-    path: Option<String>,
+/// Standard base64 with padding and no white space, as the `image` field
+/// is decoded (`base64`'s STANDARD engine: the unused bits of the last
+/// symbol must be zero).
+pub const BASE64_PATTERN: &str =
+    "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+
+/// The JSON body of an ingest (the schema of what `api::ingest_body`
+/// parses): at least one item, each an id and exactly one of `text`,
+/// `image` (base64) or `path`, the other two null or absent. A project
+/// takes either texts (a text model) or images (an image model), never
+/// both, so a batch is all texts or all images (`oneOf`).
+///
+/// Which of the two a project takes, and whether a `path` names a file
+/// under the data root, depend on the project and the server, not on the
+/// body: those are refused with 422 `wrong_content` and `path_not_found`
+/// (403 `forbidden` outside the data root).
+pub struct ItemBatch;
+
+/// One item carrying `field`, the other contents null or absent.
+fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let string = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let content = match field {
+        "text" => string("The text, for a text model's project."),
+        "image" => string(
+            "The image file, base64 (standard alphabet, padded), for an image model's project.",
+        )
+        .pattern(Some(BASE64_PATTERN))
+        .content_encoding("base64"),
+        _ => string("A file under the server's `--data-root`, for an image model's project."),
+    };
+    let mut branch = ObjectBuilder::new()
+        .title(Some(field))
+        .property(
+            "id",
+            string(
+                "The client's id for the item: a non-empty string (numbers are refused, \
+                 so that `7` and `\"7\"` can never collide).",
+            )
+            .min_length(Some(1)),
+        )
+        .required("id")
+        .property(field, content)
+        .required(field)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for other in ["text", "image", "path"]
+        .into_iter()
+        .filter(|o| *o != field)
+    {
+        branch = branch.property(
+            other,
+            ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some("Null or absent: this item carries another content.")),
+        );
+    }
+    branch.build()
+}
+
+impl utoipa::PartialSchema for ItemBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        let texts = ArrayBuilder::new()
+            .title(Some("texts"))
+            .items(item_branch("text"))
+            .min_items(Some(1))
+            .description(Some("Texts, for a text model's project."));
+        let images = ArrayBuilder::new()
+            .title(Some("images"))
+            .items(
+                OneOfBuilder::new()
+                    .item(item_branch("path"))
+                    .item(item_branch("image")),
+            )
+            .min_items(Some(1))
+            .description(Some(
+                "Images, each as base64 (`image`) or a file under the data root (`path`), for an image model's project.",
+            ));
+        OneOfBuilder::new()
+            .description(Some(
+                "At least one item (an empty batch is `empty_batch`); all texts or all images.",
+            ))
+            .item(images)
+            .item(texts)
+            .into()
+    }
+}
+
+impl ToSchema for ItemBatch {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ItemBatch".into()
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,10 +125,14 @@ pub struct Ingested {
 /// Ingest items; answers 202 with a pre-labeling job.
 #[utoipa::path(post, path = "/v1/projects/{id}/items", tag = "items",
     params(("id" = i64, Path, description = "Project id", example = 1)),
-    request_body(content = Vec<ItemIn>, description = "A JSON array, NDJSON (one item per line), or multipart/form-data with one image file per part (the file name is the id)",
-        example = json!([{"id": "example-1", "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg=="}])),
+    request_body(content = ItemBatch, description = "A JSON array, NDJSON (one item per line), or multipart/form-data with one image file per part (the file name is the id)",
+        examples(
+            ("text" = (summary = "For a text model's project", value = json!([{"id": "example-1", "text": "Free entry in 2 a wkly comp"}]))),
+            ("image" = (summary = "For an image model's project", value = json!([{"id": "example-1", "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg=="}]))))),
     responses((status = 202, body = Ingested), (status = 413, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 422, description = "The body is of the wrong shape, or holds no items (`empty_batch`); an item's content does not fit the project's model (`wrong_content`); a `path` names no file under the data root (`path_not_found`)", body = ErrorBody),
+              (status = 403, description = "A `path` outside the data root", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     Id(project_id): Id,

@@ -85,7 +85,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses(
     (status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    let models: Vec<&str> = state.hub.names().collect();
-    Json(crate::api::served_document(&models))
+pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    use crate::api::served_doc::{served_document, Served, ServedModel};
+    let models = state
+        .hub
+        .iter()
+        .map(|(name, m)| ServedModel {
+            name: name.clone(),
+            labels: m.labels().to_vec(),
+            detect: crate::service::projects::task_of(m) == crate::service::regions::DETECT,
+        })
+        .collect();
+    Json(served_document(&Served {
+        models,
+        ls_hosts: state.app.labelstudio.settings.ls_hosts.clone(),
+        predict_max_items: Some(state.config.predict_max_items),
+    }))
 }

@@ -19,6 +19,7 @@ use crate::service::hub::PredictionOut;
 pub struct PredictIn {
     /// A loaded model's name.
     model: String,
+    /// At most the server's `predict_max_items` (`too_many_items`).
     #[serde(deserialize_with = "crate::json_shape::objects")]
     items: Vec<PredictItem>,
     /// Also return each item's embedding.
@@ -26,15 +27,73 @@ pub struct PredictIn {
     embeddings: bool,
 }
 
-#[derive(Deserialize, ToSchema)]
+/// One item: an optional id and exactly one of `text` or `image` (a
+/// `oneOf`, the other field null or absent). An item whose content does not
+/// fit the model fails alone, inside the 200 answer.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictItem {
-    /// Echoed back; default: the item's index.
-    #[schema(value_type = Option<String>)]
     id: Option<serde_json::Value>,
     text: Option<String>,
-    /// The image file, base64.
     image: Option<String>,
+}
+
+impl utoipa::PartialSchema for PredictItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+        };
+        let id = || {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([
+                    Type::String,
+                    Type::Number,
+                    Type::Null,
+                ]))
+                .description(Some(
+                    "Echoed back (a number as its JSON text); default: the item's index.",
+                ))
+        };
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The text, for a text model."))
+        };
+        let image = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(super::items::BASE64_PATTERN))
+                .content_encoding("base64")
+                .description(Some(
+                    "The image file, base64 (standard alphabet, padded), for an image model.",
+                ))
+        };
+        let null = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some("Null or absent: this item carries the other content."))
+        };
+        let branch = |name: &str, content: ObjectBuilder, other: &str| {
+            ObjectBuilder::new()
+                .title(Some(name))
+                .property("id", id())
+                .property(name, content)
+                .required(name)
+                .property(other, null())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .description(Some("Exactly one of `text` or `image` (base64)."))
+            .item(branch("text", text(), "image"))
+            .item(branch("image", image(), "text"))
+            .into()
+    }
+}
+
+impl ToSchema for PredictItem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PredictItem".into()
+    }
 }
 
 /// The answer: one entry per item, in order; an item that failed carries its error.

@@ -16,7 +16,7 @@ use crate::service::regions::{self, ItemRegions, RegionsIn};
            ("item" = i64, Path, description = "Item id")),
     responses((status = 200, description = "The item's regions", body = ItemRegions),
               (status = 404, body = ErrorBody),
-              (status = 422, description = "Not a detection project", body = ErrorBody)))]
+              (status = 422, description = "The project is not a detection project (`wrong_content`): its items have no regions", body = ErrorBody)))]
 pub async fn get_regions(
     State(state): State<AppState>,
     Ids(project_id, item_id): Ids,
@@ -37,7 +37,7 @@ pub async fn get_regions(
               (status = 404, body = ErrorBody),
               (status = 409, description = "The item has no image size yet (still pending)", body = ErrorBody),
               (status = 413, body = ErrorBody),
-              (status = 422, description = "A box outside the image or inverted, or a label not in the project (the message names the box)", body = ErrorBody)))]
+              (status = 422, description = "A box outside the image or inverted, or a label not in the project (the message names the box); or the project is not a detection project (`wrong_content`)", body = ErrorBody)))]
 pub async fn put_regions(
     State(state): State<AppState>,
     caller: Caller,

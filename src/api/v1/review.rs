@@ -91,7 +91,9 @@ pub async fn release(
 /// Train a classifier head on the human labels; re-predicts in a background job.
 #[utoipa::path(post, path = "/v1/projects/{id}/train", tag = "review",
     params(("id" = i64, Path, description = "Project id", example = 1)),
-    responses((status = 201, body = Trained), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Trained),
+              (status = 404, body = ErrorBody),
+              (status = 422, description = "The project has too few human labels for a head (`not_enough_labels`): it needs labels of at least two classes on items with embeddings, so a project whose model gives no embeddings never has them. The state of the project, not the request: label items, then train again", body = ErrorBody)))]
 pub async fn train(
     State(state): State<AppState>,
     Id(project_id): Id,
@@ -105,6 +107,8 @@ pub async fn train(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierIn {
+    /// Not blank.
+    #[schema(min_length = 1, pattern = "\\S")]
     tier: String,
 }
 

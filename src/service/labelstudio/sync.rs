@@ -47,12 +47,16 @@ const CHUNK: usize = 500;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncIn {
-    /// Label Studio's base URL; its host must be in the server's `ls_hosts`.
+    /// Label Studio's base URL, http(s); its host must be in the server's
+    /// `ls_hosts` (403 otherwise).
+    #[schema(format = "uri", pattern = "^https?://")]
     pub url: String,
     /// A Label Studio token (legacy, or a personal access token); kept for
-    /// the job, never logged, listed or exported.
+    /// the job, never logged, listed or exported. Not blank.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub token: String,
-    /// The Label Studio project id.
+    /// The Label Studio project id (≥ 1).
+    #[schema(minimum = 1)]
     pub ls_project: i64,
 }
 
