@@ -346,6 +346,28 @@ async fn box_agreement(db: TestDb) {
     files.truncate(3);
     let pages: Vec<Value> = files.iter().map(|f| json!({"id": f, "path": f})).collect();
     ingest(&s, project, &pages).await;
+    // Detection images carry a layout embedding: the diversity strategies
+    // rank them (before it, k-center found no candidate at all).
+    let (code, picked) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=k-center&limit=2"
+        ))
+        .await;
+    assert_eq!(code, 200, "{picked}");
+    assert_eq!(picked["items"].as_array().unwrap().len(), 2, "{picked}");
+    let (code, _) = s
+        .post(
+            &format!("/v1/projects/{project}/review/release"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    // Boxes learn through box calibration; there is no head to train.
+    let (code, body) = s
+        .post(&format!("/v1/projects/{project}/train"), &json!({}))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("wrong_content"), "{body}");
     let (_, list) = s
         .get(&format!("/v1/projects/{project}/items?limit=10"))
         .await;

@@ -1,10 +1,12 @@
 //! Ranking items for human review. Pure Rust: no ONNX, no HTTP.
 
+pub mod layout;
 pub mod measure;
 pub mod rng;
 pub mod strategies;
 pub mod uncertainty;
 
+pub use layout::{layout_dim, layout_embedding};
 pub use measure::Measure;
 pub use rng::Rng;
 pub use strategies::{

@@ -120,6 +120,13 @@ pub fn detection_outcome(
     let scores: Vec<f32> = d.boxes.iter().map(|b| b.score).collect();
     let in_review: Vec<bool> = routed.accepted.iter().map(|a| !a).collect();
     let uncertainty = Uncertainty::of_boxes(&scores, &in_review);
+    // What the diversity strategies see of the image: where which blocks are.
+    let embedding = crate::select::layout_embedding(
+        d.boxes.iter().map(|b| (b.class, b.score, b.bbox)),
+        d.width,
+        d.height,
+        model_labels.len(),
+    );
     let machine: Vec<MachineBox> = boxes
         .into_iter()
         .zip(&routed.accepted)
@@ -137,6 +144,7 @@ pub fn detection_outcome(
         uncertainty: Some(uncertainty),
         model_version: model_version.to_string(),
         auto_accept: !routed.needs_review,
+        embedding: Some(embedding),
         audit: audit.0,
         audit_p: Some(audit.1),
         calibration_version: thresholds.calibration_version,

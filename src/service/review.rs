@@ -494,6 +494,15 @@ async fn needs_confirmation(
 /// away stops nothing.
 pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
     let project = app.store.get_project(project_id).await?;
+    if project.task == super::regions::DETECT {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {project_id} is a detection project: it has no head to train; its boxes \
+                 learn from corrections through box calibration (POST /v1/projects/{project_id}/calibrate)"
+            ),
+        ));
+    }
     let mut rx = Trainer::of(app).join_or_start(&project);
     let outcome = match rx.wait_for(Option::is_some).await {
         Ok(o) => o.clone(),

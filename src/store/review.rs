@@ -366,7 +366,7 @@ impl Store {
         let rows: Vec<(Vec<u8>, String)> = with_pool!(self, |p| {
             sqlx::query(
                 "SELECT embedding, final_label FROM items WHERE project_id = $1 AND status = 'labeled' \
-                 AND final_source = 'human' AND audit = 0 AND embedding IS NOT NULL ORDER BY id",
+                 AND final_source = 'human' AND audit = 0 AND embedding IS NOT NULL AND final_label IS NOT NULL ORDER BY id",
             )
             .bind(project_id)
             .fetch_all(p)
