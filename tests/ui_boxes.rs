@@ -513,7 +513,7 @@ async fn big_project(db: &TestDb) -> (i64, Vec<[f64; 4]>) {
                 model: "layout".into(),
                 labels,
                 precision_target: 0.95,
-                threshold: 0.9,
+                threshold: Some(0.9),
                 settings: Default::default(),
                 committee: Vec::new(),
             },
