@@ -10,6 +10,7 @@ if [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
     "$VENV/bin/pip" install --quiet openapi-spec-validator==0.7.1
 fi
 cargo build --quiet --locked
-mkdir -p target
-target/debug/labelloop openapi > target/openapi.json
-"$VENV/bin/openapi-spec-validator" --schema 3.1.0 target/openapi.json
+TARGET="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$TARGET"
+"$TARGET/debug/labelloop" openapi > "$TARGET/openapi.json"
+"$VENV/bin/openapi-spec-validator" --schema 3.1.0 "$TARGET/openapi.json"
