@@ -29,7 +29,7 @@ fn main() {
                 model: "fashion-mnist-cnn".into(),
                 labels: vec!["a".into(), "b".into()],
                 precision_target: 0.95,
-                threshold: 0.9,
+                threshold: Some(0.9),
                 settings: Default::default(),
                 committee: Vec::new(),
             })

@@ -206,11 +206,20 @@ async fn calibration_loop(db: TestDb) {
     assert_eq!(err["error"]["code"], "no_audit_labels");
     let (_, c) = s.get(&format!("/v1/projects/{project}/calibration")).await;
     assert!(c["version"].is_null(), "{c}");
+    // Its explicit fixed threshold decides until then, with no guarantee.
+    assert_eq!(c["guarantee"], "no_guarantee", "{c}");
+    assert_eq!(c["fixed_threshold"], 0.5, "{c}");
 
     let answered = answer_audits(&s, project, &truth, |t| t.to_string()).await;
     assert_eq!(answered, audits.len());
     let c = calibrate(&s, project).await;
     assert_eq!(c["version"], 1, "{c}");
+    assert_eq!(c["guarantee"], "calibrated", "{c}");
+    let (_, p) = s.get(&format!("/v1/projects/{project}")).await;
+    assert_eq!(p["guarantee"], "calibrated", "{p}");
+    let (_, m) = s.get_text("/metrics").await;
+    let gauge = format!("labelloop_project_no_guarantee{{project=\"{project}\"}} 0");
+    assert!(m.contains(&gauge), "missing {gauge} in:\n{m}");
     assert_eq!(c["audit"]["spent"], answered as i64);
     assert_eq!(c["audit"]["pending"], 0);
     assert!(c["temperature"].as_f64().unwrap() > 0.0);
@@ -255,6 +264,7 @@ async fn calibration_loop(db: TestDb) {
         match i["status"].as_str().unwrap() {
             "auto_accepted" => {
                 assert_eq!(i["calibration_version"], 1);
+                assert_eq!(i["guarantee"], "calibrated", "{i}");
                 let label = i["prediction"]["label"].as_str().unwrap();
                 let class = c["classes"]
                     .as_array()
@@ -286,7 +296,7 @@ async fn calibration_loop(db: TestDb) {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with("raw_score,calibration_version,audit"),
+            .ends_with("raw_score,calibration_version,audit,guarantee"),
         "{csv:.200}"
     );
 

@@ -287,7 +287,7 @@ async fn fashion_project(store: &Store) -> i64 {
             model: "fashion-mnist-cnn".into(),
             labels: model.labels().to_vec(),
             precision_target: 0.95,
-            threshold: 0.9,
+            threshold: Some(0.9),
             settings: Default::default(),
             committee: Vec::new(),
         })

@@ -43,7 +43,7 @@ async fn seed(store: &Store, n: usize) -> i64 {
             model: "m".into(),
             labels: vec!["x,\"y\"".into(), "z".into()],
             precision_target: 0.95,
-            threshold: 0.9,
+            threshold: Some(0.9),
             settings: ProjectSettings::default(),
             committee: vec![],
         })
@@ -182,7 +182,7 @@ async fn check_edges(store: &Store) {
             model: "m".into(),
             labels: vec!["a".into(), "b".into()],
             precision_target: 0.95,
-            threshold: 0.9,
+            threshold: Some(0.9),
             settings: ProjectSettings::default(),
             committee: vec![],
         })

@@ -17,7 +17,7 @@ fn new_project() -> NewProject {
         model: "m".into(),
         labels: vec!["a".into(), "b".into()],
         precision_target: 0.95,
-        threshold: 0.5,
+        threshold: Some(0.5),
         settings: ProjectSettings::default(),
         committee: Vec::new(),
     }

@@ -175,7 +175,7 @@ async fn statements_for_batch(db: &TestDb, n: usize) -> Vec<String> {
             model: "fashion-mnist-cnn".into(),
             labels: model.labels().to_vec(),
             precision_target: 0.95,
-            threshold: 0.9,
+            threshold: Some(0.9),
             settings: ProjectSettings {
                 audit_min: Some(3),
                 ..Default::default()
@@ -354,7 +354,7 @@ async fn detection_statements_for_batch(db: &TestDb, n: usize) -> Vec<String> {
                 model: "layout".into(),
                 labels: model.labels().to_vec(),
                 precision_target: 0.95,
-                threshold: 0.9,
+                threshold: Some(0.9),
                 settings: ProjectSettings::default(),
                 committee: Vec::new(),
             },

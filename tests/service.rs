@@ -37,7 +37,16 @@ async fn all_items(s: &Server, project: i64, page: usize) -> Vec<Value> {
 
 async fn full_flow(db: TestDb) {
     let s = Server::start(&db.url, &["--no-auth"]);
-    let project = create_project(&s, "fashion", "fashion-mnist-cnn").await;
+    // An explicit fixed threshold (issue 26: a project has none by default),
+    // so that items are auto-accepted before any calibration.
+    let (code, body) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "fashion", "model": "fashion-mnist-cnn", "threshold": 0.9}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let project = body["id"].as_i64().unwrap();
 
     let mut items = fashion_items(40);
     items.push(json!({"id": "broken", "image": b64(b"\x89PNG\r\n\x1a\nnot really")}));
@@ -495,7 +504,197 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(full_flow, bad_input, restart_resumes, auth_roles);
+/// Issue 26 (M1): before a calibration exists, a project auto-accepts
+/// nothing; one that sets an explicit fixed threshold does, and is shown as
+/// having no guarantee in the project, `/calibration`, `/progress`, every
+/// export format and `/metrics`.
+async fn nothing_accepted_before_it_is_earned(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    // Bounded, and for classification only.
+    for (body, why) in [
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "threshold": 1.5}),
+            "in [0, 1]",
+        ),
+        (
+            json!({"name": "bad", "model": "fashion-mnist-cnn", "threshold": -0.1}),
+            "in [0, 1]",
+        ),
+        (
+            json!({"name": "bad", "model": "layout", "threshold": 0.5}),
+            "detection",
+        ),
+    ] {
+        let (code, err) = s.post("/v1/projects", &body).await;
+        assert_eq!(code, 422, "{body} → {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("threshold") && message.contains(why),
+            "{message}"
+        );
+    }
+
+    let (code, earned) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "earned", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{earned}");
+    assert!(earned["threshold"].is_null(), "{earned}");
+    assert_eq!(earned["guarantee"], "awaiting_calibration", "{earned}");
+    let (code, fixed) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "fixed", "model": "fashion-mnist-cnn", "threshold": 0.9}),
+        )
+        .await;
+    assert_eq!(code, 201, "{fixed}");
+    assert_eq!(fixed["threshold"], 0.9);
+    assert_eq!(fixed["guarantee"], "no_guarantee", "{fixed}");
+    let (earned, fixed) = (
+        earned["id"].as_i64().unwrap(),
+        fixed["id"].as_i64().unwrap(),
+    );
+
+    for project in [earned, fixed] {
+        let (code, body) = s
+            .post(
+                &format!("/v1/projects/{project}/items"),
+                &json!(fashion_items(60)),
+            )
+            .await;
+        assert_eq!(code, 202, "{body}");
+        let job = body["job"]["id"].as_i64().unwrap();
+        let done = s.wait_job(job, Duration::from_secs(60)).await;
+        assert_eq!(done["done"], 60, "{done}");
+    }
+
+    // The real model is confident on most of these (the fixed project shows
+    // it), yet the new project accepts none of them.
+    let items = all_items(&s, earned, 100).await;
+    assert_eq!(items.len(), 60);
+    for item in &items {
+        assert_eq!(item["status"], "needs_review", "{item}");
+        assert!(item["final_label"].is_null(), "{item}");
+        assert!(item["guarantee"].is_null(), "{item}");
+        assert!(item["prediction"]["label"].is_string(), "{item}");
+    }
+    let (_, p) = s.get(&format!("/v1/projects/{earned}")).await;
+    assert_eq!(p["guarantee"], "awaiting_calibration", "{p}");
+    let (_, pr) = s.get(&format!("/v1/projects/{earned}/progress")).await;
+    assert_eq!(pr["auto_accepted"], 0, "{pr}");
+    assert_eq!(pr["needs_review"], 60, "{pr}");
+    assert_eq!(pr["guarantee"], "awaiting_calibration", "{pr}");
+    let (_, c) = s.get(&format!("/v1/projects/{earned}/calibration")).await;
+    assert!(c["version"].is_null(), "{c}");
+    assert_eq!(c["guarantee"], "awaiting_calibration", "{c}");
+    assert!(c["fixed_threshold"].is_null(), "{c}");
+
+    // The explicit fixed threshold accepts, and says it vouches for nothing.
+    let items = all_items(&s, fixed, 100).await;
+    let accepted: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["status"] == "auto_accepted")
+        .collect();
+    assert!(accepted.len() >= 30, "{} accepted", accepted.len());
+    for item in &items {
+        let want = if item["status"] == "auto_accepted" {
+            json!("no_guarantee")
+        } else {
+            Value::Null
+        };
+        assert_eq!(item["guarantee"], want, "{item}");
+    }
+    let (_, p) = s.get(&format!("/v1/projects/{fixed}")).await;
+    assert_eq!(p["guarantee"], "no_guarantee", "{p}");
+    let (_, list) = s.get("/v1/projects").await;
+    let listed: Vec<(i64, String)> = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_i64().unwrap(),
+                p["guarantee"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (earned, "awaiting_calibration".to_string()),
+            (fixed, "no_guarantee".to_string())
+        ]
+    );
+    let (_, pr) = s.get(&format!("/v1/projects/{fixed}/progress")).await;
+    assert_eq!(pr["guarantee"], "no_guarantee", "{pr}");
+    assert_eq!(pr["auto_accepted"], accepted.len() as i64, "{pr}");
+    let (_, c) = s.get(&format!("/v1/projects/{fixed}/calibration")).await;
+    assert_eq!(c["guarantee"], "no_guarantee", "{c}");
+    assert_eq!(c["fixed_threshold"], 0.9, "{c}");
+
+    // Exports: a field (JSONL, Label Studio `meta`) and a CSV column.
+    let (code, jsonl) = s
+        .get_text(&format!("/v1/projects/{fixed}/export?format=jsonl"))
+        .await;
+    assert_eq!(code, 200);
+    let unguaranteed = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["guarantee"] == "no_guarantee")
+        .count();
+    assert_eq!(unguaranteed, accepted.len());
+    let (_, csv) = s
+        .get_text(&format!("/v1/projects/{fixed}/export?format=csv"))
+        .await;
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "guarantee").unwrap();
+    let status = header.iter().position(|h| *h == "status").unwrap();
+    let mut rows = 0;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let want = if cells[status] == "auto_accepted" {
+            "no_guarantee"
+        } else {
+            ""
+        };
+        assert_eq!(cells[col], want, "{line}");
+        rows += usize::from(cells[status] == "auto_accepted");
+    }
+    assert_eq!(rows, accepted.len());
+    let (_, ls) = s
+        .get(&format!("/v1/projects/{fixed}/export?format=labelstudio"))
+        .await;
+    let tasks = ls.as_array().unwrap();
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|t| t["meta"]["guarantee"] == "no_guarantee")
+            .count(),
+        accepted.len()
+    );
+    let (_, csv) = s
+        .get_text(&format!("/v1/projects/{earned}/export?format=csv"))
+        .await;
+    assert!(!csv.contains("no_guarantee"), "{csv}");
+
+    // A gauge per project.
+    let (_, text) = s.get_text("/metrics").await;
+    for (project, v) in [(fixed, 1), (earned, 0)] {
+        let line = format!("labelloop_project_no_guarantee{{project=\"{project}\"}} {v}");
+        assert!(text.contains(&line), "missing {line} in:\n{text}");
+    }
+}
+
+both_backends!(
+    full_flow,
+    bad_input,
+    restart_resumes,
+    auth_roles,
+    nothing_accepted_before_it_is_earned
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_endpoints_openapi_and_graceful_shutdown() {

@@ -25,7 +25,7 @@ fn new_project(name: &str) -> NewProject {
         model: "m".into(),
         labels: vec!["a".into(), "b".into()],
         precision_target: 0.95,
-        threshold: 1.0,
+        threshold: Some(1.0),
         settings: ProjectSettings::default(),
         committee: Vec::new(),
     }

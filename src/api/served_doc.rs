@@ -286,6 +286,13 @@ fn branch(
         > 0;
     props.insert("labels".into(), labels);
     props.insert("committee".into(), committee);
+    // Boxes are accepted by box calibration only: no fixed threshold.
+    if m.detect {
+        props.insert(
+            "threshold".into(),
+            json!({"type": "null", "description": "A detection project takes no fixed threshold: its boxes are auto-accepted only by box calibration."}),
+        );
+    }
     let mut required = vec!["name", "model"];
     if labels_required {
         required.push("labels");

@@ -73,10 +73,11 @@ pub struct SimulateArgs {
     /// Every Nth item is held out for measuring accuracy.
     #[arg(long, default_value_t = 5)]
     test_every: usize,
-    /// Auto-accept threshold on raw scores before the first audit label
-    /// (as a project's fixed threshold decides before its first calibration).
-    #[arg(long, default_value_t = 0.9)]
-    threshold: f32,
+    /// An explicit fixed auto-accept threshold on raw scores before the
+    /// first audit label, with no guarantee (as a project's explicit fixed
+    /// threshold); unset (the default): nothing accepted before the first fit.
+    #[arg(long)]
+    threshold: Option<f32>,
     /// What scores the items: head (trained on the human labels), model (the
     /// model's own classifier output) or zero-shot (similarity to the label
     /// names or --label-descriptions).
@@ -182,6 +183,11 @@ fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
     } else {
         Method::Global
     };
+    if let Some(t) = args.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(usage("--threshold", format!("{t} is not in [0, 1]")));
+        }
+    }
     if !(args.noise.is_finite() && (0.0..1.0).contains(&args.noise)) {
         return Err(usage("--noise", format!("{} is not in [0, 1)", args.noise)));
     }

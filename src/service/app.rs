@@ -34,8 +34,6 @@ pub struct App {
     pub training: Arc<TrainingGuard>,
     /// Canonical data root; `path` items must resolve inside it.
     pub data_root: Option<PathBuf>,
-    /// Auto-accept threshold for projects that give none (before calibration).
-    pub default_threshold: f64,
     /// Calibration fits, drift checks and their background tasks.
     pub calibrator: Calibrator,
     /// Trained heads and zero-shot prototypes, shared with the workers.
@@ -124,7 +122,6 @@ impl App {
             wake_workers: Arc::new(Notify::new()),
             training: Arc::default(),
             data_root: data_root.clone(),
-            default_threshold: config.default_threshold,
             calibrator: Calibrator::new(store.clone(), hub.clone(), metrics.clone()),
             classifiers: Arc::default(),
             labelstudio: super::labelstudio::LabelStudio::new(config.labelstudio()),
@@ -182,7 +179,8 @@ impl App {
                         model: "fashion-mnist-cnn".into(),
                         labels: model.labels().to_vec(),
                         precision_target: 0.95,
-                        threshold: self.default_threshold,
+                        // Nothing auto-accepted before a calibration earns it.
+                        threshold: None,
                         settings: Default::default(),
                         // With the MLP loaded, the demo also ranks by committee disagreement.
                         committee: self

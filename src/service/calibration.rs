@@ -22,8 +22,8 @@ use crate::calibrate::{
 };
 use crate::learn::Head;
 use crate::store::{
-    AuditCounts, CalibrationRow, Job, LabeledRow, Opened, Project, ProjectSettings, Reroute, Store,
-    DEFAULT_AUDIT_RATE, DEFAULT_CALIBRATE_EVERY, DEFAULT_DELTA,
+    AuditCounts, CalibrationRow, Guarantee, Job, LabeledRow, Opened, Project, ProjectSettings,
+    Reroute, Store, DEFAULT_AUDIT_RATE, DEFAULT_CALIBRATE_EVERY, DEFAULT_DELTA,
 };
 
 /// Folds of the cross-fit that gives head projects out-of-sample scores.
@@ -119,9 +119,16 @@ pub struct DriftView {
 /// `GET /v1/projects/{id}/calibration`.
 #[derive(Debug, ToSchema)]
 pub struct CalibrationView {
-    /// `null` before the first fit (the project's fixed threshold decides).
+    /// `null` before the first fit (nothing is auto-accepted, or the
+    /// project's explicit fixed threshold decides: see `guarantee`).
     pub version: Option<i64>,
     pub created_at: Option<i64>,
+    /// What vouches for the auto-accepted labels now: `calibrated`,
+    /// `no_guarantee` (a fixed threshold, before the first fit) or
+    /// `awaiting_calibration` (nothing auto-accepted yet).
+    pub guarantee: Guarantee,
+    /// The project's explicit fixed threshold (`null`: none).
+    pub fixed_threshold: Option<f64>,
     /// The target and δ of the fit in force (the project's, before one).
     pub target: f64,
     pub delta: f64,
@@ -173,6 +180,8 @@ impl Serialize for CalibrationView {
         struct Own<'a> {
             version: Option<i64>,
             created_at: Option<i64>,
+            guarantee: Guarantee,
+            fixed_threshold: Option<f64>,
             target: f64,
             delta: f64,
             audit: &'a AuditCounts,
@@ -182,6 +191,8 @@ impl Serialize for CalibrationView {
         let own = Own {
             version: self.version,
             created_at: self.created_at,
+            guarantee: self.guarantee,
+            fixed_threshold: self.fixed_threshold,
             target: self.target,
             delta: self.delta,
             audit: &self.audit,
@@ -225,7 +236,8 @@ pub struct Scorer {
     /// Threshold per label name; a missing or `None` entry accepts nothing.
     thresholds: HashMap<String, Option<f64>>,
     alarmed: HashSet<String>,
-    /// Before any calibration: the project's fixed threshold on raw scores.
+    /// Before any calibration: the project's explicit fixed threshold on raw
+    /// scores (no guarantee); without one, nothing is accepted.
     fixed: Option<f64>,
 }
 
@@ -239,13 +251,15 @@ pub struct Decided {
 }
 
 impl Scorer {
-    pub fn fixed(threshold: f64) -> Scorer {
+    /// Before the first calibration: the project's explicit fixed threshold
+    /// decides (no guarantee), or with none nothing is auto-accepted.
+    pub fn fixed(threshold: Option<f64>) -> Scorer {
         Scorer {
             version: None,
             temperature: 1.0,
             thresholds: HashMap::new(),
             alarmed: HashSet::new(),
-            fixed: Some(threshold),
+            fixed: threshold,
         }
     }
 
@@ -322,7 +336,8 @@ impl Scorer {
     }
 }
 
-/// The scorer in force for a project: its current calibration, or its fixed threshold.
+/// The scorer in force for a project: its current calibration, else its
+/// explicit fixed threshold, else one that accepts nothing.
 pub async fn scorer(store: &Store, project: &Project) -> Result<Scorer, crate::store::StoreError> {
     if project.calibration_version.is_none() {
         return Ok(Scorer::fixed(project.threshold));
@@ -1284,6 +1299,8 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
         return Ok(CalibrationView {
             version: None,
             created_at: None,
+            guarantee: Guarantee::of(None, project.threshold),
+            fixed_threshold: project.threshold,
             target,
             delta,
             fit: None,
@@ -1296,6 +1313,8 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
         return Ok(CalibrationView {
             version: Some(row.version),
             created_at: Some(row.created_at),
+            guarantee: Guarantee::Calibrated,
+            fixed_threshold: project.threshold,
             target: s.target,
             delta: s.delta,
             fit: Some(Fit::Boxes(s)),
@@ -1314,6 +1333,8 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     Ok(CalibrationView {
         version: Some(row.version),
         created_at: Some(row.created_at),
+        guarantee: Guarantee::Calibrated,
+        fixed_threshold: project.threshold,
         target: s.target,
         delta: s.delta,
         fit: Some(Fit::Classes(s)),
@@ -1383,7 +1404,7 @@ mod tests {
         for t in [0.3, 0.8, 1.0, 1.7, 4.0, f64::NAN, 0.0] {
             let s = Scorer {
                 temperature: t,
-                ..Scorer::fixed(0.9)
+                ..Scorer::fixed(Some(0.9))
             };
             for _ in 0..500 {
                 let mut row: Vec<f32> = (0..5).map(|_| rng.below(1000) as f32 / 999.0).collect();
@@ -1401,8 +1422,11 @@ mod tests {
     #[test]
     fn a_fixed_scorer_uses_raw_scores_and_a_calibrated_one_its_thresholds() {
         let labels = vec!["a".to_string(), "b".to_string()];
-        let d = Scorer::fixed(0.9).decide(&labels, &[0.95, 0.05]);
+        let d = Scorer::fixed(Some(0.9)).decide(&labels, &[0.95, 0.05]);
         assert!(d.auto_accept);
+        // Without an explicit fixed threshold nothing is accepted before a fit.
+        let d = Scorer::fixed(None).decide(&labels, &[1.0, 0.0]);
+        assert!(!d.auto_accept);
         let mut thresholds = HashMap::new();
         thresholds.insert("a".to_string(), Some(0.99));
         thresholds.insert("b".to_string(), Some(0.6));

@@ -78,9 +78,6 @@ pub struct ServeConfig {
     /// bytes per pixel); images past it fail alone with `request_decode_budget`.
     #[arg(long, env = "LABELLOOP_REQUEST_DECODE_BYTES", default_value_t = 1 << 30)]
     pub request_decode_bytes: u64,
-    /// Auto-accept when the top score reaches this, for projects that set none.
-    #[arg(long, env = "LABELLOOP_DEFAULT_THRESHOLD", default_value_t = 0.9)]
-    pub default_threshold: f64,
     /// Label Studio hosts (host:port, comma-separated; a host alone means port
     /// 80/443) that `/setup`'s hostname and a sync's URL may name; nothing
     /// else is fetched with a token.

@@ -33,6 +33,7 @@ const ITEMS_AUTO: &str = "labelloop_items_auto_accepted_total";
 const ITEMS_REVIEW: &str = "labelloop_items_needs_review_total";
 const AUTO_RATE: &str = "labelloop_auto_accept_rate";
 const DRIFT_ALARM: &str = "labelloop_calibration_drift_alarm";
+const NO_GUARANTEE: &str = "labelloop_project_no_guarantee";
 
 /// Histogram samples recorded between two drains. The exporter keeps every
 /// sample until upkeep folds it into the buckets; with `build_recorder` no
@@ -198,6 +199,15 @@ impl Metrics {
         metrics::with_local_recorder(&self.recorder, || {
             metrics::gauge!(DRIFT_ALARM, "project" => project_id.to_string())
                 .set(f64::from(u8::from(alarm)));
+        });
+    }
+
+    /// Whether a project's auto-accepting runs without a guarantee (1: an
+    /// explicit fixed threshold decides, before the first calibration).
+    pub fn no_guarantee(&self, project_id: i64, no_guarantee: bool) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::gauge!(NO_GUARANTEE, "project" => project_id.to_string())
+                .set(f64::from(u8::from(no_guarantee)));
         });
     }
 

@@ -9,6 +9,7 @@ use super::app::App;
 use super::box_calibration;
 use super::calibration::Stored;
 use super::error::{ServiceError, ServiceResult};
+use crate::store::Guarantee;
 
 /// `GET /v1/projects/{id}/progress`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -30,8 +31,12 @@ pub struct Progress {
     pub audit_pending: i64,
     pub audit_spent: i64,
     pub precision_target: f64,
+    /// What vouches for the auto-accepted labels: `calibrated`,
+    /// `no_guarantee` (an explicit fixed threshold, before the first fit) or
+    /// `awaiting_calibration` (nothing auto-accepted yet).
+    pub guarantee: Guarantee,
     /// The calibration in force; `null` before the first fit, and then the
-    /// figures below are `null` too (the fixed threshold vouches for nothing).
+    /// figures below are `null` too (a fixed threshold vouches for nothing).
     pub calibration_version: Option<i64>,
     /// Share of machine-decided items auto-accepted under it.
     pub coverage: Option<f64>,
@@ -75,6 +80,7 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
         audit_pending: audit.pending,
         audit_spent: audit.spent,
         precision_target: project.precision_target,
+        guarantee: Guarantee::of(fit.map(|f| f.0), project.threshold),
         calibration_version: fit.map(|f| f.0),
         coverage: fit.map(|f| f.1),
         precision: fit.and_then(|f| f.2),

@@ -10,7 +10,7 @@ use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
 use super::hub::LoadedModel;
 use super::review::validate_settings;
-use crate::store::{NewProject, Project, ProjectSettings};
+use crate::store::{Guarantee, NewProject, Project, ProjectSettings};
 
 /// A new project, as a client asks for it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -27,7 +27,11 @@ pub struct CreateProject {
     /// Precision that auto-accepted labels must reach, in (0, 1) (default 0.95).
     #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub precision_target: Option<f64>,
-    /// Auto-accept threshold on the top score, in [0, 1], until a calibration lands.
+    /// An explicit fixed auto-accept threshold on the top raw score, in
+    /// [0, 1], used until the first calibration **with no guarantee** (the
+    /// project then shows `guarantee: no_guarantee`). Absent or `null` (the
+    /// default): nothing is auto-accepted before a calibration has earned it.
+    /// Classification projects only.
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub threshold: Option<f64>,
     #[serde(default, deserialize_with = "crate::json_shape::optional_object")]
@@ -73,10 +77,7 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
     validate_committee(app, &req.model, &labels, &committee)?;
     let precision_target = req.precision_target.unwrap_or(0.95);
     super::calibration::validate_target(precision_target)?;
-    let threshold = req.threshold.unwrap_or(app.default_threshold);
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(ServiceError::invalid("threshold", "must be in [0, 1]"));
-    }
+    let threshold = fixed_threshold(req.threshold, task)?;
     Ok(app
         .store
         .create_project_as(
@@ -92,6 +93,36 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
             task,
         )
         .await?)
+}
+
+/// The explicit fixed threshold asked for, bounded: in [0, 1] (NaN is not),
+/// and only for classification (a detection project accepts no box before
+/// its box calibration, and has no whole-item score to threshold).
+fn fixed_threshold(threshold: Option<f64>, task: &str) -> ServiceResult<Option<f64>> {
+    let Some(t) = threshold else {
+        return Ok(None);
+    };
+    if !(0.0..=1.0).contains(&t) {
+        return Err(ServiceError::invalid("threshold", "must be in [0, 1]"));
+    }
+    if task == super::regions::DETECT {
+        return Err(ServiceError::invalid(
+            "threshold",
+            "a detection project accepts no box before its box calibration; leave the fixed threshold out",
+        ));
+    }
+    Ok(Some(t))
+}
+
+/// Set `labelloop_project_no_guarantee{project}` for every project from
+/// the store (so that it is true across restarts and replicas): 1 while an
+/// explicit fixed threshold auto-accepts with no calibration in force.
+pub async fn publish_guarantees(app: &App) -> ServiceResult<()> {
+    for p in app.store.list_projects().await? {
+        app.metrics
+            .no_guarantee(p.id, p.guarantee == Guarantee::NoGuarantee);
+    }
+    Ok(())
 }
 
 /// A project's task, from its model's manifest: `detect` for an

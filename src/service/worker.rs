@@ -472,8 +472,12 @@ mod tests {
             labels: &project,
             probs: vec![0.2, 0.8],
         }];
-        let predictor =
-            ProjectPredictor::from_parts(Classifier::Model, Scorer::fixed(0.95), &project, "v1");
+        let predictor = ProjectPredictor::from_parts(
+            Classifier::Model,
+            Scorer::fixed(Some(0.95)),
+            &project,
+            "v1",
+        );
         let Outcome::Predicted(p) = predictor.label(pred, &project, |labels, probs| {
             Some(disagreement(labels, probs, &member))
         }) else {

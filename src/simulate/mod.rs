@@ -92,9 +92,10 @@ pub struct SimOptions {
     pub seeds: usize,
     /// Every `test_every`-th item (by input order) is held out for testing.
     pub test_every: usize,
-    /// Before any audit label: the fixed threshold on raw scores (as the
-    /// service decides before its first calibration).
-    pub threshold: f32,
+    /// Before any audit label: an explicit fixed threshold on raw scores,
+    /// with no guarantee (as a project's); `None`: nothing accepted before
+    /// the first fit (as the service's default).
+    pub threshold: Option<f32>,
     /// Committee size for vote-entropy and mean-KL (bootstrap heads).
     pub committee: usize,
     pub predictor: Predictor,
@@ -266,7 +267,7 @@ pub struct SimReport {
     pub batch: usize,
     pub rounds: usize,
     pub seed: u64,
-    pub threshold: f32,
+    pub threshold: Option<f32>,
     pub predictor: Predictor,
     pub target: f64,
     pub delta: f64,
@@ -458,19 +459,19 @@ enum Kind {
 
 /// The calibration in force.
 enum Version {
-    /// No audit label yet: the fixed threshold on raw scores.
+    /// No audit label yet: the explicit fixed threshold on raw scores, if any.
     Fixed,
     Fitted(Box<Fitted>),
 }
 
 impl Version {
     /// (predicted class, calibrated score, raw top score, passes the threshold).
-    fn decide(&self, raw: &[f32], fixed: f64) -> (usize, f64, f64, bool) {
+    fn decide(&self, raw: &[f32], fixed: Option<f64>) -> (usize, f64, f64, bool) {
         let raw64 = to64(raw);
         match self {
             Version::Fixed => {
                 let (c, s) = calibrate::fit::top1(&raw64);
-                (c, s, s, s >= fixed)
+                (c, s, s, fixed.is_some_and(|t| s >= t))
             }
             Version::Fitted(f) => {
                 let d = f.decide(&raw64);
@@ -722,8 +723,10 @@ fn run_one(
             ann.annotate(ctx, seed, p, round, Kind::Audit);
             audit_answered += 1;
             if fitted_once && !prev_probs.is_empty() {
-                let (pred, _, _, accept) =
-                    version.decide(&prev_probs[p * k..(p + 1) * k], f64::from(opts.threshold));
+                let (pred, _, _, accept) = version.decide(
+                    &prev_probs[p * k..(p + 1) * k],
+                    opts.threshold.map(f64::from),
+                );
                 if accept {
                     let was = drift.pooled.state().alarm || drift.per_class[pred].state().alarm;
                     let correct = ann.given[p] == Some(pred);
@@ -783,8 +786,8 @@ fn run_one(
             )
             .map_err(|e| e.to_string())?;
             version = if audit_pos.is_empty() {
-                // Before the first audit label the service's fixed threshold
-                // decides; the temperature fit is still reported.
+                // Before the first audit label the explicit fixed threshold
+                // decides (none: nothing is accepted); the temperature fit is still reported.
                 Version::Fixed
             } else {
                 Version::Fitted(Box::new(fitted.clone()))
@@ -803,7 +806,7 @@ fn run_one(
         prev_probs = probs.clone();
         // 4. Route every machine-decided item.
         let stopped = drift.stopped();
-        let fixed = f64::from(opts.threshold);
+        let fixed = opts.threshold.map(f64::from);
         let mut machine: Vec<(f64, bool)> = Vec::new();
         let (mut covered, mut right) = (0usize, 0usize);
         let mut scores = Vec::with_capacity(npool);
@@ -849,10 +852,7 @@ fn run_one(
             ),
             (Version::Fixed, f) => (
                 1.0,
-                data.labels
-                    .iter()
-                    .map(|l| (l.clone(), Some(fixed)))
-                    .collect(),
+                data.labels.iter().map(|l| (l.clone(), fixed)).collect(),
                 None,
                 f.as_ref().and_then(|f| f.ece_before),
                 f.as_ref().and_then(|f| f.ece_after),

@@ -195,7 +195,7 @@ mod tests {
             batch: 20,
             rounds: 3,
             seed: 0,
-            threshold: 0.9,
+            threshold: None,
             predictor: Predictor::Head,
             target: 0.95,
             delta: 0.05,

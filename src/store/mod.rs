@@ -447,12 +447,15 @@ impl Store {
             committee: new.committee.clone(),
             calibration_version: None,
             task: task.to_string(),
-        })
+            guarantee: Default::default(),
+        }
+        .derive())
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id");
-        with_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)
+        let projects: Vec<Project> = with_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)?;
+        Ok(projects.into_iter().map(Project::derive).collect())
     }
 
     pub async fn get_project(&self, id: i64) -> Result<Project> {
@@ -461,7 +464,9 @@ impl Store {
             .bind(id)
             .fetch_optional(p)
             .await)?;
-        project.ok_or_else(|| StoreError::NotFound(format!("project {id}")))
+        project
+            .map(Project::derive)
+            .ok_or_else(|| StoreError::NotFound(format!("project {id}")))
     }
 
     // ---- items and jobs -------------------------------------------------

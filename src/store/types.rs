@@ -13,7 +13,11 @@ pub struct Project {
     #[sqlx(json)]
     pub labels: Vec<String>,
     pub precision_target: f64,
-    pub threshold: f64,
+    /// An explicit fixed auto-accept threshold on the top raw score, used
+    /// until the first calibration, with no guarantee; `null` (the default):
+    /// nothing is auto-accepted before a calibration has earned it.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub threshold: Option<f64>,
     pub created_at: i64,
     #[sqlx(json)]
     pub settings: ProjectSettings,
@@ -24,12 +28,70 @@ pub struct Project {
     #[sqlx(json)]
     pub committee: Vec<String>,
     /// The calibration in force (see `GET /v1/projects/{id}/calibration`);
-    /// none yet: the fixed `threshold` decides, with no guarantee.
+    /// none yet: nothing is auto-accepted, or an explicit fixed `threshold`
+    /// decides with no guarantee.
     pub calibration_version: Option<i64>,
     /// What the project labels, from its model's manifest: `classify` (one
     /// label per item) or `detect` (boxes, stored as regions).
     #[schema(value_type = String, example = "classify")]
     pub task: String,
+    /// What vouches for the auto-accepted labels now (derived from
+    /// `calibration_version` and `threshold`; see `Guarantee`).
+    #[sqlx(skip)]
+    pub guarantee: Guarantee,
+}
+
+impl Project {
+    /// Fill in the derived [`Project::guarantee`]; every read of a project
+    /// from the store goes through here.
+    pub(crate) fn derive(mut self) -> Project {
+        self.guarantee = Guarantee::of(self.calibration_version, self.threshold);
+        self
+    }
+}
+
+/// What vouches for a project's auto-accepted labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// No calibration yet and no fixed threshold: nothing is auto-accepted
+    /// (every item waits for review) until the first calibration.
+    #[default]
+    AwaitingCalibration,
+    /// A calibration is in force: P(precision of the auto-accepted ≥
+    /// target) ≥ 1 − δ, under its assumptions.
+    Calibrated,
+    /// No calibration yet, and the project's explicit fixed `threshold`
+    /// auto-accepts on raw scores: nothing vouches for those labels.
+    NoGuarantee,
+}
+
+impl Guarantee {
+    pub fn of(calibration_version: Option<i64>, threshold: Option<f64>) -> Guarantee {
+        match (calibration_version, threshold) {
+            (Some(_), _) => Guarantee::Calibrated,
+            (None, Some(_)) => Guarantee::NoGuarantee,
+            (None, None) => Guarantee::AwaitingCalibration,
+        }
+    }
+
+    /// What vouches for one item's label: only an auto-accepted item has
+    /// a machine label in force, accepted by a version or by the fixed
+    /// threshold (no version).
+    pub fn of_item(status: &str, calibration_version: Option<i64>) -> Option<Guarantee> {
+        (status == Status::AutoAccepted.as_str()).then_some(match calibration_version {
+            Some(_) => Guarantee::Calibrated,
+            None => Guarantee::NoGuarantee,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AwaitingCalibration => "awaiting_calibration",
+            Guarantee::Calibrated => "calibrated",
+            Guarantee::NoGuarantee => "no_guarantee",
+        }
+    }
 }
 
 /// A tier of annotators and the band of uncertainty routed to it: items whose
@@ -198,7 +260,9 @@ pub struct NewProject {
     pub model: String,
     pub labels: Vec<String>,
     pub precision_target: f64,
-    pub threshold: f64,
+    /// An explicit fixed threshold (no guarantee); `None`: nothing
+    /// auto-accepted before the first calibration.
+    pub threshold: Option<f64>,
     pub settings: ProjectSettings,
     pub committee: Vec<String>,
 }
@@ -428,6 +492,10 @@ pub struct ItemRecord {
     /// The calibration version that decided the machine label (None: the
     /// project's fixed threshold, before any calibration).
     pub calibration_version: Option<i64>,
+    /// An auto-accepted item: `calibrated` (a calibration version accepted
+    /// it) or `no_guarantee` (a fixed threshold did, before any
+    /// calibration); `null` for every other status.
+    pub guarantee: Option<Guarantee>,
     /// How annotators' disagreement was settled: `majority` or `expert`.
     pub resolution: Option<String>,
     /// Listed as a suspected label error (`strategy=suspect`).
@@ -517,12 +585,15 @@ impl ItemRecord {
             }
             None => None,
         };
+        let status: String = r.try_get("status")?;
+        let calibration_version: Option<i64> = r.try_get("calibration_version")?;
         Ok(ItemRecord {
+            guarantee: Guarantee::of_item(&status, calibration_version),
             id: r.try_get("id")?,
             project_id: r.try_get("project_id")?,
             client_id: r.try_get("client_id")?,
             kind: r.try_get("kind")?,
-            status: r.try_get("status")?,
+            status,
             error: r.try_get("error")?,
             prediction,
             final_label: r.try_get("final_label")?,
@@ -530,7 +601,7 @@ impl ItemRecord {
             annotations: Vec::new(),
             created_at: r.try_get("created_at")?,
             audit: r.try_get::<i64, _>("audit")? != 0,
-            calibration_version: r.try_get("calibration_version")?,
+            calibration_version,
             resolution: r.try_get("resolution")?,
             suspect: false,
             width: r.try_get("width")?,

@@ -32,7 +32,7 @@ pub async fn detect_project(store: &Store, name: &str) -> Project {
                 model: "layout".into(),
                 labels: LAYOUT_LABELS.map(String::from).to_vec(),
                 precision_target: 0.95,
-                threshold: 0.9,
+                threshold: None,
                 settings: Default::default(),
                 committee: Vec::new(),
             },

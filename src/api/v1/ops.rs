@@ -78,6 +78,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             )
         })
         .collect();
+    if let Err(e) = crate::service::projects::publish_guarantees(&state).await {
+        tracing::warn!(error = %e, "metrics: could not read the projects' guarantees");
+    }
     let text = state.metrics.render(state.hub.queue_depth(), &batchers);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

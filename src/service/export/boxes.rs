@@ -160,7 +160,7 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
         "data": {"id": item.client_id},
         "meta": {"status": item.status, "final_source": item.final_source,
                  "calibration_version": item.calibration_version, "audit": item.audit,
-                 "width": item.width, "height": item.height},
+                 "guarantee": item.guarantee, "width": item.width, "height": item.height},
         "predictions": predictions,
         "annotations": annotations,
     })

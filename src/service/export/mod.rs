@@ -31,7 +31,7 @@ const PAGE: i64 = 500;
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send + 'static>>;
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 12] = [
     "id",
     "client_id",
     "status",
@@ -43,6 +43,9 @@ pub const CSV_HEADER: [&str; 11] = [
     "raw_score",
     "calibration_version",
     "audit",
+    // An auto-accepted item's: `calibrated` or `no_guarantee` (a fixed
+    // threshold accepted it); empty for every other status.
+    "guarantee",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +351,7 @@ fn chunk(
 }
 
 /// The [`CSV_HEADER`] columns of one item; empty for what it lacks.
-fn csv_row(item: &ItemRecord) -> [String; 11] {
+fn csv_row(item: &ItemRecord) -> [String; 12] {
     let p = item.prediction.as_ref();
     [
         item.id.to_string(),
@@ -366,6 +369,9 @@ fn csv_row(item: &ItemRecord) -> [String; 11] {
             .map(|v| v.to_string())
             .unwrap_or_default(),
         item.audit.to_string(),
+        item.guarantee
+            .map(|g| g.as_str().to_string())
+            .unwrap_or_default(),
     ]
 }
 
@@ -387,7 +393,8 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
         "id": item.id,
         "data": {"id": item.client_id},
         "meta": {"status": item.status, "final_label": item.final_label, "final_source": item.final_source,
-                 "calibration_version": item.calibration_version, "audit": item.audit},
+                 "calibration_version": item.calibration_version, "audit": item.audit,
+                 "guarantee": item.guarantee},
         "predictions": predictions,
         "annotations": annotations,
     })

@@ -75,7 +75,7 @@ struct LabelerKey {
     descriptions: Option<std::collections::BTreeMap<String, String>>,
     head_version: Option<i64>,
     calibration_version: Option<i64>,
-    threshold_bits: u64,
+    threshold_bits: Option<u64>,
 }
 
 impl LabelerKey {
@@ -87,7 +87,7 @@ impl LabelerKey {
             descriptions: project.settings.label_descriptions.clone(),
             head_version: project.head_version,
             calibration_version: project.calibration_version,
-            threshold_bits: project.threshold.to_bits(),
+            threshold_bits: project.threshold.map(f64::to_bits),
         }
     }
 
@@ -98,7 +98,7 @@ impl LabelerKey {
             && self.descriptions == project.settings.label_descriptions
             && self.head_version == project.head_version
             && self.calibration_version == project.calibration_version
-            && self.threshold_bits == project.threshold.to_bits()
+            && self.threshold_bits == project.threshold.map(f64::to_bits)
     }
 }
 
@@ -210,13 +210,14 @@ mod tests {
                 model: "m".into(),
                 labels: vec!["a".into()],
                 precision_target: 0.95,
-                threshold: 0.9,
+                threshold: Some(0.9),
                 created_at: 0,
                 settings: Default::default(),
                 head_version: None,
                 committee: Vec::new(),
                 calibration_version: None,
                 task: "classify".into(),
+                guarantee: Default::default(),
             }),
             writes: 7,
             read_at,

@@ -305,8 +305,16 @@
       fig('Items', num(pr.total)), fig('Auto-accepted', num(pr.auto_accepted), 'auto'),
       fig('Human-labeled', num(pr.human), 'human'), fig('Waiting for review', num(pr.needs_review + pr.needs_confirmation), 'wait'),
       fig('Audit pending', num(pr.audit_pending)), fig('Precision (lower bound)', precision),
+      fig('Guarantee', guaranteeText(pr.guarantee)),
       h('div', { class: 'bar-wrap' }, bar));
   }
+  /** What vouches for the auto-accepted labels (`guarantee` of a project, its progress or calibration). */
+  const GUARANTEE = {
+    calibrated: 'calibrated: precision ≥ target with probability ≥ 1 − δ',
+    no_guarantee: 'NO GUARANTEE: a fixed threshold auto-accepts until the first calibration',
+    awaiting_calibration: 'nothing auto-accepted until the first calibration',
+  };
+  const guaranteeText = (g) => h('span', { class: 'guarantee ' + (g || ''), role: g === 'no_guarantee' ? 'alert' : null }, GUARANTEE[g] || String(g));
   const fig = (k, v, cls) => h('div', { class: 'fig' }, h('dt', {}, cls ? h('span', { class: 'dot ' + cls, 'aria-hidden': 'true' }) : null, k), h('dd', {}, v));
 
   async function projectsPage() {
@@ -397,7 +405,11 @@
   function calibrationPanel(cal) {
     const box = h('section', { class: 'card calibration', 'aria-labelledby': 'cal-h' }, h('h2', { id: 'cal-h' }, 'Calibration'));
     if (cal.version == null) {
-      box.append(h('p', { class: 'muted' }, `No calibration yet. Audit labels given: ${num(cal.audit.spent)}, waiting: ${num(cal.audit.pending)}. Until a fit, the fixed threshold decides and nothing is guaranteed.`));
+      const until = cal.guarantee === 'no_guarantee'
+        ? `Until a fit, the fixed threshold ${cal.fixed_threshold} auto-accepts with no guarantee.`
+        : 'Until a fit, nothing is auto-accepted.';
+      box.append(h('p', { class: 'muted' }, `No calibration yet. Audit labels given: ${num(cal.audit.spent)}, waiting: ${num(cal.audit.pending)}. `),
+        h('p', {}, guaranteeText(cal.guarantee), ' ', until));
       return box;
     }
     const d = cal.drift || {};
@@ -638,6 +650,7 @@
       why.push(`Picked by ${R.strategy}` + (v != null ? ` (${m.replace('_', ' ')} ${Number(v).toFixed(3)}${MEASURE_OF[R.strategy] ? '' : ', the tier measure'})` : '') + '.');
       if (item.audit) why.push('Also in the audit sample.');
     }
+    if (item.guarantee === 'no_guarantee') why.push('Auto-accepted by a fixed threshold: no guarantee.');
     if (R.tier) why.push(`Your tier: ${R.tier}.`);
     $('#why').textContent = why.join(' ');
     if (viewing) {
