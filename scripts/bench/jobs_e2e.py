@@ -144,7 +144,11 @@ def one_run(a, side, binary, r, tmp):
         for k in range(replicas):
             servers.append(Server(binary, db, os.path.join(a.log_dir, f"{tag}-{k}.log"), a.serve_arg))
         base = servers[0].base
-        st, proj = http("POST", base + "/v1/projects", {"name": f"bench-{tag}", "model": MODEL})
+        # An explicit fixed threshold: the same routing work on every build
+        # (since #26 a project without one auto-accepts nothing before a
+        # calibration, where a5a30ea's default was 0.9).
+        st, proj = http("POST", base + "/v1/projects",
+                        {"name": f"bench-{tag}", "model": MODEL, "threshold": 0.9})
         if st != 201:
             raise SystemExit(f"POST /v1/projects answered {st}: {proj}")
         pid = proj["id"]
