@@ -24,6 +24,9 @@
 #   --ceiling        also measure, in the same run, the CLI's own rate
 #                    (`labelloop label` on the 10,000 PNGs, after each round) and
 #                    SQLite's floor for the same rows (scripts/bench/sqlite_floor.py)
+#   --pages N        review pages timed after each run (default 20; p50/p99/max)
+#   --rss-trace PFX  sample the server's RSS every second into PFX-<side>-run<r>.csv
+#                    (plot: python3 scripts/bench/plot_rss.py PFX-*.csv --out rss.png)
 #   --serve-arg ARG  extra flag for every `serve` (repeatable), e.g. --serve-arg=--workers=4
 #
 # Writes bench-results/jobs.json (every run) and prints a table of medians.
@@ -45,6 +48,8 @@ while [ $# -gt 0 ]; do
             else PG=postgres://postgres@127.0.0.1:5432/test; shift; fi ;;
         --replicas) REPLICAS=$2; shift 2 ;;
         --ceiling) CEILING=1; shift ;;
+        --pages) EXTRA+=(--pages "$2"); shift 2 ;;
+        --rss-trace) EXTRA+=(--rss-trace "$2"); shift 2 ;;
         --serve-arg) EXTRA+=(--serve-arg="$2"); shift 2 ;;
         --serve-arg=*) EXTRA+=(--serve-arg="${1#--serve-arg=}"); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;

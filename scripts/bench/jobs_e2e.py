@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +85,17 @@ class Server:
             time.sleep(0.05)
         self.stop()
         raise SystemExit(f"server did not listen within 120 s: {log_path}")
+
+    def rss_mib(self):
+        """Resident set now (VmRSS), for the RSS curve."""
+        try:
+            with open(f"/proc/{self.p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
 
     def peak_rss_mib(self):
         try:
@@ -154,6 +166,13 @@ def one_run(a, side, binary, r, tmp):
         pid = proj["id"]
         jobs, inserted = [], 0
         t0 = time.perf_counter()
+        trace, tracing_done = [], threading.Event()
+        if a.rss_trace:
+            def sample():
+                while not tracing_done.wait(a.rss_every):
+                    rss = [s.rss_mib() for s in servers]
+                    trace.append((time.perf_counter() - t0, max(x or 0 for x in rss)))
+            threading.Thread(target=sample, daemon=True).start()
         for i, body in enumerate(chunks(a.items, a.chunk)):
             target = servers[i % len(servers)].base
             st, res = http("POST", f"{target}/v1/projects/{pid}/items", body, "application/x-ndjson")
@@ -177,6 +196,7 @@ def one_run(a, side, binary, r, tmp):
                     raise SystemExit(f"job {j} still running after the deadline: {job}")
                 time.sleep(a.poll)
         t_all = time.perf_counter() - t0
+        tracing_done.set()
         pages = []
         for _ in range(a.pages):
             t = time.perf_counter()
@@ -202,9 +222,15 @@ def one_run(a, side, binary, r, tmp):
     if inserted != a.items or done != a.items or errors:
         log(f"WARNING {tag}: inserted {inserted}, done {done}, errors {errors} of {a.items}")
     pages.sort()
+    if a.rss_trace:
+        with open(f"{a.rss_trace}-{tag}.csv", "w") as f:
+            f.write("seconds,rss_mib\n")
+            f.writelines(f"{t:.1f},{m:.1f}\n" for t, m in trace)
+    p99 = pages[min(len(pages) - 1, int(0.99 * len(pages)))] if pages else None
     res = {"side": side, "run": r, "items": a.items, "ingest_s": t_ingest, "all_done_s": t_all,
            "items_per_s": a.items / t_all, "review_p50_ms": statistics.median(pages) if pages else None,
-           "review_max_ms": max(pages) if pages else None, "peak_rss_mib": max(x or 0 for x in rss),
+           "review_max_ms": max(pages) if pages else None,
+           "review_p99_ms": p99, "peak_rss_mib": max(x or 0 for x in rss),
            "peak_rss_each_mib": rss, "db_mib": size, "done": done, "errors": errors,
            "replicas": replicas}
     log(f"{tag}: ingest {t_ingest:.1f} s, all done {t_all:.1f} s, {res['items_per_s']:,.0f} items/s, "
@@ -240,6 +266,9 @@ def main():
     ap.add_argument("--postgres", metavar="URL", help="PostgreSQL server URL (a database per run is created there)")
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--serve-arg", action="append", default=[], help="extra flag for serve (repeatable)")
+    ap.add_argument("--rss-trace", metavar="PREFIX",
+                    help="sample each run's RSS every --rss-every s into PREFIX-<side>-run<r>.csv")
+    ap.add_argument("--rss-every", type=float, default=1.0)
     ap.add_argument("--cli", action="store_true", help="also time `labelloop label` per round (first side)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "jobs.json"))
     a = ap.parse_args()
@@ -262,18 +291,18 @@ def main():
         rs = [x for x in results if x["side"] == name]
         summary[name] = {k: statistics.median(x[k] for x in rs)
                          for k in ("ingest_s", "all_done_s", "items_per_s", "review_p50_ms",
-                                   "review_max_ms", "peak_rss_mib", "db_mib")}
+                                   "review_p99_ms", "review_max_ms", "peak_rss_mib", "db_mib")}
         summary[name]["runs"] = len(rs)
     if cli:
         summary["cli_items_per_s"] = statistics.median(c["items_per_s"] for c in cli)
     with open(a.out, "w") as f:
         json.dump({"args": {k: v for k, v in vars(a).items()}, "runs": results, "median": summary}, f, indent=1)
-    print(f"| side | items | ingest s | all done s | items/s | review p50 / max ms | peak RSS MiB | store MiB |")
+    print(f"| side | items | ingest s | all done s | items/s | review p50 / p99 / max ms | peak RSS MiB | store MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, _ in sides:
         s = summary[name]
         print(f"| {name} | {a.items:,} | {s['ingest_s']:.1f} | {s['all_done_s']:.1f} | {s['items_per_s']:,.0f} | "
-              f"{s['review_p50_ms']:.1f} / {s['review_max_ms']:.1f} | {s['peak_rss_mib']:.0f} | {s['db_mib']:.0f} |")
+              f"{s['review_p50_ms']:.1f} / {s['review_p99_ms']:.1f} / {s['review_max_ms']:.1f} | {s['peak_rss_mib']:.0f} | {s['db_mib']:.0f} |")
     if cli:
         print(f"\n`labelloop label` on the 10,000 test PNGs (whole process): {summary['cli_items_per_s']:,.0f} items/s")
     print(f"\nmedians of {a.runs} run(s) per side; raw runs in {os.path.relpath(a.out, ROOT)}")

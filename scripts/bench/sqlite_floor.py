@@ -31,15 +31,21 @@ BATCH = 256  # the server's claim_batch: claimed, predicted and recorded togethe
 INGEST_CHUNK = 500
 
 
+EXTRA_SQL = []  # --extra-sql: a schema variant tried against the same statements
+
+
 def connect(path):
     db = sqlite3.connect(path, isolation_level=None)
     # The settings src/store/mod.rs opens SQLite with.
     for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
-                   "cache_size = -32768", "mmap_size = 268435456", "temp_store = memory"):
+                   "cache_size = -32768", "mmap_size = 0", "wal_autocheckpoint = 10000",
+                   "journal_size_limit = 67108864", "temp_store = memory"):
         db.execute(f"PRAGMA {pragma}")
     for path_ in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*.sql"))):
         with open(path_, encoding="utf-8") as f:
             db.executescript(f.read())
+    for script in EXTRA_SQL:
+        db.executescript(script)
     return db
 
 
@@ -124,7 +130,11 @@ def main():
     ap.add_argument("--items", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--paths", action="store_true", help="store path items (as scripts/bench_jobs.sh ingests), not inline PNGs")
+    ap.add_argument("--extra-sql", metavar="FILE", help="SQL run after the migrations (a schema variant to compare)")
     a = ap.parse_args()
+    if a.extra_sql:
+        with open(a.extra_sql, encoding="utf-8") as f:
+            EXTRA_SQL.append(f.read())
     png_dir = os.path.join(ROOT, "data", "fashion-mnist", "test")
     first = sorted(f for f in os.listdir(png_dir) if f.endswith(".png"))[0]
     with open(os.path.join(png_dir, first), "rb") as f:
