@@ -374,6 +374,39 @@ async fn predict_takes_audio_by_path_and_base64_and_fails_items_alone() {
     assert_eq!(p[3]["error"]["code"], "audio_decode_failed", "{}", p[3]);
     assert_eq!(p[4]["error"]["code"], "io", "{}", p[4]);
     std::fs::remove_file(root.path().join("../vad-outside.wav")).ok();
+    // An upload: a `model` part and one file per further part.
+    let boundary = "vadboundary7";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nvad\r\n")
+            .as_bytes(),
+    );
+    for (name, data) in [("up.wav", &bytes[..]), ("notes.txt", &b"not audio"[..])] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let (status, v) = s
+        .post_raw(
+            "/v1/predict",
+            body,
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let p = v["predictions"].as_array().unwrap();
+    assert_eq!(p[0]["id"], "up.wav");
+    assert_eq!(
+        p[0]["segments"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        p[0]
+    );
+    assert_eq!(p[1]["error"]["code"], "audio_decode_failed", "{}", p[1]);
     // No project on a voice-activity model yet: a clear 422.
     let (status, v) = s
         .post("/v1/projects", &json!({"name": "calls", "model": "vad"}))

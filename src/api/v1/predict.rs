@@ -40,6 +40,9 @@ pub struct PredictItem {
     image: Option<String>,
     audio: Option<String>,
     path: Option<String>,
+    /// A file uploaded as a multipart part, read as the model's input kind.
+    #[serde(skip)]
+    file: Option<Vec<u8>>,
 }
 
 const CONTENT_FIELDS: [&str; 4] = ["text", "image", "audio", "path"];
@@ -146,6 +149,59 @@ struct ItemErrorOut {
     message: String,
 }
 
+/// An upload: the part named `model` names the model; every part with a
+/// file name is one item, its bytes the file (decoded as the model's input
+/// kind when staged), its file name the id.
+async fn read_upload(mut mp: axum::extract::Multipart, limit: usize) -> ApiResult<PredictIn> {
+    let mut model = None;
+    let mut items = Vec::new();
+    let mut total = 0usize;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::bad_request(Code::BadMultipart, e.body_text())
+        }
+    };
+    while let Some(field) = mp.next_field().await.map_err(bad)? {
+        let file = field.file_name().map(str::to_string);
+        let name = field.name().map(str::to_string);
+        let data = field.bytes().await.map_err(bad)?;
+        total += data.len();
+        if total > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        match (file, name.as_deref()) {
+            (None, Some("model")) => {
+                model = Some(String::from_utf8(data.to_vec()).map_err(|_| {
+                    ApiError::invalid("model", "the `model` part must be UTF-8 text")
+                })?)
+            }
+            (Some(file), _) => items.push(PredictItem {
+                id: Some(serde_json::Value::String(file)),
+                text: None,
+                image: None,
+                audio: None,
+                path: None,
+                file: Some(data.to_vec()),
+            }),
+            (None, other) => {
+                return Err(ApiError::invalid(
+                    other.unwrap_or("part"),
+                    "a part is either `model` or a file (with a file name)",
+                ))
+            }
+        }
+    }
+    let model =
+        model.ok_or_else(|| ApiError::invalid("model", "the upload has no `model` part"))?;
+    Ok(PredictIn {
+        model,
+        items,
+        embeddings: false,
+    })
+}
+
 fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
     match id {
         None => Ok(i.to_string()),
@@ -160,11 +216,29 @@ fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
 
 /// Synchronous, stateless pre-labeling of a small batch.
 #[utoipa::path(post, path = "/v1/predict", tag = "predict",
-    request_body(content = PredictIn, example = json!({"model": "minilm-l6", "items": [{"id": "a", "text": "Free entry: win a prize now"}]})),
+    request_body(content = PredictIn, description = "JSON; or multipart/form-data with a part `model` (the model's name) and one file per further part (an image or a sound file; the file name is the id)",
+        example = json!({"model": "minilm-l6", "items": [{"id": "a", "text": "Free entry: win a prize now"}]})),
     responses((status = 200, body = PredictResponse), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody)))]
-pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Response> {
-    let req: PredictIn = parse_object(&body)?;
+pub async fn predict(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    use axum::extract::FromRequest;
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let req: PredictIn = if multipart {
+        let mp = axum::extract::Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(Code::BadMultipart, e.body_text()))?;
+        read_upload(mp, state.config.max_body_bytes).await?
+    } else {
+        let Body(body) = Body::from_request(request, &state).await?;
+        parse_object(&body)?
+    };
     let model = state.hub.get(&req.model).ok_or_else(|| {
         ApiError::new(
             Code::UnknownModel,
@@ -194,6 +268,14 @@ pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResu
     };
     for (i, item) in req.items.into_iter().enumerate() {
         ids.push(id_text(i, item.id)?);
+        if let Some(bytes) = item.file {
+            inputs.push(Ok(if audio_model {
+                Input::Audio(bytes)
+            } else {
+                Input::Image(bytes)
+            }));
+            continue;
+        }
         inputs.push(match (item.text, item.image, item.audio, item.path) {
             (Some(t), None, None, None) => Ok(Input::Text(t)),
             (None, Some(img), None, None) => Ok(Input::Image(b64(i, "image", img)?)),
