@@ -413,3 +413,24 @@ async fn predict_takes_audio_by_path_and_base64_and_fails_items_alone() {
         .await;
     assert_eq!(status, 422, "{v}");
 }
+
+#[test]
+fn a_manifest_that_disagrees_with_the_graph_names_both_sides() {
+    let Some(_) = asterisk() else { return };
+    let src = common::model_dir("vad");
+    let toml = std::fs::read_to_string(src.join("model.toml")).unwrap();
+    for (from, to, says) in [
+        ("state_size = 128", "state_size = 64", "[2, batch, 64]"),
+        ("state = \"state\"", "state = \"h\"", "\"h\""),
+        ("output = \"output\"", "output = \"prob\"", "\"prob\""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(src.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+        assert!(toml.contains(from));
+        std::fs::write(dir.path().join("model.toml"), toml.replace(from, to)).unwrap();
+        let err = labelloop::model::Model::load(dir.path(), Default::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("disagree") && msg.contains(says), "{msg}");
+    }
+}
