@@ -51,6 +51,39 @@ for c in $CONDS; do
         labelloop="$OUT/labelloop-$c.jsonl" reference="$OUT/reference-$c.jsonl" > "$OUT/score-$c.json"
 done
 
+echo "== the engine alone: the same 16 kHz samples into both" >&2
+# Each side resamples 8 kHz to 16 kHz its own way above (rubato's FFT
+# resampler, scipy's polyphase filter). Here both read the same 16 kHz WAVs
+# (written once by scipy), so what is left to differ is the model loop and
+# the post-processing.
+$PY - "$OUT" $CONDS <<'EOF2'
+import json, os, sys, wave
+import numpy as np
+from scipy.signal import resample_poly
+out, conds = sys.argv[1], sys.argv[2:]
+for c in conds:
+    d = f"{out}/calls16k/{c}"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/calls.jsonl", "w") as f:
+        for line in open(f"data/vad-calls/{c}/calls.jsonl"):
+            item = json.loads(line)
+            with wave.open(item["audio"], "rb") as w:
+                x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+            y = np.clip(np.round(resample_poly(x, 2, 1)), -32768, 32767).astype("<i2")
+            path = os.path.abspath(f"{d}/{item['id']}.wav")
+            with wave.open(path, "wb") as w:
+                w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000); w.writeframes(y.tobytes())
+            f.write(json.dumps({"id": item["id"], "audio": path}) + "\n")
+EOF2
+for c in $CONDS; do
+    $LL label --model vad --threads 1 --sessions 1 --workers 1 "$OUT/calls16k/$c/calls.jsonl" \
+        -o "$OUT/labelloop16k-$c.jsonl" 2>/dev/null
+    $PY scripts/vad_reference.py "$OUT/calls16k/$c/calls.jsonl" --wheel "$WHEEL" \
+        --out "$OUT/reference16k-$c.jsonl" 2>/dev/null
+    $PY scripts/vad_score.py data/vad-calls/$c/truth.jsonl \
+        labelloop="$OUT/labelloop16k-$c.jsonl" reference="$OUT/reference16k-$c.jsonl" > "$OUT/score16k-$c.json"
+done
+
 echo "== speed ($RUNS alternating runs, one core)" >&2
 cat data/vad-calls/*/calls.jsonl > "$OUT/all-calls.jsonl"
 ONE=$(mktemp -d)
@@ -92,6 +125,23 @@ for c in conds:
         a, hi = s[name]
         print(f"| {c} | {name} | {a['pred']} ({a['true']}) | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} "
               f"| {a['start_ms']:.0f} | {a['end_ms']:.0f} | {hi['pred']}, {hi['precision']:.3f} |")
+print("\nThe engine alone (both read the same 16 kHz WAVs; no resampling on either side):\n")
+print("| condition | F1 labelloop | F1 reference | segments identical | largest boundary difference ms |")
+print("|---|---|---|---|---|")
+for c in conds:
+    s = json.load(open(f"{out}/score16k-{c}.json"))
+    a = {json.loads(l)["id"]: json.loads(l)["segments"] for l in open(f"{out}/labelloop16k-{c}.jsonl")}
+    b = {json.loads(l)["id"]: json.loads(l)["segments"] for l in open(f"{out}/reference16k-{c}.jsonl")}
+    same = total = 0
+    worst = 0.0
+    for k in b:
+        total += len(b[k])
+        if len(a[k]) == len(b[k]):
+            for x, y in zip(a[k], b[k]):
+                d = max(abs(x["start"] - y["start"]), abs(x["end"] - y["end"]))
+                worst = max(worst, d)
+                same += d < 1e-9
+    print(f"| {c} | {s['labelloop'][0]['f1']:.3f} | {s['reference'][0]['f1']:.3f} | {same} of {total} | {1000 * worst:.1f} |")
 print(f"\nSpeed: {audio / 60:.1f} min of audio (all four conditions), whole process, one core (taskset -c 0), "
       "one ONNX Runtime thread; median of alternating runs.\n")
 print("| system | runs (s) | median s | audio s per s |")
