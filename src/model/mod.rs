@@ -752,7 +752,7 @@ impl Model {
                     Err(e) => out[i] = Some(Err(e)),
                 }
             }
-            let mut feed = vad::Feed::from_iter(waiting.into_iter());
+            let mut feed = vad::Feed::from_items(waiting.into_iter());
             self.run_audio(&mut feed, &mut |i, r| out[i] = Some(r));
             return out
                 .into_iter()

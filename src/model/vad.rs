@@ -263,7 +263,7 @@ pub enum Feed<K> {
 
 impl<K> Feed<K> {
     /// A source that never has to wait.
-    pub fn from_iter(mut it: impl Iterator<Item = (K, Vec<f32>)>) -> impl FnMut(bool) -> Feed<K> {
+    pub fn from_items(mut it: impl Iterator<Item = (K, Vec<f32>)>) -> impl FnMut(bool) -> Feed<K> {
         move |_| match it.next() {
             Some((k, s)) => Feed::Ready(k, s),
             None => Feed::Done,
