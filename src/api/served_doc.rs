@@ -31,6 +31,8 @@ pub struct ServedModel {
     pub labels: Vec<String>,
     /// An object-detection model.
     pub detect: bool,
+    /// A voice-activity model: served by `/v1/predict`, no projects yet.
+    pub segments: bool,
 }
 
 /// What the served document states of this server.
@@ -94,8 +96,9 @@ pub fn served_document(served: &Served) -> Value {
             json!("A model this server has loaded."),
         );
     }
-    if let Some(create) = schemas.get_mut("CreateProject") {
-        *create = create_project(create, models);
+    let project_models: Vec<ServedModel> = models.iter().filter(|m| !m.segments).cloned().collect();
+    if let (Some(create), false) = (schemas.get_mut("CreateProject"), project_models.is_empty()) {
+        *create = create_project(create, &project_models);
     }
     let detection: std::collections::BTreeSet<&str> = models
         .iter()
@@ -331,6 +334,7 @@ mod tests {
             name: name.into(),
             labels: labels.iter().map(|s| s.to_string()).collect(),
             detect,
+            segments: false,
         }
     }
 

@@ -29,6 +29,8 @@ struct JsonLine {
     id: Option<serde_json::Value>,
     text: Option<String>,
     image: Option<String>,
+    /// A sound file, for a voice-activity model.
+    audio: Option<String>,
     label: Option<String>,
 }
 
@@ -142,22 +144,24 @@ fn expand_jsonl(path: &Path, items: &mut Vec<Item>) {
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => fallback_id,
         };
-        let input = match (parsed.text, parsed.image) {
-            (Some(t), None) => Ok(Input::Text(t)),
-            (None, Some(img)) => {
-                let p = PathBuf::from(&img);
-                Ok(Input::ImagePath(if p.is_absolute() {
-                    p
-                } else {
-                    base.join(p)
-                }))
+        let file = |f: &str| {
+            let p = PathBuf::from(f);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
             }
-            (Some(_), Some(_)) => Err(ItemError::Invalid(format!(
-                "line {}: give either \"text\" or \"image\", not both",
+        };
+        let input = match (parsed.text, parsed.image, parsed.audio) {
+            (Some(t), None, None) => Ok(Input::Text(t)),
+            (None, Some(img), None) => Ok(Input::ImagePath(file(&img))),
+            (None, None, Some(audio)) => Ok(Input::AudioPath(file(&audio))),
+            (None, None, None) => Err(ItemError::Invalid(format!(
+                "line {}: needs a \"text\", an \"image\" or an \"audio\" field",
                 n + 1
             ))),
-            (None, None) => Err(ItemError::Invalid(format!(
-                "line {}: needs a \"text\" or an \"image\" field",
+            _ => Err(ItemError::Invalid(format!(
+                "line {}: give one of \"text\", \"image\" or \"audio\", not several",
                 n + 1
             ))),
         };

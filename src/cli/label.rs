@@ -22,7 +22,9 @@ pub struct LabelArgs {
     #[arg(long, short)]
     model: String,
     /// Image files, folders (searched recursively for .png/.jpg/.jpeg),
-    /// JSONL files of {"id", "text"|"image", "label"?}, or .txt files (one text per line).
+    /// JSONL files of {"id", "text"|"image"|"audio", "label"?}, or .txt files
+    /// (one text per line). A voice-activity model reads "audio" paths (WAV,
+    /// FLAC, OGG/Vorbis, MP3).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Write JSONL here instead of standard output.
@@ -46,6 +48,10 @@ pub struct LabelArgs {
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long, default_value_t = 40_000_000)]
     max_pixels: u64,
+    /// Refuse recordings longer than this many seconds, from the header
+    /// when it states a length, before decoding them.
+    #[arg(long, default_value_t = 3600.0)]
+    max_audio_seconds: f64,
     /// Let ONNX Runtime's idle threads spin. Off by default: decoding runs on
     /// the same cores, and spinning threads take the time it needs.
     #[arg(long)]
@@ -83,6 +89,7 @@ pub fn run(args: LabelArgs) -> ExitCode {
         },
         sessions,
         max_pixels: args.max_pixels,
+        max_audio_seconds: args.max_audio_seconds,
         // Pure embedding models always report theirs; others only on request.
         embeddings: args.embeddings
             || crate::model::Manifest::load(&dir)

@@ -88,6 +88,10 @@ fn check(dir: PathBuf) -> ExitCode {
                     t.tokenizer.display(),
                     t.max_length
                 ),
+                InputSpec::Audio(a) => format!(
+                    "audio {:?}, mono at {} Hz, windows of {} + {} context samples",
+                    a.name, a.sample_rate, a.window, a.context
+                ),
             };
             println!("ok: {} {} ({})", m.name, m.version, m.task.as_str());
             println!("  input: {input}");

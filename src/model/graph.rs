@@ -8,7 +8,7 @@ use ort::value::{Outlet, TensorElementType, ValueType};
 use super::manifest::{InputSpec, Layout, Manifest, OutputKind, TensorType};
 use super::ModelError;
 
-fn describe(outlet: &Outlet) -> String {
+pub(crate) fn describe(outlet: &Outlet) -> String {
     match outlet.dtype() {
         ValueType::Tensor { ty, shape, .. } => {
             let dims: Vec<String> = shape
@@ -27,11 +27,11 @@ fn describe(outlet: &Outlet) -> String {
     }
 }
 
-fn list(outlets: &[Outlet]) -> String {
+pub(crate) fn list(outlets: &[Outlet]) -> String {
     outlets.iter().map(describe).collect::<Vec<_>>().join(", ")
 }
 
-fn tensor(outlet: &Outlet) -> Option<(TensorElementType, &[i64])> {
+pub(crate) fn tensor(outlet: &Outlet) -> Option<(TensorElementType, &[i64])> {
     match outlet.dtype() {
         ValueType::Tensor { ty, shape, .. } => Some((*ty, shape)),
         _ => None,
@@ -122,6 +122,12 @@ pub fn check(manifest: &Manifest, inputs: &[Outlet], outputs: &[Outlet]) -> Resu
                     }
                 }
             }
+        }
+        InputSpec::Audio(a) => {
+            fed.extend([a.name.as_str(), a.state.as_str()]);
+            fed.extend(a.sample_rate_input.as_deref());
+            super::vad::check_graph(manifest, a, inputs, outputs)
+                .map_err(|(m, g)| mismatch(m, g))?;
         }
     }
     let unfed: Vec<&Outlet> = inputs.iter().filter(|o| !fed.contains(&o.name())).collect();

@@ -409,7 +409,7 @@ impl ImagePreprocessor {
                         Staged::Pixels { data, channels, .. } => {
                             self.normalise(data, *channels, out, &self.lut)
                         }
-                        Staged::Tokens(_) => out.fill(0.0),
+                        Staged::Tokens(_) | Staged::Audio(_) => out.fill(0.0),
                     }
                 }
                 Batch::F32 { shape, data }

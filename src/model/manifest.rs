@@ -36,6 +36,9 @@ pub struct Manifest {
     /// How an object-detection model's outputs become boxes.
     #[serde(default)]
     pub detect: Option<DetectSpec>,
+    /// How a voice-activity model's frame probabilities become segments.
+    #[serde(default)]
+    pub vad: Option<VadSpec>,
 }
 
 fn default_onnx() -> PathBuf {
@@ -49,6 +52,7 @@ pub enum Task {
     TextClassification,
     TextEmbedding,
     ObjectDetection,
+    VoiceActivity,
 }
 
 impl Task {
@@ -58,6 +62,7 @@ impl Task {
             Task::TextClassification => "text-classification",
             Task::TextEmbedding => "text-embedding",
             Task::ObjectDetection => "object-detection",
+            Task::VoiceActivity => "voice-activity",
         }
     }
 }
@@ -67,6 +72,7 @@ impl Task {
 pub enum InputSpec {
     Image(ImageInput),
     Text(TextInput),
+    Audio(AudioInput),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +378,122 @@ impl DetectSpec {
     }
 }
 
+/// `[input] kind = "audio"`: a stateful streaming model fed a window of new
+/// samples plus the tail of the previous window (Silero VAD's interface).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioInput {
+    /// The waveform input, `[batch, context + window]` f32.
+    #[serde(default = "default_audio_name")]
+    pub name: String,
+    /// The recurrent state input, `[2, batch, state_size]` f32.
+    #[serde(default = "default_state_name")]
+    pub state: String,
+    /// The scalar int64 sample-rate input, if the graph takes one.
+    #[serde(default = "default_sr_name")]
+    pub sample_rate_input: Option<String>,
+    /// Audio is mixed to mono and resampled to this rate (Hz) before the model.
+    pub sample_rate: u32,
+    /// New samples per model call.
+    pub window: usize,
+    /// Samples of the previous call repeated in front of each window.
+    #[serde(default)]
+    pub context: usize,
+    #[serde(default = "default_state_size")]
+    pub state_size: usize,
+}
+
+fn default_audio_name() -> String {
+    "input".into()
+}
+fn default_state_name() -> String {
+    "state".into()
+}
+fn default_sr_name() -> Option<String> {
+    Some("sr".into())
+}
+fn default_state_size() -> usize {
+    128
+}
+
+/// `[vad]`: the outputs a voice-activity model returns per call, and the
+/// post-processing of its frame probabilities into segments. The defaults
+/// are Silero's `get_speech_timestamps` defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VadSpec {
+    /// Speech probability `[batch, 1]`.
+    #[serde(default = "default_vad_output")]
+    pub output: String,
+    /// The next recurrent state, fed back as the state input.
+    #[serde(default = "default_state_output")]
+    pub state_output: String,
+    /// A frame at or above this probability starts (or continues) speech.
+    #[serde(default = "default_vad_threshold")]
+    pub threshold: f32,
+    /// Inside speech, frames below this count as silence.
+    #[serde(default = "default_neg_threshold")]
+    pub neg_threshold: f32,
+    /// Segments shorter than this are dropped.
+    #[serde(default = "default_min_speech_ms")]
+    pub min_speech_ms: u32,
+    /// Silence must last this long to end a segment.
+    #[serde(default = "default_min_silence_ms")]
+    pub min_silence_ms: u32,
+    /// Each segment is widened by this much on both sides (halving the gap
+    /// when two segments would meet).
+    #[serde(default = "default_pad_ms")]
+    pub pad_ms: u32,
+    /// Recordings run side by side as one batch of streams.
+    #[serde(default = "default_streams")]
+    pub streams: usize,
+}
+
+fn default_vad_output() -> String {
+    "output".into()
+}
+fn default_state_output() -> String {
+    "stateN".into()
+}
+fn default_vad_threshold() -> f32 {
+    0.5
+}
+fn default_neg_threshold() -> f32 {
+    0.35
+}
+fn default_min_speech_ms() -> u32 {
+    250
+}
+fn default_min_silence_ms() -> u32 {
+    100
+}
+fn default_pad_ms() -> u32 {
+    30
+}
+fn default_streams() -> usize {
+    32
+}
+
+impl VadSpec {
+    fn check(&self) -> Result<(), String> {
+        for (what, v) in [
+            ("threshold", self.threshold),
+            ("neg_threshold", self.neg_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("[vad] {what} must be in [0, 1], not {v}"));
+            }
+        }
+        if self.neg_threshold > self.threshold {
+            return Err("[vad] neg_threshold must not exceed threshold".into());
+        }
+        if self.streams == 0 || self.streams > 4096 {
+            return Err("[vad] streams must be in 1..=4096".into());
+        }
+        Ok(())
+    }
+}
+
 impl Manifest {
     /// Read and check `dir/model.toml`.
     pub fn load(dir: &Path) -> Result<Manifest, ModelError> {
@@ -400,6 +522,15 @@ impl Manifest {
     fn check(&self) -> Result<(), String> {
         if self.task == Task::ObjectDetection {
             return self.check_detection();
+        }
+        if self.task == Task::VoiceActivity {
+            return self.check_voice_activity();
+        }
+        if self.vad.is_some() {
+            return Err(format!(
+                "[vad] is for task voice-activity, not {}",
+                self.task.as_str()
+            ));
         }
         if self.detect.is_some() {
             return Err(format!(
@@ -439,7 +570,7 @@ impl Manifest {
                     return Err("task text-embedding needs an output of kind \"embedding\"".into());
                 }
             }
-            Task::ObjectDetection => {}
+            Task::ObjectDetection | Task::VoiceActivity => {}
         }
         self.check_unique_labels()?;
         match (&self.task, &self.input) {
@@ -488,6 +619,37 @@ impl Manifest {
             return Err("a detection model sees the whole image: use resize_mode \"stretch\" or \"letterbox\"".into());
         }
         img.check()
+    }
+
+    fn check_voice_activity(&self) -> Result<(), String> {
+        let Some(vad) = &self.vad else {
+            return Err("task voice-activity needs a [vad] section".into());
+        };
+        vad.check()?;
+        if self.detect.is_some() || !self.outputs.is_empty() {
+            return Err(
+                "a voice-activity model names its outputs in [vad], not [detect] or [[outputs]]"
+                    .into(),
+            );
+        }
+        if self.labels.len() != 1 {
+            return Err("a voice-activity model has exactly one label (e.g. [\"Speech\"])".into());
+        }
+        let InputSpec::Audio(audio) = &self.input else {
+            return Err("task voice-activity takes an audio [input]".into());
+        };
+        if !(1000..=192_000).contains(&audio.sample_rate) {
+            return Err(format!(
+                "[input] sample_rate must be in 1000..=192000 Hz, not {}",
+                audio.sample_rate
+            ));
+        }
+        if audio.window == 0 || audio.state_size == 0 || audio.context > audio.window {
+            return Err(
+                "[input] window and state_size must be positive, context at most window".into(),
+            );
+        }
+        Ok(())
     }
 
     fn check_unique_labels(&self) -> Result<(), String> {

@@ -7,6 +7,7 @@
 //! 2. [`Model::pack`] lays staged items out as one batch tensor (normalise, pad).
 //! 3. [`Model::run`] runs ONNX Runtime and post-processes each row.
 
+pub mod audio;
 pub mod batcher;
 pub mod beneath;
 pub mod detect;
@@ -19,6 +20,7 @@ mod pool;
 pub mod postprocess;
 pub mod registry;
 pub mod text;
+pub mod vad;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,6 +100,12 @@ pub enum ItemError {
     Invalid(String),
     #[error("inference failed for this item's batch: {0}")]
     Inference(String),
+    #[error("audio could not be decoded: {0}")]
+    AudioDecode(String),
+    #[error("the audio holds no samples")]
+    AudioEmpty,
+    #[error("audio is {seconds:.0} s long, over the limit of {limit:.0} s; raise --max-audio-seconds if this is intended")]
+    AudioTooLong { seconds: f64, limit: f64 },
 }
 
 impl ItemError {
@@ -116,6 +124,9 @@ impl ItemError {
             ItemError::OverBudget { .. } => "request_decode_budget",
             ItemError::Invalid(_) => "invalid_item",
             ItemError::Inference(_) => "inference_failed",
+            ItemError::AudioDecode(_) => "audio_decode_failed",
+            ItemError::AudioEmpty => "empty_audio",
+            ItemError::AudioTooLong { .. } => "audio_too_long",
         }
     }
 }
@@ -143,6 +154,16 @@ pub enum Input {
     Text(String),
     /// Raw text bytes; validated as UTF-8 when staged.
     TextBytes(Vec<u8>),
+    /// Encoded sound bytes (WAV, FLAC, OGG/Vorbis, MP3).
+    Audio(Vec<u8>),
+    /// A sound file, read by the worker that stages it.
+    AudioPath(PathBuf),
+    /// A sound file a client named, opened beneath `root` as
+    /// [`Input::ImageUnderRoot`] is.
+    AudioUnderRoot {
+        root: Arc<Path>,
+        path: PathBuf,
+    },
 }
 
 impl Input {
@@ -153,6 +174,7 @@ impl Input {
             | Input::ImageInRoot { .. }
             | Input::ImageUnderRoot { .. } => "an image",
             Input::Text(_) | Input::TextBytes(_) => "text",
+            Input::Audio(_) | Input::AudioPath(_) | Input::AudioUnderRoot { .. } => "audio",
         }
     }
 }
@@ -171,13 +193,15 @@ pub enum Staged {
         source: [u32; 2],
     },
     Tokens(text::Encoded),
+    /// Mono samples at the model's rate.
+    Audio(Vec<f32>),
 }
 
 impl Staged {
     /// Sequence length for text, 0 for images. Used to batch by similar length.
     pub fn seq_len(&self) -> usize {
         match self {
-            Staged::Pixels { .. } => 0,
+            Staged::Pixels { .. } | Staged::Audio(_) => 0,
             Staged::Tokens(t) => t.ids.len(),
         }
     }
@@ -189,7 +213,7 @@ impl Staged {
     fn source(&self) -> [u32; 2] {
         match self {
             Staged::Pixels { source, .. } => *source,
-            Staged::Tokens(_) => [0, 0],
+            Staged::Tokens(_) | Staged::Audio(_) => [0, 0],
         }
     }
 }
@@ -248,6 +272,8 @@ pub struct Prediction {
     pub truncated: bool,
     /// A detection model's boxes, with the image's size.
     pub detections: Option<detect::Detections>,
+    /// A voice-activity model's speech segments, with the recording's length.
+    pub segments: Option<vad::Segments>,
 }
 
 /// Options fixed when a model is loaded.
@@ -263,6 +289,9 @@ pub struct LoadOptions {
     pub embeddings: bool,
     /// Decoded bytes one request's images may add up to (see [`DecodeBudget`]).
     pub request_decode_bytes: u64,
+    /// Recordings longer than this (seconds) are refused, from the header
+    /// when it declares a length, before decoding.
+    pub max_audio_seconds: f64,
 }
 
 /// Decoding cost left to one request. Decoding time and memory grow with the
@@ -326,6 +355,7 @@ impl Default for LoadOptions {
             // Three of the largest 16-bit RGBA images the pixel limit lets
             // through, or about 28 12-megapixel photos: a few seconds of one core.
             request_decode_bytes: 1 << 30,
+            max_audio_seconds: 3600.0,
         }
     }
 }
@@ -333,6 +363,10 @@ impl Default for LoadOptions {
 enum Preprocessor {
     Image(Box<image::ImagePreprocessor>),
     Text(Box<text::TextPreprocessor>),
+    Audio {
+        spec: manifest::AudioInput,
+        max_seconds: f64,
+    },
 }
 
 /// A loaded model: manifest, preprocessing, and a small pool of sessions.
@@ -357,6 +391,14 @@ impl std::fmt::Debug for Model {
             .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// Read a file named by a trusted caller (the CLI).
+fn read_file(path: &Path) -> Result<Vec<u8>, ItemError> {
+    std::fs::read(path).map_err(|e| ItemError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Class names stored in the graph's metadata, one per line (PaddleOCR's
@@ -414,6 +456,10 @@ impl Model {
             manifest::InputSpec::Text(spec) => {
                 Preprocessor::Text(Box::new(text::TextPreprocessor::load(dir, spec.clone())?))
             }
+            manifest::InputSpec::Audio(spec) => Preprocessor::Audio {
+                spec: spec.clone(),
+                max_seconds: opts.max_audio_seconds,
+            },
         };
         let first = runtime::inspect_session(&onnx)?;
         let mut manifest = manifest;
@@ -476,6 +522,10 @@ impl Model {
         matches!(self.pre, Preprocessor::Text(_))
     }
 
+    pub fn is_audio(&self) -> bool {
+        matches!(self.pre, Preprocessor::Audio { .. })
+    }
+
     /// A fresh decoding budget for one request (see [`DecodeBudget`]).
     pub fn request_budget(&self) -> DecodeBudget {
         DecodeBudget::new(self.request_decode_bytes)
@@ -493,6 +543,26 @@ impl Model {
         budget: &mut DecodeBudget,
     ) -> Result<Staged, ItemError> {
         match (&self.pre, input) {
+            (Preprocessor::Audio { spec, max_seconds }, input) => {
+                let decode = |bytes: &[u8]| {
+                    audio::decode(bytes, spec.sample_rate, *max_seconds)
+                        .map(|d| Staged::Audio(d.samples))
+                };
+                match input {
+                    Input::Audio(bytes) | Input::Image(bytes) => decode(bytes),
+                    Input::AudioPath(path) | Input::ImagePath(path) => decode(&read_file(path)?),
+                    Input::AudioUnderRoot { root, path } | Input::ImageUnderRoot { root, path } => {
+                        decode(&beneath::read_under_root(root, path)?)
+                    }
+                    Input::ImageInRoot { root, path } => {
+                        decode(&beneath::read_beneath(root, path)?)
+                    }
+                    other => Err(ItemError::WrongKind {
+                        expected: "audio",
+                        got: other.kind(),
+                    }),
+                }
+            }
             (Preprocessor::Image(p), Input::Image(bytes)) => p.stage_within(bytes, budget),
             (Preprocessor::Image(p), Input::ImagePath(path)) => {
                 let bytes = std::fs::read(path).map_err(|e| ItemError::Io {
@@ -532,6 +602,12 @@ impl Model {
         match &self.pre {
             Preprocessor::Image(p) => p.pack(items),
             Preprocessor::Text(p) => Batch::Text(p.pack(items)),
+            // Audio runs as streams (see [`Model::predict_staged`]), never
+            // as one packed tensor.
+            Preprocessor::Audio { .. } => Batch::F32 {
+                shape: vec![0],
+                data: Vec::new(),
+            },
         }
     }
 
@@ -665,6 +741,24 @@ impl Model {
         &self,
         staged: Vec<Result<Staged, ItemError>>,
     ) -> Vec<Result<Prediction, ItemError>> {
+        if self.is_audio() {
+            let mut out: Vec<Option<Result<Prediction, ItemError>>> =
+                (0..staged.len()).map(|_| None).collect();
+            let mut waiting = Vec::with_capacity(staged.len());
+            for (i, s) in staged.into_iter().enumerate() {
+                match s {
+                    Ok(Staged::Audio(samples)) => waiting.push((i, samples)),
+                    Ok(_) => out[i] = Some(Err(ItemError::Invalid("not audio".into()))),
+                    Err(e) => out[i] = Some(Err(e)),
+                }
+            }
+            let mut feed = vad::Feed::from_items(waiting.into_iter());
+            self.run_audio(&mut feed, &mut |i, r| out[i] = Some(r));
+            return out
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(ItemError::Inference("not run".into()))))
+                .collect();
+        }
         let ok: Vec<&Staged> = staged.iter().filter_map(|s| s.as_ref().ok()).collect();
         let truncated: Vec<bool> = ok.iter().map(|s| s.truncated()).collect();
         let sources: Vec<[u32; 2]> = ok.iter().map(|s| s.source()).collect();
@@ -695,6 +789,43 @@ impl Model {
                 Err(e) => Err(e),
             })
             .collect()
+    }
+
+    /// Run recordings (mono, at the model's rate) as a batch of streams on
+    /// one session (see [`vad::run_streams`]); `emit(key, result)` as each
+    /// finishes (not input order).
+    pub fn run_audio<K>(
+        &self,
+        recordings: &mut dyn FnMut(bool) -> vad::Feed<K>,
+        emit: &mut dyn FnMut(K, Result<Prediction, ItemError>),
+    ) {
+        let fail_all =
+            |why: ItemError,
+             recordings: &mut dyn FnMut(bool) -> vad::Feed<K>,
+             emit: &mut dyn FnMut(K, Result<Prediction, ItemError>)| loop {
+                match recordings(true) {
+                    vad::Feed::Ready(k, _) => emit(k, Err(why.clone())),
+                    vad::Feed::Later => {}
+                    vad::Feed::Done => return,
+                }
+            };
+        let (Preprocessor::Audio { spec, .. }, Some(vad)) = (&self.pre, &self.manifest.vad) else {
+            let why = ItemError::Invalid("this model does not take audio".into());
+            return fail_all(why, recordings, emit);
+        };
+        let mut session = match self.sessions.acquire() {
+            Ok(s) => s,
+            Err(e) => return fail_all(ItemError::Inference(e.to_string()), recordings, emit),
+        };
+        vad::run_streams(&mut session, spec, vad, recordings, &mut |k, r| {
+            emit(
+                k,
+                r.map(|segments| Prediction {
+                    segments: Some(segments),
+                    ..Prediction::default()
+                }),
+            )
+        });
     }
 
     /// Sessions built so far: the first with the first batch, the others

@@ -11,6 +11,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use super::detect::Detection;
+use super::vad::Segment;
 use super::Prediction;
 
 /// `{label: probability}` in the model's label order.
@@ -43,7 +44,7 @@ impl Serialize for LabelScores<'_> {
 }
 
 /// One prediction: `id`, then for a detector `width`, `height` and
-/// `regions`, for a classifier `label`, `score`, `scores`
+/// `regions`, for a voice-activity model `duration` and `segments`, for a classifier `label`, `score`, `scores`
 /// and `uncertainty`, then `embedding` when shown, `truncated` when the text
 /// was cut, and `model`, `model_version`.
 ///
@@ -99,6 +100,35 @@ struct RegionJson<'a> {
     bbox: &'a [f64; 4],
 }
 
+/// A voice-activity model's segments as `[{"label", "start", "end", "score"}]`,
+/// seconds from the start of the recording, in time order.
+struct SegmentsJson<'a> {
+    segments: &'a [Segment],
+    label: &'a str,
+}
+
+impl Serialize for SegmentsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct One<'a> {
+            label: &'a str,
+            start: f64,
+            end: f64,
+            score: f32,
+        }
+        let mut seq = s.serialize_seq(Some(self.segments.len()))?;
+        for g in self.segments {
+            seq.serialize_element(&One {
+                label: self.label,
+                start: g.start,
+                end: g.end,
+                score: g.score,
+            })?;
+        }
+        seq.end()
+    }
+}
+
 impl Serialize for PredictionJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
@@ -111,6 +141,14 @@ impl Serialize for PredictionJson<'_> {
                 labels: self.labels,
             };
             map.serialize_entry("regions", &regions)?;
+        }
+        if let Some(v) = &self.pred.segments {
+            map.serialize_entry("duration", &v.duration)?;
+            let segments = SegmentsJson {
+                segments: &v.segments,
+                label: self.labels.first().map(String::as_str).unwrap_or("Speech"),
+            };
+            map.serialize_entry("segments", &segments)?;
         }
         if let Some(c) = &self.pred.class {
             map.serialize_entry("label", &self.labels.get(c.index))?;
@@ -162,6 +200,7 @@ mod tests {
             embedding: Some(vec![0.5, -0.5]),
             truncated: false,
             detections: None,
+            segments: None,
         };
         let out = PredictionJson {
             id: "a",
@@ -192,6 +231,7 @@ mod tests {
             embedding: Some(vec![1.0]),
             truncated: false,
             detections: None,
+            segments: None,
         };
         let mut out = PredictionJson {
             id: "a",

@@ -54,7 +54,9 @@ pub fn label_all<F>(
         let rest = items.split_off(window.min(items.len()));
         let chunk = std::mem::replace(&mut items, rest);
         let n = chunk.len();
-        if model.is_text() {
+        if model.is_audio() {
+            label_window_audio(model, chunk, opts, &mut |i, r| emit(base + i, r));
+        } else if model.is_text() {
             label_window_sorted(model, chunk, batch, opts, &mut |i, r| emit(base + i, r));
         } else if opts.runners > 1 {
             label_window_runners(model, chunk, batch, opts.runners, &mut |i, r| {
@@ -184,6 +186,78 @@ fn label_window_runners(
             for (i, r) in preds.into_iter().enumerate() {
                 results[b * batch + i] = Some(r);
             }
+            next_emit = emit_ready(&mut results, next_emit, emit);
+        }
+    });
+}
+
+/// Audio: `workers` threads decode and resample recordings one at a time
+/// while each of `runners` threads keeps a batch of streams going on its own
+/// session, taking the next decoded recording whenever a stream ends (see
+/// [`super::vad::run_streams`]). Results are emitted in input order.
+fn label_window_audio(
+    model: &Model,
+    chunk: Vec<Result<Input, ItemError>>,
+    opts: PipelineOptions,
+    emit: &mut dyn FnMut(usize, ItemResult),
+) {
+    use super::vad::Feed;
+    let n = chunk.len();
+    let mut results: Vec<Option<ItemResult>> = (0..n).map(|_| None).collect();
+    let mut next_emit = 0;
+    std::thread::scope(|scope| {
+        let staged = std::sync::Arc::new(std::sync::Mutex::new(stage_blocks(
+            scope,
+            model,
+            &chunk,
+            1,
+            opts.workers,
+        )));
+        let (tx, rx) = mpsc::channel::<(usize, ItemResult)>();
+        for _ in 0..opts.runners.max(1) {
+            let (tx, staged) = (tx.clone(), staged.clone());
+            scope.spawn(move || {
+                let mut feed = |wait: bool| loop {
+                    // A runner with live streams never waits, not even for
+                    // the lock another runner holds while it waits.
+                    let got = if wait {
+                        match staged.lock() {
+                            Ok(rx) => rx.recv().map_err(|_| true),
+                            Err(_) => Err(true),
+                        }
+                    } else {
+                        match staged.try_lock() {
+                            Ok(rx) => rx
+                                .try_recv()
+                                .map_err(|e| e == mpsc::TryRecvError::Disconnected),
+                            Err(std::sync::TryLockError::WouldBlock) => Err(false),
+                            Err(std::sync::TryLockError::Poisoned(_)) => Err(true),
+                        }
+                    };
+                    match got {
+                        Ok((i, mut block)) => match block.pop() {
+                            Some(Ok(Staged::Audio(samples))) => return Feed::Ready(i, samples),
+                            Some(Ok(_)) => {
+                                let _ = tx.send((i, Err(ItemError::Invalid("not audio".into()))));
+                            }
+                            Some(Err(e)) => {
+                                let _ = tx.send((i, Err(e)));
+                            }
+                            None => {}
+                        },
+                        Err(true) => return Feed::Done,
+                        Err(false) => return Feed::Later,
+                    }
+                };
+                let tx2 = tx.clone();
+                model.run_audio(&mut feed, &mut |i, r| {
+                    let _ = tx2.send((i, r));
+                });
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            results[i] = Some(r);
             next_emit = emit_ready(&mut results, next_emit, emit);
         }
     });

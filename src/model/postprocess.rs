@@ -34,7 +34,7 @@ impl OutputPlan {
     pub fn new(manifest: &Manifest, embeddings: bool) -> Self {
         let image_input = match &manifest.input {
             InputSpec::Image(i) => i.name.clone(),
-            InputSpec::Text(_) => String::new(),
+            InputSpec::Text(_) | InputSpec::Audio(_) => String::new(),
         };
         let mut plan = OutputPlan {
             image_input,

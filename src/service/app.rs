@@ -230,6 +230,7 @@ fn load_models(config: &ServeConfig) -> Result<ModelHub, StartError> {
         sessions,
         embeddings: true,
         request_decode_bytes: config.request_decode_bytes,
+        max_audio_seconds: config.max_audio_seconds,
         ..LoadOptions::default()
     };
     let batcher = BatcherConfig {

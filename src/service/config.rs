@@ -78,6 +78,10 @@ pub struct ServeConfig {
     /// bytes per pixel); images past it fail alone with `request_decode_budget`.
     #[arg(long, env = "LABELLOOP_REQUEST_DECODE_BYTES", default_value_t = 1 << 30)]
     pub request_decode_bytes: u64,
+    /// Recordings longer than this many seconds are refused
+    /// (`audio_too_long`), from the header when it states a length.
+    #[arg(long, env = "LABELLOOP_MAX_AUDIO_SECONDS", default_value_t = 3600.0)]
+    pub max_audio_seconds: f64,
     /// Label Studio hosts (host:port, comma-separated; a host alone means port
     /// 80/443) that `/setup`'s hostname and a sync's URL may name; nothing
     /// else is fetched with a token.

@@ -59,6 +59,15 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
         return Err(ServiceError::invalid("name", "must not be empty"));
     }
     let model = loaded_model(app, "model", &req.model)?;
+    if model.model.is_audio() {
+        return Err(ServiceError::invalid(
+            "model",
+            format!(
+                "model {:?} finds speech segments in recordings; projects on voice-activity models are not supported yet (label recordings with POST /v1/predict or `labelloop label`)",
+                req.model
+            ),
+        ));
+    }
     let labels = label_set(model, &req)?;
     if let Some(settings) = &req.settings {
         validate_settings(settings)?;

@@ -97,6 +97,7 @@ pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
             name: name.clone(),
             labels: m.labels().to_vec(),
             detect: crate::service::projects::task_of(m) == crate::service::regions::DETECT,
+            segments: m.model.is_audio(),
         })
         .collect();
     Json(served_document(&Served {

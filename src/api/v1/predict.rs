@@ -11,7 +11,7 @@ use crate::api::error::{ApiError, ApiResult, Code, ErrorBody};
 use crate::api::extract::{parse_object, Body};
 use crate::api::AppState;
 use crate::model::batcher::BatchError;
-use crate::model::Input;
+use crate::model::{Input, ItemError};
 use crate::service::hub::PredictionOut;
 
 #[derive(Deserialize, ToSchema)]
@@ -27,16 +27,25 @@ pub struct PredictIn {
     embeddings: bool,
 }
 
-/// One item: an optional id and exactly one of `text` or `image` (a
-/// `oneOf`, the other field null or absent). An item whose content does not
-/// fit the model fails alone, inside the 200 answer.
+/// One item: an optional id and exactly one of `text`, `image`, `audio`
+/// (base64) or `path` (a file under the server's `--data-root`): a `oneOf`,
+/// the other fields null or absent. An item whose content does not fit the
+/// model, or whose path leads out of the data root, fails alone, inside the
+/// 200 answer.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictItem {
     id: Option<serde_json::Value>,
     text: Option<String>,
     image: Option<String>,
+    audio: Option<String>,
+    path: Option<String>,
+    /// A file uploaded as a multipart part, read as the model's input kind.
+    #[serde(skip)]
+    file: Option<Vec<u8>>,
 }
+
+const CONTENT_FIELDS: [&str; 4] = ["text", "image", "audio", "path"];
 
 impl utoipa::PartialSchema for PredictItem {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -73,19 +82,42 @@ impl utoipa::PartialSchema for PredictItem {
                 .schema_type(Type::Null)
                 .description(Some("Null or absent: this item carries the other content."))
         };
-        let branch = |name: &str, content: ObjectBuilder, other: &str| {
+        let audio = || {
             ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(super::items::BASE64_PATTERN))
+                .content_encoding("base64")
+                .description(Some(
+                    "A sound file (WAV, FLAC, OGG/Vorbis, MP3), base64 (standard alphabet, padded), for a voice-activity model.",
+                ))
+        };
+        let path = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .description(Some(
+                    "A file under the server's data root (`--data-root`), relative to it, for an image or voice-activity model. A path leading out of the root fails this item alone (`path_outside_root`).",
+                ))
+        };
+        let branch = |name: &str, content: ObjectBuilder| {
+            let mut b = ObjectBuilder::new()
                 .title(Some(name))
                 .property("id", id())
                 .property(name, content)
-                .required(name)
-                .property(other, null())
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .required(name);
+            for other in CONTENT_FIELDS.iter().filter(|f| **f != name) {
+                b = b.property(*other, null());
+            }
+            b.additional_properties(Some(AdditionalProperties::FreeForm(false)))
         };
         OneOfBuilder::new()
-            .description(Some("Exactly one of `text` or `image` (base64)."))
-            .item(branch("text", text(), "image"))
-            .item(branch("image", image(), "text"))
+            .description(Some(
+                "Exactly one of `text`, `image` (base64), `audio` (base64) or `path`.",
+            ))
+            .item(branch("text", text()))
+            .item(branch("image", image()))
+            .item(branch("audio", audio()))
+            .item(branch("path", path()))
             .into()
     }
 }
@@ -117,6 +149,59 @@ struct ItemErrorOut {
     message: String,
 }
 
+/// An upload: the part named `model` names the model; every part with a
+/// file name is one item, its bytes the file (decoded as the model's input
+/// kind when staged), its file name the id.
+async fn read_upload(mut mp: axum::extract::Multipart, limit: usize) -> ApiResult<PredictIn> {
+    let mut model = None;
+    let mut items = Vec::new();
+    let mut total = 0usize;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::bad_request(Code::BadMultipart, e.body_text())
+        }
+    };
+    while let Some(field) = mp.next_field().await.map_err(bad)? {
+        let file = field.file_name().map(str::to_string);
+        let name = field.name().map(str::to_string);
+        let data = field.bytes().await.map_err(bad)?;
+        total += data.len();
+        if total > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        match (file, name.as_deref()) {
+            (None, Some("model")) => {
+                model = Some(String::from_utf8(data.to_vec()).map_err(|_| {
+                    ApiError::invalid("model", "the `model` part must be UTF-8 text")
+                })?)
+            }
+            (Some(file), _) => items.push(PredictItem {
+                id: Some(serde_json::Value::String(file)),
+                text: None,
+                image: None,
+                audio: None,
+                path: None,
+                file: Some(data.to_vec()),
+            }),
+            (None, other) => {
+                return Err(ApiError::invalid(
+                    other.unwrap_or("part"),
+                    "a part is either `model` or a file (with a file name)",
+                ))
+            }
+        }
+    }
+    let model =
+        model.ok_or_else(|| ApiError::invalid("model", "the upload has no `model` part"))?;
+    Ok(PredictIn {
+        model,
+        items,
+        embeddings: false,
+    })
+}
+
 fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
     match id {
         None => Ok(i.to_string()),
@@ -131,11 +216,29 @@ fn id_text(i: usize, id: Option<serde_json::Value>) -> ApiResult<String> {
 
 /// Synchronous, stateless pre-labeling of a small batch.
 #[utoipa::path(post, path = "/v1/predict", tag = "predict",
-    request_body(content = PredictIn, example = json!({"model": "minilm-l6", "items": [{"id": "a", "text": "Free entry: win a prize now"}]})),
+    request_body(content = PredictIn, description = "JSON; or multipart/form-data with a part `model` (the model's name) and one file per further part (an image or a sound file; the file name is the id)",
+        example = json!({"model": "minilm-l6", "items": [{"id": "a", "text": "Free entry: win a prize now"}]})),
     responses((status = 200, body = PredictResponse), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody)))]
-pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResult<Response> {
-    let req: PredictIn = parse_object(&body)?;
+pub async fn predict(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    use axum::extract::FromRequest;
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let req: PredictIn = if multipart {
+        let mp = axum::extract::Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(Code::BadMultipart, e.body_text()))?;
+        read_upload(mp, state.config.max_body_bytes).await?
+    } else {
+        let Body(body) = Body::from_request(request, &state).await?;
+        parse_object(&body)?
+    };
     let model = state.hub.get(&req.model).ok_or_else(|| {
         ApiError::new(
             Code::UnknownModel,
@@ -153,27 +256,74 @@ pub async fn predict(State(state): State<AppState>, Body(body): Body) -> ApiResu
         ));
     }
     let mut ids = Vec::with_capacity(req.items.len());
-    let mut inputs = Vec::with_capacity(req.items.len());
+    let mut inputs: Vec<Result<Input, ItemError>> = Vec::with_capacity(req.items.len());
+    let audio_model = model.model.is_audio();
+    let root: Option<std::sync::Arc<std::path::Path>> = state.data_root.as_deref().map(Into::into);
+    let b64 = |i: usize, field: &str, text: String| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| {
+                ApiError::invalid(&format!("items[{i}].{field}"), format!("not base64: {e}"))
+            })
+    };
     for (i, item) in req.items.into_iter().enumerate() {
         ids.push(id_text(i, item.id)?);
-        inputs.push(match (item.text, item.image) {
-            (Some(t), None) => Input::Text(t),
-            (None, Some(b64)) => Input::Image(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| {
-                        ApiError::invalid(&format!("items[{i}].image"), format!("not base64: {e}"))
-                    })?,
-            ),
+        if let Some(bytes) = item.file {
+            inputs.push(Ok(if audio_model {
+                Input::Audio(bytes)
+            } else {
+                Input::Image(bytes)
+            }));
+            continue;
+        }
+        inputs.push(match (item.text, item.image, item.audio, item.path) {
+            (Some(t), None, None, None) => Ok(Input::Text(t)),
+            (None, Some(img), None, None) => Ok(Input::Image(b64(i, "image", img)?)),
+            (None, None, Some(a), None) => Ok(Input::Audio(b64(i, "audio", a)?)),
+            (None, None, None, Some(p)) => match &root {
+                // Opened beneath the root when staged: `..`, another root
+                // or a link out fail this item alone.
+                Some(root) if audio_model => Ok(Input::AudioUnderRoot {
+                    root: root.clone(),
+                    path: p.into(),
+                }),
+                Some(root) => Ok(Input::ImageUnderRoot {
+                    root: root.clone(),
+                    path: p.into(),
+                }),
+                None => Err(ItemError::Invalid(
+                    "`path` items are disabled; start the server with --data-root to allow a folder"
+                        .into(),
+                )),
+            },
             _ => {
                 return Err(ApiError::invalid(
                     &format!("items[{i}]"),
-                    "give exactly one of `text` or `image` (base64)",
+                    "give exactly one of `text`, `image` (base64), `audio` (base64) or `path`",
                 ))
             }
         });
     }
-    let results = model.predict_many(inputs).await;
+    let (ok, early): (Vec<_>, Vec<_>) =
+        inputs.into_iter().enumerate().partition(|(_, r)| r.is_ok());
+    let mut results: Vec<Option<Result<crate::model::Prediction, BatchError>>> =
+        (0..ids.len()).map(|_| None).collect();
+    for (i, r) in early {
+        if let Err(e) = r {
+            results[i] = Some(Err(BatchError::Item(e)));
+        }
+    }
+    let (at, ok): (Vec<usize>, Vec<Input>) = ok
+        .into_iter()
+        .filter_map(|(i, r)| r.ok().map(|x| (i, x)))
+        .unzip();
+    for (i, r) in at.into_iter().zip(model.predict_many(ok).await) {
+        results[i] = Some(r);
+    }
+    let results: Vec<Result<crate::model::Prediction, BatchError>> = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(BatchError::Closed)))
+        .collect();
     if results
         .iter()
         .any(|r| matches!(r, Err(BatchError::Busy { .. })))
