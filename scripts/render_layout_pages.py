@@ -22,6 +22,8 @@ Writes:
   OUT/instances.json             COCO instances; file_name is relative to OUT
   OUT/pages.jsonl                {"id", "image"} per page, for `labelloop label`
                                  (id equals the COCO file_name)
+  OUT/lines.json                 with --lines: every drawn text line's text and box
+                                 (issue #23's OCR ground truth; see RecordingDraw)
 
 Deterministic for a given --seed and --pages (each page has its own seeded
 generators) and Pillow version (its wheels bundle FreeType; scripts/setup.sh pins
@@ -63,6 +65,57 @@ FAMILIES = [
 MATH_FONT_ITALIC = "dejavu/DejaVuSerif-Italic.ttf"
 
 WHITE = (255, 255, 255)
+
+
+class RecordingDraw:
+    """ImageDraw.Draw that also records every piece of text it draws (its text,
+    font size, the y it was drawn at, and its box from the font's metrics), so
+    the OCR ground truth is what was drawn. Recording uses no random numbers:
+    pages are the same with or without --lines."""
+
+    def __init__(self, draw):
+        self._draw = draw
+        self.pieces = []
+
+    def text(self, xy, text, font=None, fill=None, **kw):
+        self._draw.text(xy, text, font=font, fill=fill, **kw)
+        if text.strip():
+            bb = self._draw.textbbox(xy, text, font=font, **kw)
+            self.pieces.append((float(xy[1]), font.size, bb, text))
+
+    def __getattr__(self, name):
+        return getattr(self._draw, name)
+
+
+def text_lines(pieces, width, height):
+    """Pieces drawn at the same y with the same font size and less than two
+    em apart (justified words, a bold caption prefix) make one line; its text
+    is the pieces' words joined by single spaces, its box their union."""
+    rows = {}
+    for y, size, bb, text in pieces:
+        rows.setdefault((round(y, 3), size), []).append((bb, text))
+    out = []
+    for (y, size), parts in rows.items():
+        parts.sort(key=lambda p: p[0][0])
+        cur = None
+        for bb, text in parts:
+            if cur is not None and bb[0] - cur["box"][2] <= 2 * size:
+                cur["words"].append(text.strip())
+                cur["box"] = [min(cur["box"][0], bb[0]), min(cur["box"][1], bb[1]),
+                              max(cur["box"][2], bb[2]), max(cur["box"][3], bb[3])]
+            else:
+                if cur is not None:
+                    out.append(cur)
+                cur = {"words": [text.strip()], "box": list(bb)}
+        out.append(cur)
+    lines = []
+    for ln in out:
+        x0, y0, x1, y1 = ln["box"]
+        box = [max(0.0, float(x0)), max(0.0, float(y0)), min(float(width), float(x1)), min(float(height), float(y1))]
+        if box[2] > box[0] and box[3] > box[1]:
+            lines.append({"text": " ".join(" ".join(ln["words"]).split()), "box": box})
+    lines.sort(key=lambda l: (l["box"][1], l["box"][0]))
+    return lines
 
 
 # ----------------------------------------------------------------------------- text corpus
@@ -210,7 +263,7 @@ class Page:
         self.W, self.H = int(round(w_in * dpi)), int(round(h_in * dpi))
         self.dpi = dpi
         self.img = Image.new("RGB", (self.W, self.H), WHITE)
-        self.draw = ImageDraw.Draw(self.img)
+        self.draw = RecordingDraw(ImageDraw.Draw(self.img))
         fam_name, (self.f_reg, self.f_bold, self.f_ital) = rng.choice(fonts)
         self.family = fam_name
         # A sans family for headings on some serif pages.
@@ -731,6 +784,8 @@ def main():
     ap.add_argument("--out", default="data/layout-pages")
     ap.add_argument("--pages", type=int, default=60)
     ap.add_argument("--seed", type=int, default=22)
+    ap.add_argument("--lines", action="store_true",
+                    help="also write lines.json: every drawn text line's text and box (OCR ground truth)")
     args = ap.parse_args()
 
     corpus = load_corpus()
@@ -741,7 +796,7 @@ def main():
     random.Random(f"{args.seed}:degrade").shuffle(order)
     degraded = set(order[: args.pages // 2])
 
-    images, anns, lines = [], [], []
+    images, anns, lines, text_pages = [], [], [], []
     for i in range(1, args.pages + 1):
         page = render_page(i, args.seed, corpus, fonts)
         img, steps, quality = page.img, [], None
@@ -762,6 +817,9 @@ def main():
             anns.append({"id": len(anns) + 1, "image_id": i, "category_id": CAT[label],
                          "bbox": [float(x0), float(y0), w, h], "area": w * h, "iscrowd": 0})
         lines.append({"id": name, "image": name})
+        text_pages.append({"id": name, "width": page.W, "height": page.H, "columns": page.ncols,
+                           "degraded": bool(steps),
+                           "lines": text_lines(page.draw.pieces, page.W, page.H)})
     coco = {
         "info": {"description": "synthetic pages: rendered document layouts with exact ground truth "
                                 "(scripts/render_layout_pages.py); file_name is relative to this file's folder",
@@ -777,6 +835,11 @@ def main():
         for ln in lines:
             f.write(json.dumps(ln) + "\n")
     os.replace(tmp, os.path.join(args.out, "instances.json"))
+    if args.lines:
+        with open(os.path.join(args.out, "lines.json"), "w") as f:
+            json.dump({"info": "synthetic pages: every text line drawn, its text (words joined by single "
+                               "spaces) and its box [x0, y0, x1, y1] from the font metrics",
+                       "seed": args.seed, "pages": text_pages}, f)
     counts = {n: sum(a["category_id"] == CAT[n] for a in anns) for n in LABELS}
     print(f"wrote {args.pages} synthetic pages ({len(degraded)} degraded), {len(anns)} blocks to {args.out}: "
           + ", ".join(f"{n} {c}" for n, c in counts.items()), file=sys.stderr)

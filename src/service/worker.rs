@@ -467,6 +467,7 @@ mod tests {
             embedding: None,
             truncated: false,
             detections: None,
+            ocr: None,
         };
         let member = [Member {
             labels: &project,
