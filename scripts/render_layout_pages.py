@@ -76,38 +76,42 @@ class RecordingDraw:
     def __init__(self, draw):
         self._draw = draw
         self.pieces = []
+        self.group = None
+        self._groups = 0
 
     def text(self, xy, text, font=None, fill=None, **kw):
         self._draw.text(xy, text, font=font, fill=fill, **kw)
         if text.strip():
             bb = self._draw.textbbox(xy, text, font=font, **kw)
-            self.pieces.append((float(xy[1]), font.size, bb, text))
+            group = self.group if self.group is not None else ("piece", len(self.pieces))
+            self.pieces.append((group, bb, text))
+
+    def begin_line(self):
+        """Pieces drawn until end_line() are one line (justified words, a bold prefix)."""
+        self._groups += 1
+        self.group = ("line", self._groups)
+
+    def end_line(self):
+        self.group = None
 
     def __getattr__(self, name):
         return getattr(self._draw, name)
 
 
 def text_lines(pieces, width, height):
-    """Pieces drawn at the same y with the same font size and less than two
-    em apart (justified words, a bold caption prefix) make one line; its text
-    is the pieces' words joined by single spaces, its box their union."""
-    rows = {}
-    for y, size, bb, text in pieces:
-        rows.setdefault((round(y, 3), size), []).append((bb, text))
+    """Each drawn piece of text is a line, except pieces drawn between
+    begin_line() and end_line() (a justified line's words, a caption's bold
+    prefix and the rest), which make one: its text is the pieces' words
+    joined by single spaces, its box their union."""
+    groups = {}
+    for group, bb, text in pieces:
+        groups.setdefault(group, []).append((bb, text))
     out = []
-    for (y, size), parts in rows.items():
+    for parts in groups.values():
         parts.sort(key=lambda p: p[0][0])
-        cur = None
-        for bb, text in parts:
-            if cur is not None and bb[0] - cur["box"][2] <= 2 * size:
-                cur["words"].append(text.strip())
-                cur["box"] = [min(cur["box"][0], bb[0]), min(cur["box"][1], bb[1]),
-                              max(cur["box"][2], bb[2]), max(cur["box"][3], bb[3])]
-            else:
-                if cur is not None:
-                    out.append(cur)
-                cur = {"words": [text.strip()], "box": list(bb)}
-        out.append(cur)
+        out.append({"words": [t.strip() for _, t in parts],
+                    "box": [min(b[0] for b, _ in parts), min(b[1] for b, _ in parts),
+                            max(b[2] for b, _ in parts), max(b[3] for b, _ in parts)]})
     lines = []
     for ln in out:
         x0, y0, x1, y1 = ln["box"]
@@ -230,9 +234,13 @@ def draw_lines(draw, lines, fnt, x, y, width, line_h, fill, align="left", justif
             total = sum(fnt.getlength(w) for w in words)
             gap = (lw - total) / (len(words) - 1)
             cx = lx
+            if hasattr(draw, "begin_line"):
+                draw.begin_line()
             for w in words:
                 draw.text((cx, y), w, font=fnt, fill=fill)
                 cx += fnt.getlength(w) + gap
+            if hasattr(draw, "end_line"):
+                draw.end_line()
         else:
             tw = fnt.getlength(line)
             if align == "center":
@@ -404,8 +412,10 @@ class Page:
             tw = fnt.getlength(first) - fnt.getlength(pfx) + bf.getlength(pfx)
             lx = x + (width - tw) / 2 if align == "center" else x
             if first.startswith(pfx):
+                self.draw.begin_line()
                 self.draw.text((lx, y), pfx, font=bf, fill=self.ink)
                 self.draw.text((lx + bf.getlength(pfx), y), first[len(pfx):], font=fnt, fill=self.ink)
+                self.draw.end_line()
                 yb = draw_lines(self.draw, lines[1:], fnt, x, y + lh, width, lh, self.ink, align=align)
             else:
                 yb = draw_lines(self.draw, lines, fnt, x, y, width, lh, self.ink, align=align)

@@ -12,6 +12,8 @@
 #   data/layout-pages/         60 synthetic document pages with exact layout boxes
 #                              (scripts/render_layout_pages.py, seed 22; COCO instances.json,
 #                              pages.jsonl), drawn with Debian's fonts
+#   data/ocr-pages/            20 synthetic pages with every text line's text and box
+#                              (render_layout_pages.py --lines, seed 23; lines.json)
 #   data/fashion-mnist/        the 10,000 Fashion-MNIST test images as PNG + test.jsonl
 #                              (from Debian's dataset-fashion-mnist)
 #   data/sms-spam/             SMS Spam Collection as sms.jsonl {id,text,label} + sms.txt
@@ -140,6 +142,14 @@ if [ ! -f data/layout-pages/instances.json ]; then
     rm -rf data/layout-pages
     .venv-data/bin/python scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22
     log "wrote data/layout-pages/ (60 synthetic pages, instances.json, pages.jsonl)"
+fi
+
+# 6. Synthetic pages with every drawn text line's text and box (issue #23's OCR
+#    ground truth): the same renderer, 20 pages, seed 23, half degraded.
+if [ ! -f data/ocr-pages/lines.json ]; then
+    rm -rf data/ocr-pages
+    .venv-data/bin/python scripts/render_layout_pages.py --out data/ocr-pages --pages 20 --seed 23 --lines
+    log "wrote data/ocr-pages/ (20 synthetic pages, lines.json, pages.jsonl)"
 fi
 
 log "setup complete"

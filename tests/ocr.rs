@@ -40,10 +40,23 @@ fn truth(id: &str) -> TruthPage {
     pages.into_iter().find(|p| p.id == id).unwrap()
 }
 
-fn ocr_model() -> std::sync::Arc<Model> {
-    common::require(&common::model_dir("ocr").join("det.onnx"));
-    common::require(&common::model_dir("ocr").join("rec.onnx"));
-    common::shared("ocr")
+/// The OCR model, loaded once for the test binary (two graphs: det.onnx and
+/// rec.onnx, not the model.onnx that `common::load` looks for).
+fn ocr_model() -> &'static Model {
+    static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = common::model_dir("ocr");
+        common::require(&dir.join("det.onnx"));
+        common::require(&dir.join("rec.onnx"));
+        Model::load(
+            &dir,
+            LoadOptions {
+                sessions: 2,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("loading ocr: {e}"))
+    })
 }
 
 fn read_page(model: &Model, id: &str) -> OcrPage {
@@ -58,7 +71,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j + 1] + 1).min(cur[j] + 1).min(prev[j] + usize::from(ca != cb)));
+            cur.push(
+                (prev[j + 1] + 1)
+                    .min(cur[j] + 1)
+                    .min(prev[j] + usize::from(ca != cb)),
+            );
         }
         prev = cur;
     }
@@ -115,9 +132,13 @@ fn page_cer(page: &OcrPage, truth: &TruthPage) -> f64 {
 #[test]
 fn clean_rendered_pages_are_read_within_two_percent_cer() {
     let model = ocr_model();
-    for id in ["images/page_0004.png", "images/page_0011.png", "images/page_0013.png"] {
+    for id in [
+        "images/page_0004.png",
+        "images/page_0011.png",
+        "images/page_0013.png",
+    ] {
         let t = truth(id);
-        let page = read_page(&model, id);
+        let page = read_page(model, id);
         let cer = page_cer(&page, &t);
         assert!(cer < 0.02, "{id}: page CER {cer:.4}");
         assert!(
@@ -131,14 +152,24 @@ fn clean_rendered_pages_are_read_within_two_percent_cer() {
             assert_eq!(l.char_scores.len(), l.text.chars().count(), "{l:?}");
             let [x0, y0, x1, y1] = l.bbox;
             assert!(0.0 <= x0 && x0 < x1 && x1 <= f64::from(page.width), "{l:?}");
-            assert!(0.0 <= y0 && y0 < y1 && y1 <= f64::from(page.height), "{l:?}");
+            assert!(
+                0.0 <= y0 && y0 < y1 && y1 <= f64::from(page.height),
+                "{l:?}"
+            );
             for p in l.polygon {
-                assert!(x0 <= p[0] && p[0] <= x1 && y0 <= p[1] && p[1] <= y1, "{l:?}");
+                assert!(
+                    x0 <= p[0] && p[0] <= x1 && y0 <= p[1] && p[1] <= y1,
+                    "{l:?}"
+                );
             }
         }
         assert_eq!(
             page.text(),
-            page.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+            page.lines
+                .iter()
+                .map(|l| l.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 }
@@ -146,20 +177,23 @@ fn clean_rendered_pages_are_read_within_two_percent_cer() {
 #[test]
 fn a_two_column_page_is_read_column_by_column() {
     let model = ocr_model();
-    let id = "images/page_0004.png";
+    let id = "images/page_0020.png";
     let t = truth(id);
     assert_eq!(t.columns, 2);
-    let page = read_page(&model, id);
+    let page = read_page(model, id);
     let mid = f64::from(page.width) / 2.0;
-    // The side of the page each body line sits on, in the order read.
+    // The side of the page each column-wide line sits on (a paragraph's
+    // line in one column: wider than a table cell, narrower than the page),
+    // in the order read.
+    let w = f64::from(page.width);
     let sides: Vec<bool> = page
         .lines
         .iter()
-        .filter(|l| l.bbox[2] - l.bbox[0] < 0.48 * f64::from(page.width))
+        .filter(|l| (0.3 * w..0.48 * w).contains(&(l.bbox[2] - l.bbox[0])))
         .map(|l| centre(&l.bbox)[0] > mid)
         .collect();
     let switches = sides.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(sides.len() > 30, "{} column lines", sides.len());
+    assert!(sides.len() > 20, "{} column lines", sides.len());
     assert_eq!(switches, 1, "left column, then right: {sides:?}");
     // PaddleOCR's band order would interleave them.
     let tl: Vec<[f64; 2]> = page.lines.iter().map(|l| [l.bbox[0], l.bbox[1]]).collect();
@@ -171,7 +205,10 @@ fn a_two_column_page_is_read_column_by_column() {
             (centre(&a.bbox)[0] > mid) != (centre(&b.bbox)[0] > mid)
         })
         .count();
-    assert!(band_switches > 10, "bands switch columns {band_switches} times");
+    assert!(
+        band_switches > 10,
+        "bands switch columns {band_switches} times"
+    );
 }
 
 #[test]
@@ -208,6 +245,15 @@ fn huge_png_header(w: u32, h: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(13u32.to_be_bytes());
     png.extend(&ihdr);
+    png.extend(crc.sum().to_be_bytes());
+    // The decoder reads up to the first image data chunk before it reports
+    // the size; the data itself never comes.
+    let mut idat = b"IDAT".to_vec();
+    idat.extend([0x78, 0x9c]);
+    let mut crc = flate2::Crc::new();
+    crc.update(&idat);
+    png.extend(2u32.to_be_bytes());
+    png.extend(&idat);
     png.extend(crc.sum().to_be_bytes());
     png
 }
@@ -265,7 +311,11 @@ fn the_cli_writes_one_line_per_page_in_the_ocr_shape() {
         .arg(&list)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1);
@@ -273,11 +323,22 @@ fn the_cli_writes_one_line_per_page_in_the_ocr_shape() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["id", "width", "height", "text", "regions", "model", "model_version"]
+        [
+            "id",
+            "width",
+            "height",
+            "text",
+            "regions",
+            "model",
+            "model_version"
+        ]
     );
     let regions = v["regions"].as_array().unwrap();
     assert!(regions.len() > 10);
-    let texts: Vec<&str> = regions.iter().map(|r| r["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = regions
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
     assert_eq!(v["text"], texts.join("\n"));
     for r in regions {
         let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
