@@ -527,8 +527,8 @@ impl OcrEngine {
         let plane = rw as usize * rh as usize;
         let mut data = vec![0f32; 3 * plane];
         for (i, p) in px.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                data[c * plane + i] = self.lut[c][p[c] as usize];
+            for (c, (lut, &v)) in self.lut.iter().zip(p).enumerate() {
+                data[c * plane + i] = lut[v as usize];
             }
         }
         let infer = |e: ort::Error| ModelError::Inference(e.to_string());
@@ -585,8 +585,8 @@ impl OcrEngine {
                 let base = row * 3 * plane;
                 for (k, p) in px.chunks_exact(3).enumerate() {
                     let (y, x) = (k / rw as usize, k % rw as usize);
-                    for ch in 0..3 {
-                        data[base + ch * plane + y * hw + x] = self.lut[ch][p[ch] as usize];
+                    for (ch, (lut, &v)) in self.lut.iter().zip(p).enumerate() {
+                        data[base + ch * plane + y * hw + x] = lut[v as usize];
                     }
                 }
             }
@@ -842,10 +842,9 @@ pub(crate) fn db_postprocess(
 fn components(mask: &mut [u8], w: usize, h: usize, max: usize) -> Vec<Vec<[f32; 2]>> {
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    for start in 0..mask.len() {
-        if mask[start] == 0 {
-            continue;
-        }
+    let mut next = 0;
+    while let Some(start) = (next..mask.len()).find(|&i| mask[i] != 0) {
+        next = start + 1;
         if out.len() >= max {
             break;
         }
@@ -927,8 +926,8 @@ fn mini_box(points: &[[f32; 2]]) -> Option<([[f32; 2]; 4], f32)> {
         return None;
     }
     let mut best: Option<(f64, [[f64; 2]; 4], f64)> = None;
-    for i in 0..hp.len() {
-        let (a, b) = (hp[i], hp[(i + 1) % hp.len()]);
+    for (i, &a) in hp.iter().enumerate() {
+        let b = hp[(i + 1) % hp.len()];
         let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
         let len = (ex * ex + ey * ey).sqrt();
         if len == 0.0 {
@@ -995,8 +994,8 @@ fn box_score(map: &[f32], w: usize, h: usize, q: &[[f32; 2]; 4]) -> f32 {
         let yy = (y - ymin) as f64;
         // Where the polygon's edges cross this row.
         let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-        for i in 0..4 {
-            let (a, b) = (poly[i], poly[(i + 1) % 4]);
+        for (i, &a) in poly.iter().enumerate() {
+            let b = poly[(i + 1) % 4];
             if (a[1] <= yy && yy <= b[1]) || (b[1] <= yy && yy <= a[1]) {
                 if a[1] == b[1] {
                     lo = lo.min(a[0].min(b[0]));
@@ -1035,8 +1034,8 @@ fn unclip(r: &[[f32; 2]; 4], ratio: f32) -> Vec<[f32; 2]> {
         .collect();
     let mut area = 0.0;
     let mut perim = 0.0;
-    for i in 0..4 {
-        let (a, b) = (p[i], p[(i + 1) % 4]);
+    for (i, &a) in p.iter().enumerate() {
+        let b = p[(i + 1) % 4];
         area += a[0] * b[1] - b[0] * a[1];
         perim += ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
     }
@@ -1094,8 +1093,7 @@ struct Crop {
 /// Solve the 8 unknowns of the homography taking `from[i]` to `to[i]`.
 fn homography(from: &[[f64; 2]; 4], to: &[[f64; 2]; 4]) -> Option<[f64; 9]> {
     let mut a = [[0f64; 9]; 8];
-    for i in 0..4 {
-        let ([x, y], [u, v]) = (from[i], to[i]);
+    for (i, (&[x, y], &[u, v])) in from.iter().zip(to).enumerate() {
         a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -x * u, -y * u, u];
         a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -x * v, -y * v, v];
     }
@@ -1105,18 +1103,19 @@ fn homography(from: &[[f64; 2]; 4], to: &[[f64; 2]; 4]) -> Option<[f64; 9]> {
             return None;
         }
         a.swap(col, pivot);
-        for row in 0..8 {
+        let prow = a[col];
+        for (row, r) in a.iter_mut().enumerate() {
             if row != col {
-                let f = a[row][col] / a[col][col];
-                for k in col..9 {
-                    a[row][k] -= f * a[col][k];
+                let f = r[col] / prow[col];
+                for (x, p) in r.iter_mut().zip(prow.iter()).skip(col) {
+                    *x -= f * p;
                 }
             }
         }
     }
     let mut h = [0f64; 9];
-    for i in 0..8 {
-        h[i] = a[i][8] / a[i][i];
+    for (i, (hi, row)) in h.iter_mut().zip(a.iter()).enumerate() {
+        *hi = row[8] / row[i];
     }
     h[8] = 1.0;
     Some(h)
@@ -1166,14 +1165,14 @@ fn crop_quad(page: &Page, q: &[[f32; 2]; 4]) -> Crop {
                     let xx = (ix - 1 + i as i64).clamp(0, pw - 1) as usize;
                     let at = (yy * page.width as usize + xx) * 3;
                     let wgt = wyj * wxi;
-                    for c in 0..3 {
-                        acc[c] += wgt * f64::from(page.pixels[at + c]);
+                    for (a, &v) in acc.iter_mut().zip(&page.pixels[at..at + 3]) {
+                        *a += wgt * f64::from(v);
                     }
                 }
             }
             let at = (y as usize * cw as usize + x as usize) * 3;
-            for c in 0..3 {
-                px[at + c] = acc[c].round().clamp(0.0, 255.0) as u8;
+            for (o, a) in px[at..at + 3].iter_mut().zip(acc) {
+                *o = a.round().clamp(0.0, 255.0) as u8;
             }
         }
     }
