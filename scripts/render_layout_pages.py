@@ -22,6 +22,8 @@ Writes:
   OUT/instances.json             COCO instances; file_name is relative to OUT
   OUT/pages.jsonl                {"id", "image"} per page, for `labelloop label`
                                  (id equals the COCO file_name)
+  OUT/lines.json                 with --lines: every drawn text line's text and box
+                                 (issue #23's OCR ground truth; see RecordingDraw)
 
 Deterministic for a given --seed and --pages (each page has its own seeded
 generators) and Pillow version (its wheels bundle FreeType; scripts/setup.sh pins
@@ -63,6 +65,61 @@ FAMILIES = [
 MATH_FONT_ITALIC = "dejavu/DejaVuSerif-Italic.ttf"
 
 WHITE = (255, 255, 255)
+
+
+class RecordingDraw:
+    """ImageDraw.Draw that also records every piece of text it draws (its text,
+    font size, the y it was drawn at, and its box from the font's metrics), so
+    the OCR ground truth is what was drawn. Recording uses no random numbers:
+    pages are the same with or without --lines."""
+
+    def __init__(self, draw):
+        self._draw = draw
+        self.pieces = []
+        self.group = None
+        self._groups = 0
+
+    def text(self, xy, text, font=None, fill=None, **kw):
+        self._draw.text(xy, text, font=font, fill=fill, **kw)
+        if text.strip():
+            bb = self._draw.textbbox(xy, text, font=font, **kw)
+            group = self.group if self.group is not None else ("piece", len(self.pieces))
+            self.pieces.append((group, bb, text))
+
+    def begin_line(self):
+        """Pieces drawn until end_line() are one line (justified words, a bold prefix)."""
+        self._groups += 1
+        self.group = ("line", self._groups)
+
+    def end_line(self):
+        self.group = None
+
+    def __getattr__(self, name):
+        return getattr(self._draw, name)
+
+
+def text_lines(pieces, width, height):
+    """Each drawn piece of text is a line, except pieces drawn between
+    begin_line() and end_line() (a justified line's words, a caption's bold
+    prefix and the rest), which make one: its text is the pieces' words
+    joined by single spaces, its box their union."""
+    groups = {}
+    for group, bb, text in pieces:
+        groups.setdefault(group, []).append((bb, text))
+    out = []
+    for parts in groups.values():
+        parts.sort(key=lambda p: p[0][0])
+        out.append({"words": [t.strip() for _, t in parts],
+                    "box": [min(b[0] for b, _ in parts), min(b[1] for b, _ in parts),
+                            max(b[2] for b, _ in parts), max(b[3] for b, _ in parts)]})
+    lines = []
+    for ln in out:
+        x0, y0, x1, y1 = ln["box"]
+        box = [max(0.0, float(x0)), max(0.0, float(y0)), min(float(width), float(x1)), min(float(height), float(y1))]
+        if box[2] > box[0] and box[3] > box[1]:
+            lines.append({"text": " ".join(" ".join(ln["words"]).split()), "box": box})
+    lines.sort(key=lambda l: (l["box"][1], l["box"][0]))
+    return lines
 
 
 # ----------------------------------------------------------------------------- text corpus
@@ -177,9 +234,13 @@ def draw_lines(draw, lines, fnt, x, y, width, line_h, fill, align="left", justif
             total = sum(fnt.getlength(w) for w in words)
             gap = (lw - total) / (len(words) - 1)
             cx = lx
+            if hasattr(draw, "begin_line"):
+                draw.begin_line()
             for w in words:
                 draw.text((cx, y), w, font=fnt, fill=fill)
                 cx += fnt.getlength(w) + gap
+            if hasattr(draw, "end_line"):
+                draw.end_line()
         else:
             tw = fnt.getlength(line)
             if align == "center":
@@ -210,7 +271,7 @@ class Page:
         self.W, self.H = int(round(w_in * dpi)), int(round(h_in * dpi))
         self.dpi = dpi
         self.img = Image.new("RGB", (self.W, self.H), WHITE)
-        self.draw = ImageDraw.Draw(self.img)
+        self.draw = RecordingDraw(ImageDraw.Draw(self.img))
         fam_name, (self.f_reg, self.f_bold, self.f_ital) = rng.choice(fonts)
         self.family = fam_name
         # A sans family for headings on some serif pages.
@@ -351,8 +412,10 @@ class Page:
             tw = fnt.getlength(first) - fnt.getlength(pfx) + bf.getlength(pfx)
             lx = x + (width - tw) / 2 if align == "center" else x
             if first.startswith(pfx):
+                self.draw.begin_line()
                 self.draw.text((lx, y), pfx, font=bf, fill=self.ink)
                 self.draw.text((lx + bf.getlength(pfx), y), first[len(pfx):], font=fnt, fill=self.ink)
+                self.draw.end_line()
                 yb = draw_lines(self.draw, lines[1:], fnt, x, y + lh, width, lh, self.ink, align=align)
             else:
                 yb = draw_lines(self.draw, lines, fnt, x, y, width, lh, self.ink, align=align)
@@ -731,6 +794,8 @@ def main():
     ap.add_argument("--out", default="data/layout-pages")
     ap.add_argument("--pages", type=int, default=60)
     ap.add_argument("--seed", type=int, default=22)
+    ap.add_argument("--lines", action="store_true",
+                    help="also write lines.json: every drawn text line's text and box (OCR ground truth)")
     args = ap.parse_args()
 
     corpus = load_corpus()
@@ -741,7 +806,7 @@ def main():
     random.Random(f"{args.seed}:degrade").shuffle(order)
     degraded = set(order[: args.pages // 2])
 
-    images, anns, lines = [], [], []
+    images, anns, lines, text_pages = [], [], [], []
     for i in range(1, args.pages + 1):
         page = render_page(i, args.seed, corpus, fonts)
         img, steps, quality = page.img, [], None
@@ -762,6 +827,9 @@ def main():
             anns.append({"id": len(anns) + 1, "image_id": i, "category_id": CAT[label],
                          "bbox": [float(x0), float(y0), w, h], "area": w * h, "iscrowd": 0})
         lines.append({"id": name, "image": name})
+        text_pages.append({"id": name, "width": page.W, "height": page.H, "columns": page.ncols,
+                           "degraded": bool(steps),
+                           "lines": text_lines(page.draw.pieces, page.W, page.H)})
     coco = {
         "info": {"description": "synthetic pages: rendered document layouts with exact ground truth "
                                 "(scripts/render_layout_pages.py); file_name is relative to this file's folder",
@@ -777,6 +845,11 @@ def main():
         for ln in lines:
             f.write(json.dumps(ln) + "\n")
     os.replace(tmp, os.path.join(args.out, "instances.json"))
+    if args.lines:
+        with open(os.path.join(args.out, "lines.json"), "w") as f:
+            json.dump({"info": "synthetic pages: every text line drawn, its text (words joined by single "
+                               "spaces) and its box [x0, y0, x1, y1] from the font metrics",
+                       "seed": args.seed, "pages": text_pages}, f)
     counts = {n: sum(a["category_id"] == CAT[n] for a in anns) for n in LABELS}
     print(f"wrote {args.pages} synthetic pages ({len(degraded)} degraded), {len(anns)} blocks to {args.out}: "
           + ", ".join(f"{n} {c}" for n, c in counts.items()), file=sys.stderr)

@@ -12,9 +12,13 @@
 #   data/asterisk/             Debian's asterisk-core-sounds-en-wav (553 speech prompts),
 #                              asterisk-core-sounds-en (their transcripts) and
 #                              asterisk-moh-opsound-wav (music on hold); CC-BY-SA-3.0
+#   models/ocr/{det,rec}.onnx  PP-OCRv6 small text detection (DB) + recognition (CTC) from
+#                              rapidocr==3.10.0 (PyPI; the model.toml beside them is committed)
 #   data/layout-pages/         60 synthetic document pages with exact layout boxes
 #                              (scripts/render_layout_pages.py, seed 22; COCO instances.json,
 #                              pages.jsonl), drawn with Debian's fonts
+#   data/ocr-pages/            20 synthetic pages with every text line's text and box
+#                              (render_layout_pages.py --lines, seed 23; lines.json)
 #   data/fashion-mnist/        the 10,000 Fashion-MNIST test images as PNG + test.jsonl
 #                              (from Debian's dataset-fashion-mnist)
 #   data/sms-spam/             SMS Spam Collection as sms.jsonl {id,text,label} + sms.txt
@@ -86,6 +90,13 @@ fi
 if [ ! -f models/vad/model.onnx ]; then
     extract "$(wheel silero-vad==6.2.3)" silero_vad/data/silero_vad.onnx models/vad/model.onnx
     log "installed models/vad/model.onnx"
+fi
+
+if [ ! -f models/ocr/det.onnx ] || [ ! -f models/ocr/rec.onnx ]; then
+    w=$(wheel rapidocr==3.10.0)
+    extract "$w" rapidocr/models/PP-OCRv6_det_small.onnx models/ocr/det.onnx
+    extract "$w" rapidocr/models/PP-OCRv6_rec_small.onnx models/ocr/rec.onnx
+    log "installed models/ocr/det.onnx and models/ocr/rec.onnx"
 fi
 
 # 2b. Speech and music for the voice-activity model (issue #24): Debian packages,
@@ -163,6 +174,14 @@ if [ ! -f data/layout-pages/instances.json ]; then
     rm -rf data/layout-pages
     .venv-data/bin/python scripts/render_layout_pages.py --out data/layout-pages --pages 60 --seed 22
     log "wrote data/layout-pages/ (60 synthetic pages, instances.json, pages.jsonl)"
+fi
+
+# 6. Synthetic pages with every drawn text line's text and box (issue #23's OCR
+#    ground truth): the same renderer, 20 pages, seed 23, half degraded.
+if [ ! -f data/ocr-pages/lines.json ]; then
+    rm -rf data/ocr-pages
+    .venv-data/bin/python scripts/render_layout_pages.py --out data/ocr-pages --pages 20 --seed 23 --lines
+    log "wrote data/ocr-pages/ (20 synthetic pages, lines.json, pages.jsonl)"
 fi
 
 log "setup complete"

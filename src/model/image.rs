@@ -226,6 +226,32 @@ impl ImagePreprocessor {
         })
     }
 
+    /// Decode to upright interleaved u8 pixels at the image's own size
+    /// (grey stays 1 channel, anything else becomes 3): what OCR crops its
+    /// lines from. The pixel limit and `budget` are checked on the header.
+    pub(crate) fn decode_native(
+        &self,
+        bytes: &[u8],
+        budget: &mut DecodeBudget,
+    ) -> Result<(Vec<u8>, u8, u32, u32), ItemError> {
+        let mut decoder = self.open(bytes)?;
+        let (width, height) = decoder.dimensions();
+        budget.charge(width, height, decoder.color_type())?;
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+        if orientation != image::metadata::Orientation::NoTransforms {
+            img.apply_orientation(orientation);
+        }
+        let (width, height) = (img.width(), img.height());
+        if width == 0 || height == 0 {
+            return Err(ItemError::Decode("image has zero width or height".into()));
+        }
+        let (data, channels) = self.convert(img)?;
+        Ok((data, channels, width, height))
+    }
+
     /// Read the header and set limits; nothing is decoded yet.
     fn open<'a>(&self, bytes: &'a [u8]) -> Result<impl ImageDecoder + 'a, ItemError> {
         if bytes.is_empty() {
@@ -409,7 +435,7 @@ impl ImagePreprocessor {
                         Staged::Pixels { data, channels, .. } => {
                             self.normalise(data, *channels, out, &self.lut)
                         }
-                        Staged::Tokens(_) | Staged::Audio(_) => out.fill(0.0),
+                        Staged::Tokens(_) | Staged::Audio(_) | Staged::Page(_) => out.fill(0.0),
                     }
                 }
                 Batch::F32 { shape, data }

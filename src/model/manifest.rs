@@ -39,6 +39,9 @@ pub struct Manifest {
     /// How a voice-activity model's frame probabilities become segments.
     #[serde(default)]
     pub vad: Option<VadSpec>,
+    /// An OCR model's second graph and its post-processing (task `ocr`).
+    #[serde(default)]
+    pub ocr: Option<super::ocr::OcrSpec>,
 }
 
 fn default_onnx() -> PathBuf {
@@ -53,6 +56,9 @@ pub enum Task {
     TextEmbedding,
     ObjectDetection,
     VoiceActivity,
+    /// Text lines and their text: a detection graph (`onnx`, DB probability
+    /// map) and a recognition graph (`[ocr] recognition`, CTC).
+    Ocr,
 }
 
 impl Task {
@@ -63,6 +69,7 @@ impl Task {
             Task::TextEmbedding => "text-embedding",
             Task::ObjectDetection => "object-detection",
             Task::VoiceActivity => "voice-activity",
+            Task::Ocr => "ocr",
         }
     }
 }
@@ -532,6 +539,12 @@ impl Manifest {
                 self.task.as_str()
             ));
         }
+        if self.task == Task::Ocr {
+            return super::ocr::check_manifest(self);
+        }
+        if self.ocr.is_some() {
+            return Err(format!("[ocr] is for task ocr, not {}", self.task.as_str()));
+        }
         if self.detect.is_some() {
             return Err(format!(
                 "[detect] is for task object-detection, not {}",
@@ -570,7 +583,7 @@ impl Manifest {
                     return Err("task text-embedding needs an output of kind \"embedding\"".into());
                 }
             }
-            Task::ObjectDetection | Task::VoiceActivity => {}
+            Task::ObjectDetection | Task::VoiceActivity | Task::Ocr => {}
         }
         self.check_unique_labels()?;
         match (&self.task, &self.input) {
@@ -668,7 +681,7 @@ impl Manifest {
 }
 
 impl ImageInput {
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.channels != 1 && self.channels != 3 {
             return Err(format!("channels must be 1 or 3, not {}", self.channels));
         }

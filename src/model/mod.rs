@@ -14,6 +14,7 @@ pub mod detect;
 pub mod graph;
 pub mod image;
 pub mod manifest;
+pub mod ocr;
 pub mod output;
 pub mod pipeline;
 mod pool;
@@ -195,13 +196,15 @@ pub enum Staged {
     Tokens(text::Encoded),
     /// Mono samples at the model's rate.
     Audio(Vec<f32>),
+    /// A page for OCR at (about) its own size; shared, as OCR runs it whole.
+    Page(Arc<ocr::Page>),
 }
 
 impl Staged {
     /// Sequence length for text, 0 for images. Used to batch by similar length.
     pub fn seq_len(&self) -> usize {
         match self {
-            Staged::Pixels { .. } | Staged::Audio(_) => 0,
+            Staged::Pixels { .. } | Staged::Audio(_) | Staged::Page(_) => 0,
             Staged::Tokens(t) => t.ids.len(),
         }
     }
@@ -213,6 +216,7 @@ impl Staged {
     fn source(&self) -> [u32; 2] {
         match self {
             Staged::Pixels { source, .. } => *source,
+            Staged::Page(p) => p.source,
             Staged::Tokens(_) | Staged::Audio(_) => [0, 0],
         }
     }
@@ -230,6 +234,8 @@ pub enum Batch {
         data: Vec<half::f16>,
     },
     Text(text::TextBatch),
+    /// OCR pages, each run through detection and recognition on its own.
+    Pages(Vec<Arc<ocr::Page>>),
 }
 
 impl Batch {
@@ -246,6 +252,7 @@ impl Batch {
         match self {
             Batch::F32 { shape, .. } | Batch::F16 { shape, .. } => shape[0],
             Batch::Text(t) => t.batch,
+            Batch::Pages(p) => p.len(),
         }
     }
 
@@ -274,6 +281,8 @@ pub struct Prediction {
     pub detections: Option<detect::Detections>,
     /// A voice-activity model's speech segments, with the recording's length.
     pub segments: Option<vad::Segments>,
+    /// An OCR model's text lines, in reading order.
+    pub ocr: Option<ocr::OcrPage>,
 }
 
 /// Options fixed when a model is loaded.
@@ -367,6 +376,7 @@ enum Preprocessor {
         spec: manifest::AudioInput,
         max_seconds: f64,
     },
+    Ocr(Box<ocr::OcrEngine>),
 }
 
 /// A loaded model: manifest, preprocessing, and a small pool of sessions.
@@ -435,6 +445,9 @@ impl Model {
     /// Load `dir/model.toml` and `dir/model.onnx`, and check one against the other.
     pub fn load(dir: &Path, opts: LoadOptions) -> Result<Model, ModelError> {
         let manifest = Manifest::load(dir)?;
+        if manifest.task == Task::Ocr {
+            return Model::load_ocr(manifest, dir, opts);
+        }
         let onnx = manifest.onnx_path(dir);
         if !onnx.is_file() {
             return Err(ModelError::OnnxMissing {
@@ -498,6 +511,32 @@ impl Model {
         })
     }
 
+    /// Task `ocr`: two graphs behind one engine (see [`ocr`]).
+    fn load_ocr(manifest: Manifest, dir: &Path, opts: LoadOptions) -> Result<Model, ModelError> {
+        let engine =
+            ocr::OcrEngine::load(&manifest, dir, opts.session, opts.sessions, opts.max_pixels)?;
+        let onnx = manifest.onnx_path(dir);
+        tracing::info!(
+            model = %manifest.name,
+            version = %manifest.version,
+            task = manifest.task.as_str(),
+            dictionary = engine.dictionary_len(),
+            sessions = opts.sessions.max(1),
+            "model loaded"
+        );
+        Ok(Model {
+            plan: postprocess::OutputPlan::new(&manifest, false),
+            labels: Vec::new().into(),
+            // Never used: the engine holds the detection and recognition sessions.
+            sessions: pool::SessionPool::new(onnx, opts.session, 1),
+            pre: Preprocessor::Ocr(Box::new(engine)),
+            manifest,
+            dir: dir.to_path_buf(),
+            request_decode_bytes: opts.request_decode_bytes,
+            fixed_batch: None,
+        })
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -516,6 +555,11 @@ impl Model {
 
     pub fn labels(&self) -> &Arc<[String]> {
         &self.labels
+    }
+
+    /// Task `ocr`: pages in, text lines out.
+    pub fn is_ocr(&self) -> bool {
+        matches!(self.pre, Preprocessor::Ocr(_))
     }
 
     pub fn is_text(&self) -> bool {
@@ -542,6 +586,32 @@ impl Model {
         input: &Input,
         budget: &mut DecodeBudget,
     ) -> Result<Staged, ItemError> {
+        if let Preprocessor::Ocr(engine) = &self.pre {
+            let bytes = match input {
+                Input::Image(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+                Input::ImagePath(path) => {
+                    std::borrow::Cow::Owned(std::fs::read(path).map_err(|e| ItemError::Io {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?)
+                }
+                Input::ImageInRoot { root, path } => {
+                    std::borrow::Cow::Owned(beneath::read_beneath(root, path)?)
+                }
+                Input::ImageUnderRoot { root, path } => {
+                    std::borrow::Cow::Owned(beneath::read_under_root(root, path)?)
+                }
+                other => {
+                    return Err(ItemError::WrongKind {
+                        expected: "image",
+                        got: other.kind(),
+                    })
+                }
+            };
+            return engine
+                .stage(&bytes, budget)
+                .map(|p| Staged::Page(Arc::new(p)));
+        }
         match (&self.pre, input) {
             (Preprocessor::Audio { spec, max_seconds }, input) => {
                 let decode = |bytes: &[u8]| {
@@ -594,6 +664,7 @@ impl Model {
                 expected: "text",
                 got: other.kind(),
             }),
+            (Preprocessor::Ocr(_), _) => Err(ItemError::Invalid("OCR input not staged".into())),
         }
     }
 
@@ -608,6 +679,15 @@ impl Model {
                 shape: vec![0],
                 data: Vec::new(),
             },
+            Preprocessor::Ocr(_) => Batch::Pages(
+                items
+                    .iter()
+                    .filter_map(|s| match s {
+                        Staged::Page(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -622,6 +702,16 @@ impl Model {
     ) -> Result<Vec<Prediction>, ModelError> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        if let (Batch::Pages(pages), Preprocessor::Ocr(engine)) = (batch, &self.pre) {
+            return Ok(engine
+                .run_pages(pages)?
+                .into_iter()
+                .map(|page| Prediction {
+                    ocr: Some(page),
+                    ..Prediction::default()
+                })
+                .collect());
         }
         if self.fixed_batch == Some(1) && batch.len() > 1 {
             return self.run_row_by_row(batch, truncated, sources);
@@ -676,6 +766,11 @@ impl Model {
                 }
                 session.run(inputs).map_err(infer)?
             }
+            Batch::Pages(_) => {
+                return Err(ModelError::Inference(
+                    "OCR pages for a model that is not OCR".into(),
+                ))
+            }
         };
         let mask = match batch {
             Batch::Text(tb) => Some((tb.mask.as_slice(), tb.seq)),
@@ -717,7 +812,7 @@ impl Model {
                         data: data[i * per..(i + 1) * per].to_vec(),
                     }
                 }
-                Batch::Text(_) => {
+                Batch::Text(_) | Batch::Pages(_) => {
                     return Err(ModelError::Inference(
                         "a text model with a fixed batch of one is not supported".into(),
                     ))

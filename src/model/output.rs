@@ -44,7 +44,8 @@ impl Serialize for LabelScores<'_> {
 }
 
 /// One prediction: `id`, then for a detector `width`, `height` and
-/// `regions`, for a voice-activity model `duration` and `segments`, for a classifier `label`, `score`, `scores`
+/// `regions`, for an OCR model `width`, `height`, `text` and `regions`, for
+/// a voice-activity model `duration` and `segments`, for a classifier `label`, `score`, `scores`
 /// and `uncertainty`, then `embedding` when shown, `truncated` when the text
 /// was cut, and `model`, `model_version`.
 ///
@@ -150,6 +151,14 @@ impl Serialize for PredictionJson<'_> {
             };
             map.serialize_entry("segments", &segments)?;
         }
+        if let Some(page) = &self.pred.ocr {
+            // An OCR model: the page's text in reading order, then its lines
+            // as regions `{"text", "score", "box", "polygon"}`.
+            map.serialize_entry("width", &page.width)?;
+            map.serialize_entry("height", &page.height)?;
+            map.serialize_entry("text", &page.text())?;
+            map.serialize_entry("regions", &page.lines)?;
+        }
         if let Some(c) = &self.pred.class {
             map.serialize_entry("label", &self.labels.get(c.index))?;
             map.serialize_entry("score", &c.score)?;
@@ -201,6 +210,7 @@ mod tests {
             truncated: false,
             detections: None,
             segments: None,
+            ocr: None,
         };
         let out = PredictionJson {
             id: "a",
@@ -232,6 +242,7 @@ mod tests {
             truncated: false,
             detections: None,
             segments: None,
+            ocr: None,
         };
         let mut out = PredictionJson {
             id: "a",

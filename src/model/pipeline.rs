@@ -46,7 +46,13 @@ pub fn label_all<F>(
 ) where
     F: FnMut(usize, ItemResult),
 {
-    let batch = opts.batch_size.max(1);
+    // An OCR page is a batch of its own: its lines are batched inside it,
+    // and a page per block lets every runner take pages as they come.
+    let batch = if model.is_ocr() {
+        1
+    } else {
+        opts.batch_size.max(1)
+    };
     let window = opts.window.max(batch);
     let mut base = 0;
     let mut items = items;

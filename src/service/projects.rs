@@ -68,6 +68,18 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
             ),
         ));
     }
+    if model.model.is_ocr() {
+        // Pages in, text lines out: projects on OCR models (per-line routing,
+        // hOCR export) are issue #23's next part; `POST /v1/predict` and
+        // `labelloop label` read pages today.
+        return Err(ServiceError::invalid(
+            "model",
+            format!(
+                "model {:?} is an OCR model; projects on OCR models are not supported yet: use POST /v1/predict or `labelloop label`",
+                req.model
+            ),
+        ));
+    }
     let labels = label_set(model, &req)?;
     if let Some(settings) = &req.settings {
         validate_settings(settings)?;

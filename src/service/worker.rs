@@ -468,6 +468,7 @@ mod tests {
             truncated: false,
             detections: None,
             segments: None,
+            ocr: None,
         };
         let member = [Member {
             labels: &project,
