@@ -66,7 +66,7 @@ use super::CalibrateError;
 
 /// The decision region reaches down to where the model's own precision
 /// estimate is this far below the target.
-pub const REGION_MARGIN: f64 = 0.05;
+pub const REGION_MARGIN: f64 = 0.02;
 
 /// Share of the worst-case factor a bet may risk (every factor ≥ 1 − BET_CAP).
 pub const BET_CAP: f64 = 0.75;

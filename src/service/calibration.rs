@@ -527,7 +527,7 @@ pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
         if method(Some(m)).is_none() {
             return Err(ServiceError::invalid(
                 "settings.threshold_method",
-                format!("{m:?} is not one of global, per-class"),
+                format!("{m:?} is not one of global, per-class, pooled"),
             ));
         }
     }
@@ -577,6 +577,7 @@ fn method(name: Option<&str>) -> Option<Method> {
     match name {
         None | Some("global") => Some(Method::Global),
         Some("per-class") => Some(Method::PerClass),
+        Some("pooled") => Some(Method::Pooled),
         _ => None,
     }
 }
@@ -584,6 +585,7 @@ fn method(name: Option<&str>) -> Option<Method> {
 fn method_name(m: Method) -> &'static str {
     match m {
         Method::PerClass => "per-class",
+        Method::Pooled => "pooled",
         _ => "global",
     }
 }
