@@ -101,9 +101,7 @@ fn ipw_audit_holds_its_guarantee_when_the_head_is_retrained_between_draws() {
     let seeds = 40;
     let opts = options(
         Method::Pooled,
-        AuditDesign::Ipw {
-            uniform_share: 0.2,
-        },
+        AuditDesign::Ipw { uniform_share: 0.2 },
         seeds,
     );
     let report = simulate::run(&data, &opts, |_, _| {}).expect("simulate");
@@ -127,15 +125,17 @@ fn pooled_gives_the_small_class_a_threshold_where_per_class_cannot() {
     let data = data(2000);
     let seeds = 12;
     let run = |method| {
-        simulate::run(&data, &options(method, AuditDesign::Uniform, seeds), |_, _| {})
-            .expect("simulate")
+        simulate::run(
+            &data,
+            &options(method, AuditDesign::Uniform, seeds),
+            |_, _| {},
+        )
+        .expect("simulate")
     };
     let count_small = |r: &simulate::SimReport| {
         r.runs
             .iter()
-            .filter(|s| {
-                s.results[0].rounds.last().unwrap().thresholds["c"].is_some()
-            })
+            .filter(|s| s.results[0].rounds.last().unwrap().thresholds["c"].is_some())
             .count()
     };
     let pooled = run(Method::Pooled);

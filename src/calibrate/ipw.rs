@@ -501,6 +501,10 @@ mod tests {
                 }
             }
         }
+        eprintln!(
+            "ipw unit: {bad}/{runs} below, coverage {}",
+            coverage / runs as f64
+        );
         assert!(bad <= 20, "{bad}/{runs} runs missed the target");
         assert!(coverage / runs as f64 > 0.1, "coverage {coverage}");
     }

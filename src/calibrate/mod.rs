@@ -54,6 +54,7 @@ pub mod fit;
 pub mod ipw;
 pub mod label_errors;
 pub mod matching;
+pub mod plan;
 pub mod pooled;
 pub mod temperature;
 pub mod threshold;

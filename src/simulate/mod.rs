@@ -778,7 +778,18 @@ fn run_one(
         // 2b. ipw: this round's audit draws, from the current scores.
         if let Some(u) = ipw_share {
             if audit_answered < want && !ipw.stuck {
-                ipw.draw_round(ctx, seed, round, u, &version, &probs, &mut ann, &mut drawn, want, &mut audit_answered)?;
+                ipw.draw_round(
+                    ctx,
+                    seed,
+                    round,
+                    u,
+                    &version,
+                    &probs,
+                    &mut ann,
+                    &mut drawn,
+                    want,
+                    &mut audit_answered,
+                )?;
             }
         }
         let tp = test_probs(ctx, head.as_ref())?;
@@ -1218,18 +1229,14 @@ impl IpwState {
         for (c, class) in f.thresholds.classes.iter_mut().enumerate() {
             class.threshold = fit.threshold.and_then(|l| curves.classes[c].inverse(l));
         }
-        if std::env::var("TRUST_DEBUG").is_ok() {
-            if let Some(l) = fit.threshold {
-                let (mut a, mut r) = (0, 0);
-                for p in 0..npool {
-                    if !matches!(ann.kind[p], Kind::Seed | Kind::Review) && adj[p].1 >= l {
-                        a += 1;
-                        r += usize::from(ctx.data.y[ctx.pool[p]] == adj[p].0);
-                    }
-                }
-                eprintln!("DEBUG ipw lambda {l} cov {} pop-prec {} e {:?} start {} draws {}", fit.coverage, r as f64 / a as f64, fit.e_value, fit.start_share, draws.len());
-            }
-        }
+        tracing::debug!(
+            threshold = ?fit.threshold,
+            coverage = fit.coverage,
+            e_value = ?fit.e_value,
+            start = fit.start_share,
+            draws = draws.len(),
+            "ipw fit"
+        );
         Ok(f)
     }
 }
