@@ -267,7 +267,11 @@ pub fn fit(
         Method::PerClass => fit_per_class(&samples, num_classes, &topts)?,
         Method::Global | Method::PointEstimate => fit_global(&samples, num_classes, &topts)?,
         Method::Pooled => {
-            let scaled = apply_temperature(temperature_rows.probs, num_classes, temperature)?;
+            let scaled = if temperature_rows.labels.is_empty() {
+                Vec::new()
+            } else {
+                apply_temperature(temperature_rows.probs, num_classes, temperature)?
+            };
             let rows: Vec<(usize, f64, bool)> = scaled
                 .chunks_exact(num_classes)
                 .zip(temperature_rows.labels)
@@ -479,6 +483,28 @@ mod tests {
             &FitOptions::default(),
         );
         assert!(matches!(e, Err(CalibrateError::ClassOutOfRange { .. })));
+    }
+
+    #[test]
+    fn pooled_without_temperature_rows_uses_identity_curves() {
+        let p: Vec<f64> = (0..200).flat_map(|_| [0.99, 0.01]).collect();
+        let y = vec![0; 200];
+        let opts = FitOptions {
+            method: Method::Pooled,
+            ..FitOptions::default()
+        };
+        let f = fit(
+            2,
+            LabeledRows::EMPTY,
+            LabeledRows {
+                probs: &p,
+                labels: &y,
+            },
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(f.curves, Some(super::super::Curves::identity(2)));
+        assert!(f.thresholds.threshold(0).is_some());
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl Serialize for CalibrationView {
             audit: &'a AuditCounts,
             drift: &'a DriftView,
             history: &'a [HistoryPoint],
+            budget: &'a [BudgetRow],
         }
         let own = Own {
             version: self.version,
@@ -261,6 +262,7 @@ impl Serialize for CalibrationView {
             audit: &self.audit,
             drift: &self.drift,
             history: &self.history,
+            budget: &self.budget,
         };
         let mut map = match serde_json::to_value(own).map_err(S::Error::custom)? {
             serde_json::Value::Object(m) => m,
