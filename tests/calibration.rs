@@ -230,6 +230,18 @@ async fn calibration_loop(db: TestDb) {
     assert_eq!(c["classes"].as_array().unwrap().len(), 10);
     assert_eq!(c["reliability"]["after"].as_array().unwrap().len(), 15);
     assert_eq!(c["drift"]["alarm"], false);
+    // Issue #26: budget planning, from the current scores.
+    let budget = c["budget"].as_array().expect("budget");
+    assert_eq!(budget.len(), 5, "{c}");
+    for row in budget {
+        let more = row["more_audit_labels"].as_u64().unwrap();
+        assert_eq!(
+            row["audit_labels"].as_u64().unwrap(),
+            answered as u64 + more
+        );
+        let cov = row["expected_coverage"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&cov), "{row}");
+    }
     // Issue #28 L2: each key once, and the model spelled as everywhere else.
     let (_, raw) = s
         .get_text(&format!("/v1/projects/{project}/calibration"))
@@ -431,6 +443,60 @@ async fn calibration_loop(db: TestDb) {
         .unwrap();
     assert_eq!(c_acc["consensus_accuracy"], 1.0);
     assert!(g["alpha"].as_f64().unwrap() < 1.0);
+}
+
+/// Issue #26: `threshold_method = "pooled"` end to end: one threshold per
+/// class from one scan at δ, the method shown, and the target met.
+async fn pooled_loop(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let (code, err) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "bad", "model": "fashion-mnist-cnn",
+                    "settings": {"threshold_method": "pooled-ish"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("settings.threshold_method"));
+    let (code, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "pooled", "model": "fashion-mnist-cnn", "precision_target": 0.9,
+                    "settings": {"audit_rate": 0.3, "delta": 0.1, "calibrate_every": 0,
+                                 "threshold_method": "pooled"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let (batch, truth) = items(0..1000);
+    ingest(&s, project, &batch).await;
+    let before = all_items(&s, project).await;
+    assert!(
+        before.iter().all(|i| i["status"] != "auto_accepted"),
+        "nothing accepted before a calibration"
+    );
+    answer_audits(&s, project, &truth, |t| t.to_string()).await;
+    let c = calibrate(&s, project).await;
+    assert_eq!(c["method"], "pooled", "{c}");
+    let with_threshold = c["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["threshold"].is_number())
+        .count();
+    assert!(with_threshold >= 8, "{c}");
+    let after = all_items(&s, project).await;
+    let (precision, accepted) = realised(&after, &truth);
+    assert!(accepted > 300, "{accepted} accepted");
+    assert!(precision >= 0.9, "realised precision {precision}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_loop_sqlite() {
+    pooled_loop(TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! of the uniform sample) fit T; `audit_rows` (a uniform sample) test the
 //! thresholds on `softmax(ln p / T)`. No row may be in both.
 
+use super::pooled::{fit_curves, fit_pooled, Curves};
 use super::temperature::{apply_temperature, fit_temperature};
 use super::threshold::{fit_global, fit_per_class, AuditSample, Method, ThresholdFit};
 use super::{CalibrateError, ThresholdOptions};
@@ -31,8 +32,9 @@ impl LabeledRows<'_> {
 pub struct FitOptions {
     pub target: f64,
     pub delta: f64,
-    /// [`Method::Global`] (default: one threshold on calibrated scores) or
-    /// [`Method::PerClass`] (Bonferroni over classes).
+    /// [`Method::Global`] (default: one threshold on calibrated scores),
+    /// [`Method::PerClass`] (Bonferroni over classes) or [`Method::Pooled`]
+    /// (one scan at δ over per-class curves fitted on the temperature rows).
     pub method: Method,
     /// A predicted class with fewer audit labels than this auto-accepts
     /// nothing, and its audit labels leave the scan (so the threshold is
@@ -85,6 +87,9 @@ pub struct Fitted {
     pub thresholds: ThresholdFit,
     /// Classes excluded for having fewer than `audit_min` audit labels.
     pub excluded: Vec<usize>,
+    /// [`Method::Pooled`]: the class curves (fitted on the temperature rows,
+    /// on temperature-scaled scores) that ordered the scan.
+    pub curves: Option<Curves>,
 }
 
 /// ECE's bin count, as the issue and the literature use.
@@ -243,15 +248,43 @@ pub fn fit(
     let excluded: Vec<usize> = (0..num_classes)
         .filter(|&c| counts[c] < opts.audit_min)
         .collect();
+    // The pooled method needs no per-class minimum: a small class is
+    // accepted above the pooled threshold of its curve (`audit_min` still
+    // raises its audit rate in the service, and thinning equalises it).
+    let excluded = if opts.method == Method::Pooled {
+        Vec::new()
+    } else {
+        excluded
+    };
     samples.retain(|s| !excluded.contains(&s.predicted));
     let topts = ThresholdOptions {
         target: opts.target,
         delta: opts.delta,
         ..ThresholdOptions::default()
     };
+    let mut curves = None;
     let mut thresholds = match opts.method {
         Method::PerClass => fit_per_class(&samples, num_classes, &topts)?,
         Method::Global | Method::PointEstimate => fit_global(&samples, num_classes, &topts)?,
+        Method::Pooled => {
+            let scaled = if temperature_rows.labels.is_empty() {
+                Vec::new()
+            } else {
+                apply_temperature(temperature_rows.probs, num_classes, temperature)?
+            };
+            let rows: Vec<(usize, f64, bool)> = scaled
+                .chunks_exact(num_classes)
+                .zip(temperature_rows.labels)
+                .map(|(row, &y)| {
+                    let (c, s) = top1(row);
+                    (c, s, c == y)
+                })
+                .collect();
+            let k = fit_curves(&rows, num_classes);
+            let fit = fit_pooled(&samples, num_classes, &k, &topts)?;
+            curves = Some(k);
+            fit
+        }
     };
     for &c in &excluded {
         thresholds.classes[c].threshold = None;
@@ -267,6 +300,7 @@ pub fn fit(
         reliability_after: rel_after,
         thresholds,
         excluded,
+        curves,
     })
 }
 
@@ -449,6 +483,28 @@ mod tests {
             &FitOptions::default(),
         );
         assert!(matches!(e, Err(CalibrateError::ClassOutOfRange { .. })));
+    }
+
+    #[test]
+    fn pooled_without_temperature_rows_uses_identity_curves() {
+        let p: Vec<f64> = (0..200).flat_map(|_| [0.99, 0.01]).collect();
+        let y = vec![0; 200];
+        let opts = FitOptions {
+            method: Method::Pooled,
+            ..FitOptions::default()
+        };
+        let f = fit(
+            2,
+            LabeledRows::EMPTY,
+            LabeledRows {
+                probs: &p,
+                labels: &y,
+            },
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(f.curves, Some(super::super::Curves::identity(2)));
+        assert!(f.thresholds.threshold(0).is_some());
     }
 
     #[test]

@@ -51,8 +51,11 @@ pub mod binomial;
 pub mod boxes;
 pub mod drift;
 pub mod fit;
+pub mod ipw;
 pub mod label_errors;
 pub mod matching;
+pub mod plan;
+pub mod pooled;
 pub mod temperature;
 pub mod threshold;
 
@@ -64,7 +67,9 @@ pub use boxes::{
 };
 pub use drift::{DriftDetector, DriftState};
 pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};
+pub use ipw::{design as ipw_design, fit_ipw, IpwDraw, IpwFit};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};
+pub use pooled::{fit_curves, fit_pooled, Curve, Curves};
 pub use temperature::{apply_temperature, ece, fit_temperature, nll, TemperatureFit};
 pub use threshold::{
     fit_global, fit_per_class, fit_point_estimate, uniform_subsample, AuditSample, ClassThreshold,

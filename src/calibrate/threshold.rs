@@ -106,6 +106,10 @@ pub enum Method {
     PerClass,
     /// One scan over all classes, one threshold, δ.
     Global,
+    /// One scan at δ over a class-aware score (per-class correctness curves
+    /// fitted on non-audit labels, shrunk to the pooled one): one threshold
+    /// per class, no Bonferroni split ([`super::pooled`]).
+    Pooled,
     /// The loosest global threshold whose audit precision is ≥ target: a
     /// point estimate with no confidence level (the SageMaker Ground Truth
     /// rule), for comparison only.
@@ -375,6 +379,17 @@ fn assemble(
         precision,
         lower_bound: lb,
     })
+}
+
+/// [`assemble`] for the sibling modules (the pooled fit).
+pub(crate) fn assemble_for(
+    method: Method,
+    samples: &[AuditSample],
+    thresholds: &[Option<f64>],
+    opts: &ThresholdOptions,
+    test_delta: f64,
+) -> Result<ThresholdFit, CalibrateError> {
+    assemble(method, samples, thresholds, opts, test_delta)
 }
 
 fn sorted_desc(mut v: Vec<AuditSample>) -> Vec<AuditSample> {

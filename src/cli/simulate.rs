@@ -95,9 +95,19 @@ pub struct SimulateArgs {
     /// Allowed probability of missing the target, in (0, 0.5].
     #[arg(long, default_value_t = 0.05)]
     delta: f64,
-    /// Threshold method, as the project setting names it: global or per-class.
+    /// Threshold method, as the project setting names it: global, per-class
+    /// or pooled (class curves from the review labels, one scan at δ).
     #[arg(long, default_value = "global")]
     method: String,
+    /// How audit items are drawn: uniform (once, without replacement) or ipw
+    /// (each round, favouring items that could pass a threshold, weighted
+    /// back by their stored probabilities; thresholds by the betting test,
+    /// ordered as pooled orders them).
+    #[arg(long, default_value = "uniform")]
+    audit_design: String,
+    /// ipw: the share of each draw spread uniformly over all eligible items, in [0, 1].
+    #[arg(long, default_value_t = 0.2)]
+    uniform_share: f64,
     /// Share of the pool drawn into the uniform audit sample, in [0, 1]
     /// (default 0.05; for detection, of the images, default 0.3).
     #[arg(long)]
@@ -178,11 +188,20 @@ fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
         ..ProjectSettings::default()
     })
     .map_err(|e| usage("--method", e.message))?;
-    let method = if args.method == "per-class" {
-        Method::PerClass
-    } else {
-        Method::Global
+    let method = match args.method.as_str() {
+        "per-class" => Method::PerClass,
+        "pooled" => Method::Pooled,
+        _ => Method::Global,
     };
+    if let Err(e) = crate::calibrate::ipw::uniform_share_check(args.uniform_share) {
+        return Err(usage("--uniform-share", e));
+    }
+    if !matches!(args.audit_design.as_str(), "uniform" | "ipw") {
+        return Err(usage(
+            "--audit-design",
+            format!("{:?} is not one of uniform, ipw", args.audit_design),
+        ));
+    }
     if let Some(t) = args.threshold {
         if !(0.0..=1.0).contains(&t) {
             return Err(usage("--threshold", format!("{t} is not in [0, 1]")));
@@ -541,6 +560,13 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         drift_swap: swap,
         noise: args.noise,
         finish: args.finish,
+        audit_design: if args.audit_design == "ipw" {
+            simulate::AuditDesign::Ipw {
+                uniform_share: args.uniform_share,
+            }
+        } else {
+            simulate::AuditDesign::Uniform
+        },
     };
     let pb = bar(
         (args.seeds * strategies.len() * (args.rounds + 1)) as u64,

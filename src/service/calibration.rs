@@ -139,6 +139,69 @@ pub struct CalibrationView {
     pub audit: AuditCounts,
     pub drift: DriftView,
     pub history: Vec<HistoryPoint>,
+    /// Budget planning (classification): what more audit labels would
+    /// likely unlock, forecast from the current scores (a forecast, not a
+    /// guarantee; empty for detection or without predicted items).
+    pub budget: Vec<BudgetRow>,
+}
+
+/// One row of budget planning (`calibrate::plan`): the calibrated scores of
+/// the machine-decided items read as the probability of being right, and the
+/// global Learn-then-Test scan run on simulated audits of that size.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BudgetRow {
+    /// Audit labels beyond those given so far...
+    pub more_audit_labels: usize,
+    /// ...making this many in total.
+    pub audit_labels: usize,
+    /// Expected share of the machine-decided items auto-accepted then.
+    pub expected_coverage: f64,
+    /// Share of simulated audits of that size that accept anything.
+    pub chance_of_any: f64,
+}
+
+/// More audit labels the plan looks at.
+pub const BUDGET_STEPS: [usize; 5] = [50, 100, 200, 400, 800];
+
+/// Items the plan reads at most (an even stride over the machine-decided ones).
+const BUDGET_ITEMS: usize = 5_000;
+
+async fn budget(
+    app: &App,
+    project: &Project,
+    scorer: Scorer,
+    have: usize,
+    target: f64,
+    delta: f64,
+) -> ServiceResult<Vec<BudgetRow>> {
+    let rows = app.store.machine_rows(project.id).await?;
+    let labels = project.labels.clone();
+    let project_id = project.id;
+    let plan = tokio::task::spawn_blocking(move || {
+        let stride = rows.len().div_ceil(BUDGET_ITEMS).max(1);
+        let scores: Vec<f64> = rows
+            .iter()
+            .filter(|r| !r.audit)
+            .step_by(stride)
+            .filter_map(|r| r.raw_scores.as_deref())
+            .filter_map(|s| probs_in_order(s, &labels))
+            .map(|p| scorer.top(&p).1)
+            .collect();
+        let totals: Vec<usize> = BUDGET_STEPS.iter().map(|m| have + m).collect();
+        calibrate::plan::plan(&scores, &totals, target, delta, project_id as u64)
+    })
+    .await
+    .map_err(|e| ServiceError::internal(e.to_string()))?
+    .map_err(|e| ServiceError::internal(e.to_string()))?;
+    Ok(plan
+        .into_iter()
+        .map(|r| BudgetRow {
+            more_audit_labels: r.audit_labels - have,
+            audit_labels: r.audit_labels,
+            expected_coverage: r.expected_coverage,
+            chance_of_any: r.chance_of_any,
+        })
+        .collect())
 }
 
 /// A version in force: a classification project's thresholds, or a
@@ -187,6 +250,7 @@ impl Serialize for CalibrationView {
             audit: &'a AuditCounts,
             drift: &'a DriftView,
             history: &'a [HistoryPoint],
+            budget: &'a [BudgetRow],
         }
         let own = Own {
             version: self.version,
@@ -198,6 +262,7 @@ impl Serialize for CalibrationView {
             audit: &self.audit,
             drift: &self.drift,
             history: &self.history,
+            budget: &self.budget,
         };
         let mut map = match serde_json::to_value(own).map_err(S::Error::custom)? {
             serde_json::Value::Object(m) => m,
@@ -527,7 +592,7 @@ pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
         if method(Some(m)).is_none() {
             return Err(ServiceError::invalid(
                 "settings.threshold_method",
-                format!("{m:?} is not one of global, per-class"),
+                format!("{m:?} is not one of global, per-class, pooled"),
             ));
         }
     }
@@ -577,6 +642,7 @@ fn method(name: Option<&str>) -> Option<Method> {
     match name {
         None | Some("global") => Some(Method::Global),
         Some("per-class") => Some(Method::PerClass),
+        Some("pooled") => Some(Method::Pooled),
         _ => None,
     }
 }
@@ -584,6 +650,7 @@ fn method(name: Option<&str>) -> Option<Method> {
 fn method_name(m: Method) -> &'static str {
     match m {
         Method::PerClass => "per-class",
+        Method::Pooled => "pooled",
         _ => "global",
     }
 }
@@ -1295,8 +1362,15 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     let target = project.precision_target;
     let delta = project.settings.delta.unwrap_or(DEFAULT_DELTA);
     let current = app.store.current_calibration(project_id).await?;
+    let have = audit.spent.max(0) as usize;
     let Some(row) = current else {
+        let budget = if project.task != super::regions::DETECT {
+            budget(app, &project, Scorer::fixed(None), have, target, delta).await?
+        } else {
+            Vec::new()
+        };
         return Ok(CalibrationView {
+            budget,
             version: None,
             created_at: None,
             guarantee: Guarantee::of(None, project.threshold),
@@ -1321,6 +1395,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
             audit,
             drift: DriftView::default(),
             history,
+            budget: Vec::new(),
         });
     }
     let mut s: Stored = serde_json::from_str(&row.body)
@@ -1330,7 +1405,10 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     for c in &mut s.classes {
         c.drift_alarm = drift.classes.contains(&c.label);
     }
+    let scorer = Scorer::from_stored(row.version, &s, HashSet::new());
+    let budget = budget(app, &project, scorer, have, s.target, s.delta).await?;
     Ok(CalibrationView {
+        budget,
         version: Some(row.version),
         created_at: Some(row.created_at),
         guarantee: Guarantee::Calibrated,

@@ -33,8 +33,8 @@ use serde::Serialize;
 pub use plot::svg_plot;
 
 use crate::calibrate::{
-    self, find_label_errors, fit_point_estimate, AuditSample, DriftDetector, FitOptions, Fitted,
-    LabeledRows, Method, ThresholdOptions,
+    self, find_label_errors, fit_ipw, fit_point_estimate, ipw_design, AuditSample, Curves,
+    DriftDetector, FitOptions, Fitted, IpwDraw, LabeledRows, Method, ThresholdOptions,
 };
 use crate::learn::{crossfit, Head, ZeroShot};
 use crate::select::rng::Rng;
@@ -119,6 +119,20 @@ pub struct SimOptions {
     pub noise: f64,
     /// Keep going until every pool item is human-labeled or auto-accepted.
     pub finish: bool,
+    /// How the audit items are drawn.
+    pub audit_design: AuditDesign,
+}
+
+/// How the audit items are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum AuditDesign {
+    /// Once, uniformly, without replacement (the thresholds: `method`).
+    Uniform,
+    /// Each round, with replacement, favouring the decision region with a
+    /// uniform share ([`calibrate::ipw`]); the thresholds: class curves as
+    /// `pooled` orders them, tested by the betting e-process.
+    Ipw { uniform_share: f64 },
 }
 
 /// A baseline's realised figures on the machine-decided items.
@@ -163,6 +177,9 @@ pub struct RoundResult {
     /// The largest coverage a single threshold reaches at realised
     /// precision ≥ target, knowing the truth.
     pub oracle_coverage: f64,
+    /// Audit draws so far, repeats included (`ipw`; equals `audit_labels`
+    /// for the uniform design).
+    pub audit_draws: usize,
 }
 
 /// `--finish`: what the finished data set cost.
@@ -271,6 +288,8 @@ pub struct SimReport {
     pub predictor: Predictor,
     pub target: f64,
     pub delta: f64,
+    pub method: String,
+    pub audit_design: AuditDesign,
     pub audit_sample: usize,
     pub random_final_accuracy: Option<f64>,
     /// The first seed's results (what the plot and the table show).
@@ -413,6 +432,8 @@ pub fn run(
         predictor: opts.predictor,
         target: opts.target,
         delta: opts.delta,
+        method: format!("{:?}", opts.method).to_lowercase(),
+        audit_design: opts.audit_design,
         audit_sample,
         random_final_accuracy: first.as_ref().and_then(|f| f.random_final_accuracy),
         results: first.map(|f| f.results).unwrap_or_default(),
@@ -678,7 +699,17 @@ fn run_one(
     rng.shuffle(&mut order);
     let audit_total = audit_size(ctx);
     let seed_set = order[..opts.seed_size].to_vec();
-    let audit_order = order[opts.seed_size..opts.seed_size + audit_total].to_vec();
+    let ipw_share = match opts.audit_design {
+        AuditDesign::Ipw { uniform_share } => Some(uniform_share),
+        AuditDesign::Uniform => None,
+    };
+    // The uniform design draws its whole sample up front; ipw draws each round.
+    let audit_order = if ipw_share.is_some() {
+        Vec::new()
+    } else {
+        order[opts.seed_size..opts.seed_size + audit_total].to_vec()
+    };
+    let mut ipw = IpwState::default();
     let per_round = opts.audit_per_round.unwrap_or(audit_total).max(1);
     let mut drawn = vec![false; npool];
     for &p in &audit_order {
@@ -718,7 +749,7 @@ fn run_one(
             drift_start_audit = Some(audit_answered);
         }
         let want = audit_total.min(per_round.saturating_mul(round + 1));
-        while audit_answered < want {
+        while ipw_share.is_none() && audit_answered < want {
             let p = audit_order[audit_answered];
             ann.annotate(ctx, seed, p, round, Kind::Audit);
             audit_answered += 1;
@@ -744,6 +775,23 @@ fn run_one(
         let alarmed_in_round = drift.stopped();
         // 2. Scores for every pool item.
         let (probs, head) = predict(ctx, &train_pos, &ann, &all_pos)?;
+        // 2b. ipw: this round's audit draws, from the current scores.
+        if let Some(u) = ipw_share {
+            if audit_answered < want && !ipw.stuck {
+                ipw.draw_round(
+                    ctx,
+                    seed,
+                    round,
+                    u,
+                    &version,
+                    &probs,
+                    &mut ann,
+                    &mut drawn,
+                    want,
+                    &mut audit_answered,
+                )?;
+            }
+        }
         let tp = test_probs(ctx, head.as_ref())?;
         let right = tp
             .chunks_exact(k)
@@ -756,7 +804,11 @@ fn run_one(
         let due = !fitted_once
             || retrained
             || (opts.calibrate_every > 0 && audit_answered - audits_at_fit >= opts.calibrate_every);
-        let audit_pos: Vec<usize> = audit_order[..audit_answered].to_vec();
+        let audit_pos: Vec<usize> = if ipw_share.is_some() {
+            ipw.audited.clone()
+        } else {
+            audit_order[..audit_answered].to_vec()
+        };
         if due {
             let trows = temperature_rows(ctx, &train_pos, &ann, &probs);
             let tp64: Vec<f64> = trows.iter().flat_map(|r| r.1.iter().copied()).collect();
@@ -772,19 +824,23 @@ fn run_one(
                 method: opts.method,
                 ..FitOptions::default()
             };
-            let fitted = calibrate::fit(
-                k,
-                LabeledRows {
-                    probs: &tp64,
-                    labels: &ty,
-                },
-                LabeledRows {
-                    probs: &ap,
-                    labels: &ay,
-                },
-                &fopts,
-            )
-            .map_err(|e| e.to_string())?;
+            let fitted = if ipw_share.is_some() {
+                ipw.fit(ctx, &ann, &probs, &tp64, &ty)?
+            } else {
+                calibrate::fit(
+                    k,
+                    LabeledRows {
+                        probs: &tp64,
+                        labels: &ty,
+                    },
+                    LabeledRows {
+                        probs: &ap,
+                        labels: &ay,
+                    },
+                    &fopts,
+                )
+                .map_err(|e| e.to_string())?
+            };
             version = if audit_pos.is_empty() {
                 // Before the first audit label the explicit fixed threshold
                 // decides (none: nothing is accepted); the temperature fit is still reported.
@@ -886,12 +942,17 @@ fn run_one(
             drift_classes,
             point_estimate: point,
             oracle_coverage: oracle,
+            audit_draws: if ipw_share.is_some() {
+                ipw.draws.len()
+            } else {
+                audit_answered
+            },
         });
         progress(strategy, round);
         last_probs = probs;
         last_version_scores = scores;
         // 5. Done?
-        let pending_audit = audit_answered < audit_total;
+        let pending_audit = audit_answered < audit_total && !ipw.stuck;
         if opts.finish {
             let open = (0..npool)
                 .filter(|&p| ann.given[p].is_none() && !last_version_scores[p].3)
@@ -994,6 +1055,190 @@ fn run_one(
         predictions,
         quality_rows,
     })
+}
+
+/// The draw-time facts of one ipw round: every eligible item's
+/// probability is `q_in` inside the region, `q_out` outside.
+struct IpwRound {
+    q_in: f64,
+    q_out: f64,
+    eligible: Vec<bool>,
+    in_region: Vec<bool>,
+}
+
+/// The ipw audit of one run: every draw (repeats included) and the rounds'
+/// designs, kept so that each fit reads the inclusion probabilities fixed at
+/// draw time.
+#[derive(Default)]
+struct IpwState {
+    /// (pool position, its probability at the draw, round index).
+    draws: Vec<(usize, f64, usize)>,
+    rounds: Vec<IpwRound>,
+    /// Distinct audited positions, in first-draw order.
+    audited: Vec<usize>,
+    /// The draw budget ran out before enough distinct items (every eligible
+    /// item audited): stop asking for more.
+    stuck: bool,
+}
+
+/// The score the design ranks by: the version in force's calibrated top
+/// score, through its class curves when it has them (raw before a fit).
+fn design_score(version: &Version, raw: &[f32]) -> f64 {
+    match version {
+        Version::Fixed => calibrate::fit::top1(&to64(raw)).1,
+        Version::Fitted(f) => {
+            let d = f.decide(&to64(raw));
+            match &f.curves {
+                Some(c) => c.adjust(d.predicted, d.score),
+                None => d.score,
+            }
+        }
+    }
+}
+
+impl IpwState {
+    /// Draws until `want` distinct items are audited (repeats reuse the label).
+    #[allow(clippy::too_many_arguments)]
+    fn draw_round(
+        &mut self,
+        ctx: &Ctx,
+        seed: u64,
+        round: usize,
+        uniform_share: f64,
+        version: &Version,
+        probs: &[f32],
+        ann: &mut Annotated,
+        drawn: &mut [bool],
+        want: usize,
+        answered: &mut usize,
+    ) -> Result<(), String> {
+        let (k, npool) = (ctx.k, ctx.pool.len());
+        let elig: Vec<usize> = (0..npool)
+            .filter(|&p| !matches!(ann.kind[p], Kind::Seed | Kind::Review))
+            .collect();
+        if elig.is_empty() {
+            self.stuck = true;
+            return Ok(());
+        }
+        let scores: Vec<f64> = elig
+            .iter()
+            .map(|&p| design_score(version, &probs[p * k..(p + 1) * k]))
+            .collect();
+        let q = ipw_design(&scores, uniform_share, ctx.opts.target).map_err(|e| e.to_string())?;
+        let q_out = q.iter().copied().fold(f64::INFINITY, f64::min);
+        let q_in = q.iter().copied().fold(0.0, f64::max);
+        let (mut eligible, mut in_region) = (vec![false; npool], vec![false; npool]);
+        for (j, &p) in elig.iter().enumerate() {
+            eligible[p] = true;
+            in_region[p] = q[j] >= q_in * (1.0 - 1e-12);
+        }
+        let r_idx = self.rounds.len();
+        self.rounds.push(IpwRound {
+            q_in,
+            q_out,
+            eligible,
+            in_region,
+        });
+        let mut rng = Rng::new(seed ^ 0x5EED_A0D1 ^ ((round as u64) << 24));
+        let budget = 50 * (want + 10);
+        let mut tries = 0;
+        while *answered < want {
+            if tries >= budget {
+                self.stuck = true;
+                break;
+            }
+            tries += 1;
+            let j = calibrate::ipw::draw(&q, rng.unit());
+            let p = elig[j];
+            self.draws.push((p, q[j], r_idx));
+            if !drawn[p] {
+                drawn[p] = true;
+                ann.annotate(ctx, seed, p, round, Kind::Audit);
+                self.audited.push(p);
+                *answered += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Temperature and class curves on the non-audit rows (as `pooled`),
+    /// then the betting scan over every draw so far on the fit-time scores.
+    fn fit(
+        &self,
+        ctx: &Ctx,
+        ann: &Annotated,
+        probs: &[f32],
+        tp64: &[f64],
+        ty: &[usize],
+    ) -> Result<Fitted, String> {
+        let (k, npool, opts) = (ctx.k, ctx.pool.len(), ctx.opts);
+        let fopts = FitOptions {
+            target: opts.target,
+            delta: opts.delta,
+            method: Method::Pooled,
+            ..FitOptions::default()
+        };
+        let mut f = calibrate::fit(
+            k,
+            LabeledRows {
+                probs: tp64,
+                labels: ty,
+            },
+            LabeledRows::EMPTY,
+            &fopts,
+        )
+        .map_err(|e| e.to_string())?;
+        let curves = f.curves.clone().unwrap_or_else(|| Curves::identity(k));
+        let adj: Vec<(usize, f64)> = (0..npool)
+            .map(|p| {
+                let d = f.decide(&to64(&probs[p * k..(p + 1) * k]));
+                (d.predicted, curves.adjust(d.predicted, d.score))
+            })
+            .collect();
+        let population: Vec<f64> = (0..npool)
+            .filter(|&p| !matches!(ann.kind[p], Kind::Seed | Kind::Review))
+            .map(|p| adj[p].1)
+            .collect();
+        // Per round: the highest fit-time score of an item that was
+        // eligible but outside the region (−∞: none).
+        let above: Vec<f64> = self
+            .rounds
+            .iter()
+            .map(|r| {
+                (0..npool)
+                    .filter(|&p| r.eligible[p] && !r.in_region[p])
+                    .map(|p| adj[p].1)
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect();
+        let draws: Vec<IpwDraw> = self
+            .draws
+            .iter()
+            .map(|&(p, q, r)| IpwDraw {
+                score: adj[p].1,
+                predicted: adj[p].0,
+                correct: ann.given[p] == Some(adj[p].0),
+                p: q,
+                p_min: self.rounds[r].q_out,
+                above: above[r],
+                p_min_above: self.rounds[r].q_in,
+            })
+            .collect();
+        let fit = fit_ipw(&draws, &population, npool, opts.target, opts.delta)
+            .map_err(|e| e.to_string())?;
+        for (c, class) in f.thresholds.classes.iter_mut().enumerate() {
+            class.threshold = fit.threshold.and_then(|l| curves.classes[c].inverse(l));
+        }
+        tracing::debug!(
+            threshold = ?fit.threshold,
+            coverage = fit.coverage,
+            e_value = ?fit.e_value,
+            start = fit.start_share,
+            draws = draws.len(),
+            "ipw fit"
+        );
+        Ok(f)
+    }
 }
 
 /// The point-estimate threshold on the audit samples, measured on the

@@ -170,6 +170,7 @@ mod tests {
                         precision: None,
                     },
                     oracle_coverage: 0.0,
+                    audit_draws: 0,
                 })
                 .collect(),
             labels_to_match_random: None,
@@ -199,6 +200,8 @@ mod tests {
             predictor: Predictor::Head,
             target: 0.95,
             delta: 0.05,
+            method: "global".into(),
+            audit_design: super::super::AuditDesign::Uniform,
             audit_sample: 0,
             random_final_accuracy: if results.is_empty() { None } else { Some(0.8) },
             results,

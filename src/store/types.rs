@@ -137,7 +137,7 @@ pub struct ProjectSettings {
     /// Refit the calibration after this many new audit labels (default 50; 0: only on request).
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub calibrate_every: Option<u64>,
-    /// `global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).
+    /// `global` (default: one threshold on calibrated scores), `per-class` (Bonferroni) or `pooled` (per-class thresholds from one scan at δ over class curves fitted on review labels).
     /// For boxes: `global` is one score threshold shared by every class.
     #[schema(schema_with = threshold_method_schema)]
     pub threshold_method: Option<String>,
@@ -172,8 +172,12 @@ fn tier_measure_schema() -> utoipa::openapi::Object {
 
 fn threshold_method_schema() -> utoipa::openapi::Object {
     crate::json_shape::nullable_enum(
-        ["global".to_string(), "per-class".to_string()],
-        "`global` (default: one threshold on calibrated scores) or `per-class` (Bonferroni).",
+        [
+            "global".to_string(),
+            "per-class".to_string(),
+            "pooled".to_string(),
+        ],
+        "`global` (default: one threshold on calibrated scores), `per-class` (Bonferroni) or `pooled` (per-class thresholds from one scan at δ over class curves fitted on review labels).",
     )
 }
 

@@ -1,0 +1,160 @@
+//! Issue 26: the audit drawn where the decision is made stays valid when the
+//! head is retrained between audit draws, and pooling gives small classes a
+//! threshold. Synthetic Gaussian classes (3 classes, one of them 6% of the
+//! items), so that it runs in seconds; the figures on real data are
+//! `scripts/trust_figures.sh`.
+
+use labelloop::calibrate::Method;
+use labelloop::select::strategies::Strategy;
+use labelloop::select::Rng;
+use labelloop::simulate::{self, AuditDesign, Dataset, Predictor, SimOptions};
+
+const DIM: usize = 6;
+
+/// `n` items in three overlapping Gaussian classes (shares 0.55, 0.39, 0.06).
+fn data(n: usize) -> Dataset {
+    let mut rng = Rng::new(2026);
+    let means: [[f32; DIM]; 3] = [
+        [1.2, 0.0, 0.0, 0.3, 0.0, 0.0],
+        [0.0, 1.2, 0.0, 0.0, 0.3, 0.0],
+        [0.0, 0.0, 1.4, 0.0, 0.0, 0.3],
+    ];
+    let (mut x, mut y, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let u = rng.unit();
+        let c = if u < 0.55 {
+            0
+        } else if u < 0.94 {
+            1
+        } else {
+            2
+        };
+        for m in means[c] {
+            // Box–Muller.
+            let (a, b) = (rng.unit().max(1e-12), rng.unit());
+            let z = (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos();
+            x.push(m + 0.9 * z as f32);
+        }
+        y.push(c);
+        ids.push(format!("item-{i}"));
+    }
+    Dataset {
+        ids,
+        x,
+        dim: DIM,
+        y,
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        model_probs: None,
+        prototypes: None,
+    }
+}
+
+fn options(method: Method, design: AuditDesign, seeds: usize) -> SimOptions {
+    SimOptions {
+        strategies: vec![Strategy::Random],
+        seed_size: 30,
+        batch: 30,
+        rounds: 5,
+        seed: 7,
+        seeds,
+        test_every: 5,
+        threshold: None,
+        committee: 2,
+        predictor: Predictor::Head,
+        target: 0.9,
+        delta: 0.1,
+        method,
+        audit_rate: 0.0,
+        audit_labels: Some(240),
+        // Six rounds of 40 audit labels: the head is retrained between draws.
+        audit_per_round: Some(40),
+        calibrate_every: 0,
+        drift_at: None,
+        drift_swap: None,
+        noise: 0.0,
+        finish: false,
+        audit_design: design,
+    }
+}
+
+/// (violations, mean coverage, mean oracle, point-estimate violations) over the final rounds.
+fn outcome(report: &simulate::SimReport, target: f64) -> (usize, f64, f64, usize) {
+    let (mut bad, mut cov, mut oracle, mut point_bad) = (0, 0.0, 0.0, 0);
+    for run in &report.runs {
+        let last = run.results[0].rounds.last().expect("a round");
+        if last.auto_precision < target {
+            bad += 1;
+        }
+        if last.point_estimate.precision.is_some_and(|p| p < target) {
+            point_bad += 1;
+        }
+        cov += last.auto_coverage;
+        oracle += last.oracle_coverage;
+    }
+    let n = report.runs.len() as f64;
+    (bad, cov / n, oracle / n, point_bad)
+}
+
+#[test]
+fn ipw_audit_holds_its_guarantee_when_the_head_is_retrained_between_draws() {
+    let data = data(2000);
+    let seeds = 40;
+    let opts = options(
+        Method::Pooled,
+        AuditDesign::Ipw { uniform_share: 0.2 },
+        seeds,
+    );
+    let report = simulate::run(&data, &opts, |_, _| {}).expect("simulate");
+    // The draws really span several head versions.
+    let rounds = &report.runs[0].results[0].rounds;
+    assert!(rounds.iter().filter(|r| r.refit).count() >= 5);
+    assert!(rounds.last().unwrap().audit_draws >= 240);
+    let (bad, cov, oracle, point_bad) = outcome(&report, 0.9);
+    eprintln!(
+        "ipw: {bad}/{seeds} below 0.9, coverage {cov:.3} (oracle {oracle:.3}); point estimate {point_bad}/{seeds}"
+    );
+    // δ = 0.1: 4 expected at worst; 8 is about two standard deviations above.
+    assert!(bad <= 8, "{bad}/{seeds} runs below the target");
+    assert!(cov > 0.1, "coverage {cov}");
+    // The check can fail: a point estimate on the same audit misses often.
+    assert!(point_bad > bad, "point estimate {point_bad} vs {bad}");
+}
+
+#[test]
+fn pooled_gives_the_small_class_a_threshold_where_per_class_cannot() {
+    let data = data(2000);
+    let seeds = 12;
+    let run = |method| {
+        simulate::run(
+            &data,
+            &options(method, AuditDesign::Uniform, seeds),
+            |_, _| {},
+        )
+        .expect("simulate")
+    };
+    let count_small = |r: &simulate::SimReport| {
+        r.runs
+            .iter()
+            .filter(|s| s.results[0].rounds.last().unwrap().thresholds["c"].is_some())
+            .count()
+    };
+    let pooled = run(Method::Pooled);
+    let per_class = run(Method::PerClass);
+    let (bad, cov, oracle, _) = outcome(&pooled, 0.9);
+    let (_, cov_pc, _, _) = outcome(&per_class, 0.9);
+    let (small_pooled, small_pc) = (count_small(&pooled), count_small(&per_class));
+    eprintln!(
+        "pooled: {bad}/{seeds} below, coverage {cov:.3} (per class {cov_pc:.3}, oracle {oracle:.3}); small class thresholded in {small_pooled} vs {small_pc} runs"
+    );
+    assert!(bad <= 3, "{bad}/{seeds}");
+    assert!(small_pooled > small_pc, "{small_pooled} vs {small_pc}");
+    assert!(cov > cov_pc, "pooled {cov} vs per class {cov_pc}");
+}
+
+#[test]
+fn a_uniform_share_outside_the_unit_interval_is_refused() {
+    for u in [-0.5, 1.5, f64::NAN] {
+        let e = labelloop::calibrate::ipw::design(&[0.9, 0.8], u, 0.95).unwrap_err();
+        assert!(e.to_string().contains("uniform_share"), "{e}");
+    }
+}
