@@ -12,6 +12,7 @@ pub mod neighbors;
 pub mod outliers;
 pub mod pii;
 pub mod quality;
+pub mod report;
 pub mod text_near;
 
 /// What a screen refuses.
