@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use labelloop::screen::exact::{self, Key};
-use labelloop::screen::image_near::{self, ImageNearOptions, ImageSet, THUMB};
+use labelloop::screen::image_near::{self, ImageNearOptions, ImageSet};
 use labelloop::screen::neighbors::BruteForce;
 use labelloop::screen::outliers::{self, OutlierOptions};
 use labelloop::screen::quality::{self, Quality};

@@ -32,7 +32,11 @@ impl Default for ImageNearOptions {
         ImageNearOptions {
             k: 5,
             max_shift: 2,
-            threshold: 0.95,
+            // Measured on Fashion-MNIST test: natural pixel-space
+            // neighbours reach 0.95 often (771 of 15,000 neighbour pairs
+            // among 3,000 images), 0.985 four times; planted JPEG (q 75)
+            // and noise (σ 8) copies stay above 0.985 in 99 of 100.
+            threshold: 0.985,
         }
     }
 }
