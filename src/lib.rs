@@ -6,6 +6,7 @@
 //! - [`region`] is the one shape of a label: a whole item, a box (later a text
 //!   line or a time span), and its exact converters to other tools' formats;
 //! - [`select`] ranks items for review (measures and strategies);
+//! - [`screen`] finds duplicates, outliers, leaks, bad items and personal data;
 //! - [`learn`] trains the classifier head from people's corrections;
 //! - [`calibrate`] holds the statistics of trust: thresholds with a guarantee,
 //!   temperature scaling, drift alarms, label errors, agreement, matching
@@ -26,6 +27,7 @@ pub mod learn;
 pub mod model;
 pub mod region;
 pub mod runtime;
+pub mod screen;
 pub mod select;
 pub mod service;
 pub mod simulate;

@@ -12,6 +12,7 @@ mod inputs;
 mod label;
 mod labelstudio;
 mod models;
+mod screen;
 mod serve;
 mod simulate;
 mod tokens;
@@ -59,6 +60,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the one `/v1/openapi.json` serves).
     Openapi,
+    /// Screen a JSONL file for duplicates, outliers, leaks, bad items and personal data.
+    Screen(screen::ScreenArgs),
     /// Replay the active-learning loop on labeled data and compare strategies.
     Simulate(simulate::SimulateArgs),
     /// Label Studio: bulk pre-annotation of a Label Studio project.
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Screen(args) => screen::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Tokens { command } => tokens::run(command),
         Command::Labelstudio { command } => labelstudio::run(command),

@@ -1,0 +1,485 @@
+//! `labelloop screen`: duplicates, outliers, leaks, bad items and personal
+//! data in a JSONL file, before anyone labels it.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
+use crate::model::pipeline::{self, PipelineOptions};
+use crate::model::{registry, Input, LoadOptions, Model};
+use crate::runtime::SessionOptions;
+use crate::screen::image_near::ImageNearOptions;
+use crate::screen::outliers::OutlierOptions;
+use crate::screen::report::{self, Content, Of, ScreenItem, ScreenOptions};
+use crate::screen::text_near::TextNearOptions;
+
+#[derive(Args, Debug)]
+pub struct ScreenArgs {
+    /// Model that embeds the items (a folder, or a name under --models-dir):
+    /// the image classifier's embedding output, or a text-embedding model.
+    #[arg(long, short)]
+    model: String,
+    /// JSONL file of {"id", "text"|"image", "label"?, "split"?} (image paths
+    /// relative to the file's folder).
+    #[arg(required = true)]
+    data: PathBuf,
+    /// Reference items in the same format (for example the training set):
+    /// outliers are tested against it (conformal, rate ≤ α) and leaks are
+    /// copies of its items. Without it, outliers use Datalab's within-pool
+    /// rule and leaks are looked for between splits.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Write one JSON line per flagged item here (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Write the summary (counts, thresholds, seconds per stage) as JSON here.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Write every item's outlier score (the raw k-NN distance; flagged above
+    /// the summary's threshold) as JSONL {"id", "outlier_score"} here.
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// False-positive rate of the outlier test, in (0, 0.5].
+    #[arg(long, default_value_t = 0.01)]
+    alpha: f64,
+    /// Neighbours behind the outlier score.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Character 5-gram Jaccard similarity at or above which texts are near duplicates.
+    #[arg(long, default_value_t = TextNearOptions::default().threshold)]
+    text_threshold: f64,
+    /// Shifted pixel correlation at or above which images are near duplicates.
+    #[arg(long, default_value_t = ImageNearOptions::default().threshold)]
+    image_threshold: f64,
+    /// Without --reference, items of other splits are checked for leaks against this split.
+    #[arg(long, default_value = "train")]
+    train_split: String,
+    /// Items per model run.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Threads (ONNX Runtime and the screen; default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Folder that holds model folders, for --model given as a name.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    id: Option<serde_json::Value>,
+    text: Option<String>,
+    image: Option<String>,
+    split: Option<String>,
+}
+
+/// A line as read: its id, split and input (or why it cannot be screened).
+struct Raw {
+    id: String,
+    split: Option<String>,
+    input: Result<RawInput, String>,
+}
+
+enum RawInput {
+    Text(String),
+    Image(Vec<u8>),
+}
+
+fn read_jsonl(path: &Path) -> std::io::Result<Vec<Raw>> {
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let text = std::fs::read_to_string(path)?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    Ok(lines
+        .par_iter()
+        .map(|&(n, line)| {
+            let fallback = format!("{}:{}", path.display(), n + 1);
+            let parsed: Line = match serde_json::from_str(line) {
+                Ok(l) => l,
+                Err(e) => {
+                    return Raw {
+                        id: fallback,
+                        split: None,
+                        input: Err(format!("line {}: malformed JSON: {e}", n + 1)),
+                    }
+                }
+            };
+            let id = match parsed.id {
+                Some(serde_json::Value::String(s)) => s,
+                Some(serde_json::Value::Number(v)) => v.to_string(),
+                _ => fallback,
+            };
+            let input = match (parsed.text, parsed.image) {
+                (Some(t), None) => Ok(RawInput::Text(t)),
+                (None, Some(img)) => {
+                    let p = PathBuf::from(&img);
+                    let p = if p.is_absolute() { p } else { base.join(p) };
+                    match std::fs::read(&p) {
+                        Ok(b) if b.is_empty() => Err(format!("{}: empty file", p.display())),
+                        Ok(b) => Ok(RawInput::Image(b)),
+                        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+                    }
+                }
+                _ => Err(format!(
+                    "line {}: needs exactly one of \"text\" and \"image\"",
+                    n + 1
+                )),
+            };
+            Raw {
+                id,
+                split: parsed.split,
+                input,
+            }
+        })
+        .collect())
+}
+
+/// A decoded line: its id, what the screen reads, what the model reads.
+type Decoded = (String, ScreenItem, Input);
+/// A line that could not be read: its id and why.
+type Unreadable = (String, String);
+/// A file's ids, its items, and the lines that could not be read.
+type Loaded = (Vec<String>, Vec<ScreenItem>, Vec<Unreadable>);
+
+/// Decode every line; lines that fail are returned as (id, reason).
+fn decode(raw: Vec<Raw>) -> (Vec<Decoded>, Vec<Unreadable>) {
+    let results: Vec<Result<Decoded, Unreadable>> = raw
+        .into_par_iter()
+        .map(|r| {
+            let input = r.input.map_err(|e| (r.id.clone(), e))?;
+            let (content, model_input) = match input {
+                RawInput::Text(t) => (Content::Text(t.clone()), Input::Text(t)),
+                RawInput::Image(bytes) => {
+                    let c = report::decode_image(&bytes)
+                        .map_err(|e| (r.id.clone(), format!("image could not be decoded: {e}")))?;
+                    (c, Input::Image(bytes))
+                }
+            };
+            Ok((
+                r.id,
+                ScreenItem {
+                    content,
+                    embedding: None,
+                    split: r.split,
+                },
+                model_input,
+            ))
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(x) => ok.push(x),
+            Err(e) => failed.push(e),
+        }
+    }
+    (ok, failed)
+}
+
+/// Embed items in place; returns how many failed (their embedding stays None).
+fn embed(
+    model: &Model,
+    items: &mut [ScreenItem],
+    inputs: Vec<Input>,
+    batch: usize,
+    threads: usize,
+) -> usize {
+    let total = items.len() as u64;
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} embedding {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut failed = 0;
+    let opts = PipelineOptions {
+        batch_size: batch.max(1),
+        workers: threads,
+        runners: 1,
+        ..PipelineOptions::default()
+    };
+    pipeline::label_all(model, inputs.into_iter().map(Ok).collect(), opts, |i, r| {
+        progress.inc(1);
+        match r {
+            Ok(p) => items[i].embedding = p.embedding,
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding an item failed");
+                failed += 1
+            }
+        }
+    });
+    progress.finish_and_clear();
+    failed
+}
+
+#[derive(Serialize)]
+struct IssueLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    of: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    spans: &'a [(usize, usize)],
+}
+
+#[derive(Serialize)]
+struct ItemLine<'a> {
+    id: &'a str,
+    issues: Vec<IssueLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct RejectedLine<'a> {
+    id: &'a str,
+    error: &'a str,
+    code: &'static str,
+}
+
+pub fn run(args: ScreenArgs) -> ExitCode {
+    let opts = ScreenOptions {
+        outliers: OutlierOptions {
+            k: args.k,
+            alpha: args.alpha,
+        },
+        text: TextNearOptions {
+            threshold: args.text_threshold,
+            ..TextNearOptions::default()
+        },
+        image: ImageNearOptions {
+            threshold: args.image_threshold,
+            ..ImageNearOptions::default()
+        },
+        train_split: args.train_split.clone(),
+    };
+    if let Err(e) = crate::screen::outliers::check_alpha(args.alpha) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = args.threads.unwrap_or(cores).max(1);
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+    {
+        tracing::debug!(%e, "rayon's pool was already set up");
+    }
+    let dir = registry::resolve(&args.model, &args.models_dir);
+    let model = match Model::load(
+        &dir,
+        LoadOptions {
+            session: SessionOptions {
+                intra_threads: threads,
+                spinning: false,
+            },
+            sessions: 1,
+            embeddings: true,
+            ..LoadOptions::default()
+        },
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_MODEL_LOAD);
+        }
+    };
+
+    let started = Instant::now();
+    let load = |path: &Path| -> Result<Loaded, ExitCode> {
+        let raw = read_jsonl(path).map_err(|e| {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            ExitCode::from(EXIT_NOTHING_LABELED)
+        })?;
+        let (ok, failed) = decode(raw);
+        let (mut ids, mut items, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, item, input) in ok {
+            ids.push(id);
+            items.push(item);
+            inputs.push(input);
+        }
+        let bad = embed(&model, &mut items, inputs, args.batch_size, threads);
+        if bad > 0 || items.iter().any(|i| i.embedding.is_none()) {
+            eprintln!(
+                "error: {} gives no embedding for {} of {} items of {}; screening needs a model with an embedding output",
+                model.name(),
+                items.iter().filter(|i| i.embedding.is_none()).count(),
+                items.len(),
+                path.display()
+            );
+            return Err(ExitCode::from(EXIT_MODEL_LOAD));
+        }
+        Ok((ids, items, failed))
+    };
+    let (ids, items, rejected) = match load(&args.data) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let reference = match &args.reference {
+        Some(p) => match load(p) {
+            Ok((rids, ritems, rrej)) => {
+                if !rrej.is_empty() {
+                    tracing::warn!(
+                        count = rrej.len(),
+                        "reference items that could not be read were left out"
+                    );
+                }
+                Some((rids, ritems))
+            }
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let embed_secs = started.elapsed().as_secs_f64();
+    if items.is_empty() {
+        eprintln!(
+            "error: {} holds no item that could be read",
+            args.data.display()
+        );
+        return ExitCode::from(EXIT_NOTHING_LABELED);
+    }
+
+    let t = Instant::now();
+    let report = match report::screen(&items, reference.as_ref().map(|r| r.1.as_slice()), &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let screen_secs = t.elapsed().as_secs_f64();
+
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot create {}: {e}", path.display());
+                return ExitCode::from(EXIT_OUTPUT);
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let name_of = |of: &Of| -> &str {
+        match of {
+            Of::Item(i) => &ids[*i],
+            Of::Reference(i) => reference.as_ref().map_or("", |r| r.0[*i].as_str()),
+        }
+    };
+    let mut flagged = 0usize;
+    let mut written: std::io::Result<()> = Ok(());
+    for (i, issues) in report.issues.iter().enumerate() {
+        if issues.is_empty() || written.is_err() {
+            continue;
+        }
+        flagged += 1;
+        let line = ItemLine {
+            id: &ids[i],
+            issues: issues
+                .iter()
+                .map(|is| IssueLine {
+                    kind: &is.kind,
+                    score: (is.score * 1e6).round() / 1e6,
+                    group: is.group,
+                    of: is.of.as_ref().map(name_of),
+                    spans: &is.spans,
+                })
+                .collect(),
+        };
+        written = serde_json::to_writer(&mut out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"));
+    }
+    for (id, error) in &rejected {
+        if written.is_err() {
+            break;
+        }
+        written = serde_json::to_writer(
+            &mut out,
+            &RejectedLine {
+                id,
+                error,
+                code: "unreadable",
+            },
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|_| out.write_all(b"\n"));
+    }
+    if let Err(e) = written.and_then(|_| out.flush()) {
+        eprintln!("error: writing the issues failed: {e}");
+        return ExitCode::from(EXIT_OUTPUT);
+    }
+
+    if let (Some(p), Some(raw)) = (&args.scores, &report.outlier_raw) {
+        let mut text = String::new();
+        for (id, v) in ids.iter().zip(raw) {
+            text.push_str(&serde_json::json!({"id": id, "outlier_score": v}).to_string());
+            text.push('\n');
+        }
+        if let Err(e) = std::fs::write(p, text) {
+            eprintln!("error: cannot write {}: {e}", p.display());
+            return ExitCode::from(EXIT_OUTPUT);
+        }
+    }
+    let s = &report.summary;
+    let mut summary = serde_json::to_value(s).unwrap_or_default();
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("flagged".into(), flagged.into());
+        obj.insert("rejected".into(), rejected.len().into());
+        obj.insert("model".into(), model.name().into());
+        obj.insert("read_and_embed_seconds".into(), embed_secs.into());
+        obj.insert("screen_seconds".into(), screen_secs.into());
+    }
+    if let Some(p) = &args.summary {
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+        if let Err(e) = std::fs::write(p, text) {
+            eprintln!("error: cannot write {}: {e}", p.display());
+            return ExitCode::from(EXIT_OUTPUT);
+        }
+    }
+    eprintln!(
+        "screened {} items with {} in {screen_secs:.2}s (reading and embedding {embed_secs:.2}s): {flagged} flagged, {} unreadable",
+        s.items,
+        model.name(),
+        rejected.len()
+    );
+    eprintln!(
+        "  exact duplicates: {} groups over {} rows; near duplicates: {} groups over {} rows",
+        s.exact_groups, s.exact_rows, s.near_groups, s.near_rows
+    );
+    match (&s.outlier_method, s.outlier_threshold) {
+        (Some(crate::screen::outliers::OutlierMethod::Conformal { reference, alpha }), Some(t)) => eprintln!(
+            "  outliers: conformal k-NN test against {reference} reference items, alpha {alpha}, threshold {t:.4} (k = {})",
+            args.k
+        ),
+        (Some(_), Some(t)) => eprintln!(
+            "  outliers: no reference, so Datalab's within-pool rule (mean {}-NN distance above Q3 + 1.7 IQR = {t:.4}); no error rate is promised",
+            args.k
+        ),
+        _ => {}
+    }
+    let counts: BTreeMap<&String, &usize> = s.counts.iter().collect();
+    for (kind, n) in counts {
+        eprintln!("  {kind}: {n}");
+    }
+    ExitCode::SUCCESS
+}

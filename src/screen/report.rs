@@ -1,0 +1,530 @@
+//! One screen over a set of items: every detector, and the issues per item.
+//! Used by `labelloop screen`; pure (items arrive decoded and embedded).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::exact::{self, Key};
+use super::image_near::{self, ImageNearOptions, ImageSet};
+use super::leaks;
+use super::neighbors::BruteForce;
+use super::outliers::{self, OutlierMethod, OutlierOptions};
+use super::pii;
+use super::quality::{self, Fences, ImageStats, ImageThresholds};
+use super::text_near::{Sketches, TextNearOptions};
+use super::{components, ScreenError};
+
+/// A decoded item.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Text(String),
+    Image {
+        key: Key,
+        thumb: Vec<f32>,
+        stats: ImageStats,
+    },
+}
+
+/// Decode an encoded image (PNG, JPEG) into its content key, thumbnail and
+/// quality measures. The key hashes the decoded pixels with their size and
+/// colour layout.
+pub fn decode_image(bytes: &[u8]) -> Result<Content, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let key = exact::pixel_key(
+        img.width(),
+        img.height(),
+        img.color().channel_count(),
+        img.as_bytes(),
+    );
+    let grey = img.to_luma8();
+    let (w, h) = grey.dimensions();
+    Ok(Content::Image {
+        key,
+        thumb: image_near::thumbnail(grey.as_raw(), w as usize, h as usize),
+        stats: quality::image_stats(grey.as_raw(), w, h),
+    })
+}
+
+/// One item to screen.
+#[derive(Debug, Clone)]
+pub struct ScreenItem {
+    pub content: Content,
+    pub embedding: Option<Vec<f32>>,
+    /// The split it was ingested into, if any.
+    pub split: Option<String>,
+}
+
+/// Settings of a whole screen.
+#[derive(Debug, Clone)]
+pub struct ScreenOptions {
+    pub outliers: OutlierOptions,
+    pub text: TextNearOptions,
+    pub image: ImageNearOptions,
+    /// Without a reference, items of other splits are checked for leaks against this one.
+    pub train_split: String,
+}
+
+impl Default for ScreenOptions {
+    fn default() -> Self {
+        ScreenOptions {
+            outliers: OutlierOptions::default(),
+            text: TextNearOptions::default(),
+            image: ImageNearOptions::default(),
+            train_split: "train".into(),
+        }
+    }
+}
+
+/// What an issue points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Of {
+    /// Another screened item (a group's representative, or the training item a leak copies).
+    Item(usize),
+    /// An item of the reference set.
+    Reference(usize),
+}
+
+/// One issue of one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`, `pii:<kind>`.
+    pub kind: String,
+    pub score: f64,
+    pub group: Option<usize>,
+    pub of: Option<Of>,
+    /// Byte spans of personal data.
+    pub spans: Vec<(usize, usize)>,
+}
+
+impl Issue {
+    fn new(kind: impl Into<String>, score: f64) -> Issue {
+        Issue {
+            kind: kind.into(),
+            score,
+            group: None,
+            of: None,
+            spans: Vec::new(),
+        }
+    }
+}
+
+/// Thresholds and rules a screen used, for the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub items: usize,
+    pub reference_items: usize,
+    /// Issues per type.
+    pub counts: BTreeMap<String, usize>,
+    pub exact_groups: usize,
+    pub exact_rows: usize,
+    pub near_groups: usize,
+    pub near_rows: usize,
+    pub outlier_method: Option<OutlierMethod>,
+    /// The outlier threshold on the raw score (k-th or mean k-NN distance).
+    pub outlier_threshold: Option<f64>,
+    pub image_thresholds: Option<ImageThresholds>,
+    /// Fences on log10 of text length.
+    pub text_length: Option<Fences>,
+    /// Where leaks were looked for ("reference", "splits", or none).
+    pub leaks_against: Option<String>,
+    /// Seconds per stage.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+/// The result: issues per item (input order) and the summary.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub issues: Vec<Vec<Issue>>,
+    /// Raw outlier score per item (when embeddings were given).
+    pub outlier_raw: Option<Vec<f64>>,
+    pub summary: Summary,
+}
+
+fn embeddings(items: &[ScreenItem]) -> Result<Option<(Vec<f32>, usize)>, ScreenError> {
+    let Some(dim) = items
+        .first()
+        .and_then(|i| i.embedding.as_ref())
+        .map(Vec::len)
+    else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(items.len() * dim);
+    for (n, it) in items.iter().enumerate() {
+        match &it.embedding {
+            Some(e) if e.len() == dim => out.extend_from_slice(e),
+            Some(e) => {
+                return Err(ScreenError::Shape(format!(
+                    "item {n} has a {}-d embedding, the first item {dim}",
+                    e.len()
+                )))
+            }
+            None => {
+                return Err(ScreenError::Shape(format!(
+                    "item {n} has no embedding while the first has one"
+                )))
+            }
+        }
+    }
+    Ok(Some((out, dim)))
+}
+
+struct Split<'a> {
+    texts: Vec<(usize, &'a str)>,
+    images: Vec<(usize, &'a Key, &'a Vec<f32>)>,
+}
+
+fn split<'a>(items: &'a [ScreenItem], which: &[usize]) -> Split<'a> {
+    let mut s = Split {
+        texts: Vec::new(),
+        images: Vec::new(),
+    };
+    for &i in which {
+        match &items[i].content {
+            Content::Text(t) => s.texts.push((i, t)),
+            Content::Image { key, thumb, .. } => s.images.push((i, key, thumb)),
+        }
+    }
+    s
+}
+
+fn sub_embeddings(items: &[ScreenItem], which: &[usize]) -> Option<(Vec<f32>, usize)> {
+    let dim = items.get(*which.first()?)?.embedding.as_ref()?.len();
+    let mut out = Vec::with_capacity(which.len() * dim);
+    for &i in which {
+        out.extend_from_slice(items[i].embedding.as_ref()?);
+    }
+    Some((out, dim))
+}
+
+/// Leaks of `queries` (indices into `q_items`) against `refs` (indices into `r_items`).
+fn find_leaks(
+    q_items: &[ScreenItem],
+    queries: &[usize],
+    r_items: &[ScreenItem],
+    refs: &[usize],
+    opts: &ScreenOptions,
+) -> Result<Vec<(usize, usize, f64)>, ScreenError> {
+    let (qs, rs) = (split(q_items, queries), split(r_items, refs));
+    let mut out = Vec::new();
+    if !qs.texts.is_empty() && !rs.texts.is_empty() {
+        let qt: Vec<&str> = qs.texts.iter().map(|t| t.1).collect();
+        let rt: Vec<&str> = rs.texts.iter().map(|t| t.1).collect();
+        for l in leaks::text_leaks(&qt, &rt, opts.text)? {
+            out.push((qs.texts[l.query].0, rs.texts[l.of].0, l.score));
+        }
+    }
+    if !qs.images.is_empty() && !rs.images.is_empty() {
+        let qi: Vec<usize> = qs.images.iter().map(|x| x.0).collect();
+        let ri: Vec<usize> = rs.images.iter().map(|x| x.0).collect();
+        let qt: Vec<Vec<f32>> = qs.images.iter().map(|x| x.2.clone()).collect();
+        let rt: Vec<Vec<f32>> = rs.images.iter().map(|x| x.2.clone()).collect();
+        let qk: Vec<Option<Key>> = qs.images.iter().map(|x| Some(*x.1)).collect();
+        let rk: Vec<Option<Key>> = rs.images.iter().map(|x| Some(*x.1)).collect();
+        let qe = sub_embeddings(q_items, &qi);
+        let re = sub_embeddings(r_items, &ri);
+        let both = qe.is_some() && re.is_some();
+        let qset = ImageSet {
+            thumbs: &qt,
+            embeddings: qe
+                .as_ref()
+                .filter(|_| both)
+                .map(|(e, d)| (e.as_slice(), *d)),
+        };
+        let rset = ImageSet {
+            thumbs: &rt,
+            embeddings: re
+                .as_ref()
+                .filter(|_| both)
+                .map(|(e, d)| (e.as_slice(), *d)),
+        };
+        for l in leaks::image_leaks(&qk, &qset, &rk, &rset, opts.image)? {
+            out.push((qi[l.query], ri[l.of], l.score));
+        }
+    }
+    Ok(out)
+}
+
+/// Screen `items`, against `reference` when one is given (outliers by the
+/// conformal test, leaks against it); without one, outliers by the
+/// within-pool rule and leaks between splits.
+pub fn screen(
+    items: &[ScreenItem],
+    reference: Option<&[ScreenItem]>,
+    opts: &ScreenOptions,
+) -> Result<Report, ScreenError> {
+    outliers::check_alpha(opts.outliers.alpha)?;
+    let n = items.len();
+    let mut issues: Vec<Vec<Issue>> = vec![Vec::new(); n];
+    let mut seconds = BTreeMap::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, seconds: &mut BTreeMap<String, f64>| {
+        seconds.insert(name.to_string(), clock.elapsed().as_secs_f64());
+        clock = Instant::now();
+    };
+
+    // Exact duplicates.
+    let keys: Vec<Option<Key>> = items
+        .iter()
+        .map(|it| {
+            Some(match &it.content {
+                Content::Text(t) => exact::text_key(t),
+                Content::Image { key, .. } => *key,
+            })
+        })
+        .collect();
+    let exact_groups = exact::groups(&keys);
+    let mut group_id = 0usize;
+    let mut unique = vec![true; n];
+    for g in &exact_groups {
+        for (m, &i) in g.iter().enumerate() {
+            let mut is = Issue::new("exact_duplicate", 1.0);
+            is.group = Some(group_id);
+            if m > 0 {
+                is.of = Some(Of::Item(g[0]));
+                unique[i] = false;
+            }
+            issues[i].push(is);
+        }
+        group_id += 1;
+    }
+    lap("exact", &mut seconds);
+
+    // Near duplicates, among the unique items (one per exact group).
+    let reps: Vec<usize> = (0..n).filter(|&i| unique[i]).collect();
+    let rs = split(items, &reps);
+    let mut near_pairs: Vec<(usize, usize, f64)> = Vec::new();
+    if !rs.texts.is_empty() {
+        let texts: Vec<&str> = rs.texts.iter().map(|t| t.1).collect();
+        let sk = Sketches::new(&texts, opts.text)?;
+        near_pairs.extend(
+            sk.pairs_within()
+                .into_iter()
+                .map(|p| (rs.texts[p.a].0, rs.texts[p.b].0, p.similarity)),
+        );
+        lap("near_text", &mut seconds);
+    }
+    if !rs.images.is_empty() {
+        let idx: Vec<usize> = rs.images.iter().map(|x| x.0).collect();
+        let thumbs: Vec<Vec<f32>> = rs.images.iter().map(|x| x.2.clone()).collect();
+        let emb = sub_embeddings(items, &idx);
+        let set = ImageSet {
+            thumbs: &thumbs,
+            embeddings: emb.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+        };
+        near_pairs.extend(
+            image_near::near_pairs(&set, opts.image)?
+                .into_iter()
+                .map(|p| (idx[p.a], idx[p.b], p.score)),
+        );
+        lap("near_image", &mut seconds);
+    }
+    let near_groups = components(n, near_pairs.iter().map(|p| (p.0, p.1)));
+    let mut best = vec![0f64; n];
+    for &(a, b, s) in &near_pairs {
+        best[a] = best[a].max(s);
+        best[b] = best[b].max(s);
+    }
+    let mut near_rows = 0;
+    for g in &near_groups {
+        near_rows += g.len();
+        for (m, &i) in g.iter().enumerate() {
+            let mut is = Issue::new("near_duplicate", best[i]);
+            is.group = Some(group_id);
+            if m > 0 {
+                is.of = Some(Of::Item(g[0]));
+            }
+            issues[i].push(is);
+        }
+        group_id += 1;
+    }
+
+    // Outliers.
+    let emb = embeddings(items)?;
+    let mut outlier_method = None;
+    let mut outlier_threshold = None;
+    let mut outlier_raw = None;
+    if let Some((e, dim)) = &emb {
+        let res = match reference.map(embeddings).transpose()?.flatten() {
+            Some((re, rdim)) => {
+                if rdim != *dim {
+                    return Err(ScreenError::Shape(format!(
+                        "the reference's embeddings are {rdim}-d, the items' {dim}-d"
+                    )));
+                }
+                let index = BruteForce::new(re, rdim)?;
+                outliers::conformal(&index, e, opts.outliers)?
+            }
+            None => {
+                let index = BruteForce::new(e.clone(), *dim)?;
+                let knn = index.self_knn(opts.outliers.k)?;
+                outliers::within_pool(&knn, opts.outliers.k)
+            }
+        };
+        for (i, item_issues) in issues.iter_mut().enumerate().take(n) {
+            if res.flagged[i] {
+                item_issues.push(Issue::new("outlier", res.score(i)));
+            }
+        }
+        outlier_method = Some(res.method);
+        outlier_threshold = Some(res.threshold);
+        outlier_raw = Some(res.raw.clone());
+        lap("outliers", &mut seconds);
+    }
+
+    // Leaks.
+    let mut leaks_against = None;
+    let mut found: Vec<(usize, Of, f64)> = Vec::new();
+    if let Some(r) = reference {
+        let all: Vec<usize> = (0..n).collect();
+        let rall: Vec<usize> = (0..r.len()).collect();
+        found.extend(
+            find_leaks(items, &all, r, &rall, opts)?
+                .into_iter()
+                .map(|(q, o, s)| (q, Of::Reference(o), s)),
+        );
+        leaks_against = Some("reference".to_string());
+    } else if items.iter().any(|i| i.split.is_some()) {
+        let train: Vec<usize> = (0..n)
+            .filter(|&i| items[i].split.as_deref() == Some(opts.train_split.as_str()))
+            .collect();
+        let others: Vec<usize> = (0..n)
+            .filter(|&i| {
+                items[i].split.is_some()
+                    && items[i].split.as_deref() != Some(opts.train_split.as_str())
+            })
+            .collect();
+        if !train.is_empty() && !others.is_empty() {
+            found.extend(
+                find_leaks(items, &others, items, &train, opts)?
+                    .into_iter()
+                    .map(|(q, o, s)| (q, Of::Item(o), s)),
+            );
+            leaks_against = Some(format!("split {}", opts.train_split));
+        }
+    }
+    for (q, of, s) in found {
+        let mut is = Issue::new("leak", s);
+        is.of = Some(of);
+        issues[q].push(is);
+    }
+    if leaks_against.is_some() {
+        lap("leaks", &mut seconds);
+    }
+
+    // Quality and personal data.
+    let stats: Vec<ImageStats> = items
+        .iter()
+        .filter_map(|i| match &i.content {
+            Content::Image { stats, .. } => Some(*stats),
+            Content::Text(_) => None,
+        })
+        .collect();
+    let image_thresholds = (!stats.is_empty()).then(|| quality::image_thresholds(&stats));
+    let texts: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match &i.content {
+            Content::Text(t) => Some(t.as_str()),
+            Content::Image { .. } => None,
+        })
+        .collect();
+    let text_length = (!texts.is_empty()).then(|| quality::text_thresholds(&texts));
+    for (i, it) in items.iter().enumerate() {
+        match &it.content {
+            Content::Image { stats, .. } => {
+                if let Some(t) = &image_thresholds {
+                    for q in quality::image_issues(stats, t) {
+                        issues[i].push(Issue::new(format!("quality:{}", q.name()), 1.0));
+                    }
+                }
+            }
+            Content::Text(t) => {
+                if let Some(f) = &text_length {
+                    for q in quality::text_issues(t, f) {
+                        issues[i].push(Issue::new(format!("quality:{}", q.name()), 1.0));
+                    }
+                }
+                let mut by_kind: BTreeMap<pii::PiiKind, Vec<(usize, usize)>> = BTreeMap::new();
+                for s in pii::scan(t) {
+                    by_kind.entry(s.kind).or_default().push((s.start, s.end));
+                }
+                for (kind, spans) in by_kind {
+                    let mut is = Issue::new(format!("pii:{}", kind.name()), spans.len() as f64);
+                    is.spans = spans;
+                    issues[i].push(is);
+                }
+            }
+        }
+    }
+    lap("quality_pii", &mut seconds);
+
+    let mut counts = BTreeMap::new();
+    for is in issues.iter().flatten() {
+        *counts.entry(is.kind.clone()).or_insert(0) += 1;
+    }
+    Ok(Report {
+        issues,
+        outlier_raw,
+        summary: Summary {
+            items: n,
+            reference_items: reference.map_or(0, <[_]>::len),
+            counts,
+            exact_groups: exact_groups.len(),
+            exact_rows: exact_groups.iter().map(Vec::len).sum(),
+            near_groups: near_groups.len(),
+            near_rows,
+            outlier_method,
+            outlier_threshold,
+            image_thresholds,
+            text_length,
+            leaks_against,
+            seconds,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str, split: Option<&str>) -> ScreenItem {
+        ScreenItem {
+            content: Content::Text(t.into()),
+            embedding: None,
+            split: split.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_small_text_screen_names_groups_leaks_and_pii() {
+        let items = vec![
+            text("Ok lar... Joking wif u oni...", Some("train")),
+            text("Ok lar...  Joking wif u oni...", Some("train")),
+            text("Call 08712460324 to claim your prize now", Some("train")),
+            text("CALL 08712460324 to claim your prize now!!", Some("test")),
+            text("see you at the station at six", Some("test")),
+        ];
+        let r = screen(&items, None, &ScreenOptions::default()).unwrap();
+        let kinds =
+            |i: usize| -> Vec<&str> { r.issues[i].iter().map(|x| x.kind.as_str()).collect() };
+        assert_eq!(kinds(0), vec!["exact_duplicate"]);
+        assert_eq!(r.issues[1][0].of, Some(Of::Item(0)));
+        assert!(kinds(2).contains(&"near_duplicate") && kinds(2).contains(&"pii:phone"));
+        assert!(kinds(3).contains(&"leak"), "{:?}", kinds(3));
+        assert_eq!(
+            r.issues[3].iter().find(|x| x.kind == "leak").unwrap().of,
+            Some(Of::Item(2))
+        );
+        assert!(kinds(4).is_empty());
+        assert_eq!((r.summary.exact_groups, r.summary.exact_rows), (1, 2));
+        let bad = ScreenOptions {
+            outliers: OutlierOptions { k: 10, alpha: 0.7 },
+            ..Default::default()
+        };
+        assert_eq!(
+            screen(&items, None, &bad).unwrap_err(),
+            ScreenError::Alpha(0.7)
+        );
+    }
+}
