@@ -1,12 +1,11 @@
 //! `labelloop label`: batch pre-labeling from the command line.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::inputs::{self, Item};
@@ -132,16 +131,9 @@ pub fn run(args: LabelArgs) -> ExitCode {
     let embeddings = opts.embeddings;
 
     let total = items.len() as u64;
-    let progress = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let progress = super::progress_bar(
+        total,
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({per_sec}, eta {eta})",
     );
 
     let (ids, inputs, truths): (Vec<String>, Vec<_>, Vec<Option<String>>) = items

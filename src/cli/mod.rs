@@ -124,3 +124,22 @@ fn init_tracing(quiet: bool) {
         .with_target(false)
         .try_init();
 }
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise (logs
+/// and pipes get no control characters). Shared by every long subcommand.
+pub(crate) fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let pb = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}

@@ -2,13 +2,12 @@
 //! data in a JSONL file, before anyone labels it.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -197,16 +196,9 @@ fn embed(
     threads: usize,
 ) -> usize {
     let total = items.len() as u64;
-    let progress = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} embedding {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let progress = super::progress_bar(
+        total,
+        "{spinner} embedding {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
     );
     let mut failed = 0;
     let opts = PipelineOptions {

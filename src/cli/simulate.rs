@@ -1,14 +1,12 @@
 //! `labelloop simulate`: replay the whole loop on labeled data (selection,
 //! audit, calibration, drift, label errors) against a simulated annotator.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
 mod boxes;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::inputs;
 use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
@@ -148,18 +146,6 @@ pub struct SimulateArgs {
     threads: Option<usize>,
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
-}
-
-fn bar(total: u64, template: &str) -> ProgressBar {
-    let pb = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb
 }
 
 /// A usage error naming the flag: exit code 2.
@@ -448,7 +434,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 .collect();
             let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
             let inputs: Vec<_> = items.into_iter().map(|i| i.input).collect();
-            let pb = bar(
+            let pb = super::progress_bar(
                 inputs.len() as u64,
                 "embedding {wide_bar} {pos}/{len} ({per_sec})",
             );
@@ -568,7 +554,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             simulate::AuditDesign::Uniform
         },
     };
-    let pb = bar(
+    let pb = super::progress_bar(
         (args.seeds * strategies.len() * (args.rounds + 1)) as u64,
         "simulating {wide_bar} {pos}/{len} rounds {msg}",
     );

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use super::super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
-use super::{bar, usage, SimulateArgs};
+use super::{usage, SimulateArgs};
 use crate::calibrate::{BoxDesign, BoxOptions, RiskBound};
 use crate::model::pipeline::{self, PipelineOptions};
 use crate::model::{registry, Input, LoadOptions, Model, Task};
@@ -235,7 +235,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 .iter()
                 .map(|(file, _)| Ok(Input::ImagePath(root.join(file))))
                 .collect();
-            let pb = bar(
+            let pb = crate::cli::progress_bar(
                 images.len() as u64,
                 "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
             );
