@@ -118,15 +118,9 @@ pub fn run(args: LabelArgs) -> ExitCode {
         eprintln!("error: the inputs hold no items to label (folders are searched for .png, .jpg and .jpeg)");
         return ExitCode::from(EXIT_NOTHING_LABELED);
     }
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("error: cannot create {}: {e}", path.display());
-                return ExitCode::from(EXIT_OUTPUT);
-            }
-        },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let mut out = match super::open_output(args.out.as_deref()) {
+        Ok(out) => out,
+        Err(code) => return code,
     };
     let embeddings = opts.embeddings;
 

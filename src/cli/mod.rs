@@ -143,3 +143,21 @@ pub(crate) fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar
     );
     pb
 }
+
+/// Where a subcommand writes its JSONL: the `--out` file (created, buffered)
+/// or standard output. A file that cannot be created is reported and exits
+/// with [`EXIT_OUTPUT`].
+pub(crate) fn open_output(
+    path: Option<&std::path::Path>,
+) -> Result<Box<dyn std::io::Write>, ExitCode> {
+    match path {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Ok(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => {
+                eprintln!("error: cannot create {}: {e}", path.display());
+                Err(ExitCode::from(EXIT_OUTPUT))
+            }
+        },
+        None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock()))),
+    }
+}

@@ -361,15 +361,9 @@ pub fn run(args: ScreenArgs) -> ExitCode {
     };
     let screen_secs = t.elapsed().as_secs_f64();
 
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("error: cannot create {}: {e}", path.display());
-                return ExitCode::from(EXIT_OUTPUT);
-            }
-        },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let mut out = match super::open_output(args.out.as_deref()) {
+        Ok(out) => out,
+        Err(code) => return code,
     };
     let name_of = |of: &Of| -> &str {
         match of {
