@@ -5,7 +5,9 @@
 //! - a full SQLite disk gives `StoreError::Full`, never a write reported Ok
 //!   that was not committed, and the store recovers by itself once space is back;
 //! - every write to a project row moves `project_writes`, which kept copies
-//!   of project rows (Label Studio's `/predict`) rely on to see them at once.
+//!   of project rows (Label Studio's `/predict`) rely on to see them at once;
+//! - a batch larger than one statement can bind (SQLite: 32,766 values) is
+//!   recorded whole, failures included, and counted once.
 
 mod common;
 
@@ -209,6 +211,76 @@ async fn release_review_gives_back_exactly_the_ids_postgres() {
         return;
     };
     release_review_gives_back_exactly_the_ids(db).await;
+}
+
+/// 2,500 items in one claim: the record statement binds 21 values per item,
+/// so a single statement (52,500 values) failed on SQLite and the batch was
+/// retried forever; every item must be recorded, failures too, once.
+async fn a_batch_larger_than_one_statement_is_recorded_whole(db: TestDb) {
+    const N: usize = 2_500;
+    let store = Store::connect(&db.url).await.unwrap();
+    let project = store.create_project(&new_project("big")).await.unwrap();
+    let ingest = store
+        .ingest(project.id, &text_items("big", N, 8))
+        .await
+        .unwrap();
+    let claim = store
+        .claim("w", N as i64, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.items.len(), N);
+    // Every seventh item failed; the rest were predicted.
+    let outcomes: Vec<(i64, Outcome)> = claim
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let o = if i % 7 == 0 {
+                Outcome::Failed(format!("bad item {i}"))
+            } else {
+                predicted(i as f32 / N as f32)
+            };
+            (it.id, o)
+        })
+        .collect();
+    let failed = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .count();
+    let recorded = store.complete("w", ingest.job_id, &outcomes).await.unwrap();
+    assert_eq!(recorded as usize, N);
+    // Sent again (a retried call): nothing is pending any more, nothing is written twice.
+    assert_eq!(
+        store.complete("w", ingest.job_id, &outcomes).await.unwrap(),
+        0
+    );
+    let job = store.get_job(ingest.job_id).await.unwrap();
+    assert_eq!(
+        (job.done as usize, job.errors as usize),
+        (N - failed, failed)
+    );
+    assert_eq!(job.state, "done");
+    let counts = store.prediction_counts(project.id).await.unwrap();
+    assert_eq!(
+        counts.iter().map(|(_, n)| *n as usize).sum::<usize>(),
+        N - failed,
+        "one audit-trail row per predicted item"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_statement_is_recorded_whole_sqlite() {
+    a_batch_larger_than_one_statement_is_recorded_whole(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_statement_is_recorded_whole_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    a_batch_larger_than_one_statement_is_recorded_whole(db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

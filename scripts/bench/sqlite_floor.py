@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BATCH = 256  # the server's claim_batch: claimed, predicted and recorded together
+BATCH = 512  # the server's claim_batch: claimed, predicted and recorded together
 INGEST_CHUNK = 500
 
 

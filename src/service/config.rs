@@ -65,8 +65,8 @@ pub struct ServeConfig {
     /// Background pre-labeling workers in this process.
     #[arg(long, env = "LABELLOOP_WORKERS", default_value_t = 2)]
     pub workers: usize,
-    /// Items a worker claims at once.
-    #[arg(long, env = "LABELLOOP_CLAIM_BATCH", default_value_t = 256)]
+    /// Items a worker claims, labels and records at once (1 to 10,000).
+    #[arg(long, env = "LABELLOOP_CLAIM_BATCH", default_value_t = 512)]
     pub claim_batch: i64,
     /// Seconds a worker's claim on items lasts before others may take them back.
     #[arg(long, env = "LABELLOOP_LEASE_SECS", default_value_t = 30)]
@@ -147,6 +147,9 @@ impl Default for ServeConfig {
 }
 
 /// `serve` parsed with no flags: defaults and `LABELLOOP_…` variables only.
+/// The largest `claim_batch`: a batch's items are in memory together.
+pub const MAX_CLAIM_BATCH: i64 = 10_000;
+
 fn no_flags() -> ArgMatches {
     ServeConfig::augment_args(clap::Command::new("serve"))
         .try_get_matches_from(["serve"])
@@ -162,7 +165,7 @@ impl ServeConfig {
     ) -> Result<ServeConfig, String> {
         let parsed = ServeConfig::from_arg_matches(matches).map_err(|e| e.to_string())?;
         let Some(path) = file else {
-            return Ok(parsed);
+            return parsed.checked();
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -180,9 +183,22 @@ impl ServeConfig {
                 merged.insert(key, value);
             }
         }
-        merged
+        let config: ServeConfig = merged
             .try_into()
-            .map_err(|e| format!("invalid config {}: {e}", path.display()))
+            .map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+        config.checked()
+    }
+
+    /// Refuse values that would stall the server rather than clamp them
+    /// silently: a claim of 0 items never finishes a job.
+    fn checked(self) -> Result<ServeConfig, String> {
+        if !(1..=MAX_CLAIM_BATCH).contains(&self.claim_batch) {
+            return Err(format!(
+                "claim_batch must be between 1 and {MAX_CLAIM_BATCH}, got {}",
+                self.claim_batch
+            ));
+        }
+        Ok(self)
     }
 
     /// Defaults and environment, overlaid by a config file (for commands
@@ -219,6 +235,18 @@ mod tests {
         ServeConfig::augment_args(clap::Command::new("serve"))
             .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    /// A claim of 0 items would never finish a job; one past the bound
+    /// holds too many items in memory at once: both refused at start.
+    #[test]
+    fn a_claim_batch_outside_its_bounds_is_refused() {
+        for bad in ["--claim-batch=0", "--claim-batch=-1", "--claim-batch=10001"] {
+            let e = ServeConfig::resolve(&matches(&[bad]), None).unwrap_err();
+            assert!(e.contains("claim_batch must be between 1 and 10000"), "{e}");
+        }
+        let c = ServeConfig::resolve(&matches(&["--claim-batch=10000"]), None).unwrap();
+        assert_eq!(c.claim_batch, 10_000);
     }
 
     /// README's example file is a valid config, and a flag wins over it.

@@ -238,6 +238,16 @@ async fn release_clean(
     Ok(true)
 }
 
+/// Values bound per item by the record statement ([`Store::record_statement`]).
+const RECORD_COLS: usize = 21;
+
+/// Items per statement when a batch is written: SQLite takes at most 32,766
+/// parameters in one statement, and the record statement binds
+/// [`RECORD_COLS`] per item. A larger batch (`--claim-batch`) is written as
+/// several statements in the same transaction: a batch of 2,048 once
+/// failed every time and was retried forever.
+const RECORD_ROWS: usize = 1_000;
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -654,12 +664,58 @@ impl Store {
         .await)
     }
 
+    /// The record statement for `rows` items: one `UPDATE … FROM (VALUES …)`
+    /// binding [`RECORD_COLS`] values per item, then the worker and the job.
+    fn record_statement(&self, rows: usize) -> String {
+        // An item once drawn into the audit sample stays in it (a re-run
+        // after a head retrain must not undo the draw), and waits for a human.
+        let mut update = self.params(
+            "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
+             pred_label = v.column3, pred_score = v.column4, \
+             pred_scores = v.column5, model_version = v.column6, \
+             final_label = CASE WHEN items.audit = 1 THEN NULL ELSE v.column7 END, \
+             final_source = CASE WHEN items.audit = 1 THEN NULL ELSE v.column8 END, unc_least_confidence = v.column9, \
+             unc_margin = v.column10, unc_entropy = v.column11, embedding = COALESCE(v.column12, items.embedding), \
+             unc_vote_entropy = v.column13, unc_mean_kl = v.column14, \
+             raw_score = v.column15, raw_scores = v.column16, \
+             audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, \
+             audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, \
+             width = COALESCE(v.column20, items.width), height = COALESCE(v.column21, items.height), \
+             lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
+        );
+        for i in 0..rows {
+            if i > 0 {
+                update.push(", ");
+            }
+            update.push("(").list(RECORD_COLS).push(")");
+        }
+        // The worker and the job are bound last: placeholders are bound in
+        // written order. The job matters as much as the lease: a batch that
+        // outlived its lease may find its items re-queued by a later job
+        // (a re-predict after training) and leased again under this
+        // process's worker id; it must not write them, nor count them for
+        // its own job, which left the later job waiting forever.
+        //
+        // `+items.job_id` keeps SQLite from using the job's index to drive
+        // the update: with `items.job_id = ?` it walked every pending item
+        // of the job (up to the job's size) and, for each, scanned the
+        // VALUES list, per batch (issue #29). The unary plus changes no
+        // value in either dialect; the primary key is the only way in.
+        update
+            .push(") AS v WHERE items.id = v.column1 AND items.lease_owner = ")
+            .param()
+            .push(" AND +items.job_id = ")
+            .param()
+            .push(" AND items.status = 'pending' RETURNING items.id");
+        update.sql
+    }
+
     /// Record the outcome of a claimed batch in one transaction. Each item is
     /// written only if `worker` still holds its lease and it is still pending,
     /// so an item whose lease expired and moved to another worker is never
-    /// labeled twice. The whole batch is one `UPDATE … FROM (VALUES …)` and one
-    /// multi-row insert, not a round trip per item. Returns how many items
-    /// this call recorded.
+    /// labeled twice. Each [`RECORD_ROWS`] items are one `UPDATE … FROM
+    /// (VALUES …)` and one multi-row insert, not a round trip per item.
+    /// Returns how many items this call recorded.
     pub async fn complete(
         &self,
         worker: &str,
@@ -681,47 +737,6 @@ impl Store {
                 Outcome::Predicted(_) => None,
             })
             .collect();
-        const COLS: usize = 21;
-        // An item once drawn into the audit sample stays in it (a re-run
-        // after a head retrain must not undo the draw), and waits for a human.
-        let mut update = self.params(
-            "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
-             pred_label = v.column3, pred_score = v.column4, \
-             pred_scores = v.column5, model_version = v.column6, \
-             final_label = CASE WHEN items.audit = 1 THEN NULL ELSE v.column7 END, \
-             final_source = CASE WHEN items.audit = 1 THEN NULL ELSE v.column8 END, unc_least_confidence = v.column9, \
-             unc_margin = v.column10, unc_entropy = v.column11, embedding = COALESCE(v.column12, items.embedding), \
-             unc_vote_entropy = v.column13, unc_mean_kl = v.column14, \
-             raw_score = v.column15, raw_scores = v.column16, \
-             audit = CASE WHEN items.audit = 1 THEN 1 ELSE v.column17 END, \
-             audit_p = COALESCE(items.audit_p, v.column18), calibration_version = v.column19, \
-             width = COALESCE(v.column20, items.width), height = COALESCE(v.column21, items.height), \
-             lease_owner = NULL, lease_until = NULL, error = NULL FROM (VALUES ",
-        );
-        for i in 0..predicted.len() {
-            if i > 0 {
-                update.push(", ");
-            }
-            update.push("(").list(COLS).push(")");
-        }
-        // The worker and the job are bound last: placeholders are bound in
-        // written order. The job matters as much as the lease: a batch that
-        // outlived its lease may find its items re-queued by a later job
-        // (a re-predict after training) and leased again under this
-        // process's worker id; it must not write them, nor count them for
-        // its own job, which left the later job waiting forever.
-        //
-        // `+items.job_id` keeps SQLite from using the job's index to drive
-        // the update: with `items.job_id = ?` it walked every pending item
-        // of the job (up to the job's size) and, for each, scanned the
-        // VALUES list, per batch (issue #29). The unary plus changes no
-        // value in either dialect; the primary key is the only way in.
-        update
-            .push(") AS v WHERE items.id = v.column1 AND items.lease_owner = ")
-            .param()
-            .push(" AND +items.job_id = ")
-            .param()
-            .push(" AND items.status = 'pending' RETURNING items.id");
         let embeddings: Vec<Option<Vec<u8>>> = predicted
             .iter()
             .map(|(_, p)| p.embedding.as_deref().map(embedding_bytes))
@@ -730,65 +745,69 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut done = 0i64;
             if !predicted.is_empty() {
-                let mut q = sqlx::query(&update.sql);
-                for ((id, pred), emb) in predicted.iter().zip(&embeddings) {
-                    let status = if pred.auto_accept && !pred.audit {
-                        "auto_accepted"
-                    } else {
-                        "needs_review"
-                    };
-                    let (final_label, final_source) =
-                        match (&pred.label, pred.auto_accept && !pred.audit) {
-                            (Some(label), true) => (Some(label.as_str()), Some("machine")),
-                            _ => (None, None),
+                let mut recorded: Vec<i64> = Vec::with_capacity(predicted.len());
+                for (chunk, embs) in predicted
+                    .chunks(RECORD_ROWS)
+                    .zip(embeddings.chunks(RECORD_ROWS))
+                {
+                    let sql = self.record_statement(chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for ((id, pred), emb) in chunk.iter().zip(embs) {
+                        let status = if pred.auto_accept && !pred.audit {
+                            "auto_accepted"
+                        } else {
+                            "needs_review"
                         };
-                    q = q
-                        .bind(*id)
-                        .bind(status)
-                        .bind(pred.label.as_deref())
-                        .bind(pred.score)
-                        .bind(pred.scores_json.as_deref())
-                        .bind(&pred.model_version)
-                        .bind(final_label)
-                        .bind(final_source)
-                        .bind(pred.uncertainty.map(|u| f64::from(u.least_confidence)))
-                        .bind(pred.uncertainty.map(|u| f64::from(u.margin)))
-                        .bind(pred.uncertainty.map(|u| f64::from(u.entropy)))
-                        .bind(emb.as_deref())
-                        .bind(pred.disagreement.map(|d| f64::from(d.vote_entropy)))
-                        .bind(pred.disagreement.map(|d| f64::from(d.mean_kl)))
-                        .bind(pred.raw_score)
-                        .bind(pred.raw_scores_json.as_deref())
-                        .bind(i64::from(pred.audit))
-                        .bind(pred.audit.then_some(pred.audit_p).flatten())
-                        .bind(pred.calibration_version)
-                        .bind(pred.regions.as_ref().map(|r| i64::from(r.width)))
-                        .bind(pred.regions.as_ref().map(|r| i64::from(r.height)));
+                        let (final_label, final_source) =
+                            match (&pred.label, pred.auto_accept && !pred.audit) {
+                                (Some(label), true) => (Some(label.as_str()), Some("machine")),
+                                _ => (None, None),
+                            };
+                        q = q
+                            .bind(*id)
+                            .bind(status)
+                            .bind(pred.label.as_deref())
+                            .bind(pred.score)
+                            .bind(pred.scores_json.as_deref())
+                            .bind(&pred.model_version)
+                            .bind(final_label)
+                            .bind(final_source)
+                            .bind(pred.uncertainty.map(|u| f64::from(u.least_confidence)))
+                            .bind(pred.uncertainty.map(|u| f64::from(u.margin)))
+                            .bind(pred.uncertainty.map(|u| f64::from(u.entropy)))
+                            .bind(emb.as_deref())
+                            .bind(pred.disagreement.map(|d| f64::from(d.vote_entropy)))
+                            .bind(pred.disagreement.map(|d| f64::from(d.mean_kl)))
+                            .bind(pred.raw_score)
+                            .bind(pred.raw_scores_json.as_deref())
+                            .bind(i64::from(pred.audit))
+                            .bind(pred.audit.then_some(pred.audit_p).flatten())
+                            .bind(pred.calibration_version)
+                            .bind(pred.regions.as_ref().map(|r| i64::from(r.width)))
+                            .bind(pred.regions.as_ref().map(|r| i64::from(r.height)));
+                    }
+                    q = q.bind(worker).bind(job_id);
+                    for r in q.fetch_all(&mut *tx).await? {
+                        recorded.push(r.try_get::<i64, _>(0)?);
+                    }
                 }
-                q = q.bind(worker).bind(job_id);
-                let mut recorded: Vec<i64> = q
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>(0))
-                    .collect::<std::result::Result<_, sqlx::Error>>()?;
                 recorded.sort_unstable();
                 let rows: Vec<&(i64, &StoredPrediction)> = predicted
                     .iter()
                     .filter(|(id, _)| recorded.binary_search(id).is_ok())
                     .collect();
-                if !rows.is_empty() {
+                for chunk in rows.chunks(RECORD_ROWS) {
                     let mut insert = self.params(
                         "INSERT INTO predictions (item_id, model_version, label, score, worker, created_at) VALUES ",
                     );
-                    for i in 0..rows.len() {
+                    for i in 0..chunk.len() {
                         if i > 0 {
                             insert.push(", ");
                         }
                         insert.push("(").list(6).push(")");
                     }
                     let mut q = sqlx::query(&insert.sql);
-                    for (id, pred) in &rows {
+                    for (id, pred) in chunk {
                         q = q
                             .bind(*id)
                             .bind(&pred.model_version)
@@ -858,13 +877,13 @@ impl Store {
                 done = rows.len() as i64;
             }
             let mut errors = 0i64;
-            if !failed.is_empty() {
-                // All failures in one statement, as the predictions.
+            // Failures in one statement per RECORD_ROWS, as the predictions.
+            for chunk in failed.chunks(RECORD_ROWS) {
                 let mut sql = self.params(
                     "UPDATE items SET status = 'failed', error = v.column2, lease_owner = NULL, lease_until = NULL \
                      FROM (VALUES ",
                 );
-                for i in 0..failed.len() {
+                for i in 0..chunk.len() {
                     if i > 0 {
                         sql.push(", ");
                     }
@@ -876,10 +895,10 @@ impl Store {
                     .param()
                     .push(" AND items.status = 'pending'");
                 let mut q = sqlx::query(&sql.sql);
-                for (item_id, message) in &failed {
+                for (item_id, message) in chunk {
                     q = q.bind(*item_id).bind(*message);
                 }
-                errors = q
+                errors += q
                     .bind(worker)
                     .bind(job_id)
                     .execute(&mut *tx)
