@@ -227,6 +227,16 @@ async fn screening_loop(db: TestDb) {
         &["no embeddings yet"],
     )
     .await;
+    // A JSON `null` body is no body (the document's optional body): the
+    // request gets as far as the project's state.
+    let (code, err) = s
+        .post_raw(
+            &format!("/v1/projects/{empty}/screen"),
+            b"null".to_vec(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(code, 409, "{err}");
     expect_error(&s, 404, "/v1/projects/999999/screen", &json!({}), &[]).await;
     let (code, v) = s.get(&format!("/v1/projects/{empty}/screening")).await;
     assert_eq!((code, &v["screened"]), (200, &json!(false)), "{v}");
@@ -345,6 +355,61 @@ async fn screening_loop(db: TestDb) {
         .filter(|i| foreign_ids.contains(i["client_id"].as_str().unwrap())
             && flagged.contains(i["client_id"].as_str().unwrap()))
         .all(|i| i["status"] == "needs_review"));
+
+    // The review lists: the outliers waiting for a person, most unusual
+    // first; one representative per duplicate group.
+    let (code, list) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=outliers&limit=500&annotator=screener"
+        ))
+        .await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["strategy"], "outliers");
+    let listed = list["items"].as_array().unwrap();
+    let score_of: HashMap<i64, f64> = outliers
+        .iter()
+        .map(|i| (i["item_id"].as_i64().unwrap(), i["score"].as_f64().unwrap()))
+        .collect();
+    let waiting = after
+        .iter()
+        .filter(|i| {
+            score_of.contains_key(&i["id"].as_i64().unwrap()) && i["status"] == "needs_review"
+        })
+        .count();
+    assert_eq!(listed.len(), waiting, "{list}");
+    let scores: Vec<f64> = listed
+        .iter()
+        .map(|i| score_of[&i["id"].as_i64().unwrap()])
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let (code, list) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=duplicates&limit=500&annotator=screener"
+        ))
+        .await;
+    assert_eq!(code, 200, "{list}");
+    let representatives: HashSet<i64> = exact
+        .iter()
+        .filter(|i| i["of"].is_null())
+        .map(|i| i["item_id"].as_i64().unwrap())
+        .collect();
+    for i in list["items"].as_array().unwrap() {
+        assert!(
+            representatives.contains(&i["id"].as_i64().unwrap())
+                || everything.iter().any(|x| x["item_id"] == i["id"]
+                    && x["type"] == "near_duplicate"
+                    && x["of"].is_null()),
+            "{i}"
+        );
+        assert_eq!(i["status"], "needs_review");
+    }
+    let (code, body) = s
+        .post(
+            &format!("/v1/projects/{project}/review/release"),
+            &json!({"annotator": "screener"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
 
     // People label 40 garments; a head trained on them re-predicts the
     // project, and still no held item is auto-accepted.

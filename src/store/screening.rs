@@ -316,6 +316,37 @@ impl Store {
         })
     }
 
+    /// Free items waiting for a person that the last screen flagged, for the
+    /// review lists: `outliers` most unusual first; `duplicates` one item
+    /// per duplicate group (its representative), by group.
+    pub async fn screen_review_candidates(
+        &self,
+        project_id: i64,
+        outliers: bool,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        let now = super::now_ms();
+        let sql = if outliers {
+            "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
+             WHERE s.project_id = $1 AND s.kind = 'outlier' AND i.status = 'needs_review' \
+             AND (i.review_until IS NULL OR i.review_until < $2) ORDER BY s.score DESC, i.id LIMIT $3"
+        } else {
+            "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
+             WHERE s.project_id = $1 AND s.kind IN ('exact_duplicate', 'near_duplicate') \
+             AND s.of_item IS NULL AND i.status = 'needs_review' \
+             AND (i.review_until IS NULL OR i.review_until < $2) \
+             GROUP BY i.id ORDER BY MIN(s.grp), i.id LIMIT $3"
+        };
+        with_pool!(self, |p| {
+            sqlx::query_scalar(sql)
+                .bind(project_id)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        })
+    }
+
     /// Ids of the items the last screen holds (never auto-accepted).
     pub async fn held_items(&self, project_id: i64) -> Result<Vec<i64>> {
         with_pool!(self, |p| {

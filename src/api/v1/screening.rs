@@ -34,7 +34,7 @@ pub struct ScreenIn {
 /// time: a request while one runs joins it, with its settings).
 #[utoipa::path(post, path = "/v1/projects/{id}/screen", tag = "screening",
     params(("id" = i64, Path, description = "Project id", example = 1)),
-    request_body(content = Option<ScreenIn>, description = "Optional; `{}` or no body screens with the defaults.", example = json!({"alpha": 0.01})),
+    request_body(content = Option<ScreenIn>, description = "Optional; no body, `null` or `{}` screens with the defaults.", example = json!({"alpha": 0.01})),
     responses((status = 202, body = JobView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "The project (or the reference project) has no embeddings yet (`conflict`): the message says what to run first", body = ErrorBody),
@@ -45,7 +45,9 @@ pub async fn screen(
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let mut settings = ScreenSettings::default();
-    if !body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON `null` (the document's optional body): the defaults.
+    let text = body.trim_ascii();
+    if !text.is_empty() && text != b"null" {
         let req: ScreenIn = parse_object(&body)?;
         settings.alpha = req.alpha.unwrap_or(settings.alpha);
         settings.reference_project = req.reference_project;
