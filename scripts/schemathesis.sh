@@ -14,7 +14,8 @@
 # synthetic pages) when the engine loads it. Ids 1, 2, 3 of projects and
 # items exist, so the generated small ids reach real resources as well as
 # missing ones; and the operations that only a project in the right state
-# serves (train, calibrate, annotations, an item's regions) draw the fixture's ids in
+# serves (train, calibrate, annotations, an item's regions, a screen with
+# its reference project, 4) draw the fixture's ids in
 # three draws of four or more (Schemathesis dictionaries, appended to the
 # config below; scripts/schemathesis_hooks.py fits ingests and box sets),
 # the other draws exploring as before.
@@ -166,6 +167,17 @@ else
     log "no detection project: $P3_JSON"
 fi
 
+# 4. The reference project that screens of project 2 test against: 30
+# other Fashion-MNIST test images on the same model.
+P2R=$(field "$(api POST /v1/projects '{"name": "fashion-reference", "model": "fashion-mnist-cnn", "settings": {"audit_rate": 0, "calibrate_every": 0}}')" 'd["id"]')
+REF_ITEMS=$(python3 - "$ROOT/data/fashion-mnist/test.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])][50:80]
+print(json.dumps([{"id": r["id"], "path": "fashion-mnist/" + r["image"]} for r in rows]))
+PY
+)
+wait_job "$(field "$(api POST "/v1/projects/$P2R/items" "$REF_ITEMS")" 'd["job"]["id"]')"
+
 # The fixture's ids as Schemathesis dictionaries, bound to the operations
 # that only a project in the right state serves (Schemathesis' own
 # per-operation `parameters`): the static settings, then these. Ingests are
@@ -213,6 +225,16 @@ parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.75
 [[operations]]
 include-name = "POST /v1/projects/{id}/calibrate"
 parameters = { "path.id" = { dictionary = "labeled-projects", probability = 0.75 } }
+
+[dictionaries.screen-projects]
+values = [$P2]
+
+[dictionaries.screen-references]
+values = [$P2R]
+
+[[operations]]
+include-name = "POST /v1/projects/{id}/screen"
+parameters = { "path.id" = { dictionary = "screen-projects", probability = 0.75 }, "body.reference_project" = { dictionary = "screen-references", probability = 0.75 } }
 
 [[operations]]
 include-name = "POST /v1/items/{id}/annotations"

@@ -147,6 +147,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Read, routes!(content::item_content)))
         .routes(guarded(Annotate, routes!(annotations::delete_annotation)))
         .routes(guarded(Read, routes!(progress::progress)))
+        .routes(guarded(Admin, routes!(screening::screen)))
+        .routes(guarded(Read, routes!(screening::get_screening)))
+        .routes(guarded(Read, routes!(screening::issues)))
         // Any valid token, predictor included: the handler answers 401 itself.
         .routes(guarded(Public, routes!(me::me)))
         .routes(guarded(Read, routes!(me::strategies)))

@@ -254,6 +254,20 @@ pub fn screen(
     reference: Option<&[ScreenItem]>,
     opts: &ScreenOptions,
 ) -> Result<Report, ScreenError> {
+    screen_with(items, reference, None, opts)
+}
+
+/// [`screen`], with the outlier test's reference given apart as embeddings
+/// (row-major, and their dimension) when it is not `reference`: a
+/// project's own human-labeled items, say, which are a reference for
+/// outliers but whose copies in the pool are no leaks. Without either,
+/// outliers use the within-pool rule.
+pub fn screen_with(
+    items: &[ScreenItem],
+    reference: Option<&[ScreenItem]>,
+    outlier_reference: Option<(&[f32], usize)>,
+    opts: &ScreenOptions,
+) -> Result<Report, ScreenError> {
     outliers::check_alpha(opts.outliers.alpha)?;
     let n = items.len();
     let mut issues: Vec<Vec<Issue>> = vec![Vec::new(); n];
@@ -346,7 +360,11 @@ pub fn screen(
     let mut outlier_threshold = None;
     let mut outlier_raw = None;
     if let Some((e, dim)) = &emb {
-        let res = match reference.map(embeddings).transpose()?.flatten() {
+        let against = match outlier_reference {
+            Some((re, rdim)) => Some((re.to_vec(), rdim)),
+            None => reference.map(embeddings).transpose()?.flatten(),
+        };
+        let res = match against {
             Some((re, rdim)) => {
                 if rdim != *dim {
                     return Err(ScreenError::Shape(format!(

@@ -159,6 +159,18 @@ async fn resume(app: &Arc<App>, o: Orphan) {
                 .finish_exclusive(o.job_id, runner(), false, None)
                 .await;
         }
+        super::screening::SCREEN => {
+            tracing::warn!(
+                job = o.job_id,
+                project = o.project_id,
+                "a screen was interrupted (its server stopped); failed: ask again to screen"
+            );
+            let result = serde_json::json!({"error": "the server running the screen stopped; ask again to screen"}).to_string();
+            let _ = app
+                .store
+                .finish_exclusive(o.job_id, runner(), false, Some(&result))
+                .await;
+        }
         k if k.starts_with("ls-sync:") => {
             tracing::info!(
                 job = o.job_id,

@@ -22,5 +22,6 @@ pub mod projects;
 pub mod quality;
 pub mod regions;
 pub mod review;
+pub mod screening;
 pub mod secret;
 pub mod worker;

@@ -104,6 +104,12 @@ pub enum ReviewOrder {
     Audit,
     /// Human labels that confident learning doubts, most suspicious first.
     Suspect,
+    /// Items the last screen flagged as outliers, waiting for a person,
+    /// most unusual first (`service::screening`).
+    Outliers,
+    /// One item per duplicate group of the last screen (its
+    /// representative), waiting for a person.
+    Duplicates,
 }
 
 impl ReviewOrder {
@@ -111,6 +117,8 @@ impl ReviewOrder {
         match name {
             "audit" => Some(ReviewOrder::Audit),
             "suspect" => Some(ReviewOrder::Suspect),
+            "outliers" => Some(ReviewOrder::Outliers),
+            "duplicates" => Some(ReviewOrder::Duplicates),
             other => Strategy::parse(other).map(ReviewOrder::Ranked),
         }
     }
@@ -120,13 +128,15 @@ impl ReviewOrder {
             ReviewOrder::Ranked(s) => s.as_str(),
             ReviewOrder::Audit => "audit",
             ReviewOrder::Suspect => "suspect",
+            ReviewOrder::Outliers => "outliers",
+            ReviewOrder::Duplicates => "duplicates",
         }
     }
 
     /// Every list's name, for error messages and the page.
     pub fn names() -> Vec<&'static str> {
         let mut v: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-        v.extend(["audit", "suspect"]);
+        v.extend(["audit", "suspect", "outliers", "duplicates"]);
         v
     }
 }
@@ -150,7 +160,10 @@ pub async fn next_items(
     let project = app.store.get_project(project_id).await?;
     let strategy = match order {
         ReviewOrder::Ranked(s) => s,
-        ReviewOrder::Audit | ReviewOrder::Suspect => {
+        ReviewOrder::Audit
+        | ReviewOrder::Suspect
+        | ReviewOrder::Outliers
+        | ReviewOrder::Duplicates => {
             return special_list(app, &project, annotator, order, limit).await;
         }
     };
@@ -232,6 +245,14 @@ async fn special_list(
     let items = match order {
         ReviewOrder::Audit => {
             let ids = app.store.audit_candidates(project.id, limit).await?;
+            app.store.lease_ids(&ids, &annotator.name, lease_ms).await?
+        }
+        ReviewOrder::Outliers | ReviewOrder::Duplicates => {
+            let outliers = order == ReviewOrder::Outliers;
+            let ids = app
+                .store
+                .screen_review_candidates(project.id, outliers, limit)
+                .await?;
             app.store.lease_ids(&ids, &annotator.name, lease_ms).await?
         }
         _ => {

@@ -296,13 +296,16 @@ impl Store {
 
     /// The re-routing statement for `n` items (bound by [`bind_reroute`]).
     fn reroute_sql(&self, n: usize) -> super::Params {
-        let mut sql = self.params(
-            "UPDATE items SET status = CASE WHEN items.audit = 1 THEN 'needs_review' ELSE v.column2 END, \
+        // An item the last screen holds (an outlier, a dark, blurry or
+        // odd-sized image) stays in review whatever the new decision.
+        let held = super::screening::HELD;
+        let mut sql = self.params(&format!(
+            "UPDATE items SET status = CASE WHEN items.audit = 1 OR {held} THEN 'needs_review' ELSE v.column2 END, \
              pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, \
-             final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN v.column3 ELSE NULL END, \
-             final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' THEN 'machine' ELSE NULL END, \
+             final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' AND NOT {held} THEN v.column3 ELSE NULL END, \
+             final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' AND NOT {held} THEN 'machine' ELSE NULL END, \
              calibration_version = v.column6 FROM (VALUES ",
-        );
+        ));
         for i in 0..n {
             if i > 0 {
                 sql.push(", ");

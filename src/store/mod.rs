@@ -1161,3 +1161,6 @@ pub use regions::{HumanRegion, RegionItem, RegionReview};
 
 mod box_calibration;
 pub use box_calibration::BoxCoverage;
+
+mod screening;
+pub use screening::{IssueRow, KindFilter, NewIssue, ScreenRow, ScreenRun};

@@ -441,11 +441,16 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
-                let n = sqlx::query(
+                // Items the last screen holds stay in review with their
+                // prediction: sent through the workers again, the new head
+                // could auto-accept them (the job path does not look at
+                // screening, and must not slow down for it).
+                let n = sqlx::query(&format!(
                     "UPDATE items SET status = 'pending', job_id = $1, final_label = NULL, final_source = NULL, \
                      lease_owner = NULL, lease_until = NULL WHERE project_id = $2 \
-                     AND status IN ('auto_accepted', 'needs_review')",
-                )
+                     AND status IN ('auto_accepted', 'needs_review') AND NOT {}",
+                    super::screening::HELD
+                ))
                 .bind(job_id)
                 .bind(project_id)
                 .execute(&mut *tx)

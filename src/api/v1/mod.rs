@@ -16,3 +16,4 @@ pub mod progress;
 pub mod projects;
 pub mod regions;
 pub mod review;
+pub mod screening;

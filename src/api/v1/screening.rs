@@ -1,0 +1,113 @@
+//! Screening: duplicates, outliers, leaks, bad items and personal data in a
+//! project's items (issue 25).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::extract::{parse_object, Body, Id, Query};
+use crate::api::v1::jobs::JobView;
+use crate::api::AppState;
+use crate::service::screening::{self, IssuePage, ScreenSettings, ScreeningView};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenIn {
+    /// False-positive rate of the conformal outlier test, in (0, 0.5]; default 0.01.
+    #[schema(exclusive_minimum = 0.0, maximum = 0.5, example = 0.01)]
+    alpha: Option<f64>,
+    /// Another project on the same model: outliers are tested against its
+    /// items, and leaks are copies of them. Without it, the reference is the
+    /// project's human-labeled items once there are enough, else Datalab's
+    /// within-pool rule decides (the screening says which).
+    reference_project: Option<i64>,
+}
+
+/// Screen the project's items in a background job: exact and near
+/// duplicates, outliers, leaks against a reference project, quality and
+/// personal data. The results replace the previous screen's; outliers and
+/// dark, blurry or odd-sized images leave `auto_accepted` for review and are
+/// not auto-accepted afterwards. Answers with the job (one per project at a
+/// time: a request while one runs joins it, with its settings).
+#[utoipa::path(post, path = "/v1/projects/{id}/screen", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1)),
+    request_body(content = Option<ScreenIn>, description = "Optional; no body, `null` or `{}` screens with the defaults.", example = json!({"alpha": 0.01})),
+    responses((status = 202, body = JobView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The project (or the reference project) has no embeddings yet (`conflict`): the message says what to run first", body = ErrorBody),
+        (status = 422, description = "`alpha` outside (0, 0.5], or a `reference_project` that does not exist or is on another model (the message names both models) (`invalid_field`)", body = ErrorBody)))]
+pub async fn screen(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let mut settings = ScreenSettings::default();
+    // No body, or JSON `null` (the document's optional body): the defaults.
+    let text = body.trim_ascii();
+    if !text.is_empty() && text != b"null" {
+        let req: ScreenIn = parse_object(&body)?;
+        settings.alpha = req.alpha.unwrap_or(settings.alpha);
+        settings.reference_project = req.reference_project;
+    }
+    let job = screening::start(&state.app, project_id, settings).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))
+}
+
+/// The project's last screen: issues per type, the thresholds used, and the
+/// outlier rule (`conformal` against a reference, or `within_pool` before one
+/// exists).
+#[utoipa::path(get, path = "/v1/projects/{id}/screening", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1)),
+    responses((status = 200, body = ScreeningView), (status = 404, body = ErrorBody)))]
+pub async fn get_screening(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+) -> ApiResult<Json<ScreeningView>> {
+    Ok(Json(screening::view(&state, project_id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IssuesQuery {
+    /// One issue type, or `quality` / `pii` for every kind of that family; default all.
+    #[serde(rename = "type")]
+    #[param(rename = "type", schema_with = type_schema)]
+    kind: Option<String>,
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The `next_after` of the previous page.
+    after: Option<i64>,
+}
+
+fn type_schema() -> utoipa::openapi::Object {
+    crate::json_shape::string_enum(
+        screening::TYPES.iter().map(|t| t.to_string()),
+        "An issue type, or `quality` / `pii` for the whole family.",
+    )
+}
+
+/// The last screen's issues, oldest first, one page at a time.
+#[utoipa::path(get, path = "/v1/projects/{id}/issues", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1), IssuesQuery),
+    responses((status = 200, body = IssuePage), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn issues(
+    State(state): State<AppState>,
+    Id(project_id): Id,
+    Query(q): Query<IssuesQuery>,
+) -> ApiResult<Json<IssuePage>> {
+    Ok(Json(
+        screening::issues(
+            &state.store,
+            project_id,
+            q.kind.as_deref(),
+            q.after,
+            q.limit,
+        )
+        .await?,
+    ))
+}

@@ -1,0 +1,607 @@
+//! Screening a project (issue 25): the detectors of [`crate::screen`] run
+//! over the project's items with the embeddings the pre-labeling stored,
+//! as an exclusive background job (one per project at a time). The results
+//! replace the previous screen's, and the items they hold — outliers, dark,
+//! blurry and odd-sized images — leave `auto_accepted` for review and are
+//! never auto-accepted afterwards (see `store::screening`).
+//!
+//! Outliers are tested against a reference: another project on the same
+//! model (`reference_project`, whose items are also what leaks copy), else
+//! the project's own human-labeled items once there are enough of them for
+//! the conformal test at α. Before a reference exists, Datalab's
+//! within-pool rule decides, and the screening says so (`rule`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::app::App;
+use super::error::{Code, ServiceError, ServiceResult};
+use super::exclusive;
+use crate::model::beneath::read_beneath;
+use crate::screen::outliers::{self, OutlierMethod, OutlierOptions};
+use crate::screen::report::{self, Content as ScreenContent, Of, ScreenItem, ScreenOptions};
+use crate::store::{
+    now_ms, Content, IssueRow, Job, KindFilter, NewIssue, Opened, ScreenRow, ScreenRun, Store,
+};
+
+/// The kind of a screen job.
+pub const SCREEN: &str = "screen";
+
+/// Issue types that keep an item from being auto-accepted.
+pub const HOLDING: [&str; 4] = [
+    "outlier",
+    "quality:dark",
+    "quality:blurry",
+    "quality:odd_size",
+];
+
+/// Every issue type a screen writes; `quality` and `pii` also name their family.
+pub const TYPES: [&str; 19] = [
+    "exact_duplicate",
+    "near_duplicate",
+    "outlier",
+    "leak",
+    "quality",
+    "quality:dark",
+    "quality:light",
+    "quality:blurry",
+    "quality:constant",
+    "quality:odd_size",
+    "quality:low_information",
+    "quality:empty",
+    "quality:garbage",
+    "quality:odd_length",
+    "pii",
+    "pii:email",
+    "pii:phone",
+    "pii:card",
+    "pii:iban",
+];
+
+/// Most issues on one page.
+pub const MAX_PAGE: i64 = 1000;
+
+/// What a screen request may set.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreenSettings {
+    /// False-positive rate of the conformal outlier test, in (0, 0.5].
+    pub alpha: f64,
+    /// Another project on the same model: the outlier test's reference,
+    /// and what leaks are copies of.
+    pub reference_project: Option<i64>,
+}
+
+impl Default for ScreenSettings {
+    fn default() -> Self {
+        ScreenSettings {
+            alpha: OutlierOptions::default().alpha,
+            reference_project: None,
+        }
+    }
+}
+
+/// Check the request, then open the project's screen job (or join the one
+/// open already: its settings stand) and run it in the background.
+pub async fn start(
+    app: &Arc<App>,
+    project_id: i64,
+    settings: ScreenSettings,
+) -> ServiceResult<Job> {
+    let project = app.store.get_project(project_id).await?;
+    if outliers::check_alpha(settings.alpha).is_err() {
+        return Err(ServiceError::invalid(
+            "alpha",
+            format!("must lie in (0, 0.5], got {}", settings.alpha),
+        ));
+    }
+    if let Some(r) = settings.reference_project {
+        if r == project_id {
+            return Err(ServiceError::invalid(
+                "reference_project",
+                "a project cannot be its own reference project; leave it out to test against the project's human labels",
+            ));
+        }
+        let reference = app.store.get_project(r).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => {
+                ServiceError::invalid("reference_project", format!("project {r} does not exist"))
+            }
+            other => other.into(),
+        })?;
+        if reference.model != project.model {
+            return Err(ServiceError::invalid(
+                "reference_project",
+                format!(
+                    "project {r} is on model {:?}, project {project_id} on model {:?}: embeddings of different models cannot be compared",
+                    reference.model, project.model
+                ),
+            ));
+        }
+        let (_, embedded) = app.store.embedded_counts(r).await?;
+        let k = OutlierOptions::default().k;
+        if embedded == 0 {
+            return Err(ServiceError::new(
+                Code::Conflict,
+                format!(
+                    "reference project {r} has no embeddings yet: ingest its items and let its pre-labeling job finish (GET /v1/jobs/{{id}}), then screen"
+                ),
+            ));
+        }
+        if embedded <= k as i64 {
+            return Err(ServiceError::new(
+                Code::Conflict,
+                format!(
+                    "reference project {r} has {embedded} items with embeddings; the outlier test needs more than {k}: ingest more items into it, then screen"
+                ),
+            ));
+        }
+    }
+    let (total, embedded) = app.store.embedded_counts(project_id).await?;
+    if embedded == 0 {
+        let what = if total == 0 {
+            format!("project {project_id} has no items yet: ingest items (POST /v1/projects/{project_id}/items) and let the pre-labeling job finish, then screen")
+        } else {
+            format!("project {project_id} has no embeddings yet ({total} items, none pre-labeled with an embedding): let the pre-labeling job finish (GET /v1/jobs/{{id}}) on a model with an embedding output, then screen")
+        };
+        return Err(ServiceError::new(Code::Conflict, what));
+    }
+    let opened = app
+        .store
+        .open_exclusive(
+            project_id,
+            SCREEN,
+            "screening",
+            exclusive::runner(),
+            exclusive::lease_ms(),
+        )
+        .await?;
+    if let Opened::New(job) = &opened {
+        let app = app.clone();
+        let job_id = job.id;
+        tokio::spawn(async move { run_job(&app, project_id, job_id, settings).await });
+    }
+    Ok(opened.job().clone())
+}
+
+/// Screen under job `job_id`, which this process runs, and end the job.
+async fn run_job(app: &App, project_id: i64, job_id: i64, settings: ScreenSettings) {
+    let Some(outcome) =
+        exclusive::hold(&app.store, job_id, run(app, project_id, job_id, settings)).await
+    else {
+        return;
+    };
+    let (ok, result) = match outcome {
+        Ok(run) => {
+            tracing::info!(
+                project = project_id,
+                items = run.items,
+                held = run.held,
+                rule = run.rule.as_deref().unwrap_or("none"),
+                "screened"
+            );
+            (
+                true,
+                serde_json::json!({"items": run.items, "held": run.held}),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(project = project_id, error = %e.message, "screening failed");
+            let message = if e.code == Code::Internal {
+                "the screen failed on the server; see its log".to_string()
+            } else {
+                e.message
+            };
+            (false, serde_json::json!({"error": message}))
+        }
+    };
+    let result = result.to_string();
+    if let Err(e) = app
+        .store
+        .finish_exclusive(job_id, exclusive::runner(), ok, Some(&result))
+        .await
+    {
+        tracing::warn!(job = job_id, error = %e, "could not record the screen job's end");
+    }
+}
+
+/// Decode stored items for the screen; those that cannot be read are left
+/// out and counted.
+fn decode(rows: Vec<ScreenRow>, root: Option<PathBuf>) -> (Vec<i64>, Vec<ScreenItem>, usize) {
+    use rayon::prelude::*;
+    let decoded: Vec<Option<(i64, ScreenItem)>> = rows
+        .into_par_iter()
+        .map(|r| {
+            let content = match r.content {
+                Content::Text(t) => ScreenContent::Text(t),
+                Content::Image(bytes) => report::decode_image(&bytes).ok()?,
+                Content::Path(p) => {
+                    let root = root.as_ref()?;
+                    let real = super::content::check_path(root, &p).ok()?;
+                    report::decode_image(&read_beneath(root, &real).ok()?).ok()?
+                }
+            };
+            Some((
+                r.id,
+                ScreenItem {
+                    content,
+                    embedding: Some(r.embedding),
+                    split: None,
+                },
+            ))
+        })
+        .collect();
+    let unreadable = decoded.iter().filter(|d| d.is_none()).count();
+    let (ids, items) = decoded.into_iter().flatten().unzip();
+    (ids, items, unreadable)
+}
+
+/// The smallest reference at which the conformal test at `alpha` with `k`
+/// neighbours can flag anything: ⌈(1 − α)(n + 1)⌉ ≤ n.
+pub fn min_reference(alpha: f64, k: usize) -> usize {
+    let n = ((1.0 - alpha) / alpha).ceil() as usize;
+    n.max(k + 1)
+}
+
+/// What one screen did.
+struct Ran {
+    items: i64,
+    held: i64,
+    rule: Option<String>,
+}
+
+async fn run(
+    app: &App,
+    project_id: i64,
+    job_id: i64,
+    settings: ScreenSettings,
+) -> ServiceResult<Ran> {
+    let project = app.store.get_project(project_id).await?;
+    let rows = app.store.screen_rows(project_id).await?;
+    let reference_rows = match settings.reference_project {
+        Some(r) => Some(app.store.screen_rows(r).await?),
+        None => None,
+    };
+    let human = app.store.human_labeled_ids(project_id).await?;
+    let root = app.data_root.clone();
+    let opts = ScreenOptions {
+        outliers: OutlierOptions {
+            alpha: settings.alpha,
+            ..OutlierOptions::default()
+        },
+        ..ScreenOptions::default()
+    };
+    let (k, text_near, image_near) = (opts.outliers.k, opts.text.threshold, opts.image.threshold);
+    let computed = tokio::task::spawn_blocking(move || {
+        let (ids, items, unreadable) = decode(rows, root.clone());
+        let reference = reference_rows.map(|r| decode(r, root));
+        // The project's own human labels, when there are enough of them.
+        let own: Option<(Vec<f32>, usize)> = if reference.is_none() {
+            let wanted: std::collections::HashSet<i64> = human.into_iter().collect();
+            let picked: Vec<&Vec<f32>> = ids
+                .iter()
+                .zip(&items)
+                .filter(|(id, _)| wanted.contains(id))
+                .filter_map(|(_, it)| it.embedding.as_ref())
+                .collect();
+            let dim = picked.first().map_or(0, |e| e.len());
+            (picked.len() >= min_reference(settings.alpha, k))
+                .then(|| (picked.iter().flat_map(|e| e.iter().copied()).collect(), dim))
+        } else {
+            None
+        };
+        let report = report::screen_with(
+            &items,
+            reference.as_ref().map(|r| r.1.as_slice()),
+            own.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+            &opts,
+        );
+        (
+            ids,
+            reference.map(|r| r.0),
+            unreadable,
+            own.is_some(),
+            report,
+        )
+    })
+    .await
+    .map_err(|e| ServiceError::internal(format!("the screen stopped: {e}")))?;
+    let (ids, reference_ids, unreadable, own_reference, report) = computed;
+    let report = report.map_err(|e| {
+        ServiceError::new(
+            Code::Conflict,
+            format!("the project's items cannot be screened together: {e}"),
+        )
+    })?;
+    let mut issues = Vec::new();
+    let mut held = std::collections::BTreeSet::new();
+    for (i, item_issues) in report.issues.iter().enumerate() {
+        for is in item_issues {
+            let hold = HOLDING.contains(&is.kind.as_str());
+            if hold {
+                held.insert(ids[i]);
+            }
+            let (of_item, of_reference) = match is.of {
+                Some(Of::Item(j)) => (Some(ids[j]), None),
+                Some(Of::Reference(j)) => (None, reference_ids.as_ref().map(|r| r[j])),
+                None => (None, None),
+            };
+            issues.push(NewIssue {
+                item_id: ids[i],
+                kind: is.kind.clone(),
+                score: if is.score.is_finite() { is.score } else { 0.0 },
+                group: is.group.map(|g| g as i64),
+                of_item,
+                of_reference,
+                hold,
+            });
+        }
+    }
+    let s = &report.summary;
+    let (rule, reference) = match s.outlier_method {
+        Some(OutlierMethod::Conformal { reference, .. }) => (
+            Some("conformal".to_string()),
+            Some(match settings.reference_project {
+                Some(r) => format!("project {r} ({reference} items)"),
+                None if own_reference => format!("human-labeled items ({reference})"),
+                None => format!("{reference} items"),
+            }),
+        ),
+        Some(OutlierMethod::WithinPool) => (Some("within_pool".to_string()), None),
+        None => (None, None),
+    };
+    let mut summary = serde_json::to_value(s).unwrap_or_default();
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("unreadable".into(), unreadable.into());
+        obj.insert("outlier_k".into(), k.into());
+        obj.insert("text_near_threshold".into(), text_near.into());
+        obj.insert("image_near_threshold".into(), image_near.into());
+    }
+    let run = ScreenRun {
+        project_id,
+        job_id: Some(job_id),
+        model: project.model.clone(),
+        rule: rule.clone(),
+        reference,
+        alpha: settings.alpha,
+        items: ids.len() as i64,
+        held: held.len() as i64,
+        summary: summary.to_string(),
+        created_at: now_ms(),
+    };
+    let moved = app.store.replace_screening(&run, &issues).await?;
+    tracing::debug!(
+        project = project_id,
+        moved,
+        "held items sent back to review"
+    );
+    Ok(Ran {
+        items: run.items,
+        held: run.held,
+        rule,
+    })
+}
+
+/// `GET /v1/projects/{id}/screening`: the last screen of a project.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScreeningView {
+    pub project_id: i64,
+    /// Whether the project was ever screened (the fields below are `null` or empty if not).
+    pub screened: bool,
+    /// The screen job running now, if any (`GET /v1/jobs/{id}`).
+    pub running_job: Option<i64>,
+    /// The last screen job: its id, state, and why it failed.
+    pub last_job: Option<LastJob>,
+    /// The job that wrote the results shown.
+    pub job_id: Option<i64>,
+    pub model: Option<String>,
+    /// When the results shown were written (Unix ms).
+    pub screened_at: Option<i64>,
+    /// Items screened (those with an embedding and readable content).
+    pub items: i64,
+    /// Items the screen keeps from being auto-accepted (outliers, dark, blurry, odd-sized).
+    pub held: i64,
+    /// The outlier rule used: `conformal` (tested against `reference`,
+    /// false-positive rate ≤ `alpha`) or `within_pool` (no reference yet:
+    /// cleanlab Datalab's rule, mean 10-NN distance above Q3 + 1.7·IQR of
+    /// the pool's own; no rate is promised).
+    #[schema(example = "within_pool")]
+    pub rule: Option<String>,
+    /// The rule in words.
+    pub rule_note: Option<String>,
+    /// What outliers (and leaks) were measured against.
+    pub reference: Option<String>,
+    pub alpha: Option<f64>,
+    /// Issues per type.
+    pub counts: BTreeMap<String, i64>,
+    /// The thresholds used: `outlier` (on the raw k-NN distance), `outlier_k`,
+    /// `text_near` (character 5-gram Jaccard), `image_near` (shifted pixel
+    /// correlation), `image` and `text_length` (fences set from the project's
+    /// own items), and `leaks_against`.
+    #[schema(value_type = Object)]
+    pub thresholds: serde_json::Value,
+}
+
+/// A screen job as the screening view shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LastJob {
+    pub id: i64,
+    /// `screening`, `done` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+pub async fn view(app: &App, project_id: i64) -> ServiceResult<ScreeningView> {
+    app.store.get_project(project_id).await?;
+    let run = app.store.screen_run(project_id).await?;
+    let counts: BTreeMap<String, i64> = app
+        .store
+        .screen_counts(project_id)
+        .await?
+        .into_iter()
+        .collect();
+    let running_job = app.store.open_job_of(project_id, SCREEN).await?;
+    let last_job = app
+        .store
+        .last_job_of(project_id, SCREEN)
+        .await?
+        .map(|(id, state, result)| LastJob {
+            id,
+            error: result
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+                .and_then(|v| v["error"].as_str().map(str::to_string)),
+            state,
+        });
+    let Some(run) = run else {
+        return Ok(ScreeningView {
+            project_id,
+            screened: false,
+            running_job,
+            last_job,
+            job_id: None,
+            model: None,
+            screened_at: None,
+            items: 0,
+            held: 0,
+            rule: None,
+            rule_note: None,
+            reference: None,
+            alpha: None,
+            counts,
+            thresholds: serde_json::json!({}),
+        });
+    };
+    let summary: serde_json::Value = serde_json::from_str(&run.summary).unwrap_or_default();
+    let thresholds = serde_json::json!({
+        "outlier": summary["outlier_threshold"],
+        "outlier_k": summary["outlier_k"],
+        "text_near": summary["text_near_threshold"],
+        "image_near": summary["image_near_threshold"],
+        "image": summary["image_thresholds"],
+        "text_length": summary["text_length"],
+        "leaks_against": summary["leaks_against"],
+    });
+    let rule_note = run.rule.as_deref().map(|r| match r {
+        "conformal" => format!(
+            "conformal k-NN test against {}: at most a fraction {} of in-domain items flagged",
+            run.reference.as_deref().unwrap_or("a reference"),
+            run.alpha
+        ),
+        _ => "no reference yet (no reference_project, and too few human labels for the conformal test): Datalab's within-pool rule, no false-positive rate promised".to_string(),
+    });
+    Ok(ScreeningView {
+        project_id,
+        screened: true,
+        running_job,
+        last_job,
+        job_id: run.job_id,
+        model: Some(run.model),
+        screened_at: Some(run.created_at),
+        items: run.items,
+        held: run.held,
+        rule: run.rule,
+        rule_note,
+        reference: run.reference,
+        alpha: Some(run.alpha),
+        counts,
+        thresholds,
+    })
+}
+
+/// One issue of one item.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssueView {
+    /// The issue's id (the paging cursor).
+    pub id: i64,
+    pub item_id: i64,
+    pub client_id: String,
+    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`, `pii:<kind>`.
+    #[serde(rename = "type")]
+    #[schema(example = "outlier")]
+    pub kind: String,
+    /// Duplicates: the similarity (1 for exact); outliers: the k-NN
+    /// distance over the threshold (above 1 is flagged); PII: the number of spans.
+    pub score: f64,
+    /// The duplicate group (every member carries it).
+    pub group: Option<i64>,
+    /// The group's representative (an item id of this project).
+    pub of: Option<i64>,
+    pub of_client_id: Option<String>,
+    /// The reference project's item a leak copies.
+    pub of_reference: Option<i64>,
+    /// The issue keeps the item from being auto-accepted.
+    pub held: bool,
+}
+
+impl From<IssueRow> for IssueView {
+    fn from(r: IssueRow) -> Self {
+        IssueView {
+            id: r.id,
+            item_id: r.item_id,
+            client_id: r.client_id,
+            kind: r.kind,
+            score: r.score,
+            group: r.group,
+            of: r.of_item,
+            of_client_id: r.of_client_id,
+            of_reference: r.of_reference,
+            held: r.hold,
+        }
+    }
+}
+
+/// `GET /v1/projects/{id}/issues`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuePage {
+    pub issues: Vec<IssueView>,
+    /// Pass as `after` for the next page; `null` on the last one.
+    pub next_after: Option<i64>,
+}
+
+/// A page of the last screen's issues, of one type (or family) or all.
+pub async fn issues(
+    store: &Store,
+    project_id: i64,
+    kind: Option<&str>,
+    after: Option<i64>,
+    limit: Option<i64>,
+) -> ServiceResult<IssuePage> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ServiceError::invalid(
+            "limit",
+            format!("must lie in 1..={MAX_PAGE}, got {limit}"),
+        ));
+    }
+    let filter = match kind {
+        None => KindFilter::All,
+        Some(k) if !TYPES.contains(&k) => {
+            return Err(ServiceError::invalid(
+                "type",
+                format!("{k:?} is not one of {}", TYPES.join(", ")),
+            ))
+        }
+        Some(k) if !k.contains(':') && (k == "quality" || k == "pii") => {
+            KindFilter::Family(k.to_string())
+        }
+        Some(k) => KindFilter::Exact(k.to_string()),
+    };
+    store.get_project(project_id).await?;
+    let rows = store
+        .screen_issues(project_id, &filter, after.unwrap_or(0), limit + 1)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let issues: Vec<IssueView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(IssueView::from)
+        .collect();
+    let next_after = if more {
+        issues.last().map(|i| i.id)
+    } else {
+        None
+    };
+    Ok(IssuePage { issues, next_after })
+}
