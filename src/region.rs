@@ -3,7 +3,7 @@
 //!
 //! A classification names one label for the whole item; a detection draws
 //! boxes; OCR (later) reads lines of text inside quadrilaterals; speech
-//! (later) cuts a recording into time spans. All four are a list of
+//! cuts a recording into time spans ([`Span`]). All four are a list of
 //! [`Region`]s: a [`Geometry`], a label, optionally a text, a score and an
 //! uncertainty. A classification is a single [`Geometry::Whole`] region, so
 //! the classify path keeps its meaning unchanged.
@@ -301,16 +301,111 @@ fn check_image_size(width: u32, height: u32) -> Result<(), RegionError> {
     }
 }
 
+/// A stretch of a recording: `start` and `end` in seconds from its start,
+/// `0 <= start < end <= duration` once [`Span::check`]ed. In JSON the array
+/// `[start, end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "[f64; 2]", into = "[f64; 2]")]
+pub struct Span {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl From<[f64; 2]> for Span {
+    fn from([start, end]: [f64; 2]) -> Self {
+        Span { start, end }
+    }
+}
+
+impl From<Span> for [f64; 2] {
+    fn from(s: Span) -> Self {
+        [s.start, s.end]
+    }
+}
+
+impl fmt::Display for Span {
+    /// `[start, end]`, as the segment reads in JSON.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}, {}]", self.start, self.end)
+    }
+}
+
+/// Why a segment was refused; each message names the segment and the
+/// recording's length, so the service can answer 422 with it as is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpanError {
+    #[error(
+        "segment {span} has a time that is not a finite number: send [start, end] as numbers \
+         of seconds from the recording's start"
+    )]
+    NonFinite { span: Span },
+    #[error(
+        "segment {span} is empty or inverted (end <= start): send [start, end] with the start \
+         first, in seconds"
+    )]
+    Inverted { span: Span },
+    #[error(
+        "segment {span} lies outside the recording of {duration} s: times are seconds from its \
+         start, 0 <= start < end <= {duration}; check they are not milliseconds or samples"
+    )]
+    OutsideRecording { span: Span, duration: f64 },
+}
+
+/// Slack allowed past a recording's end by [`Span::check`], in seconds: a
+/// millisecond, for an end a client rounded to three decimals (a
+/// millisecond is 8 samples at 8 kHz).
+pub const END_TOLERANCE: f64 = 1e-3;
+
+impl Span {
+    pub fn new(start: f64, end: f64) -> Self {
+        Span { start, end }
+    }
+
+    /// `end − start`, or 0 for an inverted span.
+    pub fn length(&self) -> f64 {
+        (self.end - self.start).max(0.0)
+    }
+
+    /// Intersection over union of two spans, in `[0, 1]`; 0 when they do
+    /// not overlap.
+    pub fn iou(&self, other: &Span) -> f64 {
+        let inter = (self.end.min(other.end) - self.start.max(other.start)).max(0.0);
+        let union = self.length() + other.length() - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+
+    /// Checks a segment that comes from a user against its recording of
+    /// `duration` seconds: finite, `start < end`, `0 <= start` and `end <=
+    /// duration` (with [`END_TOLERANCE`] of slack).
+    pub fn check(&self, duration: f64) -> Result<(), SpanError> {
+        if !self.start.is_finite() || !self.end.is_finite() {
+            return Err(SpanError::NonFinite { span: *self });
+        }
+        if self.end <= self.start {
+            return Err(SpanError::Inverted { span: *self });
+        }
+        if self.start < 0.0 || self.end > duration + END_TOLERANCE {
+            return Err(SpanError::OutsideRecording {
+                span: *self,
+                duration,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Where a region is. Externally tagged, so alone it reads `"whole"` or
 /// `{"box": [x0, y0, x1, y1]}`; inside a [`Region`] it is flattened (no key
 /// for a whole-item region, `"box": [...]` for a box).
 ///
-/// Room is left for the tasks still to come, as further variants beside
-/// these two (each its own JSON key, so old readers refuse them instead of
-/// misreading them):
-/// - `Quad([[f64; 2]; 4])` for OCR: a text line's quadrilateral in pixels
-///   (clockwise from the top-left), usually with its bounding `BoxPx`;
-/// - `Span { start, end }` for speech: seconds from the recording's start.
+/// A speech segment is `{"segment": [start, end]}` in seconds. Room is left
+/// for OCR as a further variant (its own JSON key, so old readers refuse it
+/// instead of misreading it): `Quad([[f64; 2]; 4])`, a text line's
+/// quadrilateral in pixels (clockwise from the top-left).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Geometry {
@@ -318,6 +413,9 @@ pub enum Geometry {
     Whole,
     /// An axis-aligned box in pixels of the original image.
     Box(BoxPx),
+    /// A stretch of a recording, in seconds.
+    #[serde(rename = "segment")]
+    Span(Span),
 }
 
 /// One prediction or annotation: where ([`Geometry`]), what (`label`, and
@@ -325,12 +423,13 @@ pub enum Geometry {
 /// person's look would be (`uncertainty`).
 ///
 /// JSON: `{"label": "table", "score": 0.93, "box": [x0, y0, x1, y1]}`;
-/// a whole-item region has no `"box"`; `text`, `score` and `uncertainty`
+/// a speech segment has `"segment": [start, end]` instead of `"box"`;
+/// a whole-item region has neither; `text`, `score` and `uncertainty`
 /// are left out when absent. Unknown keys are refused, so that a region of
 /// a kind this version cannot read (a `"quad"`, a `"span"`) is not taken
 /// for a whole-item one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "RegionJson", into = "RegionJson")]
+#[serde(try_from = "RegionJson", into = "RegionJson")]
 pub struct Region {
     pub geometry: Geometry,
     pub label: String,
@@ -358,6 +457,14 @@ impl Region {
             ..Region::whole(label, score)
         }
     }
+
+    /// A labelled stretch of a recording.
+    pub fn span(span: Span, label: impl Into<String>, score: Option<f32>) -> Region {
+        Region {
+            geometry: Geometry::Span(span),
+            ..Region::whole(label, score)
+        }
+    }
 }
 
 /// The wire form of a [`Region`]: the geometry's key sits beside the
@@ -375,25 +482,36 @@ struct RegionJson {
     uncertainty: Option<f32>,
     #[serde(default, rename = "box", skip_serializing_if = "Option::is_none")]
     bbox: Option<BoxPx>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    segment: Option<Span>,
 }
 
-impl From<RegionJson> for Region {
-    fn from(r: RegionJson) -> Self {
-        Region {
-            geometry: r.bbox.map_or(Geometry::Whole, Geometry::Box),
+impl TryFrom<RegionJson> for Region {
+    type Error = &'static str;
+
+    fn try_from(r: RegionJson) -> Result<Self, Self::Error> {
+        let geometry = match (r.bbox, r.segment) {
+            (None, None) => Geometry::Whole,
+            (Some(b), None) => Geometry::Box(b),
+            (None, Some(s)) => Geometry::Span(s),
+            (Some(_), Some(_)) => return Err("a region is a `box` or a `segment`, not both"),
+        };
+        Ok(Region {
+            geometry,
             label: r.label,
             text: r.text,
             score: r.score,
             uncertainty: r.uncertainty,
-        }
+        })
     }
 }
 
 impl From<Region> for RegionJson {
     fn from(r: Region) -> Self {
-        let bbox = match r.geometry {
-            Geometry::Whole => None,
-            Geometry::Box(b) => Some(b),
+        let (bbox, segment) = match r.geometry {
+            Geometry::Whole => (None, None),
+            Geometry::Box(b) => (Some(b), None),
+            Geometry::Span(s) => (None, Some(s)),
         };
         RegionJson {
             label: r.label,
@@ -401,6 +519,7 @@ impl From<Region> for RegionJson {
             score: r.score,
             uncertainty: r.uncertainty,
             bbox,
+            segment,
         }
     }
 }
@@ -651,6 +770,39 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Region>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn segments_read_and_check() {
+        let seg = Region::span(Span::new(1.25, 3.5), "Speech", Some(0.9));
+        let json = serde_json::to_string(&seg).unwrap();
+        assert_eq!(
+            json,
+            r#"{"label":"Speech","score":0.9,"segment":[1.25,3.5]}"#
+        );
+        assert_eq!(serde_json::from_str::<Region>(&json).unwrap(), seg);
+        assert!(
+            serde_json::from_str::<Region>(r#"{"label":"x","box":[0,0,1,1],"segment":[0,1]}"#)
+                .is_err()
+        );
+        assert_eq!(
+            serde_json::to_string(&Geometry::Span(Span::new(0.0, 1.5))).unwrap(),
+            r#"{"segment":[0.0,1.5]}"#
+        );
+        assert_eq!(Span::new(0.5, 2.0).check(2.0), Ok(()));
+        for (s, says) in [
+            (Span::new(f64::NAN, 1.0), "not a finite number"),
+            (Span::new(2.0, 1.0), "end <= start"),
+            (Span::new(1.0, 1.0), "end <= start"),
+            (Span::new(-0.5, 1.0), "outside the recording of 2 s"),
+            (Span::new(0.0, 2.5), "outside the recording of 2 s"),
+        ] {
+            let message = s.check(2.0).unwrap_err().to_string();
+            assert!(message.contains(says), "{message}");
+            assert!(message.contains(&s.to_string()), "{message}");
+        }
+        assert!((Span::new(0.0, 2.0).iou(&Span::new(1.0, 3.0)) - 1.0 / 3.0).abs() < 1e-15);
+        assert_eq!(Span::new(0.0, 1.0).iou(&Span::new(2.0, 3.0)), 0.0);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn status(code: Code) -> StatusCode {
         Forbidden => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         Conflict => StatusCode::CONFLICT,
+        RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Busy => StatusCode::TOO_MANY_REQUESTS,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,

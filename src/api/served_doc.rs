@@ -31,7 +31,7 @@ pub struct ServedModel {
     pub labels: Vec<String>,
     /// An object-detection model.
     pub detect: bool,
-    /// A voice-activity model: served by `/v1/predict`, no projects yet.
+    /// A voice-activity model: its projects' regions are speech segments.
     pub segments: bool,
 }
 
@@ -96,13 +96,12 @@ pub fn served_document(served: &Served) -> Value {
             json!("A model this server has loaded."),
         );
     }
-    let project_models: Vec<ServedModel> = models.iter().filter(|m| !m.segments).cloned().collect();
-    if let (Some(create), false) = (schemas.get_mut("CreateProject"), project_models.is_empty()) {
-        *create = create_project(create, &project_models);
+    if let Some(create) = schemas.get_mut("CreateProject") {
+        *create = create_project(create, models);
     }
     let detection: std::collections::BTreeSet<&str> = models
         .iter()
-        .filter(|m| m.detect)
+        .filter(|m| m.detect || m.segments)
         .flat_map(|m| m.labels.iter().map(String::as_str))
         .collect();
     if !detection.is_empty() {
@@ -114,7 +113,9 @@ pub fn served_document(served: &Served) -> Value {
             label.insert("enum".into(), json!(detection));
             label.insert(
                 "description".into(),
-                json!("One of the project's labels (those of its detection model)."),
+                json!(
+                    "One of the project's labels (those of its detection or voice-activity model)."
+                ),
             );
         }
     }
@@ -175,7 +176,10 @@ fn create_project(generic: &Value, models: &[ServedModel]) -> Value {
     // Committee candidates: the classifiers (and detectors) with a given
     // label set, keyed by the sorted set.
     let mut by_set: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
-    for m in models.iter().filter(|m| !m.labels.is_empty()) {
+    for m in models
+        .iter()
+        .filter(|m| !m.labels.is_empty() && !m.segments)
+    {
         let mut key = m.labels.clone();
         key.sort();
         by_set.entry(key).or_default().push(&m.name);
@@ -215,7 +219,7 @@ fn create_project(generic: &Value, models: &[ServedModel]) -> Value {
             false,
             no_committee,
         ));
-        if m.detect {
+        if m.detect || m.segments {
             continue;
         }
         let mut key = m.labels.clone();

@@ -463,6 +463,7 @@ mod tests {
             kind: "box".into(),
             label: label.into(),
             bbox: Some(BoxPx::new(b[0], b[1], b[2], b[3])),
+            segment: None,
             text: None,
             score,
             uncertainty: None,

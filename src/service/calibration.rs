@@ -750,6 +750,15 @@ async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
     if project.task == super::regions::DETECT {
         return box_calibration::run(cal, &project).await;
     }
+    if project.task == super::regions::SEGMENTS {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {project_id} is a speech project: recording calibration is not built yet; \
+                 its segments are routed by the project's fixed threshold"
+            ),
+        ));
+    }
     let rows = cal.store.labeled_rows(project_id).await?;
     let audit_spent = rows.iter().filter(|r| r.audit).count() as i64;
     let head = match project.head_version {
@@ -1224,6 +1233,10 @@ async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<(
     if project.task == super::regions::DETECT {
         return refit_boxes_when_due(cal, project).await;
     }
+    if project.task == super::regions::SEGMENTS {
+        // No recording calibration yet: nothing to refit.
+        return Ok(());
+    }
     let rows = cal.store.labeled_rows(project.id).await?;
     let spent = rows.iter().filter(|r| r.audit).count() as i64;
     let every = project
@@ -1364,7 +1377,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<CalibrationView> 
     let current = app.store.current_calibration(project_id).await?;
     let have = audit.spent.max(0) as usize;
     let Some(row) = current else {
-        let budget = if project.task != super::regions::DETECT {
+        let budget = if !super::regions::has_regions(&project.task) {
             budget(app, &project, Scorer::fixed(None), have, target, delta).await?
         } else {
             Vec::new()

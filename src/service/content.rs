@@ -1,6 +1,8 @@
 //! An item's content as stored, for people to look at (the review page shows
-//! the image or text being labeled): the bytes sent at ingest, the text, or
-//! the file under the data root, with its content type.
+//! the image or text being labeled, or plays the recording): the bytes sent
+//! at ingest, the text, or the file under the data root, with its content
+//! type; a part of it for an HTTP `Range` request ([`byte_range`]), so that
+//! a player can seek in a long recording.
 
 use std::path::Path;
 
@@ -68,6 +70,56 @@ pub async fn content(app: &App, item_id: i64, project: Option<i64>) -> ServiceRe
     }
 }
 
+/// The bytes a `Range` header asks for, as `start..end` (end exclusive), of
+/// content `len` bytes long: `Ok(None)` to send it whole (no header, or one
+/// this server does not serve in part: another unit, several ranges, or a
+/// malformed one, which RFC 9110 lets a server ignore), `Err` when the one
+/// range asked for starts past the end (416, with the length in the
+/// message). Forms: `bytes=a-b`, `bytes=a-`, `bytes=-n` (the last n bytes).
+pub fn byte_range(header: Option<&str>, len: u64) -> ServiceResult<Option<(u64, u64)>> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let unsatisfiable = || {
+        ServiceError::new(
+            Code::RangeNotSatisfiable,
+            format!("the range {spec:?} lies outside the content of {len} bytes"),
+        )
+    };
+    if a.is_empty() {
+        // The last n bytes.
+        let Ok(n) = b.parse::<u64>() else {
+            return Ok(None);
+        };
+        if n == 0 || len == 0 {
+            return Err(unsatisfiable());
+        }
+        return Ok(Some((len - n.min(len), len)));
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return Ok(None);
+    };
+    let end = if b.is_empty() {
+        len
+    } else {
+        match b.parse::<u64>() {
+            Ok(last) if last >= start => last.saturating_add(1).min(len),
+            _ => return Ok(None),
+        }
+    };
+    if start >= len {
+        return Err(unsatisfiable());
+    }
+    Ok(Some((start, end)))
+}
+
 /// The canonical file a stored path names, if it lies inside `root`
 /// (canonical). Nothing is opened: the stored path is checked lexically
 /// (no `..`, under the root), then its links are resolved and checked
@@ -108,10 +160,22 @@ pub fn sniff(bytes: &[u8], extension: Option<&str>) -> &'static str {
     if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return "image/webp";
     }
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
+        return "audio/wav";
+    }
+    const SOUND: [(&[u8], &str); 3] = [
+        (b"fLaC", "audio/flac"),
+        (b"OggS", "audio/ogg"),
+        (b"ID3", "audio/mpeg"),
+    ];
+    if let Some((_, t)) = SOUND.iter().find(|(m, _)| bytes.starts_with(m)) {
+        return t;
+    }
     match extension.map(str::to_ascii_lowercase).as_deref() {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("txt") => "text/plain; charset=utf-8",
+        Some("mp3") => "audio/mpeg",
         _ => "application/octet-stream",
     }
 }
@@ -130,6 +194,30 @@ mod tests {
             "application/octet-stream"
         );
         assert_eq!(sniff(b"", None), "application/octet-stream");
+        assert_eq!(sniff(b"RIFF\x24\0\0\0WAVEfmt ", Some("png")), "audio/wav");
+        assert_eq!(sniff(b"fLaC\0\0\0\x22", None), "audio/flac");
+    }
+
+    #[test]
+    fn ranges_are_served_or_ignored_or_refused() {
+        let r = |h: &str| byte_range(Some(h), 1000).map_err(|e| e.code);
+        assert_eq!(byte_range(None, 1000).unwrap(), None);
+        assert_eq!(r("bytes=0-99"), Ok(Some((0, 100))));
+        assert_eq!(r("bytes=900-"), Ok(Some((900, 1000))));
+        assert_eq!(r("bytes=990-2000"), Ok(Some((990, 1000))));
+        assert_eq!(r("bytes=-10"), Ok(Some((990, 1000))));
+        assert_eq!(r("bytes=-5000"), Ok(Some((0, 1000))));
+        assert_eq!(r("bytes=1000-"), Err(Code::RangeNotSatisfiable));
+        assert_eq!(r("bytes=-0"), Err(Code::RangeNotSatisfiable));
+        for ignored in [
+            "items=0-1",
+            "bytes=0-1,5-6",
+            "bytes=5-1",
+            "bytes=x-",
+            "bytes=0",
+        ] {
+            assert_eq!(r(ignored), Ok(None), "{ignored}");
+        }
     }
 
     #[test]

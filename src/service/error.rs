@@ -57,6 +57,8 @@ pub enum Code {
     NotFound,
     /// The request conflicts with the current state.
     Conflict,
+    /// A `Range` header asks for bytes past the end of the content.
+    RangeNotSatisfiable,
     /// The body is larger than the server accepts.
     PayloadTooLarge,
     /// A queue is full; retry after the `Retry-After` seconds.
@@ -71,7 +73,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (for the OpenAPI document).
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::MalformedJson,
         Code::InvalidBody,
         Code::InvalidField,
@@ -94,6 +96,7 @@ impl Code {
         Code::Forbidden,
         Code::NotFound,
         Code::Conflict,
+        Code::RangeNotSatisfiable,
         Code::PayloadTooLarge,
         Code::Busy,
         Code::Unavailable,
@@ -126,6 +129,7 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
             Code::Conflict => "conflict",
+            Code::RangeNotSatisfiable => "range_not_satisfiable",
             Code::PayloadTooLarge => "payload_too_large",
             Code::Busy => "busy",
             Code::Unavailable => "unavailable",

@@ -35,6 +35,7 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
         ));
     }
     let text_model = model.model.is_text();
+    let audio_model = model.model.is_audio();
     let mut new_items = Vec::with_capacity(items.len());
     let mut seen = HashSet::with_capacity(items.len());
     let mut repeated = 0u64;
@@ -49,6 +50,16 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
             Content::Path(p) => Content::Path(resolve_path(app.data_root.as_deref(), &p, i)?),
             other => other,
         };
+        if audio_model && !matches!(content, Content::Path(_)) {
+            return Err(ServiceError::new(
+                Code::WrongContent,
+                format!(
+                    "item [{i}] ({:?}): the project's model {:?} takes recordings by `path` under \
+                     the data root (WAV, FLAC, OGG/Vorbis or MP3)",
+                    item.id, project.model
+                ),
+            ));
+        }
         if matches!(content, Content::Text(_)) != text_model {
             return Err(ServiceError::new(
                 Code::WrongContent,

@@ -253,6 +253,7 @@ impl ProjectPredictor {
             audit_p: None,
             calibration_version: self.scorer.version,
             regions: None,
+            segments: None,
         })
     }
 

@@ -59,15 +59,6 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
         return Err(ServiceError::invalid("name", "must not be empty"));
     }
     let model = loaded_model(app, "model", &req.model)?;
-    if model.model.is_audio() {
-        return Err(ServiceError::invalid(
-            "model",
-            format!(
-                "model {:?} finds speech segments in recordings; projects on voice-activity models are not supported yet (label recordings with POST /v1/predict or `labelloop label`)",
-                req.model
-            ),
-        ));
-    }
     if model.model.is_ocr() {
         // Pages in, text lines out: projects on OCR models (per-line routing,
         // hOCR export) are issue #23's next part; `POST /v1/predict` and
@@ -86,12 +77,13 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
     }
     let committee = req.committee.unwrap_or_default();
     let task = task_of(model);
-    if task == super::regions::DETECT && !committee.is_empty() {
+    if super::regions::has_regions(task) && !committee.is_empty() {
         return Err(ServiceError::invalid(
             "committee",
             format!(
-                "model {:?} detects boxes; a committee compares class distributions and is for classification projects only",
-                req.model
+                "model {:?} {}; a committee compares class distributions and is for classification projects only",
+                req.model,
+                if task == super::regions::DETECT { "detects boxes" } else { "finds speech segments" }
             ),
         ));
     }
@@ -117,8 +109,10 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
 }
 
 /// The explicit fixed threshold asked for, bounded: in [0, 1] (NaN is not),
-/// and only for classification (a detection project accepts no box before
-/// its box calibration, and has no whole-item score to threshold).
+/// and only for classification and speech (a detection project accepts no
+/// box before its box calibration, and has no whole-item score to
+/// threshold; a speech project accepts a segment whose mean speech
+/// probability reaches it, until recording calibration exists).
 fn fixed_threshold(threshold: Option<f64>, task: &str) -> ServiceResult<Option<f64>> {
     let Some(t) = threshold else {
         return Ok(None);
@@ -147,11 +141,13 @@ pub async fn publish_guarantees(app: &App) -> ServiceResult<()> {
 }
 
 /// A project's task, from its model's manifest: `detect` for an
-/// object-detection model, `classify` for every other (a classifier, or an
+/// object-detection model, `segments` for a voice-activity model,
+/// `classify` for every other (a classifier, or an
 /// embedding model with a head).
 pub fn task_of(model: &LoadedModel) -> &'static str {
     match model.model.manifest().task {
         crate::model::manifest::Task::ObjectDetection => super::regions::DETECT,
+        crate::model::manifest::Task::VoiceActivity => super::regions::SEGMENTS,
         _ => super::regions::CLASSIFY,
     }
 }

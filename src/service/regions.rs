@@ -1,10 +1,11 @@
-//! Regions: the use cases of detection projects, written once for every
-//! adapter (issue 22). Turning a detection into routed machine regions,
-//! reading an item's regions, and recording a reviewer's full set of boxes.
+//! Regions: the use cases of detection and speech projects, written once
+//! for every adapter (issues 22 and 24). Turning a detection or a
+//! recording's speech segments into routed machine regions, reading an
+//! item's regions, and recording a reviewer's full set of boxes or segments.
 //!
-//! The routing rule is [`route_boxes`]; the review rule (which machine box
-//! a reviewer kept, moved, relabeled or deleted) is [`plan_review`]. Both
-//! are pure; the store applies a plan in one transaction.
+//! The routing rules are [`route_boxes`] and [`route_segments`]; the review
+//! rule (which machine region a reviewer kept, moved, relabeled or deleted)
+//! is [`plan`]. All are pure; the store applies a plan in one transaction.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,17 +15,34 @@ use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
 use super::review::Annotator;
 use crate::model::Prediction;
-use crate::region::BoxPx;
+use crate::region::{BoxPx, Geometry, Span};
 use crate::select::Uncertainty;
 use crate::store::{
-    HumanRegion, ItemRecord, MachineBox, MachineRegions, Outcome, Project, RegionItem,
-    RegionRecord, RegionReview, StoredPrediction,
+    HumanRegion, ItemRecord, MachineBox, MachineRegions, MachineSegments, MachineSpan, Outcome,
+    Project, RegionItem, RegionRecord, RegionReview, StoredPrediction,
 };
 
 /// The task of a project whose model detects objects.
 pub const DETECT: &str = "detect";
 /// The task of a project whose model (or head) classifies whole items.
 pub const CLASSIFY: &str = "classify";
+/// The task of a project whose model cuts recordings into speech segments.
+pub const SEGMENTS: &str = "segments";
+
+/// Whether a project of `task` keeps its labels as regions (boxes or
+/// segments) rather than one whole-item label.
+pub fn has_regions(task: &str) -> bool {
+    task == DETECT || task == SEGMENTS
+}
+
+/// A frame the model could not decide on: speech probability in this range.
+pub const UNDECIDED: (f32, f32) = (0.3, 0.7);
+
+/// A recording goes to review when the model stayed undecided
+/// ([`UNDECIDED`]) for this long without a break: about 16 frames of 32 ms,
+/// longer than the passage through the band at a segment's edges (2 or 3
+/// frames) and than the shortest speech segment (250 ms).
+pub const UNDECIDED_STRETCH_SECONDS: f64 = 0.5;
 
 /// Most boxes a reviewer may send for one image.
 pub const MAX_REGIONS: usize = 10_000;
@@ -157,6 +175,118 @@ pub fn detection_outcome(
     })
 }
 
+/// How one recording's segments are routed.
+///
+/// **The routing rule for segments.** A segment is auto-accepted when the
+/// project has a threshold (its fixed `threshold` until recording
+/// calibration exists) and the segment's score, the mean speech probability
+/// over it, is at least that. The recording goes to review when any segment
+/// is left for review, or when the model stayed undecided for a stretch
+/// (`longest_undecided` seconds ≥ [`UNDECIDED_STRETCH_SECONDS`]): speech it
+/// may have missed is the error a reviewer cannot see otherwise. A
+/// recording with no segment and no undecided stretch is settled as silence
+/// (unlike an image with no box, the frame probabilities are evidence: the
+/// model said "no speech" at every window).
+pub fn route_segments(scores: &[f64], threshold: Option<f64>, longest_undecided: f64) -> Routed {
+    let accepted: Vec<bool> = scores
+        .iter()
+        .map(|s| threshold.is_some_and(|t| s.is_finite() && *s >= t))
+        .collect();
+    let needs_review =
+        accepted.iter().any(|a| !a) || longest_undecided >= UNDECIDED_STRETCH_SECONDS;
+    Routed {
+        accepted,
+        needs_review,
+    }
+}
+
+/// The undecided time of a recording from its frame probabilities: total
+/// seconds and the longest unbroken stretch, frames in [`UNDECIDED`]. One
+/// pass, no allocation.
+pub fn undecided_time(frames: &[f32], frame_seconds: f64) -> (f64, f64) {
+    let (lo, hi) = UNDECIDED;
+    let (mut total, mut run, mut longest) = (0usize, 0usize, 0usize);
+    for p in frames {
+        if (lo..=hi).contains(p) {
+            total += 1;
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    (total as f64 * frame_seconds, longest as f64 * frame_seconds)
+}
+
+/// What the store records for a voice-activity model's answer on one
+/// recording: its segments as machine regions of kind `span` routed by
+/// [`route_segments`] (score: the mean speech probability), its length and
+/// undecided seconds, and its uncertainty for the review lists: per
+/// measure, the larger of the segments' (as boxes: the most uncertain one,
+/// the open ones, the score entropy) and the undecided share of the
+/// recording. No whole-item label is set.
+pub fn segments_outcome(
+    pred: &Prediction,
+    label: &str,
+    model_version: &str,
+    threshold: Option<f64>,
+) -> Outcome {
+    let Some(seg) = &pred.segments else {
+        return Outcome::Failed(
+            "the voice-activity model gave no segments for this recording".into(),
+        );
+    };
+    let (undecided, longest) = undecided_time(&seg.frames, seg.frame_seconds);
+    let scores: Vec<f64> = seg.segments.iter().map(|s| f64::from(s.score)).collect();
+    let routed = route_segments(&scores, threshold, longest);
+    let share = if seg.duration > 0.0 {
+        (undecided / seg.duration).clamp(0.0, 1.0) as f32
+    } else {
+        0.0
+    };
+    let uncertainty = if seg.segments.is_empty() {
+        Uncertainty {
+            least_confidence: share,
+            margin: share,
+            entropy: share,
+        }
+    } else {
+        let probs: Vec<f32> = seg.segments.iter().map(|s| s.score).collect();
+        let in_review: Vec<bool> = routed.accepted.iter().map(|a| !a).collect();
+        let u = Uncertainty::of_boxes(&probs, &in_review);
+        Uncertainty {
+            least_confidence: u.least_confidence.max(share),
+            margin: u.margin.max(share),
+            entropy: u.entropy.max(share),
+        }
+    };
+    let segments = seg
+        .segments
+        .iter()
+        .zip(&routed.accepted)
+        .map(|(s, &accepted)| MachineSpan {
+            label: label.to_string(),
+            span: Span::new(s.start, s.end),
+            score: f64::from(s.score),
+            uncertainty: Some(f64::from(
+                Uncertainty::from_distribution(&[s.score, 1.0 - s.score]).margin,
+            )),
+            accepted,
+        })
+        .collect();
+    Outcome::Predicted(StoredPrediction {
+        uncertainty: Some(uncertainty),
+        model_version: model_version.to_string(),
+        auto_accept: !routed.needs_review,
+        segments: Some(Box::new(MachineSegments {
+            duration: seg.duration,
+            undecided,
+            segments,
+        })),
+        ..StoredPrediction::default()
+    })
+}
+
 /// An item's regions with the image size they are in.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemRegions {
@@ -165,40 +295,60 @@ pub struct ItemRegions {
     /// The item's status (`needs_review`, `auto_accepted`, `labeled`, …).
     pub status: String,
     /// The image's size in pixels (EXIF orientation applied); null until
-    /// the item is pre-labeled.
+    /// the item is pre-labeled, and for recordings.
     pub width: Option<i64>,
     pub height: Option<i64>,
+    /// A recording's length in seconds; null until it is pre-labeled, and
+    /// for images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
     /// Machine and human regions, oldest first, with provenance.
     pub regions: Vec<RegionRecord>,
 }
 
-/// One box of a reviewer's set.
+/// One box or segment of a reviewer's set: a detection project's regions
+/// carry `box`, a speech project's `segment`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoxIn {
-    /// The region this box is (a machine region, or a human region read
-    /// back from `GET`), kept, moved or relabeled; omitted: a new box.
+    /// The region this is (a machine region, or a human region read back
+    /// from `GET`), kept, moved or relabeled; omitted: a new one.
     pub id: Option<i64>,
     /// One of the project's labels.
     pub label: String,
-    /// `[x0, y0, x1, y1]` in pixels of the original image: x0 < x1,
-    /// y0 < y1, inside the image (checked against the item's size).
-    #[serde(rename = "box")]
-    #[schema(value_type = Vec<f64>, min_items = 4, max_items = 4)]
-    pub bbox: BoxPx,
+    /// Detection projects: `[x0, y0, x1, y1]` in pixels of the original
+    /// image: x0 < x1, y0 < y1, inside the image (checked against the
+    /// item's size).
+    #[serde(rename = "box", default)]
+    #[schema(value_type = Option<Vec<f64>>, min_items = 4, max_items = 4)]
+    pub bbox: Option<BoxPx>,
+    /// Speech projects: `[start, end]` in seconds from the recording's
+    /// start: 0 <= start < end <= its duration.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
+    pub segment: Option<Span>,
 }
 
-/// A reviewer's full set of boxes for one image.
+/// What a reviewer's regions are checked against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Frame {
+    /// An image of this size in pixels: regions are boxes.
+    Image { width: i64, height: i64 },
+    /// A recording of this many seconds: regions are segments.
+    Recording { duration: f64 },
+}
+
+/// A reviewer's full set of boxes (an image) or segments (a recording).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionsIn {
-    /// At most 10,000 boxes (`MAX_REGIONS`).
+    /// At most 10,000 boxes or segments (`MAX_REGIONS`).
     #[schema(max_items = 10000)]
     pub regions: Vec<BoxIn>,
 }
 
-/// A region must belong to a detection project's item.
-async fn detection_item(
+/// A region must belong to a detection or speech project's item.
+async fn region_item(
     app: &App,
     project_id: i64,
     item_id: i64,
@@ -210,12 +360,12 @@ async fn detection_item(
             "item {item_id} in project {project_id}"
         )));
     }
-    if project.task != DETECT {
+    if !has_regions(&project.task) {
         return Err(ServiceError::new(
             Code::WrongContent,
             format!(
-                "project {project_id} is a {:?} project: regions belong to detection projects \
-                 (label a classification item with POST /v1/items/{{id}}/annotations)",
+                "project {project_id} is a {:?} project: regions belong to detection and speech \
+                 projects (label a classification item with POST /v1/items/{{id}}/annotations)",
                 project.task
             ),
         ));
@@ -223,12 +373,12 @@ async fn detection_item(
     Ok((project, item))
 }
 
-/// One item as `GET /v1/items/{id}` answers it; a detection project's
-/// item also carries its `regions` (machine and human, with provenance),
-/// one more indexed read.
+/// One item as `GET /v1/items/{id}` answers it; a detection or speech
+/// project's item also carries its `regions` (machine and human, with
+/// provenance), one more indexed read.
 pub async fn item(store: &crate::store::Store, item_id: i64) -> ServiceResult<ItemRecord> {
     let item = store.get_item(item_id).await?;
-    if store.get_project(item.project_id).await?.task != DETECT {
+    if !has_regions(&store.get_project(item.project_id).await?.task) {
         return Ok(item);
     }
     let mut items = [item];
@@ -239,7 +389,7 @@ pub async fn item(store: &crate::store::Store, item_id: i64) -> ServiceResult<It
 
 /// An item's regions, machine and human, with their provenance.
 pub async fn get(app: &App, project_id: i64, item_id: i64) -> ServiceResult<ItemRegions> {
-    let (_, item) = detection_item(app, project_id, item_id).await?;
+    let (_, item) = region_item(app, project_id, item_id).await?;
     let regions = app.store.item_regions(item_id).await?;
     Ok(ItemRegions {
         project_id,
@@ -247,12 +397,14 @@ pub async fn get(app: &App, project_id: i64, item_id: i64) -> ServiceResult<Item
         status: item.status,
         width: item.width,
         height: item.height,
+        duration: item.duration,
         regions,
     })
 }
 
-/// Record a reviewer's full set of boxes for an image. Every box is checked
-/// first (label in the project, box inside the image: 422 naming the box),
+/// Record a reviewer's full set of boxes for an image, or of segments for a
+/// recording. Every region is checked first (label in the project, box
+/// inside the image or segment inside the recording: 422 naming it),
 /// so nothing is half-written; then the store writes the plan in one
 /// transaction over the state it was planned from, planning again if
 /// another review of the item landed in between. Sending the same set
@@ -267,7 +419,7 @@ pub async fn put(
     if req.regions.len() > MAX_REGIONS {
         return Err(ServiceError::invalid(
             "regions",
-            format!("at most {MAX_REGIONS} boxes per image"),
+            format!("at most {MAX_REGIONS} regions per item"),
         ));
     }
     if let Some(admin) = &annotator.on_behalf_by {
@@ -275,18 +427,29 @@ pub async fn put(
     }
     let set_json = box_set_json(&req.regions);
     for _ in 0..REVIEW_ATTEMPTS {
-        let (project, item) = detection_item(app, project_id, item_id).await?;
-        let (Some(width), Some(height)) = (item.width, item.height) else {
-            return Err(ServiceError::new(
-                Code::Conflict,
-                format!(
-                    "item {item_id} has no image size yet: its pre-labeling job has not recorded it; \
-                     wait for the job (GET /v1/jobs/{{id}})"
-                ),
-            ));
-        };
+        let (project, item) = region_item(app, project_id, item_id).await?;
+        let frame =
+            match (
+                project.task == SEGMENTS,
+                item.width,
+                item.height,
+                item.duration,
+            ) {
+                (false, Some(width), Some(height), _) => Frame::Image { width, height },
+                (true, _, _, Some(duration)) => Frame::Recording { duration },
+                _ => {
+                    return Err(ServiceError::new(
+                        Code::Conflict,
+                        format!(
+                        "item {item_id} has no {} yet: its pre-labeling job has not recorded it; \
+                         wait for the job (GET /v1/jobs/{{id}})",
+                        if project.task == SEGMENTS { "duration" } else { "image size" }
+                    ),
+                    ))
+                }
+            };
         let current = app.store.item_regions(item_id).await?;
-        let plan = plan_review(&current, &req.regions, &project.labels, width, height)?;
+        let plan = plan(&current, &req.regions, &project.labels, frame)?;
         if item.status == "labeled" && unchanged(&current, &plan, &annotator.name) {
             return get(app, project_id, item_id).await;
         }
@@ -309,13 +472,27 @@ pub async fn put(
     ))
 }
 
-/// A reviewer's set as `region_sets` keeps it: `[[label, x0, y0, x1, y1], …]`.
-fn box_set_json(boxes: &[BoxIn]) -> String {
-    let set: Vec<(&str, f64, f64, f64, f64)> = boxes
+/// A reviewer's set as `region_sets` keeps it: `[[label, x0, y0, x1, y1], …]`
+/// for boxes, `[[label, start, end], …]` for segments.
+fn box_set_json(regions: &[BoxIn]) -> String {
+    let set: Vec<serde_json::Value> = regions
         .iter()
-        .map(|b| (b.label.as_str(), b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1))
+        .filter_map(|r| match (r.bbox, r.segment) {
+            (Some(b), _) => Some(serde_json::json!([r.label, b.x0, b.y0, b.x1, b.y1])),
+            (None, Some(s)) => Some(serde_json::json!([r.label, s.start, s.end])),
+            (None, None) => None,
+        })
         .collect();
     serde_json::to_string(&set).unwrap_or_else(|_| "[]".into())
+}
+
+/// A stored region's geometry: its box or its segment.
+pub fn geometry_of(r: &RegionRecord) -> Option<Geometry> {
+    match (r.bbox, r.segment) {
+        (Some(b), _) => Some(Geometry::Box(b)),
+        (None, Some(s)) => Some(Geometry::Span(s)),
+        (None, None) => None,
+    }
 }
 
 /// Parse a set written by [`box_set_json`]; `None` when unreadable.
@@ -337,10 +514,15 @@ pub fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str)
             r.id == *id && r.status == *status && r.annotator.as_deref() == Some(annotator)
         })
     });
-    let key = |label: &str, b: &BoxPx, status: &str, replaces: Option<i64>| {
+    let key = |label: &str, g: &Geometry, status: &str, replaces: Option<i64>| {
+        let bits = match g {
+            Geometry::Box(b) => vec![b.x0, b.y0, b.x1, b.y1],
+            Geometry::Span(s) => vec![s.start, s.end],
+            Geometry::Whole => Vec::new(),
+        };
         (
             label.to_string(),
-            [b.x0, b.y0, b.x1, b.y1].map(f64::to_bits),
+            bits.into_iter().map(f64::to_bits).collect::<Vec<u64>>(),
             status.to_string(),
             replaces,
         )
@@ -348,16 +530,12 @@ pub fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str)
     let mut now: Vec<_> = current
         .iter()
         .filter(|r| r.source == "human")
-        .filter_map(|r| {
-            r.bbox
-                .as_ref()
-                .map(|b| key(&r.label, b, &r.status, r.replaces))
-        })
+        .filter_map(|r| geometry_of(r).map(|g| key(&r.label, &g, &r.status, r.replaces)))
         .collect();
     let mut want: Vec<_> = plan
         .human
         .iter()
-        .map(|h| key(&h.label, &h.bbox, h.status, h.replaces))
+        .map(|h| key(&h.label, &h.geometry, h.status, h.replaces))
         .collect();
     now.sort();
     want.sort();
@@ -384,8 +562,60 @@ pub fn plan_review(
     width: i64,
     height: i64,
 ) -> ServiceResult<RegionReview> {
-    let w = u32::try_from(width).unwrap_or(0);
-    let h = u32::try_from(height).unwrap_or(0);
+    plan(current, boxes, labels, Frame::Image { width, height })
+}
+
+/// The region `i` of a reviewer's set as a checked geometry: a box inside
+/// the image, or a segment inside the recording, naming the field on error.
+fn checked_geometry(i: usize, r: &BoxIn, frame: Frame) -> ServiceResult<Geometry> {
+    match frame {
+        Frame::Image { width, height } => {
+            if r.segment.is_some() {
+                return Err(ServiceError::invalid(
+                    &format!("regions[{i}].segment"),
+                    "this item is an image: send its regions as `box` [x0, y0, x1, y1] in pixels",
+                ));
+            }
+            let b = r.bbox.ok_or_else(|| {
+                ServiceError::invalid(
+                    &format!("regions[{i}].box"),
+                    "required: [x0, y0, x1, y1] in pixels of the original image",
+                )
+            })?;
+            let w = u32::try_from(width).unwrap_or(0);
+            let h = u32::try_from(height).unwrap_or(0);
+            b.check(w, h)
+                .map_err(|e| ServiceError::invalid(&format!("regions[{i}].box"), e))?;
+            Ok(Geometry::Box(b))
+        }
+        Frame::Recording { duration } => {
+            if r.bbox.is_some() {
+                return Err(ServiceError::invalid(
+                    &format!("regions[{i}].box"),
+                    "this item is a recording: send its regions as `segment` [start, end] in seconds",
+                ));
+            }
+            let s = r.segment.ok_or_else(|| {
+                ServiceError::invalid(
+                    &format!("regions[{i}].segment"),
+                    "required: [start, end] in seconds from the recording's start",
+                )
+            })?;
+            s.check(duration)
+                .map_err(|e| ServiceError::invalid(&format!("regions[{i}].segment"), e))?;
+            Ok(Geometry::Span(s))
+        }
+    }
+}
+
+/// [`plan_review`] for an image or a recording (`frame`): the same rule,
+/// boxes or segments.
+pub fn plan(
+    current: &[RegionRecord],
+    boxes: &[BoxIn],
+    labels: &[String],
+    frame: Frame,
+) -> ServiceResult<RegionReview> {
     let by_id: HashMap<i64, &RegionRecord> = current.iter().map(|r| (r.id, r)).collect();
     let mut claimed: HashSet<i64> = HashSet::new();
     let mut machine_named: HashMap<i64, &'static str> = HashMap::new();
@@ -400,9 +630,7 @@ pub fn plan_review(
                 ),
             ));
         }
-        b.bbox
-            .check(w, h)
-            .map_err(|e| ServiceError::invalid(&format!("regions[{i}].box"), e))?;
+        let geometry = checked_geometry(i, b, frame)?;
         // The machine region this box stands for, if any.
         let machine = match b.id {
             None => None,
@@ -426,7 +654,7 @@ pub fn plan_review(
         match machine {
             None => human.push(HumanRegion {
                 label: b.label.clone(),
-                bbox: b.bbox,
+                geometry,
                 status: "added",
                 replaces: None,
             }),
@@ -437,13 +665,13 @@ pub fn plan_review(
                         format!("region {} is named by two boxes; send each box once", m.id),
                     ));
                 }
-                if m.label == b.label && m.bbox == Some(b.bbox) {
+                if m.label == b.label && geometry_of(m) == Some(geometry) {
                     machine_named.insert(m.id, "accepted");
                 } else {
                     machine_named.insert(m.id, "corrected");
                     human.push(HumanRegion {
                         label: b.label.clone(),
-                        bbox: b.bbox,
+                        geometry,
                         status: "corrected",
                         replaces: Some(m.id),
                     });
@@ -500,6 +728,85 @@ mod tests {
         assert_eq!(r.accepted, vec![false]);
     }
 
+    #[test]
+    fn segments_route_by_the_threshold_and_undecided_stretches() {
+        let r = route_segments(&[0.9, 0.6], Some(0.8), 0.0);
+        assert_eq!(r.accepted, vec![true, false]);
+        assert!(r.needs_review);
+        let r = route_segments(&[0.9, 0.85], Some(0.8), 0.1);
+        assert_eq!(r.accepted, vec![true, true]);
+        assert!(!r.needs_review);
+        // A long undecided stretch sends even an all-accepted recording.
+        assert!(route_segments(&[0.9], Some(0.8), UNDECIDED_STRETCH_SECONDS).needs_review);
+        // Silence with no doubt is settled; no threshold accepts nothing.
+        assert!(!route_segments(&[], Some(0.8), 0.0).needs_review);
+        let r = route_segments(&[0.99, f64::NAN], None, 0.0);
+        assert_eq!(r.accepted, vec![false, false]);
+        assert!(r.needs_review);
+    }
+
+    #[test]
+    fn undecided_time_counts_the_band_and_its_longest_run() {
+        let frames = [0.1, 0.4, 0.5, 0.9, 0.3, 0.7, 0.69, 0.2];
+        let (total, longest) = undecided_time(&frames, 0.032);
+        assert!((total - 5.0 * 0.032).abs() < 1e-12, "{total}");
+        assert!((longest - 3.0 * 0.032).abs() < 1e-12, "{longest}");
+        assert_eq!(undecided_time(&[], 0.032), (0.0, 0.0));
+    }
+
+    #[test]
+    fn segments_are_checked_against_the_recording() {
+        let labels = vec!["Speech".to_string()];
+        let seg = |id: Option<i64>, a: f64, b: f64| BoxIn {
+            id,
+            label: "Speech".into(),
+            bbox: None,
+            segment: Some(Span::new(a, b)),
+        };
+        let frame = Frame::Recording { duration: 10.0 };
+        let mut current = vec![region(1, "machine", "Speech", [0.0; 4], None)];
+        current[0].kind = "span".into();
+        current[0].bbox = None;
+        current[0].segment = Some(Span::new(1.0, 2.0));
+        let plan = plan(
+            &current,
+            &[seg(Some(1), 1.0, 2.0), seg(None, 5.0, 6.5)],
+            &labels,
+            frame,
+        )
+        .unwrap();
+        assert_eq!(plan.machine, vec![(1, "accepted")]);
+        assert_eq!(plan.human[0].geometry, Geometry::Span(Span::new(5.0, 6.5)));
+        let moved = super::plan(&current, &[seg(Some(1), 1.1, 2.0)], &labels, frame).unwrap();
+        assert_eq!(moved.machine, vec![(1, "corrected")]);
+        for (bad, says) in [
+            (vec![seg(None, 2.0, 1.0)], "regions[0].segment"),
+            (
+                vec![seg(None, 0.0, 1.0), seg(None, 9.0, 10.5)],
+                "regions[1].segment",
+            ),
+            (
+                vec![bx(None, "Speech", [0.0, 0.0, 1.0, 1.0])],
+                "regions[0].box",
+            ),
+        ] {
+            let e = super::plan(&current, &bad, &labels, frame).unwrap_err();
+            assert!(e.message.contains(says), "{}", e.message);
+        }
+        // A segment on an image is named too.
+        let e = super::plan(
+            &[],
+            &[seg(None, 0.0, 1.0)],
+            &labels,
+            Frame::Image {
+                width: 10,
+                height: 10,
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("regions[0].segment"), "{}", e.message);
+    }
+
     fn region(
         id: i64,
         source: &str,
@@ -513,6 +820,7 @@ mod tests {
             kind: "box".into(),
             label: label.into(),
             bbox: Some(BoxPx::from(b)),
+            segment: None,
             text: None,
             score: None,
             uncertainty: None,
@@ -535,7 +843,8 @@ mod tests {
         BoxIn {
             id,
             label: label.into(),
-            bbox: BoxPx::from(b),
+            bbox: Some(BoxPx::from(b)),
+            segment: None,
         }
     }
 

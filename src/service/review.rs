@@ -287,7 +287,7 @@ async fn special_list(
 /// A detection project's review items come with their regions, so the
 /// reviewer sees the machine's boxes already drawn.
 async fn with_regions(app: &App, project: &Project, items: &mut [ItemRecord]) -> ServiceResult<()> {
-    if project.task == super::regions::DETECT {
+    if super::regions::has_regions(&project.task) {
         app.store.attach_regions(items).await?;
     }
     Ok(())
@@ -392,11 +392,12 @@ pub async fn record(
 ) -> ServiceResult<Annotated> {
     let item = app.store.get_item(item_id).await?;
     let project = app.store.get_project(item.project_id).await?;
-    if project.task == super::regions::DETECT {
+    if super::regions::has_regions(&project.task) {
         return Err(ServiceError::new(
             Code::WrongContent,
             format!(
-                "item {item_id} belongs to a detection project: record its boxes with                  PUT /v1/projects/{}/items/{item_id}/regions",
+                "item {item_id} belongs to a {} project: record its regions with PUT /v1/projects/{}/items/{item_id}/regions",
+                if project.task == super::regions::SEGMENTS { "speech" } else { "detection" },
                 project.id
             ),
         ));
@@ -515,6 +516,15 @@ async fn needs_confirmation(
 /// away stops nothing.
 pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
     let project = app.store.get_project(project_id).await?;
+    if project.task == super::regions::SEGMENTS {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {project_id} is a speech project: it has no head to train; its segments \
+                 are routed by the project's threshold"
+            ),
+        ));
+    }
     if project.task == super::regions::DETECT {
         return Err(ServiceError::new(
             Code::WrongContent,

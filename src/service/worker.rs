@@ -234,6 +234,28 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         )
         .await;
     }
+    if project.task == super::regions::SEGMENTS {
+        // Speech: segments routed by the project's fixed threshold (no
+        // recording calibration yet), written as `span` regions.
+        let label = project.labels.first().map_or("Speech", String::as_str);
+        for (id, result) in ids.into_iter().zip(results) {
+            let outcome = match result {
+                Ok(pred) => super::regions::segments_outcome(
+                    &pred,
+                    label,
+                    predictor.model_version(),
+                    project.threshold,
+                ),
+                Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
+                Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
+            };
+            outcomes.push((id, outcome));
+        }
+        return record(
+            ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
+        )
+        .await;
+    }
     let mut member_results: Vec<std::vec::IntoIter<_>> =
         member_results.into_iter().map(Vec::into_iter).collect();
     let mut members: Vec<Member<'_>> = Vec::with_capacity(committee.len());

@@ -261,7 +261,7 @@ pub(crate) const PROJECT_COLUMNS: &str =
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
-     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height";
+     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height, duration, undecided";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -832,8 +832,26 @@ impl Store {
                         })
                     })
                     .collect();
+                // A recording's segments, for the recorded items only.
+                let segmented: Vec<(i64, &MachineSegments, &str, Option<i64>)> = rows
+                    .iter()
+                    .filter_map(|(id, pred)| {
+                        pred.segments.as_deref().map(|r| {
+                            (
+                                *id,
+                                r,
+                                pred.model_version.as_str(),
+                                pred.calibration_version,
+                            )
+                        })
+                    })
+                    .collect();
                 // A re-queued item's set of this model version is replaced.
-                for (sql, version, ids) in regions::machine_region_replaces(self, &detected) {
+                let replaced = detected
+                    .iter()
+                    .map(|(id, _, v, _)| (*id, *v))
+                    .chain(segmented.iter().map(|(id, _, v, _)| (*id, *v)));
+                for (sql, version, ids) in regions::machine_region_replaces(self, replaced) {
                     let mut q = sqlx::query(&sql).bind(version);
                     for id in ids {
                         q = q.bind(id);
@@ -867,6 +885,43 @@ impl Store {
                                 })
                                 .bind(b.model_version)
                                 .bind(b.calibration_version)
+                                .bind(job_id)
+                                .bind(now)
+                                .bind(now);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+                if !segmented.is_empty() {
+                    let project_id: i64 =
+                        sqlx::query_scalar("SELECT project_id FROM jobs WHERE id = $1")
+                            .bind(job_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let sql = regions::recording_update(self, segmented.len());
+                    let mut q = sqlx::query(&sql);
+                    for (id, r, _, _) in &segmented {
+                        q = q.bind(*id).bind(r.duration).bind(r.undecided);
+                    }
+                    q.execute(&mut *tx).await?;
+                    for (sql, spans) in &regions::machine_span_inserts(self, &segmented) {
+                        let mut q = sqlx::query(sql);
+                        for s in spans {
+                            q = q
+                                .bind(s.item_id)
+                                .bind(project_id)
+                                .bind(s.span.span.start)
+                                .bind(s.span.span.end)
+                                .bind(s.span.label.as_str())
+                                .bind(s.span.score)
+                                .bind(s.span.uncertainty)
+                                .bind(if s.span.accepted {
+                                    "accepted"
+                                } else {
+                                    "review"
+                                })
+                                .bind(s.model_version)
+                                .bind(s.calibration_version)
                                 .bind(job_id)
                                 .bind(now)
                                 .bind(now);

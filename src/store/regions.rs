@@ -8,8 +8,8 @@
 
 use sqlx::Row;
 
-use super::{now_ms, ItemRecord, MachineRegions, RegionRecord, Result, Store, StoreError};
-use crate::region::BoxPx;
+use super::{now_ms, ItemRecord, RegionRecord, Result, Store, StoreError};
+use crate::region::{BoxPx, Geometry, Span};
 
 /// Columns of a [`RegionRecord`], in `from_row` order.
 pub(super) const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
@@ -27,15 +27,18 @@ pub struct RegionItem {
     pub status: String,
     pub width: Option<i64>,
     pub height: Option<i64>,
+    /// A recording's length in seconds, once pre-labeled.
+    pub duration: Option<f64>,
     /// Bumped by every review write of the item's regions.
     pub rev: i64,
 }
 
-/// A reviewer's box as it will be stored.
+/// A reviewer's box or segment as it will be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HumanRegion {
     pub label: String,
-    pub bbox: BoxPx,
+    /// A box or a span (never whole: that is an annotation).
+    pub geometry: Geometry,
     /// `added` or `corrected`.
     pub status: &'static str,
     /// The machine region a `corrected` box replaces.
@@ -62,17 +65,20 @@ where
     Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     let corners: [Option<f64>; 4] = [r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?];
-    let bbox = match corners {
-        [Some(x0), Some(y0), Some(x1), Some(y1)] => Some(BoxPx::new(x0, y0, x1, y1)),
-        _ => None,
+    let kind: String = r.try_get(3)?;
+    let (bbox, segment) = match (kind.as_str(), corners) {
+        ("span", [Some(start), _, Some(end), _]) => (None, Some(Span::new(start, end))),
+        (_, [Some(x0), Some(y0), Some(x1), Some(y1)]) => (Some(BoxPx::new(x0, y0, x1, y1)), None),
+        _ => (None, None),
     };
     Ok((
         r.try_get(1)?,
         RegionRecord {
             id: r.try_get(0)?,
             source: r.try_get(2)?,
-            kind: r.try_get(3)?,
+            kind,
             bbox,
+            segment,
             label: r.try_get(8)?,
             text: r.try_get(9)?,
             score: r.try_get(10)?,
@@ -93,7 +99,7 @@ impl Store {
     pub async fn region_item(&self, item_id: i64) -> Result<RegionItem> {
         let row = with_pool!(self, |p| {
             sqlx::query(
-                "SELECT id, project_id, status, width, height, regions_rev FROM items WHERE id = $1",
+                "SELECT id, project_id, status, width, height, duration, regions_rev FROM items WHERE id = $1",
             )
             .bind(item_id)
             .fetch_optional(p)
@@ -105,7 +111,8 @@ impl Store {
                     status: r.try_get(2)?,
                     width: r.try_get(3)?,
                     height: r.try_get(4)?,
-                    rev: r.try_get(5)?,
+                    duration: r.try_get(5)?,
+                    rev: r.try_get(6)?,
                 })
             })
             .transpose()
@@ -226,8 +233,8 @@ impl Store {
                         .param()
                         .push(", (SELECT project_id FROM items WHERE id = ")
                         .param()
-                        .push("), 'human', 'box', ")
-                        .list(10)
+                        .push("), 'human', ")
+                        .list(11)
                         .push(")");
                 }
                 (sql.sql, chunk)
@@ -276,13 +283,15 @@ impl Store {
             for (sql, chunk) in &inserts {
                 let mut q = sqlx::query(sql);
                 for h in chunk.iter() {
+                    let (kind, [x0, y0, x1, y1]) = columns_of(&h.geometry);
                     q = q
                         .bind(item_id)
                         .bind(item_id)
-                        .bind(h.bbox.x0)
-                        .bind(h.bbox.y0)
-                        .bind(h.bbox.x1)
-                        .bind(h.bbox.y1)
+                        .bind(kind)
+                        .bind(x0)
+                        .bind(y0)
+                        .bind(x1)
+                        .bind(y1)
                         .bind(&h.label)
                         .bind(h.status)
                         .bind(h.replaces)
@@ -410,11 +419,11 @@ const REPLACE_ITEMS: usize = 10_000;
 /// in the transaction that inserts the new set.
 pub(super) fn machine_region_replaces<'a>(
     store: &Store,
-    recorded: &[(i64, &'a MachineRegions, &'a str, Option<i64>)],
+    recorded: impl IntoIterator<Item = (i64, &'a str)>,
 ) -> Vec<(String, &'a str, Vec<i64>)> {
     let mut by_version: std::collections::BTreeMap<&'a str, Vec<i64>> = Default::default();
-    for (id, _, version, _) in recorded {
-        by_version.entry(*version).or_default().push(*id);
+    for (id, version) in recorded {
+        by_version.entry(version).or_default().push(id);
     }
     let mut out = Vec::new();
     for (version, ids) in by_version {
@@ -448,7 +457,7 @@ pub(super) struct MachineRow<'a> {
 /// what makes a retried or outlived batch write its boxes exactly once.
 pub(super) fn machine_region_inserts<'a>(
     store: &Store,
-    recorded: &[(i64, &'a MachineRegions, &'a str, Option<i64>)],
+    recorded: &[(i64, &'a super::MachineRegions, &'a str, Option<i64>)],
 ) -> Vec<(String, Vec<MachineRow<'a>>)> {
     let boxes: Vec<MachineRow<'a>> = recorded
         .iter()
@@ -483,4 +492,82 @@ pub(super) fn machine_region_inserts<'a>(
         rest = tail;
     }
     out
+}
+
+/// The kind and the four geometry columns of a box or a span (a span's
+/// `[start, end]` in `x0`/`x1`, `y` null).
+pub(super) fn columns_of(g: &Geometry) -> (&'static str, [Option<f64>; 4]) {
+    match g {
+        Geometry::Box(b) => ("box", [Some(b.x0), Some(b.y0), Some(b.x1), Some(b.y1)]),
+        Geometry::Span(s) => ("span", [Some(s.start), None, Some(s.end), None]),
+        Geometry::Whole => ("whole", [None; 4]),
+    }
+}
+
+/// One machine segment to insert, with its item and provenance.
+pub(super) struct SpanRow<'a> {
+    pub item_id: i64,
+    pub span: &'a super::MachineSpan,
+    pub model_version: &'a str,
+    pub calibration_version: Option<i64>,
+}
+
+/// The statements that insert a batch's machine segments (kind `span`),
+/// one per [`INSERT_ROWS`] segments, each with its rows, bound in order:
+/// item, project, start, end, label, score, uncertainty, status, model
+/// version, calibration version, job, created, updated. Run by
+/// [`Store::complete`] for the recorded items only, as boxes are.
+pub(super) fn machine_span_inserts<'a>(
+    store: &Store,
+    recorded: &[(i64, &'a super::MachineSegments, &'a str, Option<i64>)],
+) -> Vec<(String, Vec<SpanRow<'a>>)> {
+    let mut rest: Vec<SpanRow<'a>> = recorded
+        .iter()
+        .flat_map(|(id, r, version, cal)| {
+            r.segments.iter().map(move |s| SpanRow {
+                item_id: *id,
+                span: s,
+                model_version: version,
+                calibration_version: *cal,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(INSERT_ROWS));
+        let mut sql = store.params(
+            "INSERT INTO regions (item_id, project_id, source, kind, x0, x1, label, score, \
+             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at) VALUES ",
+        );
+        for i in 0..rest.len() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .list(2)
+                .push(", 'machine', 'span', ")
+                .list(11)
+                .push(")");
+        }
+        out.push((sql.sql, rest));
+        rest = tail;
+    }
+    out
+}
+
+/// The statement that records the recordings' lengths and undecided
+/// seconds, bound in order: per recording its id, duration and undecided
+/// seconds. One per batch that holds recordings; never run for images or
+/// text, so the classification and detection paths are unchanged.
+pub(super) fn recording_update(store: &Store, n: usize) -> String {
+    let mut sql =
+        store.params("UPDATE items SET duration = v.column2, undecided = v.column3 FROM (VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").list(3).push(")");
+    }
+    sql.push(") AS v WHERE items.id = v.column1");
+    sql.sql
 }

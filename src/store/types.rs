@@ -350,6 +350,12 @@ pub struct ClaimedItem {
 }
 
 /// The result of labeling one claimed item.
+///
+/// Not boxed although `Predicted` is ~230 bytes and `Failed` 24: outcomes
+/// live one per item in a batch's `Vec`, and boxing would add an
+/// allocation per predicted item on the classification path, which is
+/// benchmarked; a failure is the rare case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Predicted(StoredPrediction),
@@ -380,6 +386,32 @@ pub struct StoredPrediction {
     /// A detection model's boxes for the item (None for classification):
     /// written as machine regions in the same transaction as the item.
     pub regions: Option<Box<MachineRegions>>,
+    /// A voice-activity model's segments for a recording (None otherwise):
+    /// written as machine regions of kind `span` in the same transaction.
+    pub segments: Option<Box<MachineSegments>>,
+}
+
+/// A recording's machine segments, routed one by one, with its length.
+#[derive(Debug, Clone, Default)]
+pub struct MachineSegments {
+    /// Seconds of audio, as decoded.
+    pub duration: f64,
+    /// Seconds of frames the model left undecided (speech probability in
+    /// [0.3, 0.7]).
+    pub undecided: f64,
+    pub segments: Vec<MachineSpan>,
+}
+
+/// One proposed speech segment and its route.
+#[derive(Debug, Clone)]
+pub struct MachineSpan {
+    pub label: String,
+    pub span: crate::region::Span,
+    /// The mean speech probability over the segment.
+    pub score: f64,
+    pub uncertainty: Option<f64>,
+    /// Auto-accepted (status `accepted`) or left for review (`review`).
+    pub accepted: bool,
 }
 
 /// A detection's machine regions for one image, routed box by box.
@@ -510,7 +542,14 @@ pub struct ItemRecord {
     /// Detection projects: the image's height in pixels, once pre-labeled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<i64>,
-    /// Detection projects: the item's regions (machine and human, with
+    /// Speech projects: the recording's length in seconds, once pre-labeled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// Speech projects: seconds the model left undecided (speech
+    /// probability between 0.3 and 0.7), once pre-labeled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<f64>,
+    /// Detection and speech projects: the item's regions (machine and human, with
     /// provenance), where a listing includes them (review lists, export).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<RegionRecord>>,
@@ -523,13 +562,19 @@ pub struct RegionRecord {
     pub id: i64,
     /// `machine` (a model's proposal) or `human` (a reviewer's box).
     pub source: String,
-    /// `box` (later `quad`, `span`).
+    /// `box` or `span` (a speech segment).
     pub kind: String,
     pub label: String,
-    /// `[x0, y0, x1, y1]` in pixels of the original image.
+    /// A box: `[x0, y0, x1, y1]` in pixels of the original image; null for
+    /// a segment.
     #[serde(rename = "box")]
-    #[schema(value_type = Vec<f64>)]
+    #[schema(value_type = Option<Vec<f64>>)]
     pub bbox: Option<crate::region::BoxPx>,
+    /// A speech segment: `[start, end]` in seconds from the recording's
+    /// start; absent for a box.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
+    pub segment: Option<crate::region::Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     pub score: Option<f64>,
@@ -610,6 +655,8 @@ impl ItemRecord {
             suspect: false,
             width: r.try_get("width")?,
             height: r.try_get("height")?,
+            duration: r.try_get("duration")?,
+            undecided: r.try_get("undecided")?,
             regions: None,
         })
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use labelloop::model::{LoadOptions, Model};
 use labelloop::runtime::SessionOptions;
 
+pub mod audio;
 pub mod detect;
 pub mod server;
 

@@ -14,7 +14,7 @@ use crate::service::export;
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// jsonl (default), csv, labelstudio, coco or yolo.
+    /// jsonl (default), csv, labelstudio, coco, yolo or rttm.
     #[param(schema_with = format_schema)]
     format: Option<String>,
     /// coco and yolo: final (default) or machine.
@@ -26,7 +26,8 @@ fn format_schema() -> utoipa::openapi::Object {
     crate::json_shape::string_enum(
         export::ExportFormat::ALL.map(|f| f.as_str().to_string()),
         "jsonl (default), csv or labelstudio: every item; coco or yolo: a detection project's \
-         boxes (422 on a classification project).",
+         boxes (422 on other projects); rttm: a speech project's final segments (422 on other \
+         projects).",
     )
 }
 
@@ -39,19 +40,24 @@ fn boxes_schema() -> utoipa::openapi::Object {
     )
 }
 
-/// Export labels as jsonl, csv, labelstudio, coco or yolo (streamed).
+/// Export labels as jsonl, csv, labelstudio, coco, yolo or rttm (streamed).
 ///
 /// A detection project's JSONL lines carry each item's `width`, `height`
 /// and `regions`; its Label Studio tasks carry `rectanglelabels`
 /// predictions (machine boxes, with scores) and annotations (the
 /// reviewer's boxes). `coco` is one COCO instances document whose
 /// annotations keep their provenance under `labelloop`; `yolo` is a zip of
-/// `labels/<stem>.txt`, `data.yaml`, `train.txt` and `items.csv`.
+/// `labels/<stem>.txt`, `data.yaml`, `train.txt` and `items.csv`. A speech
+/// project's JSONL lines carry each recording's `duration`, `undecided`
+/// seconds and `regions` (segments as `"segment": [start, end]`); `rttm`
+/// is one `SPEAKER <file> 1 <start> <duration> <NA> <NA> speech <NA> <NA>`
+/// line per final segment of each settled recording.
 #[utoipa::path(get, path = "/v1/projects/{id}/export", tag = "export",
     params(("id" = i64, Path, description = "Project id", example = 1), ExportQuery),
     responses((status = 200, description = "The export, streamed: JSON lines, CSV, Label Studio's task list or a COCO document (JSON), or a YOLO dataset (zip)", content(
                 (String = "application/x-ndjson"), (String = "text/csv"),
-                (serde_json::Value = "application/json"), (String = "application/zip"))),
+                (serde_json::Value = "application/json"), (String = "application/zip"),
+                (String = "text/plain"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,

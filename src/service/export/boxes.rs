@@ -66,15 +66,16 @@ pub fn image_exported(item: &ItemRecord, set: BoxSet) -> Option<(u32, u32)> {
 /// corrected or deleted, or one still awaiting review, is not final.
 /// Under [`BoxSet::Machine`], every machine box whatever became of it.
 pub fn exported(regions: &[RegionRecord], set: BoxSet) -> impl Iterator<Item = &RegionRecord> {
-    regions.iter().filter(move |r| {
-        r.kind == "box"
-            && r.bbox.is_some()
-            && match set {
-                BoxSet::Final => {
-                    r.source == "human" || (r.source == "machine" && r.status == "accepted")
-                }
-                BoxSet::Machine => r.source == "machine",
-            }
+    final_regions(regions, set).filter(|r| r.kind == "box" && r.bbox.is_some())
+}
+
+/// The rule of [`exported`] whatever the kind (boxes, speech segments):
+/// under [`BoxSet::Final`] human regions and `accepted` machine ones; under
+/// [`BoxSet::Machine`] every machine region.
+pub fn final_regions(regions: &[RegionRecord], set: BoxSet) -> impl Iterator<Item = &RegionRecord> {
+    regions.iter().filter(move |r| match set {
+        BoxSet::Final => r.source == "human" || (r.source == "machine" && r.status == "accepted"),
+        BoxSet::Machine => r.source == "machine",
     })
 }
 
@@ -178,6 +179,7 @@ mod tests {
             kind: "box".into(),
             label: "table".into(),
             bbox: Some(BoxPx::new(1.0, 2.0, 3.0, 4.0)),
+            segment: None,
             text: None,
             score: (source == "machine").then_some(0.75),
             uncertainty: None,

@@ -1,6 +1,7 @@
 //! Exporting a project's items as JSON Lines, CSV or a Label Studio task
-//! list, and a detection project's boxes as COCO or YOLO, streamed page by
-//! page so a large project never sits in memory.
+//! list, a detection project's boxes as COCO or YOLO, and a speech
+//! project's segments as RTTM, streamed page by page so a large project
+//! never sits in memory.
 //!
 //! A use case of the service layer: it reads the store and knows the
 //! formats; the HTTP handler only passes the query on and wires the stream
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 pub use boxes::BoxSet;
 
 use super::error::{Code, ServiceError, ServiceResult};
-use super::regions::DETECT;
+use super::regions::{has_regions, DETECT, SEGMENTS};
 use crate::store::{ItemRecord, Store};
 
 /// Items read from the store per chunk of output.
@@ -60,18 +61,21 @@ pub enum ExportFormat {
     Coco,
     /// Detection projects: a zip of YOLO label files and `data.yaml`.
     Yolo,
+    /// Speech projects: RTTM, one `SPEAKER` line per final segment.
+    Rttm,
 }
 
 impl ExportFormat {
-    pub const ALL: [ExportFormat; 5] = [
+    pub const ALL: [ExportFormat; 6] = [
         ExportFormat::Jsonl,
         ExportFormat::Csv,
         ExportFormat::LabelStudio,
         ExportFormat::Coco,
         ExportFormat::Yolo,
+        ExportFormat::Rttm,
     ];
 
-    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco` or `yolo`.
+    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco`, `yolo` or `rttm`.
     pub fn parse(s: &str) -> Option<ExportFormat> {
         ExportFormat::ALL.into_iter().find(|f| f.as_str() == s)
     }
@@ -83,6 +87,7 @@ impl ExportFormat {
             ExportFormat::LabelStudio => "labelstudio",
             ExportFormat::Coco => "coco",
             ExportFormat::Yolo => "yolo",
+            ExportFormat::Rttm => "rttm",
         }
     }
 
@@ -92,6 +97,7 @@ impl ExportFormat {
             ExportFormat::Csv => "text/csv",
             ExportFormat::LabelStudio | ExportFormat::Coco => "application/json",
             ExportFormat::Yolo => "application/zip",
+            ExportFormat::Rttm => "text/plain; charset=utf-8",
         }
     }
 
@@ -100,7 +106,7 @@ impl ExportFormat {
         matches!(self, ExportFormat::Coco | ExportFormat::Yolo)
     }
 
-    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo`.
+    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo, rttm`.
     pub fn names() -> String {
         ExportFormat::ALL.map(ExportFormat::as_str).join(", ")
     }
@@ -164,8 +170,27 @@ pub async fn open(
             ),
         ));
     }
+    if format == ExportFormat::Rttm && project.task != SEGMENTS {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "format rttm exports speech segments, and project {project_id} is a {:?} project \
+                 with none: export it as jsonl, csv or labelstudio",
+                project.task
+            ),
+        ));
+    }
+    if format == ExportFormat::LabelStudio && project.task == SEGMENTS {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {project_id} is a speech project: Label Studio audio tasks are not built \
+                 yet; export its segments as jsonl or rttm"
+            ),
+        ));
+    }
     store.ping().await?;
-    let detect = project.task == DETECT;
+    let detect = has_regions(&project.task);
     let file_name =
         (format == ExportFormat::Yolo).then(|| format!("project-{project_id}-yolo.zip"));
     let body: ByteStream = match format {
@@ -342,12 +367,55 @@ fn chunk(
             }
             Ok(out)
         }
+        ExportFormat::Rttm => {
+            let mut out = Vec::new();
+            for item in page {
+                rttm_lines(&mut out, item)?;
+            }
+            Ok(out)
+        }
         // Not item lists: `open` sends them to their own producers.
         ExportFormat::Coco | ExportFormat::Yolo => Err(io::Error::other(format!(
             "{} is not an item-per-record format",
             format.as_str()
         ))),
     }
+}
+
+/// A recording's final segments as RTTM lines, `SPEAKER <file> 1 <start>
+/// <duration> <NA> <NA> speech <NA> <NA>`, times in seconds (3 decimals),
+/// in time order. `<file>` is the item's client id with white space made
+/// `_` (RTTM fields are separated by white space). Only settled recordings
+/// (a person reviewed it, or the machine auto-accepted it) export: a
+/// recording awaiting review has no final segments yet, and RTTM reads a
+/// missing segment as silence. Which segments are final is the boxes' rule,
+/// [`boxes::final_regions`].
+fn rttm_lines(out: &mut Vec<u8>, item: &ItemRecord) -> io::Result<()> {
+    use std::io::Write;
+    let settled = item.status == crate::store::Status::Labeled.as_str()
+        || item.status == crate::store::Status::AutoAccepted.as_str();
+    if !settled {
+        return Ok(());
+    }
+    let file: String = item
+        .client_id
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
+    let regions = item.regions.as_deref().unwrap_or_default();
+    let mut spans: Vec<crate::region::Span> = boxes::final_regions(regions, BoxSet::Final)
+        .filter_map(|r| r.segment)
+        .collect();
+    spans.sort_by(|a, b| a.start.total_cmp(&b.start));
+    for s in spans {
+        writeln!(
+            out,
+            "SPEAKER {file} 1 {:.3} {:.3} <NA> <NA> speech <NA> <NA>",
+            s.start,
+            s.length()
+        )?;
+    }
+    Ok(())
 }
 
 /// The [`CSV_HEADER`] columns of one item; empty for what it lacks.

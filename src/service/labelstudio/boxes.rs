@@ -55,10 +55,12 @@ impl RecordedSet {
             annotator: annotator.to_string(),
             boxes: boxes
                 .iter()
-                .map(|b| RecordedBox {
-                    id: b.id,
-                    label: b.label.clone(),
-                    bbox: b.bbox,
+                .filter_map(|b| {
+                    Some(RecordedBox {
+                        id: b.id,
+                        label: b.label.clone(),
+                        bbox: b.bbox?,
+                    })
                 })
                 .collect(),
         }
@@ -70,7 +72,8 @@ impl RecordedSet {
             .map(|b| BoxIn {
                 id: b.id,
                 label: b.label.clone(),
-                bbox: b.bbox,
+                bbox: Some(b.bbox),
+                segment: None,
             })
             .collect()
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::app::App;
-use super::error::{ServiceError, ServiceResult};
+use super::error::{Code, ServiceError, ServiceResult};
 use config::Wanted;
 
 type CredentialMap = HashMap<i64, (Option<(String, String)>, Instant)>;
@@ -306,6 +306,16 @@ pub async fn validate(app: &App, project_id: i64, config_xml: &str) -> ServiceRe
 /// config it fills.
 pub(crate) fn wanted(app: &App, project: &crate::store::Project) -> ServiceResult<Wanted> {
     let model = &app.model_of(project)?.model;
+    if model.is_audio() {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {} is a speech project: Label Studio <Audio> tasks are not built yet; \
+                 review its segments with PUT /v1/projects/{}/items/{{item}}/regions",
+                project.id, project.id
+            ),
+        ));
+    }
     Ok(if model.is_text() {
         Wanted::TextChoices
     } else if model.manifest().task == crate::model::Task::ObjectDetection {

@@ -436,7 +436,12 @@ fn boxes_of(
         if let Some(id) = id {
             claimed.insert(id);
         }
-        out.push(BoxIn { id, label, bbox });
+        out.push(BoxIn {
+            id,
+            label,
+            bbox: Some(bbox),
+            segment: None,
+        });
     }
     Ok(out)
 }
