@@ -858,33 +858,34 @@ impl Store {
                     }
                     q.execute(&mut *tx).await?;
                 }
-                let inserts = regions::machine_region_inserts(self, &detected);
+                let inserts = regions::machine_region_inserts(
+                    self,
+                    regions::machine_inserts(&detected, &segmented),
+                );
                 if !inserts.is_empty() {
                     let project_id: i64 =
                         sqlx::query_scalar("SELECT project_id FROM jobs WHERE id = $1")
                             .bind(job_id)
                             .fetch_one(&mut *tx)
                             .await?;
-                    for (sql, boxes) in &inserts {
+                    for (sql, regions) in &inserts {
                         let mut q = sqlx::query(sql);
-                        for b in boxes {
+                        for r in regions {
+                            let [x0, y0, x1, y1] = r.geometry;
                             q = q
-                                .bind(b.item_id)
+                                .bind(r.item_id)
                                 .bind(project_id)
-                                .bind(b.bbox.bbox.x0)
-                                .bind(b.bbox.bbox.y0)
-                                .bind(b.bbox.bbox.x1)
-                                .bind(b.bbox.bbox.y1)
-                                .bind(b.bbox.label.as_str())
-                                .bind(b.bbox.score)
-                                .bind(b.bbox.uncertainty)
-                                .bind(if b.bbox.accepted {
-                                    "accepted"
-                                } else {
-                                    "review"
-                                })
-                                .bind(b.model_version)
-                                .bind(b.calibration_version)
+                                .bind(r.kind)
+                                .bind(x0)
+                                .bind(y0)
+                                .bind(x1)
+                                .bind(y1)
+                                .bind(r.label)
+                                .bind(r.score)
+                                .bind(r.uncertainty)
+                                .bind(if r.accepted { "accepted" } else { "review" })
+                                .bind(r.model_version)
+                                .bind(r.calibration_version)
                                 .bind(job_id)
                                 .bind(now)
                                 .bind(now);
@@ -893,41 +894,12 @@ impl Store {
                     }
                 }
                 if !segmented.is_empty() {
-                    let project_id: i64 =
-                        sqlx::query_scalar("SELECT project_id FROM jobs WHERE id = $1")
-                            .bind(job_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
                     let sql = regions::recording_update(self, segmented.len());
                     let mut q = sqlx::query(&sql);
                     for (id, r, _, _) in &segmented {
                         q = q.bind(*id).bind(r.duration).bind(r.undecided);
                     }
                     q.execute(&mut *tx).await?;
-                    for (sql, spans) in &regions::machine_span_inserts(self, &segmented) {
-                        let mut q = sqlx::query(sql);
-                        for s in spans {
-                            q = q
-                                .bind(s.item_id)
-                                .bind(project_id)
-                                .bind(s.span.span.start)
-                                .bind(s.span.span.end)
-                                .bind(s.span.label.as_str())
-                                .bind(s.span.score)
-                                .bind(s.span.uncertainty)
-                                .bind(if s.span.accepted {
-                                    "accepted"
-                                } else {
-                                    "review"
-                                })
-                                .bind(s.model_version)
-                                .bind(s.calibration_version)
-                                .bind(job_id)
-                                .bind(now)
-                                .bind(now);
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
                 }
                 done = rows.len() as i64;
             }

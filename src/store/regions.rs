@@ -15,7 +15,7 @@ use crate::region::{BoxPx, Geometry, Span};
 pub(super) const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
      uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at";
 
-/// Rows per generated `INSERT`: 15 parameters each stays below SQLite's
+/// Rows per generated `INSERT`: 16 parameters each (32,000) stays below SQLite's
 /// 32,766 and PostgreSQL's 65,535 bound parameters.
 const INSERT_ROWS: usize = 2000;
 
@@ -440,38 +440,66 @@ pub(super) fn machine_region_replaces<'a>(
     out
 }
 
-/// One machine box to insert, with its item and provenance.
-pub(super) struct MachineRow<'a> {
+/// One machine region to insert (a detection's box or a recording's
+/// segment), with its item and provenance.
+pub(super) struct MachineInsert<'a> {
     pub item_id: i64,
-    pub bbox: &'a super::MachineBox,
+    pub kind: &'static str,
+    pub geometry: [Option<f64>; 4],
+    pub label: &'a str,
+    pub score: f64,
+    pub uncertainty: Option<f64>,
+    pub accepted: bool,
     pub model_version: &'a str,
     pub calibration_version: Option<i64>,
 }
 
+/// A batch's machine regions, boxes then segments, for the recorded items.
+pub(super) fn machine_inserts<'a>(
+    boxes: &[(i64, &'a super::MachineRegions, &'a str, Option<i64>)],
+    spans: &[(i64, &'a super::MachineSegments, &'a str, Option<i64>)],
+) -> Vec<MachineInsert<'a>> {
+    let boxes = boxes.iter().flat_map(|(id, r, version, cal)| {
+        r.boxes.iter().map(move |b| MachineInsert {
+            item_id: *id,
+            kind: "box",
+            geometry: columns_of(&Geometry::Box(b.bbox)).1,
+            label: &b.label,
+            score: b.score,
+            uncertainty: b.uncertainty,
+            accepted: b.accepted,
+            model_version: version,
+            calibration_version: *cal,
+        })
+    });
+    let spans = spans.iter().flat_map(|(id, r, version, cal)| {
+        r.segments.iter().map(move |s| MachineInsert {
+            item_id: *id,
+            kind: "span",
+            geometry: columns_of(&Geometry::Span(s.span)).1,
+            label: &s.label,
+            score: s.score,
+            uncertainty: s.uncertainty,
+            accepted: s.accepted,
+            model_version: version,
+            calibration_version: *cal,
+        })
+    });
+    boxes.chain(spans).collect()
+}
+
 /// The statements that insert a batch's machine regions: one per
-/// [`INSERT_ROWS`] boxes (so per batch, not per item), each with its rows,
-/// bound in order: item, project, x0, y0, x1, y1, label, score,
+/// [`INSERT_ROWS`] regions (so per batch, not per item), each with its
+/// rows, bound in order: item, project, kind, x0, y0, x1, y1, label, score,
 /// uncertainty, status, model version, calibration version, job, created,
 /// updated. [`Store::complete`] runs them in the transaction that records
 /// the items, for the items whose guarded update succeeded only: that is
-/// what makes a retried or outlived batch write its boxes exactly once.
+/// what makes a retried or outlived batch write its regions exactly once.
 pub(super) fn machine_region_inserts<'a>(
     store: &Store,
-    recorded: &[(i64, &'a super::MachineRegions, &'a str, Option<i64>)],
-) -> Vec<(String, Vec<MachineRow<'a>>)> {
-    let boxes: Vec<MachineRow<'a>> = recorded
-        .iter()
-        .flat_map(|(id, r, version, cal)| {
-            r.boxes.iter().map(move |b| MachineRow {
-                item_id: *id,
-                bbox: b,
-                model_version: version,
-                calibration_version: *cal,
-            })
-        })
-        .collect();
+    mut rest: Vec<MachineInsert<'a>>,
+) -> Vec<(String, Vec<MachineInsert<'a>>)> {
     let mut out = Vec::new();
-    let mut rest = boxes;
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(INSERT_ROWS));
         let mut sql = store.params(
@@ -484,8 +512,8 @@ pub(super) fn machine_region_inserts<'a>(
             }
             sql.push("(")
                 .list(2)
-                .push(", 'machine', 'box', ")
-                .list(13)
+                .push(", 'machine', ")
+                .list(14)
                 .push(")");
         }
         out.push((sql.sql, rest));
@@ -502,57 +530,6 @@ pub(super) fn columns_of(g: &Geometry) -> (&'static str, [Option<f64>; 4]) {
         Geometry::Span(s) => ("span", [Some(s.start), None, Some(s.end), None]),
         Geometry::Whole => ("whole", [None; 4]),
     }
-}
-
-/// One machine segment to insert, with its item and provenance.
-pub(super) struct SpanRow<'a> {
-    pub item_id: i64,
-    pub span: &'a super::MachineSpan,
-    pub model_version: &'a str,
-    pub calibration_version: Option<i64>,
-}
-
-/// The statements that insert a batch's machine segments (kind `span`),
-/// one per [`INSERT_ROWS`] segments, each with its rows, bound in order:
-/// item, project, start, end, label, score, uncertainty, status, model
-/// version, calibration version, job, created, updated. Run by
-/// [`Store::complete`] for the recorded items only, as boxes are.
-pub(super) fn machine_span_inserts<'a>(
-    store: &Store,
-    recorded: &[(i64, &'a super::MachineSegments, &'a str, Option<i64>)],
-) -> Vec<(String, Vec<SpanRow<'a>>)> {
-    let mut rest: Vec<SpanRow<'a>> = recorded
-        .iter()
-        .flat_map(|(id, r, version, cal)| {
-            r.segments.iter().map(move |s| SpanRow {
-                item_id: *id,
-                span: s,
-                model_version: version,
-                calibration_version: *cal,
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(INSERT_ROWS));
-        let mut sql = store.params(
-            "INSERT INTO regions (item_id, project_id, source, kind, x0, x1, label, score, \
-             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at) VALUES ",
-        );
-        for i in 0..rest.len() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(")
-                .list(2)
-                .push(", 'machine', 'span', ")
-                .list(11)
-                .push(")");
-        }
-        out.push((sql.sql, rest));
-        rest = tail;
-    }
-    out
 }
 
 /// The statement that records the recordings' lengths and undecided
