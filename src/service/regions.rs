@@ -71,6 +71,12 @@ pub struct Routed {
     pub needs_review: bool,
 }
 
+/// How useful a person's look at one region would be: the margin of its
+/// score against its complement, as for a two-class item (0 = certain).
+fn region_uncertainty(score: f32) -> f64 {
+    f64::from(Uncertainty::from_distribution(&[score, 1.0 - score]).margin)
+}
+
 /// **The routing rule for boxes.** A box is auto-accepted when its class
 /// has a calibrated threshold and its score is at least that threshold;
 /// otherwise it is left for review. The image goes to review when any box
@@ -152,9 +158,7 @@ pub fn detection_outcome(
             label: label.to_string(),
             bbox: BoxPx::from(b.bbox),
             score,
-            uncertainty: Some(f64::from(
-                Uncertainty::from_distribution(&[b.score, 1.0 - b.score]).margin,
-            )),
+            uncertainty: Some(region_uncertainty(b.score)),
             accepted,
         })
         .collect();
@@ -268,9 +272,7 @@ pub fn segments_outcome(
             label: label.to_string(),
             span: Span::new(s.start, s.end),
             score: f64::from(s.score),
-            uncertainty: Some(f64::from(
-                Uncertainty::from_distribution(&[s.score, 1.0 - s.score]).margin,
-            )),
+            uncertainty: Some(region_uncertainty(s.score)),
             accepted,
         })
         .collect();

@@ -211,41 +211,36 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         futures_util::future::join_all(member_runs)
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
-    if project.task == super::regions::DETECT {
-        let thresholds = super::box_calibration::thresholds(&ctx.store, &project)
-            .await
-            .map_err(|e| e.to_string())?;
+    if project.task == super::regions::DETECT || project.task == super::regions::SEGMENTS {
+        // Boxes are routed by the project's box calibration; speech
+        // segments by its fixed threshold (no recording calibration yet).
+        let boxes = if project.task == super::regions::DETECT {
+            Some(
+                super::box_calibration::thresholds(&ctx.store, &project)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        let speech = project.labels.first().map_or("Speech", String::as_str);
         for (id, result) in ids.into_iter().zip(results) {
             let outcome = match result {
-                Ok(pred) => super::regions::detection_outcome(
-                    &pred,
-                    loaded.labels(),
-                    predictor.model_version(),
-                    &thresholds,
-                    super::box_calibration::audit_draw(&project.settings, project.id, id),
-                ),
-                Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
-                Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
-            };
-            outcomes.push((id, outcome));
-        }
-        return record(
-            ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
-        )
-        .await;
-    }
-    if project.task == super::regions::SEGMENTS {
-        // Speech: segments routed by the project's fixed threshold (no
-        // recording calibration yet), written as `span` regions.
-        let label = project.labels.first().map_or("Speech", String::as_str);
-        for (id, result) in ids.into_iter().zip(results) {
-            let outcome = match result {
-                Ok(pred) => super::regions::segments_outcome(
-                    &pred,
-                    label,
-                    predictor.model_version(),
-                    project.threshold,
-                ),
+                Ok(pred) => match &boxes {
+                    Some(thresholds) => super::regions::detection_outcome(
+                        &pred,
+                        loaded.labels(),
+                        predictor.model_version(),
+                        thresholds,
+                        super::box_calibration::audit_draw(&project.settings, project.id, id),
+                    ),
+                    None => super::regions::segments_outcome(
+                        &pred,
+                        speech,
+                        predictor.model_version(),
+                        project.threshold,
+                    ),
+                },
                 Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
                 Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
             };
