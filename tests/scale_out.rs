@@ -16,7 +16,17 @@ async fn two_servers_one_killed_every_item_labeled_once() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let args = ["--no-auth", "--lease-secs", "3", "--workers", "2"];
+    // Claims of 128 (not the default 512): the kill must land while the
+    // killed server holds leases on part of the 2,400 items.
+    let args = [
+        "--no-auth",
+        "--lease-secs",
+        "3",
+        "--workers",
+        "2",
+        "--claim-batch",
+        "128",
+    ];
     let a = Server::start(&db.url, &args);
     let mut b = Server::start(&db.url, &args);
     let (code, body) = a
