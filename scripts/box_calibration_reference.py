@@ -5,6 +5,8 @@ For each `labelloop simulate --coco ... --out DIR` run given, reads
 DIR/simulation-boxes.json (the design, the bound, every seed's audit image
 ids and per-class thresholds) and DIR/box-outcomes.jsonl (per image: the
 matched proposals as [class, score, correct], true and missed counts), and
+(for a `simulate --segments` run) simulation-segments.json and
+segment-outcomes.jsonl, recordings for images and segments for boxes; and
 recomputes the thresholds with an independent numpy implementation of
 Learn-then-Test (fixed sequence over the audit boxes' distinct scores,
 strict to loose, stop at the first failure) on the per-image
@@ -40,10 +42,15 @@ from scipy.stats import binom
 
 
 def load(run_dir):
-    with open(os.path.join(run_dir, "simulation-boxes.json")) as f:
+    # A speech run (`simulate --segments`) writes the same two files under
+    # its own names: recordings for images, segments for boxes.
+    speech = os.path.exists(os.path.join(run_dir, "simulation-segments.json"))
+    names = ("simulation-segments.json", "segment-outcomes.jsonl") if speech else (
+        "simulation-boxes.json", "box-outcomes.jsonl")
+    with open(os.path.join(run_dir, names[0])) as f:
         report = json.load(f)
     images = {}
-    with open(os.path.join(run_dir, "box-outcomes.jsonl")) as f:
+    with open(os.path.join(run_dir, names[1])) as f:
         for line in f:
             row = json.loads(line)
             images[row["id"]] = row

@@ -21,7 +21,8 @@ own peak (first and last sample with |x| >= peak / 100), in seconds.
 
 Writes OUT/<condition>/<id>.wav (8 kHz, 16-bit mono, as the prompts are),
 OUT/<condition>/calls.jsonl ({"id", "audio"}: what `labelloop label` reads)
-and OUT/<condition>/truth.jsonl ({"id", "duration", "segments": [[s, e], ...]}).
+and OUT/<condition>/truth.jsonl ({"id", "audio", "duration", "segments":
+[[s, e], ...]}: what `labelloop simulate --segments` reads).
 
 Needs numpy only (the wave module reads and writes the files).
 """
@@ -95,7 +96,13 @@ def main():
     ap.add_argument("--out", default="data/vad-calls")
     ap.add_argument("--calls", type=int, default=40)
     ap.add_argument("--seed", type=int, default=24)
+    ap.add_argument("--conditions", default=",".join(c[0] for c in CONDITIONS),
+                    help="comma-separated subset of " + ", ".join(c[0] for c in CONDITIONS))
     args = ap.parse_args()
+    wanted = args.conditions.split(",")
+    unknown = [c for c in wanted if c not in [k[0] for k in CONDITIONS]]
+    if unknown:
+        ap.error(f"unknown condition(s) {unknown}")
     rng = np.random.default_rng(args.seed)
     names = prompts(args.asterisk)
     music = np.concatenate([read_wav(os.path.join(args.asterisk, "moh", f))
@@ -112,7 +119,7 @@ def main():
             parts.append((names[p], x, s, e))
             gaps.append(rng.uniform(0.4, 3.0))
         plans.append((f"call-{c:03d}", parts, gaps, int(rng.integers(0, len(music))), int(rng.integers(1 << 31))))
-    for cond, kind, level_db in CONDITIONS:
+    for cond, kind, level_db in [c for c in CONDITIONS if c[0] in wanted]:
         out = os.path.join(args.out, cond)
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "calls.jsonl"), "w") as calls, open(os.path.join(out, "truth.jsonl"), "w") as truth:
@@ -154,7 +161,8 @@ def main():
                 path = os.path.join(out, cid + ".wav")
                 write_wav(path, y)
                 calls.write(json.dumps({"id": cid, "audio": os.path.abspath(path)}) + "\n")
-                truth.write(json.dumps({"id": cid, "duration": len(y) / RATE, "segments": segs,
+                truth.write(json.dumps({"id": cid, "audio": os.path.abspath(path),
+                                        "duration": len(y) / RATE, "segments": segs,
                                         "prompts": [p[0] for p in parts]}) + "\n")
         print(f"{cond}: {len(plans)} calls in {out}")
 

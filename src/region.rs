@@ -366,6 +366,15 @@ impl Span {
         (self.end - self.start).max(0.0)
     }
 
+    /// The span as a box of unit height, `[start, 0, end, 1]`. Two such
+    /// boxes have exactly the spans' IoU (their intersection and union are
+    /// the spans' times one), so the box matching, calibration and
+    /// simulation serve segments unchanged: one code path, not a copy per
+    /// geometry.
+    pub fn as_box(&self) -> BoxPx {
+        BoxPx::new(self.start, 0.0, self.end, 1.0)
+    }
+
     /// Intersection over union of two spans, in `[0, 1]`; 0 when they do
     /// not overlap.
     pub fn iou(&self, other: &Span) -> f64 {
@@ -802,6 +811,14 @@ mod tests {
             assert!(message.contains(&s.to_string()), "{message}");
         }
         assert!((Span::new(0.0, 2.0).iou(&Span::new(1.0, 3.0)) - 1.0 / 3.0).abs() < 1e-15);
+        for (a, b) in [
+            ((0.0, 2.0), (1.0, 3.0)),
+            ((0.3, 0.9), (0.1, 5.0)),
+            ((0.0, 1.0), (2.0, 3.0)),
+        ] {
+            let (a, b) = (Span::new(a.0, a.1), Span::new(b.0, b.1));
+            assert!((a.as_box().iou(&b.as_box()) - a.iou(&b)).abs() < 1e-12);
+        }
         assert_eq!(Span::new(0.0, 1.0).iou(&Span::new(2.0, 3.0)), 0.0);
     }
 

@@ -74,7 +74,10 @@ async fn project_with_calls(s: &Server, name: &str, threshold: f64, bad: bool) -
     let (code, p) = s
         .post(
             "/v1/projects",
-            &json!({"name": name, "model": "vad", "threshold": threshold}),
+            // No audit draw: this test is about the fixed threshold's routing
+            // (audit recordings always wait; tests/audio_calibration.rs).
+            &json!({"name": name, "model": "vad", "threshold": threshold,
+                    "settings": {"audit_rate": 0.0}}),
         )
         .await;
     assert_eq!(code, 201, "{p}");

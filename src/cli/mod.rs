@@ -62,8 +62,10 @@ enum Command {
     Openapi,
     /// Screen a JSONL file for duplicates, outliers, leaks, bad items and personal data.
     Screen(screen::ScreenArgs),
-    /// Replay the active-learning loop on labeled data and compare strategies.
-    Simulate(simulate::SimulateArgs),
+    /// Replay the loop on data whose truth is known: active learning and
+    /// calibration (--data), boxes (--coco) or speech segments (--segments).
+    /// Boxed: its many flags would make every other command as large.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Label Studio: bulk pre-annotation of a Label Studio project.
     Labelstudio {
         #[command(subcommand)]
@@ -106,7 +108,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Screen(args) => screen::run(args),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => simulate::run(*args),
         Command::Tokens { command } => tokens::run(command),
         Command::Labelstudio { command } => labelstudio::run(command),
     }

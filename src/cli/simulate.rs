@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 mod boxes;
+mod segments;
 
 use super::inputs;
 use super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
@@ -25,7 +26,7 @@ use crate::store::{ProjectSettings, DEFAULT_CALIBRATE_EVERY};
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// JSONL of {"id", "text"|"image", "label"}: the true labels the simulated annotator gives.
-    #[arg(long, required_unless_present = "coco")]
+    #[arg(long, required_unless_present_any = ["coco", "segments"])]
     data: Option<PathBuf>,
     /// Detection: a COCO instances file (the true boxes the simulated
     /// annotator returns); its images' `file_name`s are read below --images.
@@ -35,10 +36,17 @@ pub struct SimulateArgs {
     /// (default: the instances file's folder).
     #[arg(long, requires = "coco")]
     images: Option<PathBuf>,
-    /// Detection: audit images (overrides --audit-rate, whose default is 0.3 for detection).
-    #[arg(long, requires = "coco")]
+    /// Speech: JSONL of {"id", "audio": path, "segments": [[start, end], …]}:
+    /// each recording and its true speech segments in seconds (what
+    /// `scripts/make_calls.py` writes as truth.jsonl). Paths are relative to
+    /// the file's folder. Needs a voice-activity --model.
+    #[arg(long, conflicts_with_all = ["data", "coco"])]
+    segments: Option<PathBuf>,
+    /// Detection and speech: audit images or recordings (overrides
+    /// --audit-rate, whose default is 0.3 for both).
+    #[arg(long)]
     audit_images: Option<usize>,
-    /// Detection: IoU a box needs with a human box of its class to count as correct, in (0, 1].
+    /// Detection and speech: IoU a box (segment) needs with a human one of its class to count as correct, in (0, 1].
     #[arg(long, default_value_t = 0.5)]
     iou: f64,
     /// Detection: shared (one fixed sequence at δ over one threshold for all
@@ -278,9 +286,21 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     if args.coco.is_some() {
         return boxes::run(args);
     }
+    if args.segments.is_some() {
+        return segments::run(args);
+    }
     let Some(data_path) = args.data.clone() else {
-        return usage("--data", "is required (or --coco for detection)");
+        return usage(
+            "--data",
+            "is required (or --coco for detection, --segments for speech)",
+        );
     };
+    if args.audit_images.is_some() {
+        return usage(
+            "--audit-images",
+            "is for --coco and --segments; classification audits at --audit-rate",
+        );
+    }
     let (predictor, method) = match check_flags(&args) {
         Ok(x) => x,
         Err(code) => return code,

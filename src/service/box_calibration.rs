@@ -31,13 +31,17 @@ use crate::store::{
 /// the project sets `iou_threshold`.
 pub const DEFAULT_IOU: f64 = 0.5;
 
-/// The value of [`BoxStored::kind`].
+/// The values of [`BoxStored::kind`]: a detection project's version, a
+/// speech project's.
 const KIND: &str = "boxes";
+const KIND_SEGMENTS: &str = "segments";
 
 /// One box calibration version as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BoxStored {
-    /// Always `boxes` (a detection project's version).
+    /// `boxes` (a detection project's version) or `segments` (a speech
+    /// project's: the same fit with recordings for images and segments,
+    /// as unit-height boxes, for boxes; see `Span::as_box`).
     pub kind: String,
     /// The scoring function the fit tested: `<model>@<version>`.
     pub model_version: String,
@@ -120,12 +124,12 @@ pub struct MissView {
     pub crc: f64,
 }
 
-/// Parse a stored version as a box calibration; `None` when it is a
-/// classification one.
+/// Parse a stored version as a box or segment calibration; `None` when it
+/// is a classification one.
 pub fn parse(body: &str) -> Option<BoxStored> {
     serde_json::from_str::<BoxStored>(body)
         .ok()
-        .filter(|s| s.kind == KIND)
+        .filter(|s| s.kind == KIND || s.kind == KIND_SEGMENTS)
 }
 
 /// The box thresholds in force for a detection project: none before its
@@ -186,11 +190,13 @@ pub struct MatchedImage {
     pub missed_by_class: Vec<usize>,
 }
 
-/// **Match one reviewed image**, pure. Proposals are every machine region
-/// as the model proposed it (whatever the reviewer did with it); the truth
-/// is what the reviewer left: machine regions kept (`accepted`) and the
-/// people's regions (`added`, `corrected`). Regions of a label outside
-/// `labels`, or without a box or a score, take no part.
+/// **Match one reviewed image** (or recording), pure. Proposals are every
+/// machine region as the model proposed it (whatever the reviewer did with
+/// it); the truth is what the reviewer left: machine regions kept
+/// (`accepted`) and the people's regions (`added`, `corrected`). A segment
+/// is matched as its unit-height box, whose IoU is the segments' own.
+/// Regions of a label outside `labels`, or without a geometry or a score,
+/// take no part.
 pub fn match_reviewed(
     regions: &[RegionRecord],
     labels: &[String],
@@ -204,7 +210,8 @@ pub fn match_reviewed(
     let mut preds: Vec<Prediction> = Vec::new();
     let mut truth: Vec<Truth> = Vec::new();
     for r in regions {
-        let (Some(b), Some(&class)) = (r.bbox, index.get(r.label.as_str())) else {
+        let geometry = r.bbox.or_else(|| r.segment.map(|s| s.as_box()));
+        let (Some(b), Some(&class)) = (geometry, index.get(r.label.as_str())) else {
             continue;
         };
         if r.source == "machine" {
@@ -330,7 +337,12 @@ pub fn fit(
     }
     let any_threshold = fitted.classes.iter().any(|c| c.threshold.is_some());
     Ok(BoxStored {
-        kind: KIND.to_string(),
+        kind: if project.task == super::regions::SEGMENTS {
+            KIND_SEGMENTS
+        } else {
+            KIND
+        }
+        .to_string(),
         model_version,
         method: match opts.design {
             BoxDesign::Shared => "shared",
@@ -392,8 +404,9 @@ fn with_coverage(mut s: BoxStored, counts: &[BoxCoverage]) -> BoxStored {
     s
 }
 
-/// Fit a new box calibration version for detection project `project` and
-/// re-route its machine boxes under it. Returns the new version.
+/// Fit a new box calibration version for detection project `project` (or
+/// segment calibration for a speech project) and re-route its machine
+/// regions under it. Returns the new version.
 pub async fn run(cal: &Calibrator, project: &Project) -> ServiceResult<i64> {
     let reviewed = cal.store.audit_image_regions(project.id).await?;
     let spent = cal.store.audit_counts(project.id).await?.spent;
@@ -420,10 +433,14 @@ pub async fn run(cal: &Calibrator, project: &Project) -> ServiceResult<i64> {
         .filter_map(|c| c.threshold.map(|t| (c.label.clone(), t)))
         .collect();
     let audit_images = stored.audit_images as i64;
+    // A recording is held for a person whatever its segments' scores when
+    // the model stayed undecided for a stretch, as the job routed it.
+    let held = (project.task == super::regions::SEGMENTS)
+        .then_some(super::regions::UNDECIDED_STRETCH_SECONDS);
     let mut kept: Option<BoxStored> = None;
     let committed = cal
         .store
-        .commit_box_calibration(project.id, audit_images, &thresholds, |counts| {
+        .commit_box_calibration(project.id, audit_images, &thresholds, held, |counts| {
             let s = with_coverage(stored, counts);
             let json = serde_json::to_string(&s).unwrap_or_else(|_| "{}".into());
             kept = Some(s);

@@ -747,17 +747,8 @@ async fn refit(cal: &Calibrator, project_id: i64) -> ServiceResult<()> {
 /// Returns the new version.
 async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
     let project = cal.store.get_project(project_id).await?;
-    if project.task == super::regions::DETECT {
+    if super::regions::has_regions(&project.task) {
         return box_calibration::run(cal, &project).await;
-    }
-    if project.task == super::regions::SEGMENTS {
-        return Err(ServiceError::new(
-            Code::WrongContent,
-            format!(
-                "project {project_id} is a speech project: recording calibration is not built yet; \
-                 its segments are routed by the project's fixed threshold"
-            ),
-        ));
     }
     let rows = cal.store.labeled_rows(project_id).await?;
     let audit_spent = rows.iter().filter(|r| r.audit).count() as i64;

@@ -182,9 +182,9 @@ pub fn detection_outcome(
 /// How one recording's segments are routed.
 ///
 /// **The routing rule for segments.** A segment is auto-accepted when the
-/// project has a threshold (its fixed `threshold` until recording
-/// calibration exists) and the segment's score, the mean speech probability
-/// over it, is at least that. The recording goes to review when any segment
+/// project has a threshold (its recording calibration's, else its fixed
+/// `threshold`) and the segment's score, the mean speech probability over
+/// it, is at least that. The recording goes to review when any segment
 /// is left for review, or when the model stayed undecided for a stretch
 /// (`longest_undecided` seconds ≥ [`UNDECIDED_STRETCH_SECONDS`]): speech it
 /// may have missed is the error a reviewer cannot see otherwise. A
@@ -229,11 +229,18 @@ pub fn undecided_time(frames: &[f32], frame_seconds: f64) -> (f64, f64) {
 /// measure, the larger of the segments' (as boxes: the most uncertain one,
 /// the open ones, the score entropy) and the undecided share of the
 /// recording. No whole-item label is set.
+///
+/// `threshold` is the segment threshold in force and the calibration
+/// version it comes from (none: the project's fixed threshold); `audit` is
+/// the recording's audit draw `(drawn, probability)`: an audit recording
+/// waits for a person with every segment left for review, so that its
+/// review is a full segmentation (see `box_calibration::audit_draw`).
 pub fn segments_outcome(
     pred: &Prediction,
     label: &str,
     model_version: &str,
-    threshold: Option<f64>,
+    threshold: (Option<f64>, Option<i64>),
+    audit: (bool, f64),
 ) -> Outcome {
     let Some(seg) = &pred.segments else {
         return Outcome::Failed(
@@ -242,7 +249,11 @@ pub fn segments_outcome(
     };
     let (undecided, longest) = undecided_time(&seg.frames, seg.frame_seconds);
     let scores: Vec<f64> = seg.segments.iter().map(|s| f64::from(s.score)).collect();
-    let routed = route_segments(&scores, threshold, longest);
+    let mut routed = route_segments(&scores, threshold.0, longest);
+    if audit.0 {
+        routed.accepted.iter_mut().for_each(|a| *a = false);
+        routed.needs_review = true;
+    }
     let share = if seg.duration > 0.0 {
         (undecided / seg.duration).clamp(0.0, 1.0) as f32
     } else {
@@ -280,9 +291,13 @@ pub fn segments_outcome(
         uncertainty: Some(uncertainty),
         model_version: model_version.to_string(),
         auto_accept: !routed.needs_review,
+        audit: audit.0,
+        audit_p: Some(audit.1),
+        calibration_version: threshold.1,
         segments: Some(Box::new(MachineSegments {
             duration: seg.duration,
             undecided,
+            undecided_run: longest,
             segments,
         })),
         ..StoredPrediction::default()

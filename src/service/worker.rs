@@ -212,35 +212,35 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
     if project.task == super::regions::DETECT || project.task == super::regions::SEGMENTS {
-        // Boxes are routed by the project's box calibration; speech
-        // segments by its fixed threshold (no recording calibration yet).
-        let boxes = if project.task == super::regions::DETECT {
-            Some(
-                super::box_calibration::thresholds(&ctx.store, &project)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
+        // Boxes and segments are routed by the project's calibration in
+        // force; segments by its fixed threshold before the first one.
+        let thresholds = super::box_calibration::thresholds(&ctx.store, &project)
+            .await
+            .map_err(|e| e.to_string())?;
         let speech = project.labels.first().map_or("Speech", String::as_str);
+        let segment_threshold = match thresholds.calibration_version {
+            Some(v) => (thresholds.per_class.get(speech).copied(), Some(v)),
+            None => (project.threshold, None),
+        };
         for (id, result) in ids.into_iter().zip(results) {
+            let audit = super::box_calibration::audit_draw(&project.settings, project.id, id);
             let outcome = match result {
-                Ok(pred) => match &boxes {
-                    Some(thresholds) => super::regions::detection_outcome(
+                Ok(pred) if project.task == super::regions::DETECT => {
+                    super::regions::detection_outcome(
                         &pred,
                         loaded.labels(),
                         predictor.model_version(),
-                        thresholds,
-                        super::box_calibration::audit_draw(&project.settings, project.id, id),
-                    ),
-                    None => super::regions::segments_outcome(
-                        &pred,
-                        speech,
-                        predictor.model_version(),
-                        project.threshold,
-                    ),
-                },
+                        &thresholds,
+                        audit,
+                    )
+                }
+                Ok(pred) => super::regions::segments_outcome(
+                    &pred,
+                    speech,
+                    predictor.model_version(),
+                    segment_threshold,
+                    audit,
+                ),
                 Err(BatchError::Busy { .. }) | Err(BatchError::Closed) => continue,
                 Err(BatchError::Item(e)) => Outcome::Failed(e.to_string()),
             };

@@ -38,6 +38,10 @@ pub struct BoxImage {
     pub id: String,
     pub preds: Vec<Prediction>,
     pub truth: Vec<Truth>,
+    /// Sent to a person whatever its boxes' scores: a recording on which
+    /// the model stayed undecided for a stretch (speech it may have
+    /// missed; see `service::regions::route_segments`). Never for images.
+    pub held: bool,
 }
 
 pub struct BoxDataset {
@@ -83,6 +87,10 @@ pub struct BoxSeedResult {
     pub touched_share: f64,
     pub accepted_boxes: usize,
     pub accepted_correct: usize,
+    /// Accepted over all proposals of the routed images, beside the same
+    /// share at the oracle's threshold.
+    pub accepted_share: f64,
+    pub oracle_accepted_share: f64,
     /// Pooled over the accepted boxes; `None` when none was accepted.
     pub precision: Option<f64>,
     /// Mean per-image FDP over routed images with proposals (the risk the
@@ -122,6 +130,8 @@ pub struct BoxSummary {
     pub mean_fdp_mean: f64,
     pub coverage_mean: f64,
     pub oracle_coverage_mean: f64,
+    pub accepted_share_mean: f64,
+    pub oracle_accepted_share_mean: f64,
     pub miss_mean: Option<f64>,
     pub miss_bound_mean: f64,
     /// Seeds whose realised mean miss proportion is within the bound.
@@ -177,14 +187,14 @@ pub fn outcomes(data: &BoxDataset, iou: f64) -> Result<Vec<AuditImage>, Calibrat
 }
 
 /// The best single global threshold with the truth: the largest coverage
-/// at pooled precision ≥ target over `images`.
-fn oracle(images: &[&AuditImage], truths: usize, target: f64) -> (Option<f64>, f64) {
+/// at pooled precision ≥ target over `images`, and the proposals it accepts.
+fn oracle(images: &[&AuditImage], truths: usize, target: f64) -> (Option<f64>, f64, usize) {
     let mut boxes: Vec<(f64, bool)> = images
         .iter()
         .flat_map(|im| im.boxes.iter().map(|b| (b.score, b.correct)))
         .collect();
     boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut best, mut best_cov) = (None, 0.0);
+    let (mut best, mut best_cov, mut best_acc) = (None, 0.0, 0usize);
     let (mut acc, mut cor) = (0usize, 0usize);
     for (i, &(s, ok)) in boxes.iter().enumerate() {
         acc += 1;
@@ -195,10 +205,11 @@ fn oracle(images: &[&AuditImage], truths: usize, target: f64) -> (Option<f64>, f
             if cov > best_cov {
                 best_cov = cov;
                 best = Some(s);
+                best_acc = acc;
             }
         }
     }
-    (best, best_cov)
+    (best, best_cov, best_acc)
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -248,7 +259,7 @@ fn one_seed(
     let (mut fdps, mut misses) = (Vec::new(), Vec::new());
     // The finished set: boxes kept and correct among them.
     let (mut kept, mut kept_correct, mut truths_found) = (0usize, 0usize, 0usize);
-    for im in &routed {
+    for (&i, im) in routed_idx.iter().zip(&routed) {
         truths += im.truths;
         let (mut a, mut c) = (0usize, 0usize);
         for b in &im.boxes {
@@ -273,7 +284,7 @@ fn one_seed(
         if im.truths > 0 {
             misses.push(im.missed as f64 / im.truths as f64);
         }
-        if a < im.boxes.len() {
+        if a < im.boxes.len() || data.images[i].held {
             reviewed += 1;
             kept += im.truths;
             kept_correct += im.truths;
@@ -290,7 +301,16 @@ fn one_seed(
         truths_found += im.truths;
     }
     let all_truths: usize = all.iter().map(|im| im.truths).sum();
-    let (oracle_threshold, oracle_coverage) = oracle(&routed, truths, opts.fit.target);
+    let (oracle_threshold, oracle_coverage, oracle_accepted) =
+        oracle(&routed, truths, opts.fit.target);
+    let proposals: usize = routed.iter().map(|im| im.boxes.len()).sum();
+    let share = |n: usize| {
+        if proposals == 0 {
+            0.0
+        } else {
+            n as f64 / proposals as f64
+        }
+    };
     let precision = (accepted > 0).then(|| correct as f64 / accepted as f64);
     let miss_mean = mean(misses.iter().copied());
     Ok(BoxSeedResult {
@@ -309,6 +329,8 @@ fn one_seed(
         },
         accepted_boxes: accepted,
         accepted_correct: correct,
+        accepted_share: share(accepted),
+        oracle_accepted_share: share(oracle_accepted),
         precision,
         mean_fdp: mean(fdps.iter().copied()).unwrap_or(0.0),
         meets_target: precision.is_none_or(|p| p >= opts.fit.target),
@@ -377,6 +399,9 @@ pub fn run(data: &BoxDataset, opts: &BoxSimOptions) -> Result<BoxSimReport, Cali
         mean_fdp_mean: mean(runs.iter().map(|r| r.mean_fdp)).unwrap_or(0.0),
         coverage_mean: mean(runs.iter().map(|r| r.coverage)).unwrap_or(0.0),
         oracle_coverage_mean: mean(runs.iter().map(|r| r.oracle_coverage)).unwrap_or(0.0),
+        accepted_share_mean: mean(runs.iter().map(|r| r.accepted_share)).unwrap_or(0.0),
+        oracle_accepted_share_mean: mean(runs.iter().map(|r| r.oracle_accepted_share))
+            .unwrap_or(0.0),
         miss_mean: mean(runs.iter().filter_map(|r| r.miss_mean)),
         miss_bound_mean: mean(runs.iter().map(|r| r.miss_bound)).unwrap_or(1.0),
         miss_within_bound: runs.iter().filter(|r| r.miss_within_bound).count(),
@@ -441,6 +466,7 @@ mod tests {
                     id: format!("p{i}"),
                     preds,
                     truth,
+                    held: false,
                 }
             })
             .collect();

@@ -61,6 +61,10 @@ impl Store {
     ///   else `review`;
     /// - each such image becomes `auto_accepted` when it has boxes and all of
     ///   them are accepted, else `needs_review` (no box: a person confirms);
+    ///   with `held` (speech), a recording becomes `auto_accepted` when none
+    ///   of its segments is left for review and the model's longest
+    ///   undecided stretch is under `held` seconds (no segment and no such
+    ///   stretch: settled as silence, as the job routes it);
     /// - the version's body is written once the per-label coverage is known:
     ///   `body_of` gets it and returns the JSON to store.
     ///
@@ -70,6 +74,7 @@ impl Store {
         project_id: i64,
         audit_labels: i64,
         thresholds: &[(String, f64)],
+        held: Option<f64>,
         body_of: impl FnOnce(&[BoxCoverage]) -> String + Send,
     ) -> Result<BoxCommit> {
         let now = now_ms();
@@ -105,13 +110,22 @@ impl Store {
             )
             .param()
             .push(" AND audit = 0 AND status IN ('auto_accepted', 'needs_review'))");
-        let items = "UPDATE items SET calibration_version = $1, status = CASE \
-             WHEN EXISTS (SELECT 1 FROM regions r WHERE r.item_id = items.id AND r.source = 'machine' \
-                          AND r.status = 'accepted' AND r.annotator IS NULL) \
+        // The first condition: an image needs an accepted box; a recording
+        // needs no undecided stretch of `held` seconds ($3).
+        let first = if held.is_some() {
+            "COALESCE(items.undecided_run, 0) < $3"
+        } else {
+            "EXISTS (SELECT 1 FROM regions r WHERE r.item_id = items.id AND r.source = 'machine' \
+             AND r.status = 'accepted' AND r.annotator IS NULL)"
+        };
+        let items = format!(
+            "UPDATE items SET calibration_version = $1, status = CASE \
+             WHEN {first} \
               AND NOT EXISTS (SELECT 1 FROM regions r WHERE r.item_id = items.id AND r.source = 'machine' \
                           AND r.status = 'review') \
              THEN 'auto_accepted' ELSE 'needs_review' END \
-             WHERE project_id = $2 AND audit = 0 AND status IN ('auto_accepted', 'needs_review')";
+             WHERE project_id = $2 AND audit = 0 AND status IN ('auto_accepted', 'needs_review')"
+        );
         let counts = "SELECT label, COUNT(*), SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END) \
              FROM regions WHERE project_id = $1 AND source = 'machine' AND calibration_version = $2 \
              GROUP BY label ORDER BY label";
@@ -138,12 +152,11 @@ impl Store {
                     .bind(project_id)
                     .execute(&mut *tx)
                     .await?;
-                let images = sqlx::query(items)
-                    .bind(version)
-                    .bind(project_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let mut q = sqlx::query(&items).bind(version).bind(project_id);
+                if let Some(seconds) = held {
+                    q = q.bind(seconds);
+                }
+                let images = q.execute(&mut *tx).await?.rows_affected();
                 let coverage = sqlx::query(counts)
                     .bind(project_id)
                     .bind(version)

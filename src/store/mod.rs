@@ -893,11 +893,15 @@ impl Store {
                         q.execute(&mut *tx).await?;
                     }
                 }
-                if !segmented.is_empty() {
-                    let sql = regions::recording_update(self, segmented.len());
+                for chunk in segmented.chunks(RECORD_ROWS) {
+                    let sql = regions::recording_update(self, chunk.len());
                     let mut q = sqlx::query(&sql);
-                    for (id, r, _, _) in &segmented {
-                        q = q.bind(*id).bind(r.duration).bind(r.undecided);
+                    for (id, r, _, _) in chunk {
+                        q = q
+                            .bind(*id)
+                            .bind(r.duration)
+                            .bind(r.undecided)
+                            .bind(r.undecided_run);
                     }
                     q.execute(&mut *tx).await?;
                 }

@@ -533,17 +533,20 @@ pub(super) fn columns_of(g: &Geometry) -> (&'static str, [Option<f64>; 4]) {
 }
 
 /// The statement that records the recordings' lengths and undecided
-/// seconds, bound in order: per recording its id, duration and undecided
-/// seconds. One per batch that holds recordings; never run for images or
-/// text, so the classification and detection paths are unchanged.
+/// seconds, bound in order: per recording its id, duration, undecided
+/// seconds and longest undecided stretch. One per [`super::RECORD_ROWS`]
+/// recordings of a batch; never run for images or text, so the
+/// classification and detection paths are unchanged.
 pub(super) fn recording_update(store: &Store, n: usize) -> String {
-    let mut sql =
-        store.params("UPDATE items SET duration = v.column2, undecided = v.column3 FROM (VALUES ");
+    let mut sql = store.params(
+        "UPDATE items SET duration = v.column2, undecided = v.column3, undecided_run = v.column4 \
+         FROM (VALUES ",
+    );
     for i in 0..n {
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").list(3).push(")");
+        sql.push("(").list(4).push(")");
     }
     sql.push(") AS v WHERE items.id = v.column1");
     sql.sql

@@ -399,6 +399,9 @@ pub struct MachineSegments {
     /// Seconds of frames the model left undecided (speech probability in
     /// [0.3, 0.7]).
     pub undecided: f64,
+    /// The longest unbroken stretch of those, in seconds: what sends a
+    /// recording to review whatever its segments' scores.
+    pub undecided_run: f64,
     pub segments: Vec<MachineSpan>,
 }
 

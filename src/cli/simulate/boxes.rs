@@ -120,7 +120,7 @@ fn read_coco(path: &Path, labels: &[String]) -> Result<(Vec<TruthImage>, Vec<Str
     Ok((files.zip(truth).collect(), labels.to_vec()))
 }
 
-fn options(args: &SimulateArgs) -> Result<(BoxDesign, RiskBound, f64), ExitCode> {
+pub(super) fn options(args: &SimulateArgs) -> Result<(BoxDesign, RiskBound, f64), ExitCode> {
     validate_target(args.target).map_err(|e| usage("--target", e.message))?;
     let settings = |s: ProjectSettings| validate(&s);
     settings(ProjectSettings {
@@ -158,22 +158,13 @@ fn options(args: &SimulateArgs) -> Result<(BoxDesign, RiskBound, f64), ExitCode>
     Ok((design, bound, rate))
 }
 
-pub fn run(args: SimulateArgs) -> ExitCode {
-    let (design, bound, audit_rate) = match options(&args) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let Some(coco_path) = args.coco.clone() else {
-        return usage("--coco", "is required for detection");
-    };
+/// The model `--model` names, loaded with the `--threads` budget; a usage
+/// error when it is not a model of `task`.
+pub(super) fn load_model(args: &SimulateArgs, task: Task, flag: &str) -> Result<Model, ExitCode> {
     let dir = registry::resolve(&args.model, &args.models_dir);
-    let threads = args
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1);
+    let threads = threads(args);
     let sessions = threads.min(4);
-    let model = match Model::load(
+    let model = Model::load(
         &dir,
         LoadOptions {
             session: SessionOptions {
@@ -184,22 +175,46 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             embeddings: false,
             ..LoadOptions::default()
         },
-    ) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_MODEL_LOAD);
-        }
-    };
-    if model.manifest().task != Task::ObjectDetection {
-        return usage(
+    )
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_MODEL_LOAD)
+    })?;
+    if model.manifest().task != task {
+        return Err(usage(
             "--model",
             format!(
-                "{} is not an object-detection model (--coco needs one)",
-                model.name()
+                "{} is not a {} model ({flag} needs one)",
+                model.name(),
+                task.as_str()
             ),
-        );
+        ));
     }
+    Ok(model)
+}
+
+/// `--threads`, else every core.
+pub(super) fn threads(args: &SimulateArgs) -> usize {
+    args.threads
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
+pub fn run(args: SimulateArgs) -> ExitCode {
+    let (design, bound, audit_rate) = match options(&args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(coco_path) = args.coco.clone() else {
+        return usage("--coco", "is required for detection");
+    };
+    let model = match load_model(&args, Task::ObjectDetection, "--coco") {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let threads = threads(&args);
+    let sessions = threads.min(4);
     let labels: Vec<String> = model.labels().iter().cloned().collect();
     let (images, labels) = match read_coco(&coco_path, &labels) {
         Ok(x) => x,
@@ -299,10 +314,32 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                     .map(|(c, s, [x0, y0, x1, y1])| (BoxPx::new(x0, y0, x1, y1), c, s))
                     .collect(),
                 truth,
+                held: false,
             })
             .collect(),
         labels,
     };
+    let title = format!(
+        "{} on {}",
+        model.name(),
+        coco_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    finish(&args, &data, (design, bound, audit_rate), "detect", &title)
+}
+
+/// Replays the seeds on `data`, writes `simulation-<task>.json` and the
+/// per-image outcomes, prints the summary: the same for boxes and for
+/// segments (as unit-height boxes, see `Span::as_box`).
+pub(super) fn finish(
+    args: &SimulateArgs,
+    data: &BoxDataset,
+    (design, bound, audit_rate): (BoxDesign, RiskBound, f64),
+    task: &'static str,
+    title: &str,
+) -> ExitCode {
     let opts = BoxSimOptions {
         seed: args.seed,
         seeds: args.seeds,
@@ -316,15 +353,31 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             bound,
         },
     };
-    let outcomes = match sim::outcomes(&data, opts.iou) {
+    // Detection keeps the names its scripts read.
+    let (report_file, outcomes_file, unit, region) = if task == "detect" {
+        (
+            "simulation-boxes.json",
+            "box-outcomes.jsonl",
+            "images",
+            "boxes",
+        )
+    } else {
+        (
+            "simulation-segments.json",
+            "segment-outcomes.jsonl",
+            "recordings",
+            "segments",
+        )
+    };
+    let outcomes = match sim::outcomes(data, opts.iou) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let report = match sim::run(&data, &opts) {
-        Ok(r) => r,
+    let report = match sim::run(data, &opts) {
+        Ok(r) => sim::BoxSimReport { task, ..r },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
@@ -332,7 +385,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     };
     let written = std::fs::create_dir_all(&args.out).and_then(|_| {
         let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
-        std::fs::write(args.out.join("simulation-boxes.json"), json)?;
+        std::fs::write(args.out.join(report_file), json)?;
         // Per image: the matched proposals, for side-by-side checks
         // (scripts/box_calibration_reference.py).
         let mut lines = Vec::new();
@@ -346,33 +399,27 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             serde_json::to_writer(&mut lines, &row).map_err(std::io::Error::other)?;
             lines.push(b'\n');
         }
-        std::fs::write(args.out.join("box-outcomes.jsonl"), lines)
+        std::fs::write(args.out.join(outcomes_file), lines)
     });
     if let Err(e) = written {
         eprintln!("error: writing {}: {e}", args.out.display());
         return ExitCode::from(EXIT_OUTPUT);
     }
-    let title = format!(
-        "{} on {}",
-        model.name(),
-        coco_path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    );
-    print_summary(&title, &report);
+    print_summary(title, &report, unit, region);
     eprintln!(
-        "wrote {0}/simulation-boxes.json and {0}/box-outcomes.jsonl",
+        "wrote {0}/{report_file} and {0}/{outcomes_file}",
         args.out.display()
     );
     ExitCode::SUCCESS
 }
 
-fn print_summary(title: &str, r: &BoxSimReport) {
+/// The table of seeds; `unit` and `region` name what was simulated
+/// (images and boxes, or recordings and segments).
+fn print_summary(title: &str, r: &BoxSimReport, unit: &str, region: &str) {
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
     println!("{title}");
     println!(
-        "{} images, {} true boxes, {} proposals (mAP@0.5 {}, mAP@[.5:.95] {}); target {} at δ {}, IoU ≥ {}, design {:?}, bound {:?}, {} audit images, {} seed(s)",
+        "{} {unit}, {} true {region}, {} proposals (mAP@0.5 {}, mAP@[.5:.95] {}); target {} at δ {}, IoU ≥ {}, design {:?}, bound {:?}, {} audit {unit}, {} seed(s)",
         r.images,
         r.truths,
         r.proposals,
@@ -386,15 +433,17 @@ fn print_summary(title: &str, r: &BoxSimReport) {
         r.audit_images,
         r.runs.len()
     );
-    println!("| seed | accepted boxes | precision | mean FDP | coverage | oracle | miss (mean) | miss bound | images touched | finished P / R |");
+    println!("| seed | accepted {region} | precision | mean FDP | accepted share (oracle) | coverage (oracle) | miss (mean) | miss bound | {unit} touched | finished P / R |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &r.runs {
         println!(
-            "| {} | {} | {} | {:.4} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} / {} |",
+            "| {} | {} | {} | {:.4} | {:.3} ({:.3}) | {:.3} ({:.3}) | {} | {:.3} | {:.3} | {} / {} |",
             s.seed,
             s.accepted_boxes,
             opt(s.precision),
             s.mean_fdp,
+            s.accepted_share,
+            s.oracle_accepted_share,
             s.coverage,
             s.oracle_coverage,
             opt(s.miss_mean),
@@ -406,13 +455,15 @@ fn print_summary(title: &str, r: &BoxSimReport) {
     }
     let m = &r.summary;
     println!(
-        "summary: precision ≥ {} in {}/{} seeds (min {}, mean {}; {} accepted nothing); coverage {:.3} vs oracle {:.3}; miss {} vs bound {:.3} (within in {}/{}); images touched {:.3}; finished precision {} recall {}",
+        "summary: precision ≥ {} in {}/{} seeds (min {}, mean {}; {} accepted nothing); {region} auto-accepted {:.3} vs oracle {:.3}; coverage {:.3} vs oracle {:.3}; miss {} vs bound {:.3} (within in {}/{}); {unit} touched {:.3}; finished precision {} recall {}",
         r.target,
         m.meets_target,
         m.seeds,
         opt(m.precision_min),
         opt(m.precision_mean),
         m.accepted_nothing,
+        m.accepted_share_mean,
+        m.oracle_accepted_share_mean,
         m.coverage_mean,
         m.oracle_coverage_mean,
         opt(m.miss_mean),
@@ -431,7 +482,7 @@ fn print_summary(title: &str, r: &BoxSimReport) {
                 (
                     c.label.as_str(),
                     format!(
-                        "threshold {} · audit {} images / {} boxes · accepted {} ({} correct) of {} true",
+                        "threshold {} · audit {} {unit} / {} {region} · accepted {} ({} correct) of {} true",
                         opt(c.threshold),
                         c.audit_images,
                         c.audit_boxes,
