@@ -320,6 +320,11 @@ async fn sound_review_in_chromium() {
     let first = selected(&c).await;
     assert_eq!(first["id"], machine[0]["id"], "{first}");
     screenshot(&c, root_dir, "sound-machine-1280x800").await;
+    // n and Shift+N walk the uncertain segments.
+    press(&c, 'n').await;
+    assert_eq!(selected(&c).await["id"], machine[1]["id"]);
+    chord(&c, Key::Shift.into(), 'N').await;
+    assert_eq!(selected(&c).await["id"], machine[0]["id"]);
 
     // 1. Play the selected segment with Space: the player runs from its
     // start and stops at its end; the recording came in ranges (206).
@@ -393,6 +398,14 @@ async fn sound_review_in_chromium() {
         .find(|p| p["id"].is_null())
         .expect("the right half");
     assert_eq!(seg(&right["seg"]), (cut, want_a.1));
+    // m merges the halves back (keeping the machine id); u undoes it.
+    press(&c, 'm').await;
+    let merged = page_segs(&c).await;
+    assert_eq!(merged.len(), machine.len());
+    assert_eq!(seg(&merged[0]["seg"]), want_a);
+    assert_eq!(merged[0]["id"], first["id"]);
+    press(&c, 'u').await;
+    assert_eq!(page_segs(&c).await, after_split, "undo restores the split");
 
     // 4. Delete the last machine segment (D).
     let d = shown.last().unwrap().clone();

@@ -1301,12 +1301,14 @@
         h('div', { class: 'actions-row' },
           btn('split', 'Split', { shown: 'S', aria: 'S' }, then('split')),
           btn('merge', 'Merge', { shown: 'M', aria: 'M' }, then('merge')),
-          btn('add', 'Add', { shown: 'I', aria: 'I' }, then('add')),
-          btn('delete-seg', 'Delete', { shown: 'Del', aria: 'Delete Backspace' }, then('delete'))),
+          btn('add', 'Add', { shown: 'I', aria: 'I' }, then('add'))),
         h('div', { class: 'actions-row' },
-          btn('next-unc', 'Next uncertain', { shown: 'N', aria: 'N' }, then('uncertain', 1)),
+          btn('delete-seg', 'Delete', { shown: 'Del', aria: 'Delete Backspace' }, then('delete')),
           btn('undo', 'Undo', { shown: 'U', aria: 'U Control+Z' }, then('undo')),
           btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
+        h('div', { class: 'actions-row nav' },
+          btn('prev-unc', 'Previous uncertain', { shown: '⇧N', aria: 'Shift+N' }, then('uncertain', -1)),
+          btn('next-unc', 'Next uncertain', { shown: 'N', aria: 'N' }, then('uncertain', 1))),
         h('ol', { id: 'seg-list', class: 'seg-list', 'aria-label': 'Segments' }),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     R.filterEl = null;
@@ -1383,14 +1385,12 @@
     S.ro.observe(wrap);
     sizeWave(S);
     drawWave(S);
-    soundShow();
     const why = [];
-    const n = E.segs.filter(uncertain).length;
     if (item.audit || R.strategy === 'audit') why.push('Audit sample: every segment on it tests the threshold.');
     else why.push(`Picked by ${R.strategy}.`);
-    why.push(`${n} uncertain segment${n === 1 ? '' : 's'} (orange) of ${E.segs.length}.`);
     if (R.tier) why.push(`Your tier: ${R.tier}.`);
-    $('#why').textContent = why.join(' ');
+    S.why = why.join(' ');
+    soundShow();
     try { await soundLink(S); } catch (e) { alertBox('The recording cannot be played: ' + readable(e)); }
     if (t0 != null) {
       requestAnimationFrame(() => {
@@ -1534,6 +1534,8 @@
     }));
     const cur = list.querySelector('li.sel');
     if (cur && cur.scrollIntoView) cur.scrollIntoView({ block: 'nearest' });
+    const n = E.segs.filter((x) => uncertain(x) && !x.edited).length;
+    $('#why').textContent = `${S.why || ''} ${n} uncertain segment${n === 1 ? '' : 's'} (orange) left of ${E.segs.length}.`.trim();
   }
 
   /** While playing: the cursor follows the sound, and a segment stops at its end. */
@@ -1546,7 +1548,9 @@
       const a = S.audio;
       S.cursor = Math.min(a.currentTime, S.dur);
       if (S.stopAt != null && a.currentTime >= S.stopAt) { a.pause(); S.cursor = S.stopAt; S.stopAt = null; }
-      soundShow();
+      // Only the overlay and the clock change while playing.
+      drawOver(S);
+      S.clock.textContent = `${fmtT(S.cursor)} / ${fmtT(S.dur)}`;
       if (!a.paused) S.raf = requestAnimationFrame(step);
     };
     S.raf = requestAnimationFrame(step);
