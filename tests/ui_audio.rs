@@ -114,12 +114,15 @@ async fn sound_review_in_chromium() {
     let alice = create_token(&db.url, "annotator", "alice");
     let data = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(common::model_dir("vad"), models.path().join("vad")).unwrap();
+    for m in ["vad", "fashion-mnist-cnn"] {
+        std::os::unix::fs::symlink(common::model_dir(m), models.path().join(m)).unwrap();
+    }
     let (x, _) = call(&dir, &["goodbye", "activated", "auth-thankyou"], 7, 0.0);
     let bytes = wav_bytes(RATE, 1, &x);
     std::fs::write(data.path().join("call-b.wav"), &bytes).unwrap();
     let (y, _) = call(&dir, &["hello", "vm-password"], 5, 0.0);
     std::fs::write(data.path().join("call-a.wav"), wav_bytes(RATE, 1, &y)).unwrap();
+    std::fs::write(data.path().join("notes.wav"), b"plain words, not a sound").unwrap();
     let data_root = data.path().canonicalize().unwrap();
     let s = start(&db, &data_root, models.path()).with_token(&admin);
 
@@ -193,6 +196,59 @@ async fn sound_review_in_chromium() {
             "{v}"
         );
     }
+    // Not a recording: an image project's item, and a speech project's file
+    // that does not decode, are 422 naming why.
+    let (code, img_p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "images", "model": "fashion-mnist-cnn"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{img_p}");
+    let img_project = img_p["id"].as_i64().unwrap();
+    let (code, v) = s
+        .post(
+            &format!("/v1/projects/{img_project}/items"),
+            &json!(common::server::fashion_items(1)),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let (_, imgs) = s.get(&format!("/v1/projects/{img_project}/items")).await;
+    let img_item = imgs["items"][0]["id"].as_i64().unwrap();
+    let (code, v) = s.get(&format!("/v1/items/{img_item}/peaks")).await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"]["code"], "wrong_content");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("speech projects"),
+        "{v}"
+    );
+    let (code, bad_p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "bad calls", "model": "vad"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{bad_p}");
+    let bad_project = bad_p["id"].as_i64().unwrap();
+    let (code, v) = s
+        .post(
+            &format!("/v1/projects/{bad_project}/items"),
+            &json!([{"id": "notes", "path": "notes.wav"}]),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let (_, bads) = s.get(&format!("/v1/projects/{bad_project}/items")).await;
+    let bad_item = bads["items"][0]["id"].as_i64().unwrap();
+    let (code, v) = s.get(&format!("/v1/items/{bad_item}/peaks")).await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"]["code"], "wrong_content");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("decode"),
+        "{v}"
+    );
     let anonymous = reqwest::Client::new();
     let r = anonymous
         .get(format!("{}/v1/items/{item}/peaks", s.url))

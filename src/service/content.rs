@@ -244,7 +244,7 @@ impl LinkKey {
             return Err(ServiceError::forbidden(format!(
                 "this content link expired {} s ago; ask for a new one with \
                  GET /v1/items/{{id}}/content-link",
-                now - expires
+                now.saturating_sub(expires)
             )));
         }
         Ok(())
