@@ -11,7 +11,8 @@
 # audit sample and all labeled, so a head trains and a calibration fits);
 # 2, image classification (fashion-mnist-cnn, 50 Fashion-MNIST test images,
 # all audited, 12 labeled, calibrated); 3, object detection (layout, 3
-# synthetic pages) when the engine loads it. Ids 1, 2, 3 of projects and
+# synthetic pages) when the engine loads it; 5, speech (vad, two Asterisk
+# prompts, with a signed content link the fuzzer reuses). Ids 1, 2, 3 of projects and
 # items exist, so the generated small ids reach real resources as well as
 # missing ones; and the operations that only a project in the right state
 # serves (train, calibrate, annotations, an item's regions, a screen with
@@ -178,6 +179,22 @@ PY
 )
 wait_job "$(field "$(api POST "/v1/projects/$P2R/items" "$REF_ITEMS")" 'd["job"]["id"]')"
 
+# 5. Speech, when the vad model and the Asterisk prompts are here: two
+# prompts as recordings, for the waveform peaks; and a signed link to the
+# first (GET /v1/items/{id}/content-link), whose parts the fuzzer reuses,
+# since it cannot sign one itself (a link lasts 10 minutes, longer than a run).
+P5=
+SPEECH_ITEMS=
+LINK=
+if [ -f "$ROOT/data/asterisk/.complete" ] && P5_JSON=$(api POST /v1/projects '{"name": "calls", "model": "vad", "threshold": 0.99}' 2>/dev/null); then
+    P5=$(field "$P5_JSON" 'd["id"]')
+    wait_job "$(field "$(api POST "/v1/projects/$P5/items" '[{"id": "hello", "path": "asterisk/sounds/hello.wav"}, {"id": "goodbye", "path": "asterisk/sounds/goodbye.wav"}]')" 'd["job"]["id"]')"
+    SPEECH_ITEMS=$(field "$(api GET "/v1/projects/$P5/items?limit=100")" '", ".join(str(i["id"]) for i in d["items"])')
+    LINK=$(api GET "/v1/items/${SPEECH_ITEMS%%,*}/content-link")
+else
+    log "no speech project: ${P5_JSON:-no data/asterisk}"
+fi
+
 # The fixture's ids as Schemathesis dictionaries, bound to the operations
 # that only a project in the right state serves (Schemathesis' own
 # per-operation `parameters`): the static settings, then these. Ingests are
@@ -252,6 +269,36 @@ values = [$(field "$(api GET "/v1/projects/$P3/items?limit=100")" '", ".join(str
 [[operations]]
 include-path = "/v1/projects/{id}/items/{item}/regions"
 parameters = { "path.id" = { dictionary = "detection-projects", probability = 0.9 }, "path.item" = { dictionary = "detection-items", probability = 0.9 } }
+TOML
+    fi
+    if [ -n "$P5" ]; then
+        cat <<TOML
+
+[dictionaries.speech-projects]
+values = [$P5]
+
+[dictionaries.speech-items]
+values = [$SPEECH_ITEMS]
+
+[[operations]]
+include-name = "GET /v1/items/{id}/peaks"
+parameters = { "path.id" = { dictionary = "speech-items", probability = 0.9 }, "query.project" = { dictionary = "speech-projects", probability = 0.9 } }
+
+[dictionaries.link-items]
+values = [${SPEECH_ITEMS%%,*}]
+
+[dictionaries.link-users]
+values = ["schemathesis"]
+
+[dictionaries.link-expires]
+values = [$(field "$LINK" 'd["expires_at"]')]
+
+[dictionaries.link-sigs]
+values = ["$(field "$LINK" 'd["url"].rsplit("sig=", 1)[1]')"]
+
+[[operations]]
+include-name = "GET /v1/items/{id}/content/signed"
+parameters = { "path.id" = { dictionary = "link-items", probability = 0.9 }, "query.user" = { dictionary = "link-users", probability = 0.9 }, "query.expires" = { dictionary = "link-expires", probability = 0.9 }, "query.sig" = { dictionary = "link-sigs", probability = 0.9 } }
 TOML
     fi
 } >"$CONFIG"

@@ -33,6 +33,7 @@ use utoipa_axum::routes;
 
 use crate::service::app::App;
 use crate::service::config::ServeConfig;
+use crate::service::content::LinkKey;
 use auth::Access;
 use error::{internal_message, ApiError, Code, ErrorBody, InternalCause};
 use extract::BodyLimit;
@@ -62,11 +63,14 @@ pub struct ApiConfig {
     pub ls_basic_auth: Option<(String, String)>,
     /// Let callers without credentials through the Label Studio door.
     pub ls_open: bool,
+    /// Signs the links an `<audio>` element plays an item from (see
+    /// `v1::content::content_link`).
+    pub link_key: LinkKey,
 }
 
 impl ApiConfig {
-    pub fn from_serve(config: &ServeConfig) -> ApiConfig {
-        ApiConfig {
+    pub fn from_serve(config: &ServeConfig) -> Result<ApiConfig, String> {
+        Ok(ApiConfig {
             auth: !config.no_auth,
             max_body_bytes: config.max_body_bytes,
             predict_max_items: config.predict_max_items,
@@ -75,7 +79,8 @@ impl ApiConfig {
                 .clone()
                 .zip(config.ls_basic_auth_password.clone()),
             ls_open: config.ls_open,
-        }
+            link_key: LinkKey::new(config.media_key.as_deref())?,
+        })
     }
 }
 
@@ -145,6 +150,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Read, routes!(calibration::get_calibration)))
         .routes(guarded(Read, routes!(calibration::agreement)))
         .routes(guarded(Read, routes!(content::item_content)))
+        .routes(guarded(Read, routes!(content::content_link)))
+        // The signature is the credential: the handler checks it.
+        .routes(guarded(Public, routes!(content::signed_content)))
+        .routes(guarded(Read, routes!(content::peaks)))
         .routes(guarded(Annotate, routes!(annotations::delete_annotation)))
         .routes(guarded(Read, routes!(progress::progress)))
         .routes(guarded(Admin, routes!(screening::screen)))
@@ -210,7 +219,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = AppState {
         app,
-        config: Arc::new(ApiConfig::from_serve(config)),
+        config: Arc::new(ApiConfig::from_serve(config).map_err(std::io::Error::other)?),
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

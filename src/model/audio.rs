@@ -31,6 +31,21 @@ fn decode_error(why: impl std::fmt::Display) -> ItemError {
 
 /// Decode `bytes` (WAV, FLAC, OGG/Vorbis or MP3) into mono samples at `rate` Hz.
 pub fn decode(bytes: &[u8], rate: u32, max_seconds: f64) -> Result<Decoded, ItemError> {
+    let (mono, source_rate, channels) = decode_mono(bytes, max_seconds)?;
+    let duration = mono.len() as f64 / f64::from(source_rate);
+    let samples = resample(mono, source_rate, rate)?;
+    Ok(Decoded {
+        samples,
+        duration,
+        source_rate,
+        channels,
+    })
+}
+
+/// Decode `bytes` into mono samples at the file's own rate (no resampling:
+/// what a waveform overview needs), with that rate and the channel count.
+/// Bounded by `max_seconds` exactly as [`decode`] is; never empty.
+pub fn decode_mono(bytes: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32, u16), ItemError> {
     if bytes.is_empty() {
         return Err(ItemError::Empty);
     }
@@ -47,14 +62,7 @@ pub fn decode(bytes: &[u8], rate: u32, max_seconds: f64) -> Result<Decoded, Item
     if mono.is_empty() {
         return Err(ItemError::AudioEmpty);
     }
-    let duration = mono.len() as f64 / f64::from(source_rate);
-    let samples = resample(mono, source_rate, rate)?;
-    Ok(Decoded {
-        samples,
-        duration,
-        source_rate,
-        channels,
-    })
+    Ok((mono, source_rate, channels))
 }
 
 fn is_wav(bytes: &[u8]) -> bool {

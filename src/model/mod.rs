@@ -16,6 +16,7 @@ pub mod image;
 pub mod manifest;
 pub mod ocr;
 pub mod output;
+pub mod peaks;
 pub mod pipeline;
 mod pool;
 pub mod postprocess;
@@ -568,6 +569,15 @@ impl Model {
 
     pub fn is_audio(&self) -> bool {
         matches!(self.pre, Preprocessor::Audio { .. })
+    }
+
+    /// The longest recording this model's items may be, in seconds
+    /// (`--max-audio-seconds`); None for a model of images or text.
+    pub fn max_audio_seconds(&self) -> Option<f64> {
+        match self.pre {
+            Preprocessor::Audio { max_seconds, .. } => Some(max_seconds),
+            _ => None,
+        }
     }
 
     /// A fresh decoding budget for one request (see [`DecodeBudget`]).

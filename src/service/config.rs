@@ -109,6 +109,12 @@ pub struct ServeConfig {
     #[arg(long, env = "LABELLOOP_LS_OPEN")]
     #[serde(default)]
     pub ls_open: bool,
+    /// Key for the review page's short-lived links to recordings (any
+    /// string; give every server behind one address the same). Unset: a
+    /// random key per process, so a link works only on the server that made it.
+    #[arg(long, env = "LABELLOOP_MEDIA_KEY", hide_env_values = true)]
+    #[serde(default)]
+    pub media_key: Option<String>,
     /// How long a Label Studio sync retries an unreachable Label Studio, with backoff, before it fails.
     #[arg(long, env = "LABELLOOP_LS_RETRY_SECS", default_value_t = 60)]
     pub ls_retry_secs: u64,

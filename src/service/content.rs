@@ -6,9 +6,13 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
 use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
+use crate::model::audio::decode_mono;
 use crate::model::beneath::read_beneath;
+use crate::model::peaks::{min_max, MAX_BINS};
 use crate::model::ItemError;
 use crate::store::Content;
 
@@ -25,19 +29,28 @@ pub struct ItemContent {
 /// before anything is opened (see [`check_path`]) and read without following
 /// links ([`read_beneath`]), so a path outside the root is never read.
 pub async fn content(app: &App, item_id: i64, project: Option<i64>) -> ServiceResult<ItemContent> {
+    Ok(owned_content(app, item_id, project).await?.1)
+}
+
+/// [`content`], with the id of the project the item belongs to.
+async fn owned_content(
+    app: &App,
+    item_id: i64,
+    project: Option<i64>,
+) -> ServiceResult<(i64, ItemContent)> {
     let (owner, content) = app.store.item_content(item_id).await?;
     if project.is_some_and(|p| p != owner) {
         return Err(ServiceError::not_found(format!("item {item_id}")));
     }
-    match content {
-        Content::Text(t) => Ok(ItemContent {
+    let content = match content {
+        Content::Text(t) => ItemContent {
             content_type: "text/plain; charset=utf-8",
             bytes: t.into_bytes(),
-        }),
-        Content::Image(b) => Ok(ItemContent {
+        },
+        Content::Image(b) => ItemContent {
             content_type: sniff(&b, None),
             bytes: b,
-        }),
+        },
         Content::Path(p) => {
             let root = app.data_root.clone().ok_or_else(|| {
                 ServiceError::forbidden(format!(
@@ -62,12 +75,231 @@ pub async fn content(app: &App, item_id: i64, project: Option<i64>) -> ServiceRe
                         )
                     }
                 })?;
-            Ok(ItemContent {
+            ItemContent {
                 content_type: sniff(&bytes, Path::new(&p).extension().and_then(|e| e.to_str())),
                 bytes,
-            })
+            }
         }
+    };
+    Ok((owner, content))
+}
+
+/// A recording's waveform overview (see [`crate::model::peaks`]).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Peaks {
+    /// The recording's length in seconds.
+    pub duration: f64,
+    /// The file's own sample rate in Hz (the overview is of the file as
+    /// stored, mixed to mono, not resampled for the model).
+    pub sample_rate: u32,
+    /// How many bins follow: the number asked for, or the number of samples
+    /// when the recording is shorter than that.
+    pub bins: usize,
+    /// Per bin, the lowest sample, from -1 to 1.
+    pub min: Vec<f32>,
+    /// Per bin, the highest sample, from -1 to 1.
+    pub max: Vec<f32>,
+}
+
+/// Bins when a request names none: about the width of a screen.
+pub const DEFAULT_BINS: usize = 2000;
+
+/// Recordings decoded for overviews at once: a decode holds the whole
+/// recording in memory (an hour of 48 kHz audio is 690 MB of f32), so
+/// callers beyond this wait their turn rather than exhaust memory.
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The waveform overview of `item_id`, a recording of a speech project, in
+/// `bins` bins (1..=[`MAX_BINS`]; checked before anything is read). The
+/// recording is decoded on a blocking thread with the length bound of the
+/// project's model (`--max-audio-seconds`), so a file that claims ten
+/// hours is refused from its header. An item of another kind of project,
+/// or a file that does not decode, is `wrong_content` (422), named.
+pub async fn peaks(
+    app: &App,
+    item_id: i64,
+    project: Option<i64>,
+    bins: usize,
+) -> ServiceResult<Peaks> {
+    if !(1..=MAX_BINS).contains(&bins) {
+        return Err(ServiceError::invalid(
+            "bins",
+            format!("{bins} is not between 1 and {MAX_BINS}"),
+        ));
     }
+    let (owner, content) = owned_content(app, item_id, project).await?;
+    let p = app.store.get_project(owner).await?;
+    if p.task != super::regions::SEGMENTS {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "item {item_id} belongs to project {owner}, a {:?} project: only the recordings of \
+                 speech projects have a waveform",
+                p.task
+            ),
+        ));
+    }
+    let max_seconds = app
+        .hub
+        .get(&p.model)
+        .and_then(|m| m.model.max_audio_seconds())
+        .unwrap_or(crate::model::LoadOptions::default().max_audio_seconds);
+    let _turn = DECODES
+        .acquire()
+        .await
+        .map_err(|e| ServiceError::internal(format!("peaks semaphore: {e}")))?;
+    let bytes = content.bytes;
+    let (mono, rate) = tokio::task::spawn_blocking(move || {
+        decode_mono(&bytes, max_seconds).map(|(mono, rate, _)| (mono, rate))
+    })
+    .await
+    .map_err(|e| ServiceError::internal(format!("decoding for peaks: {e}")))?
+    .map_err(|e| ServiceError::new(Code::WrongContent, format!("item {item_id}: {e}")))?;
+    let duration = mono.len() as f64 / f64::from(rate);
+    let (min, max) = min_max(&mono, bins);
+    Ok(Peaks {
+        duration,
+        sample_rate: rate,
+        bins: min.len(),
+        min,
+        max,
+    })
+}
+
+/// How long a signed content link lasts, in seconds. Short, because a link
+/// is a bearer credential for one item's bytes (it may end up in a log or a
+/// browser's history); the page asks for a fresh one when it is half spent.
+pub const LINK_SECONDS: i64 = 600;
+
+/// The key signed content links are made with (HMAC-SHA-256). Its Debug
+/// form shows nothing.
+#[derive(Clone)]
+pub struct LinkKey([u8; 32]);
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(…)")
+    }
+}
+
+impl LinkKey {
+    /// From a configured secret (any string, the same on every server that
+    /// shares one address), or random for this process when none is set.
+    pub fn new(secret: Option<&str>) -> Result<LinkKey, String> {
+        use sha2::{Digest, Sha256};
+        let mut key = [0u8; 32];
+        match secret {
+            Some(s) => key.copy_from_slice(&Sha256::digest(s.as_bytes())),
+            None => getrandom::fill(&mut key)
+                .map_err(|e| format!("no randomness for the link key: {e}"))?,
+        }
+        Ok(LinkKey(key))
+    }
+
+    fn mac(&self, item_id: i64, user: &str, expires: i64) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        // The key is 32 bytes; HMAC takes a key of any length.
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        // Unambiguous: two integers and the user last (a name may hold dots).
+        m.update(format!("labelloop-content\n{item_id}\n{expires}\n{user}").as_bytes());
+        m
+    }
+
+    /// The signature (lowercase hex) of a link to `item_id`'s content for
+    /// `user`, good until `expires` (Unix seconds).
+    pub fn sign(&self, item_id: i64, user: &str, expires: i64) -> String {
+        use hmac::Mac;
+        let tag = self.mac(item_id, user, expires).finalize().into_bytes();
+        tag.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Check a link at time `now`: a signature that does not match (a
+    /// changed item, user or expiry, or a forged one) and a spent link are
+    /// `forbidden`, named; an expiry further ahead than any link this server
+    /// makes is refused as forged. Compared in constant time.
+    pub fn check(
+        &self,
+        item_id: i64,
+        user: &str,
+        expires: i64,
+        signature: &str,
+        now: i64,
+    ) -> ServiceResult<()> {
+        use hmac::Mac;
+        let forged = || {
+            ServiceError::forbidden(
+                "this content link's signature does not match; ask for a new link with \
+                 GET /v1/items/{id}/content-link",
+            )
+        };
+        let tag = hex32(signature).ok_or_else(forged)?;
+        self.mac(item_id, user, expires)
+            .verify_slice(&tag)
+            .map_err(|_| forged())?;
+        if expires > now.saturating_add(LINK_SECONDS) {
+            return Err(forged());
+        }
+        if expires < now {
+            return Err(ServiceError::forbidden(format!(
+                "this content link expired {} s ago; ask for a new one with \
+                 GET /v1/items/{{id}}/content-link",
+                now.saturating_sub(expires)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// 64 hex digits as 32 bytes.
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// A signed link to an item's content, for a player that cannot send the
+/// bearer token (an `<audio>` element): see [`LinkKey`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ContentLink {
+    /// The path to `GET` (on this server), with its signature; it answers
+    /// `Range` requests like `GET /v1/items/{id}/content`.
+    pub url: String,
+    /// Unix seconds after which the link is refused (403).
+    pub expires_at: i64,
+}
+
+/// A link to `item_id`'s content for `user`, after checking the item exists
+/// (in `project`, when named): the caller may read it now, so the link
+/// grants nothing the caller lacks, for [`LINK_SECONDS`].
+pub async fn link(
+    app: &App,
+    key: &LinkKey,
+    item_id: i64,
+    project: Option<i64>,
+    user: &str,
+    now: i64,
+) -> ServiceResult<ContentLink> {
+    let (owner, _) = app.store.item_content(item_id).await?;
+    if project.is_some_and(|p| p != owner) {
+        return Err(ServiceError::not_found(format!("item {item_id}")));
+    }
+    let expires = now + LINK_SECONDS;
+    let sig = key.sign(item_id, user, expires);
+    let user_q: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+    Ok(ContentLink {
+        url: format!(
+            "/v1/items/{item_id}/content/signed?user={user_q}&expires={expires}&sig={sig}"
+        ),
+        expires_at: expires,
+    })
 }
 
 /// The bytes a `Range` header asks for, as `start..end` (end exclusive), of
@@ -218,6 +450,56 @@ mod tests {
         ] {
             assert_eq!(r(ignored), Ok(None), "{ignored}");
         }
+    }
+
+    #[test]
+    fn links_hold_only_as_signed_and_only_until_they_expire() {
+        let key = LinkKey::new(Some("k")).unwrap();
+        let now = 1_000_000;
+        let exp = now + LINK_SECONDS;
+        let sig = key.sign(7, "alice", exp);
+        assert_eq!(sig.len(), 64);
+        let code = |item, user: &str, e, sig: &str, at| {
+            key.check(item, user, e, sig, at)
+                .map_err(|e| (e.code, e.message))
+        };
+        assert_eq!(code(7, "alice", exp, &sig, now), Ok(()));
+        assert_eq!(code(7, "alice", exp, &sig.to_uppercase(), now), Ok(()));
+        assert_eq!(
+            code(7, "alice", exp, &sig, exp),
+            Ok(()),
+            "good to the second"
+        );
+        let refused = |r: Result<(), (Code, String)>, says: &str| {
+            let (c, m) = r.unwrap_err();
+            assert_eq!(c, Code::Forbidden);
+            assert!(m.contains(says), "{m}");
+        };
+        refused(code(7, "alice", exp, &sig, exp + 1), "expired 1 s ago");
+        refused(code(8, "alice", exp, &sig, now), "does not match");
+        refused(code(7, "alicf", exp, &sig, now), "does not match");
+        refused(code(7, "alice", exp + 1, &sig, now), "does not match");
+        refused(code(7, "alice", exp, &sig[..63], now), "does not match");
+        refused(
+            code(7, "alice", exp, &format!("{}zz", &sig[..62]), now),
+            "does not match",
+        );
+        refused(code(7, "alice", exp, "", now), "does not match");
+        // Another server's key, and one signed too far ahead.
+        let other = LinkKey::new(Some("other")).unwrap();
+        refused(
+            code(7, "alice", exp, &other.sign(7, "alice", exp), now),
+            "does not match",
+        );
+        let far = now + 10 * LINK_SECONDS;
+        refused(
+            code(7, "alice", far, &key.sign(7, "alice", far), now),
+            "does not match",
+        );
+        // Random keys differ; the Debug form shows no key.
+        let (a, b) = (LinkKey::new(None).unwrap(), LinkKey::new(None).unwrap());
+        assert_ne!(a.sign(1, "x", 1), b.sign(1, "x", 1));
+        assert_eq!(format!("{a:?}"), "LinkKey(…)");
     }
 
     #[test]

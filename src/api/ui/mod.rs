@@ -8,7 +8,11 @@
 //! content security policy allows scripts, styles and requests from this
 //! origin only, no inline script, and images from this origin or the blob
 //! URLs the page makes from `GET /v1/items/{id}/content` (fetched with the
-//! token, which an `<img src>` could not send).
+//! token, which an `<img src>` could not send). A speech project's review
+//! draws the waveform from `GET /v1/items/{id}/peaks` and plays the sound
+//! through a short-lived signed link (`GET /v1/items/{id}/content-link`),
+//! which the `<audio>` element fetches in byte ranges as it seeks: see
+//! `api::v1::content` for why a link and not a cookie or a blob.
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -52,8 +56,9 @@ const ASSETS: [Asset; 4] = [
 ];
 
 /// No inline script or style, nothing from another origin, no framing.
+/// Sound plays from this origin only: the signed content links.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; \
+    img-src 'self' blob: data:; media-src 'self'; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The page's routes (not in the OpenAPI document: they are not the API).

@@ -459,8 +459,9 @@
       skipped: new Set(), fetching: null, exhausted: false, tier: null, filter: '', urls: [],
     };
     R.boxes = project.task === 'detect';
+    R.sound = project.task === 'segments';
     window.__ll_review = R;
-    if (R.boxes) buildBoxReview(); else buildReview();
+    if (R.boxes) buildBoxReview(); else if (R.sound) buildSoundReview(); else buildReview();
     await fill();
     next(null);
   }
@@ -501,6 +502,13 @@
 
   /** Fetch the item's content and decode it now, so showing it is instant. */
   function prefetch(item) {
+    if (R && R.sound) {
+      // A recording: only its peaks; the player streams the sound itself.
+      item.ready = api('GET', `/v1/items/${item.id}/peaks?project=${item.project_id}&bins=${PEAK_BINS}`)
+        .then((p) => { item.peaks = p; })
+        .catch((e) => { item.error = readable(e); });
+      return;
+    }
     item.ready = (async () => {
       const resp = await api('GET', `/v1/items/${item.id}/content?project=${item.project_id}`, undefined, { raw: true });
       if (item.kind === 'text') { item.text = await resp.text(); return; }
@@ -525,6 +533,7 @@
     if (!R) return;
     release(held(), true);
     if (R.B && R.B.ro) R.B.ro.disconnect();
+    stopSound();
     for (const u of R.urls) URL.revokeObjectURL(u);
     R = null;
     window.__ll_review = null;
@@ -563,7 +572,7 @@
           btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     if (labels.length <= 10) R.filterEl = null; else R.filterEl = filter;
-    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode === 'boxes';
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode !== 'classify';
     renderLabels();
     updatePending();
   }
@@ -603,6 +612,7 @@
   async function renderCurrent(t0) {
     if (!R) return;
     if (R.boxes) return renderBoxes(t0);
+    if (R.sound) return renderSound(t0);
     const session = R;
     const viewing = R.view >= 0 ? R.history[R.view] : null;
     const item = viewing ? viewing.item : R.current;
@@ -678,6 +688,11 @@
       if (what === 'undo') return boxAct('undo');
       if (what === 'label') return boxAct('label', arg);
       if (what === 'prev' || what === 'next') return;
+    }
+    if (R.sound) {
+      if (what === 'accept') return acceptSound(t0);
+      if (what === 'undo') return soundAct('undo');
+      if (what === 'prev' || what === 'next' || what === 'label') return;
     }
     if (what === 'prev') {
       if (!R.history.length) return;
@@ -1223,6 +1238,528 @@
     }
   }
 
+  // ---- sound review (projects with "task": "segments") ----------------------
+  // The recording as a waveform drawn from peaks the server computes
+  // (GET /v1/items/{id}/peaks), so an hour of sound arrives as a few thousand
+  // numbers; its segments over it on a second canvas, redrawn alone on every
+  // edit and every frame of playback. The <audio> element plays a signed link
+  // (GET /v1/items/{id}/content-link): it cannot send the token, and through
+  // the link it fetches byte ranges, so seeking never downloads the file.
+
+  const PEAK_BINS = 2000;
+  const NUDGE = 0.01; // s; with Shift 0.1 s
+  const MIN_SEG = 0.02; // the shortest segment the page makes, in s
+  const NEW_SEG = 1.0; // a new segment's length at most, in s
+  const SEG_COLOUR = { review: '#e66a00', accepted: '#2f7d4f', human: '#1f4e79' };
+  window.__ll_sound_latencies = [];
+
+  const segColour = (b) => (b.id == null || b.source === 'human' || b.edited ? SEG_COLOUR.human
+    : b.status === 'review' ? SEG_COLOUR.review : SEG_COLOUR.accepted);
+  const uncertain = (b) => b.source === 'machine' && b.status === 'review';
+  const fmtT = (t) => {
+    const m = Math.floor(t / 60);
+    const s = t - 60 * m;
+    return `${m}:${s < 10 ? '0' : ''}${s.toFixed(3)}`;
+  };
+
+  /** The editable set of a recording: its current segments, in time order. */
+  function soundEdit(item) {
+    if (item.edit) return item.edit;
+    const regions = item.regions || [];
+    const replaced = new Set(regions.filter((r) => r.source === 'human' && r.replaces != null).map((r) => r.replaces));
+    const live = regions.filter((r) => r.kind === 'span' && r.segment && (r.source === 'human'
+      ? true : r.status !== 'deleted' && r.status !== 'corrected' && !replaced.has(r.id)));
+    let uid = 0;
+    const segs = live.map((r) => ({
+      uid: ++uid, id: r.id, label: r.label, seg: r.segment.slice(), score: r.score,
+      source: r.source, status: r.status, edited: false,
+    }));
+    segs.sort((a, b) => a.seg[0] - b.seg[0]);
+    const first = segs.find(uncertain) || segs[0];
+    item.edit = { segs, undo: [], sel: first ? first.uid : null, edge: 0, uid, nudge: null };
+    return item.edit;
+  }
+  const segSnap = (E) => E.segs.map((b) => ({ ...b, seg: b.seg.slice() }));
+  function segUndo(E) { E.undo.push({ segs: segSnap(E), sel: E.sel }); if (E.undo.length > 500) E.undo.shift(); }
+  const selSeg = (E) => (E.sel == null ? null : E.segs.find((b) => b.uid === E.sel) || null);
+  const sortSegs = (E) => E.segs.sort((a, b) => (a.seg[0] - b.seg[0]) || (a.uid - b.uid));
+
+  function buildSoundReview() {
+    const btn = (id, text, key, onclick, cls) => h('button', { type: 'button', id, class: cls || '', onclick, 'aria-keyshortcuts': key.aria },
+      text, ' ', h('kbd', { 'aria-hidden': 'true' }, key.shown));
+    const then = (what, arg) => () => { soundAct(what, arg); focusStage(); };
+    showMain(h('div', { class: 'review sound', id: 'review' },
+      h('section', { class: 'stage-col', 'aria-label': 'Recording' },
+        h('div', { id: 'stage', class: 'stage sound-stage', tabindex: '-1' }),
+        h('p', { id: 'why', class: 'why' })),
+      h('section', { class: 'panel', 'aria-label': 'Segments' },
+        h('div', { id: 'seg-info', class: 'box-info', 'aria-live': 'polite' }),
+        h('div', { class: 'actions-row' },
+          btn('accept', 'Accept', { shown: 'Enter', aria: 'Enter' }, () => act('accept'), 'primary'),
+          btn('play', 'Play', { shown: 'Space', aria: 'Space' }, then('play')),
+          btn('skip', 'Skip', { shown: 'PgDn', aria: 'PageDown' }, () => act('skip'))),
+        h('div', { class: 'actions-row' },
+          btn('split', 'Split', { shown: 'S', aria: 'S' }, then('split')),
+          btn('merge', 'Merge', { shown: 'M', aria: 'M' }, then('merge')),
+          btn('add', 'Add', { shown: 'I', aria: 'I' }, then('add'))),
+        h('div', { class: 'actions-row' },
+          btn('delete-seg', 'Delete', { shown: 'Del', aria: 'Delete Backspace' }, then('delete')),
+          btn('undo', 'Undo', { shown: 'U', aria: 'U Control+Z' }, then('undo')),
+          btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
+        h('div', { class: 'actions-row nav' },
+          btn('prev-unc', 'Previous uncertain', { shown: '⇧N', aria: 'Shift+N' }, then('uncertain', -1)),
+          btn('next-unc', 'Next uncertain', { shown: 'N', aria: 'N' }, then('uncertain', 1))),
+        h('ol', { id: 'seg-list', class: 'seg-list', 'aria-label': 'Segments' }),
+        h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
+    R.filterEl = null;
+    R.done = 0;
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode !== 'sound';
+    updatePending();
+  }
+
+  /** Ask for a fresh signed link to the recording (the token stays in the tab). */
+  async function soundLink(S) {
+    const l = await api('GET', `/v1/items/${S.item.id}/content-link?project=${S.item.project_id}`);
+    if (!R || R.S !== S) return;
+    S.linkExpires = l.expires_at;
+    const at = S.audio.currentTime || 0;
+    S.audio.src = l.url;
+    if (at) S.audio.currentTime = at;
+  }
+
+  async function renderSound(t0) {
+    const session = R;
+    const item = R.current;
+    const stage = $('#stage');
+    $('#count').textContent = `${R.done} recording${R.done === 1 ? '' : 's'} accepted in this session`;
+    stopSound();
+    R.S = null;
+    if (!item) {
+      stage.replaceChildren(h('p', { class: 'empty' }, R.fetching ? 'Loading…' : 'Nothing left to review in this list.'));
+      stage.dataset.itemId = '';
+      $('#seg-info').textContent = '';
+      $('#seg-list').replaceChildren();
+      $('#why').textContent = '';
+      return;
+    }
+    if (!item.peaks && !item.error && item.ready) {
+      await item.ready;
+      if (R !== session || R.current !== item) return;
+    }
+    stage.dataset.itemId = String(item.id);
+    stage.dataset.pred = '';
+    if (item.error) {
+      stage.replaceChildren(h('p', { class: 'error' }, 'The recording could not be shown: ' + item.error));
+      return;
+    }
+    const E = soundEdit(item);
+    const P = item.peaks;
+    const dur = Number(item.duration) || P.duration;
+    const wave = h('canvas', { class: 'wave', 'aria-hidden': 'true' });
+    const over = h('canvas', { class: 'wave-over', role: 'img', 'aria-label': `Waveform of ${fmtT(dur)} with ${E.segs.length} segments` });
+    const audio = h('audio', { preload: 'metadata', class: 'player' });
+    const clock = h('p', { class: 'clock', id: 'clock' });
+    const wrap = h('div', { class: 'wave-wrap' }, wave, over);
+    const S = { item, E, P, dur, wave, over, audio, clock, cursor: 0, stopAt: null, raf: 0, w: 0, hgt: 0, linkExpires: 0 };
+    R.S = S;
+    stage.replaceChildren(wrap, clock, audio, h('p', { class: 'item-id' }, `#${item.id} · ${item.client_id} · ${fmtT(dur)} · ${P.sample_rate} Hz`));
+    over.addEventListener('pointerdown', (e) => {
+      if (e.button !== 0) return;
+      e.preventDefault();
+      focusStage();
+      const r = over.getBoundingClientRect();
+      const t = clamp((e.clientX - r.left) / r.width, 0, 1) * S.dur;
+      if (!audio.paused) audio.pause();
+      S.cursor = t;
+      const hit = E.segs.find((b) => b.seg[0] <= t && t <= b.seg[1]);
+      if (hit) E.sel = hit.uid;
+      soundShow();
+    });
+    audio.addEventListener('play', () => { const b = $('#play'); if (b) b.firstChild.textContent = 'Pause'; tick(); });
+    audio.addEventListener('pause', () => { const b = $('#play'); if (b) b.firstChild.textContent = 'Play'; });
+    audio.addEventListener('error', () => {
+      if (R && R.S === S && Date.now() / 1000 > S.linkExpires - 5) soundLink(S).catch((e) => say(readable(e)));
+      else say('The recording cannot be played here.');
+    });
+    S.ro = new ResizeObserver(() => { sizeWave(S); drawWave(S); drawOver(S); });
+    S.ro.observe(wrap);
+    sizeWave(S);
+    drawWave(S);
+    const why = [];
+    if (item.audit || R.strategy === 'audit') why.push('Audit sample: every segment on it tests the threshold.');
+    else why.push(`Picked by ${R.strategy}.`);
+    if (R.tier) why.push(`Your tier: ${R.tier}.`);
+    S.why = why.join(' ');
+    soundShow();
+    try { await soundLink(S); } catch (e) { alertBox('The recording cannot be played: ' + readable(e)); }
+    if (t0 != null) {
+      requestAnimationFrame(() => {
+        const ms = performance.now() - t0;
+        window.__ll_latencies.push(ms);
+        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
+      });
+    }
+  }
+
+  function stopSound() {
+    const S = R && R.S;
+    if (!S) return;
+    if (S.ro) S.ro.disconnect();
+    cancelAnimationFrame(S.raf);
+    S.audio.pause();
+    S.audio.removeAttribute('src');
+    S.audio.load();
+  }
+
+  function sizeWave(S) {
+    const dpr = window.devicePixelRatio || 1;
+    const r = S.wave.getBoundingClientRect();
+    const w = Math.max(1, Math.round(r.width * dpr)), hh = Math.max(1, Math.round(r.height * dpr));
+    if (w === S.w && hh === S.hgt) return;
+    S.w = w; S.hgt = hh; S.dpr = dpr;
+    for (const c of [S.wave, S.over]) { c.width = w; c.height = hh; }
+  }
+
+  const AXIS_PX = 18; // the time axis under the waveform, in CSS pixels
+
+  /** The waveform: per column, the lowest and highest sample of its bins. */
+  function drawWave(S) {
+    const c = S.wave.getContext('2d');
+    const { w, hgt, P } = S;
+    const dpr = S.dpr || 1;
+    const axis = AXIS_PX * dpr;
+    const mid = (hgt - axis) / 2;
+    const amp = mid * 0.95;
+    c.clearRect(0, 0, w, hgt);
+    c.fillStyle = '#fbfcfd';
+    c.fillRect(0, 0, w, hgt - axis);
+    c.strokeStyle = '#d5dbe1';
+    c.beginPath(); c.moveTo(0, mid + 0.5); c.lineTo(w, mid + 0.5); c.stroke();
+    const nb = P.min.length;
+    c.fillStyle = '#3d4a57';
+    for (let x = 0; x < w && nb; x++) {
+      const b0 = Math.floor((x * nb) / w);
+      const b1 = Math.max(b0 + 1, Math.floor(((x + 1) * nb) / w));
+      let lo = Infinity, hi = -Infinity;
+      for (let b = b0; b < b1 && b < nb; b++) { if (P.min[b] < lo) lo = P.min[b]; if (P.max[b] > hi) hi = P.max[b]; }
+      const y0 = mid - hi * amp, y1 = mid - lo * amp;
+      c.fillRect(x, y0, 1, Math.max(1, y1 - y0));
+    }
+    // Time axis: ticks at a round step at least 70 CSS px apart.
+    const steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200];
+    const pxPerS = w / dpr / S.dur;
+    const step = steps.find((s) => s * pxPerS >= 70) || 1800;
+    c.fillStyle = '#4a5563';
+    c.strokeStyle = '#8a96a3';
+    c.font = `${11 * dpr}px system-ui, sans-serif`;
+    c.textBaseline = 'top';
+    for (let t = 0; t <= S.dur + 1e-9; t += step) {
+      const x = Math.round((t / S.dur) * w) + 0.5;
+      c.beginPath(); c.moveTo(x, hgt - axis); c.lineTo(x, hgt - axis + 4 * dpr); c.stroke();
+      const label = step < 1 ? t.toFixed(1) + ' s' : (t >= 60 ? fmtT(t).replace(/\.000$/, '') : t.toFixed(0) + ' s');
+      c.textAlign = x < 20 ? 'left' : x > w - 30 ? 'right' : 'center';
+      c.fillText(label, x, hgt - axis + 5 * dpr);
+    }
+  }
+
+  /** The segments, the selected one's edges and the cursor, over the waveform. */
+  function drawOver(S) {
+    const c = S.over.getContext('2d');
+    const { w, hgt, E } = S;
+    const dpr = S.dpr || 1;
+    const top = hgt - AXIS_PX * dpr;
+    const X = (t) => (t / S.dur) * w;
+    c.clearRect(0, 0, w, hgt);
+    c.font = `600 ${11 * dpr}px system-ui, sans-serif`;
+    c.textBaseline = 'top';
+    c.textAlign = 'left';
+    for (const b of E.segs) {
+      const x0 = X(b.seg[0]), x1 = X(b.seg[1]);
+      const col = segColour(b);
+      const sel = b.uid === E.sel;
+      c.globalAlpha = sel ? 0.26 : 0.14;
+      c.fillStyle = col;
+      c.fillRect(x0, 0, Math.max(1, x1 - x0), top);
+      c.globalAlpha = 1;
+      c.strokeStyle = col;
+      c.lineWidth = (sel ? 2 : 1) * dpr;
+      c.strokeRect(x0, 1, Math.max(1, x1 - x0), top - 2);
+      const tag = b.id == null || b.source === 'human' || b.edited ? 'yours' : Number(b.score).toFixed(2);
+      if (x1 - x0 > c.measureText(tag).width + 6 * dpr) {
+        c.fillStyle = col;
+        c.fillText(tag, x0 + 3 * dpr, 3 * dpr);
+      }
+      if (sel) {
+        // The edge the arrows move: a thick bar with a grip.
+        const ex = E.edge === 0 ? x0 : x1;
+        c.fillStyle = col;
+        c.fillRect(ex - 2 * dpr, 0, 4 * dpr, top);
+        c.fillRect(ex - 5 * dpr, top / 2 - 9 * dpr, 10 * dpr, 18 * dpr);
+      }
+    }
+    const cx = Math.round(X(S.cursor)) + 0.5;
+    c.strokeStyle = '#b3261e';
+    c.lineWidth = 1.5 * dpr;
+    c.beginPath(); c.moveTo(cx, 0); c.lineTo(cx, top); c.stroke();
+  }
+
+  /** Redraw the overlay, the clock, the info line and the list after a change. */
+  function soundShow() {
+    const S = R && R.S;
+    if (!S) return;
+    const E = S.E;
+    drawOver(S);
+    S.clock.textContent = `${fmtT(S.cursor)} / ${fmtT(S.dur)}`;
+    const b = selSeg(E);
+    const info = $('#seg-info');
+    const i = b ? E.segs.indexOf(b) : -1;
+    info.dataset.sel = b ? String(i) : '';
+    info.replaceChildren(b
+      ? h('span', {}, h('span', { class: 'sw', 'aria-hidden': 'true' }), ' ',
+        h('strong', {}, `Segment ${i + 1} of ${E.segs.length}`), ' · ',
+        h('span', { class: 'coords' }, `${b.seg[0].toFixed(3)} – ${b.seg[1].toFixed(3)} s (${(b.seg[1] - b.seg[0]).toFixed(3)} s)`),
+        ` · ${b.id == null ? 'new segment' : b.source === 'human' ? 'your segment' : (b.edited ? 'edited, was ' : '') + (uncertain(b) ? 'uncertain' : 'accepted') + ', score ' + fmtScore(b.score)}`,
+        h('br'), h('span', { class: 'muted' }, `← → move its ${E.edge === 0 ? 'start' : 'end'} ([ start, ] end)`))
+      : h('span', { class: 'muted' }, `${E.segs.length} segment${E.segs.length === 1 ? '' : 's'}. Tab selects one; I adds one at the cursor.`));
+    if (b) info.querySelector('.sw').style.background = segColour(b);
+    const list = $('#seg-list');
+    list.replaceChildren(...E.segs.map((x) => {
+      const li = h('li', { class: x.uid === E.sel ? 'sel' : '', dataset: { uid: x.uid } },
+        h('span', { class: 'sw', 'aria-hidden': 'true' }),
+        h('span', { class: 'coords' }, `${x.seg[0].toFixed(3)} – ${x.seg[1].toFixed(3)} s`),
+        h('span', { class: 'muted' }, x.id == null || x.source === 'human' || x.edited ? 'yours' : fmtScore(x.score)));
+      li.querySelector('.sw').style.background = segColour(x);
+      if (x.uid === E.sel) li.setAttribute('aria-current', 'true');
+      return li;
+    }));
+    const cur = list.querySelector('li.sel');
+    if (cur && cur.scrollIntoView) cur.scrollIntoView({ block: 'nearest' });
+    const n = E.segs.filter((x) => uncertain(x) && !x.edited).length;
+    $('#why').textContent = `${S.why || ''} ${n} uncertain segment${n === 1 ? '' : 's'} (orange) left of ${E.segs.length}.`.trim();
+  }
+
+  /** While playing: the cursor follows the sound, and a segment stops at its end. */
+  function tick() {
+    const S = R && R.S;
+    if (!S) return;
+    cancelAnimationFrame(S.raf);
+    const step = () => {
+      if (!R || R.S !== S) return;
+      const a = S.audio;
+      S.cursor = Math.min(a.currentTime, S.dur);
+      if (S.stopAt != null && a.currentTime >= S.stopAt) { a.pause(); S.cursor = S.stopAt; S.stopAt = null; }
+      // Only the overlay and the clock change while playing.
+      drawOver(S);
+      S.clock.textContent = `${fmtT(S.cursor)} / ${fmtT(S.dur)}`;
+      if (!a.paused) S.raf = requestAnimationFrame(step);
+    };
+    S.raf = requestAnimationFrame(step);
+  }
+
+  async function play() {
+    const S = R && R.S;
+    if (!S) return;
+    const a = S.audio;
+    if (!a.paused) { a.pause(); S.stopAt = null; return; }
+    const b = selSeg(S.E);
+    if (Date.now() / 1000 > S.linkExpires - 300) {
+      try { await soundLink(S); } catch (e) { alertBox('The recording cannot be played: ' + readable(e)); return; }
+    }
+    const from = b ? b.seg[0] : S.cursor;
+    S.stopAt = b ? b.seg[1] : null;
+    a.currentTime = from;
+    S.cursor = from;
+    try { await a.play(); } catch (e) { say('Cannot play: ' + e.message); }
+  }
+
+  /** Every segment action from a key or a button. */
+  function soundAct(what, arg, ev) {
+    const S = R && R.S;
+    if (!S) return;
+    const E = S.E;
+    const t0 = ev ? ev.timeStamp : performance.now();
+    const b = selSeg(E);
+    const select = (uid) => { E.sel = uid; };
+    switch (what) {
+      case 'play': play(); return;
+      case 'cycle': {
+        if (!E.segs.length) return;
+        const i = b ? E.segs.indexOf(b) : (arg > 0 ? -1 : 0);
+        select(E.segs[(i + arg + E.segs.length) % E.segs.length].uid);
+        break;
+      }
+      case 'uncertain': {
+        const n = E.segs.length;
+        const i = b ? E.segs.indexOf(b) : (arg > 0 ? -1 : n);
+        let found = null;
+        for (let k = 1; k <= n; k++) {
+          const x = E.segs[(((i + arg * k) % n) + n) % n];
+          if (uncertain(x) && !x.edited) { found = x; break; }
+        }
+        if (!found) { say('No uncertain segment left on this recording.'); return; }
+        select(found.uid);
+        break;
+      }
+      case 'edge': E.edge = arg; break;
+      case 'cursor': {
+        if (!S.audio.paused) S.audio.pause();
+        S.cursor = clamp(S.cursor + arg, 0, S.dur);
+        break;
+      }
+      case 'nudge': {
+        if (!b) { say('Select a segment first (Tab).'); return; }
+        const [s, e] = b.seg;
+        const v = E.edge === 0 ? clamp(s + arg, 0, e - MIN_SEG) : clamp(e + arg, s + MIN_SEG, S.dur);
+        if (v === b.seg[E.edge]) return;
+        // One undo step per run of nudges on one segment.
+        if (!E.nudge || E.nudge.uid !== b.uid || E.undo[E.undo.length - 1] !== E.nudge.step) {
+          segUndo(E);
+          E.nudge = { uid: b.uid, step: E.undo[E.undo.length - 1] };
+        }
+        b.seg[E.edge] = v;
+        b.edited = true;
+        sortSegs(E);
+        break;
+      }
+      case 'split': {
+        if (!b) { say('Select a segment first (Tab).'); return; }
+        const [s, e] = b.seg;
+        if (e - s < 2 * MIN_SEG) { say('This segment is too short to split.'); return; }
+        const at = S.cursor > s + MIN_SEG && S.cursor < e - MIN_SEG ? S.cursor : (s + e) / 2;
+        segUndo(E);
+        b.seg = [s, at];
+        b.edited = true;
+        const right = { uid: ++E.uid, id: null, label: b.label, seg: [at, e], score: null, source: 'human', status: 'added', edited: true };
+        E.segs.push(right);
+        sortSegs(E);
+        say(`Split at ${at.toFixed(3)} s.`);
+        break;
+      }
+      case 'merge': {
+        if (!b) { say('Select a segment first (Tab).'); return; }
+        const nx = E.segs[E.segs.indexOf(b) + 1];
+        if (!nx) { say('There is no next segment to merge with.'); return; }
+        segUndo(E);
+        // The merged segment keeps a machine id if either had one.
+        const keep = b.id != null ? b : nx.id != null ? nx : b;
+        const gone = keep === b ? nx : b;
+        keep.seg = [Math.min(b.seg[0], nx.seg[0]), Math.max(b.seg[1], nx.seg[1])];
+        keep.edited = true;
+        E.segs.splice(E.segs.indexOf(gone), 1);
+        select(keep.uid);
+        say('Merged with the next segment.');
+        break;
+      }
+      case 'delete': {
+        if (!b) { say('Select a segment first (Tab).'); return; }
+        segUndo(E);
+        const i = E.segs.indexOf(b);
+        E.segs.splice(i, 1);
+        select(E.segs.length ? E.segs[Math.min(i, E.segs.length - 1)].uid : null);
+        say(`Deleted the segment ${b.seg[0].toFixed(3)} – ${b.seg[1].toFixed(3)} s.`);
+        break;
+      }
+      case 'add': {
+        const t = S.cursor;
+        if (E.segs.some((x) => x.seg[0] <= t && t < x.seg[1])) { say('The cursor is inside a segment: move it to a gap (click, or , and .) to add one.'); return; }
+        const after = E.segs.filter((x) => x.seg[0] > t).map((x) => x.seg[0]);
+        const end = Math.min(t + NEW_SEG, S.dur, ...after);
+        if (end - t < MIN_SEG) { say('There is no room for a segment at the cursor.'); return; }
+        segUndo(E);
+        const nb = { uid: ++E.uid, id: null, label: R.project.labels[0], seg: [t, end], score: null, source: 'human', status: 'added', edited: true };
+        E.segs.push(nb);
+        sortSegs(E);
+        select(nb.uid);
+        E.edge = 1;
+        say(`Added a segment ${t.toFixed(3)} – ${end.toFixed(3)} s; ← → move its end.`);
+        break;
+      }
+      case 'undo': {
+        const s = E.undo.pop();
+        if (!s) { say('Nothing to undo on this recording.'); return; }
+        E.segs = s.segs;
+        E.sel = s.sel;
+        E.nudge = null;
+        say('Undone.');
+        break;
+      }
+      default: return;
+    }
+    soundShow();
+    requestAnimationFrame(() => logMs(window.__ll_sound_latencies, { what, ms: performance.now() - t0 }));
+  }
+
+  async function acceptSound(t0) {
+    const session = R;
+    const S = R.S;
+    if (!S || S.sending) return;
+    const item = S.item;
+    const E = S.E;
+    const body = {
+      regions: E.segs.map((b) => (b.id != null
+        ? { id: b.id, label: b.label, segment: b.seg.slice() }
+        : { label: b.label, segment: b.seg.slice() })),
+    };
+    S.sending = true;
+    say(`Saving ${body.regions.length} segments…`);
+    try {
+      await api('PUT', `/v1/projects/${R.project.id}/items/${item.id}/regions`, body);
+    } catch (e) {
+      S.sending = false;
+      if (R !== session) return;
+      const m = /regions\[(\d+)\]/.exec(e.message || '');
+      let msg = `Recording #${item.id} was not saved: ${readable(e)}`;
+      if (m && E.segs[Number(m[1])]) {
+        E.sel = E.segs[Number(m[1])].uid;
+        msg += ` (segment ${Number(m[1]) + 1}, selected).`;
+        soundShow();
+      }
+      alertBox(msg + ' Your edits are kept: fix them and press Enter again.');
+      say('Not saved.');
+      return;
+    }
+    if (R !== session) return;
+    alertBox(null);
+    R.done++;
+    window.__ll_saved = (window.__ll_saved || 0) + 1;
+    say(`#${item.id}: ${body.regions.length} segments saved.`);
+    focusStage();
+    return next(t0);
+  }
+
+  function soundKeys(e) {
+    const k = e.key;
+    const t = e.target;
+    const onPage = !t || t === document.body || t.id === 'stage' || t.id === 'main' || t.closest('#stage');
+    if ((e.ctrlKey || e.metaKey) && (k === 'z' || k === 'Z')) { soundAct('undo', null, e); return true; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return false;
+    if (t && (t.tagName === 'BUTTON' || t.tagName === 'A') && (k === 'Enter' || k === ' ')) return false;
+    const step = e.shiftKey ? 10 * NUDGE : NUDGE;
+    switch (e.code === 'Comma' || e.code === 'Period' ? e.code : k) {
+      case ' ': case 'Spacebar': soundAct('play', null, e); return true;
+      case 'Tab': if (!onPage) return false; soundAct('cycle', e.shiftKey ? -1 : 1, e); return true;
+      case 'j': soundAct('cycle', 1, e); return true;
+      case 'k': soundAct('cycle', -1, e); return true;
+      case 'n': soundAct('uncertain', 1, e); return true;
+      case 'N': soundAct('uncertain', -1, e); return true;
+      case '[': case '{': soundAct('edge', 0, e); return true;
+      case ']': case '}': soundAct('edge', 1, e); return true;
+      case 'ArrowLeft': soundAct('nudge', -step, e); return true;
+      case 'ArrowRight': soundAct('nudge', step, e); return true;
+      case 'Comma': soundAct('cursor', e.shiftKey ? -1 : -0.1, e); return true;
+      case 'Period': soundAct('cursor', e.shiftKey ? 1 : 0.1, e); return true;
+      case 's': case 'S': soundAct('split', null, e); return true;
+      case 'm': case 'M': soundAct('merge', null, e); return true;
+      case 'i': case 'I': soundAct('add', null, e); return true;
+      case 'Delete': case 'Backspace': soundAct('delete', null, e); return true;
+      case 'Enter': act('accept'); return true;
+      case 'PageDown': act('skip'); return true;
+      case 'u': case 'U': soundAct('undo', null, e); return true;
+      case '?': act('help'); return true;
+      default: return false;
+    }
+  }
+
   function toggleHelp() {
     const d = $('#keys');
     if (d.open) d.close(); else d.showModal();
@@ -1231,6 +1768,7 @@
   document.addEventListener('keydown', (e) => {
     if ($('#keys').open) { if (e.key === '?' && !e.ctrlKey && !e.metaKey && !e.altKey) { e.preventDefault(); toggleHelp(); } return; }
     if (R && R.boxes) { if (boxKeys(e)) e.preventDefault(); return; }
+    if (R && R.sound) { if (soundKeys(e)) e.preventDefault(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (!R) return;
     const t = e.target;
