@@ -22,6 +22,7 @@ use super::config::{ChoicesTarget, Wanted};
 use super::door;
 use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, target_for};
+use super::segments;
 use crate::region::{BoxPx, LabelStudioRect};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
@@ -173,7 +174,19 @@ async fn check_and_write(
             let event = AnnotationEvent::read(body, action)?;
             // A config or a name that cannot be used is refused now, not
             // found by the worker after the sender was told "ok".
-            target_for(app, &project, event.config).await?;
+            let target = target_for(app, &project, event.config).await?;
+            if target.wanted == Wanted::AudioSegments {
+                // Malformed segments are refused now, by name, and never
+                // stored; against the recording's length when it is known.
+                let client = ls_client_id(event.task_id);
+                let duration = app
+                    .store
+                    .items_by_client_ids(project_id, std::slice::from_ref(&client))
+                    .await?
+                    .first()
+                    .and_then(|i| i.duration);
+                segments::drawn(&target, event.result, &project.labels, duration)?;
+            }
             if let Some(email) = event
                 .annotation
                 .get("completed_by")
@@ -254,8 +267,8 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             {
                 return Ok(out("skipped: the annotation was cancelled", Some(0)));
             }
-            if target.wanted == Wanted::ImageBoxes {
-                return record_boxes(app, project_id, &event, &target).await;
+            if matches!(target.wanted, Wanted::ImageBoxes | Wanted::AudioSegments) {
+                return record_regions(app, project_id, &event, &target).await;
             }
             let Some(label) = chosen_label(&target, event.result, &project.labels) else {
                 return Ok(out(
@@ -290,11 +303,13 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
     }
 }
 
-/// A box annotation: the annotator's full set of rectangles on the image,
-/// recorded as the item's human regions through the one review use case
-/// (`regions::put`). It is a set, not an increment, so a replay or an
-/// update after a crash writes the same regions again and changes nothing.
-async fn record_boxes(
+/// A box annotation (the annotator's full set of rectangles on the image)
+/// or a segment annotation (their full set of speech segments of the
+/// recording, `segments`), recorded as the item's human regions through
+/// the one review use case (`regions::put`). It is a set, not an
+/// increment, so a replay or an update after a crash writes the same
+/// regions again and changes nothing.
+async fn record_regions(
     app: &Arc<App>,
     project_id: i64,
     event: &AnnotationEvent<'_>,
@@ -308,6 +323,26 @@ async fn record_boxes(
     let item_id = item_for_task(app, project_id, event.task_id, event.task, target).await?;
     let current = regions::get(app, project_id, item_id).await?;
     let labels = app.store.get_project(project_id).await?.labels;
+    if target.wanted == Wanted::AudioSegments {
+        let spans = segments::segments_of(target, event.result, &current, &labels)?;
+        let n = spans.len();
+        regions::put(
+            app,
+            project_id,
+            item_id,
+            &RegionsIn { regions: spans },
+            &annotator,
+        )
+        .await?;
+        tracing::info!(
+            project = project_id,
+            task = event.task_id,
+            annotation = event.ls_annotation_id,
+            segments = n,
+            "recorded a Label Studio segment annotation"
+        );
+        return Ok(out("ok", Some(1)));
+    }
     let boxes = boxes_of(target, event.result, &current, &labels)?;
     let n = boxes.len();
     let set = boxes::RecordedSet::of(&annotator.name, &boxes);
