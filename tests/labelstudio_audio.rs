@@ -87,9 +87,8 @@ struct Env {
 /// A speech project on `vad` whose Label Studio connection is the
 /// stand-in; call-a lies under the data root, call-b is uploaded to
 /// Label Studio.
-async fn env() -> Option<Env> {
+async fn env(db: TestDb) -> Option<Env> {
     let dir = asterisk()?;
-    let db = TestDb::sqlite();
     let root = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(common::model_dir("vad"), models.path().join("vad")).unwrap();
@@ -183,7 +182,9 @@ fn region_span(r: &Value) -> (f64, f64) {
 
 #[tokio::test]
 async fn setup_refuses_audio_configs_that_miss_the_projects_label() {
-    let Some(e) = env().await else { return };
+    let Some(e) = env(TestDb::sqlite()).await else {
+        return;
+    };
     let setup = |schema: String| {
         json!({"project": "1.1", "schema": schema, "hostname": &e.ls,
                "access_token": TOKEN, "model_version": ""})
@@ -218,8 +219,23 @@ async fn setup_refuses_audio_configs_that_miss_the_projects_label() {
 }
 
 #[tokio::test]
-async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once() {
-    let Some(e) = env().await else { return };
+async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once_sqlite() {
+    if let Some(e) = env(TestDb::sqlite()).await {
+        predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once(e).await;
+    }
+}
+
+#[tokio::test]
+async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    if let Some(e) = env(db).await {
+        predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once(e).await;
+    }
+}
+
+async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_once(e: Env) {
     let p = e.project;
     let tasks = json!([
         {"id": 1, "data": {"audio": "calls/call-a.wav"}},

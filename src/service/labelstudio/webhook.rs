@@ -154,9 +154,18 @@ pub async fn webhook(app: &Arc<App>, project_id: i64, body: Value) -> ServiceRes
     // future, and an event whose body was read must still be checked and
     // written whole, or not at all (a half-done webhook lost annotations).
     let app = app.clone();
-    tokio::spawn(async move { check_and_write(&app, project_id, &body).await })
+    let answer = tokio::spawn(async move { check_and_write(&app, project_id, &body).await })
         .await
-        .map_err(|_| ServiceError::internal("handling a webhook failed"))?
+        .map_err(|_| ServiceError::internal("handling a webhook failed"))?;
+    // Label Studio drops a refused webhook's answer without a word (it
+    // ignores non-2xx), so the reason is logged here for whoever wonders
+    // why an annotation did not arrive.
+    if let Err(e) = &answer {
+        if e.code != Code::Internal {
+            tracing::warn!(project = project_id, code = ?e.code, reason = %e.message, "refused a Label Studio webhook");
+        }
+    }
+    answer
 }
 
 async fn check_and_write(
