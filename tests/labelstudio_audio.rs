@@ -71,6 +71,9 @@ async fn fake_label_studio(u: Uploads) -> String {
     format!("http://127.0.0.1:{}", addr.port())
 }
 
+/// A call: its WAV bytes and its true segments in seconds.
+type Call = (Vec<u8>, Vec<(f64, f64)>);
+
 struct Env {
     server: Server,
     _db: TestDb,
@@ -80,8 +83,7 @@ struct Env {
     /// The stand-in's URL, the connection's hostname.
     ls: String,
     uploads: Uploads,
-    /// Per call: its WAV bytes and true segments.
-    calls: Vec<(Vec<u8>, Vec<(f64, f64)>)>,
+    calls: Vec<Call>,
 }
 
 /// A speech project on `vad` whose Label Studio connection is the
