@@ -477,4 +477,52 @@ async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_on
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["accepted", "deleted", "deleted"], "{updated}");
+
+    // An annotation of a task never predicted: the recording is ingested,
+    // pre-labeled, and the set recorded on it (every machine segment left
+    // out is deleted).
+    let body = json!({
+        "action": "ANNOTATION_CREATED",
+        "task": {"id": 9, "data": {"audio": "calls/call-a.wav"}},
+        "annotation": {"id": 901, "task": 9, "completed_by": {"id": 2, "email": "bob@example.com"},
+                       "updated_at": "t9",
+                       "result": [{"id": "q", "from_name": "vad", "to_name": "audio", "type": "labels",
+                                   "value": {"start": 0.1, "end": 0.3, "channel": 0, "labels": ["Speech"]}}]},
+        "project": {"id": 1, "label_config": config("Speech")},
+    });
+    let (code, ans) = hook(&e.server, &hook_path, &body).await;
+    assert_eq!(code, 200, "{ans}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unseen = loop {
+        let (_, items) = e.server.get(&format!("/v1/projects/{p}/items")).await;
+        let item = items["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["client_id"] == "ls-task-9")
+            .and_then(|i| i["id"].as_i64());
+        if let Some(item) = item {
+            let (_, r) = e
+                .server
+                .get(&format!("/v1/projects/{p}/items/{item}/regions"))
+                .await;
+            if r["status"] == "labeled" {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "task 9 never recorded: {items}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let regions = unseen["regions"].as_array().unwrap();
+    let human: Vec<&Value> = regions.iter().filter(|r| r["source"] == "human").collect();
+    assert_eq!(human.len(), 1, "{unseen}");
+    assert_eq!(human[0]["status"], "added");
+    assert_eq!(human[0]["annotator"], "ls:bob@example.com");
+    assert_eq!(region_span(human[0]), (0.1, 0.3));
+    let machine: Vec<&Value> = regions
+        .iter()
+        .filter(|r| r["source"] == "machine")
+        .collect();
+    assert_eq!(machine.len(), e.calls[0].1.len(), "{unseen}");
+    assert!(machine.iter().all(|r| r["status"] == "deleted"), "{unseen}");
 }

@@ -2,7 +2,9 @@
 //! through the one annotate use case (`review::annotate`), so they feed the
 //! head, the calibration and the quality checks like any other; the
 //! annotator is the Label Studio user, recorded as `ls:<e-mail>`
-//! (`door::ls_identity`). `START_TRAINING` starts the usual training (which
+//! (`door::ls_identity`). A box or segment annotation is the annotator's
+//! full set of regions, recorded through `regions::put` (`boxes`,
+//! `segments`). `START_TRAINING` starts the usual training (which
 //! recalibrates after it) in the background.
 //!
 //! Exactly once: a request checks the event, writes it to the outbox (one
