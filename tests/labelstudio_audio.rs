@@ -478,6 +478,60 @@ async fn predict_answers_stored_segments_and_webhooks_record_the_reviewed_set_on
         .collect();
     assert_eq!(statuses, ["accepted", "deleted", "deleted"], "{updated}");
 
+    // Deleting segment annotations withdraws what they recorded, once:
+    // Carol's later set stays when Ann's goes; with none left, the
+    // recording's review is undone, its machine segments routed again.
+    let mut carol = predicted[1].clone();
+    carol["value"]["start"] = json!(ms - 0.1);
+    let mut body = event(702, vec![carol], "t2", "ANNOTATION_CREATED");
+    body["annotation"]["completed_by"] = json!({"id": 3, "email": "carol@example.com"});
+    let (code, ans) = hook(&e.server, &hook_path, &body).await;
+    assert_eq!((code, ans["status"].as_str()), (200, Some("ok")), "{ans}");
+    let (_, by_carol) = e.server.get(&regions_path).await;
+    let delete = |ids: &[i64]| {
+        json!({"action": "ANNOTATIONS_DELETED", "project": {"id": 1},
+               "annotations": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()})
+    };
+    let (code, ans) = hook(&e.server, &hook_path, &delete(&[701])).await;
+    assert_eq!((code, ans["recorded"].as_i64()), (200, Some(1)), "{ans}");
+    let (_, now) = e.server.get(&regions_path).await;
+    assert_eq!(now["regions"], by_carol["regions"], "Carol's set stays");
+    let (code, ans) = hook(&e.server, &hook_path, &delete(&[702])).await;
+    assert_eq!((code, ans["recorded"].as_i64()), (200, Some(1)), "{ans}");
+    let (_, reopened) = e.server.get(&regions_path).await;
+    let regions = reopened["regions"].as_array().unwrap();
+    assert!(
+        regions
+            .iter()
+            .all(|r| r["source"] == "machine" && r["annotator"].is_null()),
+        "{reopened}"
+    );
+    let routed = |v: &Value| -> Vec<Value> {
+        v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["id"], r["status"]]))
+            .collect()
+    };
+    assert_eq!(
+        routed(&reopened),
+        routed(&fresh),
+        "machine segments as the pre-label routed them"
+    );
+    let (_, full) = e.server.get(&format!("/v1/items/{item}")).await;
+    let want = if fresh["status"] == "needs_review" || full["undecided"].as_f64().unwrap() >= 0.5 {
+        "needs_review"
+    } else {
+        "auto_accepted"
+    };
+    assert_eq!(reopened["status"], want, "{reopened}");
+    // Delivered again: nothing changes.
+    let (code, _) = hook(&e.server, &hook_path, &delete(&[702])).await;
+    assert_eq!(code, 200);
+    let (_, again) = e.server.get(&regions_path).await;
+    assert_eq!(again["regions"], reopened["regions"]);
+
     // An annotation of a task never predicted: the recording is ingested,
     // pre-labeled, and the set recorded on it (every machine segment left
     // out is deleted).

@@ -302,7 +302,7 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             let ids = deleted_ids(body, action)?;
             // Box annotations first: what they recorded is withdrawn
             // before their records go (`boxes`).
-            let boxes = if project.task == regions::DETECT {
+            let boxes = if regions::has_regions(&project.task) {
                 boxes::withdraw(app, &project, &ids).await?
             } else {
                 0
@@ -334,27 +334,12 @@ async fn record_regions(
     let item_id = item_for_task(app, project_id, event.task_id, event.task, target).await?;
     let current = regions::get(app, project_id, item_id).await?;
     let labels = app.store.get_project(project_id).await?.labels;
-    if target.wanted == Wanted::AudioSegments {
-        let spans = segments::segments_of(target, event.result, &current, &labels)?;
-        let n = spans.len();
-        regions::put(
-            app,
-            project_id,
-            item_id,
-            &RegionsIn { regions: spans },
-            &annotator,
-        )
-        .await?;
-        tracing::info!(
-            project = project_id,
-            task = event.task_id,
-            annotation = event.ls_annotation_id,
-            segments = n,
-            "recorded a Label Studio segment annotation"
-        );
-        return Ok(out("ok", Some(1)));
-    }
-    let boxes = boxes_of(target, event.result, &current, &labels)?;
+    let speech = target.wanted == Wanted::AudioSegments;
+    let boxes = if speech {
+        segments::segments_of(target, event.result, &current, &labels)?
+    } else {
+        boxes_of(target, event.result, &current, &labels)?
+    };
     let n = boxes.len();
     let set = boxes::RecordedSet::of(&annotator.name, &boxes);
     regions::put(
@@ -383,8 +368,9 @@ async fn record_regions(
         project = project_id,
         task = event.task_id,
         annotation = event.ls_annotation_id,
-        boxes = n,
-        "recorded a Label Studio box annotation"
+        regions = n,
+        kind = if speech { "segments" } else { "boxes" },
+        "recorded a Label Studio region annotation"
     );
     Ok(out("ok", Some(1)))
 }
