@@ -16,7 +16,8 @@ true segments are each prompt's extent trimmed at -40 dB.
      dropped, one segment drawn in the trailing silence: labelloop records
      each as the recording's reviewed set (accepted, corrected, deleted,
      added), by ls:<e-mail>; one more annotation with an inverted segment
-     changes nothing.
+     changes nothing;
+  5. one annotation deleted in Label Studio: its segments are withdrawn.
 """
 import io
 import json
@@ -235,4 +236,19 @@ def run_audio(ls, ll, backend, args, figures, log, check, connect, retrieve):
     figures["audio_annotate_secs"] = round(time.time() - t, 2)
     log(f"ok: audio: {recorded} of {len(made)} segment annotations recorded as the recordings' reviewed "
         f"segments (accepted, corrected, deleted, added) by {who}")
+
+    # 5. One annotation deleted in Label Studio: its segments are withdrawn,
+    # the machine segments routed again with no reviewer.
+    gone = made[0]
+    r = ls.s.delete(f"{ls.url}/api/annotations/{gone['ann']}/", timeout=60)
+    check(r.status_code in (200, 204), f"audio: deleted annotation {gone['ann']} in Label Studio")
+    path = regions_path(gone["task"])
+    got = wait_for(f"task {gone['task']} withdrawn", lambda: (lambda r: r if r["status"] != "labeled" else None)(
+        ll.req("GET", path)), secs=30)
+    regions = got["regions"]
+    check(all(r["source"] == "machine" and r["annotator"] is None and r["status"] in ("accepted", "review")
+              for r in regions) and len(regions) == len(gone["pred"]),
+          f"audio: task {gone['task']} is {got['status']} again: no human segments, "
+          f"{len(regions)} machine segments routed again")
+    figures["audio_deleted_withdrawn"] = 1
     figures["audio_secs"] = round(time.time() - t0, 1)
