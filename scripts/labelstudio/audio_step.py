@@ -10,7 +10,8 @@ true segments are each prompt's extent trimmed at -40 dB.
   2. the backend connected through the closed door (keyed URL + Basic);
   3. "Retrieve predictions": every task gets one `labels` result per
      segment, start/end in seconds equal to the machine segments labelloop
-     stored, result id m<region id>; segment F1 against the truth;
+     stored, result id m<region id>; segment F1 against the truth; a sync
+     (run twice) writes the same results once;
   4. annotations made through Label Studio's API (Label Studio fires the
      webhook): the first segment kept, the second's end moved, the others
      dropped, one segment drawn in the trailing silence: labelloop records
@@ -176,6 +177,23 @@ def run_audio(ls, ll, backend, args, figures, log, check, connect, retrieve):
     log(f"ok: audio: {n_segments} segments on {len(tasks)} calls are labelloop's stored segments within {TOL} s; "
         f"segment F1 {f1:.3f} against the prompts' extents ({n_true} true)")
     check(f1 >= 0.9, f"audio: segment F1 {f1:.3f} >= 0.9 on clean calls")
+
+    # A sync writes the same segments from the store (a second prediction
+    # per task), and a second sync writes nothing more.
+    token = ls.s.headers["Authorization"].split()[1]
+    for run in (1, 2):
+        job = ll.req("POST", f"/v1/projects/{llp['id']}/labelstudio/sync",
+                     json={"url": ls.url, "token": token, "ls_project": lsp["id"]})
+        j = wait_for("the sync", lambda: (lambda j: j if j["state"] in ("done", "failed") else None)(
+            ll.req("GET", f"/v1/jobs/{job['id']}")), secs=120, every=0.25)
+        check(j["state"] == "done", f"audio: sync {run} done ({j['done']}/{j['total']})")
+    synced = {}
+    for pr in ls.predictions(lsp["id"]):
+        synced.setdefault(pr["task"], []).append(pr)
+    same = all(len(synced[t["id"]]) == 2 and
+               sorted(json.dumps(r, sort_keys=True) for r in synced[t["id"]][0]["result"]) ==
+               sorted(json.dumps(r, sort_keys=True) for r in synced[t["id"]][1]["result"]) for t in tasks)
+    check(same, "audio: the sync wrote each task's stored segments once, the same results as /predict")
 
     # 4. Annotations through Label Studio's API: kept, moved, dropped, drawn.
     made = []
