@@ -14,6 +14,8 @@ Steps (issue #11):
      re-predicting gives it;
   (layout) a detection project on synthetic pages with <RectangleLabels>:
      predictions, box annotations and a deletion (boxes_step.py);
+  (audio) a speech project on calls built from real prompts with <Audio> +
+     <Labels>: segment predictions and segment annotations (audio_step.py);
   6. (--sync N) a bulk sync of N Fashion-MNIST tasks, then the synchronous
      "Retrieve predictions" on the same N tasks, both timed.
 
@@ -383,8 +385,9 @@ def main():
     ap.add_argument("--record", help="write the bodies Label Studio sends to this folder")
     ap.add_argument("--sync", type=int, default=0, help="step 6: bulk-sync this many Fashion tasks")
     ap.add_argument("--tag", default=str(int(time.time())))
-    ap.add_argument("--kinds", default="sms,fashion,layout",
-                    help="which projects to run: sms and fashion (steps 1-5), layout (boxes_step.py)")
+    ap.add_argument("--kinds", default="sms,fashion,layout,audio",
+                    help="which projects to run: sms and fashion (steps 1-5), layout (boxes_step.py), "
+                         "audio (audio_step.py)")
     ap.add_argument("--n-pages", type=int, default=12, help="synthetic layout pages in the detection project")
     ap.add_argument("--box-annotations", type=int, default=10, help="box annotations in the detection project")
     args = ap.parse_args()
@@ -396,6 +399,9 @@ def main():
     if "layout" in kinds:
         from boxes_step import run_boxes  # noqa: E402  (the detection step lives beside this file)
         run_boxes(ls, ll, backend, args, figures, log, check, connect, retrieve)
+    if "audio" in kinds:
+        from audio_step import run_audio  # noqa: E402  (the speech step lives beside this file)
+        run_audio(ls, ll, backend, args, figures, log, check, connect, retrieve)
     if args.sync:
         from sync_step import run_sync  # noqa: E402  (step 6 lives beside this file)
         run_sync(ls, ll, args, figures, log, check, fashion_rows, fashion_config, FASHION)

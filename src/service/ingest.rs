@@ -50,7 +50,9 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
             Content::Path(p) => Content::Path(resolve_path(app.data_root.as_deref(), &p, i)?),
             other => other,
         };
-        if audio_model && !matches!(content, Content::Path(_)) {
+        // A recording is a `path` under the data root, or (fetched from
+        // Label Studio's uploads) its encoded bytes, kept like an image's.
+        if audio_model && matches!(content, Content::Text(_)) {
             return Err(ServiceError::new(
                 Code::WrongContent,
                 format!(

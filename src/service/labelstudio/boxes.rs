@@ -1,14 +1,16 @@
-//! Box annotations from Label Studio on a detection project (issue 22).
-//! A box annotation is the annotator's full set of boxes, recorded as the
-//! item's human regions through `regions::put` (see `webhook`); the set is
-//! also kept with its Label Studio id, so that deleting the annotation in
-//! Label Studio withdraws exactly what it recorded:
+//! Box annotations from Label Studio on a detection project (issue 22), and
+//! segment annotations on a speech project (issue 24, `segments`). Such an
+//! annotation is the annotator's full set of boxes (segments), recorded as
+//! the item's human regions through `regions::put` (see `webhook`); the set
+//! is also kept with its Label Studio id, so that deleting the annotation
+//! in Label Studio withdraws exactly what it recorded:
 //!
 //! - the item's human regions are still that annotation's set: the latest
 //!   remaining box annotation of the item takes its place (Label Studio
 //!   still shows that person's boxes), or with none left the review is
 //!   undone: human regions removed, machine regions routed again (as the
-//!   pre-label routed them, no reviewer), the image back to review;
+//!   pre-label routed them, no reviewer), the image back to review (a
+//!   recording: see [`unreviewed_segments`]);
 //! - they are someone else's (a later annotation, the review page): they
 //!   stay, and the deleted annotation is only forgotten.
 //!
@@ -20,10 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::region::BoxPx;
+use crate::region::{BoxPx, Span};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
-use crate::service::regions::{self, BoxIn, BoxThresholds, RegionsIn};
+use crate::service::regions::{self, BoxIn, BoxThresholds, Frame, RegionsIn};
 use crate::service::review::Annotator;
 use crate::store::{LsAnnotation, Project, RegionRecord};
 
@@ -45,8 +47,12 @@ pub(super) struct RecordedBox {
     #[serde(default)]
     pub id: Option<i64>,
     pub label: String,
-    #[serde(rename = "box")]
-    pub bbox: BoxPx,
+    /// A box annotation's box (every set kept before segments has one).
+    #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<BoxPx>,
+    /// A segment annotation's segment, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Span>,
 }
 
 impl RecordedSet {
@@ -55,12 +61,12 @@ impl RecordedSet {
             annotator: annotator.to_string(),
             boxes: boxes
                 .iter()
-                .filter_map(|b| {
-                    Some(RecordedBox {
-                        id: b.id,
-                        label: b.label.clone(),
-                        bbox: b.bbox?,
-                    })
+                .filter(|b| b.bbox.is_some() || b.segment.is_some())
+                .map(|b| RecordedBox {
+                    id: b.id,
+                    label: b.label.clone(),
+                    bbox: b.bbox,
+                    segment: b.segment,
                 })
                 .collect(),
         }
@@ -72,15 +78,15 @@ impl RecordedSet {
             .map(|b| BoxIn {
                 id: b.id,
                 label: b.label.clone(),
-                bbox: Some(b.bbox),
-                segment: None,
+                bbox: b.bbox,
+                segment: b.segment,
             })
             .collect()
     }
 
     /// Whether the item's regions are this set, recorded for its annotator.
-    fn holds(&self, current: &[RegionRecord], project: &Project, w: i64, h: i64) -> bool {
-        regions::plan_review(current, &self.boxes_in(), &project.labels, w, h)
+    fn holds(&self, current: &[RegionRecord], project: &Project, frame: Frame) -> bool {
+        regions::plan(current, &self.boxes_in(), &project.labels, frame)
             .is_ok_and(|plan| regions::unchanged(current, &plan, &self.annotator))
     }
 }
@@ -142,13 +148,16 @@ async fn settle(
     let gone: HashSet<i64> = deleted.iter().map(|(id, _)| *id).collect();
     for _ in 0..SETTLE_ATTEMPTS {
         let item = app.store.region_item(item_id).await?;
-        let (Some(w), Some(h)) = (item.width, item.height) else {
-            return Ok(());
+        let speech = project.task == regions::SEGMENTS;
+        let frame = match (speech, item.width, item.height, item.duration) {
+            (false, Some(width), Some(height), _) => Frame::Image { width, height },
+            (true, _, _, Some(duration)) => Frame::Recording { duration },
+            _ => return Ok(()),
         };
         let current = app.store.item_regions(item_id).await?;
         if !deleted
             .iter()
-            .any(|(_, set)| set.holds(&current, project, w, h))
+            .any(|(_, set)| set.holds(&current, project, frame))
         {
             // Someone else's set is the item's now: it stays.
             return Ok(());
@@ -179,8 +188,14 @@ async fn settle(
                     "a remaining Label Studio box annotation no longer fits its item"),
             }
         }
-        let thresholds = crate::service::box_calibration::thresholds(&app.store, project).await?;
-        let (machine, needs_review) = unreviewed(&current, &thresholds);
+        let (machine, needs_review) = if speech {
+            let undecided = app.store.get_item(item_id).await?.undecided;
+            unreviewed_segments(&current, project.threshold, undecided)
+        } else {
+            let thresholds =
+                crate::service::box_calibration::thresholds(&app.store, project).await?;
+            unreviewed(&current, &thresholds)
+        };
         let status = if needs_review {
             "needs_review"
         } else {
@@ -221,6 +236,33 @@ fn unreviewed(
     (statuses, routed.needs_review)
 }
 
+/// A recording's machine segments routed again by the routing rule
+/// (`regions::route_segments`) under the project's threshold. The longest
+/// undecided stretch is not stored, only the recording's undecided total,
+/// which bounds it from above: a recording whose total reaches the
+/// stretch that sends it to review goes back to review even if the
+/// pre-label had settled it (a person listens once more; never the other
+/// way round). Unknown undecided time counts as a long stretch.
+fn unreviewed_segments(
+    current: &[RegionRecord],
+    threshold: Option<f64>,
+    undecided: Option<f64>,
+) -> (Vec<(i64, &'static str)>, bool) {
+    let machine: Vec<&RegionRecord> = current.iter().filter(|r| r.source == "machine").collect();
+    let scores: Vec<f64> = machine
+        .iter()
+        .map(|r| r.score.unwrap_or(f64::NAN))
+        .collect();
+    let stretch = undecided.unwrap_or(f64::INFINITY);
+    let routed = regions::route_segments(&scores, threshold, stretch);
+    let statuses = machine
+        .iter()
+        .zip(&routed.accepted)
+        .map(|(r, &a)| (r.id, if a { "accepted" } else { "review" }))
+        .collect();
+    (statuses, routed.needs_review)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,16 +275,64 @@ mod tests {
                 RecordedBox {
                     id: Some(4),
                     label: "text".into(),
-                    bbox: BoxPx::new(0.1, 0.2, 10.000000000000002, 20.5),
+                    bbox: Some(BoxPx::new(0.1, 0.2, 10.000000000000002, 20.5)),
+                    segment: None,
                 },
                 RecordedBox {
                     id: None,
                     label: "footer".into(),
-                    bbox: BoxPx::new(1.0, 2.0, 3.0, 4.0),
+                    bbox: Some(BoxPx::new(1.0, 2.0, 3.0, 4.0)),
+                    segment: None,
+                },
+                RecordedBox {
+                    id: Some(9),
+                    label: "Speech".into(),
+                    bbox: None,
+                    segment: Some(Span::new(0.25, 1.5)),
                 },
             ],
         };
         let json = serde_json::to_string(&set).unwrap();
         assert_eq!(serde_json::from_str::<RecordedSet>(&json).unwrap(), set);
+        // A set kept before segments existed reads as boxes.
+        let old = r#"{"annotator":"ls:a","boxes":[{"id":null,"label":"text","box":[1,2,3,4]}]}"#;
+        let set: RecordedSet = serde_json::from_str(old).unwrap();
+        assert_eq!(set.boxes[0].bbox, Some(BoxPx::new(1.0, 2.0, 3.0, 4.0)));
+        assert_eq!(set.boxes[0].segment, None);
+    }
+
+    #[test]
+    fn a_recording_is_routed_again_by_the_segment_rule() {
+        let mut a = crate::store::RegionRecord {
+            id: 1,
+            source: "machine".into(),
+            kind: "span".into(),
+            label: "Speech".into(),
+            bbox: None,
+            segment: Some(Span::new(0.0, 1.0)),
+            text: None,
+            score: Some(0.9),
+            uncertainty: None,
+            status: "deleted".into(),
+            replaces: None,
+            model_version: None,
+            calibration_version: None,
+            annotator: Some("ls:x".into()),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut b = a.clone();
+        b.id = 2;
+        b.score = Some(0.4);
+        let (s, review) = unreviewed_segments(&[a.clone(), b], Some(0.5), Some(0.0));
+        assert_eq!(s, vec![(1, "accepted"), (2, "review")]);
+        assert!(review);
+        a.score = Some(0.95);
+        let (s, review) = unreviewed_segments(std::slice::from_ref(&a), Some(0.5), Some(0.1));
+        assert_eq!(s, vec![(1, "accepted")]);
+        assert!(!review);
+        // Undecided for long enough in total, or not known: a person listens.
+        assert!(unreviewed_segments(std::slice::from_ref(&a), Some(0.5), Some(0.6)).1);
+        assert!(unreviewed_segments(std::slice::from_ref(&a), Some(0.5), None).1);
     }
 }

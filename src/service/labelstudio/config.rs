@@ -20,6 +20,8 @@ pub enum Wanted {
     ImageChoices,
     /// Boxes on an image: `<RectangleLabels>` on `<Image>`.
     ImageBoxes,
+    /// Time segments of a recording: `<Labels>` on `<Audio>` (or `<AudioPlus>`).
+    AudioSegments,
 }
 
 impl Wanted {
@@ -30,13 +32,14 @@ impl Wanted {
     fn tag(self) -> &'static str {
         match self {
             Wanted::ImageBoxes => "RectangleLabels",
+            Wanted::AudioSegments => "Labels",
             Wanted::TextChoices | Wanted::ImageChoices => "Choices",
         }
     }
 
     fn option_tag(self) -> &'static str {
         match self {
-            Wanted::ImageBoxes => "Label",
+            Wanted::ImageBoxes | Wanted::AudioSegments => "Label",
             Wanted::TextChoices | Wanted::ImageChoices => "Choice",
         }
     }
@@ -47,6 +50,9 @@ impl Wanted {
 pub enum ObjectKind {
     Text,
     Image,
+    /// `<Audio>` or `<AudioPlus>`: a recording, read like an image (a URL
+    /// or a path), segmented by a voice-activity model.
+    Audio,
 }
 
 /// The control tag (`<Choices>`, or `<RectangleLabels>` for boxes) that
@@ -278,13 +284,25 @@ pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<Choi
         let kind = match object.tag_name().name() {
             "Image" => ObjectKind::Image,
             "Text" | "HyperText" | "Paragraphs" => ObjectKind::Text,
+            "Audio" | "AudioPlus" => ObjectKind::Audio,
             other => {
                 miss(format!(
-                    "{tag} labels a <{other}>, and labelloop reads <Text> or <Image>"
+                    "{tag} labels a <{other}>, and labelloop reads <Text>, <Image> or <Audio>"
                 ));
                 continue;
             }
         };
+        if (kind == ObjectKind::Audio) != (wanted == Wanted::AudioSegments) {
+            miss(if kind == ObjectKind::Audio {
+                format!("{tag} labels an <Audio>, and the project's model does not take recordings")
+            } else {
+                format!(
+                    "{tag} labels a <{}>, and speech segments are cut from an <Audio>",
+                    object.tag_name().name()
+                )
+            });
+            continue;
+        }
         if wanted == Wanted::ImageBoxes && kind != ObjectKind::Image {
             miss(format!(
                 "{tag} labels a <{}>, and boxes are drawn on an <Image>",
@@ -450,6 +468,45 @@ mod tests {
             assert_eq!(t.label_index(c), Some(i), "{c}");
         }
         assert_eq!(t.label_index("x"), Some(1));
+    }
+
+    #[test]
+    fn labels_on_audio_for_a_speech_model() {
+        let speech = labels(&["Speech"]);
+        let xml = r#"<View><Audio name="rec" value="$audio"/>
+          <Labels name="vad" toName="rec"><Label value="speech"/><Label value="Noise"/></Labels></View>"#;
+        let t = parse(xml, &speech, Wanted::AudioSegments).unwrap();
+        assert_eq!((t.from_name.as_str(), t.to_name.as_str()), ("vad", "rec"));
+        assert_eq!(t.data_key, "audio");
+        assert_eq!(t.kind, ObjectKind::Audio);
+        assert_eq!(t.choice_for_label, ["speech"]);
+        let plus = xml.replace("<Audio ", "<AudioPlus ");
+        assert!(parse(&plus, &speech, Wanted::AudioSegments).is_ok());
+        // A <Labels> without the project's label, on a <Text>, or no <Labels>.
+        for (bad, says) in [
+            (xml.replace("speech", "Music"), "no label for [\"Speech\"]"),
+            (
+                xml.replace("<Audio name=\"rec\"", "<Text name=\"rec\""),
+                "cut from an <Audio>",
+            ),
+            (
+                r#"<View><Audio name="a" value="$a"/><Choices name="c" toName="a"><Choice value="Speech"/></Choices></View>"#.to_string(),
+                "no <Labels> tag",
+            ),
+            (xml.replace("value=\"$audio\"", "value=\"audio\""), "no value=\"$key\""),
+        ] {
+            let e = parse(&bad, &speech, Wanted::AudioSegments).unwrap_err();
+            assert_eq!(e.code, Code::LabelsMismatch);
+            assert!(e.message.contains(says), "{says}: {}", e.message);
+        }
+        // An image or text model refuses an <Audio>.
+        let audio_choices = r#"<View><Audio name="a" value="$a"/><Choices name="c" toName="a"><Choice value="x"/></Choices></View>"#;
+        let e = parse(audio_choices, &labels(&["x"]), Wanted::ImageChoices).unwrap_err();
+        assert!(
+            e.message.contains("does not take recordings"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

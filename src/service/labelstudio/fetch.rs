@@ -24,7 +24,8 @@ use crate::model::Input;
 use crate::service::ingest::{lexical_path, resolve_path};
 use crate::store::{Content, LsConnection};
 
-/// Largest image fetched from Label Studio.
+/// Largest image or recording fetched from Label Studio (a recording's
+/// length is bounded again when it is decoded: `--max-audio-seconds`).
 const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
 /// How long an exchanged access token is re-used (Label Studio's last 5 minutes).
 const ACCESS_TTL: Duration = Duration::from_secs(240);

@@ -11,6 +11,7 @@ pub mod door;
 pub mod fetch;
 pub mod outbox;
 pub mod predict;
+pub mod segments;
 pub mod sync;
 pub mod webhook;
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::app::App;
-use super::error::{Code, ServiceError, ServiceResult};
+use super::error::{ServiceError, ServiceResult};
 use config::Wanted;
 
 type CredentialMap = HashMap<i64, (Option<(String, String)>, Instant)>;
@@ -307,14 +308,7 @@ pub async fn validate(app: &App, project_id: i64, config_xml: &str) -> ServiceRe
 pub(crate) fn wanted(app: &App, project: &crate::store::Project) -> ServiceResult<Wanted> {
     let model = &app.model_of(project)?.model;
     if model.is_audio() {
-        return Err(ServiceError::new(
-            Code::WrongContent,
-            format!(
-                "project {} is a speech project: Label Studio <Audio> tasks are not built yet; \
-                 review its segments with PUT /v1/projects/{}/items/{{item}}/regions",
-                project.id, project.id
-            ),
-        ));
+        return Ok(Wanted::AudioSegments);
     }
     Ok(if model.is_text() {
         Wanted::TextChoices

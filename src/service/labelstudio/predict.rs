@@ -70,6 +70,7 @@ pub struct LsPrediction<'a> {
 pub enum LsResults<'a> {
     Choice(Option<ChoiceResult<'a>>),
     Boxes(Vec<RectangleResult<'a>>),
+    Segments(Vec<SegmentResult<'a>>),
 }
 
 impl Serialize for LsResults<'_> {
@@ -77,6 +78,7 @@ impl Serialize for LsResults<'_> {
         match self {
             LsResults::Choice(c) => s.collect_seq(c.iter()),
             LsResults::Boxes(b) => s.collect_seq(b.iter()),
+            LsResults::Segments(g) => s.collect_seq(g.iter()),
         }
     }
 }
@@ -148,6 +150,32 @@ pub struct RectangleValue<'a> {
     pub height: f64,
     pub rotation: f64,
     pub rectanglelabels: [&'a str; 1],
+}
+
+/// One speech segment as Label Studio's `<Labels>` on `<Audio>` holds it:
+/// `start` and `end` in seconds from the recording's start (never samples
+/// or percent), channel 0, the recording's length as `original_length`.
+#[derive(Debug, Serialize)]
+pub struct SegmentResult<'a> {
+    /// `m<region id>`: the stored machine region, so that an annotation
+    /// keeping or moving it names the region it came from.
+    pub id: String,
+    pub from_name: &'a str,
+    pub to_name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub origin: &'static str,
+    pub original_length: f64,
+    pub value: SegmentValue<'a>,
+    pub score: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SegmentValue<'a> {
+    pub start: f64,
+    pub end: f64,
+    pub channel: u32,
+    pub labels: [&'a str; 1],
 }
 
 #[derive(Debug, Serialize)]
@@ -228,6 +256,47 @@ impl<'a> LsPrediction<'a> {
             task: None,
             result: LsResults::Boxes(results),
             score: if score.is_finite() { score } else { 0.0 },
+            model_version,
+        }
+    }
+
+    /// A recording's stored machine segments as `labels` results (see
+    /// [`SegmentResult`]); the prediction's score is its weakest segment's
+    /// (the one that decides whether a person listens), or for a recording
+    /// with no segment the share of it the model was decided on.
+    pub fn of_segments(
+        target: &'a ChoicesTarget,
+        labels: &[String],
+        rec: &super::segments::Recording,
+        model_version: &'a str,
+    ) -> LsPrediction<'a> {
+        let results: Vec<SegmentResult<'a>> = rec
+            .segments
+            .iter()
+            .filter_map(|g| {
+                let k = labels.iter().position(|l| *l == g.label)?;
+                let label = target.choice_for_label.get(k)?;
+                Some(SegmentResult {
+                    id: format!("m{}", g.id),
+                    from_name: &target.from_name,
+                    to_name: &target.to_name,
+                    kind: "labels",
+                    origin: "prediction",
+                    original_length: rec.duration,
+                    value: SegmentValue {
+                        start: g.span.start,
+                        end: g.span.end,
+                        channel: 0,
+                        labels: [label],
+                    },
+                    score: if g.score.is_finite() { g.score } else { 0.0 },
+                })
+            })
+            .collect();
+        LsPrediction {
+            task: None,
+            result: LsResults::Segments(results),
+            score: rec.score(),
             model_version,
         }
     }
@@ -332,6 +401,16 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     } else {
         None
     };
+    if target.wanted == config::Wanted::AudioSegments {
+        let recordings =
+            super::segments::recordings(app, &project, &target, &req.tasks, conn.as_ref()).await?;
+        return Ok(Predicted {
+            target,
+            labeler,
+            labels: project.labels.clone(),
+            answers: Answers::Segments(recordings),
+        });
+    }
     // Read at once: a path's spelling is checked now, the rest by its open.
     let data = read_tasks(app, &req.tasks, &target, conn.as_ref(), PathCheck::Spelling).await;
     let ids: Vec<Option<i64>> = req.tasks.iter().map(task_id).collect();
@@ -404,7 +483,8 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     Ok(Predicted {
         target,
         labeler,
-        answers,
+        labels: project.labels.clone(),
+        answers: Answers::Labeled(answers),
     })
 }
 
@@ -412,15 +492,39 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
 pub struct Predicted {
     target: Arc<ChoicesTarget>,
     labeler: Arc<ProjectPredictor>,
-    answers: Vec<Option<Labeled>>,
+    /// The project's labels, which stored segments carry.
+    labels: Vec<String>,
+    answers: Answers,
+}
+
+/// Per task: a label or boxes from the model, or a recording's stored segments.
+enum Answers {
+    Labeled(Vec<Option<Labeled>>),
+    Segments(Vec<Option<super::segments::Recording>>),
 }
 
 impl Predicted {
     pub fn out(&self) -> PredictOut<'_> {
         let version = self.labeler.model_version();
+        let answers = match &self.answers {
+            Answers::Labeled(a) => a,
+            Answers::Segments(recs) => {
+                return PredictOut {
+                    results: recs
+                        .iter()
+                        .map(|r| match r {
+                            Some(r) => {
+                                LsPrediction::of_segments(&self.target, &self.labels, r, version)
+                            }
+                            None => LsPrediction::empty(version),
+                        })
+                        .collect(),
+                    model_version: version,
+                }
+            }
+        };
         PredictOut {
-            results: self
-                .answers
+            results: answers
                 .iter()
                 .map(|a| match a {
                     Some(Labeled {

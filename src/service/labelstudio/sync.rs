@@ -414,7 +414,8 @@ async fn write(
         let Some(last) = items.last() else { break };
         let last_id = last.id;
         let boxes = target.wanted == Wanted::ImageBoxes;
-        if boxes {
+        let segments = target.wanted == Wanted::AudioSegments;
+        if boxes || segments {
             app.store
                 .attach_regions(&mut items)
                 .await
@@ -430,7 +431,15 @@ async fn write(
             else {
                 continue;
             };
-            let pred = if boxes {
+            let pred = if segments {
+                let Some(rec) = super::segments::Recording::of(it) else {
+                    continue;
+                };
+                LsPrediction {
+                    task: Some(task),
+                    ..LsPrediction::of_segments(target, &project.labels, &rec, &version)
+                }
+            } else if boxes {
                 let Some((d, ids)) = machine_boxes(it, &project.labels) else {
                     continue;
                 };

@@ -2,7 +2,9 @@
 //! through the one annotate use case (`review::annotate`), so they feed the
 //! head, the calibration and the quality checks like any other; the
 //! annotator is the Label Studio user, recorded as `ls:<e-mail>`
-//! (`door::ls_identity`). `START_TRAINING` starts the usual training (which
+//! (`door::ls_identity`). A box or segment annotation is the annotator's
+//! full set of regions, recorded through `regions::put` (`boxes`,
+//! `segments`). `START_TRAINING` starts the usual training (which
 //! recalibrates after it) in the background.
 //!
 //! Exactly once: a request checks the event, writes it to the outbox (one
@@ -22,6 +24,7 @@ use super::config::{ChoicesTarget, Wanted};
 use super::door;
 use super::fetch::PathCheck;
 use super::predict::{ingest_new, read_tasks, target_for};
+use super::segments;
 use crate::region::{BoxPx, LabelStudioRect};
 use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
@@ -153,9 +156,18 @@ pub async fn webhook(app: &Arc<App>, project_id: i64, body: Value) -> ServiceRes
     // future, and an event whose body was read must still be checked and
     // written whole, or not at all (a half-done webhook lost annotations).
     let app = app.clone();
-    tokio::spawn(async move { check_and_write(&app, project_id, &body).await })
+    let answer = tokio::spawn(async move { check_and_write(&app, project_id, &body).await })
         .await
-        .map_err(|_| ServiceError::internal("handling a webhook failed"))?
+        .map_err(|_| ServiceError::internal("handling a webhook failed"))?;
+    // Label Studio drops a refused webhook's answer without a word (it
+    // ignores non-2xx), so the reason is logged here for whoever wonders
+    // why an annotation did not arrive.
+    if let Err(e) = &answer {
+        if e.code != Code::Internal {
+            tracing::warn!(project = project_id, code = ?e.code, reason = %e.message, "refused a Label Studio webhook");
+        }
+    }
+    answer
 }
 
 async fn check_and_write(
@@ -173,7 +185,19 @@ async fn check_and_write(
             let event = AnnotationEvent::read(body, action)?;
             // A config or a name that cannot be used is refused now, not
             // found by the worker after the sender was told "ok".
-            target_for(app, &project, event.config).await?;
+            let target = target_for(app, &project, event.config).await?;
+            if target.wanted == Wanted::AudioSegments {
+                // Malformed segments are refused now, by name, and never
+                // stored; against the recording's length when it is known.
+                let client = ls_client_id(event.task_id);
+                let duration = app
+                    .store
+                    .items_by_client_ids(project_id, std::slice::from_ref(&client))
+                    .await?
+                    .first()
+                    .and_then(|i| i.duration);
+                segments::drawn(&target, event.result, &project.labels, duration)?;
+            }
             if let Some(email) = event
                 .annotation
                 .get("completed_by")
@@ -254,8 +278,8 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             {
                 return Ok(out("skipped: the annotation was cancelled", Some(0)));
             }
-            if target.wanted == Wanted::ImageBoxes {
-                return record_boxes(app, project_id, &event, &target).await;
+            if matches!(target.wanted, Wanted::ImageBoxes | Wanted::AudioSegments) {
+                return record_regions(app, project_id, &event, &target).await;
             }
             let Some(label) = chosen_label(&target, event.result, &project.labels) else {
                 return Ok(out(
@@ -278,7 +302,7 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             let ids = deleted_ids(body, action)?;
             // Box annotations first: what they recorded is withdrawn
             // before their records go (`boxes`).
-            let boxes = if project.task == regions::DETECT {
+            let boxes = if regions::has_regions(&project.task) {
                 boxes::withdraw(app, &project, &ids).await?
             } else {
                 0
@@ -290,11 +314,13 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
     }
 }
 
-/// A box annotation: the annotator's full set of rectangles on the image,
-/// recorded as the item's human regions through the one review use case
-/// (`regions::put`). It is a set, not an increment, so a replay or an
-/// update after a crash writes the same regions again and changes nothing.
-async fn record_boxes(
+/// A box annotation (the annotator's full set of rectangles on the image)
+/// or a segment annotation (their full set of speech segments of the
+/// recording, `segments`), recorded as the item's human regions through
+/// the one review use case (`regions::put`). It is a set, not an
+/// increment, so a replay or an update after a crash writes the same
+/// regions again and changes nothing.
+async fn record_regions(
     app: &Arc<App>,
     project_id: i64,
     event: &AnnotationEvent<'_>,
@@ -308,7 +334,12 @@ async fn record_boxes(
     let item_id = item_for_task(app, project_id, event.task_id, event.task, target).await?;
     let current = regions::get(app, project_id, item_id).await?;
     let labels = app.store.get_project(project_id).await?.labels;
-    let boxes = boxes_of(target, event.result, &current, &labels)?;
+    let speech = target.wanted == Wanted::AudioSegments;
+    let boxes = if speech {
+        segments::segments_of(target, event.result, &current, &labels)?
+    } else {
+        boxes_of(target, event.result, &current, &labels)?
+    };
     let n = boxes.len();
     let set = boxes::RecordedSet::of(&annotator.name, &boxes);
     regions::put(
@@ -337,8 +368,9 @@ async fn record_boxes(
         project = project_id,
         task = event.task_id,
         annotation = event.ls_annotation_id,
-        boxes = n,
-        "recorded a Label Studio box annotation"
+        regions = n,
+        kind = if speech { "segments" } else { "boxes" },
+        "recorded a Label Studio region annotation"
     );
     Ok(out("ok", Some(1)))
 }
