@@ -332,10 +332,46 @@ async fn speech_through_the_loop(db: TestDb) {
         .unwrap();
     assert_eq!(line["regions"].as_array().unwrap().len(), 5, "{line}");
     assert!(line["duration"].is_number(), "{line}");
-    let (code, v) = s
+    // Label Studio tasks: `labels` on audio in seconds; the machine's three
+    // segments as the prediction, the reviewer's final three as the
+    // annotation (the kept one under its machine id).
+    let (code, tasks) = s
         .get(&format!("/v1/projects/{strict}/export?format=labelstudio"))
         .await;
-    assert_eq!(code, 422, "{v}");
+    assert_eq!(code, 200, "{tasks}");
+    let task = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == item)
+        .unwrap_or_else(|| panic!("{tasks}"));
+    let predicted = task["predictions"][0]["result"].as_array().unwrap();
+    assert_eq!(predicted.len(), 3, "{task}");
+    for (r, m) in predicted.iter().zip(&machine) {
+        assert_eq!(r["type"], "labels", "{r}");
+        assert_eq!(r["to_name"], "audio", "{r}");
+        assert_eq!(r["value"]["labels"], json!(["Speech"]), "{r}");
+        assert_eq!(
+            json!([r["value"]["start"], r["value"]["end"]]),
+            m["segment"],
+            "{r}"
+        );
+    }
+    let annotated: Vec<(f64, f64)> = task["annotations"][0]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["value"]["start"].as_f64().unwrap(),
+                r["value"]["end"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut annotated_sorted = annotated.clone();
+    annotated_sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(annotated_sorted, want, "{task}");
+    assert_eq!(task["meta"]["duration"], before["duration"], "{task}");
 
     // Content: the WAV whole, and in parts for a player that seeks.
     let wav = &truths[1].3;

@@ -78,13 +78,21 @@ fn segments_match_the_prompts_in_clean_and_noisy_calls() {
     }
 }
 
-#[test]
-fn bad_items_fail_alone_and_48k_stereo_is_mixed_down() {
-    let Some(dir) = asterisk() else { return };
-    let model = common::shared("vad");
-    let (x, truth) = call(&dir, &["hello", "conf-getpin", "vm-nomore"], 7, 0.0);
-    let good = wav_bytes(RATE, 1, &x);
-    // 48 kHz stereo: linear interpolation ×6, the right channel at half level.
+/// The bad-input list of issue 24, made from the samples of a good call.
+struct Bad {
+    /// 48 kHz stereo: linear interpolation ×6, the right channel at half level.
+    stereo: Vec<u8>,
+    /// The first half of the good WAV.
+    truncated: Vec<u8>,
+    /// A 10-sample WAV whose header claims ten hours: refused from the
+    /// header (if it were decoded, it would fail as truncated instead).
+    ten_hours: Vec<u8>,
+    /// A WAV of 0 samples.
+    empty: Vec<u8>,
+}
+
+fn bad_recordings(x: &[i16]) -> Bad {
+    let good = wav_bytes(RATE, 1, x);
     let mut stereo = Vec::with_capacity(x.len() * 12);
     for w in x.windows(2) {
         for k in 0..6 {
@@ -93,15 +101,30 @@ fn bad_items_fail_alone_and_48k_stereo_is_mixed_down() {
             stereo.push((v / 2.0) as i16);
         }
     }
-    let stereo = wav_bytes(48_000, 2, &stereo);
-    let truncated = good[..good.len() / 2].to_vec();
-    // A 10-sample WAV whose header claims ten hours: refused from the
-    // header (if it were decoded, it would fail as truncated instead).
     let mut ten_hours = wav_bytes(RATE, 1, &[0i16; 10]);
     let at = ten_hours.windows(4).position(|w| w == b"data").unwrap() + 4;
     let claimed: u32 = 10 * 3600 * RATE * 2;
     ten_hours[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
-    let empty = wav_bytes(RATE, 1, &[]);
+    Bad {
+        stereo: wav_bytes(48_000, 2, &stereo),
+        truncated: good[..good.len() / 2].to_vec(),
+        ten_hours,
+        empty: wav_bytes(RATE, 1, &[]),
+    }
+}
+
+#[test]
+fn bad_items_fail_alone_and_48k_stereo_is_mixed_down() {
+    let Some(dir) = asterisk() else { return };
+    let model = common::shared("vad");
+    let (x, truth) = call(&dir, &["hello", "conf-getpin", "vm-nomore"], 7, 0.0);
+    let good = wav_bytes(RATE, 1, &x);
+    let Bad {
+        stereo,
+        truncated,
+        ten_hours,
+        empty,
+    } = bad_recordings(&x);
     let readme = std::fs::read(common::root().join("README.md")).unwrap();
     let inputs = vec![
         Input::Audio(good.clone()),
@@ -208,6 +231,7 @@ async fn predict_takes_audio_by_path_and_base64_and_fails_items_alone() {
     std::os::unix::fs::symlink(common::model_dir("vad"), models.path().join("vad")).unwrap();
     let (x, truth) = call(&dir, &["hello", "vm-password"], 5, 0.0);
     let bytes = wav_bytes(RATE, 1, &x);
+    let bad = bad_recordings(&x);
     std::fs::write(root.path().join("call.wav"), &bytes).unwrap();
     std::fs::write(root.path().join("../vad-outside.wav"), &bytes).ok();
     let db = common::server::TestDb::sqlite();
@@ -227,11 +251,17 @@ async fn predict_takes_audio_by_path_and_base64_and_fails_items_alone() {
         {"id": "outside", "path": "../vad-outside.wav"},
         {"id": "text", "audio": common::server::b64(b"plain words, not a sound")},
         {"id": "absent", "path": "nothing-here.wav"},
+        {"id": "truncated", "audio": common::server::b64(&bad.truncated)},
+        {"id": "ten-hours", "audio": common::server::b64(&bad.ten_hours)},
+        {"id": "empty", "audio": common::server::b64(&bad.empty)},
+        {"id": "stereo-48k", "audio": common::server::b64(&bad.stereo)},
     ]});
     let (status, v) = s.post("/v1/predict", &body).await;
     assert_eq!(status, 200, "{v}");
     let p = v["predictions"].as_array().unwrap();
-    for i in [0, 1] {
+    // The good call by path and by base64, and 48 kHz stereo (mixed down
+    // and resampled, not refused), find the same segments.
+    for i in [0, 1, 8] {
         let segs: Vec<(f64, f64)> = p[i]["segments"]
             .as_array()
             .unwrap_or_else(|| panic!("{}", p[i]))
@@ -244,6 +274,28 @@ async fn predict_takes_audio_by_path_and_base64_and_fails_items_alone() {
     assert_eq!(p[2]["error"]["code"], "path_outside_root", "{}", p[2]);
     assert_eq!(p[3]["error"]["code"], "audio_decode_failed", "{}", p[3]);
     assert_eq!(p[4]["error"]["code"], "io", "{}", p[4]);
+    assert_eq!(p[5]["error"]["code"], "audio_decode_failed", "{}", p[5]);
+    assert_eq!(p[6]["error"]["code"], "audio_too_long", "{}", p[6]);
+    assert_eq!(p[7]["error"]["code"], "empty_audio", "{}", p[7]);
+    for (i, id) in [
+        "path",
+        "b64",
+        "outside",
+        "text",
+        "absent",
+        "truncated",
+        "ten-hours",
+        "empty",
+        "stereo-48k",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(p[i]["id"], *id, "in order: {}", p[i]);
+        // Internal text never reaches the client: no server path in a message.
+        let msg = p[i]["error"]["message"].as_str().unwrap_or("");
+        assert!(!msg.contains(root.path().to_str().unwrap()), "{msg}");
+    }
     std::fs::remove_file(root.path().join("../vad-outside.wav")).ok();
     // An upload: a `model` part and one file per further part.
     let boundary = "vadboundary7";

@@ -162,6 +162,27 @@ pub async fn thresholds(store: &Store, project: &Project) -> Result<BoxThreshold
     })
 }
 
+/// The segment threshold in force for a speech project, and the
+/// calibration version it comes from: its recording calibration's once it
+/// has one (none for its label: no segment is auto-accepted), else its
+/// fixed `threshold`, without a guarantee.
+pub fn segment_threshold(
+    thresholds: &BoxThresholds,
+    project: &Project,
+) -> (Option<f64>, Option<i64>) {
+    match thresholds.calibration_version {
+        Some(v) => (
+            project
+                .labels
+                .first()
+                .and_then(|l| thresholds.per_class.get(l))
+                .copied(),
+            Some(v),
+        ),
+        None => (project.threshold, None),
+    }
+}
+
 /// Whether image `item_id` of a detection project is drawn into the audit
 /// sample, and with which probability: a uniform draw at the project's
 /// `audit_rate`, so that audit images are a uniform sample of all images.

@@ -218,10 +218,7 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
             .await
             .map_err(|e| e.to_string())?;
         let speech = project.labels.first().map_or("Speech", String::as_str);
-        let segment_threshold = match thresholds.calibration_version {
-            Some(v) => (thresholds.per_class.get(speech).copied(), Some(v)),
-            None => (project.threshold, None),
-        };
+        let segment_threshold = super::box_calibration::segment_threshold(&thresholds, &project);
         for (id, result) in ids.into_iter().zip(results) {
             let audit = super::box_calibration::audit_draw(&project.settings, project.id, id);
             let outcome = match result {

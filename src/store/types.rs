@@ -552,6 +552,11 @@ pub struct ItemRecord {
     /// probability between 0.3 and 0.7), once pre-labeled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undecided: Option<f64>,
+    /// Speech projects: the longest unbroken stretch of those seconds; a
+    /// recording with one of 0.5 s or more waits for a person whatever its
+    /// segments' scores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided_run: Option<f64>,
     /// Detection and speech projects: the item's regions (machine and human, with
     /// provenance), where a listing includes them (review lists, export).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -660,6 +665,7 @@ impl ItemRecord {
             height: r.try_get("height")?,
             duration: r.try_get("duration")?,
             undecided: r.try_get("undecided")?,
+            undecided_run: r.try_get("undecided_run")?,
             regions: None,
         })
     }

@@ -104,15 +104,14 @@ pub fn provenance(r: &RegionRecord) -> Value {
 /// `/predict` uses; result ids are `m<region>` (machine) and `h<region>`
 /// (human), as Label Studio's webhook sends them back.
 pub fn labelstudio_task(item: &ItemRecord) -> Value {
-    let regions = item.regions.as_deref().unwrap_or_default();
     let size = match (item.width, item.height) {
         (Some(w), Some(h)) => u32::try_from(w).ok().zip(u32::try_from(h).ok()),
         _ => None,
     };
-    let rect = |r: &RegionRecord, prefix: &str, score: Option<f64>| {
+    let rect = |r: &RegionRecord, id: String, score: Option<f64>| {
         let (w, h) = size?;
         RectangleResult::new(
-            format!("{prefix}{}", r.id),
+            id,
             LS_FROM_NAME,
             LS_TO_NAME,
             &r.label,
@@ -123,21 +122,40 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
         )
         .and_then(|res| serde_json::to_value(res).ok())
     };
+    region_task(
+        item,
+        "box",
+        rect,
+        json!({"width": item.width, "height": item.height}),
+    )
+}
+
+/// A detection or speech item as a Label Studio task, the regions of
+/// `kind` made results by `result(region, id, score)`: the machine's as a
+/// prediction, the final ones a person settled as an annotation. `meta`
+/// is added to the task's `meta`.
+pub fn region_task(
+    item: &ItemRecord,
+    kind: &str,
+    result: impl Fn(&RegionRecord, String, Option<f64>) -> Option<Value>,
+    meta: Value,
+) -> Value {
+    let regions = item.regions.as_deref().unwrap_or_default();
     let machine: Vec<&RegionRecord> = regions
         .iter()
-        .filter(|r| r.source == "machine" && r.kind == "box")
+        .filter(|r| r.source == "machine" && r.kind == kind)
         .collect();
     let mut predictions = Vec::new();
     if let Some(first) = machine.first() {
         let weakest = machine.iter().filter_map(|r| r.score).reduce(f64::min);
-        let result: Vec<Value> = machine
+        let results: Vec<Value> = machine
             .iter()
-            .filter_map(|r| rect(r, "m", Some(r.score.unwrap_or(0.0))))
+            .filter_map(|r| result(r, format!("m{}", r.id), Some(r.score.unwrap_or(0.0))))
             .collect();
         predictions.push(json!({
             "model_version": first.model_version,
             "score": weakest.unwrap_or(0.0),
-            "result": result,
+            "result": results,
         }));
     }
     let reviewer = regions
@@ -147,21 +165,26 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
         .find_map(|r| r.annotator.as_deref());
     let mut annotations = Vec::new();
     if item.status == Status::Labeled.as_str() || reviewer.is_some() {
-        let result: Vec<Value> = exported(regions, BoxSet::Final)
+        let results: Vec<Value> = final_regions(regions, BoxSet::Final)
+            .filter(|r| r.kind == kind)
             .filter(|r| r.source == "human" || r.annotator.is_some())
             .filter_map(|r| {
                 let prefix = if r.source == "human" { "h" } else { "m" };
-                rect(r, prefix, None)
+                result(r, format!("{prefix}{}", r.id), None)
             })
             .collect();
-        annotations.push(json!({"completed_by": reviewer, "result": result}));
+        annotations.push(json!({"completed_by": reviewer, "result": results}));
+    }
+    let mut task_meta = json!({"status": item.status, "final_source": item.final_source,
+             "calibration_version": item.calibration_version, "audit": item.audit,
+             "guarantee": item.guarantee});
+    if let (Some(m), Some(extra)) = (task_meta.as_object_mut(), meta.as_object()) {
+        m.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     json!({
         "id": item.id,
         "data": {"id": item.client_id},
-        "meta": {"status": item.status, "final_source": item.final_source,
-                 "calibration_version": item.calibration_version, "audit": item.audit,
-                 "guarantee": item.guarantee, "width": item.width, "height": item.height},
+        "meta": task_meta,
         "predictions": predictions,
         "annotations": annotations,
     })

@@ -180,15 +180,6 @@ pub async fn open(
             ),
         ));
     }
-    if format == ExportFormat::LabelStudio && project.task == SEGMENTS {
-        return Err(ServiceError::new(
-            Code::WrongContent,
-            format!(
-                "project {project_id} is a speech project: Label Studio audio tasks are not built \
-                 yet; export its segments as jsonl or rttm"
-            ),
-        ));
-    }
     store.ping().await?;
     let detect = has_regions(&project.task);
     let file_name =
@@ -281,8 +272,9 @@ pub fn stream(
 }
 
 /// [`stream`], with each item's regions (machine and human, with
-/// provenance) for detection projects: in JSONL as the item's `regions`,
-/// in Label Studio as `rectanglelabels` ([`boxes::labelstudio_task`]).
+/// provenance) for detection and speech projects: in JSONL as the item's
+/// `regions`, in Label Studio as `rectanglelabels`
+/// ([`boxes::labelstudio_task`]) or `labels` on audio ([`segments_task`]).
 fn stream_items(
     store: Store,
     project_id: i64,
@@ -356,7 +348,10 @@ fn chunk(
                 if !(first && i == 0) {
                     out.push(b',');
                 }
-                if detect {
+                // A recording has a duration once pre-labeled.
+                if detect && item.duration.is_some() {
+                    serde_json::to_writer(&mut out, &segments_task(item))?;
+                } else if detect {
                     serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?;
                 } else {
                     serde_json::to_writer(&mut out, &labelstudio_task(item))?;
@@ -416,6 +411,45 @@ fn rttm_lines(out: &mut Vec<u8>, item: &ItemRecord) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A recording as a Label Studio task for `<Labels name="label"
+/// toName="audio">` on `<Audio name="audio">`: one `labels` result per
+/// segment, `start` and `end` in seconds, as `/predict` sends them
+/// ([`SegmentResult`]); machine segments as the prediction, the final ones
+/// a person settled as the annotation ([`boxes::region_task`]).
+fn segments_task(item: &ItemRecord) -> Value {
+    use crate::service::labelstudio::predict::{SegmentResult, SegmentValue};
+    let duration = item.duration.unwrap_or(0.0);
+    let segment = |r: &crate::store::RegionRecord, id: String, score: Option<f64>| {
+        let span = r.segment?;
+        serde_json::to_value(SegmentResult {
+            id,
+            from_name: boxes::LS_FROM_NAME,
+            to_name: "audio",
+            kind: "labels",
+            origin: if score.is_some() {
+                "prediction"
+            } else {
+                "manual"
+            },
+            original_length: duration,
+            value: SegmentValue {
+                start: span.start,
+                end: span.end,
+                channel: 0,
+                labels: [r.label.as_str()],
+            },
+            score: score.filter(|s| s.is_finite()).unwrap_or(1.0),
+        })
+        .ok()
+    };
+    boxes::region_task(
+        item,
+        "span",
+        segment,
+        json!({"duration": item.duration, "undecided": item.undecided}),
+    )
 }
 
 /// The [`CSV_HEADER`] columns of one item; empty for what it lacks.

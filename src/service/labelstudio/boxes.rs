@@ -188,12 +188,13 @@ async fn settle(
                     "a remaining Label Studio box annotation no longer fits its item"),
             }
         }
+        let thresholds = crate::service::box_calibration::thresholds(&app.store, project).await?;
         let (machine, needs_review) = if speech {
-            let undecided = app.store.get_item(item_id).await?.undecided;
-            unreviewed_segments(&current, project.threshold, undecided)
+            let run = app.store.get_item(item_id).await?.undecided_run;
+            let (threshold, _) =
+                crate::service::box_calibration::segment_threshold(&thresholds, project);
+            unreviewed_segments(&current, threshold, run)
         } else {
-            let thresholds =
-                crate::service::box_calibration::thresholds(&app.store, project).await?;
             unreviewed(&current, &thresholds)
         };
         let status = if needs_review {
@@ -237,23 +238,21 @@ fn unreviewed(
 }
 
 /// A recording's machine segments routed again by the routing rule
-/// (`regions::route_segments`) under the project's threshold. The longest
-/// undecided stretch is not stored, only the recording's undecided total,
-/// which bounds it from above: a recording whose total reaches the
-/// stretch that sends it to review goes back to review even if the
-/// pre-label had settled it (a person listens once more; never the other
-/// way round). Unknown undecided time counts as a long stretch.
+/// (`regions::route_segments`) under the segment threshold in force and
+/// the recording's longest undecided stretch, as its job routed it.
+/// Unknown undecided time (a recording pre-labeled before the stretch was
+/// stored) counts as a long stretch: a person listens once more.
 fn unreviewed_segments(
     current: &[RegionRecord],
     threshold: Option<f64>,
-    undecided: Option<f64>,
+    undecided_run: Option<f64>,
 ) -> (Vec<(i64, &'static str)>, bool) {
     let machine: Vec<&RegionRecord> = current.iter().filter(|r| r.source == "machine").collect();
     let scores: Vec<f64> = machine
         .iter()
         .map(|r| r.score.unwrap_or(f64::NAN))
         .collect();
-    let stretch = undecided.unwrap_or(f64::INFINITY);
+    let stretch = undecided_run.unwrap_or(f64::INFINITY);
     let routed = regions::route_segments(&scores, threshold, stretch);
     let statuses = machine
         .iter()
