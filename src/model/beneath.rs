@@ -73,7 +73,29 @@ impl Failure {
     }
 }
 
+/// [`read_beneath`] without the read: the file, opened by the same rule
+/// (no link below `root` followed), and its size, for a caller that reads
+/// a part of it (an HTTP range of a long recording) instead of all of it.
+pub fn open_beneath(root: &Path, path: &Path) -> Result<(std::fs::File, u64), ItemError> {
+    let opened = parts_of(root, path).and_then(|parts| {
+        imp::open(root, &parts).map_err(|e| match e {
+            imp::Error::Link => Failure::Link,
+            imp::Error::Io(e) => Failure::Io(e),
+        })
+    });
+    opened.map_err(|e| e.into_item(path))
+}
+
 fn read_parts(root: &Path, path: &Path) -> Result<Vec<u8>, Failure> {
+    let parts = parts_of(root, path)?;
+    imp::read(root, &parts).map_err(|e| match e {
+        imp::Error::Link => Failure::Link,
+        imp::Error::Io(e) => Failure::Io(e),
+    })
+}
+
+/// `path`'s components below `root`, refusing any that could step out.
+fn parts_of<'a>(root: &Path, path: &'a Path) -> Result<Vec<&'a std::ffi::OsStr>, Failure> {
     let rel = if path.is_absolute() {
         path.strip_prefix(root).map_err(|_| Failure::Escapes)?
     } else {
@@ -91,10 +113,7 @@ fn read_parts(root: &Path, path: &Path) -> Result<Vec<u8>, Failure> {
     if parts.is_empty() {
         return Err(Failure::Root);
     }
-    imp::read(root, &parts).map_err(|e| match e {
-        imp::Error::Link => Failure::Link,
-        imp::Error::Io(e) => Failure::Io(e),
-    })
+    Ok(parts)
 }
 
 #[cfg(unix)]
@@ -128,9 +147,20 @@ mod imp {
     }
 
     pub fn read(root: &Path, parts: &[&OsStr]) -> Result<Vec<u8>, Error> {
+        read_all(open_fd(root, parts)?)
+    }
+
+    /// The regular file at `parts` and its size.
+    pub fn open(root: &Path, parts: &[&OsStr]) -> Result<(std::fs::File, u64), Error> {
+        let fd = open_fd(root, parts)?;
+        let size = regular_size(&fd)?;
+        Ok((std::fs::File::from(fd), size))
+    }
+
+    fn open_fd(root: &Path, parts: &[&OsStr]) -> Result<OwnedFd, Error> {
         #[cfg(target_os = "linux")]
-        if let Some(read) = fast::read(root, parts) {
-            return read;
+        if let Some(fd) = fast::open_file(root, parts) {
+            return fd;
         }
         let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let mut dir: OwnedFd = openat(CWD, root, dir_flags, Mode::empty()).map_err(err)?;
@@ -147,8 +177,16 @@ mod imp {
                 Err(e) => return Err(err(e)),
             };
         }
-        let fd = openat(&dir, *last, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty()).map_err(err)?;
-        read_all(fd)
+        openat(&dir, *last, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty()).map_err(err)
+    }
+
+    /// The size of a regular file; anything else under the root is refused.
+    fn regular_size(fd: &OwnedFd) -> Result<u64, Error> {
+        let st = fstat(fd).map_err(|e| Error::Io(e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::Io(std::io::Error::other("not a regular file")));
+        }
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
     }
 
     /// Files are opened with these: a FIFO under the root must not block
@@ -166,11 +204,9 @@ mod imp {
         // One fstat tells a regular file (nothing else under the root is
         // read) and its size, so the bytes come in one read and one at end
         // of file: `File::read_to_end` would ask for the size again itself.
-        let st = fstat(&fd).map_err(|e| Error::Io(e.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(Error::Io(std::io::Error::other("not a regular file")));
-        }
-        let size = usize::try_from(st.st_size).unwrap_or(0).min(RESERVE);
+        let size = usize::try_from(regular_size(&fd)?)
+            .unwrap_or(0)
+            .min(RESERVE);
         let mut bytes = Vec::with_capacity(size + 1);
         std::fs::File::from(fd)
             .take(u64::MAX)
@@ -196,7 +232,7 @@ mod imp {
         use rustix::fs::{fstat, open, openat2, FileType, Mode, OFlags, ResolveFlags};
         use rustix::io::Errno;
 
-        use super::{err, read_all, Error};
+        use super::{err, Error};
 
         static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
         /// Roots already opened: a server has one, tests a few.
@@ -243,12 +279,9 @@ mod imp {
             }
         }
 
-        pub fn read(root: &Path, parts: &[&OsStr]) -> Option<Result<Vec<u8>, Error>> {
+        pub fn open_file(root: &Path, parts: &[&OsStr]) -> Option<Result<OwnedFd, Error>> {
             let rel: PathBuf = parts.iter().collect();
-            Some(match open_beneath(root, &rel, super::READ_FLAGS)? {
-                Ok(fd) => read_all(fd),
-                Err(e) => Err(err(e)),
-            })
+            Some(open_beneath(root, &rel, super::READ_FLAGS)?.map_err(err))
         }
 
         /// See [`super::super::regular_file_beneath`].
@@ -289,13 +322,26 @@ mod imp {
         Io(std::io::Error),
     }
 
-    pub fn read(root: &Path, parts: &[&OsStr]) -> Result<Vec<u8>, Error> {
+    fn checked(root: &Path, parts: &[&OsStr]) -> Result<PathBuf, Error> {
         let joined: PathBuf = parts.iter().fold(root.to_path_buf(), |p, c| p.join(c));
         let real = joined.canonicalize().map_err(Error::Io)?;
         if real != joined {
             return Err(Error::Link);
         }
-        std::fs::read(real).map_err(Error::Io)
+        Ok(real)
+    }
+
+    pub fn read(root: &Path, parts: &[&OsStr]) -> Result<Vec<u8>, Error> {
+        std::fs::read(checked(root, parts)?).map_err(Error::Io)
+    }
+
+    pub fn open(root: &Path, parts: &[&OsStr]) -> Result<(std::fs::File, u64), Error> {
+        let file = std::fs::File::open(checked(root, parts)?).map_err(Error::Io)?;
+        let meta = file.metadata().map_err(Error::Io)?;
+        if !meta.is_file() {
+            return Err(Error::Io(std::io::Error::other("not a regular file")));
+        }
+        Ok((file, meta.len()))
     }
 }
 

@@ -11,25 +11,38 @@ use serde::Serialize;
 use super::app::App;
 use super::error::{Code, ServiceError, ServiceResult};
 use crate::model::audio::decode_mono;
-use crate::model::beneath::read_beneath;
+use crate::model::beneath::open_beneath;
 use crate::model::peaks::{min_max, MAX_BINS};
 use crate::model::ItemError;
 use crate::store::Content;
 
-/// What to send back.
+/// What to send back: the content, or the part of it a `Range` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemContent {
     pub content_type: &'static str,
+    /// The whole content, or only the bytes of `range`.
     pub bytes: Vec<u8>,
+    /// The whole content's length in bytes.
+    pub len: u64,
+    /// `start..end` (end exclusive) of the part in `bytes`; `None`: all of it.
+    pub range: Option<(u64, u64)>,
 }
 
-/// The content of `item_id`. With `project`, an item of another project is
+/// The content of `item_id`, or the part of it the `Range` header `range`
+/// asks for ([`byte_range`]). With `project`, an item of another project is
 /// `not_found`, exactly like a missing one, so a client scoped to a project
 /// learns nothing about others. A path is checked against the data root
-/// before anything is opened (see [`check_path`]) and read without following
-/// links ([`read_beneath`]), so a path outside the root is never read.
-pub async fn content(app: &App, item_id: i64, project: Option<i64>) -> ServiceResult<ItemContent> {
-    Ok(owned_content(app, item_id, project).await?.1)
+/// before anything is opened (see [`check_path`]) and opened without
+/// following links ([`open_beneath`]), so a path outside the root is never
+/// read; of a file, only the asked part is read, so a player seeking in an
+/// hour-long recording reads a few kilobytes each time, not the file.
+pub async fn content(
+    app: &App,
+    item_id: i64,
+    project: Option<i64>,
+    range: Option<&str>,
+) -> ServiceResult<ItemContent> {
+    Ok(owned_content(app, item_id, project, range).await?.1)
 }
 
 /// [`content`], with the id of the project the item belongs to.
@@ -37,20 +50,29 @@ async fn owned_content(
     app: &App,
     item_id: i64,
     project: Option<i64>,
+    range: Option<&str>,
 ) -> ServiceResult<(i64, ItemContent)> {
     let (owner, content) = app.store.item_content(item_id).await?;
     if project.is_some_and(|p| p != owner) {
         return Err(ServiceError::not_found(format!("item {item_id}")));
     }
+    let stored = |content_type: &'static str, bytes: Vec<u8>| -> ServiceResult<ItemContent> {
+        let len = bytes.len() as u64;
+        let part = byte_range(range, len)?;
+        let bytes = match part {
+            Some((start, end)) => bytes[start as usize..end as usize].to_vec(),
+            None => bytes,
+        };
+        Ok(ItemContent {
+            content_type,
+            bytes,
+            len,
+            range: part,
+        })
+    };
     let content = match content {
-        Content::Text(t) => ItemContent {
-            content_type: "text/plain; charset=utf-8",
-            bytes: t.into_bytes(),
-        },
-        Content::Image(b) => ItemContent {
-            content_type: sniff(&b, None),
-            bytes: b,
-        },
+        Content::Text(t) => stored("text/plain; charset=utf-8", t.into_bytes())?,
+        Content::Image(b) => stored(sniff(&b, None), b)?,
         Content::Path(p) => {
             let root = app.data_root.clone().ok_or_else(|| {
                 ServiceError::forbidden(format!(
@@ -59,29 +81,78 @@ async fn owned_content(
             })?;
             let real = check_path(&root, &p)
                 .map_err(|e| ServiceError::new(e.code, format!("item {item_id}: {}", e.message)))?;
-            let read_root = root.clone();
-            let bytes = tokio::task::spawn_blocking(move || read_beneath(&read_root, &real))
-                .await
-                .map_err(|e| ServiceError::internal(format!("reading item content: {e}")))?
-                .map_err(|e| match e {
-                    ItemError::OutsideRoot { .. } => ServiceError::forbidden(format!(
-                        "item {item_id}: its file is outside the data root"
-                    )),
-                    other => {
-                        tracing::warn!(item = item_id, error = %other, "item file unreadable");
-                        ServiceError::new(
-                            Code::PathNotFound,
-                            format!("item {item_id}: its file cannot be read under the data root"),
-                        )
-                    }
-                })?;
-            ItemContent {
-                content_type: sniff(&bytes, Path::new(&p).extension().and_then(|e| e.to_str())),
-                bytes,
-            }
+            let extension = Path::new(&p)
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_owned);
+            let range = range.map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                read_file(&root, &real, range.as_deref(), extension.as_deref())
+            })
+            .await
+            .map_err(|e| ServiceError::internal(format!("reading item content: {e}")))?
+            .map_err(|e| match e {
+                FileError::Range(e) => e,
+                FileError::Item(ItemError::OutsideRoot { .. }) => ServiceError::forbidden(format!(
+                    "item {item_id}: its file is outside the data root"
+                )),
+                FileError::Item(other) => {
+                    tracing::warn!(item = item_id, error = %other, "item file unreadable");
+                    ServiceError::new(
+                        Code::PathNotFound,
+                        format!("item {item_id}: its file cannot be read under the data root"),
+                    )
+                }
+            })?
         }
     };
     Ok((owner, content))
+}
+
+enum FileError {
+    /// The range asked for lies outside the file (416).
+    Range(ServiceError),
+    Item(ItemError),
+}
+
+/// Bytes the content type is told from, read first whatever the range.
+const SNIFF_BYTES: usize = 16;
+
+/// The file at `real` (under `root`), or the part `range` asks for: opened
+/// without following links, its size from the open file, then only the
+/// part read (and its first bytes, for the content type).
+fn read_file(
+    root: &Path,
+    real: &Path,
+    range: Option<&str>,
+    extension: Option<&str>,
+) -> Result<ItemContent, FileError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut file, len) = open_beneath(root, real).map_err(FileError::Item)?;
+    let io = |e: std::io::Error| {
+        FileError::Item(ItemError::Io {
+            path: real.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let part = byte_range(range, len).map_err(FileError::Range)?;
+    let (start, end) = part.unwrap_or((0, len));
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    (&mut file)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    // Never reserve more than the file holds, whatever its size claimed.
+    let want = end.saturating_sub(start);
+    let mut bytes = Vec::with_capacity(usize::try_from(want.min(64 << 20)).unwrap_or(0));
+    file.take(want).read_to_end(&mut bytes).map_err(io)?;
+    Ok(ItemContent {
+        content_type: sniff(&head, extension),
+        bytes,
+        len,
+        range: part,
+    })
 }
 
 /// A recording's waveform overview (see [`crate::model::peaks`]).
@@ -127,7 +198,7 @@ pub async fn peaks(
             format!("{bins} is not between 1 and {MAX_BINS}"),
         ));
     }
-    let (owner, content) = owned_content(app, item_id, project).await?;
+    let (owner, content) = owned_content(app, item_id, project, None).await?;
     let p = app.store.get_project(owner).await?;
     if p.task != super::regions::SEGMENTS {
         return Err(ServiceError::new(

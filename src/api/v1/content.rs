@@ -62,26 +62,25 @@ pub async fn item_content(
     Query(q): Query<ContentQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let c = content::content(&state, item_id, q.project).await?;
-    ranged(c, &headers)
+    let c = content::content(&state, item_id, q.project, range_of(&headers)).await?;
+    Ok(respond(c))
 }
 
-/// The content, or the one range `headers` ask for.
-fn ranged(c: ItemContent, headers: &HeaderMap) -> ApiResult<Response> {
-    let len = c.bytes.len() as u64;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let part = content::byte_range(range.as_deref(), len)?;
-    let (status, body, content_range) = match part {
+/// The one `Range` header of a request, if any.
+fn range_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+}
+
+/// The content, 206 with `Content-Range` when it is a part.
+fn respond(c: ItemContent) -> Response {
+    let (status, content_range) = match c.range {
         Some((start, end)) => (
             StatusCode::PARTIAL_CONTENT,
-            c.bytes[start as usize..end as usize].to_vec(),
-            Some(format!("bytes {start}-{}/{len}", end - 1)),
+            Some(format!("bytes {start}-{}/{}", end - 1, c.len)),
         ),
-        None => (StatusCode::OK, c.bytes, None),
+        None => (StatusCode::OK, None),
     };
+    let body = c.bytes;
     let mut response = (
         status,
         [
@@ -102,7 +101,7 @@ fn ranged(c: ItemContent, headers: &HeaderMap) -> ApiResult<Response> {
     if let Some(v) = content_range.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }
-    Ok(response)
+    response
 }
 
 fn unix_now() -> i64 {
@@ -176,8 +175,8 @@ pub async fn signed_content(
         .config
         .link_key
         .check(item_id, &q.user, q.expires, &q.sig, unix_now())?;
-    let c = content::content(&state, item_id, None).await?;
-    ranged(c, &headers)
+    let c = content::content(&state, item_id, None, range_of(&headers)).await?;
+    Ok(respond(c))
 }
 
 #[derive(Deserialize, IntoParams)]
