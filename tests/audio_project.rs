@@ -437,6 +437,55 @@ async fn speech_through_the_loop(db: TestDb) {
     }
     assert_eq!(items(&s, lenient).await.len(), 5);
 
+    // Recordings also arrive as bytes: base64 in the item's `image` field,
+    // and as a multipart upload (the file name is the id); both are
+    // segmented like the files under the root.
+    let wav_b = &truths[1].3;
+    let (code, v) = s
+        .post(
+            &format!("/v1/projects/{lenient}/items"),
+            &json!([{"id": "b64-call", "image": common::server::b64(wav_b)}]),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    s.wait_job(v["job"]["id"].as_i64().unwrap(), Duration::from_secs(120))
+        .await;
+    let boundary = "speechboundary3";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload-call.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(wav_b);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (code, v) = s
+        .post_raw(
+            &format!("/v1/projects/{lenient}/items"),
+            body,
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    s.wait_job(v["job"]["id"].as_i64().unwrap(), Duration::from_secs(120))
+        .await;
+    let all = items(&s, lenient).await;
+    for id in ["b64-call", "upload-call.wav"] {
+        let it = by_client(&all, id);
+        let (_, full) = s.get(&format!("/v1/items/{}", it["id"])).await;
+        let segs: Vec<(f64, f64)> = full["regions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{full}"))
+            .iter()
+            .map(segment)
+            .collect();
+        let truth = &truths[1].1;
+        assert_eq!(
+            matched(truth, &segs),
+            (truth.len(), truth.len(), truth.len()),
+            "{id}: {full}"
+        );
+    }
+
     // The served document lists the new format and the ranged answer.
     let (code, doc) = s.get("/v1/openapi.json").await;
     assert_eq!(code, 200);
