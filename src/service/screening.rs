@@ -227,7 +227,7 @@ fn decode(rows: Vec<ScreenRow>, root: Option<PathBuf>) -> (Vec<i64>, Vec<ScreenI
                 ScreenItem {
                     content,
                     embedding: Some(r.embedding),
-                    split: None,
+                    split: r.split,
                 },
             ))
         })
@@ -533,6 +533,10 @@ pub struct IssueView {
     pub of_reference: Option<i64>,
     /// The issue keeps the item from being auto-accepted.
     pub held: bool,
+    /// The item's split (given at ingest), if any.
+    pub split: Option<String>,
+    /// A leak between splits: the split of the item it copies (`of`).
+    pub of_split: Option<String>,
 }
 
 impl From<IssueRow> for IssueView {
@@ -548,6 +552,8 @@ impl From<IssueRow> for IssueView {
             of_client_id: r.of_client_id,
             of_reference: r.of_reference,
             held: r.hold,
+            split: r.split,
+            of_split: r.of_split,
         }
     }
 }

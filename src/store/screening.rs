@@ -14,6 +14,8 @@ pub struct ScreenRow {
     pub client_id: String,
     pub content: Content,
     pub embedding: Vec<f32>,
+    /// The split it was ingested into, if any.
+    pub split: Option<String>,
 }
 
 /// What a screen used, kept per project.
@@ -60,6 +62,9 @@ pub struct IssueRow {
     pub of_client_id: Option<String>,
     pub of_reference: Option<i64>,
     pub hold: bool,
+    /// The item's split, and the split of the item it copies (`of_item`).
+    pub split: Option<String>,
+    pub of_split: Option<String>,
 }
 
 /// Which issues a page lists.
@@ -100,7 +105,7 @@ impl Store {
     pub async fn screen_rows(&self, project_id: i64) -> Result<Vec<ScreenRow>> {
         with_pool!(self, |p| {
             sqlx::query(
-                "SELECT id, client_id, kind, text, image, path, embedding FROM items \
+                "SELECT id, client_id, kind, text, image, path, embedding, split FROM items \
                  WHERE project_id = $1 AND embedding IS NOT NULL ORDER BY id",
             )
             .bind(project_id)
@@ -118,6 +123,7 @@ impl Store {
                         r.try_get(5)?,
                     ),
                     embedding: bytes_embedding(&r.try_get::<Vec<u8>, _>(6)?),
+                    split: r.try_get(7)?,
                 })
             })
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
@@ -267,7 +273,7 @@ impl Store {
             KindFilter::Family(_) => " AND s.kind LIKE $4",
         };
         let sql = format!(
-            "SELECT s.id, s.item_id, i.client_id, s.kind, s.score, s.grp, s.of_item, o.client_id, s.of_reference, s.hold \
+            "SELECT s.id, s.item_id, i.client_id, s.kind, s.score, s.grp, s.of_item, o.client_id, s.of_reference, s.hold, i.split, o.split \
              FROM screen_issues s JOIN items i ON i.id = s.item_id LEFT JOIN items o ON o.id = s.of_item \
              WHERE s.project_id = $1 AND s.id > $2{filter} ORDER BY s.id LIMIT $3"
         );
@@ -293,6 +299,8 @@ impl Store {
                         of_client_id: r.try_get(7)?,
                         of_reference: r.try_get(8)?,
                         hold: r.try_get::<i64, _>(9)? != 0,
+                        split: r.try_get(10)?,
+                        of_split: r.try_get(11)?,
                     })
                 })
                 .collect::<std::result::Result<Vec<_>, sqlx::Error>>()

@@ -561,6 +561,10 @@ pub struct ItemRecord {
     /// provenance), where a listing includes them (review lists, export).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<RegionRecord>>,
+    /// The split the item was ingested into (`train`, `test`, …), if any:
+    /// a screen reports copies across splits as leaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
 }
 
 /// A stored region with its provenance (see `GET
@@ -667,6 +671,7 @@ impl ItemRecord {
             undecided: r.try_get("undecided")?,
             undecided_run: r.try_get("undecided_run")?,
             regions: None,
+            split: r.try_get("split")?,
         })
     }
 }

@@ -1,0 +1,5 @@
+-- Issue 25: the split an item was ingested into (`train`, `val`, `test` or
+-- any short name, at most 32 characters of [A-Za-z0-9_.-]); NULL when the
+-- client gave none. A screen reports items that copy an item of another
+-- split as `leak` issues.
+ALTER TABLE items ADD COLUMN split TEXT;
