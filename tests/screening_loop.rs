@@ -244,6 +244,200 @@ async fn leaks_between_splits(db: TestDb) {
     }
 }
 
+async fn label(s: &Server, item: i64, label: &str, who: &str) -> Value {
+    let (code, body) = s
+        .post(
+            &format!("/v1/items/{item}/annotations"),
+            &json!({"label": label, "annotator": who}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    body["item"].clone()
+}
+
+async fn items_by_client(s: &Server, project: i64) -> HashMap<String, Value> {
+    let (code, page) = s
+        .get(&format!("/v1/projects/{project}/items?limit=1000"))
+        .await;
+    assert_eq!(code, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["client_id"].as_str().unwrap().to_string(), i.clone()))
+        .collect()
+}
+
+/// A person labels one member of a duplicate group; the members still
+/// waiting take the label as `propagated` (naming its source), a loose
+/// near-duplicate group does not, a human label is never overridden, and
+/// two people disagreeing inside a group become `conflict` issues.
+async fn propagation(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let (code, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "sms groups", "model": "minilm-l6", "labels": ["ham", "spam"],
+                    "threshold": 0.9, "settings": {"audit_rate": 0.0}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let t = distinct_texts(20);
+    let mut items: Vec<Value> = t
+        .iter()
+        .enumerate()
+        .map(|(i, x)| json!({"id": format!("x-{i}"), "text": x}))
+        .collect();
+    // Enough fresh 5-grams to bring Jaccard near 0.7: a loose group.
+    let mut suffix = String::new();
+    let mut k = 0;
+    while suffix.len() < t[2].len() * 2 / 5 {
+        suffix.push_str(&format!(" w{}", 7000 + 37 * k));
+        k += 1;
+    }
+    for (id, x) in [
+        ("dup-a1", t[0].clone()),
+        ("dup-a2", t[0].replace(' ', "  ")),
+        ("near-strict", format!("{}!!", t[1])),
+        ("near-loose", format!("{}{suffix}", t[2])),
+        ("conf-1", t[3].clone()),
+        ("conf-2", t[3].clone()),
+    ] {
+        items.push(json!({"id": id, "text": x}));
+    }
+    let (code, body) = s
+        .post(&format!("/v1/projects/{project}/items"), &json!(items))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await;
+    let v = screen(&s, project).await;
+    // Groups: x-0, dup-a1, dup-a2; x-3, conf-1, conf-2.
+    assert_eq!(v["counts"]["exact_duplicate"], 6, "{v}");
+    let near = issues(&s, project, "near_duplicate").await;
+    let score = |cid: &str| {
+        near.iter()
+            .find(|n| n["client_id"] == cid)
+            .unwrap_or_else(|| panic!("{cid} is a near duplicate: {near:?}"))["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(score("near-strict") >= 0.9, "{near:?}");
+    let loose = score("near-loose");
+    assert!((0.5..0.9).contains(&loose), "a loose group: {loose}");
+
+    let before = items_by_client(&s, project).await;
+    let id = |cid: &str| before[cid]["id"].as_i64().unwrap();
+    for cid in [
+        "dup-a1",
+        "dup-a2",
+        "near-strict",
+        "near-loose",
+        "conf-2",
+        "x-5",
+    ] {
+        assert_eq!(before[cid]["status"], "needs_review", "{}", before[cid]);
+    }
+
+    label(&s, id("x-0"), "ham", "alice").await;
+    label(&s, id("x-1"), "spam", "alice").await;
+    label(&s, id("x-2"), "ham", "alice").await;
+    let now = items_by_client(&s, project).await;
+    for (cid, from, l) in [
+        ("dup-a1", "x-0", "ham"),
+        ("dup-a2", "x-0", "ham"),
+        ("near-strict", "x-1", "spam"),
+    ] {
+        let it = &now[cid];
+        assert_eq!(
+            (
+                it["status"].as_str(),
+                it["final_label"].as_str(),
+                it["final_source"].as_str(),
+                it["propagated_from"].as_i64()
+            ),
+            (Some("labeled"), Some(l), Some("propagated"), Some(id(from))),
+            "{it}"
+        );
+        assert!(
+            it["annotations"].as_array().is_none_or(Vec::is_empty),
+            "no annotation invented: {it}"
+        );
+    }
+    assert_eq!(
+        now["near-loose"]["status"], "needs_review",
+        "loose groups wait for a person"
+    );
+    assert_eq!(now["x-5"]["status"], "needs_review");
+    assert_eq!(now["x-0"]["final_source"], "human");
+
+    // A person changes their mind: the copies follow.
+    label(&s, id("x-0"), "spam", "alice").await;
+    let now = items_by_client(&s, project).await;
+    assert_eq!(now["dup-a1"]["final_label"], "spam", "{}", now["dup-a1"]);
+    assert_eq!(now["dup-a2"]["final_source"], "propagated");
+
+    // Two people disagree inside a group: nobody's label is overridden.
+    label(&s, id("conf-1"), "ham", "alice").await;
+    let now = items_by_client(&s, project).await;
+    assert_eq!(now["conf-2"]["final_source"], "propagated");
+    label(&s, id("conf-2"), "spam", "bob").await;
+    let now = items_by_client(&s, project).await;
+    assert_eq!(
+        (
+            now["conf-1"]["final_label"].as_str(),
+            now["conf-1"]["final_source"].as_str()
+        ),
+        (Some("ham"), Some("human"))
+    );
+    assert_eq!(
+        (
+            now["conf-2"]["final_label"].as_str(),
+            now["conf-2"]["final_source"].as_str()
+        ),
+        (Some("spam"), Some("human"))
+    );
+    assert!(
+        now["conf-2"].get("propagated_from").is_none(),
+        "{}",
+        now["conf-2"]
+    );
+    let conflicts = issues(&s, project, "conflict").await;
+    let pairs: BTreeSet<(String, String)> = conflicts
+        .iter()
+        .map(|c| {
+            (
+                c["client_id"].as_str().unwrap().to_string(),
+                c["of_client_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [("conf-1", "conf-2"), ("conf-2", "conf-1")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(pairs, expected);
+    let (_, v) = s.get(&format!("/v1/projects/{project}/screening")).await;
+    assert_eq!(v["counts"]["conflict"], 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_on_sqlite() {
+    propagation(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    propagation(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaks_between_splits_on_sqlite() {
     leaks_between_splits(TestDb::sqlite()).await;

@@ -3,3 +3,7 @@
 -- client gave none. A screen reports items that copy an item of another
 -- split as `leak` issues.
 ALTER TABLE items ADD COLUMN split TEXT;
+
+-- Issue 25: a label propagated from a person's label on another member of
+-- the item's duplicate group (`final_source = 'propagated'`): that item.
+ALTER TABLE items ADD COLUMN propagated_from BIGINT REFERENCES items(id);

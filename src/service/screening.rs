@@ -39,9 +39,10 @@ pub const HOLDING: [&str; 4] = [
 ];
 
 /// Every issue type a screen writes; `quality` and `pii` also name their family.
-pub const TYPES: [&str; 19] = [
+pub const TYPES: [&str; 20] = [
     "exact_duplicate",
     "near_duplicate",
+    "conflict",
     "outlier",
     "leak",
     "quality",
@@ -60,6 +61,12 @@ pub const TYPES: [&str; 19] = [
     "pii:card",
     "pii:iban",
 ];
+
+/// A near-duplicate group takes a person's label only when every member's
+/// similarity reached this (character 5-gram Jaccard for texts, shifted
+/// pixel correlation for images): looser groups hold look-alikes that may
+/// deserve another label, and a reviewer sees them side by side instead.
+pub const PROPAGATE_NEAR: f64 = 0.9;
 
 /// Most issues on one page.
 pub const MAX_PAGE: i64 = 1000;
@@ -517,7 +524,9 @@ pub struct IssueView {
     pub id: i64,
     pub item_id: i64,
     pub client_id: String,
-    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`, `pii:<kind>`.
+    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`,
+    /// `pii:<kind>`, or `conflict` (people labeled two members of one
+    /// duplicate group differently; `of` is the other item).
     #[serde(rename = "type")]
     #[schema(example = "outlier")]
     pub kind: String,
@@ -610,4 +619,33 @@ pub async fn issues(
         None
     };
     Ok(IssuePage { issues, next_after })
+}
+
+/// After a person's final label on `item_id`: the other members of its
+/// duplicate groups that still wait for a person take the same label with
+/// provenance `propagated` (so a group is reviewed once), and members a
+/// person labeled otherwise become `conflict` issues. Called by the
+/// annotation path; an item in no group costs one read.
+pub async fn propagate(app: &App, item_id: i64) -> ServiceResult<crate::store::Propagated> {
+    let item = app.store.get_item(item_id).await?;
+    let (Some(label), Some("human")) = (item.final_label.as_deref(), item.final_source.as_deref())
+    else {
+        return Ok(Default::default());
+    };
+    if item.status != "labeled" {
+        return Ok(Default::default());
+    }
+    let done = app
+        .store
+        .propagate_label(item.project_id, item_id, label, PROPAGATE_NEAR)
+        .await?;
+    if !done.items.is_empty() || !done.conflicts.is_empty() {
+        tracing::debug!(
+            item = item_id,
+            propagated = done.items.len(),
+            conflicts = done.conflicts.len(),
+            "label propagated to the duplicate group"
+        );
+    }
+    Ok(done)
 }

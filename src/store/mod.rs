@@ -261,7 +261,7 @@ pub(crate) const PROJECT_COLUMNS: &str =
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
-     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height, duration, undecided, undecided_run, split";
+     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height, duration, undecided, undecided_run, split, propagated_from";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -1207,4 +1207,4 @@ mod box_calibration;
 pub use box_calibration::BoxCoverage;
 
 mod screening;
-pub use screening::{IssueRow, KindFilter, NewIssue, ScreenRow, ScreenRun};
+pub use screening::{IssueRow, KindFilter, NewIssue, Propagated, ScreenRow, ScreenRun};

@@ -77,6 +77,16 @@ pub enum KindFilter {
     Family(String),
 }
 
+/// What a person's label did to the rest of the item's duplicate groups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Propagated {
+    /// Members that took the label (`final_source = 'propagated'`).
+    pub items: Vec<i64>,
+    /// Members a person labeled otherwise: each is now a `conflict` issue,
+    /// on both items.
+    pub conflicts: Vec<i64>,
+}
+
 /// Rows per insert statement (9 parameters each).
 const CHUNK: usize = 500;
 
@@ -364,6 +374,116 @@ impl Store {
             .bind(project_id)
             .fetch_all(p)
             .await
+        })
+    }
+
+    /// Propagate human label `label` of `item_id` to the other members of
+    /// its duplicate groups from the last screen: every exact-duplicate
+    /// group, and near-duplicate groups whose members all scored at least
+    /// `strict`. A member takes it when it waits for a person
+    /// (`needs_review`, or `pending` and not leased to a worker, whose
+    /// record would overwrite it) or holds an earlier propagation from this
+    /// item; a human label is never overridden, and one that differs is
+    /// recorded as a `conflict` issue on both items. One transaction.
+    pub async fn propagate_label(
+        &self,
+        project_id: i64,
+        item_id: i64,
+        label: &str,
+        strict: f64,
+    ) -> Result<Propagated> {
+        with_pool!(self, |p| {
+            // Read first: on a project never screened (or an item in no
+            // group) the annotation path pays one indexed read, no write.
+            let groups: Vec<i64> = sqlx::query_scalar(
+                "SELECT s.grp FROM screen_issues s WHERE s.item_id = $1 AND s.grp IS NOT NULL \
+                 AND (s.kind = 'exact_duplicate' OR (s.kind = 'near_duplicate' AND NOT EXISTS ( \
+                   SELECT 1 FROM screen_issues o WHERE o.project_id = $2 AND o.grp = s.grp \
+                   AND o.kind = 'near_duplicate' AND o.score < $3)))",
+            )
+            .bind(item_id)
+            .bind(project_id)
+            .bind(strict)
+            .fetch_all(p)
+            .await?;
+            let was_propagated: Option<i64> =
+                sqlx::query_scalar("SELECT propagated_from FROM items WHERE id = $1")
+                    .bind(item_id)
+                    .fetch_one(p)
+                    .await?;
+            if groups.is_empty() && was_propagated.is_none() {
+                return Ok(Propagated::default());
+            }
+            let mut tx = p.begin().await?;
+            // A write first: on SQLite the transaction takes the write lock
+            // here. The item's label is a person's now, not a copy.
+            sqlx::query("UPDATE items SET propagated_from = NULL WHERE id = $1")
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+            let mut out = Propagated::default();
+            for grp in groups {
+                let members: Vec<(i64, String, Option<String>, Option<String>, Option<String>, Option<i64>)> =
+                    sqlx::query_as(
+                        "SELECT i.id, i.status, i.final_label, i.final_source, i.lease_owner, i.propagated_from \
+                         FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                         WHERE s.project_id = $1 AND s.grp = $2 AND s.item_id <> $3 \
+                         AND s.kind IN ('exact_duplicate', 'near_duplicate') ORDER BY i.id",
+                    )
+                    .bind(project_id)
+                    .bind(grp)
+                    .bind(item_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (id, status, final_label, source, lease, from) in members {
+                    let human = source.as_deref() == Some("human");
+                    if human {
+                        if final_label.as_deref() != Some(label) {
+                            for (a, b) in [(item_id, id), (id, item_id)] {
+                                sqlx::query(
+                                    "INSERT INTO screen_issues (project_id, item_id, kind, score, grp, of_item, of_reference, hold) \
+                                     VALUES ($1, $2, 'conflict', 1.0, $3, $4, NULL, 0) \
+                                     ON CONFLICT (item_id, kind) DO UPDATE SET grp = excluded.grp, of_item = excluded.of_item",
+                                )
+                                .bind(project_id)
+                                .bind(a)
+                                .bind(grp)
+                                .bind(b)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            out.conflicts.push(id);
+                        }
+                        continue;
+                    }
+                    let waiting =
+                        status == "needs_review" || (status == "pending" && lease.is_none());
+                    let ours = source.as_deref() == Some("propagated") && from == Some(item_id);
+                    if !(waiting || ours) || out.items.contains(&id) {
+                        continue;
+                    }
+                    // The same rule again in the statement: a person or a
+                    // worker may have taken the item since it was read.
+                    let n = sqlx::query(
+                        "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'propagated', \
+                         propagated_from = $2, review_owner = NULL, review_until = NULL WHERE id = $3 \
+                         AND (final_source IS NULL OR final_source <> 'human') \
+                         AND (status = 'needs_review' OR (status = 'pending' AND lease_owner IS NULL) \
+                              OR (final_source = 'propagated' AND propagated_from = $2))",
+                    )
+                    .bind(label)
+                    .bind(item_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n > 0 {
+                        out.items.push(id);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(out)
         })
     }
 }
