@@ -252,7 +252,7 @@ async fn label(s: &Server, item: i64, label: &str, who: &str) -> Value {
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    body["item"].clone()
+    body
 }
 
 async fn items_by_client(s: &Server, project: i64) -> HashMap<String, Value> {
@@ -344,7 +344,9 @@ async fn propagation(db: TestDb) {
     }
 
     label(&s, id("x-0"), "ham", "alice").await;
-    label(&s, id("x-1"), "spam", "alice").await;
+    let x1 = label(&s, id("x-1"), "spam", "alice").await["annotation_id"]
+        .as_i64()
+        .unwrap();
     label(&s, id("x-2"), "ham", "alice").await;
     let now = items_by_client(&s, project).await;
     for (cid, from, l) in [
@@ -374,6 +376,21 @@ async fn propagation(db: TestDb) {
     );
     assert_eq!(now["x-5"]["status"], "needs_review");
     assert_eq!(now["x-0"]["final_source"], "human");
+
+    // Undo: the copy waits for a person again.
+    let (code, body) =
+        common::server::send(s.client.delete(format!("{}/v1/annotations/{x1}", s.url))).await;
+    assert_eq!(code, 200, "{body}");
+    let now = items_by_client(&s, project).await;
+    assert_eq!(
+        (
+            now["near-strict"]["status"].as_str(),
+            now["near-strict"]["final_source"].as_str()
+        ),
+        (Some("needs_review"), None),
+        "{}",
+        now["near-strict"]
+    );
 
     // A person changes their mind: the copies follow.
     label(&s, id("x-0"), "spam", "alice").await;

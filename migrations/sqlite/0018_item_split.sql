@@ -7,3 +7,4 @@ ALTER TABLE items ADD COLUMN split TEXT;
 -- Issue 25: a label propagated from a person's label on another member of
 -- the item's duplicate group (`final_source = 'propagated'`): that item.
 ALTER TABLE items ADD COLUMN propagated_from BIGINT REFERENCES items(id);
+CREATE INDEX items_propagated ON items(propagated_from) WHERE propagated_from IS NOT NULL;

@@ -621,6 +621,19 @@ pub async fn issues(
     Ok(IssuePage { issues, next_after })
 }
 
+/// After a person's label on `item_id` was deleted: if a person's label
+/// still decides the item, its copies follow that one; otherwise they wait
+/// for a person again.
+pub async fn after_unlabel(app: &App, item_id: i64) -> ServiceResult<()> {
+    let item = app.store.get_item(item_id).await?;
+    if item.status == "labeled" && item.final_source.as_deref() == Some("human") {
+        propagate(app, item_id).await?;
+    } else {
+        app.store.withdraw_propagation(item_id).await?;
+    }
+    Ok(())
+}
+
 /// After a person's final label on `item_id`: the other members of its
 /// duplicate groups that still wait for a person take the same label with
 /// provenance `propagated` (so a group is reviewed once), and members a

@@ -486,4 +486,19 @@ impl Store {
             Ok::<_, sqlx::Error>(out)
         })
     }
+
+    /// Take back the labels propagated from `item_id` (its human label was
+    /// deleted): those items wait for a person again. Returns how many.
+    pub async fn withdraw_propagation(&self, item_id: i64) -> Result<u64> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL, \
+                 propagated_from = NULL WHERE propagated_from = $1 AND final_source = 'propagated'",
+            )
+            .bind(item_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+    }
 }
