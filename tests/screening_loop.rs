@@ -209,6 +209,21 @@ async fn leaks_between_splits(db: TestDb) {
     assert_eq!(code, 200, "{one}");
     assert_eq!(one["split"], "test");
 
+    // Never screened: the exports are as before.
+    let (code, jsonl) = s
+        .get_text(&format!("/v1/projects/{project}/export?format=jsonl"))
+        .await;
+    assert_eq!(code, 200);
+    let first: Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert!(first.get("screening").is_none(), "{first}");
+    let (_, csv) = s
+        .get_text(&format!("/v1/projects/{project}/export?format=csv"))
+        .await;
+    assert!(
+        csv.lines().next().unwrap().ends_with(",audit,guarantee"),
+        "{csv}"
+    );
+
     let v = screen(&s, project).await;
     assert_eq!(
         v["thresholds"]["leaks_against"], "splits train < test < val",
@@ -234,6 +249,58 @@ async fn leaks_between_splits(db: TestDb) {
         .collect();
     assert_eq!(found, expected, "exactly the planted leaks");
     assert_eq!(v["counts"]["leak"], planted.len() as i64, "{v}");
+    // Exports carry the flags: JSONL `screening`, CSV columns.
+    let (code, jsonl) = s
+        .get_text(&format!("/v1/projects/{project}/export?format=jsonl"))
+        .await;
+    assert_eq!(code, 200);
+    let exported: HashMap<String, Value> = jsonl
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["client_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    assert_eq!(exported.len(), items.len());
+    let leaked_json: BTreeSet<(String, i64)> = exported
+        .iter()
+        .filter_map(|(cid, v)| Some((cid.clone(), v["screening"]["leak_of"].as_i64()?)))
+        .collect();
+    let expected_json: BTreeSet<(String, i64)> = planted
+        .iter()
+        .map(|(id, _, _, of)| (id.clone(), by_client[of.as_str()]["id"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(leaked_json, expected_json);
+    assert_eq!(
+        exported["dup-in-train"]["screening"]["duplicate_of"],
+        by_client["train-6"]["id"]
+    );
+    assert_eq!(
+        exported["train-9"]["screening"],
+        json!({}),
+        "no issue, no flag"
+    );
+    assert_eq!(exported["train-9"]["split"], "train");
+    let (_, csv) = s
+        .get_text(&format!("/v1/projects/{project}/export?format=csv"))
+        .await;
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (cid, split, leak_of) = (col("client_id"), col("split"), col("leak_of"));
+    let mut leaked_csv = BTreeSet::new();
+    for row in r.records() {
+        let row = row.unwrap();
+        assert_eq!(row.len(), header.len());
+        if !row[leak_of].is_empty() {
+            leaked_csv.insert((row[cid].to_string(), row[leak_of].parse::<i64>().unwrap()));
+        }
+        if &row[cid] == "leak-val-5" {
+            assert_eq!(&row[split], "val");
+        }
+    }
+    assert_eq!(leaked_csv, expected_json);
+
     // The copies inside one split are duplicates, not leaks.
     let dups = issues(&s, project, "exact_duplicate").await;
     for cid in ["dup-in-train", "dup-in-test", "no-split"] {

@@ -662,3 +662,103 @@ pub async fn propagate(app: &App, item_id: i64) -> ServiceResult<crate::store::P
     }
     Ok(done)
 }
+
+/// An item's screening flags as exports carry them (JSONL `screening`, and
+/// the CSV's screening columns); absent keys mean no such issue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ExportFlags {
+    /// The exact-duplicate group, and its representative (absent on the
+    /// representative itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dup_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<i64>,
+    /// The near-duplicate group, and its representative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_duplicate_of: Option<i64>,
+    /// A leak: the item of an earlier split, or of the reference project,
+    /// it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak_of: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak_of_reference: Option<i64>,
+    /// The k-NN distance over the threshold (above 1: flagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_score: Option<f64>,
+    /// `dark`, `blurry`, … (the `quality:` issues' kinds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<String>,
+    /// `email`, `phone`, `card`, `iban`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pii: Vec<String>,
+    /// A group member a person labeled otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_with: Option<i64>,
+    /// Kept from being auto-accepted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// Flags per item from one page's issues ([`Store::screen_flags`]).
+pub fn export_flags(issues: &[NewIssue]) -> std::collections::HashMap<i64, ExportFlags> {
+    let mut out: std::collections::HashMap<i64, ExportFlags> = Default::default();
+    for is in issues {
+        let f = out.entry(is.item_id).or_default();
+        f.held |= is.hold;
+        match is.kind.as_str() {
+            "exact_duplicate" => (f.dup_group, f.duplicate_of) = (is.group, is.of_item),
+            "near_duplicate" => (f.near_group, f.near_duplicate_of) = (is.group, is.of_item),
+            "leak" => (f.leak_of, f.leak_of_reference) = (is.of_item, is.of_reference),
+            "outlier" => f.outlier_score = Some(is.score),
+            "conflict" => f.conflict_with = is.of_item,
+            k => {
+                if let Some(q) = k.strip_prefix("quality:") {
+                    f.quality.push(q.to_string());
+                } else if let Some(q) = k.strip_prefix("pii:") {
+                    f.pii.push(q.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The columns a screened project's CSV export adds after the usual ones:
+/// the item's split, then [`ExportFlags`] (lists joined with `;`).
+pub const CSV_COLUMNS: [&str; 12] = [
+    "split",
+    "dup_group",
+    "duplicate_of",
+    "near_group",
+    "near_duplicate_of",
+    "leak_of",
+    "leak_of_reference",
+    "outlier_score",
+    "quality",
+    "pii",
+    "conflict_with",
+    "held",
+];
+
+/// [`CSV_COLUMNS`] of one item.
+pub fn csv_cells(split: Option<&str>, f: Option<&ExportFlags>) -> [String; 12] {
+    let d = ExportFlags::default();
+    let f = f.unwrap_or(&d);
+    let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    [
+        split.unwrap_or_default().to_string(),
+        n(f.dup_group),
+        n(f.duplicate_of),
+        n(f.near_group),
+        n(f.near_duplicate_of),
+        n(f.leak_of),
+        n(f.leak_of_reference),
+        f.outlier_score.map(|v| v.to_string()).unwrap_or_default(),
+        f.quality.join(";"),
+        f.pii.join(";"),
+        n(f.conflict_with),
+        f.held.to_string(),
+    ]
+}

@@ -501,4 +501,44 @@ impl Store {
             .map(|r| r.rows_affected())
         })
     }
+
+    /// The last screen's issues of the project's items with ids in
+    /// `from..=to` (one export page), by item.
+    pub async fn screen_flags(&self, project_id: i64, from: i64, to: i64) -> Result<Vec<NewIssue>> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT item_id, kind, score, grp, of_item, of_reference, hold FROM screen_issues \
+                 WHERE item_id >= $1 AND item_id <= $2 AND project_id = $3 ORDER BY item_id, kind",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(project_id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(NewIssue {
+                    item_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    score: r.try_get(2)?,
+                    group: r.try_get(3)?,
+                    of_item: r.try_get(4)?,
+                    of_reference: r.try_get(5)?,
+                    hold: r.try_get::<i64, _>(6)? != 0,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })
+    }
+
+    /// Whether the project was ever screened (one row per project).
+    pub async fn was_screened(&self, project_id: i64) -> Result<bool> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM screen_runs WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(p)
+                .await
+                .map(|n| n > 0)
+        })
+    }
 }
