@@ -87,6 +87,17 @@ pub struct Propagated {
     pub conflicts: Vec<i64>,
 }
 
+/// A duplicate group's member as propagation reads it: id, status, final
+/// label, final source, lease owner, propagated from.
+type Member = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// Rows per insert statement (9 parameters each).
 const CHUNK: usize = 500;
 
@@ -423,7 +434,7 @@ impl Store {
                 .await?;
             let mut out = Propagated::default();
             for grp in groups {
-                let members: Vec<(i64, String, Option<String>, Option<String>, Option<String>, Option<i64>)> =
+                let members: Vec<Member> =
                     sqlx::query_as(
                         "SELECT i.id, i.status, i.final_label, i.final_source, i.lease_owner, i.propagated_from \
                          FROM screen_issues s JOIN items i ON i.id = s.item_id \
