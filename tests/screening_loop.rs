@@ -370,6 +370,7 @@ async fn propagation(db: TestDb) {
         ("near-loose", format!("{}{suffix}", t[2])),
         ("conf-1", t[3].clone()),
         ("conf-2", t[3].clone()),
+        ("pre-copy", t[4].clone()),
     ] {
         items.push(json!({"id": id, "text": x}));
     }
@@ -382,9 +383,12 @@ async fn propagation(db: TestDb) {
         Duration::from_secs(300),
     )
     .await;
+    // A label given before the screen reaches the group it finds.
+    let pre = items_by_client(&s, project).await;
+    label(&s, pre["x-4"]["id"].as_i64().unwrap(), "spam", "carol").await;
     let v = screen(&s, project).await;
-    // Groups: x-0, dup-a1, dup-a2; x-3, conf-1, conf-2.
-    assert_eq!(v["counts"]["exact_duplicate"], 6, "{v}");
+    // Groups: x-0, dup-a1, dup-a2; x-3, conf-1, conf-2; x-4, pre-copy.
+    assert_eq!(v["counts"]["exact_duplicate"], 8, "{v}");
     let near = issues(&s, project, "near_duplicate").await;
     let score = |cid: &str| {
         near.iter()
@@ -409,6 +413,16 @@ async fn propagation(db: TestDb) {
     ] {
         assert_eq!(before[cid]["status"], "needs_review", "{}", before[cid]);
     }
+    assert_eq!(
+        (
+            before["pre-copy"]["final_label"].as_str(),
+            before["pre-copy"]["final_source"].as_str(),
+            before["pre-copy"]["propagated_from"].as_i64()
+        ),
+        (Some("spam"), Some("propagated"), pre["x-4"]["id"].as_i64()),
+        "{}",
+        before["pre-copy"]
+    );
 
     label(&s, id("x-0"), "ham", "alice").await;
     let x1 = label(&s, id("x-1"), "spam", "alice").await["annotation_id"]
@@ -507,6 +521,12 @@ async fn propagation(db: TestDb) {
     assert_eq!(pairs, expected);
     let (_, v) = s.get(&format!("/v1/projects/{project}/screening")).await;
     assert_eq!(v["counts"]["conflict"], 2, "{v}");
+    // A new screen replaces the issues, and finds the conflict again.
+    let v = screen(&s, project).await;
+    assert_eq!(v["counts"]["conflict"], 2, "{v}");
+    let now = items_by_client(&s, project).await;
+    assert_eq!(now["conf-1"]["final_label"], "ham");
+    assert_eq!(now["conf-2"]["final_label"], "spam");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -383,6 +383,13 @@ async fn run(
         moved,
         "held items sent back to review"
     );
+    // Labels people gave before this screen reach their new groups (and
+    // disagreements inside a group are conflicts again).
+    for (item, label) in app.store.human_labels_in_groups(project_id).await? {
+        app.store
+            .propagate_label(project_id, item, &label, PROPAGATE_NEAR)
+            .await?;
+    }
     Ok(Ran {
         items: run.items,
         held: run.held,

@@ -552,4 +552,20 @@ impl Store {
                 .map(|n| n > 0)
         })
     }
+
+    /// Items of the project a person labeled that belong to a duplicate
+    /// group of the last screen, with their labels, in id order.
+    pub async fn human_labels_in_groups(&self, project_id: i64) -> Result<Vec<(i64, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (i64, String)>(
+                "SELECT DISTINCT i.id, i.final_label FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                 WHERE s.project_id = $1 AND s.kind IN ('exact_duplicate', 'near_duplicate') \
+                 AND i.status = 'labeled' AND i.final_source = 'human' AND i.final_label IS NOT NULL \
+                 ORDER BY i.id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
 }
