@@ -422,7 +422,7 @@ pub async fn record(
         let id = app.store.annotate(item_id, label, &annotator.name).await?;
         resolve_conflict(app, &project, item_id).await?;
         // Screening (issue 25): the item's duplicates take its label.
-        super::screening::propagate(app, item_id).await?;
+        super::screening::after_label(app, item_id).await;
         id
     };
     maybe_autotrain(app, &project);

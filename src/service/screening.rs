@@ -628,17 +628,31 @@ pub async fn issues(
     Ok(IssuePage { issues, next_after })
 }
 
+/// The annotation path's hooks: the label is recorded whatever happens
+/// here (an error would make a client retry a label that is already
+/// stored), so a failure is logged, and the next screen propagates again.
+pub async fn after_label(app: &App, item_id: i64) {
+    if let Err(e) = propagate(app, item_id).await {
+        tracing::warn!(item = item_id, error = %e.message, "label not propagated to the duplicate group");
+    }
+}
+
 /// After a person's label on `item_id` was deleted: if a person's label
 /// still decides the item, its copies follow that one; otherwise they wait
-/// for a person again.
-pub async fn after_unlabel(app: &App, item_id: i64) -> ServiceResult<()> {
-    let item = app.store.get_item(item_id).await?;
-    if item.status == "labeled" && item.final_source.as_deref() == Some("human") {
-        propagate(app, item_id).await?;
-    } else {
-        app.store.withdraw_propagation(item_id).await?;
+/// for a person again. Failures are logged, as in [`after_label`].
+pub async fn after_unlabel(app: &App, item_id: i64) {
+    let done = async {
+        let item = app.store.get_item(item_id).await?;
+        if item.status == "labeled" && item.final_source.as_deref() == Some("human") {
+            propagate(app, item_id).await?;
+        } else {
+            app.store.withdraw_propagation(item_id).await?;
+        }
+        Ok::<_, ServiceError>(())
+    };
+    if let Err(e) = done.await {
+        tracing::warn!(item = item_id, error = %e.message, "propagated labels not taken back");
     }
-    Ok(())
 }
 
 /// After a person's final label on `item_id`: the other members of its
