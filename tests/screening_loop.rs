@@ -527,6 +527,35 @@ async fn propagation(db: TestDb) {
     let now = items_by_client(&s, project).await;
     assert_eq!(now["conf-1"]["final_label"], "ham");
     assert_eq!(now["conf-2"]["final_label"], "spam");
+
+    // Audit items wait for a person's own label: the guarantee's evidence.
+    let (code, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "sms audited", "model": "minilm-l6", "labels": ["ham", "spam"],
+                    "threshold": 0.9, "settings": {"audit_rate": 1.0}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let audited = p["id"].as_i64().unwrap();
+    let (code, body) = s
+        .post(
+            &format!("/v1/projects/{audited}/items"),
+            &json!([{"id": "a", "text": t[5]}, {"id": "b", "text": t[5]}, {"id": "c", "text": t[6]}]),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await;
+    screen(&s, audited).await;
+    let got = items_by_client(&s, audited).await;
+    assert_eq!(got["b"]["audit"], true, "{}", got["b"]);
+    label(&s, got["a"]["id"].as_i64().unwrap(), "ham", "alice").await;
+    let got = items_by_client(&s, audited).await;
+    assert_eq!(got["b"]["status"], "needs_review", "{}", got["b"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

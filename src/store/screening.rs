@@ -394,7 +394,8 @@ impl Store {
     /// `strict`. A member takes it when it waits for a person
     /// (`needs_review`, or `pending` and not leased to a worker, whose
     /// record would overwrite it) or holds an earlier propagation from this
-    /// item; a human label is never overridden, and one that differs is
+    /// item, and is not in the audit sample (whose labels must be people's,
+    /// the guarantee's evidence); a human label is never overridden, and one that differs is
     /// recorded as a `conflict` issue on both items. One transaction.
     pub async fn propagate_label(
         &self,
@@ -478,7 +479,7 @@ impl Store {
                     let n = sqlx::query(
                         "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'propagated', \
                          propagated_from = $2, review_owner = NULL, review_until = NULL WHERE id = $3 \
-                         AND (final_source IS NULL OR final_source <> 'human') \
+                         AND (final_source IS NULL OR final_source <> 'human') AND audit = 0 \
                          AND (status = 'needs_review' OR (status = 'pending' AND lease_owner IS NULL) \
                               OR (final_source = 'propagated' AND propagated_from = $2))",
                     )
