@@ -8,3 +8,5 @@ ALTER TABLE items ADD COLUMN split TEXT;
 -- the item's duplicate group (`final_source = 'propagated'`): that item.
 ALTER TABLE items ADD COLUMN propagated_from BIGINT REFERENCES items(id);
 CREATE INDEX items_propagated ON items(propagated_from) WHERE propagated_from IS NOT NULL;
+-- Propagation reads a duplicate group's members on each person's label.
+CREATE INDEX screen_issues_group ON screen_issues(project_id, grp) WHERE grp IS NOT NULL;

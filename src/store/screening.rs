@@ -395,8 +395,9 @@ impl Store {
     /// (`needs_review`, or `pending` and not leased to a worker, whose
     /// record would overwrite it) or holds an earlier propagation from this
     /// item, and is not in the audit sample (whose labels must be people's,
-    /// the guarantee's evidence); a human label is never overridden, and one that differs is
-    /// recorded as a `conflict` issue on both items. One transaction.
+    /// the guarantee's evidence); a human label is never overridden, and
+    /// one that differs is recorded as a `conflict` issue on both items.
+    /// One transaction.
     pub async fn propagate_label(
         &self,
         project_id: i64,
