@@ -75,7 +75,11 @@ fn item() -> impl Strategy<Value = IngestItem> {
         any::<String>().prop_filter("ids are non-empty", |s| !s.is_empty()),
         content(),
     )
-        .prop_map(|(id, content)| IngestItem { id, content })
+        .prop_map(|(id, content)| IngestItem {
+            id,
+            content,
+            split: None,
+        })
 }
 
 fn item_json(it: &IngestItem) -> serde_json::Value {
@@ -169,7 +173,7 @@ proptest! {
         let items: Vec<IngestItem> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| IngestItem { id: id.to_string(), content: ItemContent::Text(i.to_string()) })
+            .map(|(i, id)| IngestItem { id: id.to_string(), content: ItemContent::Text(i.to_string()), split: None })
             .collect();
         let body = serde_json::to_vec(&items.iter().map(item_json).collect::<Vec<_>>()).unwrap();
         let parsed = ingest_body::parse(&body, "").unwrap();

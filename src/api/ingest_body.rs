@@ -30,6 +30,8 @@ pub struct IngestItem {
     /// The client's id, non-empty.
     pub id: String,
     pub content: ItemContent,
+    /// The split it belongs to (`train`, `test`, …), checked by the service.
+    pub split: Option<String>,
 }
 
 /// What an item carries. `Path` is the raw string the client sent; the
@@ -104,6 +106,8 @@ struct RawItem {
     /// base64
     image: Option<String>,
     path: Option<String>,
+    /// `train`, `val`, `test` or another short name (see `service::ingest::check_split`).
+    split: Option<String>,
 }
 
 /// Where an item came from, for messages: its index in a JSON array, or its
@@ -238,6 +242,7 @@ fn check(raw: RawItem, at: At) -> Result<IngestItem, BodyError> {
     Ok(IngestItem {
         id: raw.id,
         content,
+        split: raw.split,
     })
 }
 
@@ -259,15 +264,18 @@ mod tests {
             vec![
                 IngestItem {
                     id: "a".into(),
-                    content: ItemContent::Text("hi".into())
+                    content: ItemContent::Text("hi".into()),
+                    split: None,
                 },
                 IngestItem {
                     id: "b".into(),
-                    content: ItemContent::Image(b"hi".to_vec())
+                    content: ItemContent::Image(b"hi".to_vec()),
+                    split: None,
                 },
                 IngestItem {
                     id: "c".into(),
-                    content: ItemContent::Path("x/y.png".into())
+                    content: ItemContent::Path("x/y.png".into()),
+                    split: None,
                 },
             ]
         );
@@ -384,11 +392,13 @@ mod tests {
             vec![
                 IngestItem {
                     id: "a".into(),
-                    content: ItemContent::Text("1".into())
+                    content: ItemContent::Text("1".into()),
+                    split: None,
                 },
                 IngestItem {
                     id: "b".into(),
-                    content: ItemContent::Text("2".into())
+                    content: ItemContent::Text("2".into()),
+                    split: None,
                 },
             ]
         );

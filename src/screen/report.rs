@@ -62,7 +62,8 @@ pub struct ScreenOptions {
     pub outliers: OutlierOptions,
     pub text: TextNearOptions,
     pub image: ImageNearOptions,
-    /// Without a reference, items of other splits are checked for leaks against this one.
+    /// The training split: leaks are looked for in every other split
+    /// against it first (then each split against those before it by name).
     pub train_split: String,
 }
 
@@ -196,6 +197,20 @@ fn sub_embeddings(items: &[ScreenItem], which: &[usize]) -> Option<(Vec<f32>, us
         out.extend_from_slice(items[i].embedding.as_ref()?);
     }
     Some((out, dim))
+}
+
+/// The splits present among `items`, in the order leaks are looked for:
+/// `train` (the training split's name) first, then the others by name.
+fn split_order(items: &[ScreenItem], train: &str) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|i| i.split.as_deref()).collect();
+    let mut order: Vec<String> = names
+        .iter()
+        .filter(|&&s| s == train)
+        .map(|s| s.to_string())
+        .collect();
+    order.extend(names.iter().filter(|&&s| s != train).map(|s| s.to_string()));
+    order
 }
 
 /// Leaks of `queries` (indices into `q_items`) against `refs` (indices into `r_items`).
@@ -391,8 +406,8 @@ pub fn screen_with(
         lap("outliers", &mut seconds);
     }
 
-    // Leaks.
-    let mut leaks_against = None;
+    // Leaks: copies of the reference's items, and copies across splits.
+    let mut against = Vec::new();
     let mut found: Vec<(usize, Of, f64)> = Vec::new();
     if let Some(r) = reference {
         let all: Vec<usize> = (0..n).collect();
@@ -402,31 +417,47 @@ pub fn screen_with(
                 .into_iter()
                 .map(|(q, o, s)| (q, Of::Reference(o), s)),
         );
-        leaks_against = Some("reference".to_string());
-    } else if items.iter().any(|i| i.split.is_some()) {
-        let train: Vec<usize> = (0..n)
-            .filter(|&i| items[i].split.as_deref() == Some(opts.train_split.as_str()))
-            .collect();
-        let others: Vec<usize> = (0..n)
-            .filter(|&i| {
-                items[i].split.is_some()
-                    && items[i].split.as_deref() != Some(opts.train_split.as_str())
-            })
-            .collect();
-        if !train.is_empty() && !others.is_empty() {
+        against.push("reference".to_string());
+    }
+    let order = split_order(items, &opts.train_split);
+    if order.len() > 1 {
+        // Each split against every split before it: a test item copying a
+        // training item is the test item's leak, never the other way round,
+        // and copies inside one split are duplicates, not leaks.
+        for (j, later) in order.iter().enumerate().skip(1) {
+            let queries: Vec<usize> = (0..n)
+                .filter(|&i| items[i].split.as_deref() == Some(later.as_str()))
+                .collect();
+            let earlier: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    items[i]
+                        .split
+                        .as_ref()
+                        .is_some_and(|s| order[..j].contains(s))
+                })
+                .collect();
             found.extend(
-                find_leaks(items, &others, items, &train, opts)?
+                find_leaks(items, &queries, items, &earlier, opts)?
                     .into_iter()
                     .map(|(q, o, s)| (q, Of::Item(o), s)),
             );
-            leaks_against = Some(format!("split {}", opts.train_split));
+        }
+        against.push(format!("splits {}", order.join(" < ")));
+    }
+    // One leak per item: the closest copy (an exact one first).
+    let mut best: BTreeMap<usize, (Of, f64)> = BTreeMap::new();
+    for (q, of, s) in found {
+        let better = best.get(&q).is_none_or(|&(_, b)| s > b);
+        if better {
+            best.insert(q, (of, s));
         }
     }
-    for (q, of, s) in found {
+    for (q, (of, s)) in best {
         let mut is = Issue::new("leak", s);
         is.of = Some(of);
         issues[q].push(is);
     }
+    let leaks_against = (!against.is_empty()).then(|| against.join(", "));
     if leaks_against.is_some() {
         lap("leaks", &mut seconds);
     }
@@ -543,6 +574,37 @@ mod tests {
         assert_eq!(
             screen(&items, None, &bad).unwrap_err(),
             ScreenError::Alpha(0.7)
+        );
+    }
+
+    #[test]
+    fn leaks_cross_splits_only_and_point_at_the_earlier_split() {
+        let items = vec![
+            text("Ok lar... Joking wif u oni...", Some("train")),
+            text("Ok lar...  Joking wif u oni...", Some("test")),
+            text("see you at the station at six tonight", Some("test")),
+            text("see you at the station at six tonight", Some("test")),
+            text("see you at the station at six tonight!", Some("val")),
+            text(
+                "I will be late for dinner, sorry, the bus broke down",
+                Some("val"),
+            ),
+            text("I will be late for dinner, sorry, the bus broke down", None),
+        ];
+        let r = screen(&items, None, &ScreenOptions::default()).unwrap();
+        let leak = |i: usize| r.issues[i].iter().find(|x| x.kind == "leak").map(|x| x.of);
+        assert_eq!(leak(1), Some(Some(Of::Item(0))));
+        assert_eq!(leak(4), Some(Some(Of::Item(2))), "val against test");
+        for i in [0, 2, 3, 5, 6] {
+            assert_eq!(
+                leak(i),
+                None,
+                "item {i}: a copy within a split (or without one) is no leak"
+            );
+        }
+        assert_eq!(
+            r.summary.leaks_against.as_deref(),
+            Some("splits train < test < val")
         );
     }
 }

@@ -31,6 +31,8 @@ pub async fn delete(app: &App, id: i64, by: &str, admin: bool) -> ServiceResult<
     app.store
         .delete_annotation(id, &a.annotator, project.settings.review_lease_ms())
         .await?;
+    // Screening (issue 25): labels copied from this one follow the undo.
+    super::screening::after_unlabel(app, a.item_id).await;
     Ok(Deleted {
         deleted: id,
         item: app.store.get_item(a.item_id).await?,

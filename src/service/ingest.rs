@@ -25,7 +25,42 @@ pub struct Ingested {
     pub duplicates: u64,
 }
 
+/// The longest split name an item may carry.
+pub const MAX_SPLIT: usize = 32;
+
+/// A split name must be short and plain (it is a filter value and an export
+/// column, never free text): 1 to [`MAX_SPLIT`] characters of
+/// `[A-Za-z0-9_.-]`.
+pub fn check_split(split: &str, i: usize) -> ServiceResult<()> {
+    let plain = split
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if split.is_empty() || split.len() > MAX_SPLIT || !plain {
+        return Err(ServiceError::invalid(
+            &format!("[{i}].split"),
+            format!(
+                "must be 1 to {MAX_SPLIT} characters of letters, digits, `_`, `.` or `-` (such as `train` or `test`), got {split:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> ServiceResult<Ingested> {
+    ingest_in_splits(
+        app,
+        project_id,
+        items.into_iter().map(|i| (i, None)).collect(),
+    )
+    .await
+}
+
+/// [`ingest`], each item with the split it belongs to (`None`: no split).
+pub async fn ingest_in_splits(
+    app: &App,
+    project_id: i64,
+    items: Vec<(IngestItem, Option<String>)>,
+) -> ServiceResult<Ingested> {
     let project = app.store.get_project(project_id).await?;
     let model = app.model_of(&project)?;
     if items.is_empty() {
@@ -37,14 +72,18 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
     let text_model = model.model.is_text();
     let audio_model = model.model.is_audio();
     let mut new_items = Vec::with_capacity(items.len());
+    let mut splits = Vec::with_capacity(items.len());
     let mut seen = HashSet::with_capacity(items.len());
     let mut repeated = 0u64;
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, (item, split)) in items.into_iter().enumerate() {
         if item.id.is_empty() {
             return Err(ServiceError::invalid(
                 &format!("[{i}].id"),
                 "must not be empty",
             ));
+        }
+        if let Some(s) = &split {
+            check_split(s, i)?;
         }
         let content = match item.content {
             Content::Path(p) => Content::Path(resolve_path(app.data_root.as_deref(), &p, i)?),
@@ -82,11 +121,15 @@ pub async fn ingest(app: &App, project_id: i64, items: Vec<IngestItem>) -> Servi
                 client_id: item.id,
                 content,
             });
+            splits.push(split);
         } else {
             repeated += 1;
         }
     }
-    let result = app.store.ingest(project_id, &new_items).await?;
+    let result = app
+        .store
+        .ingest_in_splits(project_id, &new_items, &splits)
+        .await?;
     app.wake_workers.notify_waiters();
     let job = app.store.get_job(result.job_id).await?;
     Ok(Ingested {

@@ -421,6 +421,8 @@ pub async fn record(
     } else {
         let id = app.store.annotate(item_id, label, &annotator.name).await?;
         resolve_conflict(app, &project, item_id).await?;
+        // Screening (issue 25): the item's duplicates take its label.
+        super::screening::after_label(app, item_id).await;
         id
     };
     maybe_autotrain(app, &project);

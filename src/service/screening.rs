@@ -39,9 +39,10 @@ pub const HOLDING: [&str; 4] = [
 ];
 
 /// Every issue type a screen writes; `quality` and `pii` also name their family.
-pub const TYPES: [&str; 19] = [
+pub const TYPES: [&str; 20] = [
     "exact_duplicate",
     "near_duplicate",
+    "conflict",
     "outlier",
     "leak",
     "quality",
@@ -60,6 +61,12 @@ pub const TYPES: [&str; 19] = [
     "pii:card",
     "pii:iban",
 ];
+
+/// A near-duplicate group takes a person's label only when every member's
+/// similarity reached this (character 5-gram Jaccard for texts, shifted
+/// pixel correlation for images): looser groups hold look-alikes that may
+/// deserve another label, and a reviewer sees them side by side instead.
+pub const PROPAGATE_NEAR: f64 = 0.9;
 
 /// Most issues on one page.
 pub const MAX_PAGE: i64 = 1000;
@@ -227,7 +234,7 @@ fn decode(rows: Vec<ScreenRow>, root: Option<PathBuf>) -> (Vec<i64>, Vec<ScreenI
                 ScreenItem {
                     content,
                     embedding: Some(r.embedding),
-                    split: None,
+                    split: r.split,
                 },
             ))
         })
@@ -376,6 +383,13 @@ async fn run(
         moved,
         "held items sent back to review"
     );
+    // Labels people gave before this screen reach their new groups (and
+    // disagreements inside a group are conflicts again).
+    for (item, label) in app.store.human_labels_in_groups(project_id).await? {
+        app.store
+            .propagate_label(project_id, item, &label, PROPAGATE_NEAR)
+            .await?;
+    }
     Ok(Ran {
         items: run.items,
         held: run.held,
@@ -517,7 +531,9 @@ pub struct IssueView {
     pub id: i64,
     pub item_id: i64,
     pub client_id: String,
-    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`, `pii:<kind>`.
+    /// `exact_duplicate`, `near_duplicate`, `outlier`, `leak`, `quality:<kind>`,
+    /// `pii:<kind>`, or `conflict` (people labeled two members of one
+    /// duplicate group differently; `of` is the other item).
     #[serde(rename = "type")]
     #[schema(example = "outlier")]
     pub kind: String,
@@ -533,6 +549,10 @@ pub struct IssueView {
     pub of_reference: Option<i64>,
     /// The issue keeps the item from being auto-accepted.
     pub held: bool,
+    /// The item's split (given at ingest), if any.
+    pub split: Option<String>,
+    /// A leak between splits: the split of the item it copies (`of`).
+    pub of_split: Option<String>,
 }
 
 impl From<IssueRow> for IssueView {
@@ -548,6 +568,8 @@ impl From<IssueRow> for IssueView {
             of_client_id: r.of_client_id,
             of_reference: r.of_reference,
             held: r.hold,
+            split: r.split,
+            of_split: r.of_split,
         }
     }
 }
@@ -604,4 +626,160 @@ pub async fn issues(
         None
     };
     Ok(IssuePage { issues, next_after })
+}
+
+/// The annotation path's hooks: the label is recorded whatever happens
+/// here (an error would make a client retry a label that is already
+/// stored), so a failure is logged, and the next screen propagates again.
+pub async fn after_label(app: &App, item_id: i64) {
+    if let Err(e) = propagate(app, item_id).await {
+        tracing::warn!(item = item_id, error = %e.message, "label not propagated to the duplicate group");
+    }
+}
+
+/// After a person's label on `item_id` was deleted: if a person's label
+/// still decides the item, its copies follow that one; otherwise they wait
+/// for a person again. Failures are logged, as in [`after_label`].
+pub async fn after_unlabel(app: &App, item_id: i64) {
+    let done = async {
+        let item = app.store.get_item(item_id).await?;
+        if item.status == "labeled" && item.final_source.as_deref() == Some("human") {
+            propagate(app, item_id).await?;
+        } else {
+            app.store.withdraw_propagation(item_id).await?;
+        }
+        Ok::<_, ServiceError>(())
+    };
+    if let Err(e) = done.await {
+        tracing::warn!(item = item_id, error = %e.message, "propagated labels not taken back");
+    }
+}
+
+/// After a person's final label on `item_id`: the other members of its
+/// duplicate groups that still wait for a person take the same label with
+/// provenance `propagated` (so a group is reviewed once), and members a
+/// person labeled otherwise become `conflict` issues. Called by the
+/// annotation path; an item in no group costs one read.
+pub async fn propagate(app: &App, item_id: i64) -> ServiceResult<crate::store::Propagated> {
+    let item = app.store.get_item(item_id).await?;
+    let (Some(label), Some("human")) = (item.final_label.as_deref(), item.final_source.as_deref())
+    else {
+        return Ok(Default::default());
+    };
+    if item.status != "labeled" {
+        return Ok(Default::default());
+    }
+    let done = app
+        .store
+        .propagate_label(item.project_id, item_id, label, PROPAGATE_NEAR)
+        .await?;
+    if !done.items.is_empty() || !done.conflicts.is_empty() {
+        tracing::debug!(
+            item = item_id,
+            propagated = done.items.len(),
+            conflicts = done.conflicts.len(),
+            "label propagated to the duplicate group"
+        );
+    }
+    Ok(done)
+}
+
+/// An item's screening flags as exports carry them (JSONL `screening`, and
+/// the CSV's screening columns); absent keys mean no such issue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ExportFlags {
+    /// The exact-duplicate group, and its representative (absent on the
+    /// representative itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dup_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<i64>,
+    /// The near-duplicate group, and its representative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_duplicate_of: Option<i64>,
+    /// A leak: the item of an earlier split, or of the reference project,
+    /// it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak_of: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak_of_reference: Option<i64>,
+    /// The k-NN distance over the threshold (above 1: flagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_score: Option<f64>,
+    /// `dark`, `blurry`, … (the `quality:` issues' kinds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<String>,
+    /// `email`, `phone`, `card`, `iban`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pii: Vec<String>,
+    /// A group member a person labeled otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_with: Option<i64>,
+    /// Kept from being auto-accepted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// Flags per item from one page's issues ([`Store::screen_flags`]).
+pub fn export_flags(issues: &[NewIssue]) -> std::collections::HashMap<i64, ExportFlags> {
+    let mut out: std::collections::HashMap<i64, ExportFlags> = Default::default();
+    for is in issues {
+        let f = out.entry(is.item_id).or_default();
+        f.held |= is.hold;
+        match is.kind.as_str() {
+            "exact_duplicate" => (f.dup_group, f.duplicate_of) = (is.group, is.of_item),
+            "near_duplicate" => (f.near_group, f.near_duplicate_of) = (is.group, is.of_item),
+            "leak" => (f.leak_of, f.leak_of_reference) = (is.of_item, is.of_reference),
+            "outlier" => f.outlier_score = Some(is.score),
+            "conflict" => f.conflict_with = is.of_item,
+            k => {
+                if let Some(q) = k.strip_prefix("quality:") {
+                    f.quality.push(q.to_string());
+                } else if let Some(q) = k.strip_prefix("pii:") {
+                    f.pii.push(q.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The columns a screened project's CSV export adds after the usual ones:
+/// the item's split, then [`ExportFlags`] (lists joined with `;`).
+pub const CSV_COLUMNS: [&str; 12] = [
+    "split",
+    "dup_group",
+    "duplicate_of",
+    "near_group",
+    "near_duplicate_of",
+    "leak_of",
+    "leak_of_reference",
+    "outlier_score",
+    "quality",
+    "pii",
+    "conflict_with",
+    "held",
+];
+
+/// [`CSV_COLUMNS`] of one item.
+pub fn csv_cells(split: Option<&str>, f: Option<&ExportFlags>) -> [String; 12] {
+    let d = ExportFlags::default();
+    let f = f.unwrap_or(&d);
+    let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    [
+        split.unwrap_or_default().to_string(),
+        n(f.dup_group),
+        n(f.duplicate_of),
+        n(f.near_group),
+        n(f.near_duplicate_of),
+        n(f.leak_of),
+        n(f.leak_of_reference),
+        f.outlier_score.map(|v| v.to_string()).unwrap_or_default(),
+        f.quality.join(";"),
+        f.pii.join(";"),
+        n(f.conflict_with),
+        f.held.to_string(),
+    ]
 }

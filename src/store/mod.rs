@@ -261,7 +261,7 @@ pub(crate) const PROJECT_COLUMNS: &str =
 pub(crate) const ITEM_COLUMNS: &str =
     "id, project_id, client_id, kind, status, error, pred_label, pred_score, pred_scores, \
      unc_least_confidence, unc_margin, unc_entropy, unc_vote_entropy, unc_mean_kl, \
-     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height, duration, undecided, undecided_run";
+     model_version, final_label, final_source, created_at, audit, raw_score, raw_scores, calibration_version, resolution, width, height, duration, undecided, undecided_run, split, propagated_from";
 
 /// Settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -495,6 +495,17 @@ impl Store {
     /// Insert new items (ids already present in the project are skipped) and
     /// create a pre-labeling job for the new ones, atomically.
     pub async fn ingest(&self, project_id: i64, items: &[NewItem]) -> Result<IngestResult> {
+        self.ingest_in_splits(project_id, items, &[]).await
+    }
+
+    /// [`Store::ingest`], with the split of each item (`splits[i]` for
+    /// `items[i]`; missing entries and `None` store no split).
+    pub async fn ingest_in_splits(
+        &self,
+        project_id: i64,
+        items: &[NewItem],
+        splits: &[Option<String>],
+    ) -> Result<IngestResult> {
         let now = now_ms();
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
@@ -508,9 +519,9 @@ impl Store {
             .await?
             .try_get(0)?;
             let mut inserted = 0i64;
-            for chunk in items.chunks(500) {
+            for (c, chunk) in items.chunks(500).enumerate() {
                 let mut sql = self.params(
-                    "INSERT INTO items (project_id, client_id, kind, text, image, path, status, job_id, created_at) VALUES ",
+                    "INSERT INTO items (project_id, client_id, kind, text, image, path, status, job_id, created_at, split) VALUES ",
                 );
                 for i in 0..chunk.len() {
                     if i > 0 {
@@ -519,12 +530,13 @@ impl Store {
                     sql.push("(")
                         .list(6)
                         .push(", 'pending', ")
-                        .list(2)
+                        .list(3)
                         .push(")");
                 }
                 sql.push(" ON CONFLICT (project_id, client_id) DO NOTHING");
                 let mut q = sqlx::query(&sql.sql);
-                for item in chunk {
+                for (j, item) in chunk.iter().enumerate() {
+                    let split = splits.get(c * 500 + j).and_then(Option::as_deref);
                     let (kind, text, image, path) = item.content.columns();
                     q = q
                         .bind(project_id)
@@ -534,7 +546,8 @@ impl Store {
                         .bind(image)
                         .bind(path)
                         .bind(job_id)
-                        .bind(now);
+                        .bind(now)
+                        .bind(split);
                 }
                 inserted += q.execute(&mut *tx).await?.rows_affected() as i64;
             }
@@ -1194,4 +1207,4 @@ mod box_calibration;
 pub use box_calibration::BoxCoverage;
 
 mod screening;
-pub use screening::{IssueRow, KindFilter, NewIssue, ScreenRow, ScreenRun};
+pub use screening::{IssueRow, KindFilter, NewIssue, Propagated, ScreenRow, ScreenRun};

@@ -14,6 +14,8 @@ pub struct ScreenRow {
     pub client_id: String,
     pub content: Content,
     pub embedding: Vec<f32>,
+    /// The split it was ingested into, if any.
+    pub split: Option<String>,
 }
 
 /// What a screen used, kept per project.
@@ -60,6 +62,9 @@ pub struct IssueRow {
     pub of_client_id: Option<String>,
     pub of_reference: Option<i64>,
     pub hold: bool,
+    /// The item's split, and the split of the item it copies (`of_item`).
+    pub split: Option<String>,
+    pub of_split: Option<String>,
 }
 
 /// Which issues a page lists.
@@ -71,6 +76,27 @@ pub enum KindFilter {
     /// Every `family:*` type (`quality`, `pii`).
     Family(String),
 }
+
+/// What a person's label did to the rest of the item's duplicate groups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Propagated {
+    /// Members that took the label (`final_source = 'propagated'`).
+    pub items: Vec<i64>,
+    /// Members a person labeled otherwise: each is now a `conflict` issue,
+    /// on both items.
+    pub conflicts: Vec<i64>,
+}
+
+/// A duplicate group's member as propagation reads it: id, status, final
+/// label, final source, lease owner, propagated from.
+type Member = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
 
 /// Rows per insert statement (9 parameters each).
 const CHUNK: usize = 500;
@@ -100,7 +126,7 @@ impl Store {
     pub async fn screen_rows(&self, project_id: i64) -> Result<Vec<ScreenRow>> {
         with_pool!(self, |p| {
             sqlx::query(
-                "SELECT id, client_id, kind, text, image, path, embedding FROM items \
+                "SELECT id, client_id, kind, text, image, path, embedding, split FROM items \
                  WHERE project_id = $1 AND embedding IS NOT NULL ORDER BY id",
             )
             .bind(project_id)
@@ -118,6 +144,7 @@ impl Store {
                         r.try_get(5)?,
                     ),
                     embedding: bytes_embedding(&r.try_get::<Vec<u8>, _>(6)?),
+                    split: r.try_get(7)?,
                 })
             })
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
@@ -267,7 +294,7 @@ impl Store {
             KindFilter::Family(_) => " AND s.kind LIKE $4",
         };
         let sql = format!(
-            "SELECT s.id, s.item_id, i.client_id, s.kind, s.score, s.grp, s.of_item, o.client_id, s.of_reference, s.hold \
+            "SELECT s.id, s.item_id, i.client_id, s.kind, s.score, s.grp, s.of_item, o.client_id, s.of_reference, s.hold, i.split, o.split \
              FROM screen_issues s JOIN items i ON i.id = s.item_id LEFT JOIN items o ON o.id = s.of_item \
              WHERE s.project_id = $1 AND s.id > $2{filter} ORDER BY s.id LIMIT $3"
         );
@@ -293,6 +320,8 @@ impl Store {
                         of_client_id: r.try_get(7)?,
                         of_reference: r.try_get(8)?,
                         hold: r.try_get::<i64, _>(9)? != 0,
+                        split: r.try_get(10)?,
+                        of_split: r.try_get(11)?,
                     })
                 })
                 .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
@@ -352,6 +381,189 @@ impl Store {
         with_pool!(self, |p| {
             sqlx::query_scalar(
                 "SELECT DISTINCT item_id FROM screen_issues WHERE project_id = $1 AND hold = 1 ORDER BY item_id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Propagate human label `label` of `item_id` to the other members of
+    /// its duplicate groups from the last screen: every exact-duplicate
+    /// group, and near-duplicate groups whose members all scored at least
+    /// `strict`. A member takes it when it waits for a person
+    /// (`needs_review`, or `pending` and not leased to a worker, whose
+    /// record would overwrite it) or holds an earlier propagation from this
+    /// item, and is not in the audit sample (whose labels must be people's,
+    /// the guarantee's evidence); a human label is never overridden, and
+    /// one that differs is recorded as a `conflict` issue on both items.
+    /// One transaction.
+    pub async fn propagate_label(
+        &self,
+        project_id: i64,
+        item_id: i64,
+        label: &str,
+        strict: f64,
+    ) -> Result<Propagated> {
+        with_pool!(self, |p| {
+            // Read first: on a project never screened (or an item in no
+            // group) the annotation path pays one indexed read, no write.
+            let groups: Vec<i64> = sqlx::query_scalar(
+                "SELECT s.grp FROM screen_issues s WHERE s.item_id = $1 AND s.grp IS NOT NULL \
+                 AND (s.kind = 'exact_duplicate' OR (s.kind = 'near_duplicate' AND NOT EXISTS ( \
+                   SELECT 1 FROM screen_issues o WHERE o.project_id = $2 AND o.grp = s.grp \
+                   AND o.kind = 'near_duplicate' AND o.score < $3)))",
+            )
+            .bind(item_id)
+            .bind(project_id)
+            .bind(strict)
+            .fetch_all(p)
+            .await?;
+            let was_propagated: Option<i64> =
+                sqlx::query_scalar("SELECT propagated_from FROM items WHERE id = $1")
+                    .bind(item_id)
+                    .fetch_one(p)
+                    .await?;
+            if groups.is_empty() && was_propagated.is_none() {
+                return Ok(Propagated::default());
+            }
+            let mut tx = p.begin().await?;
+            // A write first: on SQLite the transaction takes the write lock
+            // here. The item's label is a person's now, not a copy.
+            sqlx::query("UPDATE items SET propagated_from = NULL WHERE id = $1")
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+            let mut out = Propagated::default();
+            for grp in groups {
+                let members: Vec<Member> =
+                    sqlx::query_as(
+                        "SELECT i.id, i.status, i.final_label, i.final_source, i.lease_owner, i.propagated_from \
+                         FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                         WHERE s.project_id = $1 AND s.grp = $2 AND s.item_id <> $3 \
+                         AND s.kind IN ('exact_duplicate', 'near_duplicate') ORDER BY i.id",
+                    )
+                    .bind(project_id)
+                    .bind(grp)
+                    .bind(item_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (id, status, final_label, source, lease, from) in members {
+                    let human = source.as_deref() == Some("human");
+                    if human {
+                        if final_label.as_deref() != Some(label) {
+                            for (a, b) in [(item_id, id), (id, item_id)] {
+                                sqlx::query(
+                                    "INSERT INTO screen_issues (project_id, item_id, kind, score, grp, of_item, of_reference, hold) \
+                                     VALUES ($1, $2, 'conflict', 1.0, $3, $4, NULL, 0) \
+                                     ON CONFLICT (item_id, kind) DO UPDATE SET grp = excluded.grp, of_item = excluded.of_item",
+                                )
+                                .bind(project_id)
+                                .bind(a)
+                                .bind(grp)
+                                .bind(b)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            out.conflicts.push(id);
+                        }
+                        continue;
+                    }
+                    let waiting =
+                        status == "needs_review" || (status == "pending" && lease.is_none());
+                    let ours = source.as_deref() == Some("propagated") && from == Some(item_id);
+                    if !(waiting || ours) || out.items.contains(&id) {
+                        continue;
+                    }
+                    // The same rule again in the statement: a person or a
+                    // worker may have taken the item since it was read.
+                    let n = sqlx::query(
+                        "UPDATE items SET status = 'labeled', final_label = $1, final_source = 'propagated', \
+                         propagated_from = $2, review_owner = NULL, review_until = NULL WHERE id = $3 \
+                         AND (final_source IS NULL OR final_source <> 'human') AND audit = 0 \
+                         AND (status = 'needs_review' OR (status = 'pending' AND lease_owner IS NULL) \
+                              OR (final_source = 'propagated' AND propagated_from = $2))",
+                    )
+                    .bind(label)
+                    .bind(item_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n > 0 {
+                        out.items.push(id);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(out)
+        })
+    }
+
+    /// Take back the labels propagated from `item_id` (its human label was
+    /// deleted): those items wait for a person again. Returns how many.
+    pub async fn withdraw_propagation(&self, item_id: i64) -> Result<u64> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL, \
+                 propagated_from = NULL WHERE propagated_from = $1 AND final_source = 'propagated'",
+            )
+            .bind(item_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+    }
+
+    /// The last screen's issues of the project's items with ids in
+    /// `from..=to` (one export page), by item.
+    pub async fn screen_flags(&self, project_id: i64, from: i64, to: i64) -> Result<Vec<NewIssue>> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "SELECT item_id, kind, score, grp, of_item, of_reference, hold FROM screen_issues \
+                 WHERE item_id >= $1 AND item_id <= $2 AND project_id = $3 ORDER BY item_id, kind",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(project_id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(NewIssue {
+                    item_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    score: r.try_get(2)?,
+                    group: r.try_get(3)?,
+                    of_item: r.try_get(4)?,
+                    of_reference: r.try_get(5)?,
+                    hold: r.try_get::<i64, _>(6)? != 0,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        })
+    }
+
+    /// Whether the project was ever screened (one row per project).
+    pub async fn was_screened(&self, project_id: i64) -> Result<bool> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM screen_runs WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(p)
+                .await
+                .map(|n| n > 0)
+        })
+    }
+
+    /// Items of the project a person labeled that belong to a duplicate
+    /// group of the last screen, with their labels, in id order.
+    pub async fn human_labels_in_groups(&self, project_id: i64) -> Result<Vec<(i64, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (i64, String)>(
+                "SELECT DISTINCT i.id, i.final_label FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                 WHERE s.project_id = $1 AND s.kind IN ('exact_duplicate', 'near_duplicate') \
+                 AND i.status = 'labeled' AND i.final_source = 'human' AND i.final_label IS NOT NULL \
+                 ORDER BY i.id",
             )
             .bind(project_id)
             .fetch_all(p)

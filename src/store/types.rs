@@ -522,7 +522,8 @@ pub struct ItemRecord {
     pub error: Option<String>,
     pub prediction: Option<PredictionView>,
     pub final_label: Option<String>,
-    /// `human` or `machine`: who decided `final_label`.
+    /// `human`, `machine` or `propagated` (a person's label on a duplicate
+    /// of this item, see `propagated_from`): who decided `final_label`.
     pub final_source: Option<String>,
     pub annotations: Vec<Annotation>,
     pub created_at: i64,
@@ -561,6 +562,14 @@ pub struct ItemRecord {
     /// provenance), where a listing includes them (review lists, export).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<RegionRecord>>,
+    /// The split the item was ingested into (`train`, `test`, …), if any:
+    /// a screen reports copies across splits as leaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// A propagated label (`final_source = "propagated"`): the item of its
+    /// duplicate group whose human label it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagated_from: Option<i64>,
 }
 
 /// A stored region with its provenance (see `GET
@@ -667,6 +676,8 @@ impl ItemRecord {
             undecided: r.try_get("undecided")?,
             undecided_run: r.try_get("undecided_run")?,
             regions: None,
+            split: r.try_get("split")?,
+            propagated_from: r.try_get("propagated_from")?,
         })
     }
 }

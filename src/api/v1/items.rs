@@ -62,6 +62,14 @@ fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
             .min_length(Some(1)),
         )
         .required("id")
+        .property(
+            "split",
+            string(
+                "The split the item belongs to (`train`, `val`, `test` or another short name): \
+                 a screen reports copies across splits as leaks.",
+            )
+            .pattern(Some("^[A-Za-z0-9_.-]{1,32}$")),
+        )
         .property(field, content)
         .required(field)
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
@@ -155,7 +163,7 @@ pub async fn ingest(
         let Body(body) = Body::from_request(request, &state).await?;
         parse_items(&body, &content_type)?
     };
-    let done = ingest::ingest(&state, project_id, items).await?;
+    let done = ingest::ingest_in_splits(&state, project_id, items).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Ingested {
@@ -166,17 +174,20 @@ pub async fn ingest(
     ))
 }
 
-fn parse_items(body: &Bytes, content_type: &str) -> ApiResult<Vec<IngestItem>> {
+fn parse_items(body: &Bytes, content_type: &str) -> ApiResult<Vec<(IngestItem, Option<String>)>> {
     let items = ingest_body::parse(body, content_type)?;
     Ok(items
         .into_iter()
-        .map(|item| IngestItem {
-            id: item.id,
-            content: match item.content {
-                ItemContent::Text(t) => Content::Text(t),
-                ItemContent::Image(b) => Content::Image(b),
-                ItemContent::Path(p) => Content::Path(p),
-            },
+        .map(|item| {
+            let it = IngestItem {
+                id: item.id,
+                content: match item.content {
+                    ItemContent::Text(t) => Content::Text(t),
+                    ItemContent::Image(b) => Content::Image(b),
+                    ItemContent::Path(p) => Content::Path(p),
+                },
+            };
+            (it, item.split)
         })
         .collect())
 }
@@ -185,7 +196,7 @@ fn parse_items(body: &Bytes, content_type: &str) -> ApiResult<Vec<IngestItem>> {
 async fn read_multipart(
     mut mp: axum::extract::Multipart,
     limit: usize,
-) -> ApiResult<Vec<IngestItem>> {
+) -> ApiResult<Vec<(IngestItem, Option<String>)>> {
     let mut items = Vec::new();
     let mut total = 0usize;
     while let Some(field) = mp
@@ -209,10 +220,13 @@ async fn read_multipart(
         if total > limit {
             return Err(ApiError::payload_too_large(limit));
         }
-        items.push(IngestItem {
-            id,
-            content: Content::Image(data.into()),
-        });
+        items.push((
+            IngestItem {
+                id,
+                content: Content::Image(data.into()),
+            },
+            None,
+        ));
     }
     Ok(items)
 }

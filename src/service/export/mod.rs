@@ -21,8 +21,11 @@ use serde_json::{json, Value};
 
 pub use boxes::BoxSet;
 
+use std::collections::HashMap;
+
 use super::error::{Code, ServiceError, ServiceResult};
 use super::regions::{has_regions, DETECT, SEGMENTS};
+use super::screening::{self, ExportFlags};
 use crate::store::{ItemRecord, Store};
 
 /// Items read from the store per chunk of output.
@@ -281,13 +284,35 @@ fn stream_items(
     format: ExportFormat,
     regions: bool,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
-    futures_util::stream::unfold(Some((0i64, true)), move |state| {
+    // The state: the cursor, whether this is the first page, and whether
+    // the project was screened (asked once, with the first page).
+    futures_util::stream::unfold(Some((0i64, true, None)), move |state| {
         let store = store.clone();
         async move {
-            let (cursor, first) = state?;
+            let (cursor, first, screened) = state?;
+            let screened = match (screened, format) {
+                (Some(s), _) => s,
+                (None, ExportFormat::Jsonl | ExportFormat::Csv) => {
+                    match store.was_screened(project_id).await {
+                        Ok(s) => s,
+                        Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
+                    }
+                }
+                (None, _) => false,
+            };
             let mut page = match store.list_items(project_id, None, Some(cursor), PAGE).await {
                 Ok(p) => p,
                 Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
+            };
+            let flags = match (screened, page.first(), page.last()) {
+                (true, Some(a), Some(b)) => {
+                    match store.screen_flags(project_id, a.id, b.id).await {
+                        Ok(rows) => Some(screening::export_flags(&rows)),
+                        Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
+                    }
+                }
+                (true, _, _) => Some(Default::default()),
+                _ => None,
             };
             if regions {
                 if let Err(e) = store.attach_regions(&mut page).await {
@@ -295,11 +320,18 @@ fn stream_items(
                 }
             }
             let next = if page.len() as i64 == PAGE {
-                page.last().map(|i| (i.id, false))
+                page.last().map(|i| (i.id, false, Some(screened)))
             } else {
                 None
             };
-            match chunk(format, &page, first, next.is_none(), regions) {
+            match chunk(
+                format,
+                &page,
+                first,
+                next.is_none(),
+                regions,
+                flags.as_ref(),
+            ) {
                 Ok(c) if c.is_empty() && next.is_none() => None,
                 Ok(c) => Some((Ok(Bytes::from(c)), next)),
                 Err(e) => Some((Err(e), None)),
@@ -309,18 +341,32 @@ fn stream_items(
 }
 
 /// One page of output; `first` and `last` add the header or array brackets.
+/// `flags`: a screened project's screening flags per item (JSONL
+/// `screening`, CSV [`screening::CSV_COLUMNS`]); `None` for a project never
+/// screened, whose export is as before.
 fn chunk(
     format: ExportFormat,
     page: &[ItemRecord],
     first: bool,
     last: bool,
     detect: bool,
+    flags: Option<&HashMap<i64, ExportFlags>>,
 ) -> io::Result<Vec<u8>> {
     match format {
         ExportFormat::Jsonl => {
             let mut out = Vec::new();
             for item in page {
-                serde_json::to_writer(&mut out, item)?;
+                match flags {
+                    None => serde_json::to_writer(&mut out, item)?,
+                    Some(f) => {
+                        let mut v = serde_json::to_value(item)?;
+                        if let Some(o) = v.as_object_mut() {
+                            let mine = f.get(&item.id).cloned().unwrap_or_default();
+                            o.insert("screening".into(), serde_json::to_value(mine)?);
+                        }
+                        serde_json::to_writer(&mut out, &v)?;
+                    }
+                }
                 out.push(b'\n');
             }
             Ok(out)
@@ -330,10 +376,18 @@ fn chunk(
                 .has_headers(false)
                 .from_writer(Vec::new());
             if first {
-                w.write_record(CSV_HEADER)?;
+                match flags {
+                    None => w.write_record(CSV_HEADER)?,
+                    Some(_) => w.write_record(CSV_HEADER.iter().chain(&screening::CSV_COLUMNS))?,
+                }
             }
             for item in page {
-                w.write_record(csv_row(item))?;
+                match flags {
+                    None => w.write_record(csv_row(item))?,
+                    Some(f) => w.write_record(csv_row(item).iter().chain(
+                        &screening::csv_cells(item.split.as_deref(), f.get(&item.id)),
+                    ))?,
+                }
             }
             w.into_inner().map_err(|e| e.into_error())
         }
