@@ -822,6 +822,14 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             ));
         }
     }
+    if let Some(m) = &s.text_match {
+        if crate::calibrate::matching::TextMatch::parse(m).is_none() {
+            return Err(ServiceError::invalid(
+                "settings.text_match",
+                "one of exact, relaxed",
+            ));
+        }
+    }
     calibration::validate(s)
 }
 

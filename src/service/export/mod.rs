@@ -10,6 +10,7 @@
 
 mod boxes;
 mod coco;
+mod hocr;
 mod yolo;
 
 use std::io;
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 pub use boxes::BoxSet;
 
 use super::error::{Code, ServiceError, ServiceResult};
-use super::regions::{has_regions, DETECT, SEGMENTS};
+use super::regions::{DETECT, LINES, SEGMENTS};
 use crate::store::{ItemRecord, Store};
 
 /// Items read from the store per chunk of output.
@@ -63,19 +64,22 @@ pub enum ExportFormat {
     Yolo,
     /// Speech projects: RTTM, one `SPEAKER` line per final segment.
     Rttm,
+    /// OCR projects: one hOCR document, one `ocr_page` per settled page.
+    Hocr,
 }
 
 impl ExportFormat {
-    pub const ALL: [ExportFormat; 6] = [
+    pub const ALL: [ExportFormat; 7] = [
         ExportFormat::Jsonl,
         ExportFormat::Csv,
         ExportFormat::LabelStudio,
         ExportFormat::Coco,
         ExportFormat::Yolo,
         ExportFormat::Rttm,
+        ExportFormat::Hocr,
     ];
 
-    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco`, `yolo` or `rttm`.
+    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco`, `yolo`, `rttm` or `hocr`.
     pub fn parse(s: &str) -> Option<ExportFormat> {
         ExportFormat::ALL.into_iter().find(|f| f.as_str() == s)
     }
@@ -88,6 +92,7 @@ impl ExportFormat {
             ExportFormat::Coco => "coco",
             ExportFormat::Yolo => "yolo",
             ExportFormat::Rttm => "rttm",
+            ExportFormat::Hocr => "hocr",
         }
     }
 
@@ -98,6 +103,7 @@ impl ExportFormat {
             ExportFormat::LabelStudio | ExportFormat::Coco => "application/json",
             ExportFormat::Yolo => "application/zip",
             ExportFormat::Rttm => "text/plain; charset=utf-8",
+            ExportFormat::Hocr => "text/html; charset=utf-8",
         }
     }
 
@@ -106,7 +112,7 @@ impl ExportFormat {
         matches!(self, ExportFormat::Coco | ExportFormat::Yolo)
     }
 
-    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo, rttm`.
+    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo, rttm, hocr`.
     pub fn names() -> String {
         ExportFormat::ALL.map(ExportFormat::as_str).join(", ")
     }
@@ -180,8 +186,23 @@ pub async fn open(
             ),
         ));
     }
+    if format == ExportFormat::Hocr && project.task != LINES {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "format hocr exports text lines, and project {project_id} is a {:?} project \
+                 with none: export it as jsonl, csv or labelstudio",
+                project.task
+            ),
+        ));
+    }
     store.ping().await?;
-    let detect = has_regions(&project.task);
+    let detect = match project.task.as_str() {
+        DETECT => Some(DETECT),
+        SEGMENTS => Some(SEGMENTS),
+        LINES => Some(LINES),
+        _ => None,
+    };
     let file_name =
         (format == ExportFormat::Yolo).then(|| format!("project-{project_id}-yolo.zip"));
     let body: ByteStream = match format {
@@ -268,7 +289,7 @@ pub fn stream(
     project_id: i64,
     format: ExportFormat,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
-    stream_items(store, project_id, format, false)
+    stream_items(store, project_id, format, None)
 }
 
 /// [`stream`], with each item's regions (machine and human, with
@@ -279,7 +300,7 @@ fn stream_items(
     store: Store,
     project_id: i64,
     format: ExportFormat,
-    regions: bool,
+    regions: Option<&'static str>,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     futures_util::stream::unfold(Some((0i64, true)), move |state| {
         let store = store.clone();
@@ -289,7 +310,7 @@ fn stream_items(
                 Ok(p) => p,
                 Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
             };
-            if regions {
+            if regions.is_some() {
                 if let Err(e) = store.attach_regions(&mut page).await {
                     return Some((Err(io::Error::other(e.to_string())), None));
                 }
@@ -309,12 +330,14 @@ fn stream_items(
 }
 
 /// One page of output; `first` and `last` add the header or array brackets.
+/// `task` is the project's region task (`detect`, `segments`, `lines`), or
+/// `None` for a classification project.
 fn chunk(
     format: ExportFormat,
     page: &[ItemRecord],
     first: bool,
     last: bool,
-    detect: bool,
+    task: Option<&'static str>,
 ) -> io::Result<Vec<u8>> {
     match format {
         ExportFormat::Jsonl => {
@@ -349,12 +372,13 @@ fn chunk(
                     out.push(b',');
                 }
                 // A recording has a duration once pre-labeled.
-                if detect && item.duration.is_some() {
-                    serde_json::to_writer(&mut out, &segments_task(item))?;
-                } else if detect {
-                    serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?;
-                } else {
-                    serde_json::to_writer(&mut out, &labelstudio_task(item))?;
+                match task {
+                    Some(_) if item.duration.is_some() => {
+                        serde_json::to_writer(&mut out, &segments_task(item))?
+                    }
+                    Some(LINES) => serde_json::to_writer(&mut out, &boxes::lines_task(item))?,
+                    Some(_) => serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?,
+                    None => serde_json::to_writer(&mut out, &labelstudio_task(item))?,
                 }
             }
             if last {
@@ -366,6 +390,19 @@ fn chunk(
             let mut out = Vec::new();
             for item in page {
                 rttm_lines(&mut out, item)?;
+            }
+            Ok(out)
+        }
+        ExportFormat::Hocr => {
+            let mut out = Vec::new();
+            if first {
+                hocr::header(&mut out)?;
+            }
+            for item in page {
+                hocr::page(&mut out, item)?;
+            }
+            if last {
+                hocr::footer(&mut out)?;
             }
             Ok(out)
         }
