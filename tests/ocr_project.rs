@@ -231,7 +231,10 @@ async fn ocr_through_the_loop(db: TestDb) {
         } else {
             pages.iter().find(|p| p.id == client).unwrap()
         };
-        assert_eq!((f["width"].as_i64(), f["height"].as_i64()), (Some(t.width), Some(t.height)));
+        assert_eq!(
+            (f["width"].as_i64(), f["height"].as_i64()),
+            (Some(t.width), Some(t.height))
+        );
         let regions = f["regions"].as_array().unwrap().clone();
         assert!(!regions.is_empty(), "{client}");
         let audit = f["audit"] == true;
@@ -252,18 +255,6 @@ async fn ocr_through_the_loop(db: TestDb) {
         let all = regions.iter().all(|r| r["status"] == "accepted");
         let want = if all { "auto_accepted" } else { "needs_review" };
         assert_eq!(f["status"], want, "{client}");
-        // The page's uncertainty: the lowest line confidence, and what is
-        // left for a person (none: 0).
-        let lowest = regions
-            .iter()
-            .map(|r| r["score"].as_f64().unwrap())
-            .fold(1.0, f64::min);
-        let u = &f["prediction"]["uncertainty"];
-        assert!(
-            (u["least_confidence"].as_f64().unwrap() - (1.0 - lowest)).abs() < 1e-3,
-            "{u} vs lowest {lowest}"
-        );
-        assert_eq!(u["margin"].as_f64().unwrap() == 0.0, all, "{u}");
         if client != "inline" {
             let m = matches(&regions, t);
             lines += regions.len();
@@ -473,7 +464,8 @@ async fn ocr_through_the_loop(db: TestDb) {
             all_lines += 1;
             if score >= t {
                 acc += 1;
-                acc_right += usize::from(hit.is_some_and(|i| r["text"] == tp.lines[i].text.as_str()));
+                acc_right +=
+                    usize::from(hit.is_some_and(|i| r["text"] == tp.lines[i].text.as_str()));
             }
         }
         let all = regions.iter().all(|r| r["status"] == "accepted");
@@ -505,7 +497,10 @@ async fn ocr_through_the_loop(db: TestDb) {
     // ocr_line with its bbox and confidence, in reading order.
     let r = s
         .client
-        .get(format!("{}/v1/projects/{project}/export?format=hocr", s.url))
+        .get(format!(
+            "{}/v1/projects/{project}/export?format=hocr",
+            s.url
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -534,7 +529,10 @@ async fn ocr_through_the_loop(db: TestDb) {
         "Corrected — café".to_string(),
     ];
     for (span, want) in spans.iter().zip(&want_first) {
-        assert!(span.contains(&format!(">{}</span>", escape(want))), "{span}");
+        assert!(
+            span.contains(&format!(">{}</span>", escape(want))),
+            "{span}"
+        );
     }
     assert!(spans
         .last()
@@ -554,7 +552,10 @@ async fn ocr_through_the_loop(db: TestDb) {
         spans[0]
     );
     assert!(spans[1].contains("x_wconf 100\""), "{}", spans[1]);
-    assert!(page.contains(&format!("bbox 0 0 {} {}", before["width"], before["height"])));
+    assert!(page.contains(&format!(
+        "bbox 0 0 {} {}",
+        before["width"], before["height"]
+    )));
 
     // Label Studio: per line a rectangle and a textarea sharing one id.
     let (code, tasks) = s
@@ -591,6 +592,38 @@ async fn ocr_through_the_loop(db: TestDb) {
     assert!(annotated
         .iter()
         .any(|r| r["type"] == "textarea" && r["value"]["text"] == json!(["Corrected — café"])));
+
+    // The review list ranks pages by their uncertainty: by least
+    // confidence, the page whose weakest line is weakest first.
+    let (code, queue) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=least_confidence&limit=100"
+        ))
+        .await;
+    assert_eq!(code, 200, "{queue}");
+    let queued = queue["items"].as_array().unwrap();
+    let waiting = items(&s, project)
+        .await
+        .iter()
+        .filter(|i| i["status"] == "needs_review")
+        .count();
+    assert_eq!(queued.len(), waiting, "{queue}");
+    let lowest: Vec<f64> = queued
+        .iter()
+        .map(|q| {
+            q["regions"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{q}"))
+                .iter()
+                .filter(|r| r["source"] == "machine")
+                .map(|r| r["score"].as_f64().unwrap())
+                .fold(1.0, f64::min)
+        })
+        .collect();
+    assert!(
+        lowest.windows(2).all(|w| w[0] <= w[1] + 1e-6),
+        "weakest line first: {lowest:?}"
+    );
 }
 
 /// hOCR's escaping of a line's text, written out here.

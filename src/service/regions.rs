@@ -639,24 +639,21 @@ pub fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str)
             r.id == *id && r.status == *status && r.annotator.as_deref() == Some(annotator)
         })
     });
-    let key = |label: &str,
-               g: &Geometry,
-               status: &str,
-               replaces: Option<i64>,
-               text: Option<&str>| {
-        let bits = match g {
-            Geometry::Box(b) => vec![b.x0, b.y0, b.x1, b.y1],
-            Geometry::Span(s) => vec![s.start, s.end],
-            Geometry::Whole => Vec::new(),
+    let key =
+        |label: &str, g: &Geometry, status: &str, replaces: Option<i64>, text: Option<&str>| {
+            let bits = match g {
+                Geometry::Box(b) => vec![b.x0, b.y0, b.x1, b.y1],
+                Geometry::Span(s) => vec![s.start, s.end],
+                Geometry::Whole => Vec::new(),
+            };
+            (
+                label.to_string(),
+                bits.into_iter().map(f64::to_bits).collect::<Vec<u64>>(),
+                status.to_string(),
+                replaces,
+                text.map(str::to_string),
+            )
         };
-        (
-            label.to_string(),
-            bits.into_iter().map(f64::to_bits).collect::<Vec<u64>>(),
-            status.to_string(),
-            replaces,
-            text.map(str::to_string),
-        )
-    };
     let mut now: Vec<_> = current
         .iter()
         .filter(|r| r.source == "human")

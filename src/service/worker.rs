@@ -234,15 +234,13 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
                 }
                 // Text lines are routed like segments: one threshold on the
                 // line's recognition confidence.
-                Ok(pred) if project.task == super::regions::LINES => {
-                    super::regions::lines_outcome(
-                        &pred,
-                        speech,
-                        predictor.model_version(),
-                        segment_threshold,
-                        audit,
-                    )
-                }
+                Ok(pred) if project.task == super::regions::LINES => super::regions::lines_outcome(
+                    &pred,
+                    speech,
+                    predictor.model_version(),
+                    segment_threshold,
+                    audit,
+                ),
                 Ok(pred) => super::regions::segments_outcome(
                     &pred,
                     speech,

@@ -87,8 +87,8 @@ fn final_lines(regions: &[RegionRecord]) -> Vec<&RegionRecord> {
 
 /// One settled page as an `ocr_page` div (nothing for any other page).
 pub fn page(out: &mut Vec<u8>, item: &ItemRecord) -> io::Result<()> {
-    let settled = item.status == Status::Labeled.as_str()
-        || item.status == Status::AutoAccepted.as_str();
+    let settled =
+        item.status == Status::Labeled.as_str() || item.status == Status::AutoAccepted.as_str();
     let (Some(w), Some(h)) = (item.width, item.height) else {
         return Ok(());
     };
@@ -131,6 +131,9 @@ mod tests {
 
     #[test]
     fn markup_and_title_separators_are_escaped() {
-        assert_eq!(escape("a<b & \"c\"; d"), "a&lt;b &amp; &quot;c&quot;&#59; d");
+        assert_eq!(
+            escape("a<b & \"c\"; d"),
+            "a&lt;b &amp; &quot;c&quot;&#59; d"
+        );
     }
 }
