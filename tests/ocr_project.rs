@@ -597,7 +597,7 @@ async fn ocr_through_the_loop(db: TestDb) {
     // confidence, the page whose weakest line is weakest first.
     let (code, queue) = s
         .get(&format!(
-            "/v1/projects/{project}/review?strategy=least_confidence&limit=100"
+            "/v1/projects/{project}/review?strategy=least-confidence&limit=100"
         ))
         .await;
     assert_eq!(code, 200, "{queue}");
