@@ -155,8 +155,10 @@ pub struct ProjectSettings {
     pub label_descriptions: Option<std::collections::BTreeMap<String, String>>,
     /// OCR: when a machine line's text counts as a person's: `exact`
     /// (default: equal after Unicode NFC) or `relaxed` (also ignoring case
-    /// and runs of white space).
+    /// and runs of white space). Left out when unset, so that other
+    /// projects' settings read as before.
     #[schema(schema_with = text_match_schema)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text_match: Option<String>,
 }
 
