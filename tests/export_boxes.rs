@@ -613,6 +613,7 @@ async fn auto_accepted(db: TestDb) {
                         score: 0.9 - 0.1 * k as f64,
                         uncertainty: Some(0.2),
                         accepted: auto,
+                        text: None,
                     })
                     .collect();
                 (

@@ -358,6 +358,7 @@ fn boxes(n: usize) -> Outcome {
                     score: 0.7,
                     uncertainty: Some(0.6),
                     accepted: false,
+                    text: None,
                 })
                 .collect(),
         })),

@@ -534,6 +534,7 @@ async fn big_project(db: &TestDb) -> (i64, Vec<[f64; 4]>) {
                     score: 0.5 + (i % 50) as f64 / 100.0,
                     uncertainty: Some(0.5),
                     accepted: false,
+                    text: None,
                 })
                 .collect(),
         })),

@@ -630,3 +630,64 @@ mod tests {
         assert!((s.class_ap[0][0].unwrap() - 51.0 * p1 / 101.0).abs() < 1e-15);
     }
 }
+
+/// When a machine line's text counts as a person's (OCR calibration): the
+/// project's `text_match` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextMatch {
+    /// Equal after Unicode NFC (the default): a composed and a decomposed
+    /// "é" are the same text, anything else that differs is an error.
+    #[default]
+    Exact,
+    /// Also ignoring case and runs of white space (leading and trailing
+    /// white space dropped, inner runs made one space).
+    Relaxed,
+}
+
+impl TextMatch {
+    /// `exact` or `relaxed`.
+    pub fn parse(s: &str) -> Option<TextMatch> {
+        match s {
+            "exact" => Some(TextMatch::Exact),
+            "relaxed" => Some(TextMatch::Relaxed),
+            _ => None,
+        }
+    }
+
+    /// The text as compared: NFC, and under [`TextMatch::Relaxed`]
+    /// lower-cased with white space collapsed.
+    pub fn normalize(self, text: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = text.nfc().collect();
+        match self {
+            TextMatch::Exact => nfc,
+            TextMatch::Relaxed => nfc
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+        }
+    }
+
+    /// Whether a machine line's text `machine` is the person's `truth`.
+    pub fn same(self, machine: &str, truth: &str) -> bool {
+        self.normalize(machine) == self.normalize(truth)
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::TextMatch;
+
+    #[test]
+    fn text_is_compared_after_nfc_and_optionally_relaxed() {
+        // "é" composed (U+00E9) and decomposed (e + U+0301).
+        assert!(TextMatch::Exact.same("caf\u{e9}", "cafe\u{301}"));
+        assert!(!TextMatch::Exact.same("Cafe", "cafe"));
+        assert!(!TextMatch::Exact.same("a  b", "a b"));
+        assert!(TextMatch::Relaxed.same(" A  b\t", "a B"));
+        assert!(!TextMatch::Relaxed.same("a b", "ab"));
+        assert_eq!(TextMatch::parse("relaxed"), Some(TextMatch::Relaxed));
+        assert_eq!(TextMatch::parse("fuzzy"), None);
+    }
+}

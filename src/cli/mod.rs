@@ -63,7 +63,7 @@ enum Command {
     /// Screen a JSONL file for duplicates, outliers, leaks, bad items and personal data.
     Screen(screen::ScreenArgs),
     /// Replay the loop on data whose truth is known: active learning and
-    /// calibration (--data), boxes (--coco) or speech segments (--segments).
+    /// calibration (--data), boxes (--coco), speech segments (--segments) or OCR lines (--lines).
     /// Boxed: its many flags would make every other command as large.
     Simulate(Box<simulate::SimulateArgs>),
     /// Label Studio: bulk pre-annotation of a Label Studio project.

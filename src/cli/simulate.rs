@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 mod boxes;
+mod lines;
 mod segments;
 
 use super::inputs;
@@ -26,7 +27,7 @@ use crate::store::{ProjectSettings, DEFAULT_CALIBRATE_EVERY};
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// JSONL of {"id", "text"|"image", "label"}: the true labels the simulated annotator gives.
-    #[arg(long, required_unless_present_any = ["coco", "segments"])]
+    #[arg(long, required_unless_present_any = ["coco", "segments", "lines"])]
     data: Option<PathBuf>,
     /// Detection: a COCO instances file (the true boxes the simulated
     /// annotator returns); its images' `file_name`s are read below --images.
@@ -42,6 +43,12 @@ pub struct SimulateArgs {
     /// the file's folder. Needs a voice-activity --model.
     #[arg(long, conflicts_with_all = ["data", "coco"])]
     segments: Option<PathBuf>,
+    /// OCR: a lines.json of rendered pages, `{"pages": [{"id": image path,
+    /// "lines": [{"text", "box": [x0, y0, x1, y1]}, …]}, …]}` (what
+    /// scripts/setup.sh writes under data/ocr-pages). Image paths are
+    /// relative to the file's folder. Needs an OCR --model.
+    #[arg(long, conflicts_with_all = ["data", "coco", "segments"])]
+    lines: Option<PathBuf>,
     /// Detection and speech: audit images or recordings (overrides
     /// --audit-rate, whose default is 0.3 for both).
     #[arg(long)]
@@ -289,16 +296,19 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     if args.segments.is_some() {
         return segments::run(args);
     }
+    if args.lines.is_some() {
+        return lines::run(args);
+    }
     let Some(data_path) = args.data.clone() else {
         return usage(
             "--data",
-            "is required (or --coco for detection, --segments for speech)",
+            "is required (or --coco for detection, --segments for speech, --lines for OCR)",
         );
     };
     if args.audit_images.is_some() {
         return usage(
             "--audit-images",
-            "is for --coco and --segments; classification audits at --audit-rate",
+            "is for --coco, --segments and --lines; classification audits at --audit-rate",
         );
     }
     let (predictor, method) = match check_flags(&args) {

@@ -32,17 +32,24 @@ use crate::store::{
 pub const DEFAULT_IOU: f64 = 0.5;
 
 /// The values of [`BoxStored::kind`]: a detection project's version, a
-/// speech project's.
+/// speech project's, an OCR project's.
 const KIND: &str = "boxes";
 const KIND_SEGMENTS: &str = "segments";
+const KIND_LINES: &str = "lines";
 
 /// One box calibration version as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BoxStored {
-    /// `boxes` (a detection project's version) or `segments` (a speech
+    /// `boxes` (a detection project's version), `segments` (a speech
     /// project's: the same fit with recordings for images and segments,
-    /// as unit-height boxes, for boxes; see `Span::as_box`).
+    /// as unit-height boxes, for boxes; see `Span::as_box`) or `lines` (an
+    /// OCR project's: pages for images, and a line is correct only when its
+    /// text is also the person's, see `text_match`).
     pub kind: String,
+    /// `lines` only: how a line's text was compared with the person's,
+    /// `exact` (after Unicode NFC) or `relaxed` (also case and white space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_match: Option<String>,
     /// The scoring function the fit tested: `<model>@<version>`.
     pub model_version: String,
     /// `shared` (one score threshold for every class, at the full δ) or
@@ -129,7 +136,7 @@ pub struct MissView {
 pub fn parse(body: &str) -> Option<BoxStored> {
     serde_json::from_str::<BoxStored>(body)
         .ok()
-        .filter(|s| s.kind == KIND || s.kind == KIND_SEGMENTS)
+        .filter(|s| s.kind == KIND || s.kind == KIND_SEGMENTS || s.kind == KIND_LINES)
 }
 
 /// The box thresholds in force for a detection project: none before its
@@ -211,17 +218,37 @@ pub struct MatchedImage {
     pub missed_by_class: Vec<usize>,
 }
 
-/// **Match one reviewed image** (or recording), pure. Proposals are every
-/// machine region as the model proposed it (whatever the reviewer did with
-/// it); the truth is what the reviewer left: machine regions kept
-/// (`accepted`) and the people's regions (`added`, `corrected`). A segment
-/// is matched as its unit-height box, whose IoU is the segments' own.
-/// Regions of a label outside `labels`, or without a geometry or a score,
-/// take no part.
+/// The text rule of an OCR project's calibration (`settings.text_match`),
+/// `None` for projects whose regions carry no text.
+pub fn text_rule(project: &Project) -> Option<calibrate::matching::TextMatch> {
+    (project.task == super::regions::LINES).then(|| {
+        project
+            .settings
+            .text_match
+            .as_deref()
+            .and_then(calibrate::matching::TextMatch::parse)
+            .unwrap_or_default()
+    })
+}
+
+/// **Match one reviewed image** (or recording, or page), pure. Proposals
+/// are every machine region as the model proposed it (whatever the
+/// reviewer did with it); the truth is what the reviewer left: machine
+/// regions kept (`accepted`) and the people's regions (`added`,
+/// `corrected`). A segment is matched as its unit-height box, whose IoU is
+/// the segments' own. Regions of a label outside `labels`, or without a
+/// geometry or a score, take no part.
+///
+/// With a `text` rule (OCR pages), matching is by geometry as for boxes,
+/// and a matched line is **correct** only when its text is also the
+/// person's under the rule; a person's line no machine line overlaps at
+/// IoU ≥ τ is a line **missed by detection** (the miss figures), while a
+/// line found but misread is a wrong acceptance, not a miss.
 pub fn match_reviewed(
     regions: &[RegionRecord],
     labels: &[String],
     iou: f64,
+    text: Option<calibrate::matching::TextMatch>,
 ) -> Result<MatchedImage, calibrate::CalibrateError> {
     let index: HashMap<&str, usize> = labels
         .iter()
@@ -230,23 +257,35 @@ pub fn match_reviewed(
         .collect();
     let mut preds: Vec<Prediction> = Vec::new();
     let mut truth: Vec<Truth> = Vec::new();
+    // Each prediction's and truth's text, in step with them.
+    let mut pred_text: Vec<&str> = Vec::new();
+    let mut truth_text: Vec<&str> = Vec::new();
     for r in regions {
         let geometry = r.bbox.or_else(|| r.segment.map(|s| s.as_box()));
         let (Some(b), Some(&class)) = (geometry, index.get(r.label.as_str())) else {
             continue;
         };
+        let t = r.text.as_deref().unwrap_or("");
         if r.source == "machine" {
             if let Some(score) = r.score.filter(|s| s.is_finite()) {
                 preds.push((b, class, score));
+                pred_text.push(t);
             }
             if r.status == "accepted" {
                 truth.push((b, class));
+                truth_text.push(t);
             }
         } else {
             truth.push((b, class));
+            truth_text.push(t);
         }
     }
     let m = match_image(&preds, &truth, iou)?;
+    let correct = |i: usize, t: &Option<usize>| match (t, text) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(g), Some(rule)) => rule.same(pred_text[i], truth_text[*g]),
+    };
     let mut truths_by_class = vec![0usize; labels.len()];
     let mut missed_by_class = vec![0usize; labels.len()];
     for (_, class) in &truth {
@@ -260,10 +299,11 @@ pub fn match_reviewed(
             boxes: preds
                 .iter()
                 .zip(&m.truth_of)
-                .map(|((_, class, score), t)| AuditBox {
+                .enumerate()
+                .map(|(i, ((_, class, score), t))| AuditBox {
                     class: *class,
                     score: *score,
-                    correct: t.is_some(),
+                    correct: correct(i, t),
                 })
                 .collect(),
             truths: truth.len(),
@@ -358,12 +398,19 @@ pub fn fit(
     }
     let any_threshold = fitted.classes.iter().any(|c| c.threshold.is_some());
     Ok(BoxStored {
-        kind: if project.task == super::regions::SEGMENTS {
-            KIND_SEGMENTS
-        } else {
-            KIND
+        kind: match project.task.as_str() {
+            super::regions::SEGMENTS => KIND_SEGMENTS,
+            super::regions::LINES => KIND_LINES,
+            _ => KIND,
         }
         .to_string(),
+        text_match: text_rule(project).map(|r| {
+            match r {
+                calibrate::matching::TextMatch::Exact => "exact",
+                calibrate::matching::TextMatch::Relaxed => "relaxed",
+            }
+            .to_string()
+        }),
         model_version,
         method: match opts.design {
             BoxDesign::Shared => "shared",
@@ -437,11 +484,12 @@ pub async fn run(cal: &Calibrator, project: &Project) -> ServiceResult<i64> {
         .map(|m| format!("{}@{}", project.model, m.model.version()))
         .unwrap_or_default();
     let iou = iou_threshold(&project.settings);
+    let text = text_rule(project);
     let p = project.clone();
     let stored = tokio::task::spawn_blocking(move || {
         let matched = reviewed
             .iter()
-            .map(|(_, regions)| match_reviewed(regions, &p.labels, iou))
+            .map(|(_, regions)| match_reviewed(regions, &p.labels, iou, text))
             .collect::<Result<Vec<_>, _>>()?;
         fit(&p, model_version, &matched, spent)
     })
@@ -555,13 +603,43 @@ mod tests {
             // a label the project does not have takes no part
             region("human", "added", "stamp", [0.0, 0.0, 1.0, 1.0], None),
         ];
-        let m = match_reviewed(&regions, &labels, 0.5).expect("valid");
+        let m = match_reviewed(&regions, &labels, 0.5, None).expect("valid");
         let correct: Vec<bool> = m.image.boxes.iter().map(|b| b.correct).collect();
         assert_eq!(correct, vec![true, false, false]);
         assert_eq!(m.image.truths, 3);
         assert_eq!(m.image.missed, 2);
         assert_eq!(m.truths_by_class, vec![2, 1]);
         assert_eq!(m.missed_by_class, vec![1, 1]);
+    }
+
+    #[test]
+    fn a_line_is_correct_when_its_box_matches_and_its_text_is_the_persons() {
+        use crate::calibrate::matching::TextMatch;
+        let labels = vec!["Text".to_string()];
+        let line = |source: &str, status: &str, y: f64, text: &str, score: Option<f64>| {
+            let mut r = region(source, status, "Text", [0.0, y, 300.0, y + 20.0], score);
+            r.text = Some(text.into());
+            r
+        };
+        let regions = vec![
+            // kept as read: correct
+            line("machine", "accepted", 0.0, "caf\u{e9} au lait", Some(0.99)),
+            // text corrected in place: the machine line is wrong, not missed
+            line("machine", "corrected", 40.0, "He1lo", Some(0.9)),
+            line("human", "corrected", 40.0, "Hello", None),
+            // the same text, composed differently: NFC makes it correct
+            line("machine", "corrected", 80.0, "cafe\u{301}", Some(0.95)),
+            line("human", "corrected", 80.0, "caf\u{e9}", None),
+            // a line detection missed
+            line("human", "added", 120.0, "missed", None),
+        ];
+        let m = match_reviewed(&regions, &labels, 0.5, Some(TextMatch::Exact)).expect("valid");
+        let correct: Vec<bool> = m.image.boxes.iter().map(|b| b.correct).collect();
+        assert_eq!(correct, vec![true, false, true]);
+        assert_eq!((m.image.truths, m.image.missed), (4, 1));
+        // Without the text rule (boxes) the misread line would count as right.
+        let m = match_reviewed(&regions, &labels, 0.5, None).expect("valid");
+        assert!(m.image.boxes.iter().all(|b| b.correct));
     }
 
     #[test]

@@ -1221,7 +1221,7 @@ pub fn after_audit_label(cal: &Calibrator, project: &Project) {
 }
 
 async fn check_and_refit(cal: &Calibrator, project: &Project) -> ServiceResult<()> {
-    if project.task == super::regions::DETECT {
+    if project.task == super::regions::DETECT || project.task == super::regions::LINES {
         return refit_boxes_when_due(cal, project).await;
     }
     if project.task == super::regions::SEGMENTS {

@@ -59,18 +59,6 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
         return Err(ServiceError::invalid("name", "must not be empty"));
     }
     let model = loaded_model(app, "model", &req.model)?;
-    if model.model.is_ocr() {
-        // Pages in, text lines out: projects on OCR models (per-line routing,
-        // hOCR export) are issue #23's next part; `POST /v1/predict` and
-        // `labelloop label` read pages today.
-        return Err(ServiceError::invalid(
-            "model",
-            format!(
-                "model {:?} is an OCR model; projects on OCR models are not supported yet: use POST /v1/predict or `labelloop label`",
-                req.model
-            ),
-        ));
-    }
     let labels = label_set(model, &req)?;
     if let Some(settings) = &req.settings {
         validate_settings(settings)?;
@@ -83,7 +71,11 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
             format!(
                 "model {:?} {}; a committee compares class distributions and is for classification projects only",
                 req.model,
-                if task == super::regions::DETECT { "detects boxes" } else { "finds speech segments" }
+                match task {
+                    super::regions::DETECT => "detects boxes",
+                    super::regions::LINES => "reads text lines",
+                    _ => "finds speech segments",
+                }
             ),
         ));
     }
@@ -109,7 +101,8 @@ pub async fn create(app: &App, req: CreateProject) -> ServiceResult<Project> {
 }
 
 /// The explicit fixed threshold asked for, bounded: in [0, 1] (NaN is not),
-/// and only for classification and speech (a detection project accepts no
+/// and only for classification, speech and OCR (on a line's recognition
+/// confidence, until page calibration exists; a detection project accepts no
 /// box before its box calibration, and has no whole-item score to
 /// threshold; a speech project accepts a segment whose mean speech
 /// probability reaches it, until recording calibration exists).
@@ -141,19 +134,40 @@ pub async fn publish_guarantees(app: &App) -> ServiceResult<()> {
 }
 
 /// A project's task, from its model's manifest: `detect` for an
-/// object-detection model, `segments` for a voice-activity model,
+/// object-detection model, `segments` for a voice-activity model, `lines`
+/// for an OCR model,
 /// `classify` for every other (a classifier, or an
 /// embedding model with a head).
 pub fn task_of(model: &LoadedModel) -> &'static str {
     match model.model.manifest().task {
         crate::model::manifest::Task::ObjectDetection => super::regions::DETECT,
         crate::model::manifest::Task::VoiceActivity => super::regions::SEGMENTS,
+        crate::model::manifest::Task::Ocr => super::regions::LINES,
         _ => super::regions::CLASSIFY,
     }
 }
 
-/// The project's labels: the model's, or for an embedding model the project's own.
+/// The label of an OCR project's lines unless the project names its own.
+pub const LINE_LABEL: &str = "Text";
+
+/// The project's labels: the model's, or for an embedding model the
+/// project's own; an OCR project's lines carry one label (`Text`, or the
+/// one the project gives: what its Label Studio rectangles are called).
 fn label_set(model: &LoadedModel, req: &CreateProject) -> ServiceResult<Vec<String>> {
+    if model.model.is_ocr() {
+        return match req.labels.as_deref() {
+            None => Ok(vec![LINE_LABEL.to_string()]),
+            Some([one]) if !one.trim().is_empty() => Ok(vec![one.clone()]),
+            Some(_) => Err(ServiceError::invalid(
+                "labels",
+                format!(
+                    "model {:?} reads text lines: give one non-blank label for them, or leave \
+                     `labels` out for {LINE_LABEL:?}",
+                    req.model
+                ),
+            )),
+        };
+    }
     let model_labels = model.labels().to_vec();
     if model_labels.is_empty() {
         // An embedding model: the project brings its own labels and a head

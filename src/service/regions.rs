@@ -28,12 +28,17 @@ pub const DETECT: &str = "detect";
 pub const CLASSIFY: &str = "classify";
 /// The task of a project whose model cuts recordings into speech segments.
 pub const SEGMENTS: &str = "segments";
+/// The task of a project whose model reads pages into text lines (OCR).
+pub const LINES: &str = "lines";
 
-/// Whether a project of `task` keeps its labels as regions (boxes or
-/// segments) rather than one whole-item label.
+/// Whether a project of `task` keeps its labels as regions (boxes,
+/// segments or text lines) rather than one whole-item label.
 pub fn has_regions(task: &str) -> bool {
-    task == DETECT || task == SEGMENTS
+    task == DETECT || task == SEGMENTS || task == LINES
 }
+
+/// Longest text a reviewer may give one line, in characters.
+pub const MAX_LINE_TEXT: usize = 10_000;
 
 /// A frame the model could not decide on: speech probability in this range.
 pub const UNDECIDED: (f32, f32) = (0.3, 0.7);
@@ -160,6 +165,7 @@ pub fn detection_outcome(
             score,
             uncertainty: Some(region_uncertainty(b.score)),
             accepted,
+            text: None,
         })
         .collect();
     Outcome::Predicted(StoredPrediction {
@@ -304,6 +310,87 @@ pub fn segments_outcome(
     })
 }
 
+/// **The routing rule for text lines.** A line is auto-accepted when the
+/// project has a threshold (its page calibration's, else its fixed
+/// `threshold`) and the line's recognition confidence (the mean of its
+/// kept characters' probabilities) reaches it. The page goes to review
+/// when any line is left for review, and also when it has **no line**: a
+/// detector that found nothing may have missed faint text, which only a
+/// person sees (as for an image with no box).
+pub fn route_lines(scores: &[f64], threshold: Option<f64>) -> Routed {
+    let accepted: Vec<bool> = scores
+        .iter()
+        .map(|s| threshold.is_some_and(|t| s.is_finite() && *s >= t))
+        .collect();
+    let needs_review = accepted.is_empty() || accepted.iter().any(|a| !a);
+    Routed {
+        accepted,
+        needs_review,
+    }
+}
+
+/// What the store records for an OCR model's answer on one page: its lines
+/// as machine regions of kind `box` with their `text`, `score` (the line's
+/// recognition confidence) and `label` (the project's one label), routed by
+/// [`route_lines`], the page size, and the page's uncertainty for the
+/// review lists ([`Uncertainty::of_boxes`] over the line confidences: the
+/// lowest line confidence as `least_confidence`, the lines left for review
+/// as `margin`, the total confidence entropy; a page with no line counts as
+/// fully uncertain). No whole-item label is set.
+///
+/// `threshold` is the line threshold in force and the calibration version
+/// it comes from (none: the project's fixed threshold); `audit` is the
+/// page's audit draw `(drawn, probability)`: an audit page waits for a
+/// person with every line left for review, so that its review is a full
+/// transcription.
+pub fn lines_outcome(
+    pred: &Prediction,
+    label: &str,
+    model_version: &str,
+    threshold: (Option<f64>, Option<i64>),
+    audit: (bool, f64),
+) -> Outcome {
+    let Some(page) = &pred.ocr else {
+        return Outcome::Failed("the OCR model gave no text lines for this page".into());
+    };
+    let scores: Vec<f64> = page.lines.iter().map(|l| f64::from(l.score)).collect();
+    let mut routed = route_lines(&scores, threshold.0);
+    if audit.0 {
+        routed.accepted.iter_mut().for_each(|a| *a = false);
+        routed.needs_review = true;
+    }
+    let probs: Vec<f32> = page.lines.iter().map(|l| l.score).collect();
+    let in_review: Vec<bool> = routed.accepted.iter().map(|a| !a).collect();
+    let uncertainty = Uncertainty::of_boxes(&probs, &in_review);
+    let boxes = page
+        .lines
+        .iter()
+        .zip(&routed.accepted)
+        .map(|(l, &accepted)| MachineBox {
+            label: label.to_string(),
+            bbox: BoxPx::from(l.bbox),
+            score: f64::from(l.score),
+            uncertainty: Some(region_uncertainty(l.score)),
+            accepted,
+            text: Some(l.text.clone()),
+        })
+        .collect();
+    Outcome::Predicted(StoredPrediction {
+        uncertainty: Some(uncertainty),
+        model_version: model_version.to_string(),
+        auto_accept: !routed.needs_review,
+        audit: audit.0,
+        audit_p: Some(audit.1),
+        calibration_version: threshold.1,
+        regions: Some(Box::new(MachineRegions {
+            width: page.width,
+            height: page.height,
+            boxes,
+        })),
+        ..StoredPrediction::default()
+    })
+}
+
 /// An item's regions with the image size they are in.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemRegions {
@@ -344,6 +431,11 @@ pub struct BoxIn {
     #[serde(default)]
     #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
     pub segment: Option<Span>,
+    /// OCR projects: the line's text as the person reads it (required, at
+    /// most 10,000 characters; may be empty for a line with nothing legible).
+    #[serde(default)]
+    #[schema(max_length = 10000)]
+    pub text: Option<String>,
 }
 
 /// What a reviewer's regions are checked against.
@@ -351,6 +443,9 @@ pub struct BoxIn {
 pub enum Frame {
     /// An image of this size in pixels: regions are boxes.
     Image { width: i64, height: i64 },
+    /// A page of this size in pixels: regions are text lines, boxes with
+    /// their text.
+    Page { width: i64, height: i64 },
     /// A recording of this many seconds: regions are segments.
     Recording { duration: f64 },
 }
@@ -452,6 +547,9 @@ pub async fn put(
                 item.height,
                 item.duration,
             ) {
+                (false, Some(width), Some(height), _) if project.task == LINES => {
+                    Frame::Page { width, height }
+                }
                 (false, Some(width), Some(height), _) => Frame::Image { width, height },
                 (true, _, _, Some(duration)) => Frame::Recording { duration },
                 _ => {
@@ -490,12 +588,16 @@ pub async fn put(
 }
 
 /// A reviewer's set as `region_sets` keeps it: `[[label, x0, y0, x1, y1], …]`
-/// for boxes, `[[label, start, end], …]` for segments.
+/// for boxes, `[[label, x0, y0, x1, y1, text], …]` for text lines,
+/// `[[label, start, end], …]` for segments.
 fn box_set_json(regions: &[BoxIn]) -> String {
     let set: Vec<serde_json::Value> = regions
         .iter()
         .filter_map(|r| match (r.bbox, r.segment) {
-            (Some(b), _) => Some(serde_json::json!([r.label, b.x0, b.y0, b.x1, b.y1])),
+            (Some(b), _) => Some(match &r.text {
+                Some(t) => serde_json::json!([r.label, b.x0, b.y0, b.x1, b.y1, t]),
+                None => serde_json::json!([r.label, b.x0, b.y0, b.x1, b.y1]),
+            }),
             (None, Some(s)) => Some(serde_json::json!([r.label, s.start, s.end])),
             (None, None) => None,
         })
@@ -514,12 +616,18 @@ pub fn geometry_of(r: &RegionRecord) -> Option<Geometry> {
 
 /// Parse a set written by [`box_set_json`]; `None` when unreadable.
 pub fn parse_box_set(json: &str) -> Option<Vec<(String, BoxPx)>> {
-    let set: Vec<(String, f64, f64, f64, f64)> = serde_json::from_str(json).ok()?;
-    Some(
-        set.into_iter()
-            .map(|(l, x0, y0, x1, y1)| (l, BoxPx::new(x0, y0, x1, y1)))
-            .collect(),
-    )
+    let set: Vec<Vec<serde_json::Value>> = serde_json::from_str(json).ok()?;
+    set.into_iter()
+        .map(|row| {
+            // A text line's set carries its text after the corners.
+            if row.len() != 5 && row.len() != 6 {
+                return None;
+            }
+            let label = row[0].as_str()?.to_string();
+            let c = |i: usize| row[i].as_f64();
+            Some((label, BoxPx::new(c(1)?, c(2)?, c(3)?, c(4)?)))
+        })
+        .collect()
 }
 
 /// Whether `plan` would leave the item's regions as they are (a repeat):
@@ -531,28 +639,40 @@ pub fn unchanged(current: &[RegionRecord], plan: &RegionReview, annotator: &str)
             r.id == *id && r.status == *status && r.annotator.as_deref() == Some(annotator)
         })
     });
-    let key = |label: &str, g: &Geometry, status: &str, replaces: Option<i64>| {
-        let bits = match g {
-            Geometry::Box(b) => vec![b.x0, b.y0, b.x1, b.y1],
-            Geometry::Span(s) => vec![s.start, s.end],
-            Geometry::Whole => Vec::new(),
+    let key =
+        |label: &str, g: &Geometry, status: &str, replaces: Option<i64>, text: Option<&str>| {
+            let bits = match g {
+                Geometry::Box(b) => vec![b.x0, b.y0, b.x1, b.y1],
+                Geometry::Span(s) => vec![s.start, s.end],
+                Geometry::Whole => Vec::new(),
+            };
+            (
+                label.to_string(),
+                bits.into_iter().map(f64::to_bits).collect::<Vec<u64>>(),
+                status.to_string(),
+                replaces,
+                text.map(str::to_string),
+            )
         };
-        (
-            label.to_string(),
-            bits.into_iter().map(f64::to_bits).collect::<Vec<u64>>(),
-            status.to_string(),
-            replaces,
-        )
-    };
     let mut now: Vec<_> = current
         .iter()
         .filter(|r| r.source == "human")
-        .filter_map(|r| geometry_of(r).map(|g| key(&r.label, &g, &r.status, r.replaces)))
+        .filter_map(|r| {
+            geometry_of(r).map(|g| key(&r.label, &g, &r.status, r.replaces, r.text.as_deref()))
+        })
         .collect();
     let mut want: Vec<_> = plan
         .human
         .iter()
-        .map(|h| key(&h.label, &h.geometry, h.status, h.replaces))
+        .map(|h| {
+            key(
+                &h.label,
+                &h.geometry,
+                h.status,
+                h.replaces,
+                h.text.as_deref(),
+            )
+        })
         .collect();
     now.sort();
     want.sort();
@@ -586,7 +706,7 @@ pub fn plan_review(
 /// the image, or a segment inside the recording, naming the field on error.
 fn checked_geometry(i: usize, r: &BoxIn, frame: Frame) -> ServiceResult<Geometry> {
     match frame {
-        Frame::Image { width, height } => {
+        Frame::Image { width, height } | Frame::Page { width, height } => {
             if r.segment.is_some() {
                 return Err(ServiceError::invalid(
                     &format!("regions[{i}].segment"),
@@ -625,8 +745,36 @@ fn checked_geometry(i: usize, r: &BoxIn, frame: Frame) -> ServiceResult<Geometry
     }
 }
 
-/// [`plan_review`] for an image or a recording (`frame`): the same rule,
-/// boxes or segments.
+/// The text of region `i` of a reviewer's set: required on a page (at most
+/// [`MAX_LINE_TEXT`] characters; a string by the request's shape, so valid
+/// UTF-8), refused anywhere else, naming the field on error.
+fn checked_text(i: usize, r: &BoxIn, frame: Frame) -> ServiceResult<Option<String>> {
+    match (frame, &r.text) {
+        (Frame::Page { .. }, None) => Err(ServiceError::invalid(
+            &format!("regions[{i}].text"),
+            "required: the line's text as a string (empty for a line with nothing legible)",
+        )),
+        (Frame::Page { .. }, Some(t)) => {
+            let n = t.chars().count();
+            if n > MAX_LINE_TEXT {
+                return Err(ServiceError::invalid(
+                    &format!("regions[{i}].text"),
+                    format!("{n} characters; a line holds at most {MAX_LINE_TEXT}"),
+                ));
+            }
+            Ok(Some(t.clone()))
+        }
+        (_, Some(_)) => Err(ServiceError::invalid(
+            &format!("regions[{i}].text"),
+            "only the lines of an OCR project carry text",
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+/// [`plan_review`] for an image, a page or a recording (`frame`): the same
+/// rule, boxes, text lines or segments. On a page a kept line must also
+/// keep its text: a line whose text changed is `corrected`.
 pub fn plan(
     current: &[RegionRecord],
     boxes: &[BoxIn],
@@ -648,6 +796,7 @@ pub fn plan(
             ));
         }
         let geometry = checked_geometry(i, b, frame)?;
+        let text = checked_text(i, b, frame)?;
         // The machine region this box stands for, if any.
         let machine = match b.id {
             None => None,
@@ -674,6 +823,7 @@ pub fn plan(
                 geometry,
                 status: "added",
                 replaces: None,
+                text,
             }),
             Some(m) => {
                 if !claimed.insert(m.id) {
@@ -682,7 +832,7 @@ pub fn plan(
                         format!("region {} is named by two boxes; send each box once", m.id),
                     ));
                 }
-                if m.label == b.label && geometry_of(m) == Some(geometry) {
+                if m.label == b.label && geometry_of(m) == Some(geometry) && m.text == text {
                     machine_named.insert(m.id, "accepted");
                 } else {
                     machine_named.insert(m.id, "corrected");
@@ -691,6 +841,7 @@ pub fn plan(
                         geometry,
                         status: "corrected",
                         replaces: Some(m.id),
+                        text,
                     });
                 }
             }
@@ -779,6 +930,7 @@ mod tests {
             label: "Speech".into(),
             bbox: None,
             segment: Some(Span::new(a, b)),
+            text: None,
         };
         let frame = Frame::Recording { duration: 10.0 };
         let mut current = vec![region(1, "machine", "Speech", [0.0; 4], None)];
@@ -862,6 +1014,7 @@ mod tests {
             label: label.into(),
             bbox: Some(BoxPx::from(b)),
             segment: None,
+            text: None,
         }
     }
 

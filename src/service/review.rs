@@ -397,7 +397,11 @@ pub async fn record(
             Code::WrongContent,
             format!(
                 "item {item_id} belongs to a {} project: record its regions with PUT /v1/projects/{}/items/{item_id}/regions",
-                if project.task == super::regions::SEGMENTS { "speech" } else { "detection" },
+                match project.task.as_str() {
+                    super::regions::SEGMENTS => "speech",
+                    super::regions::LINES => "OCR",
+                    _ => "detection",
+                },
                 project.id
             ),
         ));
@@ -533,6 +537,15 @@ pub async fn train(app: &App, project_id: i64) -> ServiceResult<Trained> {
             format!(
                 "project {project_id} is a detection project: it has no head to train; its boxes \
                  learn from corrections through box calibration (POST /v1/projects/{project_id}/calibrate)"
+            ),
+        ));
+    }
+    if project.task == super::regions::LINES {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "project {project_id} is an OCR project: it has no head to train; its lines \
+                 learn from transcriptions through page calibration (POST /v1/projects/{project_id}/calibrate)"
             ),
         ));
     }
@@ -821,6 +834,14 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             return Err(ServiceError::invalid(
                 "settings.train_every",
                 format!("must be in 0..={MAX_TRAIN_EVERY} annotations (0: only on request)"),
+            ));
+        }
+    }
+    if let Some(m) = &s.text_match {
+        if crate::calibrate::matching::TextMatch::parse(m).is_none() {
+            return Err(ServiceError::invalid(
+                "settings.text_match",
+                "one of exact, relaxed",
             ));
         }
     }

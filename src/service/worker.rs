@@ -211,12 +211,13 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         futures_util::future::join_all(member_runs)
     );
     let predict_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms;
-    if project.task == super::regions::DETECT || project.task == super::regions::SEGMENTS {
+    if super::regions::has_regions(&project.task) {
         // Boxes and segments are routed by the project's calibration in
         // force; segments by its fixed threshold before the first one.
         let thresholds = super::box_calibration::thresholds(&ctx.store, &project)
             .await
             .map_err(|e| e.to_string())?;
+        // The one label of a speech or OCR project's regions.
         let speech = project.labels.first().map_or("Speech", String::as_str);
         let segment_threshold = super::box_calibration::segment_threshold(&thresholds, &project);
         for (id, result) in ids.into_iter().zip(results) {
@@ -231,6 +232,15 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
                         audit,
                     )
                 }
+                // Text lines are routed like segments: one threshold on the
+                // line's recognition confidence.
+                Ok(pred) if project.task == super::regions::LINES => super::regions::lines_outcome(
+                    &pred,
+                    speech,
+                    predictor.model_version(),
+                    segment_threshold,
+                    audit,
+                ),
                 Ok(pred) => super::regions::segments_outcome(
                     &pred,
                     speech,

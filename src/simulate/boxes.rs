@@ -42,6 +42,12 @@ pub struct BoxImage {
     /// the model stayed undecided for a stretch (speech it may have
     /// missed; see `service::regions::route_segments`). Never for images.
     pub held: bool,
+    /// OCR pages: each proposal's text and each true line's, in order; a
+    /// proposal matched at IoU ≥ τ is correct only when its text is the
+    /// true line's after Unicode NFC (`TextMatch::Exact`, the rule of
+    /// `service::box_calibration::match_reviewed`). None for boxes and
+    /// segments.
+    pub texts: Option<(Vec<String>, Vec<String>)>,
 }
 
 pub struct BoxDataset {
@@ -168,15 +174,21 @@ pub fn outcomes(data: &BoxDataset, iou: f64) -> Result<Vec<AuditImage>, Calibrat
         .iter()
         .map(|im| {
             let m = match_image(&im.preds, &im.truth, iou)?;
+            let read_right = |i: usize, g: usize| {
+                im.texts.as_ref().is_none_or(|(p, t)| {
+                    crate::calibrate::matching::TextMatch::Exact.same(&p[i], &t[g])
+                })
+            };
             Ok(AuditImage {
                 boxes: im
                     .preds
                     .iter()
                     .zip(&m.truth_of)
-                    .map(|(p, t)| AuditBox {
+                    .enumerate()
+                    .map(|(i, (p, t))| AuditBox {
                         class: p.1,
                         score: p.2,
-                        correct: t.is_some(),
+                        correct: t.is_some_and(|g| read_right(i, g)),
                     })
                     .collect(),
                 truths: im.truth.len(),
@@ -467,6 +479,7 @@ mod tests {
                     preds,
                     truth,
                     held: false,
+                    texts: None,
                 }
             })
             .collect();

@@ -901,7 +901,8 @@ impl Store {
                                 .bind(r.calibration_version)
                                 .bind(job_id)
                                 .bind(now)
-                                .bind(now);
+                                .bind(now)
+                                .bind(r.text);
                         }
                         q.execute(&mut *tx).await?;
                     }

@@ -15,9 +15,9 @@ use crate::region::{BoxPx, Geometry, Span};
 pub(super) const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
      uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at";
 
-/// Rows per generated `INSERT`: 16 parameters each (32,000) stays below SQLite's
-/// 32,766 and PostgreSQL's 65,535 bound parameters.
-const INSERT_ROWS: usize = 2000;
+/// Rows per generated `INSERT`: at most 17 parameters each (30,600) stays
+/// below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const INSERT_ROWS: usize = 1800;
 
 /// What the region routes need of an item.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,8 @@ pub struct HumanRegion {
     pub status: &'static str,
     /// The machine region a `corrected` box replaces.
     pub replaces: Option<i64>,
+    /// An OCR line's text as the person left it (None for boxes and segments).
+    pub text: Option<String>,
 }
 
 /// A review of one item's regions, planned by the service: every machine
@@ -223,7 +225,7 @@ impl Store {
             .map(|chunk| {
                 let mut sql = self.params(
                     "INSERT INTO regions (item_id, project_id, source, kind, x0, y0, x1, y1, label, status, \
-                     replaces, annotator, created_at, updated_at) VALUES ",
+                     replaces, annotator, created_at, updated_at, text) VALUES ",
                 );
                 for i in 0..chunk.len() {
                     if i > 0 {
@@ -234,7 +236,7 @@ impl Store {
                         .push(", (SELECT project_id FROM items WHERE id = ")
                         .param()
                         .push("), 'human', ")
-                        .list(11)
+                        .list(12)
                         .push(")");
                 }
                 (sql.sql, chunk)
@@ -297,7 +299,8 @@ impl Store {
                         .bind(h.replaces)
                         .bind(annotator)
                         .bind(now)
-                        .bind(now);
+                        .bind(now)
+                        .bind(h.text.as_deref());
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -452,6 +455,8 @@ pub(super) struct MachineInsert<'a> {
     pub accepted: bool,
     pub model_version: &'a str,
     pub calibration_version: Option<i64>,
+    /// An OCR line's text.
+    pub text: Option<&'a str>,
 }
 
 /// A batch's machine regions, boxes then segments, for the recorded items.
@@ -470,6 +475,7 @@ pub(super) fn machine_inserts<'a>(
             accepted: b.accepted,
             model_version: version,
             calibration_version: *cal,
+            text: b.text.as_deref(),
         })
     });
     let spans = spans.iter().flat_map(|(id, r, version, cal)| {
@@ -483,6 +489,7 @@ pub(super) fn machine_inserts<'a>(
             accepted: s.accepted,
             model_version: version,
             calibration_version: *cal,
+            text: None,
         })
     });
     boxes.chain(spans).collect()
@@ -492,7 +499,7 @@ pub(super) fn machine_inserts<'a>(
 /// [`INSERT_ROWS`] regions (so per batch, not per item), each with its
 /// rows, bound in order: item, project, kind, x0, y0, x1, y1, label, score,
 /// uncertainty, status, model version, calibration version, job, created,
-/// updated. [`Store::complete`] runs them in the transaction that records
+/// updated, text. [`Store::complete`] runs them in the transaction that records
 /// the items, for the items whose guarded update succeeded only: that is
 /// what makes a retried or outlived batch write its regions exactly once.
 pub(super) fn machine_region_inserts<'a>(
@@ -504,7 +511,7 @@ pub(super) fn machine_region_inserts<'a>(
         let tail = rest.split_off(rest.len().min(INSERT_ROWS));
         let mut sql = store.params(
             "INSERT INTO regions (item_id, project_id, source, kind, x0, y0, x1, y1, label, score, \
-             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at) VALUES ",
+             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at, text) VALUES ",
         );
         for i in 0..rest.len() {
             if i > 0 {
@@ -513,7 +520,7 @@ pub(super) fn machine_region_inserts<'a>(
             sql.push("(")
                 .list(2)
                 .push(", 'machine', ")
-                .list(14)
+                .list(15)
                 .push(")");
         }
         out.push((sql.sql, rest));

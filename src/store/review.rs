@@ -73,9 +73,9 @@ impl Store {
                    SELECT id FROM items WHERE project_id = $3 AND status = '{status}' \
                    AND (review_until IS NULL OR review_until < $4 OR review_owner = $1){present}{band_sql} \
                    ORDER BY {col} DESC LIMIT $5{lock}) \
-                 RETURNING id"
+                 RETURNING id, {col}"
             );
-            let ids: Vec<i64> = with_pool!(self, |p| {
+            let ranked: Vec<(i64, Option<f64>)> = with_pool!(self, |p| {
                 let mut q = sqlx::query(&sql)
                     .bind(annotator)
                     .bind(now + lease_ms)
@@ -91,18 +91,20 @@ impl Store {
                 q.fetch_all(p)
                     .await?
                     .iter()
-                    .map(|r| r.try_get::<i64, _>(0))
+                    .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<Option<f64>, _>(1)?)))
                     .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
             })?;
+            let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+            let rank: std::collections::HashMap<i64, f64> = ranked
+                .iter()
+                .map(|(id, v)| (*id, v.unwrap_or(-1.0)))
+                .collect();
             let mut items = self.items_by_ids(&ids).await?;
-            // Keep the ranking order.
+            // Keep the ranking order, by the ranked column itself: an item
+            // with regions (boxes, lines, segments) has no whole-item
+            // prediction to read it from.
             items.sort_by(|a, b| {
-                let key = |i: &ItemRecord| {
-                    i.prediction
-                        .as_ref()
-                        .and_then(|p| p.uncertainty.get(measure.key()).and_then(|v| v.as_f64()))
-                        .unwrap_or(-1.0)
-                };
+                let key = |i: &ItemRecord| rank.get(&i.id).copied().unwrap_or(-1.0);
                 key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id))
             });
             out.extend(items);

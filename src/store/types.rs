@@ -153,6 +153,20 @@ pub struct ProjectSettings {
     /// label names when an embedding model has no head yet.
     #[schema(schema_with = label_descriptions_schema)]
     pub label_descriptions: Option<std::collections::BTreeMap<String, String>>,
+    /// OCR: when a machine line's text counts as a person's: `exact`
+    /// (default: equal after Unicode NFC) or `relaxed` (also ignoring case
+    /// and runs of white space). Left out when unset, so that other
+    /// projects' settings read as before.
+    #[schema(schema_with = text_match_schema)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_match: Option<String>,
+}
+
+fn text_match_schema() -> utoipa::openapi::Object {
+    crate::json_shape::nullable_enum(
+        ["exact".to_string(), "relaxed".to_string()],
+        "OCR: `exact` (default: equal after Unicode NFC) or `relaxed` (also case- and white-space-insensitive).",
+    )
 }
 
 fn tier_measure_schema() -> utoipa::openapi::Object {
@@ -435,6 +449,8 @@ pub struct MachineBox {
     pub uncertainty: Option<f64>,
     /// Auto-accepted (status `accepted`) or left for review (`review`).
     pub accepted: bool,
+    /// An OCR line's recognised text (None for a detection's box).
+    pub text: Option<String>,
 }
 
 /// Committee disagreement on one item (see `select::strategies`).

@@ -14,7 +14,7 @@ use crate::service::export;
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// jsonl (default), csv, labelstudio, coco, yolo or rttm.
+    /// jsonl (default), csv, labelstudio, coco, yolo, rttm or hocr.
     #[param(schema_with = format_schema)]
     format: Option<String>,
     /// coco and yolo: final (default) or machine.
@@ -27,6 +27,7 @@ fn format_schema() -> utoipa::openapi::Object {
         export::ExportFormat::ALL.map(|f| f.as_str().to_string()),
         "jsonl (default), csv or labelstudio: every item; coco or yolo: a detection project's \
          boxes (422 on other projects); rttm: a speech project's final segments (422 on other \
+         projects); hocr: an OCR project's final text lines, one HTML document (422 on other \
          projects).",
     )
 }
@@ -40,7 +41,7 @@ fn boxes_schema() -> utoipa::openapi::Object {
     )
 }
 
-/// Export labels as jsonl, csv, labelstudio, coco, yolo or rttm (streamed).
+/// Export labels as jsonl, csv, labelstudio, coco, yolo, rttm or hocr (streamed).
 ///
 /// A detection project's JSONL lines carry each item's `width`, `height`
 /// and `regions`; its Label Studio tasks carry `rectanglelabels`
@@ -51,13 +52,17 @@ fn boxes_schema() -> utoipa::openapi::Object {
 /// project's JSONL lines carry each recording's `duration`, `undecided`
 /// seconds and `regions` (segments as `"segment": [start, end]`); `rttm`
 /// is one `SPEAKER <file> 1 <start> <duration> <NA> <NA> speech <NA> <NA>`
-/// line per final segment of each settled recording.
+/// line per final segment of each settled recording. An OCR project's
+/// JSONL regions carry each line's `text`; its Label Studio tasks carry
+/// per line a `rectanglelabels` and a `textarea` result sharing one region
+/// id; `hocr` is one hOCR document, an `ocr_page` per settled page with
+/// `ocr_line` spans (`bbox x0 y0 x1 y1; x_wconf NN`).
 #[utoipa::path(get, path = "/v1/projects/{id}/export", tag = "export",
     params(("id" = i64, Path, description = "Project id", example = 1), ExportQuery),
     responses((status = 200, description = "The export, streamed: JSON lines, CSV, Label Studio's task list or a COCO document (JSON), or a YOLO dataset (zip)", content(
                 (String = "application/x-ndjson"), (String = "text/csv"),
                 (serde_json::Value = "application/json"), (String = "application/zip"),
-                (String = "text/plain"))),
+                (String = "text/plain"), (String = "text/html"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,

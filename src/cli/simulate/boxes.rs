@@ -315,6 +315,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                     .collect(),
                 truth,
                 held: false,
+                texts: None,
             })
             .collect(),
         labels,
@@ -360,6 +361,13 @@ pub(super) fn finish(
             "box-outcomes.jsonl",
             "images",
             "boxes",
+        )
+    } else if task == "lines" {
+        (
+            "simulation-lines.json",
+            "line-outcomes.jsonl",
+            "pages",
+            "lines",
         )
     } else {
         (

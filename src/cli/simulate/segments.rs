@@ -150,6 +150,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
                 .map(|&[s, e]| (Span::new(s, e).as_box(), 0))
                 .collect(),
             held,
+            texts: None,
         })
         .collect();
     let speech = model

@@ -130,8 +130,56 @@ pub fn labelstudio_task(item: &ItemRecord) -> Value {
     )
 }
 
-/// A detection or speech item as a Label Studio task, the regions of
-/// `kind` made results by `result(region, id, score)`: the machine's as a
+/// The `from_name` of exported OCR transcriptions: a `<TextArea
+/// name="transcription" toName="image" perRegion="true">` beside the
+/// `<RectangleLabels name="label">` of [`LS_FROM_NAME`].
+pub const LS_TEXT_NAME: &str = "transcription";
+
+/// An OCR page as a Label Studio task: per line **two results sharing one
+/// region `id`**, a `rectanglelabels` (the box, percent coordinates with
+/// `original_width/height`, by [`RectangleResult::new`]) and a `textarea`
+/// with the same geometry and the line's text, so that Label Studio shows
+/// one region carrying its transcription; the machine's lines (each with
+/// its `score`) as the prediction, the final ones a person settled as the
+/// annotation ([`region_task`]).
+pub fn lines_task(item: &ItemRecord) -> Value {
+    let size = match (item.width, item.height) {
+        (Some(w), Some(h)) => u32::try_from(w).ok().zip(u32::try_from(h).ok()),
+        _ => None,
+    };
+    let line = |r: &RegionRecord, id: String, score: Option<f64>| {
+        let (w, h) = size?;
+        let rect = RectangleResult::new(
+            id,
+            LS_FROM_NAME,
+            LS_TO_NAME,
+            &r.label,
+            r.bbox.as_ref()?,
+            w,
+            h,
+            score,
+        )?;
+        let rect = serde_json::to_value(rect).ok()?;
+        let mut text = rect.clone();
+        text["from_name"] = json!(LS_TEXT_NAME);
+        text["type"] = json!("textarea");
+        if let Some(v) = text["value"].as_object_mut() {
+            v.remove("rectanglelabels");
+            v.insert("text".into(), json!([r.text.as_deref().unwrap_or("")]));
+        }
+        Some(json!([rect, text]))
+    };
+    region_task(
+        item,
+        "box",
+        line,
+        json!({"width": item.width, "height": item.height}),
+    )
+}
+
+/// A detection, speech or OCR item as a Label Studio task, the regions of
+/// `kind` made results by `result(region, id, score)` (one result, or an
+/// array of results sharing the region's id): the machine's as a
 /// prediction, the final ones a person settled as an annotation. `meta`
 /// is added to the task's `meta`.
 pub fn region_task(
@@ -151,6 +199,7 @@ pub fn region_task(
         let results: Vec<Value> = machine
             .iter()
             .filter_map(|r| result(r, format!("m{}", r.id), Some(r.score.unwrap_or(0.0))))
+            .flat_map(flatten)
             .collect();
         predictions.push(json!({
             "model_version": first.model_version,
@@ -172,6 +221,7 @@ pub fn region_task(
                 let prefix = if r.source == "human" { "h" } else { "m" };
                 result(r, format!("{prefix}{}", r.id), None)
             })
+            .flat_map(flatten)
             .collect();
         annotations.push(json!({"completed_by": reviewer, "result": results}));
     }
@@ -188,6 +238,14 @@ pub fn region_task(
         "predictions": predictions,
         "annotations": annotations,
     })
+}
+
+/// A result, or the results of one region given as an array.
+fn flatten(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        one => vec![one],
+    }
 }
 
 #[cfg(test)]

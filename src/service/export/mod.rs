@@ -10,6 +10,7 @@
 
 mod boxes;
 mod coco;
+mod hocr;
 mod yolo;
 
 use std::io;
@@ -24,7 +25,7 @@ pub use boxes::BoxSet;
 use std::collections::HashMap;
 
 use super::error::{Code, ServiceError, ServiceResult};
-use super::regions::{has_regions, DETECT, SEGMENTS};
+use super::regions::{DETECT, LINES, SEGMENTS};
 use super::screening::{self, ExportFlags};
 use crate::store::{ItemRecord, Store};
 
@@ -66,19 +67,22 @@ pub enum ExportFormat {
     Yolo,
     /// Speech projects: RTTM, one `SPEAKER` line per final segment.
     Rttm,
+    /// OCR projects: one hOCR document, one `ocr_page` per settled page.
+    Hocr,
 }
 
 impl ExportFormat {
-    pub const ALL: [ExportFormat; 6] = [
+    pub const ALL: [ExportFormat; 7] = [
         ExportFormat::Jsonl,
         ExportFormat::Csv,
         ExportFormat::LabelStudio,
         ExportFormat::Coco,
         ExportFormat::Yolo,
         ExportFormat::Rttm,
+        ExportFormat::Hocr,
     ];
 
-    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco`, `yolo` or `rttm`.
+    /// The `format` query value: `jsonl`, `csv`, `labelstudio`, `coco`, `yolo`, `rttm` or `hocr`.
     pub fn parse(s: &str) -> Option<ExportFormat> {
         ExportFormat::ALL.into_iter().find(|f| f.as_str() == s)
     }
@@ -91,6 +95,7 @@ impl ExportFormat {
             ExportFormat::Coco => "coco",
             ExportFormat::Yolo => "yolo",
             ExportFormat::Rttm => "rttm",
+            ExportFormat::Hocr => "hocr",
         }
     }
 
@@ -101,6 +106,7 @@ impl ExportFormat {
             ExportFormat::LabelStudio | ExportFormat::Coco => "application/json",
             ExportFormat::Yolo => "application/zip",
             ExportFormat::Rttm => "text/plain; charset=utf-8",
+            ExportFormat::Hocr => "text/html; charset=utf-8",
         }
     }
 
@@ -109,7 +115,7 @@ impl ExportFormat {
         matches!(self, ExportFormat::Coco | ExportFormat::Yolo)
     }
 
-    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo, rttm`.
+    /// Every value, for messages: `jsonl, csv, labelstudio, coco, yolo, rttm, hocr`.
     pub fn names() -> String {
         ExportFormat::ALL.map(ExportFormat::as_str).join(", ")
     }
@@ -183,8 +189,23 @@ pub async fn open(
             ),
         ));
     }
+    if format == ExportFormat::Hocr && project.task != LINES {
+        return Err(ServiceError::new(
+            Code::WrongContent,
+            format!(
+                "format hocr exports text lines, and project {project_id} is a {:?} project \
+                 with none: export it as jsonl, csv or labelstudio",
+                project.task
+            ),
+        ));
+    }
     store.ping().await?;
-    let detect = has_regions(&project.task);
+    let detect = match project.task.as_str() {
+        DETECT => Some(DETECT),
+        SEGMENTS => Some(SEGMENTS),
+        LINES => Some(LINES),
+        _ => None,
+    };
     let file_name =
         (format == ExportFormat::Yolo).then(|| format!("project-{project_id}-yolo.zip"));
     let body: ByteStream = match format {
@@ -271,7 +292,7 @@ pub fn stream(
     project_id: i64,
     format: ExportFormat,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
-    stream_items(store, project_id, format, false)
+    stream_items(store, project_id, format, None)
 }
 
 /// [`stream`], with each item's regions (machine and human, with
@@ -282,7 +303,7 @@ fn stream_items(
     store: Store,
     project_id: i64,
     format: ExportFormat,
-    regions: bool,
+    regions: Option<&'static str>,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     // The state: the cursor, whether this is the first page, and whether
     // the project was screened (asked once, with the first page).
@@ -314,7 +335,7 @@ fn stream_items(
                 (true, _, _) => Some(Default::default()),
                 _ => None,
             };
-            if regions {
+            if regions.is_some() {
                 if let Err(e) = store.attach_regions(&mut page).await {
                     return Some((Err(io::Error::other(e.to_string())), None));
                 }
@@ -341,15 +362,17 @@ fn stream_items(
 }
 
 /// One page of output; `first` and `last` add the header or array brackets.
-/// `flags`: a screened project's screening flags per item (JSONL
-/// `screening`, CSV [`screening::CSV_COLUMNS`]); `None` for a project never
-/// screened, whose export is as before.
+/// `task` is the project's region task (`detect`, `segments`, `lines`), or
+/// `None` for a classification project. `flags`: a screened project's
+/// screening flags per item (JSONL `screening`, CSV
+/// [`screening::CSV_COLUMNS`]); `None` for a project never screened, whose
+/// export is as before.
 fn chunk(
     format: ExportFormat,
     page: &[ItemRecord],
     first: bool,
     last: bool,
-    detect: bool,
+    task: Option<&'static str>,
     flags: Option<&HashMap<i64, ExportFlags>>,
 ) -> io::Result<Vec<u8>> {
     match format {
@@ -403,12 +426,13 @@ fn chunk(
                     out.push(b',');
                 }
                 // A recording has a duration once pre-labeled.
-                if detect && item.duration.is_some() {
-                    serde_json::to_writer(&mut out, &segments_task(item))?;
-                } else if detect {
-                    serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?;
-                } else {
-                    serde_json::to_writer(&mut out, &labelstudio_task(item))?;
+                match task {
+                    Some(_) if item.duration.is_some() => {
+                        serde_json::to_writer(&mut out, &segments_task(item))?
+                    }
+                    Some(LINES) => serde_json::to_writer(&mut out, &boxes::lines_task(item))?,
+                    Some(_) => serde_json::to_writer(&mut out, &boxes::labelstudio_task(item))?,
+                    None => serde_json::to_writer(&mut out, &labelstudio_task(item))?,
                 }
             }
             if last {
@@ -420,6 +444,19 @@ fn chunk(
             let mut out = Vec::new();
             for item in page {
                 rttm_lines(&mut out, item)?;
+            }
+            Ok(out)
+        }
+        ExportFormat::Hocr => {
+            let mut out = Vec::new();
+            if first {
+                hocr::header(&mut out)?;
+            }
+            for item in page {
+                hocr::page(&mut out, item)?;
+            }
+            if last {
+                hocr::footer(&mut out)?;
             }
             Ok(out)
         }

@@ -80,6 +80,7 @@ impl RecordedSet {
                 label: b.label.clone(),
                 bbox: b.bbox,
                 segment: b.segment,
+                text: None,
             })
             .collect()
     }

@@ -331,6 +331,7 @@ pub(super) fn segments_of(
             label: d.label,
             bbox: None,
             segment: Some(span),
+            text: None,
         });
     }
     Ok(out)

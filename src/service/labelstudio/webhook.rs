@@ -473,6 +473,7 @@ fn boxes_of(
             label,
             bbox: Some(bbox),
             segment: None,
+            text: None,
         });
     }
     Ok(out)
