@@ -64,10 +64,15 @@ fn item_branch(field: &str) -> utoipa::openapi::schema::Object {
         .required("id")
         .property(
             "split",
+            // Null, like absent, is no split: the handler takes both.
             string(
-                "The split the item belongs to (`train`, `val`, `test` or another short name): \
-                 a screen reports copies across splits as leaks.",
+                "The split the item belongs to (`train`, `val`, `test` or another short name), \
+                 or null: a screen reports copies across splits as leaks.",
             )
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ]))
             .pattern(Some("^[A-Za-z0-9_.-]{1,32}$")),
         )
         .property(field, content)

@@ -91,12 +91,14 @@ impl utoipa::PartialSchema for PredictItem {
                     "A sound file (WAV, FLAC, OGG/Vorbis, MP3), base64 (standard alphabet, padded), for a voice-activity model.",
                 ))
         };
+        // No `minLength`: an empty path, like any path that names no file,
+        // fails its item alone (the answer is still 200), so the document
+        // must not call it a malformed request.
         let path = || {
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .min_length(Some(1))
                 .description(Some(
-                    "A file under the server's data root (`--data-root`), relative to it, for an image or voice-activity model. A path leading out of the root fails this item alone (`path_outside_root`).",
+                    "A file under the server's data root (`--data-root`), relative to it, for an image or voice-activity model. A path leading out of the root fails this item alone (`path_outside_root`); an empty one or one naming no file fails it too.",
                 ))
         };
         let branch = |name: &str, content: ObjectBuilder| {
