@@ -301,6 +301,44 @@ async fn leaks_between_splits(db: TestDb) {
     }
     assert_eq!(leaked_csv, expected_json);
 
+    // The `leaks` review list: the leaked items waiting for a person,
+    // closest copy first, and nothing else.
+    let now = items_by_client(&s, project).await;
+    let waiting: BTreeSet<String> = planted
+        .iter()
+        .map(|p| p.0.clone())
+        .filter(|cid| now[cid]["status"] == "needs_review")
+        .collect();
+    assert!(!waiting.is_empty(), "some leaks wait for a person");
+    let (code, list) = s
+        .get(&format!(
+            "/v1/projects/{project}/review?strategy=leaks&limit=100&annotator=alice"
+        ))
+        .await;
+    assert_eq!(code, 200, "{list}");
+    let listed: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["client_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        listed.iter().cloned().collect::<BTreeSet<_>>(),
+        waiting,
+        "{list}"
+    );
+    let score_of = |cid: &str| {
+        leaks.iter().find(|l| l["client_id"] == cid).unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| score_of(&w[0]) >= score_of(&w[1])),
+        "closest copy first: {listed:?}"
+    );
+
     // The copies inside one split are duplicates, not leaks.
     let dups = issues(&s, project, "exact_duplicate").await;
     for cid in ["dup-in-train", "dup-in-test", "no-split"] {
@@ -521,8 +559,9 @@ async fn propagation(db: TestDb) {
     assert_eq!(pairs, expected);
     let (_, v) = s.get(&format!("/v1/projects/{project}/screening")).await;
     assert_eq!(v["counts"]["conflict"], 2, "{v}");
-    // A new screen replaces the issues, and finds the conflict again.
-    let v = screen(&s, project).await;
+    // A full screen replaces the issues, and finds the conflict again.
+    let v = screen_with(&s, project, json!({"full": true})).await;
+    assert!(v["batch"].is_null(), "{v}");
     assert_eq!(v["counts"]["conflict"], 2, "{v}");
     let now = items_by_client(&s, project).await;
     assert_eq!(now["conf-1"]["final_label"], "ham");
@@ -556,6 +595,313 @@ async fn propagation(db: TestDb) {
     label(&s, got["a"]["id"].as_i64().unwrap(), "ham", "alice").await;
     let got = items_by_client(&s, audited).await;
     assert_eq!(got["b"]["status"], "needs_review", "{}", got["b"]);
+}
+
+async fn hook(s: &Server, project: i64, body: &Value) {
+    let (code, out) = s
+        .post(&format!("/labelstudio/{project}/webhook"), body)
+        .await;
+    assert_eq!(code, 200, "{out}");
+}
+
+/// Poll the project's items until `done` holds of them (a webhook may be
+/// answered `queued` before its event is applied).
+async fn until(
+    s: &Server,
+    project: i64,
+    what: &str,
+    done: impl Fn(&HashMap<String, Value>) -> bool,
+) -> HashMap<String, Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = items_by_client(s, project).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Label Studio annotation reaches the item's duplicates at once (not at
+/// the next screen), through the same propagation as the page's labels,
+/// and its deletion takes the copies back; a conflict goes when a relabel
+/// or an undo resolves the disagreement.
+async fn label_studio_and_conflicts(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let (code, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "sms ls", "model": "minilm-l6", "labels": ["ham", "spam"],
+                    "threshold": 0.99, "settings": {"audit_rate": 0.0}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let t = distinct_texts(12);
+    // Items named as Label Studio tasks 1..: 1 and 2 copies, 3 and 4 copies.
+    let mut items: Vec<Value> = Vec::new();
+    for (task, x) in [(1, &t[0]), (2, &t[0]), (3, &t[1]), (4, &t[1])] {
+        items.push(json!({"id": format!("ls-task-{task}"), "text": x}));
+    }
+    for (i, x) in t[2..].iter().enumerate() {
+        items.push(json!({"id": format!("ls-task-{}", 10 + i), "text": x}));
+    }
+    let (code, body) = s
+        .post(&format!("/v1/projects/{project}/items"), &json!(items))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await;
+    let v = screen(&s, project).await;
+    assert_eq!(v["counts"]["exact_duplicate"], 4, "{v}");
+    let before = items_by_client(&s, project).await;
+    for cid in ["ls-task-2", "ls-task-4"] {
+        assert_eq!(before[cid]["status"], "needs_review", "{}", before[cid]);
+    }
+    let id = |cid: &str| before[cid]["id"].as_i64().unwrap();
+
+    let config =
+        "<View><Text name=\"text\" value=\"$text\"/><Choices name=\"label\" toName=\"text\">\
+                  <Choice value=\"ham\"/><Choice value=\"spam\"/></Choices></View>";
+    let created = json!({
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": 11, "task": 1, "completed_by": {"email": "ann@example.com"},
+                       "updated_at": "2026-12-07T23:00:00Z",
+                       "result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                                   "value": {"choices": ["spam"]}}]},
+        "task": {"id": 1, "data": {"text": t[0]}},
+        "project": {"id": 1, "label_config": config},
+    });
+    hook(&s, project, &created).await;
+    let now = until(&s, project, "the copy takes the Label Studio label", |m| {
+        m["ls-task-2"]["final_source"] == "propagated"
+    })
+    .await;
+    assert_eq!(
+        (
+            now["ls-task-1"]["final_label"].as_str(),
+            now["ls-task-2"]["final_label"].as_str(),
+            now["ls-task-2"]["propagated_from"].as_i64()
+        ),
+        (Some("spam"), Some("spam"), Some(id("ls-task-1"))),
+        "{}",
+        now["ls-task-2"]
+    );
+    // Deleted in Label Studio: the copy waits for a person again.
+    hook(
+        &s,
+        project,
+        &json!({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 11}], "project": {"id": 1}}),
+    )
+    .await;
+    let now = until(&s, project, "the copy is taken back", |m| {
+        m["ls-task-1"]["status"] != "labeled"
+    })
+    .await;
+    assert_eq!(
+        (
+            now["ls-task-2"]["status"].as_str(),
+            now["ls-task-2"]["final_source"].as_str()
+        ),
+        (Some("needs_review"), None),
+        "{}",
+        now["ls-task-2"]
+    );
+
+    // Two people disagree: a conflict on both items.
+    label(&s, id("ls-task-3"), "ham", "alice").await;
+    label(&s, id("ls-task-4"), "spam", "bob").await;
+    assert_eq!(issues(&s, project, "conflict").await.len(), 2);
+    // Bob comes round: the conflict goes.
+    label(&s, id("ls-task-4"), "ham", "bob").await;
+    assert!(
+        issues(&s, project, "conflict").await.is_empty(),
+        "resolved by a relabel"
+    );
+    // Again apart, then undone: the conflict goes with the undo.
+    let again = label(&s, id("ls-task-4"), "spam", "bob").await["annotation_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(issues(&s, project, "conflict").await.len(), 2);
+    let (code, body) =
+        common::server::send(s.client.delete(format!("{}/v1/annotations/{again}", s.url))).await;
+    assert_eq!(code, 200, "{body}");
+    let now = items_by_client(&s, project).await;
+    assert_eq!(
+        now["ls-task-4"]["final_label"], "ham",
+        "{}",
+        now["ls-task-4"]
+    );
+    assert!(
+        issues(&s, project, "conflict").await.is_empty(),
+        "resolved by an undo"
+    );
+    let (_, v) = s.get(&format!("/v1/projects/{project}/screening")).await;
+    assert!(v["counts"].get("conflict").is_none(), "{v}");
+}
+
+async fn ingest(s: &Server, project: i64, items: &[Value]) {
+    let (code, body) = s
+        .post(&format!("/v1/projects/{project}/items"), &json!(items))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_job(
+        body["job"]["id"].as_i64().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await;
+}
+
+async fn screen_with(s: &Server, project: i64, body: Value) -> Value {
+    let (code, job) = s
+        .post(&format!("/v1/projects/{project}/screen"), &body)
+        .await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, v) = s.get(&format!("/v1/projects/{project}/screening")).await;
+        if v["last_job"]["id"] == id && v["last_job"]["state"] != "screening" {
+            assert_eq!(v["last_job"]["state"], "done", "{v}");
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the screen did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (client id, type, the client id it names) of the duplicate and leak issues.
+async fn dup_leaks(s: &Server, project: i64) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for kind in ["exact_duplicate", "near_duplicate", "leak"] {
+        for i in issues(s, project, kind).await {
+            out.insert((
+                i["client_id"].as_str().unwrap().to_string(),
+                kind.to_string(),
+                i["of_client_id"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// A second ingest batch is screened against the stored items, not all
+/// against all again: the screen compares the batch's items only (counts
+/// in `batch.compared`), finds its copies of stored items (joining their
+/// duplicate groups), its leaks into the earlier split, and its own
+/// duplicates, and ends where a full screen of everything ends.
+async fn incremental(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    let (code, p) = s
+        .post(
+            "/v1/projects",
+            &json!({"name": "sms batches", "model": "minilm-l6", "labels": ["ham", "spam"],
+                    "threshold": 0.9, "settings": {"audit_rate": 0.0}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    let project = p["id"].as_i64().unwrap();
+    let t = distinct_texts(46);
+    let mut first: Vec<Value> = t[..30]
+        .iter()
+        .enumerate()
+        .map(|(i, x)| json!({"id": format!("x-{i}"), "text": x, "split": "train"}))
+        .collect();
+    first.push(json!({"id": "x-0-copy", "text": t[0], "split": "train"}));
+    ingest(&s, project, &first).await;
+    let v = screen_with(&s, project, json!({})).await;
+    assert!(v["batch"].is_null(), "a first screen is full: {v}");
+    assert_eq!(v["items"], first.len() as i64, "{v}");
+    assert_eq!(v["counts"]["exact_duplicate"], 2, "{v}");
+
+    let mut second: Vec<Value> = t[30..40]
+        .iter()
+        .enumerate()
+        .map(|(i, x)| json!({"id": format!("y-{i}"), "text": x, "split": "test"}))
+        .collect();
+    for (id, x) in [
+        ("y-copy-0", t[0].clone()),
+        ("y-copy-1", t[1].clone()),
+        ("y-near-2", format!("{}!!", t[2])),
+        ("y-inner-a", t[40].clone()),
+        ("y-inner-b", t[40].clone()),
+    ] {
+        second.push(json!({"id": id, "text": x, "split": "test"}));
+    }
+    ingest(&s, project, &second).await;
+    let v = screen_with(&s, project, json!({})).await;
+    let compared = &v["batch"]["compared"];
+    assert_eq!(compared["new"], second.len() as i64, "{v}");
+    assert_eq!(compared["stored"], first.len() as i64, "{v}");
+    // One duplicate query and one outlier query per new item, one leak
+    // query per new test item: nothing grows with the stored items' pairs.
+    assert_eq!(compared["queries"], 2 * second.len() as i64, "{v}");
+    assert_eq!(compared["leak_queries"], second.len() as i64, "{v}");
+    assert_eq!(compared["copies"], 3, "{v}");
+    assert_eq!(v["items"], (first.len() + second.len()) as i64, "{v}");
+
+    let found = dup_leaks(&s, project).await;
+    let has = |cid: &str, kind: &str, of: &str| {
+        found.contains(&(cid.to_string(), kind.to_string(), of.to_string()))
+    };
+    for (cid, kind, of) in [
+        ("y-copy-0", "exact_duplicate", "x-0"),
+        ("y-copy-1", "exact_duplicate", "x-1"),
+        ("x-1", "exact_duplicate", ""),
+        ("y-near-2", "near_duplicate", "x-2"),
+        ("x-2", "near_duplicate", ""),
+        ("y-inner-b", "exact_duplicate", "y-inner-a"),
+        ("y-copy-0", "leak", "x-0"),
+        ("y-copy-1", "leak", "x-1"),
+        ("y-near-2", "leak", "x-2"),
+    ] {
+        assert!(has(cid, kind, of), "{cid} {kind} of {of:?}: {found:?}");
+    }
+    // y-copy-0 joined x-0's group.
+    let exact = issues(&s, project, "exact_duplicate").await;
+    let group = |cid: &str| {
+        exact.iter().find(|i| i["client_id"] == cid).unwrap()["group"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(group("y-copy-0"), group("x-0"));
+    assert_eq!(group("x-0-copy"), group("x-0"));
+    assert_ne!(group("y-copy-1"), group("x-0"));
+
+    // A full screen of everything finds the same duplicates and leaks.
+    let v = screen_with(&s, project, json!({"full": true})).await;
+    assert!(v["batch"].is_null(), "{v}");
+    assert_eq!(dup_leaks(&s, project).await, found);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_on_sqlite() {
+    incremental(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    incremental(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_studio_and_conflicts_on_sqlite() {
+    label_studio_and_conflicts(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_studio_and_conflicts_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    label_studio_and_conflicts(db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

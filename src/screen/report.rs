@@ -201,9 +201,9 @@ fn sub_embeddings(items: &[ScreenItem], which: &[usize]) -> Option<(Vec<f32>, us
 
 /// The splits present among `items`, in the order leaks are looked for:
 /// `train` (the training split's name) first, then the others by name.
-fn split_order(items: &[ScreenItem], train: &str) -> Vec<String> {
+fn split_order<'a>(items: impl Iterator<Item = &'a ScreenItem>, train: &str) -> Vec<String> {
     let names: std::collections::BTreeSet<&str> =
-        items.iter().filter_map(|i| i.split.as_deref()).collect();
+        items.filter_map(|i| i.split.as_deref()).collect();
     let mut order: Vec<String> = names
         .iter()
         .filter(|&&s| s == train)
@@ -419,7 +419,7 @@ pub fn screen_with(
         );
         against.push("reference".to_string());
     }
-    let order = split_order(items, &opts.train_split);
+    let order = split_order(items.iter(), &opts.train_split);
     if order.len() > 1 {
         // Each split against every split before it: a test item copying a
         // training item is the test item's leak, never the other way round,
@@ -531,6 +531,196 @@ pub fn screen_with(
             seconds,
         },
     })
+}
+
+/// A copy between a new item and a stored one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossCopy {
+    /// The new item (index into the batch).
+    pub new: usize,
+    /// The stored item it copies (index into the stored items).
+    pub stored: usize,
+    /// 1 for an exact copy, else the verified similarity.
+    pub score: f64,
+    pub exact: bool,
+}
+
+/// What an incremental screen compared: the work grows with the batch
+/// (`new` queries against `stored` items), not with the stored items' pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Compared {
+    /// Items of the batch (screened among themselves as a whole screen).
+    pub new: usize,
+    /// Stored items the batch was compared with.
+    pub stored: usize,
+    /// Queries from the batch into the stored items: duplicates (one per
+    /// new item) and, within the pool, outlier scores (one per new item).
+    pub queries: usize,
+    /// Leak queries across splits between the batch and the stored items,
+    /// both ways (a new training item can make a stored test item a leak).
+    pub leak_queries: usize,
+    /// New items that copy a stored item (exact or verified near).
+    pub copies: usize,
+}
+
+/// The screen of a batch of `new` items against `stored` items that were
+/// screened before.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// The batch screened by itself ([`screen_with`]: duplicates within the
+    /// batch, outliers, leaks against the reference and between its own
+    /// splits, quality, PII); `Of::Item` indexes the batch.
+    pub report: Report,
+    /// Each new item's closest stored copy, if any.
+    pub copies: Vec<CrossCopy>,
+    /// Leaks across splits: (item, the item of an earlier split it copies,
+    /// score), new items into stored ones and stored items into new ones.
+    pub new_leaks: Vec<(usize, usize, f64)>,
+    pub stored_leaks: Vec<(usize, usize, f64)>,
+    pub compared: Compared,
+}
+
+/// Screen a new batch against the stored items: the batch by itself, then
+/// each new item against the stored ones (exact keys, then the near
+/// duplicates' verification), and leaks across splits between the two
+/// sides. Within the pool (no outlier reference), a new item's outlier
+/// score is its mean distance to its k nearest among stored and new items,
+/// flagged above `pool_threshold` (the last full screen's threshold).
+pub fn screen_batch(
+    new: &[ScreenItem],
+    stored: &[ScreenItem],
+    reference: Option<&[ScreenItem]>,
+    outlier_reference: Option<(&[f32], usize)>,
+    pool_threshold: Option<f64>,
+    opts: &ScreenOptions,
+) -> Result<BatchReport, ScreenError> {
+    let mut report = screen_with(new, reference, outlier_reference, opts)?;
+    let mut compared = Compared {
+        new: new.len(),
+        stored: stored.len(),
+        ..Compared::default()
+    };
+    let all_new: Vec<usize> = (0..new.len()).collect();
+    let all_stored: Vec<usize> = (0..stored.len()).collect();
+    let mut clock = Instant::now();
+    let copies: Vec<CrossCopy> = if stored.is_empty() {
+        Vec::new()
+    } else {
+        compared.queries += new.len();
+        find_leaks(new, &all_new, stored, &all_stored, opts)?
+            .into_iter()
+            .map(|(q, o, score)| CrossCopy {
+                new: q,
+                stored: o,
+                score,
+                exact: score >= 1.0 && same_key(&new[q], &stored[o]),
+            })
+            .collect()
+    };
+    compared.copies = copies.len();
+    report
+        .summary
+        .seconds
+        .insert("batch_copies".into(), clock.elapsed().as_secs_f64());
+    clock = Instant::now();
+
+    // Within the pool: score the batch against stored and new items.
+    if let (Some(OutlierMethod::WithinPool), Some(threshold), false) = (
+        report.summary.outlier_method,
+        pool_threshold,
+        stored.is_empty(),
+    ) {
+        let k = opts.outliers.k;
+        let mut data = embeddings(stored)?.map(|e| e.0).unwrap_or_default();
+        let new_emb = embeddings(new)?;
+        if let Some((ne, dim)) = new_emb {
+            data.extend_from_slice(&ne);
+            let index = BruteForce::new(data, dim)?;
+            use super::neighbors::NeighborIndex;
+            let knn = index.search(&ne, k + 1, false)?;
+            compared.queries += new.len();
+            let raw: Vec<f64> = knn
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    // Leave the item itself out (point stored + i).
+                    let own = (stored.len() + i) as u32;
+                    let ds: Vec<f64> = ns
+                        .iter()
+                        .filter(|n| n.index != own)
+                        .take(k)
+                        .map(|n| n.distance as f64)
+                        .collect();
+                    if ds.is_empty() {
+                        0.0
+                    } else {
+                        ds.iter().sum::<f64>() / ds.len() as f64
+                    }
+                })
+                .collect();
+            for (i, item_issues) in report.issues.iter_mut().enumerate() {
+                item_issues.retain(|is| is.kind != "outlier");
+                if raw[i] > threshold {
+                    let score = if threshold > 0.0 {
+                        raw[i] / threshold
+                    } else {
+                        0.0
+                    };
+                    item_issues.push(Issue::new("outlier", score));
+                }
+            }
+            report.summary.outlier_threshold = Some(threshold);
+            report.outlier_raw = Some(raw);
+        }
+        report
+            .summary
+            .seconds
+            .insert("batch_outliers".into(), clock.elapsed().as_secs_f64());
+        clock = Instant::now();
+    }
+
+    // Leaks across splits between the batch and the stored items.
+    let (mut new_leaks, mut stored_leaks) = (Vec::new(), Vec::new());
+    let order = split_order(stored.iter().chain(new), &opts.train_split);
+    for (j, later) in order.iter().enumerate().skip(1) {
+        let in_later = |it: &ScreenItem| it.split.as_deref() == Some(later.as_str());
+        let in_earlier =
+            |it: &ScreenItem| it.split.as_ref().is_some_and(|s| order[..j].contains(s));
+        let pick = |items: &[ScreenItem], f: &dyn Fn(&ScreenItem) -> bool| -> Vec<usize> {
+            (0..items.len()).filter(|&i| f(&items[i])).collect()
+        };
+        let (nq, se) = (pick(new, &in_later), pick(stored, &in_earlier));
+        if !nq.is_empty() && !se.is_empty() {
+            compared.leak_queries += nq.len();
+            new_leaks.extend(find_leaks(new, &nq, stored, &se, opts)?);
+        }
+        let (sq, ne) = (pick(stored, &in_later), pick(new, &in_earlier));
+        if !sq.is_empty() && !ne.is_empty() {
+            compared.leak_queries += sq.len();
+            stored_leaks.extend(find_leaks(stored, &sq, new, &ne, opts)?);
+        }
+    }
+    report
+        .summary
+        .seconds
+        .insert("batch_leaks".into(), clock.elapsed().as_secs_f64());
+    Ok(BatchReport {
+        report,
+        copies,
+        new_leaks,
+        stored_leaks,
+        compared,
+    })
+}
+
+/// Whether two items have the same exact key (decoded pixels, or
+/// normalised text).
+fn same_key(a: &ScreenItem, b: &ScreenItem) -> bool {
+    match (&a.content, &b.content) {
+        (Content::Text(x), Content::Text(y)) => exact::text_key(x) == exact::text_key(y),
+        (Content::Image { key: x, .. }, Content::Image { key: y, .. }) => x == y,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub enum ReviewOrder {
     /// One item per duplicate group of the last screen (its
     /// representative), waiting for a person.
     Duplicates,
+    /// Items the last screen found copying an item of an earlier split or
+    /// of the reference project, waiting for a person, closest copy first.
+    Leaks,
 }
 
 impl ReviewOrder {
@@ -119,6 +122,7 @@ impl ReviewOrder {
             "suspect" => Some(ReviewOrder::Suspect),
             "outliers" => Some(ReviewOrder::Outliers),
             "duplicates" => Some(ReviewOrder::Duplicates),
+            "leaks" => Some(ReviewOrder::Leaks),
             other => Strategy::parse(other).map(ReviewOrder::Ranked),
         }
     }
@@ -130,13 +134,14 @@ impl ReviewOrder {
             ReviewOrder::Suspect => "suspect",
             ReviewOrder::Outliers => "outliers",
             ReviewOrder::Duplicates => "duplicates",
+            ReviewOrder::Leaks => "leaks",
         }
     }
 
     /// Every list's name, for error messages and the page.
     pub fn names() -> Vec<&'static str> {
         let mut v: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-        v.extend(["audit", "suspect", "outliers", "duplicates"]);
+        v.extend(["audit", "suspect", "outliers", "duplicates", "leaks"]);
         v
     }
 }
@@ -163,7 +168,8 @@ pub async fn next_items(
         ReviewOrder::Audit
         | ReviewOrder::Suspect
         | ReviewOrder::Outliers
-        | ReviewOrder::Duplicates => {
+        | ReviewOrder::Duplicates
+        | ReviewOrder::Leaks => {
             return special_list(app, &project, annotator, order, limit).await;
         }
     };
@@ -247,11 +253,10 @@ async fn special_list(
             let ids = app.store.audit_candidates(project.id, limit).await?;
             app.store.lease_ids(&ids, &annotator.name, lease_ms).await?
         }
-        ReviewOrder::Outliers | ReviewOrder::Duplicates => {
-            let outliers = order == ReviewOrder::Outliers;
+        ReviewOrder::Outliers | ReviewOrder::Duplicates | ReviewOrder::Leaks => {
             let ids = app
                 .store
-                .screen_review_candidates(project.id, outliers, limit)
+                .screen_review_candidates(project.id, order.as_str(), limit)
                 .await?;
             app.store.lease_ids(&ids, &annotator.name, lease_ms).await?
         }

@@ -22,7 +22,9 @@ use super::error::{Code, ServiceError, ServiceResult};
 use super::exclusive;
 use crate::model::beneath::read_beneath;
 use crate::screen::outliers::{self, OutlierMethod, OutlierOptions};
-use crate::screen::report::{self, Content as ScreenContent, Of, ScreenItem, ScreenOptions};
+use crate::screen::report::{
+    self, BatchReport, Compared, Content as ScreenContent, Of, Report, ScreenItem, ScreenOptions,
+};
 use crate::store::{
     now_ms, Content, IssueRow, Job, KindFilter, NewIssue, Opened, ScreenRow, ScreenRun, Store,
 };
@@ -79,6 +81,8 @@ pub struct ScreenSettings {
     /// Another project on the same model: the outlier test's reference,
     /// and what leaks are copies of.
     pub reference_project: Option<i64>,
+    /// Screen every item again, not only those added since the last screen.
+    pub full: bool,
 }
 
 impl Default for ScreenSettings {
@@ -86,6 +90,7 @@ impl Default for ScreenSettings {
         ScreenSettings {
             alpha: OutlierOptions::default().alpha,
             reference_project: None,
+            full: false,
         }
     }
 }
@@ -190,7 +195,8 @@ async fn run_job(app: &App, project_id: i64, job_id: i64, settings: ScreenSettin
             );
             (
                 true,
-                serde_json::json!({"items": run.items, "held": run.held}),
+                serde_json::json!({"items": run.items, "held": run.held, "mode": run.mode,
+                                   "compared": run.compared}),
             )
         }
         Err(e) => {
@@ -256,6 +262,18 @@ struct Ran {
     items: i64,
     held: i64,
     rule: Option<String>,
+    /// `full` or `incremental`.
+    mode: &'static str,
+    /// An incremental screen: what it compared.
+    compared: Option<Compared>,
+}
+
+/// The screen's computation, off the async workers.
+enum Computed {
+    Full(Report),
+    Batch(Box<BatchReport>),
+    /// Incremental, and nothing new to screen.
+    Nothing,
 }
 
 async fn run(
@@ -271,6 +289,29 @@ async fn run(
         None => None,
     };
     let human = app.store.human_labeled_ids(project_id).await?;
+    // Incremental when the last screen used the same settings: the items
+    // it covered are compared with, not screened again.
+    let prev = app.store.screen_run(project_id).await?;
+    let prev_summary: serde_json::Value = prev
+        .as_ref()
+        .and_then(|r| serde_json::from_str(&r.summary).ok())
+        .unwrap_or_default();
+    let same_settings = prev.as_ref().is_some_and(|r| {
+        r.model == project.model
+            && r.alpha == settings.alpha
+            && prev_summary["reference_project"].as_i64() == settings.reference_project
+    });
+    let screened: std::collections::HashSet<i64> = if settings.full || !same_settings {
+        Default::default()
+    } else {
+        app.store
+            .screened_items(project_id)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let prev_rule = prev.as_ref().and_then(|r| r.rule.clone());
+    let pool_threshold = prev_summary["outlier_threshold"].as_f64();
     let root = app.data_root.clone();
     let opts = ScreenOptions {
         outliers: OutlierOptions {
@@ -298,30 +339,159 @@ async fn run(
         } else {
             None
         };
-        let report = report::screen_with(
-            &items,
-            reference.as_ref().map(|r| r.1.as_slice()),
-            own.as_ref().map(|(e, d)| (e.as_slice(), *d)),
-            &opts,
-        );
-        (
-            ids,
-            reference.map(|r| r.0),
-            unreadable,
-            own.is_some(),
-            report,
-        )
+        // The outlier rule must stay what it was (the project's own
+        // labels may have become enough for the conformal test).
+        let rule_now = match (&reference, &own) {
+            (None, None) => "within_pool",
+            _ => "conformal",
+        };
+        let incremental =
+            !screened.is_empty() && prev_rule.as_deref().is_none_or(|r| r == rule_now);
+        let own_ref = own.as_ref().map(|(e, d)| (e.as_slice(), *d));
+        let reference_items = reference.as_ref().map(|r| r.1.as_slice());
+        let computed = if incremental {
+            let mut new = (Vec::new(), Vec::new());
+            let mut stored = (Vec::new(), Vec::new());
+            for (id, it) in ids.into_iter().zip(items) {
+                let side = if screened.contains(&id) {
+                    &mut stored
+                } else {
+                    &mut new
+                };
+                side.0.push(id);
+                side.1.push(it);
+            }
+            let computed = if new.0.is_empty() {
+                Ok(Computed::Nothing)
+            } else {
+                report::screen_batch(
+                    &new.1,
+                    &stored.1,
+                    reference_items,
+                    own_ref,
+                    pool_threshold,
+                    &opts,
+                )
+                .map(|b| Computed::Batch(Box::new(b)))
+            };
+            (new.0, Some(stored.0), computed)
+        } else {
+            let computed =
+                report::screen_with(&items, reference_items, own_ref, &opts).map(Computed::Full);
+            (ids, None, computed)
+        };
+        (computed, reference.map(|r| r.0), unreadable, own.is_some())
     })
     .await
     .map_err(|e| ServiceError::internal(format!("the screen stopped: {e}")))?;
-    let (ids, reference_ids, unreadable, own_reference, report) = computed;
-    let report = report.map_err(|e| {
+    let ((ids, stored_ids, computed), reference_ids, unreadable, own_reference) = computed;
+    let computed = computed.map_err(|e| {
         ServiceError::new(
             Code::Conflict,
             format!("the project's items cannot be screened together: {e}"),
         )
     })?;
+    let (report, batch) = match computed {
+        Computed::Nothing => {
+            let prev = prev.expect("an incremental screen follows one");
+            return Ok(Ran {
+                items: prev.items,
+                held: prev.held,
+                rule: prev.rule,
+                mode: "incremental",
+                compared: Some(Compared {
+                    stored: stored_ids.map_or(0, |s| s.len()),
+                    ..Compared::default()
+                }),
+            });
+        }
+        Computed::Full(r) => (r, None),
+        Computed::Batch(b) => {
+            let b = *b;
+            (
+                b.report,
+                Some((b.copies, b.new_leaks, b.stored_leaks, b.compared)),
+            )
+        }
+    };
+    // Group numbers continue after the stored ones; a batch group that
+    // copies a stored item joins that item's group.
+    let (stored_groups, top) = if batch.is_some() {
+        app.store.duplicate_groups(project_id).await?
+    } else {
+        (Vec::new(), -1)
+    };
+    let offset = top + 1;
+    let mut next_group = offset
+        + report
+            .issues
+            .iter()
+            .flatten()
+            .filter_map(|is| is.group)
+            .max()
+            .map_or(0, |g| g as i64 + 1);
+    let mut groups: std::collections::HashMap<(i64, String), (i64, i64)> = stored_groups
+        .into_iter()
+        .map(|(item, kind, grp, of)| ((item, kind), (grp, of.unwrap_or(item))))
+        .collect();
     let mut issues = Vec::new();
+    // (kind, batch group) → (stored group, its representative).
+    let mut joined: std::collections::HashMap<(String, usize), (i64, i64)> = Default::default();
+    let mut leaks: BTreeMap<i64, (Option<i64>, Option<i64>, f64)> = BTreeMap::new();
+    if let Some((copies, new_leaks, stored_leaks, _)) = &batch {
+        let stored_ids = stored_ids.as_deref().unwrap_or_default();
+        for c in copies {
+            let kind = if c.exact {
+                "exact_duplicate"
+            } else {
+                "near_duplicate"
+            };
+            let o = stored_ids[c.stored];
+            let (grp, rep) = match groups.get(&(o, kind.to_string())) {
+                Some(&g) => g,
+                None => {
+                    // The stored item starts a group, as its representative.
+                    let g = (next_group, o);
+                    next_group += 1;
+                    groups.insert((o, kind.to_string()), g);
+                    issues.push(NewIssue {
+                        item_id: o,
+                        kind: kind.to_string(),
+                        score: c.score,
+                        group: Some(g.0),
+                        of_item: None,
+                        of_reference: None,
+                        hold: false,
+                    });
+                    g
+                }
+            };
+            let in_batch = report.issues[c.new]
+                .iter()
+                .find(|is| is.kind == kind)
+                .and_then(|is| is.group);
+            match in_batch {
+                Some(bg) => {
+                    joined.entry((kind.to_string(), bg)).or_insert((grp, rep));
+                }
+                None => issues.push(NewIssue {
+                    item_id: ids[c.new],
+                    kind: kind.to_string(),
+                    score: c.score,
+                    group: Some(grp),
+                    of_item: Some(rep),
+                    of_reference: None,
+                    hold: false,
+                }),
+            }
+        }
+        for &(q, o, score) in new_leaks {
+            keep_leak(&mut leaks, ids[q], Some(stored_ids[o]), None, score);
+        }
+        for &(q, o, score) in stored_leaks {
+            keep_leak(&mut leaks, stored_ids[q], Some(ids[o]), None, score);
+        }
+    }
     let mut held = std::collections::BTreeSet::new();
     for (i, item_issues) in report.issues.iter().enumerate() {
         for is in item_issues {
@@ -334,16 +504,39 @@ async fn run(
                 Some(Of::Reference(j)) => (None, reference_ids.as_ref().map(|r| r[j])),
                 None => (None, None),
             };
+            let score = if is.score.is_finite() { is.score } else { 0.0 };
+            if is.kind == "leak" {
+                keep_leak(&mut leaks, ids[i], of_item, of_reference, score);
+                continue;
+            }
+            let (group, of_item) = match is
+                .group
+                .and_then(|g| joined.get(&(is.kind.clone(), g)).map(|j| (g, j)))
+            {
+                Some((_, &(grp, rep))) => (Some(grp), Some(rep)),
+                None => (is.group.map(|g| g as i64 + offset), of_item),
+            };
             issues.push(NewIssue {
                 item_id: ids[i],
                 kind: is.kind.clone(),
-                score: if is.score.is_finite() { is.score } else { 0.0 },
-                group: is.group.map(|g| g as i64),
+                score,
+                group,
                 of_item,
                 of_reference,
                 hold,
             });
         }
+    }
+    for (item_id, (of_item, of_reference, score)) in leaks {
+        issues.push(NewIssue {
+            item_id,
+            kind: "leak".into(),
+            score,
+            group: None,
+            of_item,
+            of_reference,
+            hold: false,
+        });
     }
     let s = &report.summary;
     let (rule, reference) = match s.outlier_method {
@@ -358,13 +551,48 @@ async fn run(
         Some(OutlierMethod::WithinPool) => (Some("within_pool".to_string()), None),
         None => (None, None),
     };
-    let mut summary = serde_json::to_value(s).unwrap_or_default();
-    if let Some(obj) = summary.as_object_mut() {
-        obj.insert("unreadable".into(), unreadable.into());
-        obj.insert("outlier_k".into(), k.into());
-        obj.insert("text_near_threshold".into(), text_near.into());
-        obj.insert("image_near_threshold".into(), image_near.into());
-    }
+    let compared = batch.as_ref().map(|b| b.3);
+    let (summary, items, held_count) = match (&prev, compared) {
+        (Some(prev), Some(compared)) => {
+            // The last full screen's summary (thresholds, rule) stands;
+            // the batch says what it compared and found.
+            let mut summary = prev_summary.clone();
+            if let Some(obj) = summary.as_object_mut() {
+                obj.insert(
+                    "batch".into(),
+                    serde_json::json!({
+                        "compared": compared,
+                        "counts": s.counts,
+                        "unreadable": unreadable,
+                        "seconds": s.seconds,
+                    }),
+                );
+            }
+            (
+                summary,
+                prev.items + ids.len() as i64,
+                prev.held + held.len() as i64,
+            )
+        }
+        _ => {
+            let mut summary = serde_json::to_value(s).unwrap_or_default();
+            if let Some(obj) = summary.as_object_mut() {
+                obj.insert("unreadable".into(), unreadable.into());
+                obj.insert("outlier_k".into(), k.into());
+                obj.insert("text_near_threshold".into(), text_near.into());
+                obj.insert("image_near_threshold".into(), image_near.into());
+                obj.insert(
+                    "reference_project".into(),
+                    settings.reference_project.into(),
+                );
+            }
+            (summary, ids.len() as i64, held.len() as i64)
+        }
+    };
+    let (rule, reference) = match (&prev, compared) {
+        (Some(prev), Some(_)) => (prev.rule.clone(), prev.reference.clone()),
+        _ => (rule, reference),
+    };
     let run = ScreenRun {
         project_id,
         job_id: Some(job_id),
@@ -372,12 +600,16 @@ async fn run(
         rule: rule.clone(),
         reference,
         alpha: settings.alpha,
-        items: ids.len() as i64,
-        held: held.len() as i64,
+        items,
+        held: held_count,
         summary: summary.to_string(),
         created_at: now_ms(),
     };
-    let moved = app.store.replace_screening(&run, &issues).await?;
+    let moved = if compared.is_some() {
+        app.store.append_screening(&run, &issues, &ids).await?
+    } else {
+        app.store.replace_screening(&run, &issues, &ids).await?
+    };
     tracing::debug!(
         project = project_id,
         moved,
@@ -394,7 +626,27 @@ async fn run(
         items: run.items,
         held: run.held,
         rule,
+        mode: if compared.is_some() {
+            "incremental"
+        } else {
+            "full"
+        },
+        compared,
     })
+}
+
+/// Keep an item's closest copy as its leak (an exact one scores 1).
+fn keep_leak(
+    leaks: &mut BTreeMap<i64, (Option<i64>, Option<i64>, f64)>,
+    item: i64,
+    of_item: Option<i64>,
+    of_reference: Option<i64>,
+    score: f64,
+) {
+    let better = leaks.get(&item).is_none_or(|&(_, _, b)| score > b);
+    if better {
+        leaks.insert(item, (of_item, of_reference, score));
+    }
 }
 
 /// `GET /v1/projects/{id}/screening`: the last screen of a project.
@@ -435,6 +687,13 @@ pub struct ScreeningView {
     /// own items), and `leaks_against`.
     #[schema(value_type = Object)]
     pub thresholds: serde_json::Value,
+    /// The last screen was incremental (the items added since the screen
+    /// before, against those it covered): what it compared (`compared`:
+    /// `new`, `stored`, `queries`, `leak_queries`, `copies`), the issues it
+    /// found in the batch (`counts`) and seconds per stage. `null` after a
+    /// full screen, whose `thresholds` and `rule` an incremental one keeps.
+    #[schema(value_type = Option<Object>)]
+    pub batch: Option<serde_json::Value>,
 }
 
 /// A screen job as the screening view shows it.
@@ -485,6 +744,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<ScreeningView> {
             alpha: None,
             counts,
             thresholds: serde_json::json!({}),
+            batch: None,
         });
     };
     let summary: serde_json::Value = serde_json::from_str(&run.summary).unwrap_or_default();
@@ -521,6 +781,7 @@ pub async fn view(app: &App, project_id: i64) -> ServiceResult<ScreeningView> {
         alpha: Some(run.alpha),
         counts,
         thresholds,
+        batch: summary.get("batch").cloned(),
     })
 }
 
@@ -635,6 +896,42 @@ pub async fn after_label(app: &App, item_id: i64) {
     if let Err(e) = propagate(app, item_id).await {
         tracing::warn!(item = item_id, error = %e.message, "label not propagated to the duplicate group");
     }
+    settle(app, item_id).await;
+}
+
+/// Conflicts naming `item_id` that its new label (or its undo) resolved
+/// go; failures are logged, as in [`after_label`].
+async fn settle(app: &App, item_id: i64) {
+    let done = async {
+        let item = app.store.get_item(item_id).await?;
+        app.store
+            .settle_conflicts(item.project_id, item_id, PROPAGATE_NEAR)
+            .await?;
+        Ok::<_, ServiceError>(())
+    };
+    if let Err(e) = done.await {
+        tracing::warn!(item = item_id, error = %e.message, "conflicts not settled");
+    }
+}
+
+/// Before Label Studio's annotations `ls_ids` are deleted: the items they
+/// label that belong to a duplicate group of the last screen, for
+/// [`after_unlabel_all`]. A failure is logged and reads as none.
+pub async fn grouped_ls_items(app: &App, project_id: i64, ls_ids: &[i64]) -> Vec<i64> {
+    match app.store.ls_grouped_items(project_id, ls_ids).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(project = project_id, error = %e, "grouped items of deleted Label Studio annotations not read");
+            Vec::new()
+        }
+    }
+}
+
+/// [`after_unlabel`] for each item (Label Studio deleted their annotations).
+pub async fn after_unlabel_all(app: &App, items: &[i64]) {
+    for &item in items {
+        after_unlabel(app, item).await;
+    }
 }
 
 /// After a person's label on `item_id` was deleted: if a person's label
@@ -653,6 +950,7 @@ pub async fn after_unlabel(app: &App, item_id: i64) {
     if let Err(e) = done.await {
         tracing::warn!(item = item_id, error = %e.message, "propagated labels not taken back");
     }
+    settle(app, item_id).await;
 }
 
 /// After a person's final label on `item_id`: the other members of its

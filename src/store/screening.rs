@@ -85,6 +85,9 @@ pub struct Propagated {
     /// Members a person labeled otherwise: each is now a `conflict` issue,
     /// on both items.
     pub conflicts: Vec<i64>,
+    /// Members a worker was labeling: marked, they take the label when the
+    /// worker records them, instead of the machine's.
+    pub marked: Vec<i64>,
 }
 
 /// A duplicate group's member as propagation reads it: id, status, final
@@ -168,7 +171,51 @@ impl Store {
     /// Replace the project's screening with `run` and `issues`, and send
     /// the held items that were auto-accepted back to review, in one
     /// transaction. Returns how many items moved to review.
-    pub async fn replace_screening(&self, run: &ScreenRun, issues: &[NewIssue]) -> Result<u64> {
+    pub async fn replace_screening(
+        &self,
+        run: &ScreenRun,
+        issues: &[NewIssue],
+        screened: &[i64],
+    ) -> Result<u64> {
+        self.write_screening(run, issues, screened, true).await
+    }
+
+    /// Add an incremental screen's results to the project's screening: the
+    /// run's row is replaced (its counts now cover every screened item),
+    /// `issues` are added (an item keeps an issue of a type it has), the
+    /// batch's items join the screened ones, and held items that were
+    /// auto-accepted go to review, in one transaction. Returns how many
+    /// items moved to review.
+    pub async fn append_screening(
+        &self,
+        run: &ScreenRun,
+        issues: &[NewIssue],
+        screened: &[i64],
+    ) -> Result<u64> {
+        self.write_screening(run, issues, screened, false).await
+    }
+
+    async fn write_screening(
+        &self,
+        run: &ScreenRun,
+        issues: &[NewIssue],
+        screened: &[i64],
+        replace: bool,
+    ) -> Result<u64> {
+        let screened_sql: Vec<(String, &[i64])> = screened
+            .chunks(CHUNK)
+            .map(|c| {
+                let mut sql = self.params("INSERT INTO screen_items (item_id, project_id) VALUES ");
+                for i in 0..c.len() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").list(2).push(")");
+                }
+                sql.push(" ON CONFLICT (item_id) DO NOTHING");
+                (sql.sql, c)
+            })
+            .collect();
         let statements: Vec<(String, &[NewIssue])> = issues
             .chunks(CHUNK)
             .map(|c| {
@@ -181,24 +228,60 @@ impl Store {
                     }
                     sql.push("(").list(8).push(")");
                 }
+                sql.push(" ON CONFLICT (item_id, kind) DO NOTHING");
                 (sql.sql, c)
             })
             .collect();
-        let move_sql = format!(
-            "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL \
-             WHERE project_id = $1 AND status = 'auto_accepted' AND {HELD}"
-        );
-        with_pool!(self, |p| {
+        let postgres = matches!(self, Store::Postgres(_));
+        // On PostgreSQL, rows a writer holds are skipped, not waited for:
+        // that writer is blocked in the hold trigger behind this screen's
+        // lock (and holds them once it reads the issues), or it is not
+        // auto-accepting them; the pass after the commit takes the rest.
+        let move_sql = if postgres {
+            format!(
+                "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL \
+                 WHERE id IN (SELECT id FROM items WHERE project_id = $1 AND status = 'auto_accepted' \
+                 AND {HELD} FOR UPDATE SKIP LOCKED)"
+            )
+        } else {
+            format!(
+                "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL \
+                 WHERE project_id = $1 AND status = 'auto_accepted' AND {HELD}"
+            )
+        };
+        let moved = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
+            if postgres {
+                // The hold trigger's lock (migration 0022): statements
+                // auto-accepting this project's items finish first, later
+                // ones wait for this commit and then see its holds.
+                sqlx::query("SELECT pg_advisory_xact_lock(25, ($1 % 2147483647)::int4)")
+                    .bind(run.project_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             // A write first: on SQLite the transaction takes the write lock here.
             sqlx::query("DELETE FROM screen_runs WHERE project_id = $1")
                 .bind(run.project_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM screen_issues WHERE project_id = $1")
-                .bind(run.project_id)
-                .execute(&mut *tx)
-                .await?;
+            if replace {
+                sqlx::query("DELETE FROM screen_issues WHERE project_id = $1")
+                    .bind(run.project_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM screen_items WHERE project_id = $1")
+                    .bind(run.project_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (sql, chunk) in &screened_sql {
+                let mut q = sqlx::query(sql);
+                for id in *chunk {
+                    q = q.bind(*id).bind(run.project_id);
+                }
+                q.execute(&mut *tx).await?;
+            }
             sqlx::query(
                 "INSERT INTO screen_runs (project_id, job_id, model, rule, reference, alpha, items, held, summary, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -237,6 +320,53 @@ impl Store {
                 .rows_affected();
             tx.commit().await?;
             Ok::<_, sqlx::Error>(moved)
+        })?;
+        if !postgres {
+            return Ok(moved);
+        }
+        let late = with_pool!(self, |p| {
+            sqlx::query(&move_sql)
+                .bind(run.project_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(moved + late)
+    }
+
+    /// Ids of the project's items its screens covered since the last full one.
+    pub async fn screened_items(&self, project_id: i64) -> Result<Vec<i64>> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar(
+                "SELECT item_id FROM screen_items WHERE project_id = $1 ORDER BY item_id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// The duplicate groups of the last screens: (item, kind, group,
+    /// representative) of every `exact_duplicate` and `near_duplicate`
+    /// issue, and the largest group number used.
+    pub async fn duplicate_groups(
+        &self,
+        project_id: i64,
+    ) -> Result<(Vec<(i64, String, i64, Option<i64>)>, i64)> {
+        with_pool!(self, |p| {
+            let rows: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT item_id, kind, grp, of_item FROM screen_issues WHERE project_id = $1 \
+                 AND kind IN ('exact_duplicate', 'near_duplicate') AND grp IS NOT NULL ORDER BY id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await?;
+            let top: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(grp) FROM screen_issues WHERE project_id = $1")
+                    .bind(project_id)
+                    .fetch_one(p)
+                    .await?;
+            Ok::<_, sqlx::Error>((rows, top.unwrap_or(-1)))
         })
     }
 
@@ -347,27 +477,35 @@ impl Store {
 
     /// Free items waiting for a person that the last screen flagged, for the
     /// review lists: `outliers` most unusual first; `duplicates` one item
-    /// per duplicate group (its representative), by group.
+    /// per duplicate group (its representative), by group; `leaks` the
+    /// items copying another split's (or the reference project's), closest
+    /// copy first.
     pub async fn screen_review_candidates(
         &self,
         project_id: i64,
-        outliers: bool,
+        list: &str,
         limit: i64,
     ) -> Result<Vec<i64>> {
         let now = super::now_ms();
-        let sql = if outliers {
-            "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
-             WHERE s.project_id = $1 AND s.kind = 'outlier' AND i.status = 'needs_review' \
-             AND (i.review_until IS NULL OR i.review_until < $2) ORDER BY s.score DESC, i.id LIMIT $3"
-        } else {
-            "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
-             WHERE s.project_id = $1 AND s.kind IN ('exact_duplicate', 'near_duplicate') \
-             AND s.of_item IS NULL AND i.status = 'needs_review' \
-             AND (i.review_until IS NULL OR i.review_until < $2) \
-             GROUP BY i.id ORDER BY MIN(s.grp), i.id LIMIT $3"
+        let by_score = |kind: &str| {
+            format!(
+                "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                 WHERE s.project_id = $1 AND s.kind = '{kind}' AND i.status = 'needs_review' \
+                 AND (i.review_until IS NULL OR i.review_until < $2) ORDER BY s.score DESC, i.id LIMIT $3"
+            )
+        };
+        let sql = match list {
+            "outliers" => by_score("outlier"),
+            "leaks" => by_score("leak"),
+            _ => "SELECT i.id FROM screen_issues s JOIN items i ON i.id = s.item_id \
+                  WHERE s.project_id = $1 AND s.kind IN ('exact_duplicate', 'near_duplicate') \
+                  AND s.of_item IS NULL AND i.status = 'needs_review' \
+                  AND (i.review_until IS NULL OR i.review_until < $2) \
+                  GROUP BY i.id ORDER BY MIN(s.grp), i.id LIMIT $3"
+                .to_string(),
         };
         with_pool!(self, |p| {
-            sqlx::query_scalar(sql)
+            sqlx::query_scalar(&sql)
                 .bind(project_id)
                 .bind(now)
                 .bind(limit)
@@ -469,6 +607,27 @@ impl Store {
                         }
                         continue;
                     }
+                    if status == "pending" && lease.is_some() && !out.items.contains(&id) {
+                        // A worker holds it: a copy written now would be
+                        // overwritten by its record. The mark makes that
+                        // record take this label instead (the hold trigger,
+                        // migration 0022); `status = status` lets the
+                        // trigger act at once if the worker wrote it since.
+                        let n = sqlx::query(
+                            "UPDATE items SET propagated_from = $1, status = status WHERE id = $2 \
+                             AND audit = 0 AND (final_source IS NULL OR final_source = 'machine') \
+                             AND status IN ('pending', 'needs_review')",
+                        )
+                        .bind(item_id)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if n > 0 {
+                            out.marked.push(id);
+                        }
+                        continue;
+                    }
                     let waiting =
                         status == "needs_review" || (status == "pending" && lease.is_none());
                     let ours = source.as_deref() == Some("propagated") && from == Some(item_id);
@@ -500,18 +659,141 @@ impl Store {
         })
     }
 
+    /// Clear the `conflict` issues that name `item_id` (its own, and those
+    /// of group members naming it) once the two labels no longer disagree
+    /// (a relabel, an undo, a deleted Label Studio annotation); a member
+    /// whose conflict went names another member it still disagrees with,
+    /// if any. Returns how many conflict rows were deleted (a member's may
+    /// come back naming another member). One transaction.
+    pub async fn settle_conflicts(
+        &self,
+        project_id: i64,
+        item_id: i64,
+        strict: f64,
+    ) -> Result<u64> {
+        with_pool!(self, |p| {
+            let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT s.id, s.item_id, s.of_item FROM screen_issues s \
+                 WHERE s.project_id = $1 AND s.kind = 'conflict' AND (s.item_id = $2 OR s.of_item = $2)",
+            )
+            .bind(project_id)
+            .bind(item_id)
+            .fetch_all(p)
+            .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let mut tx = p.begin().await?;
+            let mut cleared = 0u64;
+            for (id, owner, other) in rows {
+                // Still two people's different labels: the conflict stands.
+                let stands: Option<i64> = sqlx::query_scalar(
+                    "SELECT a.id FROM items a JOIN items b ON b.id = $2 WHERE a.id = $1 \
+                     AND a.status = 'labeled' AND a.final_source = 'human' \
+                     AND b.status = 'labeled' AND b.final_source = 'human' AND a.final_label <> b.final_label",
+                )
+                .bind(owner)
+                .bind(other)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if stands.is_some() {
+                    continue;
+                }
+                cleared += sqlx::query("DELETE FROM screen_issues WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Another member the owner still disagrees with, in a group
+                // that propagates (as `propagate_label` reads them).
+                let mate: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT m.id, s.grp FROM screen_issues so \
+                     JOIN screen_issues s ON s.project_id = so.project_id AND s.grp = so.grp \
+                       AND s.kind IN ('exact_duplicate', 'near_duplicate') \
+                     JOIN items m ON m.id = s.item_id JOIN items o ON o.id = so.item_id \
+                     WHERE so.item_id = $1 AND so.grp IS NOT NULL AND m.id <> $1 \
+                     AND (so.kind = 'exact_duplicate' OR (so.kind = 'near_duplicate' AND NOT EXISTS ( \
+                       SELECT 1 FROM screen_issues n WHERE n.project_id = $2 AND n.grp = so.grp \
+                       AND n.kind = 'near_duplicate' AND n.score < $3))) \
+                     AND o.status = 'labeled' AND o.final_source = 'human' \
+                     AND m.status = 'labeled' AND m.final_source = 'human' AND m.final_label <> o.final_label \
+                     ORDER BY m.id LIMIT 1",
+                )
+                .bind(owner)
+                .bind(project_id)
+                .bind(strict)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((mate, grp)) = mate {
+                    sqlx::query(
+                        "INSERT INTO screen_issues (project_id, item_id, kind, score, grp, of_item, of_reference, hold) \
+                         VALUES ($1, $2, 'conflict', 1.0, $3, $4, NULL, 0)",
+                    )
+                    .bind(project_id)
+                    .bind(owner)
+                    .bind(grp)
+                    .bind(mate)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(cleared)
+        })
+    }
+
+    /// Items of the project behind Label Studio annotations `ls_ids` that
+    /// belong to a duplicate group of the last screen (before the
+    /// annotations are deleted: their copies and conflicts follow).
+    pub async fn ls_grouped_items(&self, project_id: i64, ls_ids: &[i64]) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for chunk in ls_ids.chunks(CHUNK) {
+            let mut sql = self
+                .params("SELECT DISTINCT a.item_id FROM ls_annotations a WHERE a.project_id = ");
+            sql.param()
+                .push(" AND a.ls_annotation_id IN (")
+                .list(chunk.len())
+                .push(
+                    ") AND EXISTS (SELECT 1 FROM screen_issues s WHERE s.item_id = a.item_id \
+                     AND s.kind IN ('exact_duplicate', 'near_duplicate', 'conflict'))",
+                );
+            let ids: Vec<i64> = with_pool!(self, |p| {
+                let mut q = sqlx::query_scalar(&sql.sql).bind(project_id);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(ids);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Take back the labels propagated from `item_id` (its human label was
     /// deleted): those items wait for a person again. Returns how many.
     pub async fn withdraw_propagation(&self, item_id: i64) -> Result<u64> {
         with_pool!(self, |p| {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
                 "UPDATE items SET status = 'needs_review', final_label = NULL, final_source = NULL, \
                  propagated_from = NULL WHERE propagated_from = $1 AND final_source = 'propagated'",
             )
             .bind(item_id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            // Marks on items a worker was labeling: nothing to take now.
+            sqlx::query(
+                "UPDATE items SET propagated_from = NULL WHERE propagated_from = $1 \
+                 AND (final_source IS NULL OR final_source = 'machine')",
+            )
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
         })
     }
 

@@ -18,7 +18,7 @@ use crate::service::review::{self, ReviewList, ReviewOrder};
 pub struct ReviewQuery {
     /// margin (default), least-confidence, entropy, vote-entropy, mean-kl, k-center, cluster-margin, random;
     /// `audit` (the audit sample, any tier), `suspect` (suspected label errors),
-    /// `outliers` or `duplicates` (the last screen's outliers, and one item per duplicate group).
+    /// `outliers`, `duplicates` or `leaks` (the last screen's outliers, one item per duplicate group, and items copying another split's).
     #[param(schema_with = strategy_schema)]
     strategy: Option<String>,
     /// 1..=500, default 20.
@@ -31,7 +31,7 @@ pub struct ReviewQuery {
 fn strategy_schema() -> utoipa::openapi::Object {
     crate::json_shape::string_enum(
         ReviewOrder::names().into_iter().map(str::to_string),
-        "The list: a ranking strategy (default margin), `audit` (the audit sample, any tier), `suspect` (suspected label errors, not leased), `outliers` (the last screen's outliers, most unusual first) or `duplicates` (one item per duplicate group of the last screen).",
+        "The list: a ranking strategy (default margin), `audit` (the audit sample, any tier), `suspect` (suspected label errors, not leased), `outliers` (the last screen's outliers, most unusual first) `duplicates` (one item per duplicate group of the last screen) or `leaks` (the last screen's leaked items, closest copy first).",
     )
 }
 

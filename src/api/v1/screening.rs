@@ -24,11 +24,18 @@ pub struct ScreenIn {
     /// project's human-labeled items once there are enough, else Datalab's
     /// within-pool rule decides (the screening says which).
     reference_project: Option<i64>,
+    /// Screen every item again (default false). Otherwise, once a project
+    /// was screened with the same settings, a screen compares only the
+    /// items not screened yet (a new ingest batch) with those that were,
+    /// and adds what it finds.
+    full: Option<bool>,
 }
 
 /// Screen the project's items in a background job: exact and near
 /// duplicates, outliers, leaks against a reference project, quality and
-/// personal data. The results replace the previous screen's; outliers and
+/// personal data. A first screen (or `full`) replaces the previous one's
+/// results; later ones screen only the items added since and add theirs
+/// (the job's result says what was compared). Outliers and
 /// dark, blurry or odd-sized images leave `auto_accepted` for review and are
 /// not auto-accepted afterwards. Answers with the job (one per project at a
 /// time: a request while one runs joins it, with its settings).
@@ -51,6 +58,7 @@ pub async fn screen(
         let req: ScreenIn = parse_object(&body)?;
         settings.alpha = req.alpha.unwrap_or(settings.alpha);
         settings.reference_project = req.reference_project;
+        settings.full = req.full.unwrap_or(false);
     }
     let job = screening::start(&state.app, project_id, settings).await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))

@@ -30,6 +30,7 @@ use crate::service::app::App;
 use crate::service::error::{Code, ServiceError, ServiceResult};
 use crate::service::regions::{self, BoxIn, RegionsIn};
 use crate::service::review::{self, Annotator};
+use crate::service::screening;
 use crate::store::RegionRecord;
 use crate::store::{ls_client_id, LsAnnotation};
 
@@ -307,7 +308,10 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             } else {
                 0
             };
+            // Screening (issue 25): copies and conflicts follow the deletion.
+            let grouped = screening::grouped_ls_items(app, project_id, &ids).await;
             let removed = app.store.ls_delete_annotations(project_id, &ids).await?;
+            screening::after_unlabel_all(app, &grouped).await;
             Ok(out("ok", Some(boxes + removed as usize)))
         }
         _ => Ok(out("Unknown event", None)),
