@@ -9,11 +9,15 @@
 --  2. an item the last screen holds (an outlier, a dark, blurry or
 --     odd-sized image: `screen_issues.hold = 1`) is never `auto_accepted`:
 --     it goes to `needs_review` without the machine's final label.
--- SQLite runs one writer at a time, so a screen's issues are either
+-- The condition costs a row that needs nothing one probe of the partial
+-- index screen_issues_held. SQLite runs one writer at a time, so a screen's issues are either
 -- committed before such a statement or written after it (and the screen
 -- then moves what was auto-accepted).
 CREATE TRIGGER items_screen_hold AFTER UPDATE OF status ON items
 WHEN NEW.status IN ('auto_accepted', 'needs_review')
+ AND (NEW.propagated_from IS NOT NULL
+      OR (NEW.status = 'auto_accepted'
+          AND EXISTS (SELECT 1 FROM screen_issues s WHERE s.item_id = NEW.id AND s.hold = 1)))
 BEGIN
     UPDATE items SET status = 'labeled', final_source = 'propagated',
         final_label = (SELECT h.final_label FROM items h WHERE h.id = items.propagated_from),

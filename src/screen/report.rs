@@ -768,6 +768,54 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_compared_with_the_stored_items_only() {
+        let stored = vec![
+            text("Ok lar... Joking wif u oni...", Some("train")),
+            text("see you at the station at six tonight", Some("train")),
+            text(
+                "I will be late for dinner, sorry, the bus broke down",
+                Some("test"),
+            ),
+        ];
+        let new = vec![
+            text("Ok lar... Joking wif u oni...", Some("test")),
+            text("SEE you at the station at six tonight!", Some("val")),
+            text(
+                "I will be late for dinner, sorry, the bus broke down",
+                Some("train"),
+            ),
+            text("a message like no other in this little set", Some("test")),
+        ];
+        let b = screen_batch(&new, &stored, None, None, None, &ScreenOptions::default()).unwrap();
+        let copies: Vec<(usize, usize, bool)> = b
+            .copies
+            .iter()
+            .map(|c| (c.new, c.stored, c.exact))
+            .collect();
+        assert_eq!(copies, vec![(0, 0, true), (1, 1, false), (2, 2, true)]);
+        // New test and val items copying stored train items leak; a stored
+        // test item copying a new train item leaks too.
+        let new_leaks: Vec<(usize, usize)> = b.new_leaks.iter().map(|l| (l.0, l.1)).collect();
+        assert_eq!(new_leaks, vec![(0, 0), (1, 1)]);
+        let stored_leaks: Vec<(usize, usize)> = b.stored_leaks.iter().map(|l| (l.0, l.1)).collect();
+        assert_eq!(stored_leaks, vec![(2, 2)]);
+        assert_eq!(
+            b.compared,
+            Compared {
+                new: 4,
+                stored: 3,
+                queries: 4,
+                // Splits train < test < val: the two new test items into
+                // the stored train ones, the stored test item into the new
+                // train one, the new val item into stored train and test.
+                leak_queries: 4,
+                copies: 3,
+            }
+        );
+        assert_eq!(b.report.issues.len(), new.len(), "the batch's own issues");
+    }
+
+    #[test]
     fn leaks_cross_splits_only_and_point_at_the_earlier_split() {
         let items = vec![
             text("Ok lar... Joking wif u oni...", Some("train")),

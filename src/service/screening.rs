@@ -393,7 +393,11 @@ async fn run(
     })?;
     let (report, batch) = match computed {
         Computed::Nothing => {
-            let prev = prev.expect("an incremental screen follows one");
+            let Some(prev) = prev else {
+                return Err(ServiceError::internal(
+                    "an incremental screen without a screen before it",
+                ));
+            };
             return Ok(Ran {
                 items: prev.items,
                 held: prev.held,

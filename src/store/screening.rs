@@ -195,6 +195,30 @@ impl Store {
         self.write_screening(run, issues, screened, false).await
     }
 
+    /// One multi-row insert per [`CHUNK`] rows of `rows`, `width`
+    /// placeholders a row, with `tail` after the values.
+    fn chunked_inserts<'a, T>(
+        &self,
+        rows: &'a [T],
+        head: &str,
+        width: usize,
+        tail: &str,
+    ) -> Vec<(String, &'a [T])> {
+        rows.chunks(CHUNK)
+            .map(|c| {
+                let mut sql = self.params(head);
+                for i in 0..c.len() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").list(width).push(")");
+                }
+                sql.push(tail);
+                (sql.sql, c)
+            })
+            .collect()
+    }
+
     async fn write_screening(
         &self,
         run: &ScreenRun,
@@ -202,36 +226,18 @@ impl Store {
         screened: &[i64],
         replace: bool,
     ) -> Result<u64> {
-        let screened_sql: Vec<(String, &[i64])> = screened
-            .chunks(CHUNK)
-            .map(|c| {
-                let mut sql = self.params("INSERT INTO screen_items (item_id, project_id) VALUES ");
-                for i in 0..c.len() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push("(").list(2).push(")");
-                }
-                sql.push(" ON CONFLICT (item_id) DO NOTHING");
-                (sql.sql, c)
-            })
-            .collect();
-        let statements: Vec<(String, &[NewIssue])> = issues
-            .chunks(CHUNK)
-            .map(|c| {
-                let mut sql = self.params(
-                    "INSERT INTO screen_issues (project_id, item_id, kind, score, grp, of_item, of_reference, hold) VALUES ",
-                );
-                for i in 0..c.len() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push("(").list(8).push(")");
-                }
-                sql.push(" ON CONFLICT (item_id, kind) DO NOTHING");
-                (sql.sql, c)
-            })
-            .collect();
+        let screened_sql = self.chunked_inserts(
+            screened,
+            "INSERT INTO screen_items (item_id, project_id) VALUES ",
+            2,
+            " ON CONFLICT (item_id) DO NOTHING",
+        );
+        let statements = self.chunked_inserts(
+            issues,
+            "INSERT INTO screen_issues (project_id, item_id, kind, score, grp, of_item, of_reference, hold) VALUES ",
+            8,
+            " ON CONFLICT (item_id, kind) DO NOTHING",
+        );
         let postgres = matches!(self, Store::Postgres(_));
         // On PostgreSQL, rows a writer holds are skipped, not waited for:
         // that writer is blocked in the hold trigger behind this screen's
