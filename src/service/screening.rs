@@ -270,7 +270,7 @@ struct Ran {
 
 /// The screen's computation, off the async workers.
 enum Computed {
-    Full(Report),
+    Full(Box<Report>),
     Batch(Box<BatchReport>),
     /// Incremental, and nothing new to screen.
     Nothing,
@@ -376,8 +376,8 @@ async fn run(
             };
             (new.0, Some(stored.0), computed)
         } else {
-            let computed =
-                report::screen_with(&items, reference_items, own_ref, &opts).map(Computed::Full);
+            let computed = report::screen_with(&items, reference_items, own_ref, &opts)
+                .map(|r| Computed::Full(Box::new(r)));
             (ids, None, computed)
         };
         (computed, reference.map(|r| r.0), unreadable, own.is_some())
@@ -409,7 +409,7 @@ async fn run(
                 }),
             });
         }
-        Computed::Full(r) => (r, None),
+        Computed::Full(r) => (*r, None),
         Computed::Batch(b) => {
             let b = *b;
             (

@@ -31,7 +31,7 @@ pub struct ReviewQuery {
 fn strategy_schema() -> utoipa::openapi::Object {
     crate::json_shape::string_enum(
         ReviewOrder::names().into_iter().map(str::to_string),
-        "The list: a ranking strategy (default margin), `audit` (the audit sample, any tier), `suspect` (suspected label errors, not leased), `outliers` (the last screen's outliers, most unusual first) `duplicates` (one item per duplicate group of the last screen) or `leaks` (the last screen's leaked items, closest copy first).",
+        "The list: a ranking strategy (default margin), `audit` (the audit sample, any tier), `suspect` (suspected label errors, not leased), `outliers` (the last screen's outliers, most unusual first), `duplicates` (one item per duplicate group of the last screen) or `leaks` (the last screen's leaked items, closest copy first).",
     )
 }
 

@@ -35,7 +35,7 @@ pub struct ScreenIn {
 /// duplicates, outliers, leaks against a reference project, quality and
 /// personal data. A first screen (or `full`) replaces the previous one's
 /// results; later ones screen only the items added since and add theirs
-/// (the job's result says what was compared). Outliers and
+/// (`GET …/screening` `batch` says what they compared). Outliers and
 /// dark, blurry or odd-sized images leave `auto_accepted` for review and are
 /// not auto-accepted afterwards. Answers with the job (one per project at a
 /// time: a request while one runs joins it, with its settings).
