@@ -25,7 +25,7 @@ ROOT=$PWD
 SEEDS=${SEEDS:-5}
 ONLY=${ONLY:-sms,fashion,fortunes}
 THREADS=${THREADS:-2}
-STRATEGIES=${STRATEGIES:-margin,entropy,cluster-margin,k-center,badge,typiclust,margin-diverse}
+STRATEGIES=${STRATEGIES:-margin,cluster-margin,badge,typiclust,margin-diverse}
 OUT=${OUT:-$ROOT/target/al-compare}
 log() { printf '[al] %s\n' "$*" >&2; }
 

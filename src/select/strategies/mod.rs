@@ -70,6 +70,11 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The strategy review lists and `simulate` use when none is named: the
+    /// one that saved the most labels across the data sets of
+    /// `scripts/al_compare.sh` (README "Active learning").
+    pub const DEFAULT: Strategy = Strategy::Margin;
+
     /// Every strategy, in declaration order.
     pub const ALL: [Strategy; 11] = [
         Strategy::Random,
