@@ -70,9 +70,8 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The strategy review lists and `simulate` use when none is named: the
-    /// one that saved the most labels across the data sets of
-    /// `scripts/al_compare.sh` (README "Active learning").
+    /// The strategy review lists use when none is named (README "Active
+    /// learning" compares them all with `scripts/al_compare.sh`).
     pub const DEFAULT: Strategy = Strategy::Margin;
 
     /// Every strategy, in declaration order.
