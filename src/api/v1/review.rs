@@ -46,7 +46,10 @@ pub async fn review(
     Query(q): Query<ReviewQuery>,
 ) -> ApiResult<Json<ReviewList>> {
     let annotator = caller.acting_as(q.annotator.as_deref())?;
-    let name = q.strategy.as_deref().unwrap_or("margin");
+    let name = q
+        .strategy
+        .as_deref()
+        .unwrap_or(crate::select::Strategy::DEFAULT.as_str());
     let order = ReviewOrder::parse(name).ok_or_else(|| {
         ApiError::invalid(
             "strategy",

@@ -8,7 +8,10 @@
 //! - uncertainty sampling (least confidence, margin, entropy; Settles 2009);
 //! - query by committee (vote entropy, mean KL to the consensus);
 //! - k-center greedy core-sets (Sener & Savarese, ICLR 2018);
-//! - cluster-margin (Citovsky et al., NeurIPS 2021, simplified).
+//! - cluster-margin (Citovsky et al., NeurIPS 2021, simplified);
+//! - BADGE, k-means++ over gradient embeddings (Ash et al., ICLR 2020);
+//! - TypiClust, typical items of uncovered clusters (Hacohen et al., ICML 2022);
+//! - margin with a diversity filter (near-duplicates skipped).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -18,19 +21,25 @@ use serde::{Deserialize, Serialize};
 use super::rng::Rng;
 use super::uncertainty::Uncertainty;
 
+mod badge;
 mod cluster;
 mod cold_start;
 mod committee;
+mod diverse;
 mod kcenter;
+mod typiclust;
 
+pub use badge::badge;
 pub use cluster::cluster_margin;
-use cluster::k_means;
+use cluster::{k_means, nearest};
 pub use cold_start::{cold_start, COLD_START_SAMPLE};
 pub use committee::{mean_kl, vote_entropy};
+pub use diverse::{margin_diverse, DIVERSE_CANDIDATES_PER_ITEM};
 pub use kcenter::k_center_greedy;
 #[cfg(test)]
 use kcenter::k_center_with;
 use kcenter::sq_dist;
+pub use typiclust::{typiclust, TYPICLUST_MAX_CLUSTERS, TYPICLUST_NEIGHBOURS, TYPICLUST_SAMPLE};
 
 /// An active-learning selection strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,11 +61,21 @@ pub enum Strategy {
     KCenter,
     /// Uncertain items spread over clusters of their embeddings.
     ClusterMargin,
+    /// k-means++ over gradient embeddings: uncertain and diverse.
+    Badge,
+    /// The most typical item of each largest uncovered cluster (cold start).
+    Typiclust,
+    /// Margin order, skipping items close to one already in the batch.
+    MarginDiverse,
 }
 
 impl Strategy {
+    /// The strategy review lists use when none is named (README "Active
+    /// learning" compares them all with `scripts/al_compare.sh`).
+    pub const DEFAULT: Strategy = Strategy::Margin;
+
     /// Every strategy, in declaration order.
-    pub const ALL: [Strategy; 8] = [
+    pub const ALL: [Strategy; 11] = [
         Strategy::Random,
         Strategy::LeastConfidence,
         Strategy::Margin,
@@ -65,6 +84,9 @@ impl Strategy {
         Strategy::MeanKl,
         Strategy::KCenter,
         Strategy::ClusterMargin,
+        Strategy::Badge,
+        Strategy::Typiclust,
+        Strategy::MarginDiverse,
     ];
 
     /// The strategy named by its kebab-case name (as in [`Strategy::as_str`]).
@@ -83,17 +105,27 @@ impl Strategy {
             Strategy::MeanKl => "mean-kl",
             Strategy::KCenter => "k-center",
             Strategy::ClusterMargin => "cluster-margin",
+            Strategy::Badge => "badge",
+            Strategy::Typiclust => "typiclust",
+            Strategy::MarginDiverse => "margin-diverse",
         }
     }
 
     /// Whether [`select`] needs `pool.embeddings` for this strategy.
     pub fn needs_embeddings(self) -> bool {
-        matches!(self, Strategy::KCenter | Strategy::ClusterMargin)
+        matches!(
+            self,
+            Strategy::KCenter
+                | Strategy::ClusterMargin
+                | Strategy::Badge
+                | Strategy::Typiclust
+                | Strategy::MarginDiverse
+        )
     }
 
     /// The stored measure a review list of this strategy is ordered by, for
     /// the strategies that are one index scan; `None` for those that choose
-    /// in memory (random, k-center, cluster-margin).
+    /// in memory (random and the embedding strategies).
     pub fn stored_measure(self) -> Option<super::Measure> {
         use super::Measure;
         match self {
@@ -102,7 +134,12 @@ impl Strategy {
             Strategy::Entropy => Some(Measure::Entropy),
             Strategy::VoteEntropy => Some(Measure::VoteEntropy),
             Strategy::MeanKl => Some(Measure::MeanKl),
-            Strategy::Random | Strategy::KCenter | Strategy::ClusterMargin => None,
+            Strategy::Random
+            | Strategy::KCenter
+            | Strategy::ClusterMargin
+            | Strategy::Badge
+            | Strategy::Typiclust
+            | Strategy::MarginDiverse => None,
         }
     }
 
@@ -209,6 +246,13 @@ pub fn select(
         Strategy::ClusterMargin => {
             let margins = uncertainty(|u| u.margin);
             cluster_margin(pool.embeddings, pool.dim, &margins, batch, seed)
+        }
+        Strategy::Badge => badge(pool.probs, pool.embeddings, pool.dim, batch, seed),
+        Strategy::Typiclust => {
+            typiclust(pool.embeddings, pool.dim, labeled_embeddings, batch, seed)
+        }
+        Strategy::MarginDiverse => {
+            margin_diverse(pool.embeddings, pool.dim, &uncertainty(|u| u.margin), batch)
         }
     };
     Ok(selected)
@@ -318,3 +362,5 @@ pub(super) fn argmax(p: &[f32]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_batch;

@@ -4,7 +4,7 @@ use super::*;
 use std::collections::HashSet;
 
 /// Standard normal by Box–Muller.
-fn gaussian(rng: &mut Rng) -> f32 {
+pub(super) fn gaussian(rng: &mut Rng) -> f32 {
     let u1 = 1.0 - rng.unit(); // (0, 1]
     let u2 = rng.unit();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
@@ -12,7 +12,12 @@ fn gaussian(rng: &mut Rng) -> f32 {
 
 /// `blobs` well-separated Gaussian blobs (centre `10·e_b`, σ = 0.3) of
 /// `per_blob` points each, shuffled; returns (embeddings, blob of each row).
-fn blobs(blobs: usize, per_blob: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+pub(super) fn blobs(
+    blobs: usize,
+    per_blob: usize,
+    dim: usize,
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>) {
     assert!(dim >= blobs);
     let mut rng = Rng::new(seed);
     let mut owner: Vec<usize> = (0..blobs * per_blob).map(|i| i / per_blob).collect();
@@ -27,7 +32,7 @@ fn blobs(blobs: usize, per_blob: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec
     (emb, owner)
 }
 
-fn distinct(v: &[usize]) -> bool {
+pub(super) fn distinct(v: &[usize]) -> bool {
     v.iter().collect::<HashSet<_>>().len() == v.len()
 }
 
@@ -56,7 +61,16 @@ fn strategy_names_round_trip() {
         .into_iter()
         .filter(|s| s.needs_embeddings())
         .collect();
-    assert_eq!(needs_emb, [Strategy::KCenter, Strategy::ClusterMargin]);
+    assert_eq!(
+        needs_emb,
+        [
+            Strategy::KCenter,
+            Strategy::ClusterMargin,
+            Strategy::Badge,
+            Strategy::Typiclust,
+            Strategy::MarginDiverse
+        ]
+    );
     let needs_com: Vec<_> = Strategy::ALL
         .into_iter()
         .filter(|s| s.needs_committee())
