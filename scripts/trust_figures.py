@@ -86,7 +86,7 @@ def table(out, data, title):
         if oracle is not None:
             lines.append(f"| {budget} | single-threshold oracle (knows the truth) | — | {cf.fmt(oracle)} | 1.00 | — | ≥ 0.950 |")
     lines.append("")
-    return lines
+    return lines if len(lines) > 5 else []
 
 
 def finish_table(out, data, title, audits, today):
@@ -118,7 +118,7 @@ def finish_table(out, data, title, audits, today):
                 f"{cf.fmt(min(auto) if auto else None)} | {cf.fmt(cf.mean([f['precision'] for f, _ in fs]), 4)} |"
             )
     lines.append("")
-    return lines
+    return lines if len(lines) > 5 else []
 
 
 def main():

@@ -1380,7 +1380,13 @@ impl IpwState {
         for (c, class) in f.thresholds.classes.iter_mut().enumerate() {
             class.threshold = fit.threshold.and_then(|l| curves.classes[c].inverse(l));
         }
+        let above_t: Vec<&IpwDraw> = draws
+            .iter()
+            .filter(|d| fit.threshold.is_some_and(|t| d.score >= t))
+            .collect();
         tracing::debug!(
+            draws_above = above_t.len(),
+            wrong_above = above_t.iter().filter(|d| !d.correct).count(),
             threshold = ?fit.threshold,
             coverage = fit.coverage,
             e_value = ?fit.e_value,
