@@ -170,7 +170,10 @@ fn review_labels_counted_keep_the_guarantee_when_the_head_is_retrained() {
     let rounds = &report.runs[0].results[0].rounds;
     assert!(rounds.iter().filter(|r| r.refit).count() >= 5);
     // Seed 30 + five review batches of 30.
-    assert_eq!(rounds.last().unwrap().labels - rounds.last().unwrap().audit_labels, 180);
+    assert_eq!(
+        rounds.last().unwrap().labels - rounds.last().unwrap().audit_labels,
+        180
+    );
     let (bad, cov, oracle, point_bad) = outcome(&report, 0.9);
     let plain = simulate::run(
         &data,
