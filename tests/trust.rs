@@ -380,3 +380,29 @@ async fn proportional_review(db: TestDb) {
 }
 
 both_backends!(proportional_review);
+
+/// `simulate` refuses a uniform share outside [0, 1] and an unknown review
+/// rule before loading anything: exit 2 naming the flag.
+#[test]
+fn simulate_flags_outside_their_domain_exit_2_naming_the_flag() {
+    for (flag, value) in [
+        ("--uniform-share", "1.5"),
+        ("--uniform-share", "-0.2"),
+        ("--review-sampling", "top-3"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelloop"))
+            .args([
+                "simulate",
+                "--data",
+                "missing.jsonl",
+                "--model",
+                "fashion-mnist-cnn",
+                &format!("{flag}={value}"),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+}
