@@ -64,6 +64,7 @@ def table(out, data, title):
             ("current", "current: uniform audit, global LTT (binomial)"),
             ("pooled", "pooled: uniform audit, class curves, one LTT at δ"),
             ("ipw", "ipw: audit where the decision is made, betting"),
+            ("ipw-review", "ipw + proportional review, review labels counted"),
         ):
             report, fin = runs(out, f"{base}-{key}")
             if report is None:
@@ -85,7 +86,39 @@ def table(out, data, title):
         if oracle is not None:
             lines.append(f"| {budget} | single-threshold oracle (knows the truth) | — | {cf.fmt(oracle)} | 1.00 | — | ≥ 0.950 |")
     lines.append("")
-    return lines
+    return lines if len(lines) > 5 else []
+
+
+def finish_table(out, data, title, audits, today):
+    lines = [f"##### {title}", ""]
+    lines.append(
+        "| audit labels | method | human share (mean) | max | audit / review / seed labels (mean) | "
+        "auto-accepted precision ≥ 0.95 | min auto-accepted precision | finished set precision (mean) |"
+    )
+    lines.append("|---:|---|---:|---:|---|---:|---:|---:|")
+    for a in audits:
+        for key, label in (
+            ("current", "current: uniform audit, global LTT" + (" (today's run)" if a == today else "")),
+            ("new", "new: ipw audit + proportional review counted"),
+        ):
+            report, fin = runs(out, f"finish-{data}-{a}-{key}")
+            if report is None:
+                continue
+            fs = [(r["finish"], last) for _, r, last in fin if r.get("finish")]
+            if not fs:
+                continue
+            shares = [f["human_share"] for f, _ in fs]
+            auto = [last["auto_precision"] for _, last in fs if last["auto_coverage"] > 0]
+            ok = sum(1 for _, last in fs if last["auto_coverage"] == 0 or last["auto_precision"] >= TARGET)
+            lines.append(
+                f"| {a} | {label} | {cf.fmt(cf.mean(shares))} | {cf.fmt(max(shares))} | "
+                f"{cf.fmt(cf.mean([f['audit_labels'] for f, _ in fs]), 0)} / "
+                f"{cf.fmt(cf.mean([f['review_labels'] for f, _ in fs]), 0)} / "
+                f"{cf.fmt(cf.mean([f['seed_labels'] for f, _ in fs]), 0)} | {ok}/{len(fs)} | "
+                f"{cf.fmt(min(auto) if auto else None)} | {cf.fmt(cf.mean([f['precision'] for f, _ in fs]), 4)} |"
+            )
+    lines.append("")
+    return lines if len(lines) > 5 else []
 
 
 def main():
@@ -93,6 +126,9 @@ def main():
     lines = ["Target 0.95, δ 0.05; realised precision and coverage on the machine-decided items, against the truth.", ""]
     lines += table(out, "fashion", "Fashion-MNIST (CNN's own scores; review labels = the uniform seed set)")
     lines += table(out, "sms", "SMS spam (minilm-l6 + head retrained every round, random review batches of 20)")
+    lines += ["`simulate --finish`: the share of the pool people labeled (seed + review + audit), target 0.95, δ 0.05.", ""]
+    lines += finish_table(out, "fashion", "Fashion-MNIST, finished (random review batches of 500)", (1000, 500, 300), 1000)
+    lines += finish_table(out, "sms", "SMS spam, finished (margin review batches of 50; new: proportional)", (300, 150), 300)
     print("\n".join(lines))
 
 

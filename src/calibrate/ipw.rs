@@ -78,6 +78,30 @@ pub const MIN_UNIFORM_SHARE: f64 = 0.01;
 /// Candidate shares of the population: 1%, 2%, …, 100%.
 pub const GRID_STEP: f64 = 0.01;
 
+/// How a draw was made, which fixes the set it was drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrawKind {
+    /// An audit draw: with replacement, from every item not labeled by seed
+    /// or review before it (audited items stay eligible).
+    Audit,
+    /// A review draw of the randomised review rule: without replacement,
+    /// from every item no person had labeled before it.
+    Review,
+}
+
+/// A human-labeled item (audited or reviewed, by any rule): it leaves the
+/// population the statement is about, and its label is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Labeled {
+    /// Its fit-time score (out of sample: cross-fitted when a head trained on it).
+    pub score: f64,
+    pub correct: bool,
+    /// When it left: its first audit draw, or its review.
+    pub at: u64,
+    /// `Audit`: audited; `Review`: labeled in review.
+    pub kind: DrawKind,
+}
+
 /// One draw of the audit, in draw order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IpwDraw {
@@ -98,6 +122,9 @@ pub struct IpwDraw {
     /// region be as large as a uniform audit's.
     pub above: f64,
     pub p_min_above: f64,
+    /// The event clock at the draw (labels and draws share one clock).
+    pub at: u64,
+    pub kind: DrawKind,
 }
 
 impl IpwDraw {
@@ -164,6 +191,61 @@ pub fn uniform_share_check(u: f64) -> Result<(), CalibrateError> {
             domain: "[0, 1]",
         })
     }
+}
+
+/// The randomised review rule (`review_sampling = "proportional"`): one
+/// draw picks item i of the candidates (every item no person labeled) with
+/// probability `r(i) = u / n + (1 − u) · w_i / Σ w`, where
+/// `w_i = 1 − scores[i]` (the model's own chance of being wrong, clamped to
+/// [0, 1]) for an item waiting for review (`open[i]`) and 0 for one the
+/// calibration in force accepts, and `u` is the uniform share (0 read as
+/// [`MIN_UNIFORM_SHARE`]): every candidate keeps `r(i) ≥ u / n > 0`, the
+/// accepted ones too, which is what lets the labels count. All `w` zero:
+/// uniform.
+pub fn review_design(
+    scores: &[f64],
+    open: &[bool],
+    uniform_share: f64,
+) -> Result<Vec<f64>, CalibrateError> {
+    uniform_share_check(uniform_share)?;
+    let n = scores.len();
+    if n == 0 {
+        return Err(CalibrateError::Empty("review candidates"));
+    }
+    if open.len() != n {
+        return Err(CalibrateError::LengthMismatch {
+            what: "scores vs open flags",
+            left: n,
+            right: open.len(),
+        });
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(CalibrateError::NonFinite {
+            what: "scores",
+            index: i,
+        });
+    }
+    let w: Vec<f64> = scores
+        .iter()
+        .zip(open)
+        .map(|(s, &o)| if o { (1.0 - s).clamp(0.0, 1.0) } else { 0.0 })
+        .collect();
+    let total: f64 = w.iter().sum();
+    let u = if total > 0.0 {
+        uniform_share.max(MIN_UNIFORM_SHARE)
+    } else {
+        1.0
+    };
+    Ok(w.iter()
+        .map(|&wi| {
+            u / n as f64
+                + if total > 0.0 {
+                    (1.0 - u) * wi / total
+                } else {
+                    0.0
+                }
+        })
+        .collect())
 }
 
 /// The loosest score cut whose items' mean score is ≥ `level` (scores read
@@ -260,20 +342,67 @@ fn check_draws(draws: &[IpwDraw]) -> Result<(), CalibrateError> {
     Ok(())
 }
 
-/// The largest value of the betting e-process for H0 "precision of
-/// `{score ≥ lambda}` < target" over the draws, in draw order.
-pub fn e_value(draws: &[IpwDraw], lambda: f64, population: usize, target: f64) -> f64 {
+/// What the labeled items above `lambda` owe each draw: for draw s, the
+/// sum of `f_λ` over the labeled items that were in the set s was drawn
+/// from (they are not in the population the statement is about).
+fn offsets(draws: &[IpwDraw], labeled: &[Labeled], lambda: f64, target: f64) -> Vec<f64> {
+    let slack = 1.0 - target;
+    let f = |l: &Labeled| {
+        if l.score >= lambda {
+            f64::from(u8::from(!l.correct)) - slack
+        } else {
+            0.0
+        }
+    };
+    let mut by_time: Vec<(u64, f64, bool)> = labeled
+        .iter()
+        .map(|l| (l.at, f(l), l.kind == DrawKind::Review))
+        .collect();
+    by_time.sort_by_key(|e| e.0);
+    // Suffix sums from position j: all labeled, reviewed only.
+    let m = by_time.len();
+    let (mut all, mut rev) = (vec![0.0; m + 1], vec![0.0; m + 1]);
+    for j in (0..m).rev() {
+        all[j] = all[j + 1] + by_time[j].1;
+        rev[j] = rev[j + 1] + if by_time[j].2 { by_time[j].1 } else { 0.0 };
+    }
+    let audited = all[0] - rev[0];
+    draws
+        .iter()
+        .map(|d| match d.kind {
+            // Every audited item, and the items reviewed after the draw.
+            DrawKind::Audit => audited + rev[by_time.partition_point(|e| e.0 <= d.at)],
+            // Every item labeled at or after the draw (the drawn one too).
+            DrawKind::Review => all[by_time.partition_point(|e| e.0 < d.at)],
+        })
+        .collect()
+}
+
+/// The largest value of the betting e-process for H0 "precision of the
+/// unlabeled items with `score ≥ lambda` < target" over the draws, in draw
+/// order; `labeled`: every human-labeled item that left the population.
+pub fn e_value(
+    draws: &[IpwDraw],
+    labeled: &[Labeled],
+    lambda: f64,
+    population: usize,
+    target: f64,
+) -> f64 {
     let n = population.max(1) as f64;
     let slack = 1.0 - target;
+    let offset = offsets(draws, labeled, lambda, target);
     // One pseudo-observation: a mean of −slack/2 and the variance of a
     // Bernoulli term at the target, so the first bets are modest.
     let (mut sum, mut sum_sq, mut count) = (-slack / 2.0, target * slack, 1.0_f64);
     let (mut ln_k, mut best) = (0.0_f64, 0.0_f64);
-    for d in draws {
+    for (d, c) in draws.iter().zip(offset) {
         let mean = sum / count;
         let var = (sum_sq / count - mean * mean).max(1e-12);
-        let z_max = target / (n * d.floor_at(lambda));
+        // The largest centred term: Z ≤ τ / (N q), and the mean it is
+        // centred on is ≥ −slack.
+        let z_max = target / (n * d.floor_at(lambda)) + slack;
         let cap = BET_CAP / z_max;
+        // Bets read only earlier raw terms (predictable).
         let beta = (-mean / (var + mean * mean)).clamp(0.0, cap);
         let f = if d.score >= lambda {
             f64::from(u8::from(!d.correct)) - slack
@@ -281,7 +410,12 @@ pub fn e_value(draws: &[IpwDraw], lambda: f64, population: usize, target: f64) -
             0.0
         };
         let z = f / (n * d.p);
-        ln_k += (-beta * z).ln_1p();
+        let factor = 1.0 - beta * (z - c / n);
+        if factor <= 0.0 {
+            // The process is at 0 from here on; what it reached stands.
+            break;
+        }
+        ln_k += factor.ln();
         best = best.max(ln_k);
         sum += z;
         sum_sq += z * z;
@@ -293,10 +427,13 @@ pub fn e_value(draws: &[IpwDraw], lambda: f64, population: usize, target: f64) -
 /// The fixed-sequence scan over the population's score shares.
 ///
 /// `population_scores`: the fit-time scores of every item the thresholds
-/// apply to (label-free; they fix the candidates and the coverage);
-/// `population`: the constant N of the weights; `draws` in draw order.
+/// apply to, i.e. no person labeled it (label-free; they fix the candidates
+/// and the coverage); `population`: the constant N of the weights; `draws`
+/// in draw order (audit and counted review draws); `labeled`: every item a
+/// person labeled after the seed set (audit and review, counted or not).
 pub fn fit_ipw(
     draws: &[IpwDraw],
+    labeled: &[Labeled],
     population_scores: &[f64],
     population: usize,
     target: f64,
@@ -305,6 +442,12 @@ pub fn fit_ipw(
     super::open_unit("target", target)?;
     super::risk_level(delta)?;
     check_draws(draws)?;
+    if let Some(i) = labeled.iter().position(|l| !l.score.is_finite()) {
+        return Err(CalibrateError::NonFinite {
+            what: "labeled.score",
+            index: i,
+        });
+    }
     if let Some(i) = population_scores.iter().position(|s| !s.is_finite()) {
         return Err(CalibrateError::NonFinite {
             what: "population_scores",
@@ -343,7 +486,7 @@ pub fn fit_ipw(
         }
         last = lambda;
         tested += 1;
-        let e = e_value(draws, lambda, population, target);
+        let e = e_value(draws, labeled, lambda, population, target);
         if e < 1.0 / delta {
             break;
         }
@@ -419,7 +562,15 @@ mod tests {
         (s, y)
     }
 
-    fn audit(s: &[f64], y: &[bool], n_draws: usize, u: f64, seed: u64) -> Vec<IpwDraw> {
+    /// An ipw audit of `n_draws` draws (with replacement): the draws, the
+    /// audited items (labeled, out of the population) and the unlabeled mask.
+    fn audit(
+        s: &[f64],
+        y: &[bool],
+        n_draws: usize,
+        u: f64,
+        seed: u64,
+    ) -> (Vec<IpwDraw>, Vec<Labeled>, Vec<bool>) {
         let q = design(s, u, 0.95).unwrap();
         let p_min = q.iter().copied().fold(1.0, f64::min);
         // Same scores at draw and fit time: items above the region's lowest
@@ -432,9 +583,20 @@ mod tests {
             .map(|(&x, _)| x)
             .fold(f64::NEG_INFINITY, f64::max);
         let mut rng = Rng::new(seed ^ 0xABCD);
-        (0..n_draws)
-            .map(|_| {
+        let mut free = vec![true; s.len()];
+        let mut labeled = Vec::new();
+        let draws = (0..n_draws)
+            .map(|t| {
                 let i = draw(&q, rng.unit());
+                if free[i] {
+                    free[i] = false;
+                    labeled.push(Labeled {
+                        score: s[i],
+                        correct: y[i],
+                        at: t as u64,
+                        kind: DrawKind::Audit,
+                    });
+                }
                 IpwDraw {
                     score: s[i],
                     predicted: 0,
@@ -443,20 +605,28 @@ mod tests {
                     p_min,
                     above,
                     p_min_above: p_top,
+                    at: t as u64,
+                    kind: DrawKind::Audit,
                 }
             })
-            .collect()
+            .collect();
+        (draws, labeled, free)
     }
 
-    fn realised(s: &[f64], y: &[bool], t: f64) -> f64 {
+    /// Realised precision of the unlabeled items at or above `t`.
+    fn realised(s: &[f64], y: &[bool], free: &[bool], t: f64) -> f64 {
         let (mut a, mut r) = (0, 0);
-        for (&x, &c) in s.iter().zip(y) {
-            if x >= t {
+        for ((&x, &c), &f) in s.iter().zip(y).zip(free) {
+            if f && x >= t {
                 a += 1;
                 r += usize::from(c);
             }
         }
         r as f64 / a.max(1) as f64
+    }
+
+    fn unlabeled(s: &[f64], free: &[bool]) -> Vec<f64> {
+        s.iter().zip(free).filter(|p| *p.1).map(|p| *p.0).collect()
     }
 
     #[test]
@@ -492,11 +662,11 @@ mod tests {
         let runs = 200;
         for seed in 0..runs {
             let (s, y) = population(5000, seed, 1.5);
-            let d = audit(&s, &y, 600, 0.3, seed);
-            let fit = fit_ipw(&d, &s, s.len(), 0.95, 0.05).unwrap();
+            let (d, l, free) = audit(&s, &y, 600, 0.3, seed);
+            let fit = fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
             if let Some(t) = fit.threshold {
                 coverage += fit.coverage;
-                if realised(&s, &y, t) < 0.95 {
+                if realised(&s, &y, &free, t) < 0.95 {
                     bad += 1;
                 }
             }
@@ -521,8 +691,10 @@ mod tests {
                 y.push(rng.unit() < 0.4);
             }
             for (j, u) in [1.0, 0.2].into_iter().enumerate() {
-                let d = audit(&s, &y, 300, u, seed);
-                cov[j] += fit_ipw(&d, &s, s.len(), 0.95, 0.05).unwrap().coverage;
+                let (d, l, free) = audit(&s, &y, 300, u, seed);
+                cov[j] += fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05)
+                    .unwrap()
+                    .coverage;
             }
         }
         assert!(cov[1] > cov[0], "uniform {} vs favoured {}", cov[0], cov[1]);
@@ -538,6 +710,8 @@ mod tests {
             p_min: 0.001,
             above: f64::INFINITY,
             p_min_above: 0.001,
+            at: 0,
+            kind: DrawKind::Audit,
         };
         for (p, p_min) in [
             (0.0, 0.0),
@@ -549,11 +723,14 @@ mod tests {
         ] {
             let d = IpwDraw { p, p_min, ..ok };
             assert!(
-                fit_ipw(&[ok, d], &[0.9], 100, 0.95, 0.05).is_err(),
+                fit_ipw(&[ok, d], &[], &[0.9], 100, 0.95, 0.05).is_err(),
                 "{p} {p_min}"
             );
         }
-        assert!(fit_ipw(&[ok], &[0.9], 100, 0.95, 0.05).is_ok());
+        assert!(fit_ipw(&[ok], &[], &[0.9], 100, 0.95, 0.05).is_ok());
+        for u in [-0.1, 1.1, f64::NAN] {
+            assert!(review_design(&[0.9], &[true], u).is_err());
+        }
         for u in [-0.1, 1.1, f64::NAN] {
             assert!(matches!(
                 design(&[0.9], u, 0.95),
@@ -565,5 +742,67 @@ mod tests {
         }
         assert!(design(&[], 0.5, 0.95).is_err());
         assert!(design(&[f64::NAN], 0.5, 0.95).is_err());
+    }
+
+    /// Review draws of the proportional rule (without replacement, the
+    /// labeled items leave the population) counted beside an ipw audit.
+    #[test]
+    fn review_draws_count_and_the_guarantee_holds_on_the_unlabeled_items() {
+        let runs = 200;
+        let (mut bad, mut cov_with, mut cov_without) = (0, 0.0, 0.0);
+        for seed in 0..runs {
+            let (s, y) = population(4000, seed, 1.5);
+            let (mut d, mut l, mut free) = audit(&s, &y, 150, 0.3, seed);
+            let audit_draws = d.clone();
+            let mut rng = Rng::new(seed ^ 0x7777);
+            let mut at = d.len() as u64;
+            for _ in 0..400 {
+                let idx: Vec<usize> = (0..s.len()).filter(|&i| free[i]).collect();
+                let sc: Vec<f64> = idx.iter().map(|&i| s[i]).collect();
+                let open: Vec<bool> = sc.iter().map(|&x| x < 0.97).collect();
+                let q = review_design(&sc, &open, 0.3).unwrap();
+                let p_min = q.iter().copied().fold(1.0, f64::min);
+                let j = draw(&q, rng.unit());
+                let i = idx[j];
+                free[i] = false;
+                d.push(IpwDraw {
+                    score: s[i],
+                    predicted: 0,
+                    correct: y[i],
+                    p: q[j],
+                    p_min,
+                    above: f64::INFINITY,
+                    p_min_above: p_min,
+                    at,
+                    kind: DrawKind::Review,
+                });
+                l.push(Labeled {
+                    score: s[i],
+                    correct: y[i],
+                    at,
+                    kind: DrawKind::Review,
+                });
+                at += 1;
+            }
+            let fit = fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            if let Some(t) = fit.threshold {
+                cov_with += fit.coverage;
+                if realised(&s, &y, &free, t) < 0.95 {
+                    bad += 1;
+                }
+            }
+            // The same reviewed items not counted: only in the offsets.
+            let fit0 =
+                fit_ipw(&audit_draws, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            cov_without += fit0.coverage;
+        }
+        let n = runs as f64;
+        eprintln!(
+            "review counted: {bad}/{runs} below, coverage {:.3} vs {:.3} without",
+            cov_with / n,
+            cov_without / n
+        );
+        assert!(bad <= 15, "{bad}/{runs} runs missed the target");
+        assert!(cov_with > cov_without, "{cov_with} vs {cov_without}");
     }
 }

@@ -67,7 +67,7 @@ pub use boxes::{
 };
 pub use drift::{DriftDetector, DriftState};
 pub use fit::{fit, reliability, Bin, Decision, FitOptions, Fitted, LabeledRows};
-pub use ipw::{design as ipw_design, fit_ipw, IpwDraw, IpwFit};
+pub use ipw::{design as ipw_design, fit_ipw, review_design, DrawKind, IpwDraw, IpwFit, Labeled};
 pub use label_errors::{find_label_errors, LabelErrors, Suspect};
 pub use pooled::{fit_curves, fit_pooled, Curve, Curves};
 pub use temperature::{apply_temperature, ece, fit_temperature, nll, TemperatureFit};

@@ -118,9 +118,17 @@ pub struct SimulateArgs {
     /// ordered as pooled orders them).
     #[arg(long, default_value = "uniform")]
     audit_design: String,
-    /// ipw: the share of each draw spread uniformly over all eligible items, in [0, 1].
+    /// ipw and proportional review: the share of each draw spread uniformly
+    /// over all eligible items, in [0, 1].
     #[arg(long, default_value_t = 0.2)]
     uniform_share: f64,
+    /// How review batches are chosen: top-k (the strategy's ranking, strictly;
+    /// these labels never count towards the bound) or proportional (drawn
+    /// with probability proportional to the model's chance of being wrong,
+    /// plus --uniform-share spread over every unlabeled item; with
+    /// --audit-design ipw their labels count towards the bound).
+    #[arg(long, default_value = "top-k")]
+    review_sampling: String,
     /// Share of the pool drawn into the uniform audit sample, in [0, 1]
     /// (default 0.05; for detection, of the images, default 0.3).
     #[arg(long)]
@@ -196,6 +204,15 @@ fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
     };
     if let Err(e) = crate::calibrate::ipw::uniform_share_check(args.uniform_share) {
         return Err(usage("--uniform-share", e));
+    }
+    if !matches!(args.review_sampling.as_str(), "top-k" | "proportional") {
+        return Err(usage(
+            "--review-sampling",
+            format!(
+                "{:?} is not one of top-k, proportional",
+                args.review_sampling
+            ),
+        ));
     }
     if !matches!(args.audit_design.as_str(), "uniform" | "ipw") {
         return Err(usage(
@@ -582,6 +599,13 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             }
         } else {
             simulate::AuditDesign::Uniform
+        },
+        review_sampling: if args.review_sampling == "proportional" {
+            simulate::ReviewSampling::Proportional {
+                uniform_share: args.uniform_share,
+            }
+        } else {
+            simulate::ReviewSampling::TopK
         },
     };
     let pb = super::progress_bar(

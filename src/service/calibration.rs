@@ -615,6 +615,22 @@ pub fn validate(s: &ProjectSettings) -> ServiceResult<()> {
             ));
         }
     }
+    if let Some(u) = s.uniform_share {
+        if crate::calibrate::ipw::uniform_share_check(u).is_err() {
+            return Err(ServiceError::invalid(
+                "settings.uniform_share",
+                format!("{u} is not in [0, 1]"),
+            ));
+        }
+    }
+    if let Some(r) = &s.review_sampling {
+        if r != "top-k" && r != "proportional" {
+            return Err(ServiceError::invalid(
+                "settings.review_sampling",
+                format!("{r:?} is not one of top-k, proportional"),
+            ));
+        }
+    }
     if let Some(c) = &s.conflict_resolution {
         if c != "majority" && c != "expert" {
             return Err(ServiceError::invalid(

@@ -15,9 +15,11 @@ use super::calibration;
 use super::error::{Code, ServiceError, ServiceResult};
 use super::exclusive;
 use super::learn::{self, LearnError, Trained};
+use crate::calibrate;
+use crate::select::rng::Rng;
 use crate::select::strategies::{self, Pool};
 use crate::select::{Measure, Strategy};
-use crate::store::{ItemRecord, Opened, Project, ProjectSettings, ReviewFilter, Store};
+use crate::store::{ItemRecord, Opened, Project, ProjectSettings, ReviewDraw, ReviewFilter, Store};
 
 /// Longest review lease a project may set: a day, so that a lost tab frees
 /// its items (the store clamps with the same bound before multiplying).
@@ -174,6 +176,19 @@ pub async fn next_items(
         }
     };
     let settings = &project.settings;
+    if settings.review_sampling.as_deref() == Some("proportional") {
+        // The randomised rule replaces the ranking (tiers are refused with it).
+        let lease_ms = settings.review_lease_ms();
+        let mut items = draw_proportional(app, &project, &annotator.name, limit, lease_ms).await?;
+        with_regions(app, &project, &mut items).await?;
+        return Ok(ReviewList {
+            annotator: annotator.name.clone(),
+            tier: None,
+            strategy: "proportional".to_string(),
+            lease_secs: lease_ms / 1000,
+            items,
+        });
+    }
     let measure = tier_measure(settings);
     let (tier, filter) = if settings.tiers.is_empty() {
         (
@@ -231,6 +246,54 @@ pub async fn next_items(
         lease_secs: lease_ms / 1000,
         items,
     })
+}
+
+/// `review_sampling = "proportional"`: draw `limit` items one at a time,
+/// without replacement, from every unlabeled non-audit item (auto-accepted
+/// ones too) with [`calibrate::review_design`]'s probabilities, and store
+/// each draw's probability with the item (so that its label can count
+/// towards the bound with its inverse-probability weight).
+async fn draw_proportional(
+    app: &App,
+    project: &Project,
+    who: &str,
+    limit: i64,
+    lease_ms: i64,
+) -> ServiceResult<Vec<ItemRecord>> {
+    let all = app.store.review_draw_candidates(project.id, who).await?;
+    let (mut ids, mut scores, mut open) = (Vec::new(), Vec::new(), Vec::new());
+    for c in all {
+        if c.score.is_finite() {
+            ids.push(c.id);
+            scores.push(c.score);
+            open.push(c.open);
+        } else {
+            tracing::warn!(
+                item = c.id,
+                "review draw: item without a finite score skipped"
+            );
+        }
+    }
+    let u = project
+        .settings
+        .uniform_share
+        .unwrap_or(crate::store::DEFAULT_UNIFORM_SHARE);
+    let mut rng = Rng::new(crate::store::now_ms() as u64 ^ (project.id as u64).rotate_left(32));
+    let mut draws = Vec::new();
+    while (draws.len() as i64) < limit && !ids.is_empty() {
+        let q = calibrate::review_design(&scores, &open, u)
+            .map_err(|e| ServiceError::internal(format!("review draw: {e}")))?;
+        let p_min = q.iter().copied().fold(1.0, f64::min);
+        let j = calibrate::ipw::draw(&q, rng.unit());
+        draws.push(ReviewDraw {
+            id: ids.swap_remove(j),
+            p: q[j],
+            p_min,
+        });
+        scores.swap_remove(j);
+        open.swap_remove(j);
+    }
+    Ok(app.store.lease_drawn(&draws, who, lease_ms).await?)
 }
 
 /// The audit and suspect lists: no tier band (any tier may answer an audit
@@ -849,6 +912,12 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
                 "one of exact, relaxed",
             ));
         }
+    }
+    if s.review_sampling.as_deref() == Some("proportional") && !s.tiers.is_empty() {
+        return Err(ServiceError::invalid(
+            "settings.review_sampling",
+            "proportional draws over the whole queue, so it is not combined with tiers",
+        ));
     }
     calibration::validate(s)
 }

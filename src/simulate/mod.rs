@@ -34,7 +34,8 @@ pub use plot::svg_plot;
 
 use crate::calibrate::{
     self, find_label_errors, fit_ipw, fit_point_estimate, ipw_design, AuditSample, Curves,
-    DriftDetector, FitOptions, Fitted, IpwDraw, LabeledRows, Method, ThresholdOptions,
+    DrawKind, DriftDetector, FitOptions, Fitted, IpwDraw, Labeled, LabeledRows, Method,
+    ThresholdOptions,
 };
 use crate::learn::{crossfit, Head, ZeroShot};
 use crate::select::rng::Rng;
@@ -121,6 +122,23 @@ pub struct SimOptions {
     pub finish: bool,
     /// How the audit items are drawn.
     pub audit_design: AuditDesign,
+    /// How the review batches are chosen.
+    pub review_sampling: ReviewSampling,
+}
+
+/// How the review batches are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ReviewSampling {
+    /// The strategy's ranking, strictly its top `batch` (deterministic:
+    /// these labels never count towards the bound).
+    TopK,
+    /// Each batch drawn one item at a time, without replacement, with
+    /// probability proportional to the model's chance of being wrong plus a
+    /// uniform share over every unlabeled item
+    /// ([`calibrate::review_design`]); the probabilities are kept, and
+    /// under the ipw audit the labels count towards the bound.
+    Proportional { uniform_share: f64 },
 }
 
 /// How the audit items are drawn.
@@ -290,6 +308,7 @@ pub struct SimReport {
     pub delta: f64,
     pub method: String,
     pub audit_design: AuditDesign,
+    pub review_sampling: ReviewSampling,
     pub audit_sample: usize,
     pub random_final_accuracy: Option<f64>,
     /// The first seed's results (what the plot and the table show).
@@ -434,6 +453,7 @@ pub fn run(
         delta: opts.delta,
         method: format!("{:?}", opts.method).to_lowercase(),
         audit_design: opts.audit_design,
+        review_sampling: opts.review_sampling,
         audit_sample,
         random_final_accuracy: first.as_ref().and_then(|f| f.random_final_accuracy),
         results: first.map(|f| f.results).unwrap_or_default(),
@@ -825,7 +845,7 @@ fn run_one(
                 ..FitOptions::default()
             };
             let fitted = if ipw_share.is_some() {
-                ipw.fit(ctx, &ann, &probs, &tp64, &ty)?
+                ipw.fit(ctx, &ann, &probs, &trows, &tp64, &ty)?
             } else {
                 calibrate::fit(
                     k,
@@ -964,7 +984,27 @@ fn run_one(
             break;
         }
         // 6. The next review batch: unlabeled, not drawn for audit (and in
-        // --finish, not auto-accepted: those need no human).
+        // --finish, not auto-accepted: those need no human; the
+        // proportional rule keeps them drawable at the uniform share).
+        if let ReviewSampling::Proportional { uniform_share } = opts.review_sampling {
+            // Every item no person labeled keeps a positive probability,
+            // the auto-accepted ones too (that is what lets the labels count).
+            let reviewed = ipw.review_batch(
+                ctx,
+                seed,
+                round,
+                uniform_share,
+                &version,
+                &last_probs,
+                &mut ann,
+                &drawn,
+            )?;
+            train_pos.extend(&reviewed);
+            if reviewed.is_empty() && !pending_audit {
+                break;
+            }
+            continue;
+        }
         let unlabeled: Vec<usize> = (0..npool)
             .filter(|&p| ann.given[p].is_none() && !drawn[p])
             .filter(|&p| !opts.finish || !last_version_scores[p].3)
@@ -990,6 +1030,7 @@ fn run_one(
             let p = unlabeled[c];
             if ann.given[p].is_none() {
                 ann.annotate(ctx, seed, p, round, Kind::Review);
+                ipw.left(p, DrawKind::Review);
                 train_pos.push(p);
             }
         }
@@ -1068,11 +1109,17 @@ struct IpwRound {
 
 /// The ipw audit of one run: every draw (repeats included) and the rounds'
 /// designs, kept so that each fit reads the inclusion probabilities fixed at
-/// draw time.
+/// draw time; the randomised review draws; and when each labeled item left
+/// the population (one clock for draws and labels).
 #[derive(Default)]
 struct IpwState {
-    /// (pool position, its probability at the draw, round index).
-    draws: Vec<(usize, f64, usize)>,
+    /// (pool position, its probability at the draw, round index, clock).
+    draws: Vec<(usize, f64, usize, u64)>,
+    /// Review draws: (pool position, probability, smallest probability, clock).
+    review_draws: Vec<(usize, f64, f64, u64)>,
+    /// Labeled items after the seed set: (pool position, clock, how).
+    left: Vec<(usize, u64, DrawKind)>,
+    clock: u64,
     rounds: Vec<IpwRound>,
     /// Distinct audited positions, in first-draw order.
     audited: Vec<usize>,
@@ -1097,6 +1144,65 @@ fn design_score(version: &Version, raw: &[f32]) -> f64 {
 }
 
 impl IpwState {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Item `p` was labeled now.
+    fn left(&mut self, p: usize, how: DrawKind) {
+        let at = self.tick();
+        self.left.push((p, at, how));
+    }
+
+    /// One review batch by the proportional rule: `batch` draws without
+    /// replacement from every item no person labeled (and not drawn for
+    /// audit), each with its probability kept. Returns the reviewed positions.
+    #[allow(clippy::too_many_arguments)]
+    fn review_batch(
+        &mut self,
+        ctx: &Ctx,
+        seed: u64,
+        round: usize,
+        uniform_share: f64,
+        version: &Version,
+        probs: &[f32],
+        ann: &mut Annotated,
+        drawn: &[bool],
+    ) -> Result<Vec<usize>, String> {
+        let k = ctx.k;
+        let mut cands: Vec<usize> = (0..ctx.pool.len())
+            .filter(|&p| ann.given[p].is_none() && !drawn[p])
+            .collect();
+        let mut scores: Vec<f64> = cands
+            .iter()
+            .map(|&p| design_score(version, &probs[p * k..(p + 1) * k]))
+            .collect();
+        // Waiting for review: what the version in force does not accept.
+        let fixed = ctx.opts.threshold.map(f64::from);
+        let mut open: Vec<bool> = cands
+            .iter()
+            .map(|&p| !version.decide(&probs[p * k..(p + 1) * k], fixed).3)
+            .collect();
+        let mut rng = Rng::new(seed ^ 0x4E71_E3A5 ^ ((round as u64) << 20));
+        let mut out = Vec::new();
+        while out.len() < ctx.opts.batch && !cands.is_empty() {
+            let q = calibrate::review_design(&scores, &open, uniform_share)
+                .map_err(|e| e.to_string())?;
+            let p_min = q.iter().copied().fold(1.0, f64::min);
+            let j = calibrate::ipw::draw(&q, rng.unit());
+            let p = cands.swap_remove(j);
+            scores.swap_remove(j);
+            open.swap_remove(j);
+            ann.annotate(ctx, seed, p, round, Kind::Review);
+            let at = self.tick();
+            self.review_draws.push((p, q[j], p_min, at));
+            self.left.push((p, at, DrawKind::Review));
+            out.push(p);
+        }
+        Ok(out)
+    }
+
     /// Draws until `want` distinct items are audited (repeats reuse the label).
     #[allow(clippy::too_many_arguments)]
     fn draw_round(
@@ -1150,11 +1256,13 @@ impl IpwState {
             tries += 1;
             let j = calibrate::ipw::draw(&q, rng.unit());
             let p = elig[j];
-            self.draws.push((p, q[j], r_idx));
+            let at = self.tick();
+            self.draws.push((p, q[j], r_idx, at));
             if !drawn[p] {
                 drawn[p] = true;
                 ann.annotate(ctx, seed, p, round, Kind::Audit);
                 self.audited.push(p);
+                self.left.push((p, at, DrawKind::Audit));
                 *answered += 1;
             }
         }
@@ -1168,6 +1276,7 @@ impl IpwState {
         ctx: &Ctx,
         ann: &Annotated,
         probs: &[f32],
+        trows: &[(usize, Vec<f64>)],
         tp64: &[f64],
         ty: &[usize],
     ) -> Result<Fitted, String> {
@@ -1189,14 +1298,23 @@ impl IpwState {
         )
         .map_err(|e| e.to_string())?;
         let curves = f.curves.clone().unwrap_or_else(|| Curves::identity(k));
-        let adj: Vec<(usize, f64)> = (0..npool)
-            .map(|p| {
-                let d = f.decide(&to64(&probs[p * k..(p + 1) * k]));
-                (d.predicted, curves.adjust(d.predicted, d.score))
-            })
+        let score = |row: &[f64]| {
+            let d = f.decide(row);
+            (d.predicted, curves.adjust(d.predicted, d.score))
+        };
+        let mut adj: Vec<(usize, f64)> = (0..npool)
+            .map(|p| score(&to64(&probs[p * k..(p + 1) * k])))
             .collect();
+        // A reviewed item is scored out of sample: by the cross-fitted head
+        // that did not train on it (the fixed predictor's own row otherwise).
+        for (p, row) in trows {
+            if ann.kind[*p] == Kind::Review {
+                adj[*p] = score(row);
+            }
+        }
+        // The statement is about the items no person labeled.
         let population: Vec<f64> = (0..npool)
-            .filter(|&p| !matches!(ann.kind[p], Kind::Seed | Kind::Review))
+            .filter(|&p| ann.kind[p] == Kind::None)
             .map(|p| adj[p].1)
             .collect();
         // Per round: the highest fit-time score of an item that was
@@ -1211,25 +1329,64 @@ impl IpwState {
                     .fold(f64::NEG_INFINITY, f64::max)
             })
             .collect();
-        let draws: Vec<IpwDraw> = self
+        let correct = |p: usize| ann.given[p] == Some(adj[p].0);
+        let mut draws: Vec<IpwDraw> = self
             .draws
             .iter()
-            .map(|&(p, q, r)| IpwDraw {
+            .map(|&(p, q, r, at)| IpwDraw {
                 score: adj[p].1,
                 predicted: adj[p].0,
-                correct: ann.given[p] == Some(adj[p].0),
+                correct: correct(p),
                 p: q,
                 p_min: self.rounds[r].q_out,
                 above: above[r],
                 p_min_above: self.rounds[r].q_in,
+                at,
+                kind: DrawKind::Audit,
             })
             .collect();
-        let fit = fit_ipw(&draws, &population, npool, opts.target, opts.delta)
-            .map_err(|e| e.to_string())?;
+        // The randomised review rule's labels count, at their probabilities.
+        draws.extend(self.review_draws.iter().map(|&(p, q, q_min, at)| IpwDraw {
+            score: adj[p].1,
+            predicted: adj[p].0,
+            correct: correct(p),
+            p: q,
+            p_min: q_min,
+            above: f64::INFINITY,
+            p_min_above: q_min,
+            at,
+            kind: DrawKind::Review,
+        }));
+        draws.sort_by_key(|d| d.at);
+        let labeled: Vec<Labeled> = self
+            .left
+            .iter()
+            .map(|&(p, at, kind)| Labeled {
+                score: adj[p].1,
+                correct: correct(p),
+                at,
+                kind,
+            })
+            .collect();
+        let fit = fit_ipw(
+            &draws,
+            &labeled,
+            &population,
+            npool,
+            opts.target,
+            opts.delta,
+        )
+        .map_err(|e| e.to_string())?;
         for (c, class) in f.thresholds.classes.iter_mut().enumerate() {
             class.threshold = fit.threshold.and_then(|l| curves.classes[c].inverse(l));
         }
+        let above_t: Vec<&IpwDraw> = draws
+            .iter()
+            .filter(|d| fit.threshold.is_some_and(|t| d.score >= t))
+            .collect();
         tracing::debug!(
+            draws_above = above_t.len(),
+            wrong_above = above_t.iter().filter(|d| !d.correct).count(),
             threshold = ?fit.threshold,
             coverage = fit.coverage,
             e_value = ?fit.e_value,

@@ -202,6 +202,7 @@ mod tests {
             delta: 0.05,
             method: "global".into(),
             audit_design: super::super::AuditDesign::Uniform,
+            review_sampling: super::super::ReviewSampling::TopK,
             audit_sample: 0,
             random_final_accuracy: if results.is_empty() { None } else { Some(0.8) },
             results,

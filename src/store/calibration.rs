@@ -277,7 +277,8 @@ impl Store {
 
     /// Apply new machine decisions under calibration `version`. Only items
     /// still undecided by a human move (`auto_accepted` ↔ `needs_review`);
-    /// audit items stay in review until a human answers. Returns how many rows changed.
+    /// audit items, and items a proportional review draw picked, stay in
+    /// review until a human answers. Returns how many rows changed.
     pub async fn reroute(&self, version: i64, updates: &[Reroute]) -> Result<u64> {
         let mut changed = 0u64;
         for chunk in updates.chunks(CHUNK) {
@@ -300,10 +301,10 @@ impl Store {
         // odd-sized image) stays in review whatever the new decision.
         let held = super::screening::HELD;
         let mut sql = self.params(&format!(
-            "UPDATE items SET status = CASE WHEN items.audit = 1 OR {held} THEN 'needs_review' ELSE v.column2 END, \
+            "UPDATE items SET status = CASE WHEN items.audit = 1 OR items.review_drawn_at IS NOT NULL OR {held} THEN 'needs_review' ELSE v.column2 END, \
              pred_label = v.column3, pred_score = v.column4, pred_scores = v.column5, \
-             final_label = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' AND NOT {held} THEN v.column3 ELSE NULL END, \
-             final_source = CASE WHEN items.audit = 0 AND v.column2 = 'auto_accepted' AND NOT {held} THEN 'machine' ELSE NULL END, \
+             final_label = CASE WHEN items.audit = 0 AND items.review_drawn_at IS NULL AND v.column2 = 'auto_accepted' AND NOT {held} THEN v.column3 ELSE NULL END, \
+             final_source = CASE WHEN items.audit = 0 AND items.review_drawn_at IS NULL AND v.column2 = 'auto_accepted' AND NOT {held} THEN 'machine' ELSE NULL END, \
              calibration_version = v.column6 FROM (VALUES ",
         ));
         for i in 0..n {

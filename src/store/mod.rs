@@ -1182,7 +1182,7 @@ pub fn bytes_embedding(b: &[u8]) -> Vec<f32> {
 }
 
 mod review;
-pub use review::{Candidate, Measure, ReviewFilter};
+pub use review::{valid_probability, Candidate, DrawCandidate, Measure, ReviewDraw, ReviewFilter};
 
 mod annotations;
 pub use annotations::AnnotationRef;

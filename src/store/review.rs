@@ -14,6 +14,30 @@ pub struct Candidate {
     pub embedding: Vec<f32>,
 }
 
+/// An item a proportional review draw may pick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DrawCandidate {
+    pub id: i64,
+    /// Calibrated top score.
+    pub score: f64,
+    /// Waiting for review (false: auto-accepted).
+    pub open: bool,
+}
+
+/// One proportional review draw: the item, the probability the draw had of
+/// picking it, and the smallest probability any candidate had.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReviewDraw {
+    pub id: i64,
+    pub p: f64,
+    pub p_min: f64,
+}
+
+/// An inclusion probability the estimator may use: in (0, 1], not NaN.
+pub fn valid_probability(p: f64) -> bool {
+    p.is_finite() && p > 0.0 && p <= 1.0
+}
+
 /// What a review list may contain.
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewFilter {
@@ -226,6 +250,124 @@ impl Store {
             .collect();
         items.sort_by_key(|i| position.get(&i.id).copied());
         Ok(items)
+    }
+
+    /// What a proportional review draw may pick (`review_sampling =
+    /// "proportional"`): every scored, non-audit item no person labeled,
+    /// waiting for review and free (not leased to someone else; `open`), or
+    /// auto-accepted (`open` false), with its calibrated top score.
+    pub async fn review_draw_candidates(
+        &self,
+        project_id: i64,
+        annotator: &str,
+    ) -> Result<Vec<DrawCandidate>> {
+        let now = now_ms();
+        let rows: Vec<(i64, f64, String)> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, pred_score, status FROM items WHERE project_id = $1 AND audit = 0 \
+                 AND pred_score IS NOT NULL AND (status = 'auto_accepted' OR (status = 'needs_review' \
+                 AND (review_until IS NULL OR review_until < $2 OR review_owner = $3))) ORDER BY id",
+            )
+            .bind(project_id)
+            .bind(now)
+            .bind(annotator)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, score, status)| DrawCandidate {
+                id,
+                score,
+                open: status == "needs_review",
+            })
+            .collect())
+    }
+
+    /// Record proportional review draws and lease the drawn items to
+    /// `annotator`: each item's probability at its draw, the draw's smallest
+    /// probability and the time. An auto-accepted item drawn goes back to
+    /// review (its machine label is withdrawn; the next calibration keeps it
+    /// there until a person answers). A draw whose probabilities are not in
+    /// (0, 1] is never stored: it is skipped with a warning (it could never
+    /// weigh a label). Returns the leased items in draw order.
+    pub async fn lease_drawn(
+        &self,
+        draws: &[ReviewDraw],
+        annotator: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<ItemRecord>> {
+        let now = now_ms();
+        let mut ids = Vec::with_capacity(draws.len());
+        for d in draws {
+            if !(valid_probability(d.p) && valid_probability(d.p_min) && d.p_min <= d.p) {
+                tracing::warn!(
+                    item = d.id,
+                    p = d.p,
+                    p_min = d.p_min,
+                    "review draw skipped: its inclusion probability is not in (0, 1]"
+                );
+                continue;
+            }
+            let n = with_pool!(self, |p| {
+                sqlx::query(
+                    "UPDATE items SET review_p = $1, review_p_min = $2, review_drawn_at = $3, \
+                     status = 'needs_review', final_label = NULL, final_source = NULL, \
+                     review_owner = $4, review_until = $5 \
+                     WHERE id = $6 AND audit = 0 AND (status = 'auto_accepted' OR (status = 'needs_review' \
+                     AND (review_until IS NULL OR review_until < $3 OR review_owner = $4)))",
+                )
+                .bind(d.p)
+                .bind(d.p_min)
+                .bind(now)
+                .bind(annotator)
+                .bind(now + lease_ms)
+                .bind(d.id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            if n == 1 {
+                ids.push(d.id);
+            }
+        }
+        let mut items = self.items_by_ids(&ids).await?;
+        let position: std::collections::HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        items.sort_by_key(|i| position.get(&i.id).copied());
+        Ok(items)
+    }
+
+    /// The stored review draws of labeled items, for the estimator: rows
+    /// whose probabilities are not in (0, 1] (written by hand, or by an older
+    /// version) are skipped with a warning, never returned.
+    pub async fn review_draws(&self, project_id: i64) -> Result<Vec<ReviewDraw>> {
+        let rows: Vec<(i64, Option<f64>, Option<f64>)> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, review_p, review_p_min FROM items WHERE project_id = $1 \
+                 AND review_drawn_at IS NOT NULL AND status = 'labeled' ORDER BY review_drawn_at, id",
+            )
+            .bind(project_id)
+            .fetch_all(p)
+            .await
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, p, p_min) in rows {
+            match (p, p_min) {
+                (Some(p), Some(p_min))
+                    if valid_probability(p) && valid_probability(p_min) && p_min <= p =>
+                {
+                    out.push(ReviewDraw { id, p, p_min })
+                }
+                _ => tracing::warn!(
+                    item = id,
+                    ?p,
+                    ?p_min,
+                    "stored review draw skipped: its inclusion probability is not in (0, 1]"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Give items back to the queue: the given ids, or all of the annotator's.

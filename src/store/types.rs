@@ -160,6 +160,27 @@ pub struct ProjectSettings {
     #[schema(schema_with = text_match_schema)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_match: Option<String>,
+    /// How a ranked review list picks its items: `top-k` (default: strictly
+    /// the strategy's most uncertain) or `proportional` (drawn at random with
+    /// probability proportional to the model's chance of being wrong, plus
+    /// `uniform_share` spread over every unlabeled item; each item's
+    /// inclusion probability is stored when it is drawn). Left out when unset.
+    #[schema(schema_with = review_sampling_schema)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_sampling: Option<String>,
+    /// `proportional` review: the share of each draw spread uniformly over
+    /// every unlabeled item, in [0, 1] (default 0.2; 0 is read as 0.01 so
+    /// every item keeps a positive probability). Left out when unset.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uniform_share: Option<f64>,
+}
+
+fn review_sampling_schema() -> utoipa::openapi::Object {
+    crate::json_shape::nullable_enum(
+        ["top-k".to_string(), "proportional".to_string()],
+        "`top-k` (default: the strategy's most uncertain, strictly) or `proportional` (drawn with probability proportional to the chance of being wrong, plus `uniform_share` over every unlabeled item; probabilities stored).",
+    )
 }
 
 fn text_match_schema() -> utoipa::openapi::Object {
@@ -225,6 +246,7 @@ fn label_descriptions_schema() -> utoipa::openapi::Object {
 pub const DEFAULT_AUDIT_RATE: f64 = 0.05;
 pub const DEFAULT_DELTA: f64 = 0.05;
 pub const DEFAULT_CALIBRATE_EVERY: u64 = 50;
+pub const DEFAULT_UNIFORM_SHARE: f64 = 0.2;
 
 /// The longest review lease honoured, in seconds (a year). Leases end at
 /// `now_ms + lease_ms` in an `i64`; without a bound, `review_lease_secs` near
