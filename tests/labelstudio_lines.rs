@@ -226,6 +226,25 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
         .enumerate()
         .map(|(k, page)| json!({"id": k + 1, "data": {"ocr": page}}))
         .collect();
+    // The pages are pre-labeled first, under the ids Label Studio's tasks
+    // map to (as a sync does): reading a page takes seconds, more in a
+    // debug build beside other tests, and `/predict` waits 75 s at most
+    // (a page not read by then gets an empty result, tested for speech).
+    let items: Vec<Value> = PAGES
+        .iter()
+        .enumerate()
+        .map(|(k, page)| json!({"id": format!("ls-task-{}", k + 1), "path": page}))
+        .collect();
+    let (code, v) = e
+        .server
+        .post(&format!("/v1/projects/{p}/items"), &json!(items))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let job = e
+        .server
+        .wait_job(v["job"]["id"].as_i64().unwrap(), Duration::from_secs(900))
+        .await;
+    assert_eq!(job["errors"], 0, "{job}");
     let predict = json!({"tasks": tasks, "label_config": config(polygon)});
     let (code, out) = e
         .server
@@ -264,15 +283,25 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
         let groups = by_region(pred["result"].as_array().unwrap());
         assert!(machine.len() >= 5, "a page has its lines: {stored}");
         assert_eq!(groups.len(), machine.len(), "one region per stored line");
-        let (w, h) = (stored["width"].as_f64().unwrap(), stored["height"].as_f64().unwrap());
+        let (w, h) = (
+            stored["width"].as_f64().unwrap(),
+            stored["height"].as_f64().unwrap(),
+        );
         for ((id, rs), m) in groups.iter().zip(&machine) {
             assert_eq!(*id, format!("m{}", m["id"]), "the stored line's id");
             let kinds: Vec<&str> = rs.iter().map(|r| r["type"].as_str().unwrap()).collect();
             assert_eq!(kinds, [shape, "textarea", "labels"], "{rs:?}");
-            let names: Vec<&str> = rs.iter().map(|r| r["from_name"].as_str().unwrap()).collect();
+            let names: Vec<&str> = rs
+                .iter()
+                .map(|r| r["from_name"].as_str().unwrap())
+                .collect();
             assert_eq!(
                 names,
-                [if polygon { "poly" } else { "bbox" }, "transcription", "label"]
+                [
+                    if polygon { "poly" } else { "bbox" },
+                    "transcription",
+                    "label"
+                ]
             );
             let stored_box = corners(&m["box"]);
             for r in rs {
@@ -295,7 +324,10 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
         assert_eq!(pred["score"].as_f64(), Some(weakest), "{pred}");
         lines_seen += machine.len();
     }
-    eprintln!("{lines_seen} lines on {} pages predicted as {shape}s", PAGES.len());
+    eprintln!(
+        "{lines_seen} lines on {} pages predicted as {shape}s",
+        PAGES.len()
+    );
 
     // Asked again: the same results, from the store.
     let (code, again) = e
@@ -349,10 +381,17 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
     let shape_name = if polygon { "poly" } else { "bbox" };
     let mut shape_result = drawn(shape_name, shape, ("closed", json!(true)));
     if !polygon {
-        shape_result["value"].as_object_mut().unwrap().remove("closed");
+        shape_result["value"]
+            .as_object_mut()
+            .unwrap()
+            .remove("closed");
     }
     result.push(shape_result);
-    result.push(drawn("transcription", "textarea", ("text", json!(["A drawn line"]))));
+    result.push(drawn(
+        "transcription",
+        "textarea",
+        ("text", json!(["A drawn line"])),
+    ));
     result.push(drawn("label", "labels", ("labels", json!(["Text"]))));
     let event = |id: i64, result: &[Value], at: &str, action: &str| {
         json!({
@@ -367,7 +406,11 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
     let body = event(801, &result, "2026-12-07T10:00:00Z", "ANNOTATION_CREATED");
     let (code, ans) = hook(&e.server, &hook_path, &body).await;
     assert_eq!(code, 200, "{ans}");
-    assert_eq!((ans["status"].as_str(), ans["recorded"].as_i64()), (Some("ok"), Some(1)), "{ans}");
+    assert_eq!(
+        (ans["status"].as_str(), ans["recorded"].as_i64()),
+        (Some("ok"), Some(1)),
+        "{ans}"
+    );
     let (_, after) = e.server.get(&regions_path).await;
     assert_eq!(after["status"], "labeled", "{after}");
     let regions = after["regions"].as_array().unwrap();
@@ -389,10 +432,17 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
     let corrected = human.iter().find(|r| r["status"] == "corrected").unwrap();
     assert_eq!(corrected["replaces"], mid(1));
     assert_eq!(corrected["text"], corrected_text);
-    assert_eq!(corrected["box"], by_id(mid(1))["box"], "the box is kept as stored");
+    assert_eq!(
+        corrected["box"],
+        by_id(mid(1))["box"],
+        "the box is kept as stored"
+    );
     let added = human.iter().find(|r| r["status"] == "added").unwrap();
     assert_eq!(added["text"], "A drawn line");
-    let (w, h) = (after["width"].as_f64().unwrap(), after["height"].as_f64().unwrap());
+    let (w, h) = (
+        after["width"].as_f64().unwrap(),
+        after["height"].as_f64().unwrap(),
+    );
     let want = [0.05 * w, 0.95 * h, 0.40 * w, 0.98 * h];
     for (x, y) in corners(&added["box"]).iter().zip(want) {
         assert!((x - y).abs() < 1e-6, "{added} vs {want:?}");
@@ -417,11 +467,17 @@ async fn lines_through_label_studio(e: Env, polygon: bool) {
     long[at]["value"]["text"] = json!(["x".repeat(10_001)]);
     let (code, ans) = e
         .server
-        .post(&hook_path, &event(802, &long, "2026-12-07T10:01:00Z", "ANNOTATION_CREATED"))
+        .post(
+            &hook_path,
+            &event(802, &long, "2026-12-07T10:01:00Z", "ANNOTATION_CREATED"),
+        )
         .await;
     assert_eq!(code, 422, "{ans}");
     let msg = ans["error"]["message"].as_str().unwrap();
-    assert!(msg.contains(&format!("annotation.result[{at}].value.text")), "{msg}");
+    assert!(
+        msg.contains(&format!("annotation.result[{at}].value.text")),
+        "{msg}"
+    );
     assert!(msg.contains("10001 characters"), "{msg}");
     let (_, still) = e.server.get(&regions_path).await;
     assert_eq!(still["regions"], after["regions"]);

@@ -28,6 +28,8 @@ import math
 import os
 import time
 
+from audio_step import wait_for  # the same polling as the speech step
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PAGES = os.path.join(ROOT, "data/ocr-pages")
 EMAIL = "admin@example.com"
@@ -42,17 +44,6 @@ CONFIG = """<View>
   <TextArea name="transcription" toName="image" editable="true" perRegion="true" required="true"
             maxSubmissions="1" rows="5" placeholder="Recognized Text" displayMode="region-list"/>
 </View>"""
-
-
-def wait_for(what, fn, secs=60.0, every=0.2):
-    deadline = time.time() + secs
-    while True:
-        got = fn()
-        if got is not None:
-            return got
-        if time.time() > deadline:
-            raise SystemExit(f"FAIL: timed out waiting for {what}")
-        time.sleep(every)
 
 
 def centre_in(a, b):

@@ -482,7 +482,9 @@ fn parse_lines(doc: &roxmltree::Document, labels: &[String]) -> ServiceResult<Ch
             .and_then(|v| v.strip_prefix('$'))
             .filter(|k| !k.is_empty())
         else {
-            misses.push(format!("{tag}: the object tag {to:?} has no value=\"$key\""));
+            misses.push(format!(
+                "{tag}: the object tag {to:?} has no value=\"$key\""
+            ));
             continue;
         };
         let on_image = |n: &roxmltree::Node| first_to(n) == to;
@@ -506,7 +508,11 @@ fn parse_lines(doc: &roxmltree::Document, labels: &[String]) -> ServiceResult<Ch
         let choices = options(node);
         let mut choice_for_label = labels.to_vec();
         if shape.labels_key().is_some() {
-            match labels.iter().map(|l| match_label(&choices, l)).collect::<Option<Vec<_>>>() {
+            match labels
+                .iter()
+                .map(|l| match_label(&choices, l))
+                .collect::<Option<Vec<_>>>()
+            {
                 Some(c) => choice_for_label = c.into_iter().map(|c| c.value.clone()).collect(),
                 None => {
                     misses.push(format!(

@@ -155,7 +155,11 @@ pub fn line_results(
     // A plain shape has no label of its own: the geometry alone.
     let own = shape.labels_key().map(|key| (key, json!([label])));
     out.push(result(&target.from_name, shape.result_type(), own));
-    out.push(result(&lines.text_name, "textarea", Some(("text", json!([text])))));
+    out.push(result(
+        &lines.text_name,
+        "textarea",
+        Some(("text", json!([text]))),
+    ));
     if let Some((name, choice)) = &lines.labels_name {
         out.push(result(name, "labels", Some(("labels", json!([choice])))));
     }
@@ -450,7 +454,10 @@ mod tests {
     #[test]
     fn label_studios_ocr_template_is_read_as_rectangle_text_and_labels() {
         let t = parse(XML, &labels(), Wanted::PageLines).unwrap();
-        assert_eq!((t.from_name.as_str(), t.to_name.as_str()), ("bbox", "image"));
+        assert_eq!(
+            (t.from_name.as_str(), t.to_name.as_str()),
+            ("bbox", "image")
+        );
         assert_eq!(t.data_key, "ocr");
         let l = t.lines.as_ref().unwrap();
         assert_eq!(l.shape.result_type(), "rectangle");
@@ -547,9 +554,17 @@ mod tests {
                        "value": {"points": pts, "text": [text]}}),
             ]
         };
-        let mut result = poly("m2", json!([[10, 25], [60, 25], [60, 30], [10, 30]]), "second");
+        let mut result = poly(
+            "m2",
+            json!([[10, 25], [60, 25], [60, 30], [10, 30]]),
+            "second",
+        );
         // Drawn anew over line 1 (no m-id): taken for it.
-        result.extend(poly("x1", json!([[10, 10], [60, 10], [60, 15], [10, 15]]), "first"));
+        result.extend(poly(
+            "x1",
+            json!([[10, 10], [60, 10], [60, 15], [10, 15]]),
+            "first",
+        ));
         result.extend(poly("x2", json!([[10, 50], [30, 50], [30, 55]]), "added"));
         let got = lines_of(&t, &result, &cur, &labels()).unwrap();
         let ids: Vec<Option<i64>> = got.iter().map(|b| b.id).collect();
@@ -560,9 +575,18 @@ mod tests {
         // Bad shapes and texts are named.
         let long = "x".repeat(MAX_LINE_TEXT + 1);
         for (bad, says) in [
-            (poly("a", json!([[10, 10], [20, 10]]), "t"), "result[0].value.points"),
-            (poly("a", json!([[10, 10], [20, 10], ["x", 5]]), "t"), "point 2"),
-            (poly("a", json!([[10, 10], [20, 10], [20, 20]]), &long), "result[1].value.text"),
+            (
+                poly("a", json!([[10, 10], [20, 10]]), "t"),
+                "result[0].value.points",
+            ),
+            (
+                poly("a", json!([[10, 10], [20, 10], ["x", 5]]), "t"),
+                "point 2",
+            ),
+            (
+                poly("a", json!([[10, 10], [20, 10], [20, 20]]), &long),
+                "result[1].value.text",
+            ),
         ] {
             let e = lines_of(&t, &bad, &cur, &labels()).unwrap_err();
             assert!(e.message.contains(says), "{says}: {}", e.message);

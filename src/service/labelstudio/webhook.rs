@@ -200,7 +200,10 @@ async fn check_and_write(
                     .next();
                 if target.wanted == Wanted::PageLines {
                     let size = item.and_then(|i| {
-                        Some((u32::try_from(i.width?).ok()?, u32::try_from(i.height?).ok()?))
+                        Some((
+                            u32::try_from(i.width?).ok()?,
+                            u32::try_from(i.height?).ok()?,
+                        ))
                     });
                     lines::drawn(&target, event.result, &project.labels, size)?;
                 } else {
