@@ -87,7 +87,11 @@ fn tier_measure(settings: &ProjectSettings) -> Measure {
 }
 
 /// The annotator's tier: their stored one if the project has it, else the lowest.
-async fn tier_of(app: &App, settings: &ProjectSettings, name: &str) -> ServiceResult<String> {
+pub(crate) async fn tier_of(
+    app: &App,
+    settings: &ProjectSettings,
+    name: &str,
+) -> ServiceResult<String> {
     Ok(match app.store.annotator_tier(name).await? {
         Some(t) if settings.band(&t).is_some() => t,
         _ => settings.lowest_tier().unwrap_or_default(),
@@ -842,6 +846,14 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             return Err(ServiceError::invalid(
                 "settings.text_match",
                 "one of exact, relaxed",
+            ));
+        }
+    }
+    if let Some(m) = s.line_agreement_min {
+        if !(0.0..=1.0).contains(&m) {
+            return Err(ServiceError::invalid(
+                "settings.line_agreement_min",
+                "must be in [0, 1] (character-level agreement of two transcriptions)",
             ));
         }
     }

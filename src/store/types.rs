@@ -160,6 +160,12 @@ pub struct ProjectSettings {
     #[schema(schema_with = text_match_schema)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_match: Option<String>,
+    /// OCR: two transcriptions of a line agreeing (character level, 1 −
+    /// normalised edit distance) below this, in [0, 1], are a conflict
+    /// that goes to the top tier (default 0.9). Left out when unset.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_agreement_min: Option<f64>,
 }
 
 fn text_match_schema() -> utoipa::openapi::Object {
