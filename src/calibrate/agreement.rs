@@ -242,7 +242,9 @@ pub fn levenshtein<T: PartialEq>(a: &[T], b: &[T]) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, y) in b.iter().enumerate() {
-            let next = (diag + usize::from(x != y)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diag + usize::from(x != y))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -446,8 +448,16 @@ mod tests {
     #[test]
     fn lines_match_by_place_and_agree_by_text() {
         let b = |y: f64| BoxPx::new(0.0, y, 100.0, y + 10.0);
-        let a = [(b(0.0), "first line"), (b(20.0), "second"), (b(40.0), "only a")];
-        let bb = [(b(21.0), "secnd"), (b(1.0), "first line"), (b(80.0), "only b")];
+        let a = [
+            (b(0.0), "first line"),
+            (b(20.0), "second"),
+            (b(40.0), "only a"),
+        ];
+        let bb = [
+            (b(21.0), "secnd"),
+            (b(1.0), "first line"),
+            (b(80.0), "only b"),
+        ];
         let pairs = match_lines(&a, &bb, 0.5);
         assert_eq!(pairs.len(), 2);
         assert_eq!((pairs[0].a, pairs[0].b, pairs[0].agreement), (0, 1, 1.0));
