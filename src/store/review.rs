@@ -541,8 +541,6 @@ impl Store {
 /// (SQLite 32,766, PostgreSQL 65,535), and more than a review page holds.
 pub(super) const MAX_IDS: usize = 10_000;
 
-/// The SQL condition that keeps items without this measure out: committee
-/// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.
 impl Store {
     /// Each annotator's latest set of an item's regions, `(annotator,
     /// set)`, by annotator (see `region_sets`).
@@ -575,6 +573,8 @@ impl Store {
     }
 }
 
+/// The SQL condition that keeps items without this measure out: committee
+/// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.
 fn present(measure: Measure) -> String {
     if measure.needs_committee() {
         format!(" AND {} IS NOT NULL", measure.column())
