@@ -365,6 +365,10 @@ async fn box_agreement(app: &App, project: &Project) -> ServiceResult<BoxAgreeme
 /// One annotator's lines on one page: `(box, text)`.
 type LineSet = Vec<(BoxPx, String)>;
 
+/// Per pair of annotators: pages, matched lines, unmatched lines,
+/// Σ agreement over the matched, conflicts.
+type PairTally = (usize, usize, usize, f64, usize);
+
 /// A text-line set as `region_sets` keeps it (`[[label, x0, y0, x1, y1,
 /// text], …]`); `None` when unreadable or not a set of lines.
 fn parse_line_set(json: &str) -> Option<LineSet> {
@@ -407,8 +411,7 @@ async fn line_agreement(app: &App, project: &Project) -> ServiceResult<LineAgree
     }
     by_item.retain(|_, m| m.len() >= 2);
     let (ranked, pairs_left_out) = most_shared(&by_item);
-    // Per pair: pages, matched, unmatched, Σ agreement, conflicts.
-    let mut per_pair: BTreeMap<(&str, &str), (usize, usize, usize, f64, usize)> = BTreeMap::new();
+    let mut per_pair: BTreeMap<(&str, &str), PairTally> = BTreeMap::new();
     let mut conflicting: Vec<LineConflict> = Vec::new();
     let mut conflict_pages = 0;
     for (item, m) in &by_item {
