@@ -2,7 +2,8 @@
 # labelloop as a Label Studio ML backend, against a real Label Studio 1.23.2
 # (issue #11, steps 1-5; step 6 with LS_SYNC=N; the detection step of issue #22
 # on synthetic pages, LS_KINDS layout; the speech step of issue #24 on calls
-# built from real prompts, LS_KINDS audio). Installs Label Studio into a
+# built from real prompts, LS_KINDS audio; the OCR step of issue #23 on
+# rendered pages, LS_KINDS ocr). Installs Label Studio into a
 # venv (idempotent), initialises a fresh instance, starts it and labelloop on
 # loopback, and runs scripts/labelstudio/e2e.py. Prints the figures as JSON.
 #
@@ -10,7 +11,7 @@
 #   LS_RECORD=tests/fixtures/labelstudio scripts/e2e-labelstudio.sh   # re-record fixtures
 #
 # Environment: LS_VENV (default .venv-ls), LS_PORT (18080), LL_PORT (18090),
-# LS_KINDS (sms,fashion,layout,audio), LABELLOOP_BIN (default $CARGO_TARGET_DIR/debug/labelloop,
+# LS_KINDS (sms,fashion,layout,audio,ocr), LABELLOOP_BIN (default $CARGO_TARGET_DIR/debug/labelloop,
 # else target/debug/labelloop, built if missing). The run's files go under the same target folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,7 @@ done
 curl -sf "http://127.0.0.1:$LS_PORT/health" >/dev/null || { echo "Label Studio did not start; see $WORK/ls.log" >&2; exit 1; }
 
 args=(--ls "http://127.0.0.1:$LS_PORT" --ls-token "$TOKEN" --ll "http://127.0.0.1:$LL_PORT" --ll-token "$LL_TOKEN"
-      --kinds "${LS_KINDS:-sms,fashion,layout,audio}" --sync "${LS_SYNC:-0}")
+      --kinds "${LS_KINDS:-sms,fashion,layout,audio,ocr}" --sync "${LS_SYNC:-0}")
 [ -n "${LS_RECORD:-}" ] && args+=(--record "$LS_RECORD")
 FIGURES=$("$VENV/bin/python" scripts/labelstudio/e2e.py "${args[@]}" | tail -1)
 TOTAL=$(( $(date +%s) - START ))

@@ -16,6 +16,9 @@ Steps (issue #11):
      predictions, box annotations and a deletion (boxes_step.py);
   (audio) a speech project on calls built from real prompts with <Audio> +
      <Labels>: segment predictions and segment annotations (audio_step.py);
+  (ocr) an OCR project on rendered pages with Label Studio's OCR template
+     (<TextArea perRegion="true"> + <Rectangle>): line predictions and 10
+     corrected lines recorded (ocr_step.py);
   6. (--sync N) a bulk sync of N Fashion-MNIST tasks, then the synchronous
      "Retrieve predictions" on the same N tasks, both timed.
 
@@ -107,6 +110,10 @@ class LL:
     def credentials(self, project):
         c = self.req("POST", f"/v1/projects/{project}/labelstudio/credentials")
         return (c["username"], c["password"], c["keyed_backend_path"])
+
+    def req_raw(self, method, path, auth=None, **kw):
+        """The answer as it is, whatever its status."""
+        return requests.request(method, self.url + path, timeout=600, auth=auth, **kw)
 
     def req(self, method, path, auth=None, **kw):
         if auth is None:
@@ -385,9 +392,10 @@ def main():
     ap.add_argument("--record", help="write the bodies Label Studio sends to this folder")
     ap.add_argument("--sync", type=int, default=0, help="step 6: bulk-sync this many Fashion tasks")
     ap.add_argument("--tag", default=str(int(time.time())))
-    ap.add_argument("--kinds", default="sms,fashion,layout,audio",
+    ap.add_argument("--kinds", default="sms,fashion,layout,audio,ocr",
                     help="which projects to run: sms and fashion (steps 1-5), layout (boxes_step.py), "
-                         "audio (audio_step.py)")
+                         "audio (audio_step.py), ocr (ocr_step.py)")
+    ap.add_argument("--n-ocr-pages", type=int, default=4, help="rendered pages in the OCR project")
     ap.add_argument("--n-pages", type=int, default=12, help="synthetic layout pages in the detection project")
     ap.add_argument("--box-annotations", type=int, default=10, help="box annotations in the detection project")
     args = ap.parse_args()
@@ -402,6 +410,9 @@ def main():
     if "audio" in kinds:
         from audio_step import run_audio  # noqa: E402  (the speech step lives beside this file)
         run_audio(ls, ll, backend, args, figures, log, check, connect, retrieve)
+    if "ocr" in kinds:
+        from ocr_step import run_ocr  # noqa: E402  (the OCR step lives beside this file)
+        run_ocr(ls, ll, backend, args, figures, log, check, connect, retrieve)
     if args.sync:
         from sync_step import run_sync  # noqa: E402  (step 6 lives beside this file)
         run_sync(ls, ll, args, figures, log, check, fashion_rows, fashion_config, FASHION)

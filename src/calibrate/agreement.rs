@@ -2,6 +2,8 @@
 //! Krippendorff's α (nominal) for any number of annotators with missing
 //! values. Both are chance-corrected: 1 is perfect agreement, 0 what
 //! independent annotators with the same label frequencies would reach.
+//! For transcriptions, character-level agreement ([`char_agreement`]):
+//! 1 − normalised edit distance between two texts of one line.
 //!
 //! Definitions follow scikit-learn's `cohen_kappa_score` (unweighted) and
 //! the `krippendorff` package (`level_of_measurement="nominal"`); the
@@ -11,6 +13,7 @@
 use super::CalibrateError;
 use crate::region::BoxPx;
 use std::collections::BTreeMap;
+use unicode_normalization::UnicodeNormalization;
 
 /// Cohen's κ = (p_o − p_e) / (1 − p_e) over the items both annotators
 /// labeled (`a[i]`, `b[i]` are their labels of item i). The categories are
@@ -230,6 +233,70 @@ impl BoxAgreementCounts {
     }
 }
 
+/// Levenshtein distance between two sequences: the fewest insertions,
+/// deletions and substitutions that turn `a` into `b` (one row of the
+/// table kept, O(|a|·|b|) time, O(|b|) memory).
+pub fn levenshtein<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let next = (diag + usize::from(x != y))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// **Character-level agreement** of two transcriptions of one line:
+/// 1 − d / max(|a|, |b|), d the Levenshtein distance over Unicode scalar
+/// values after NFC (so a precomposed `é` and `e` + combining accent are
+/// the same character), lengths in scalar values after NFC. Two empty
+/// texts agree fully (1); in [0, 1], symmetric.
+pub fn char_agreement(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.nfc().collect();
+    let b: Vec<char> = b.nfc().collect();
+    let longer = a.len().max(b.len());
+    if longer == 0 {
+        return 1.0;
+    }
+    1.0 - levenshtein(&a, &b) as f64 / longer as f64
+}
+
+/// One matched line of two annotators' transcriptions of a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinePair {
+    /// The line's index in each annotator's set.
+    pub a: usize,
+    pub b: usize,
+    /// [`char_agreement`] of their texts.
+    pub agreement: f64,
+}
+
+/// Two annotators' lines on one page (`(box, text)` each), matched by
+/// place ([`match_box_sets`]: IoU ≥ `iou`, greedily), each matched pair
+/// with its character-level agreement, in `a`'s order. Lines only one of
+/// them drew are left out (the page's unmatched lines are
+/// `a.len() + b.len() − 2·pairs`).
+pub fn match_lines(a: &[(BoxPx, &str)], b: &[(BoxPx, &str)], iou: f64) -> Vec<LinePair> {
+    let boxes_a: Vec<BoxPx> = a.iter().map(|(x, _)| *x).collect();
+    let boxes_b: Vec<BoxPx> = b.iter().map(|(x, _)| *x).collect();
+    let mut pairs: Vec<LinePair> = match_box_sets(&boxes_a, &boxes_b, iou)
+        .into_iter()
+        .map(|(i, j)| LinePair {
+            a: i,
+            b: j,
+            agreement: char_agreement(a[i].1, b[j].1),
+        })
+        .collect();
+    pairs.sort_by_key(|p| p.a);
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +418,50 @@ mod tests {
         same.add(&a, &a, 0.5).unwrap();
         assert_eq!(same.f1_all(), Some(1.0));
         assert!(same.add(&[(b(0.0), 3)], &[], 0.5).is_err());
+    }
+
+    #[test]
+    fn edit_distance_by_hand() {
+        let c = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(levenshtein(&c("kitten"), &c("sitting")), 3);
+        assert_eq!(levenshtein(&c(""), &c("abc")), 3);
+        assert_eq!(levenshtein(&c("abc"), &c("")), 3);
+        assert_eq!(levenshtein(&c("flaw"), &c("lawn")), 2);
+        assert_eq!(levenshtein(&c("same"), &c("same")), 0);
+    }
+
+    #[test]
+    fn char_agreement_is_nfc_scalar_values_over_the_longer() {
+        assert_eq!(char_agreement("", ""), 1.0);
+        assert_eq!(char_agreement("abc", ""), 0.0);
+        assert_eq!(char_agreement("kitten", "sitting"), 1.0 - 3.0 / 7.0);
+        // A precomposed é and e + combining acute are one character after NFC.
+        assert_eq!(char_agreement("caf\u{e9}", "cafe\u{301}"), 1.0);
+        // Scalar values, not bytes: one substitution in four characters.
+        assert_eq!(char_agreement("日本語!", "日本人!"), 0.75);
+        assert_eq!(
+            char_agreement("The quick fox", "The quack fox"),
+            char_agreement("The quack fox", "The quick fox")
+        );
+    }
+
+    #[test]
+    fn lines_match_by_place_and_agree_by_text() {
+        let b = |y: f64| BoxPx::new(0.0, y, 100.0, y + 10.0);
+        let a = [
+            (b(0.0), "first line"),
+            (b(20.0), "second"),
+            (b(40.0), "only a"),
+        ];
+        let bb = [
+            (b(21.0), "secnd"),
+            (b(1.0), "first line"),
+            (b(80.0), "only b"),
+        ];
+        let pairs = match_lines(&a, &bb, 0.5);
+        assert_eq!(pairs.len(), 2);
+        assert_eq!((pairs[0].a, pairs[0].b, pairs[0].agreement), (0, 1, 1.0));
+        assert_eq!((pairs[1].a, pairs[1].b), (1, 0));
+        assert!((pairs[1].agreement - 5.0 / 6.0).abs() < 1e-12);
     }
 }

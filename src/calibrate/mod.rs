@@ -17,7 +17,8 @@
 //!   auto-accepted items, with a stated false-alarm bound.
 //! - [`label_errors`]: confident learning (Northcutt et al., 2021) on
 //!   out-of-sample probabilities: suspected human label errors, ranked.
-//! - [`agreement`]: Cohen's κ and Krippendorff's α (nominal).
+//! - [`agreement`]: Cohen's κ and Krippendorff's α (nominal); box and
+//!   character-level line agreement between annotators.
 //! - [`fit`]: the one calibration fit (temperature, then thresholds on the
 //!   held-out audit rows) that the service and `simulate` both call.
 //!
@@ -59,7 +60,10 @@ pub mod pooled;
 pub mod temperature;
 pub mod threshold;
 
-pub use agreement::{cohen_kappa, krippendorff_alpha_nominal, match_box_sets, BoxAgreementCounts};
+pub use agreement::{
+    char_agreement, cohen_kappa, krippendorff_alpha_nominal, levenshtein, match_box_sets,
+    match_lines, BoxAgreementCounts, LinePair,
+};
 pub use binomial::{beta_quantile, lower_bound, p_value_at_least, reg_inc_beta, upper_bound};
 pub use boxes::{
     fit_boxes, miss_bound, risk_p_value, risk_upper_bound, AuditBox, AuditImage, BoxClass,

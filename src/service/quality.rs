@@ -1,6 +1,9 @@
 //! Quality of the human labels: agreement between annotators (Cohen's κ
 //! per pair, Krippendorff's α overall) and each annotator's accuracy
-//! against the consensus of the items more than one person labeled.
+//! against the consensus of the items more than one person labeled; on a
+//! detection project agreement on boxes, on an OCR project
+//! character-level agreement on the lines two people transcribed, whose
+//! conflicts go to the top tier ([`after_lines_review`]).
 //! Suspected label errors come with each calibration (see
 //! [`super::calibration`]); conflicts are settled in [`super::review`].
 
@@ -13,7 +16,9 @@ use super::app::App;
 use super::box_calibration;
 use super::error::ServiceResult;
 use super::regions;
-use crate::calibrate::{cohen_kappa, krippendorff_alpha_nominal, BoxAgreementCounts};
+use crate::calibrate::{
+    cohen_kappa, krippendorff_alpha_nominal, match_lines, BoxAgreementCounts, LinePair,
+};
 use crate::region::BoxPx;
 use crate::store::{AnnotationRow, Project};
 
@@ -34,6 +39,82 @@ pub struct AgreementView {
     /// A detection project: agreement on boxes (absent for classification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boxes: Option<BoxAgreementView>,
+    /// An OCR project: character-level agreement on transcribed lines
+    /// (absent for other projects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<LineAgreementView>,
+}
+
+/// Lines are matched across two annotators' transcriptions of a page at
+/// this IoU (a line is right at IoU ≥ 0.5 in the region model).
+pub const LINE_IOU: f64 = 0.5;
+
+/// A matched line whose two transcriptions agree below this (character
+/// level, 1 − normalised edit distance) is a conflict, unless the project
+/// sets `line_agreement_min`: at 0.9, one wrong character in ten.
+pub const DEFAULT_LINE_AGREEMENT_MIN: f64 = 0.9;
+
+/// Conflicting lines listed at most (lowest agreement first).
+pub const MAX_LINE_CONFLICTS: usize = 1000;
+
+/// Agreement between annotators on **transcriptions**, over the pages at
+/// least two of them transcribed (each one's latest full set of lines):
+/// two annotators' lines are matched by place (IoU ≥ `iou_threshold`,
+/// greedily by IoU); a matched pair's agreement is 1 − the Levenshtein
+/// distance between their texts over Unicode scalar values after NFC,
+/// divided by the longer text's length (two empty texts agree fully).
+/// A matched pair below `min_agreement` is a conflict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineAgreementView {
+    pub iou_threshold: f64,
+    /// The project's `line_agreement_min` (default 0.9).
+    pub min_agreement: f64,
+    /// Pages with transcriptions from at least two annotators.
+    pub shared_pages: usize,
+    /// Line pairs matched by place, summed over annotator pairs.
+    pub matched_lines: usize,
+    /// Lines one annotator of a pair drew and the other did not.
+    pub unmatched_lines: usize,
+    /// Mean character-level agreement of the matched pairs; `null` without any.
+    pub agreement: Option<f64>,
+    /// Matched pairs below `min_agreement`, and the pages holding one.
+    pub conflicts: usize,
+    pub conflict_pages: usize,
+    /// Per pair of the `MAX_PAIR_ANNOTATORS` annotators with the most
+    /// shared pages.
+    pub pairs: Vec<LinePairAgreement>,
+    pub pairs_left_out: usize,
+    /// The conflicting lines, lowest agreement first (at most
+    /// `MAX_LINE_CONFLICTS`).
+    pub conflicting_lines: Vec<LineConflict>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinePairAgreement {
+    pub a: String,
+    pub b: String,
+    pub pages: usize,
+    pub matched_lines: usize,
+    pub unmatched_lines: usize,
+    /// Mean character-level agreement of their matched lines.
+    pub agreement: Option<f64>,
+    pub conflicts: usize,
+}
+
+/// One line two annotators transcribed differently.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineConflict {
+    pub item_id: i64,
+    pub a: String,
+    pub b: String,
+    /// Each one's box, `[x0, y0, x1, y1]` in pixels.
+    #[schema(value_type = Vec<f64>, min_items = 4, max_items = 4)]
+    pub box_a: BoxPx,
+    #[schema(value_type = Vec<f64>, min_items = 4, max_items = 4)]
+    pub box_b: BoxPx,
+    pub text_a: String,
+    pub text_b: String,
+    pub agreement: f64,
 }
 
 /// Agreement between annotators on **boxes**, over the images at least two
@@ -175,6 +256,22 @@ fn latest_labels(
 /// One annotator's boxes on one image: `(box, class)`.
 type BoxSet = Vec<(BoxPx, usize)>;
 
+/// The `MAX_PAIR_ANNOTATORS` annotators with the most shared items (as
+/// for κ), and how many were left out.
+fn most_shared<'a, V>(by_item: &BTreeMap<i64, BTreeMap<&'a str, V>>) -> (Vec<&'a str>, usize) {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in by_item.values() {
+        for who in m.keys() {
+            *count.entry(who).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<&str> = count.keys().copied().collect();
+    ranked.sort_by(|a, b| count[b].cmp(&count[a]).then(a.cmp(b)));
+    let left_out = ranked.len().saturating_sub(MAX_PAIR_ANNOTATORS);
+    ranked.truncate(MAX_PAIR_ANNOTATORS);
+    (ranked, left_out)
+}
+
 /// Box agreement of a detection project from each annotator's latest set.
 async fn box_agreement(app: &App, project: &Project) -> ServiceResult<BoxAgreementView> {
     let rows = app.store.shared_region_sets(project.id).await?;
@@ -202,17 +299,7 @@ async fn box_agreement(app: &App, project: &Project) -> ServiceResult<BoxAgreeme
             .insert(who.as_str(), boxes);
     }
     by_item.retain(|_, m| m.len() >= 2);
-    // The annotators with the most shared images, as for κ.
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in by_item.values() {
-        for who in m.keys() {
-            *count.entry(who).or_default() += 1;
-        }
-    }
-    let mut ranked: Vec<&str> = count.keys().copied().collect();
-    ranked.sort_by(|a, b| count[b].cmp(&count[a]).then(a.cmp(b)));
-    let pairs_left_out = ranked.len().saturating_sub(MAX_PAIR_ANNOTATORS);
-    ranked.truncate(MAX_PAIR_ANNOTATORS);
+    let (ranked, pairs_left_out) = most_shared(&by_item);
     let k = project.labels.len();
     let mut all = BoxAgreementCounts::new(k);
     let mut per_pair: BTreeMap<(&str, &str), (usize, BoxAgreementCounts)> = BTreeMap::new();
@@ -275,10 +362,187 @@ async fn box_agreement(app: &App, project: &Project) -> ServiceResult<BoxAgreeme
     })
 }
 
+/// One annotator's lines on one page: `(box, text)`.
+type LineSet = Vec<(BoxPx, String)>;
+
+/// Per pair of annotators: pages, matched lines, unmatched lines,
+/// Σ agreement over the matched, conflicts.
+type PairTally = (usize, usize, usize, f64, usize);
+
+/// A text-line set as `region_sets` keeps it (`[[label, x0, y0, x1, y1,
+/// text], …]`); `None` when unreadable or not a set of lines.
+fn parse_line_set(json: &str) -> Option<LineSet> {
+    let set: Vec<Vec<serde_json::Value>> = serde_json::from_str(json).ok()?;
+    set.into_iter()
+        .map(|row| {
+            let c = |i: usize| row.get(i)?.as_f64();
+            let text = row.get(5)?.as_str()?.to_string();
+            Some((BoxPx::new(c(1)?, c(2)?, c(3)?, c(4)?), text))
+        })
+        .collect()
+}
+
+/// The matched lines of two sets, with their agreement.
+fn pair_lines(a: &LineSet, b: &LineSet) -> Vec<LinePair> {
+    let a: Vec<(BoxPx, &str)> = a.iter().map(|(x, t)| (*x, t.as_str())).collect();
+    let b: Vec<(BoxPx, &str)> = b.iter().map(|(x, t)| (*x, t.as_str())).collect();
+    match_lines(&a, &b, LINE_IOU)
+}
+
+/// The project's conflict threshold for lines.
+pub fn line_agreement_min(project: &Project) -> f64 {
+    project
+        .settings
+        .line_agreement_min
+        .unwrap_or(DEFAULT_LINE_AGREEMENT_MIN)
+}
+
+/// Line agreement of an OCR project from each annotator's latest set.
+async fn line_agreement(app: &App, project: &Project) -> ServiceResult<LineAgreementView> {
+    let rows = app.store.shared_region_sets(project.id).await?;
+    let min = line_agreement_min(project);
+    let mut by_item: BTreeMap<i64, BTreeMap<&str, LineSet>> = BTreeMap::new();
+    for (item, who, json) in &rows {
+        let Some(set) = parse_line_set(json) else {
+            tracing::warn!(item, annotator = %who, "unreadable line set skipped");
+            continue;
+        };
+        by_item.entry(*item).or_default().insert(who.as_str(), set);
+    }
+    by_item.retain(|_, m| m.len() >= 2);
+    let (ranked, pairs_left_out) = most_shared(&by_item);
+    let mut per_pair: BTreeMap<(&str, &str), PairTally> = BTreeMap::new();
+    let mut conflicting: Vec<LineConflict> = Vec::new();
+    let mut conflict_pages = 0;
+    for (item, m) in &by_item {
+        let here: Vec<(&&str, &LineSet)> =
+            m.iter().filter(|(who, _)| ranked.contains(who)).collect();
+        let mut page_conflict = false;
+        for (i, (a, sa)) in here.iter().enumerate() {
+            for (b, sb) in &here[i + 1..] {
+                let pairs = pair_lines(sa, sb);
+                let e = per_pair.entry((**a, **b)).or_default();
+                e.0 += 1;
+                e.1 += pairs.len();
+                e.2 += sa.len() + sb.len() - 2 * pairs.len();
+                for p in &pairs {
+                    e.3 += p.agreement;
+                    if p.agreement < min {
+                        e.4 += 1;
+                        page_conflict = true;
+                        conflicting.push(LineConflict {
+                            item_id: *item,
+                            a: a.to_string(),
+                            b: b.to_string(),
+                            box_a: sa[p.a].0,
+                            box_b: sb[p.b].0,
+                            text_a: sa[p.a].1.clone(),
+                            text_b: sb[p.b].1.clone(),
+                            agreement: p.agreement,
+                        });
+                    }
+                }
+            }
+        }
+        conflict_pages += usize::from(page_conflict);
+    }
+    conflicting.sort_by(|x, y| {
+        x.agreement
+            .total_cmp(&y.agreement)
+            .then(x.item_id.cmp(&y.item_id))
+    });
+    let conflicts = conflicting.len();
+    conflicting.truncate(MAX_LINE_CONFLICTS);
+    let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+    let (matched, unmatched, sum) = per_pair.values().fold((0, 0, 0.0), |acc, e| {
+        (acc.0 + e.1, acc.1 + e.2, acc.2 + e.3)
+    });
+    Ok(LineAgreementView {
+        iou_threshold: LINE_IOU,
+        min_agreement: min,
+        shared_pages: by_item.len(),
+        matched_lines: matched,
+        unmatched_lines: unmatched,
+        agreement: mean(sum, matched),
+        conflicts,
+        conflict_pages,
+        pairs: per_pair
+            .into_iter()
+            .map(|((a, b), e)| LinePairAgreement {
+                a: a.to_string(),
+                b: b.to_string(),
+                pages: e.0,
+                matched_lines: e.1,
+                unmatched_lines: e.2,
+                agreement: mean(e.3, e.1),
+                conflicts: e.4,
+            })
+            .collect(),
+        pairs_left_out,
+        conflicting_lines: conflicting,
+    })
+}
+
+/// **Conflicts go to the top tier.** After `annotator` recorded their
+/// lines of an OCR page: when the project has tiers, `annotator` is not
+/// in the top one, and two of the page's latest transcriptions (any two
+/// annotators') hold a matched line agreeing below `line_agreement_min`,
+/// the page waits for a top-tier confirmation (`needs_confirmation`, which
+/// only the top tier's review lists offer). A top-tier review settles it:
+/// its set becomes the page's, and it is never sent back. Without tiers
+/// there is no one to send it to: the conflict shows in `/agreement`.
+/// Returns whether the page was sent.
+pub async fn after_lines_review(
+    app: &App,
+    project: &Project,
+    item_id: i64,
+    annotator: &str,
+) -> ServiceResult<bool> {
+    let settings = &project.settings;
+    let Some(top) = settings.top_tier() else {
+        return Ok(false);
+    };
+    if project.task != regions::LINES
+        || super::review::tier_of(app, settings, annotator).await? == top
+    {
+        return Ok(false);
+    }
+    let sets: Vec<LineSet> = app
+        .store
+        .item_region_sets(item_id)
+        .await?
+        .iter()
+        .filter_map(|(_, json)| parse_line_set(json))
+        .collect();
+    let min = line_agreement_min(project);
+    let conflict = sets.iter().enumerate().any(|(i, a)| {
+        sets[i + 1..]
+            .iter()
+            .any(|b| pair_lines(a, b).iter().any(|p| p.agreement < min))
+    });
+    if !conflict {
+        return Ok(false);
+    }
+    let sent = app.store.send_to_confirmation(item_id).await?;
+    if sent {
+        tracing::info!(
+            item = item_id,
+            annotator,
+            "transcriptions disagree: the page waits for the top tier"
+        );
+    }
+    Ok(sent)
+}
+
 pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementView> {
     let project = app.store.get_project(project_id).await?;
     let boxes = if project.task == regions::DETECT {
         Some(box_agreement(app, &project).await?)
+    } else {
+        None
+    };
+    let lines = if project.task == regions::LINES {
+        Some(line_agreement(app, &project).await?)
     } else {
         None
     };
@@ -358,5 +622,6 @@ pub async fn agreement(app: &App, project_id: i64) -> ServiceResult<AgreementVie
             )
             .collect(),
         boxes,
+        lines,
     })
 }

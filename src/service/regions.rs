@@ -565,7 +565,10 @@ pub async fn put(
             };
         let current = app.store.item_regions(item_id).await?;
         let plan = plan(&current, &req.regions, &project.labels, frame)?;
-        if item.status == "labeled" && unchanged(&current, &plan, &annotator.name) {
+        // A page sent to the top tier (`quality::after_lines_review`)
+        // stays there when the same set comes again.
+        let reviewed = item.status == "labeled" || item.status == "needs_confirmation";
+        if reviewed && unchanged(&current, &plan, &annotator.name) {
             return get(app, project_id, item_id).await;
         }
         if app
@@ -576,6 +579,12 @@ pub async fn put(
             // A reviewed audit image may make a refit due (the upkeep task
             // counts; cheap when it is not).
             super::calibration::after_audit_label(&app.calibrator, &project);
+            // Two transcriptions of a line that disagree go to the top tier.
+            if let Err(e) =
+                super::quality::after_lines_review(app, &project, item_id, &annotator.name).await
+            {
+                tracing::warn!(item = item_id, error = %e.message, "could not check the page's transcriptions for conflicts");
+            }
             return get(app, project_id, item_id).await;
         }
     }

@@ -89,7 +89,11 @@ fn tier_measure(settings: &ProjectSettings) -> Measure {
 }
 
 /// The annotator's tier: their stored one if the project has it, else the lowest.
-async fn tier_of(app: &App, settings: &ProjectSettings, name: &str) -> ServiceResult<String> {
+pub(crate) async fn tier_of(
+    app: &App,
+    settings: &ProjectSettings,
+    name: &str,
+) -> ServiceResult<String> {
     Ok(match app.store.annotator_tier(name).await? {
         Some(t) if settings.band(&t).is_some() => t,
         _ => settings.lowest_tier().unwrap_or_default(),
@@ -918,6 +922,14 @@ pub fn validate_settings(s: &ProjectSettings) -> ServiceResult<()> {
             "settings.review_sampling",
             "proportional draws over the whole queue, so it is not combined with tiers",
         ));
+    }
+    if let Some(m) = s.line_agreement_min {
+        if !(0.0..=1.0).contains(&m) {
+            return Err(ServiceError::invalid(
+                "settings.line_agreement_min",
+                "must be in [0, 1] (character-level agreement of two transcriptions)",
+            ));
+        }
     }
     calibration::validate(s)
 }

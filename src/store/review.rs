@@ -683,6 +683,38 @@ impl Store {
 /// (SQLite 32,766, PostgreSQL 65,535), and more than a review page holds.
 pub(super) const MAX_IDS: usize = 10_000;
 
+impl Store {
+    /// Each annotator's latest set of an item's regions, `(annotator,
+    /// set)`, by annotator (see `region_sets`).
+    pub async fn item_region_sets(&self, item_id: i64) -> Result<Vec<(String, String)>> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT annotator, boxes FROM region_sets WHERE item_id = $1 ORDER BY annotator",
+            )
+            .bind(item_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Send a reviewed item to the top tier: `labeled` becomes
+    /// `needs_confirmation` (which only the top tier's review lists offer),
+    /// its review lease ended. Returns whether it was `labeled`.
+    pub async fn send_to_confirmation(&self, item_id: i64) -> Result<bool> {
+        let n = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE items SET status = 'needs_confirmation', review_owner = NULL, review_until = NULL \
+                 WHERE id = $1 AND status = 'labeled'",
+            )
+            .bind(item_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+}
+
 /// The SQL condition that keeps items without this measure out: committee
 /// measures' indexes are partial, so queries must say `IS NOT NULL` to use them.
 fn present(measure: Measure) -> String {

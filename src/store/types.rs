@@ -174,6 +174,12 @@ pub struct ProjectSettings {
     #[schema(minimum = 0.0, maximum = 1.0)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uniform_share: Option<f64>,
+    /// OCR: two transcriptions of a line agreeing (character level, 1 −
+    /// normalised edit distance) below this, in [0, 1], are a conflict
+    /// that goes to the top tier (default 0.9). Left out when unset.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_agreement_min: Option<f64>,
 }
 
 fn review_sampling_schema() -> utoipa::openapi::Object {

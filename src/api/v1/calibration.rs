@@ -41,7 +41,9 @@ pub async fn get_calibration(
 }
 
 /// Agreement between annotators: Cohen's κ per pair, Krippendorff's α, and
-/// each annotator's accuracy against the settled label of shared items.
+/// each annotator's accuracy against the settled label of shared items; on
+/// a detection project agreement on boxes, on an OCR project
+/// character-level agreement on transcribed lines and their conflicts.
 #[utoipa::path(get, path = "/v1/projects/{id}/agreement", tag = "calibration",
     params(("id" = i64, Path, description = "Project id", example = 1)),
     responses((status = 200, body = AgreementView), (status = 404, body = ErrorBody)))]

@@ -53,6 +53,9 @@ pub(super) struct RecordedBox {
     /// A segment annotation's segment, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Span>,
+    /// A line annotation's transcription (with its `box`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 impl RecordedSet {
@@ -67,6 +70,7 @@ impl RecordedSet {
                     label: b.label.clone(),
                     bbox: b.bbox,
                     segment: b.segment,
+                    text: b.text.clone(),
                 })
                 .collect(),
         }
@@ -80,7 +84,7 @@ impl RecordedSet {
                 label: b.label.clone(),
                 bbox: b.bbox,
                 segment: b.segment,
-                text: None,
+                text: b.text.clone(),
             })
             .collect()
     }
@@ -150,7 +154,9 @@ async fn settle(
     for _ in 0..SETTLE_ATTEMPTS {
         let item = app.store.region_item(item_id).await?;
         let speech = project.task == regions::SEGMENTS;
+        let page = project.task == regions::LINES;
         let frame = match (speech, item.width, item.height, item.duration) {
+            (false, Some(width), Some(height), _) if page => Frame::Page { width, height },
             (false, Some(width), Some(height), _) => Frame::Image { width, height },
             (true, _, _, Some(duration)) => Frame::Recording { duration },
             _ => return Ok(()),
@@ -195,6 +201,11 @@ async fn settle(
             let (threshold, _) =
                 crate::service::box_calibration::segment_threshold(&thresholds, project);
             unreviewed_segments(&current, threshold, run)
+        } else if page {
+            let audit = app.store.get_item(item_id).await?.audit;
+            let (threshold, _) =
+                crate::service::box_calibration::segment_threshold(&thresholds, project);
+            unreviewed_lines(&current, threshold, audit)
         } else {
             unreviewed(&current, &thresholds)
         };
@@ -248,19 +259,43 @@ fn unreviewed_segments(
     threshold: Option<f64>,
     undecided_run: Option<f64>,
 ) -> (Vec<(i64, &'static str)>, bool) {
+    let stretch = undecided_run.unwrap_or(f64::INFINITY);
+    rerouted(current, |scores| {
+        regions::route_segments(scores, threshold, stretch)
+    })
+}
+
+/// The item's machine regions with the status `route` gives their scores,
+/// and whether the item then needs a person.
+fn rerouted(
+    current: &[RegionRecord],
+    route: impl FnOnce(&[f64]) -> regions::Routed,
+) -> (Vec<(i64, &'static str)>, bool) {
     let machine: Vec<&RegionRecord> = current.iter().filter(|r| r.source == "machine").collect();
     let scores: Vec<f64> = machine
         .iter()
         .map(|r| r.score.unwrap_or(f64::NAN))
         .collect();
-    let stretch = undecided_run.unwrap_or(f64::INFINITY);
-    let routed = regions::route_segments(&scores, threshold, stretch);
+    let routed = route(&scores);
     let statuses = machine
         .iter()
         .zip(&routed.accepted)
         .map(|(r, &a)| (r.id, if a { "accepted" } else { "review" }))
         .collect();
     (statuses, routed.needs_review)
+}
+
+/// A page's machine lines routed again by the routing rule
+/// (`regions::route_lines`) under the line threshold in force; an audit
+/// page leaves every line to a person, as its pre-label did.
+fn unreviewed_lines(
+    current: &[RegionRecord],
+    threshold: Option<f64>,
+    audit: bool,
+) -> (Vec<(i64, &'static str)>, bool) {
+    rerouted(current, |scores| {
+        regions::route_lines(scores, threshold.filter(|_| !audit))
+    })
 }
 
 #[cfg(test)]
@@ -277,18 +312,21 @@ mod tests {
                     label: "text".into(),
                     bbox: Some(BoxPx::new(0.1, 0.2, 10.000000000000002, 20.5)),
                     segment: None,
+                    text: None,
                 },
                 RecordedBox {
                     id: None,
                     label: "footer".into(),
                     bbox: Some(BoxPx::new(1.0, 2.0, 3.0, 4.0)),
                     segment: None,
+                    text: None,
                 },
                 RecordedBox {
                     id: Some(9),
                     label: "Speech".into(),
                     bbox: None,
                     segment: Some(Span::new(0.25, 1.5)),
+                    text: None,
                 },
             ],
         };

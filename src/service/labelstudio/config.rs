@@ -22,6 +22,10 @@ pub enum Wanted {
     ImageBoxes,
     /// Time segments of a recording: `<Labels>` on `<Audio>` (or `<AudioPlus>`).
     AudioSegments,
+    /// Text lines of a page (an OCR project): a shape tag (`<Rectangle>`,
+    /// `<Polygon>`, or their `…Labels` forms) and a `<TextArea
+    /// perRegion="true">` on one `<Image>` (see [`parse_lines`]).
+    PageLines,
 }
 
 impl Wanted {
@@ -33,13 +37,14 @@ impl Wanted {
         match self {
             Wanted::ImageBoxes => "RectangleLabels",
             Wanted::AudioSegments => "Labels",
+            Wanted::PageLines => "TextArea",
             Wanted::TextChoices | Wanted::ImageChoices => "Choices",
         }
     }
 
     fn option_tag(self) -> &'static str {
         match self {
-            Wanted::ImageBoxes | Wanted::AudioSegments => "Label",
+            Wanted::ImageBoxes | Wanted::AudioSegments | Wanted::PageLines => "Label",
             Wanted::TextChoices | Wanted::ImageChoices => "Choice",
         }
     }
@@ -75,6 +80,64 @@ pub struct ChoicesTarget {
     /// Every spelling of each choice (value, alias, predicted values) with
     /// the project label it stands for, for reading annotations back.
     spellings: Vec<(String, usize)>,
+    /// An OCR config's per-region text and the shape it belongs to.
+    pub lines: Option<LinesTarget>,
+}
+
+/// The shape tag an OCR config draws lines with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Rectangle,
+    RectangleLabels,
+    Polygon,
+    PolygonLabels,
+}
+
+impl Shape {
+    fn of_tag(tag: &str) -> Option<Shape> {
+        Some(match tag {
+            "Rectangle" => Shape::Rectangle,
+            "RectangleLabels" => Shape::RectangleLabels,
+            "Polygon" => Shape::Polygon,
+            "PolygonLabels" => Shape::PolygonLabels,
+            _ => return None,
+        })
+    }
+
+    /// The `type` of its results: the tag's name in lower case.
+    pub fn result_type(self) -> &'static str {
+        match self {
+            Shape::Rectangle => "rectangle",
+            Shape::RectangleLabels => "rectanglelabels",
+            Shape::Polygon => "polygon",
+            Shape::PolygonLabels => "polygonlabels",
+        }
+    }
+
+    /// A `…Labels` tag carries the label in its results under this key.
+    pub fn labels_key(self) -> Option<&'static str> {
+        match self {
+            Shape::RectangleLabels => Some("rectanglelabels"),
+            Shape::PolygonLabels => Some("polygonlabels"),
+            Shape::Rectangle | Shape::Polygon => None,
+        }
+    }
+
+    pub fn is_polygon(self) -> bool {
+        matches!(self, Shape::Polygon | Shape::PolygonLabels)
+    }
+}
+
+/// What an OCR config adds to its target: the shape tag (`from_name` of
+/// the target) is the line's geometry, `text_name` its `<TextArea
+/// perRegion="true">`, and `labels_name` a `<Labels>` on the same image
+/// whose label covers the project's, when the config has one (Label
+/// Studio's own OCR template does): a line is then also a `labels` result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinesTarget {
+    pub shape: Shape,
+    pub text_name: String,
+    pub labels_name: Option<(String, String)>,
 }
 
 impl ChoicesTarget {
@@ -228,6 +291,9 @@ pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<Choi
             }
         }
     }
+    if wanted == Wanted::PageLines {
+        return parse_lines(&doc, labels);
+    }
     let mut misses: Vec<String> = Vec::new();
     let mut missed = 0usize;
     let mut miss = |why: String| {
@@ -338,6 +404,7 @@ pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<Choi
             multiple,
             choice_for_label,
             spellings,
+            lines: None,
         });
     }
     let why = if misses.is_empty() {
@@ -350,6 +417,148 @@ pub fn parse(xml: &str, labels: &[String], wanted: Wanted) -> ServiceResult<Choi
     Err(ServiceError::new(
         Code::LabelsMismatch,
         format!("no <{control}> tag matches the project's labels {labels:?}: {why}"),
+    ))
+}
+
+/// An OCR project's config: a `<TextArea>` that is **per region**
+/// (`perRegion="true"`: each line's text belongs to its shape, the two
+/// results sharing one region `id`) on an `<Image>` with `value="$key"`,
+/// and a shape tag on the same image: `<Rectangle>` or `<RectangleLabels>`
+/// first (a line is a box), else `<Polygon>` or `<PolygonLabels>`. A
+/// `…Labels` shape (and an optional `<Labels>`) must hold the project's
+/// label. Anything else is a 422 naming each `<TextArea>` and what it
+/// lacks: Label Studio stores predictions without checking them against
+/// the config, so lines that do not fit would be silently missing from its
+/// editor.
+fn parse_lines(doc: &roxmltree::Document, labels: &[String]) -> ServiceResult<ChoicesTarget> {
+    let mut misses: Vec<String> = Vec::new();
+    let first_to = |n: &roxmltree::Node| {
+        n.attribute("toName")
+            .unwrap_or("")
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let options = |n: &roxmltree::Node| -> Vec<Choice> {
+        n.descendants()
+            .filter(|c| c.has_tag_name("Label"))
+            .filter_map(|c| {
+                let value = c.attribute("value")?.to_string();
+                let mut names = vec![value.clone()];
+                names.extend(c.attribute("alias").map(str::to_string));
+                Some(Choice { value, names })
+            })
+            .collect()
+    };
+    for area in doc.descendants().filter(|n| n.has_tag_name("TextArea")) {
+        let name = area.attribute("name").unwrap_or("").to_string();
+        let to = first_to(&area);
+        let tag = format!("<TextArea name={name:?} toName={to:?}>");
+        if area.attribute("perRegion") != Some("true") {
+            misses.push(format!(
+                "{tag} is not per-region: add perRegion=\"true\", so that each line's text \
+                 belongs to its shape (one region id for both)"
+            ));
+            continue;
+        }
+        let Some(object) = doc
+            .descendants()
+            .find(|n| n.is_element() && n.attribute("name") == Some(to.as_str()) && *n != area)
+        else {
+            misses.push(format!("{tag}: no object tag named {to:?}"));
+            continue;
+        };
+        if !object.has_tag_name("Image") {
+            misses.push(format!(
+                "{tag} is on a <{}>, and text lines are read from an <Image>",
+                object.tag_name().name()
+            ));
+            continue;
+        }
+        let Some(data_key) = object
+            .attribute("value")
+            .and_then(|v| v.strip_prefix('$'))
+            .filter(|k| !k.is_empty())
+        else {
+            misses.push(format!(
+                "{tag}: the object tag {to:?} has no value=\"$key\""
+            ));
+            continue;
+        };
+        let on_image = |n: &roxmltree::Node| first_to(n) == to;
+        let shapes: Vec<(Shape, roxmltree::Node)> = doc
+            .descendants()
+            .filter(|n| n.is_element() && on_image(n))
+            .filter_map(|n| Some((Shape::of_tag(n.tag_name().name())?, n)))
+            .collect();
+        let shape = shapes
+            .iter()
+            .find(|(s, _)| !s.is_polygon())
+            .or_else(|| shapes.first());
+        let Some((shape, node)) = shape else {
+            misses.push(format!(
+                "{tag}: no <Rectangle> or <Polygon> (or <RectangleLabels>, <PolygonLabels>) \
+                 draws on the <Image name={to:?}>, so its lines have no shape"
+            ));
+            continue;
+        };
+        let shape_name = node.attribute("name").unwrap_or("").to_string();
+        let choices = options(node);
+        let mut choice_for_label = labels.to_vec();
+        if shape.labels_key().is_some() {
+            match labels
+                .iter()
+                .map(|l| match_label(&choices, l))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(c) => choice_for_label = c.into_iter().map(|c| c.value.clone()).collect(),
+                None => {
+                    misses.push(format!(
+                        "{tag}: <{} name={shape_name:?}> has no label for {labels:?}",
+                        node.tag_name().name()
+                    ));
+                    continue;
+                }
+            }
+        }
+        // A <Labels> on the same image that holds the project's label.
+        let labels_name = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("Labels") && on_image(n))
+            .find_map(|n| {
+                let c = match_label(&options(&n), labels.first()?)?.value.clone();
+                Some((n.attribute("name")?.to_string(), c))
+            });
+        let spellings = spellings_of(&choices, &choice_for_label, labels);
+        return Ok(ChoicesTarget {
+            wanted: Wanted::PageLines,
+            from_name: shape_name,
+            to_name: to.clone(),
+            data_key: data_key.to_string(),
+            kind: ObjectKind::Image,
+            multiple: false,
+            choice_for_label,
+            spellings,
+            lines: Some(LinesTarget {
+                shape: *shape,
+                text_name: name,
+                labels_name,
+            }),
+        });
+    }
+    let why = if misses.is_empty() {
+        "the labeling config has no <TextArea> tag: an OCR project needs a <TextArea \
+         perRegion=\"true\"> with a <Rectangle> or <Polygon> on an <Image>"
+            .to_string()
+    } else {
+        misses.truncate(MISSES_SHOWN);
+        misses.join("; ")
+    };
+    Err(ServiceError::new(
+        Code::LabelsMismatch,
+        format!("no <TextArea> tag fits the project's text lines: {why}"),
     ))
 }
 

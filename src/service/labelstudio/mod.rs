@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod door;
 pub mod fetch;
+pub mod lines;
 pub mod outbox;
 pub mod predict;
 pub mod segments;
@@ -312,6 +313,8 @@ pub(crate) fn wanted(app: &App, project: &crate::store::Project) -> ServiceResul
     }
     Ok(if model.is_text() {
         Wanted::TextChoices
+    } else if model.manifest().task == crate::model::Task::Ocr {
+        Wanted::PageLines
     } else if model.manifest().task == crate::model::Task::ObjectDetection {
         Wanted::ImageBoxes
     } else {

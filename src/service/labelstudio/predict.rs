@@ -71,6 +71,9 @@ pub enum LsResults<'a> {
     Choice(Option<ChoiceResult<'a>>),
     Boxes(Vec<RectangleResult<'a>>),
     Segments(Vec<SegmentResult<'a>>),
+    /// An OCR page's lines: per line the results sharing its region id
+    /// (`lines::line_results`).
+    Lines(Vec<Value>),
 }
 
 impl Serialize for LsResults<'_> {
@@ -79,6 +82,7 @@ impl Serialize for LsResults<'_> {
             LsResults::Choice(c) => s.collect_seq(c.iter()),
             LsResults::Boxes(b) => s.collect_seq(b.iter()),
             LsResults::Segments(g) => s.collect_seq(g.iter()),
+            LsResults::Lines(l) => s.collect_seq(l.iter()),
         }
     }
 }
@@ -301,6 +305,21 @@ impl<'a> LsPrediction<'a> {
         }
     }
 
+    /// A page's stored machine lines (see [`super::lines`]); the
+    /// prediction's score is its weakest line's.
+    pub fn of_lines(
+        target: &ChoicesTarget,
+        page: &super::lines::Page,
+        model_version: &'a str,
+    ) -> LsPrediction<'a> {
+        LsPrediction {
+            task: None,
+            result: LsResults::Lines(super::lines::page_results(target, page)),
+            score: page.score(),
+            model_version,
+        }
+    }
+
     /// What a task that could not be predicted gets.
     pub fn empty(model_version: &'a str) -> LsPrediction<'a> {
         LsPrediction {
@@ -401,6 +420,20 @@ pub async fn predict(app: &Arc<App>, project_id: i64, req: PredictIn) -> Service
     } else {
         None
     };
+    if target.wanted == config::Wanted::PageLines {
+        let items =
+            super::segments::pre_labeled(app, &project, &target, &req.tasks, conn.as_ref()).await?;
+        let pages = items
+            .iter()
+            .map(|i| super::lines::Page::of(i.as_ref()?))
+            .collect();
+        return Ok(Predicted {
+            target,
+            labeler,
+            labels: project.labels.clone(),
+            answers: Answers::Lines(pages),
+        });
+    }
     if target.wanted == config::Wanted::AudioSegments {
         let recordings =
             super::segments::recordings(app, &project, &target, &req.tasks, conn.as_ref()).await?;
@@ -501,6 +534,7 @@ pub struct Predicted {
 enum Answers {
     Labeled(Vec<Option<Labeled>>),
     Segments(Vec<Option<super::segments::Recording>>),
+    Lines(Vec<Option<super::lines::Page>>),
 }
 
 impl Predicted {
@@ -508,6 +542,18 @@ impl Predicted {
         let version = self.labeler.model_version();
         let answers = match &self.answers {
             Answers::Labeled(a) => a,
+            Answers::Lines(pages) => {
+                return PredictOut {
+                    results: pages
+                        .iter()
+                        .map(|p| match p {
+                            Some(p) => LsPrediction::of_lines(&self.target, p, version),
+                            None => LsPrediction::empty(version),
+                        })
+                        .collect(),
+                    model_version: version,
+                }
+            }
             Answers::Segments(recs) => {
                 return PredictOut {
                     results: recs

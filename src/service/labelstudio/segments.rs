@@ -122,11 +122,8 @@ fn task_id(task: &Value) -> Option<i64> {
     task.get("id")?.as_i64()
 }
 
-/// Each task's recording, in task order: tasks labelloop has not seen are
-/// read and ingested now, then every task's item is waited for (up to
-/// [`PRELABEL_WAIT`]) and answered from its stored segments. A task that
-/// cannot be read, whose recording does not decode, or that is still
-/// pending at the deadline gets `None`, with its reason in the log.
+/// Each task's recording, in task order ([`pre_labeled`]), read from its
+/// stored segments.
 pub(crate) async fn recordings(
     app: &Arc<App>,
     project: &Project,
@@ -134,6 +131,23 @@ pub(crate) async fn recordings(
     tasks: &[Value],
     conn: Option<&LsConnection>,
 ) -> ServiceResult<Vec<Option<Recording>>> {
+    let items = pre_labeled(app, project, target, tasks, conn).await?;
+    Ok(items.iter().map(|i| Recording::of(i.as_ref()?)).collect())
+}
+
+/// Each task's pre-labeled item with its regions, in task order: tasks
+/// labelloop has not seen are read and ingested now, then every task's
+/// item is waited for (up to [`PRELABEL_WAIT`]). A task that cannot be
+/// read, whose content does not decode, or that is still pending at the
+/// deadline gets `None`, with its reason in the log. `/predict` on a
+/// speech or OCR project answers from what the workers stored, once.
+pub(crate) async fn pre_labeled(
+    app: &Arc<App>,
+    project: &Project,
+    target: &ChoicesTarget,
+    tasks: &[Value],
+    conn: Option<&LsConnection>,
+) -> ServiceResult<Vec<Option<ItemRecord>>> {
     let started = Instant::now();
     let ids: Vec<Option<i64>> = tasks.iter().map(task_id).collect();
     let clients: Vec<String> = ids.iter().flatten().map(|&id| ls_client_id(id)).collect();
@@ -160,7 +174,7 @@ pub(crate) async fn recordings(
             match d {
                 Ok(d) => items.push((ls_client_id(*id), d)),
                 Err(why) => {
-                    tracing::warn!(project = project.id, task = id, reason = %why, "Label Studio recording not predicted")
+                    tracing::warn!(project = project.id, task = id, reason = %why, "Label Studio task not predicted")
                 }
             }
         }
@@ -183,17 +197,17 @@ pub(crate) async fn recordings(
         .map(|id| {
             let id = (*id)?;
             let client = ls_client_id(id);
-            let item = by_client.get(client.as_str())?;
+            let item = *by_client.get(client.as_str())?;
             match item.status.as_str() {
                 "pending" => {
-                    tracing::warn!(project = project.id, task = id, "Label Studio recording not pre-labeled in time; its prediction is empty");
+                    tracing::warn!(project = project.id, task = id, "Label Studio task not pre-labeled in time; its prediction is empty");
                     None
                 }
                 "failed" => {
-                    tracing::warn!(project = project.id, task = id, reason = %item.error.as_deref().unwrap_or(""), "Label Studio recording could not be labeled");
+                    tracing::warn!(project = project.id, task = id, reason = %item.error.as_deref().unwrap_or(""), "Label Studio task could not be labeled");
                     None
                 }
-                _ => Recording::of(item),
+                _ => Some(item.clone()),
             }
         })
         .collect())

@@ -415,7 +415,8 @@ async fn write(
         let last_id = last.id;
         let boxes = target.wanted == Wanted::ImageBoxes;
         let segments = target.wanted == Wanted::AudioSegments;
-        if boxes || segments {
+        let lines = target.wanted == Wanted::PageLines;
+        if boxes || segments || lines {
             app.store
                 .attach_regions(&mut items)
                 .await
@@ -438,6 +439,14 @@ async fn write(
                 LsPrediction {
                     task: Some(task),
                     ..LsPrediction::of_segments(target, &project.labels, &rec, &version)
+                }
+            } else if lines {
+                let Some(page) = super::lines::Page::of(it) else {
+                    continue;
+                };
+                LsPrediction {
+                    task: Some(task),
+                    ..LsPrediction::of_lines(target, &page, &version)
                 }
             } else if boxes {
                 let Some((d, ids)) = machine_boxes(it, &project.labels) else {

@@ -23,6 +23,7 @@ use super::boxes;
 use super::config::{ChoicesTarget, Wanted};
 use super::door;
 use super::fetch::PathCheck;
+use super::lines;
 use super::predict::{ingest_new, read_tasks, target_for};
 use super::segments;
 use crate::region::{BoxPx, LabelStudioRect};
@@ -187,17 +188,29 @@ async fn check_and_write(
             // A config or a name that cannot be used is refused now, not
             // found by the worker after the sender was told "ok".
             let target = target_for(app, &project, event.config).await?;
-            if target.wanted == Wanted::AudioSegments {
-                // Malformed segments are refused now, by name, and never
-                // stored; against the recording's length when it is known.
+            if matches!(target.wanted, Wanted::AudioSegments | Wanted::PageLines) {
+                // Malformed segments or lines are refused now, by name, and
+                // never stored; against the recording's length or the
+                // page's size when it is known.
                 let client = ls_client_id(event.task_id);
-                let duration = app
+                let item = app
                     .store
                     .items_by_client_ids(project_id, std::slice::from_ref(&client))
                     .await?
-                    .first()
-                    .and_then(|i| i.duration);
-                segments::drawn(&target, event.result, &project.labels, duration)?;
+                    .into_iter()
+                    .next();
+                if target.wanted == Wanted::PageLines {
+                    let size = item.and_then(|i| {
+                        Some((
+                            u32::try_from(i.width?).ok()?,
+                            u32::try_from(i.height?).ok()?,
+                        ))
+                    });
+                    lines::drawn(&target, event.result, &project.labels, size)?;
+                } else {
+                    let duration = item.and_then(|i| i.duration);
+                    segments::drawn(&target, event.result, &project.labels, duration)?;
+                }
             }
             if let Some(email) = event
                 .annotation
@@ -279,7 +292,10 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
             {
                 return Ok(out("skipped: the annotation was cancelled", Some(0)));
             }
-            if matches!(target.wanted, Wanted::ImageBoxes | Wanted::AudioSegments) {
+            if matches!(
+                target.wanted,
+                Wanted::ImageBoxes | Wanted::AudioSegments | Wanted::PageLines
+            ) {
                 return record_regions(app, project_id, &event, &target).await;
             }
             let Some(label) = chosen_label(&target, event.result, &project.labels) else {
@@ -318,9 +334,10 @@ pub async fn apply(app: &Arc<App>, project_id: i64, body: &Value) -> ServiceResu
     }
 }
 
-/// A box annotation (the annotator's full set of rectangles on the image)
-/// or a segment annotation (their full set of speech segments of the
-/// recording, `segments`), recorded as the item's human regions through
+/// A box annotation (the annotator's full set of rectangles on the image),
+/// a segment annotation (their full set of speech segments of the
+/// recording, `segments`) or a line annotation (their full set of a page's
+/// text lines with their transcriptions, `lines`), recorded as the item's human regions through
 /// the one review use case (`regions::put`). It is a set, not an
 /// increment, so a replay or an update after a crash writes the same
 /// regions again and changes nothing.
@@ -338,11 +355,16 @@ async fn record_regions(
     let item_id = item_for_task(app, project_id, event.task_id, event.task, target).await?;
     let current = regions::get(app, project_id, item_id).await?;
     let labels = app.store.get_project(project_id).await?.labels;
-    let speech = target.wanted == Wanted::AudioSegments;
-    let boxes = if speech {
-        segments::segments_of(target, event.result, &current, &labels)?
-    } else {
-        boxes_of(target, event.result, &current, &labels)?
+    let (boxes, kind) = match target.wanted {
+        Wanted::AudioSegments => (
+            segments::segments_of(target, event.result, &current, &labels)?,
+            "segments",
+        ),
+        Wanted::PageLines => (
+            lines::lines_of(target, event.result, &current, &labels)?,
+            "lines",
+        ),
+        _ => (boxes_of(target, event.result, &current, &labels)?, "boxes"),
     };
     let n = boxes.len();
     let set = boxes::RecordedSet::of(&annotator.name, &boxes);
@@ -373,7 +395,7 @@ async fn record_regions(
         task = event.task_id,
         annotation = event.ls_annotation_id,
         regions = n,
-        kind = if speech { "segments" } else { "boxes" },
+        kind,
         "recorded a Label Studio region annotation"
     );
     Ok(out("ok", Some(1)))
