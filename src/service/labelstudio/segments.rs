@@ -374,6 +374,7 @@ mod tests {
             annotator: None,
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         }
     }
 
