@@ -1784,7 +1784,7 @@
   const LOW_CHAR = 0.9; // a character below this is marked
   const VERY_LOW_CHAR = 0.5; // and more strongly below this
   const LINE_STEP = 2; // Alt+arrows move a line's box by this many image pixels
-  const CROP_MAX_H = 120; // the enlarged crop's height at most, in CSS pixels
+  const CROP_MAX_H = 96; // the enlarged crop's height at most, in CSS pixels
   const CROP_MIN_TEXT = 30; // the line's own height in the crop at least, in CSS pixels
   window.__ll_line_latencies = [];
 
@@ -1839,7 +1839,7 @@
       'aria-label': 'Text of the current line', 'aria-describedby': 'line-info line-hints',
       oninput: () => lineAct('type'),
     });
-    const hint = (keys, what) => h('li', {}, keys.map((k, i) => [i ? ' ' : null, h('kbd', {}, k)]), ' ', what);
+    const hint = (keys, what) => h('li', {}, keys.flatMap((k, i) => [i ? ' ' : null, h('kbd', {}, k)]), ' ', what);
     showMain(h('div', { class: 'review lines', id: 'review' },
       h('section', { class: 'line-editor', 'aria-label': 'Current line' },
         h('div', { class: 'crop-wrap', id: 'crop-wrap' }, h('canvas', { id: 'crop', class: 'crop', role: 'img', 'aria-label': 'The current line, enlarged' })),
@@ -1855,17 +1855,19 @@
       h('section', { class: 'panel', 'aria-label': 'Lines' },
         h('div', { id: 'line-banner', class: 'banner', role: 'status', hidden: true }),
         h('div', { class: 'actions-row' },
-          btn('accept', 'Save page', { shown: 'Ctrl+Enter', aria: 'Control+Enter Control+S' }, () => act('accept'), 'primary'),
-          btn('skip', 'Skip', { shown: 'PgDn', aria: 'PageDown' }, () => act('skip'))),
+          btn('accept', 'Save page', { shown: 'Ctrl+Enter', aria: 'Control+Enter Control+S' }, () => act('accept'), 'primary')),
         h('div', { class: 'actions-row' },
           btn('next-line', 'Next uncertain', { shown: 'Tab', aria: 'Tab Enter' }, then('next', 1)),
-          btn('delete-line', 'Delete', { shown: 'Ctrl+Del', aria: 'Control+Delete' }, then('delete')),
-          btn('add-line', 'Add', { shown: 'Ctrl+I', aria: 'Control+I Insert' }, then('add'))),
+          btn('revert-line', 'Undo line', { shown: 'Esc', aria: 'Escape' }, then('revert'))),
         h('div', { class: 'actions-row' },
-          btn('revert-line', 'Undo line', { shown: 'Esc', aria: 'Escape' }, then('revert')),
+          btn('delete-line', 'Delete line', { shown: 'Ctrl+Del', aria: 'Control+Delete' }, then('delete')),
+          btn('add-line', 'Add line', { shown: 'Ctrl+I', aria: 'Control+I Insert' }, then('add'))),
+        h('div', { class: 'actions-row' },
+          btn('skip', 'Skip page', { shown: 'PgDn', aria: 'PageDown' }, () => act('skip')),
           btn('help', 'Keys', { shown: 'Ctrl+/', aria: 'Control+/' }, () => act('help'), 'ghost')),
-        h('h2', { class: 'legend-title' }, 'Lines ', h('span', { class: 'legend-key' },
-          ['review', 'accepted', 'yours', 'deleted'].map((s) => h('span', { class: 'ls ' + s }, h('span', { class: 'dot', 'aria-hidden': 'true' }), LINE_STATE_TEXT[s])))),
+        h('h2', { class: 'legend-title' }, 'Lines'),
+        h('p', { class: 'legend-key' },
+          ['review', 'accepted', 'yours', 'deleted'].map((s) => h('span', { class: 'ls ' + s }, h('span', { class: 'dot', 'aria-hidden': 'true' }), LINE_STATE_TEXT[s]))),
         h('ol', { id: 'line-list', class: 'line-list', 'aria-label': 'Lines of the page' }),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     R.filterEl = null;
@@ -1972,7 +1974,7 @@
       li.classList.toggle('cur', cur);
       if (cur) li.setAttribute('aria-current', 'true'); else li.removeAttribute('aria-current');
       li.querySelector('.lt').textContent = l.text || '(empty)';
-      li.querySelector('.sc').textContent = state === 'yours' || l.score == null ? LINE_STATE_TEXT[state] : Number(l.score).toFixed(2);
+      li.querySelector('.sc').textContent = state === 'yours' || state === 'deleted' || l.score == null ? LINE_STATE_TEXT[state] : Number(l.score).toFixed(2);
       li.title = `${LINE_STATE_TEXT[state]}: ${l.text}`;
     }
   }
@@ -1986,10 +1988,27 @@
     const l = curLine(E);
     lineField(l);
     drawCrop();
-    const li = l && L.els.get('li' + l.uid);
-    if (li && li.scrollIntoView) li.scrollIntoView({ block: 'nearest' });
+    if (l) showInView(L, l);
     const left = E.lines.filter((x) => lineUncertain(x) && !x.checked && !x.deleted).length;
     $('#why').textContent = `${L.why} ${left} uncertain line${left === 1 ? '' : 's'} (orange) left of ${E.lines.length}.`;
+  }
+
+  /** Scroll the current line into view: in the list (that list only), and
+   *  on the page, in the window below the pinned editor. */
+  function showInView(L, l) {
+    const li = L.els.get('li' + l.uid);
+    const list = $('#line-list');
+    if (li && list) {
+      const d = li.getBoundingClientRect(), b = list.getBoundingClientRect();
+      if (d.top < b.top) list.scrollTop -= b.top - d.top;
+      else if (d.bottom > b.bottom) list.scrollTop += d.bottom - b.bottom;
+    }
+    const el = L.els.get(l.uid);
+    const ed = document.querySelector('.line-editor');
+    if (!el || !ed) return;
+    const r = el.getBoundingClientRect();
+    const top = ed.getBoundingClientRect().bottom + 8, bottom = window.innerHeight - 8;
+    if (r.top < top || r.bottom > bottom) window.scrollBy(0, r.top - (top + bottom) / 2 + r.height / 2);
   }
 
   /** The text field (and its marks) for line `l`, or disabled with no line. */
