@@ -129,7 +129,9 @@ async fn wait_for_page(c: &Client) {
 fn live(regions: &[Value]) -> Vec<Value> {
     regions
         .iter()
-        .filter(|r| r["source"] == "machine" && r["status"] != "deleted" && r["status"] != "corrected")
+        .filter(|r| {
+            r["source"] == "machine" && r["status"] != "deleted" && r["status"] != "corrected"
+        })
         .cloned()
         .collect()
 }
@@ -184,10 +186,7 @@ async fn ocr_review_in_chromium() {
     assert_eq!(code, 201, "{p}");
     assert_eq!(p["task"], "lines", "{p}");
     let project = p["id"].as_i64().unwrap();
-    let body: Vec<Value> = PAGES
-        .iter()
-        .map(|n| json!({"id": n, "path": n}))
-        .collect();
+    let body: Vec<Value> = PAGES.iter().map(|n| json!({"id": n, "path": n})).collect();
     let (code, v) = s
         .post(&format!("/v1/projects/{project}/items"), &json!(body))
         .await;
@@ -207,7 +206,10 @@ async fn ocr_review_in_chromium() {
     let mut lines_seen = 0;
     for it in list["items"].as_array().unwrap() {
         let (code, r) = s
-            .get(&format!("/v1/projects/{project}/items/{}/regions", it["id"]))
+            .get(&format!(
+                "/v1/projects/{project}/items/{}/regions",
+                it["id"]
+            ))
             .await;
         assert_eq!(code, 200, "{r}");
         for line in r["regions"].as_array().unwrap() {
@@ -220,7 +222,10 @@ async fn ocr_review_in_chromium() {
             assert!(ps.iter().all(|p| (0.0..=1.0).contains(p)), "{line}");
             let mean = ps.iter().sum::<f64>() / ps.len() as f64;
             let score = line["score"].as_f64().unwrap();
-            assert!((mean - score).abs() < 1e-3, "mean {mean} vs score {score}: {line}");
+            assert!(
+                (mean - score).abs() < 1e-3,
+                "mean {mean} vs score {score}: {line}"
+            );
             lines_seen += 1;
         }
     }
@@ -253,7 +258,10 @@ async fn ocr_review_in_chromium() {
             break (item, machine);
         }
         tries += 1;
-        assert!(tries < PAGES.len(), "no page with 4 uncertain lines and a low character");
+        assert!(
+            tries < PAGES.len(),
+            "no page with 4 uncertain lines and a low character"
+        );
         press(&c, Key::PageDown.into()).await;
         wait_js(
             &c,
@@ -273,8 +281,19 @@ async fn ocr_review_in_chromium() {
         assert_eq!(l["id"], m["id"], "reading order is the stored order");
         assert_eq!(l["text"], m["text"]);
         assert_eq!(corners(&l["box"]), corners(&m["box"]));
-        let state = js(&c, &format!("return document.querySelector('.ln[data-uid=\"{}\"]').dataset.state;", l["uid"])).await;
-        let want = if m["status"] == "review" { "review" } else { "accepted" };
+        let state = js(
+            &c,
+            &format!(
+                "return document.querySelector('.ln[data-uid=\"{}\"]').dataset.state;",
+                l["uid"]
+            ),
+        )
+        .await;
+        let want = if m["status"] == "review" {
+            "review"
+        } else {
+            "accepted"
+        };
         assert_eq!(state, want, "{m}");
     }
     let uncertain: Vec<Value> = lines
@@ -284,10 +303,21 @@ async fn ocr_review_in_chromium() {
         .collect();
     let uid = |v: &Value| v["uid"].as_i64().unwrap();
     let (cur, focused) = current(&c).await;
-    assert_eq!(cur, Some(uid(&uncertain[0])), "the first uncertain line is current");
+    assert_eq!(
+        cur,
+        Some(uid(&uncertain[0])),
+        "the first uncertain line is current"
+    );
     assert!(focused, "its text is in the focused field");
-    let crop = js(&c, "const k = document.querySelector('#crop'); return [k.width, k.height];").await;
-    assert!(crop[0].as_i64().unwrap() > 50 && crop[1].as_i64().unwrap() > 20, "the crop is drawn: {crop}");
+    let crop = js(
+        &c,
+        "const k = document.querySelector('#crop'); return [k.width, k.height];",
+    )
+    .await;
+    assert!(
+        crop[0].as_i64().unwrap() > 50 && crop[1].as_i64().unwrap() > 20,
+        "the crop is drawn: {crop}"
+    );
 
     // Low-confidence characters: go to a line with one (Ctrl+↓), and the
     // marks are exactly its characters below 0.9, in place.
@@ -305,13 +335,26 @@ async fn ocr_review_in_chromium() {
     let want = low_chars(&machine[marked]);
     let marks = js(&c, "return [...document.querySelectorAll('#marks mark.low')].map((m) => [Number(m.dataset.i), m.textContent]);").await;
     let want_json: Vec<Value> = want.iter().map(|(i, ch)| json!([i, ch])).collect();
-    assert_eq!(marks, json!(want_json), "the marked characters are the stored low ones");
+    assert_eq!(
+        marks,
+        json!(want_json),
+        "the marked characters are the stored low ones"
+    );
     // The backdrop holds the same text as the field, so each mark sits
     // under its character.
     let same = js(&c, "return document.querySelector('#marks').textContent === document.querySelector('#line-text').value;").await;
     assert_eq!(same, json!(true));
-    let info = js(&c, "return document.querySelector('#line-info').textContent;").await;
-    assert!(info.as_str().unwrap().contains(&format!("{} character", want.len())), "{info}");
+    let info = js(
+        &c,
+        "return document.querySelector('#line-info').textContent;",
+    )
+    .await;
+    assert!(
+        info.as_str()
+            .unwrap()
+            .contains(&format!("{} character", want.len())),
+        "{info}"
+    );
     screenshot(&c, root, "ocr-marks-1280x800").await;
     // Back to the first uncertain line: Shift+Tab from here goes to the
     // previous uncertain one; Ctrl+↑ walks back exactly.
@@ -323,11 +366,19 @@ async fn ocr_review_in_chromium() {
     // 1. Fix the first uncertain line by retyping it; Tab keeps it and goes on.
     let fix1 = "Line one, fixed by hand";
     retype(&c, fix1).await;
-    let gone = js(&c, "return document.querySelectorAll('#marks mark').length;").await;
+    let gone = js(
+        &c,
+        "return document.querySelectorAll('#marks mark').length;",
+    )
+    .await;
     assert_eq!(gone, json!(0), "an edited line shows no marks");
     press(&c, Key::Tab.into()).await;
     let (cur, focused) = current(&c).await;
-    assert_eq!(cur, Some(uid(&uncertain[1])), "Tab: the next uncertain line");
+    assert_eq!(
+        cur,
+        Some(uid(&uncertain[1])),
+        "Tab: the next uncertain line"
+    );
     assert!(focused);
 
     // 2. Fix the second in place: Ctrl+End, two Backspaces, two characters.
@@ -340,11 +391,22 @@ async fn ocr_review_in_chromium() {
     let shown = js(&c, "return document.querySelector('#line-text').value;").await;
     assert_eq!(shown, json!(fix2));
     press(&c, Key::Enter.into()).await;
-    assert_eq!(current(&c).await.0, Some(uid(&uncertain[2])), "Enter: the next uncertain line");
+    assert_eq!(
+        current(&c).await.0,
+        Some(uid(&uncertain[2])),
+        "Enter: the next uncertain line"
+    );
 
     // 3. Delete the third (Ctrl+Delete): struck out, and on to the fourth.
     chord(&c, Key::Control.into(), Key::Delete.into()).await;
-    let state = js(&c, &format!("return document.querySelector('.ln[data-uid=\"{}\"]').dataset.state;", uid(&uncertain[2]))).await;
+    let state = js(
+        &c,
+        &format!(
+            "return document.querySelector('.ln[data-uid=\"{}\"]').dataset.state;",
+            uid(&uncertain[2])
+        ),
+    )
+    .await;
     assert_eq!(state, "deleted");
     let (cur, focused) = current(&c).await;
     assert_eq!(cur, Some(uid(&uncertain[3])));
@@ -392,7 +454,11 @@ async fn ocr_review_in_chromium() {
     screenshot(&c, root, "ocr-edited-1280x800").await;
 
     // The keys are listed for lines (Ctrl+/), and hinted on the page.
-    let hints = js(&c, "return document.querySelector('#line-hints').innerText;").await;
+    let hints = js(
+        &c,
+        "return document.querySelector('#line-hints').innerText;",
+    )
+    .await;
     for k in ["Tab", "Ctrl+Del", "Ctrl+I", "Ctrl+Enter"] {
         assert!(hints.as_str().unwrap().contains(k), "{k}: {hints}");
     }
@@ -403,11 +469,23 @@ async fn ocr_review_in_chromium() {
         "the line keys",
     )
     .await;
-    assert!(help.as_str().unwrap().contains("next uncertain line"), "{help}");
+    assert!(
+        help.as_str().unwrap().contains("next uncertain line"),
+        "{help}"
+    );
     screenshot(&c, root, "ocr-keys-1280x800").await;
     chord(&c, Key::Control.into(), '/').await;
-    wait_js(&c, "!document.querySelector('#keys').open", "the keys closed").await;
-    js(&c, "document.querySelector('#line-text').focus(); return 1;").await;
+    wait_js(
+        &c,
+        "!document.querySelector('#keys').open",
+        "the keys closed",
+    )
+    .await;
+    js(
+        &c,
+        "document.querySelector('#line-text').focus(); return 1;",
+    )
+    .await;
 
     // 5. Save the page (Ctrl+Enter): one PUT, then the next page.
     chord(&c, Key::Control.into(), Key::Enter.into()).await;
@@ -427,7 +505,11 @@ async fn ocr_review_in_chromium() {
     let regions = after["regions"].as_array().unwrap();
     let by_id = |id: &Value| regions.iter().find(|r| r["id"] == *id).unwrap().clone();
     let replacing = |id: &Value| -> Vec<Value> {
-        regions.iter().filter(|r| r["replaces"] == *id).cloned().collect()
+        regions
+            .iter()
+            .filter(|r| r["replaces"] == *id)
+            .cloned()
+            .collect()
     };
     let human: Vec<&Value> = regions.iter().filter(|r| r["source"] == "human").collect();
     assert_eq!(human.len(), 3, "two corrected, one added: {after}");
@@ -438,8 +520,16 @@ async fn ocr_review_in_chromium() {
         assert_eq!(fix[0]["text"], text);
         assert_eq!(fix[0]["status"], "corrected");
         assert_eq!(fix[0]["annotator"], "alice");
-        assert_eq!(corners(&fix[0]["box"]), corners(&u["box"]), "the box is kept");
-        assert!(fix[0].get("char_scores").is_none(), "a person's text has no machine scores: {}", fix[0]);
+        assert_eq!(
+            corners(&fix[0]["box"]),
+            corners(&u["box"]),
+            "the box is kept"
+        );
+        assert!(
+            fix[0].get("char_scores").is_none(),
+            "a person's text has no machine scores: {}",
+            fix[0]
+        );
     }
     let deleted = by_id(&uncertain[2]["id"]);
     assert_eq!(deleted["status"], "deleted");
@@ -451,17 +541,29 @@ async fn ocr_review_in_chromium() {
     assert!(new[0].get("char_scores").is_none());
     // Every other line: the machine's, accepted by alice, its scores kept.
     for m in &machine {
-        if [&uncertain[0]["id"], &uncertain[1]["id"], &uncertain[2]["id"]].contains(&&m["id"]) {
+        if [
+            &uncertain[0]["id"],
+            &uncertain[1]["id"],
+            &uncertain[2]["id"],
+        ]
+        .contains(&&m["id"])
+        {
             continue;
         }
         let r = by_id(&m["id"]);
         assert_eq!(r["status"], "accepted", "{r}");
         assert_eq!(r["annotator"], "alice", "{r}");
         assert_eq!(r["text"], m["text"]);
-        assert_eq!(r["char_scores"], m["char_scores"], "the machine's scores stay");
+        assert_eq!(
+            r["char_scores"], m["char_scores"],
+            "the machine's scores stay"
+        );
     }
     let corrected_scores = by_id(&uncertain[0]["id"]);
-    assert_eq!(corrected_scores["char_scores"], uncertain_scores(&machine, &uncertain[0]));
+    assert_eq!(
+        corrected_scores["char_scores"],
+        uncertain_scores(&machine, &uncertain[0])
+    );
     screenshot(&c, root, "ocr-next-1280x800").await;
     c.close().await.unwrap();
 
@@ -495,9 +597,5 @@ async fn ocr_review_in_chromium() {
 
 /// The stored scores of a machine line (a corrected machine line keeps its own).
 fn uncertain_scores(machine: &[Value], line: &Value) -> Value {
-    machine
-        .iter()
-        .find(|m| m["id"] == line["id"])
-        .unwrap()["char_scores"]
-        .clone()
+    machine.iter().find(|m| m["id"] == line["id"]).unwrap()["char_scores"].clone()
 }

@@ -674,13 +674,7 @@
       banner.hidden = false;
       banner.textContent = `Answered ${viewing.label} (${{ queued: 'waiting to send', sending: 'sending', sent: 'saved', failed: 'NOT saved' }[viewing.state]}). Press → to go on.`;
     } else banner.hidden = true;
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
 
   /** Every action, from a key or a button. */
@@ -734,6 +728,15 @@
     say(`#${item.id}: ${label}.`);
     focusStage();
     return next(t0);
+  }
+  /** Key press `t0` → the next item drawn (the next frame), for the latency log. */
+  function logNext(t0) {
+    if (t0 == null) return;
+    requestAnimationFrame(() => {
+      const ms = performance.now() - t0;
+      window.__ll_latencies.push(ms);
+      performance.measure('ll-next-item', { start: t0, end: t0 + ms });
+    });
   }
   function focusStage() { const s = $('#stage'); if (s) s.focus({ preventScroll: true }); }
 
@@ -910,13 +913,7 @@
     $('#why').textContent = why.join(' ');
     countLabels(E);
     select(E.sel);
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
   const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
   function uidAt(t) {
@@ -1401,13 +1398,7 @@
     S.why = why.join(' ');
     soundShow();
     try { await soundLink(S); } catch (e) { alertBox('The recording cannot be played: ' + readable(e)); }
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
 
   function stopSound() {
@@ -1867,7 +1858,7 @@
           btn('help', 'Keys', { shown: 'Ctrl+/', aria: 'Control+/' }, () => act('help'), 'ghost')),
         h('h2', { class: 'legend-title' }, 'Lines'),
         h('p', { class: 'legend-key' },
-          ['review', 'accepted', 'yours', 'deleted'].map((s) => h('span', { class: 'ls ' + s }, h('span', { class: 'dot', 'aria-hidden': 'true' }), LINE_STATE_TEXT[s]))),
+          ['review', 'accepted', 'yours', 'deleted'].map((s) => h('span', { class: 'ls', dataset: { state: s } }, h('span', { class: 'dot', 'aria-hidden': 'true' }), LINE_STATE_TEXT[s]))),
         h('ol', { id: 'line-list', class: 'line-list', 'aria-label': 'Lines of the page' }),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     R.filterEl = null;
@@ -1926,13 +1917,7 @@
     drawLines();
     showLine();
     focusLine();
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
 
   /** Every line's rectangle on the page (a few dozen: redrawn whole). */
