@@ -614,6 +614,7 @@ async fn auto_accepted(db: TestDb) {
                         uncertainty: Some(0.2),
                         accepted: auto,
                         text: None,
+                        char_scores: None,
                     })
                     .collect();
                 (

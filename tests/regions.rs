@@ -359,6 +359,7 @@ fn boxes(n: usize) -> Outcome {
                     uncertainty: Some(0.6),
                     accepted: false,
                     text: None,
+                    char_scores: None,
                 })
                 .collect(),
         })),

@@ -548,6 +548,7 @@ async fn big_project(db: &TestDb) -> (i64, Vec<[f64; 4]>) {
                     uncertainty: Some(0.5),
                     accepted: false,
                     text: None,
+                    char_scores: None,
                 })
                 .collect(),
         })),

@@ -560,6 +560,7 @@ mod tests {
             annotator: Some("ann".into()),
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         }
     }
 

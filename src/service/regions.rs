@@ -166,6 +166,7 @@ pub fn detection_outcome(
             uncertainty: Some(region_uncertainty(b.score)),
             accepted,
             text: None,
+            char_scores: None,
         })
         .collect();
     Outcome::Predicted(StoredPrediction {
@@ -329,9 +330,18 @@ pub fn route_lines(scores: &[f64], threshold: Option<f64>) -> Routed {
     }
 }
 
+/// A line's per-character probabilities as stored: one per character of its
+/// text, else none (a dictionary entry of several characters would shift
+/// every mark after it, so a mismatch keeps nothing rather than marks on
+/// the wrong characters).
+fn line_char_scores(text: &str, scores: &[f32]) -> Option<Vec<f32>> {
+    (scores.len() == text.chars().count()).then(|| scores.to_vec())
+}
+
 /// What the store records for an OCR model's answer on one page: its lines
 /// as machine regions of kind `box` with their `text`, `score` (the line's
-/// recognition confidence) and `label` (the project's one label), routed by
+/// recognition confidence), `char_scores` (each character's probability,
+/// for the review page's marks) and `label` (the project's one label), routed by
 /// [`route_lines`], the page size, and the page's uncertainty for the
 /// review lists ([`Uncertainty::of_boxes`] over the line confidences: the
 /// lowest line confidence as `least_confidence`, the lines left for review
@@ -373,6 +383,7 @@ pub fn lines_outcome(
             uncertainty: Some(region_uncertainty(l.score)),
             accepted,
             text: Some(l.text.clone()),
+            char_scores: line_char_scores(&l.text, &l.char_scores),
         })
         .collect();
     Outcome::Predicted(StoredPrediction {
@@ -1014,6 +1025,7 @@ mod tests {
             annotator: None,
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         }
     }
 

@@ -902,7 +902,8 @@ impl Store {
                                 .bind(job_id)
                                 .bind(now)
                                 .bind(now)
-                                .bind(r.text);
+                                .bind(r.text)
+                                .bind(r.char_scores.as_deref());
                         }
                         q.execute(&mut *tx).await?;
                     }

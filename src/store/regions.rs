@@ -13,9 +13,10 @@ use crate::region::{BoxPx, Geometry, Span};
 
 /// Columns of a [`RegionRecord`], in `from_row` order.
 pub(super) const REGION_COLUMNS: &str = "id, item_id, source, kind, x0, y0, x1, y1, label, text, score, \
-     uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at";
+     uncertainty, status, replaces, model_version, calibration_version, annotator, created_at, updated_at, \
+     char_scores";
 
-/// Rows per generated `INSERT`: at most 17 parameters each (30,600) stays
+/// Rows per generated `INSERT`: at most 18 parameters each (32,400) stays
 /// below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 const INSERT_ROWS: usize = 1800;
 
@@ -92,6 +93,10 @@ where
             annotator: r.try_get(16)?,
             created_at: r.try_get(17)?,
             updated_at: r.try_get(18)?,
+            char_scores: r
+                .try_get::<Option<String>, _>(19)?
+                .as_deref()
+                .and_then(char_scores_from_json),
         },
     ))
 }
@@ -457,6 +462,27 @@ pub(super) struct MachineInsert<'a> {
     pub calibration_version: Option<i64>,
     /// An OCR line's text.
     pub text: Option<&'a str>,
+    /// An OCR line's per-character probabilities, as stored (JSON).
+    pub char_scores: Option<String>,
+}
+
+/// Per-character probabilities as the `char_scores` column keeps them: a
+/// JSON array rounded to 4 decimals (a non-finite value, which no softmax
+/// gives, is kept as 0).
+pub(super) fn char_scores_json(scores: &[f32]) -> String {
+    let rounded: Vec<f64> = scores
+        .iter()
+        .map(|&p| {
+            let p = if p.is_finite() { f64::from(p) } else { 0.0 };
+            (p * 1e4).round() / 1e4
+        })
+        .collect();
+    serde_json::to_string(&rounded).unwrap_or_else(|_| "[]".into())
+}
+
+/// The `char_scores` column read back; None when unreadable.
+fn char_scores_from_json(json: &str) -> Option<Vec<f32>> {
+    serde_json::from_str(json).ok()
 }
 
 /// A batch's machine regions, boxes then segments, for the recorded items.
@@ -476,6 +502,7 @@ pub(super) fn machine_inserts<'a>(
             model_version: version,
             calibration_version: *cal,
             text: b.text.as_deref(),
+            char_scores: b.char_scores.as_deref().map(char_scores_json),
         })
     });
     let spans = spans.iter().flat_map(|(id, r, version, cal)| {
@@ -490,6 +517,7 @@ pub(super) fn machine_inserts<'a>(
             model_version: version,
             calibration_version: *cal,
             text: None,
+            char_scores: None,
         })
     });
     boxes.chain(spans).collect()
@@ -499,7 +527,7 @@ pub(super) fn machine_inserts<'a>(
 /// [`INSERT_ROWS`] regions (so per batch, not per item), each with its
 /// rows, bound in order: item, project, kind, x0, y0, x1, y1, label, score,
 /// uncertainty, status, model version, calibration version, job, created,
-/// updated, text. [`Store::complete`] runs them in the transaction that records
+/// updated, text, char scores. [`Store::complete`] runs them in the transaction that records
 /// the items, for the items whose guarded update succeeded only: that is
 /// what makes a retried or outlived batch write its regions exactly once.
 pub(super) fn machine_region_inserts<'a>(
@@ -511,7 +539,8 @@ pub(super) fn machine_region_inserts<'a>(
         let tail = rest.split_off(rest.len().min(INSERT_ROWS));
         let mut sql = store.params(
             "INSERT INTO regions (item_id, project_id, source, kind, x0, y0, x1, y1, label, score, \
-             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at, text) VALUES ",
+             uncertainty, status, model_version, calibration_version, job_id, created_at, updated_at, text, \
+             char_scores) VALUES ",
         );
         for i in 0..rest.len() {
             if i > 0 {
@@ -520,7 +549,7 @@ pub(super) fn machine_region_inserts<'a>(
             sql.push("(")
                 .list(2)
                 .push(", 'machine', ")
-                .list(15)
+                .list(16)
                 .push(")");
         }
         out.push((sql.sql, rest));

@@ -479,6 +479,9 @@ pub struct MachineBox {
     pub accepted: bool,
     /// An OCR line's recognised text (None for a detection's box).
     pub text: Option<String>,
+    /// An OCR line's per-character probabilities, one per character of
+    /// `text` (None for a detection's box, or when they do not line up).
+    pub char_scores: Option<Vec<f32>>,
 }
 
 /// Committee disagreement on one item (see `select::strategies`).
@@ -638,6 +641,13 @@ pub struct RegionRecord {
     pub segment: Option<crate::region::Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// A machine OCR line: each character's probability (CTC decoding's
+    /// max probability of the kept character, rounded to 4 decimals), one
+    /// per character of `text`, in order; absent for boxes, segments and a
+    /// person's lines (a corrected or added line's text is the person's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<f64>>)]
+    pub char_scores: Option<Vec<f32>>,
     pub score: Option<f64>,
     pub uncertainty: Option<f64>,
     /// Machine: `accepted`, `review`, `corrected` or `deleted`; human:

@@ -271,6 +271,7 @@ mod tests {
             annotator: annotator.map(str::to_string),
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         }
     }
 

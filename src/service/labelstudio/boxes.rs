@@ -358,6 +358,7 @@ mod tests {
             annotator: Some("ls:x".into()),
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         };
         let mut b = a.clone();
         b.id = 2;

@@ -388,6 +388,7 @@ mod tests {
             annotator: None,
             created_at: 0,
             updated_at: 0,
+            char_scores: None,
         }
     }
 

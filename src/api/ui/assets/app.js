@@ -460,8 +460,10 @@
     };
     R.boxes = project.task === 'detect';
     R.sound = project.task === 'segments';
+    R.lines = project.task === 'lines';
     window.__ll_review = R;
-    if (R.boxes) buildBoxReview(); else if (R.sound) buildSoundReview(); else buildReview();
+    if (R.boxes) buildBoxReview(); else if (R.sound) buildSoundReview();
+    else if (R.lines) buildLineReview(); else buildReview();
     await fill();
     next(null);
   }
@@ -518,6 +520,7 @@
       img.src = url;
       try { await img.decode(); } catch (e) { /* shown as broken below */ }
       item.natural = [img.naturalWidth, img.naturalHeight];
+      item.img = img; // a page's line crops are drawn from it
       item.url = url;
     })().catch((e) => { item.error = readable(e); });
   }
@@ -533,6 +536,7 @@
     if (!R) return;
     release(held(), true);
     if (R.B && R.B.ro) R.B.ro.disconnect();
+    if (R.L && R.L.ro) R.L.ro.disconnect();
     stopSound();
     for (const u of R.urls) URL.revokeObjectURL(u);
     R = null;
@@ -613,6 +617,7 @@
     if (!R) return;
     if (R.boxes) return renderBoxes(t0);
     if (R.sound) return renderSound(t0);
+    if (R.lines) return renderLines(t0);
     const session = R;
     const viewing = R.view >= 0 ? R.history[R.view] : null;
     const item = viewing ? viewing.item : R.current;
@@ -669,13 +674,7 @@
       banner.hidden = false;
       banner.textContent = `Answered ${viewing.label} (${{ queued: 'waiting to send', sending: 'sending', sent: 'saved', failed: 'NOT saved' }[viewing.state]}). Press → to go on.`;
     } else banner.hidden = true;
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
 
   /** Every action, from a key or a button. */
@@ -688,6 +687,10 @@
       if (what === 'undo') return boxAct('undo');
       if (what === 'label') return boxAct('label', arg);
       if (what === 'prev' || what === 'next') return;
+    }
+    if (R.lines) {
+      if (what === 'accept') return acceptLines(t0);
+      if (what === 'prev' || what === 'next' || what === 'label' || what === 'undo') return;
     }
     if (R.sound) {
       if (what === 'accept') return acceptSound(t0);
@@ -725,6 +728,15 @@
     say(`#${item.id}: ${label}.`);
     focusStage();
     return next(t0);
+  }
+  /** Key press `t0` → the next item drawn (the next frame), for the latency log. */
+  function logNext(t0) {
+    if (t0 == null) return;
+    requestAnimationFrame(() => {
+      const ms = performance.now() - t0;
+      window.__ll_latencies.push(ms);
+      performance.measure('ll-next-item', { start: t0, end: t0 + ms });
+    });
   }
   function focusStage() { const s = $('#stage'); if (s) s.focus({ preventScroll: true }); }
 
@@ -901,13 +913,7 @@
     $('#why').textContent = why.join(' ');
     countLabels(E);
     select(E.sel);
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
   const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
   function uidAt(t) {
@@ -1392,13 +1398,7 @@
     S.why = why.join(' ');
     soundShow();
     try { await soundLink(S); } catch (e) { alertBox('The recording cannot be played: ' + readable(e)); }
-    if (t0 != null) {
-      requestAnimationFrame(() => {
-        const ms = performance.now() - t0;
-        window.__ll_latencies.push(ms);
-        performance.measure('ll-next-item', { start: t0, end: t0 + ms });
-      });
-    }
+    logNext(t0);
   }
 
   function stopSound() {
@@ -1760,14 +1760,600 @@
     }
   }
 
+  // ---- line review (projects with "task": "lines": OCR) ---------------------
+  // The page with its text lines drawn over it (an SVG in the image's own
+  // pixels, as for boxes); above it, the current line's crop enlarged on a
+  // canvas and its text in a field, where the reviewer stays: Tab or Enter
+  // keeps the line as it reads (edited or not) and goes to the next
+  // uncertain one (a machine line the thresholds left for review); the
+  // others are drawn as accepted. The characters the model read with a
+  // probability below LOW_CHAR are marked under the text (a backdrop that
+  // mirrors the field), until the text is edited: then the machine's scores
+  // no longer describe it and the marks go (the API keeps none for a
+  // person's line either). Ctrl+Enter saves the page in one PUT.
+
+  const LOW_CHAR = 0.9; // a character below this is marked
+  const VERY_LOW_CHAR = 0.5; // and more strongly below this
+  const LINE_STEP = 2; // Alt+arrows move a line's box by this many image pixels
+  const CROP_MAX_H = 96; // the enlarged crop's height at most, in CSS pixels
+  const CROP_MIN_TEXT = 30; // the line's own height in the crop at least, in CSS pixels
+  window.__ll_line_latencies = [];
+
+  const lineUncertain = (l) => l.source === 'machine' && l.status === 'review';
+  const lineEdited = (l) => l.id == null || l.text !== l.orig.text || l.box.some((v, i) => v !== l.orig.box[i]);
+  /** How a line is drawn: deleted, yours (new, edited, or a person's), uncertain, or accepted. */
+  function lineState(l) {
+    if (l.deleted) return 'deleted';
+    if (l.source === 'human' || lineEdited(l)) return 'yours';
+    if (lineUncertain(l) && !l.checked) return 'review';
+    return 'accepted';
+  }
+  const LINE_STATE_TEXT = { deleted: 'deleted', yours: 'yours', review: 'uncertain', accepted: 'accepted' };
+
+  /** The editable lines of a page: its current regions, in the model's reading order. */
+  function lineEdit(item) {
+    if (item.edit) return item.edit;
+    const regions = (item.regions || []).filter((r) => r.kind === 'box' && r.box);
+    const replaced = new Set(regions.filter((r) => r.source === 'human' && r.replaces != null).map((r) => r.replaces));
+    // Machine lines are stored in reading order; a person's line takes the
+    // place of the line it corrects, an added one goes after the line above it.
+    const machine = regions.filter((r) => r.source === 'machine');
+    const at = new Map(machine.map((r, i) => [r.id, i]));
+    const rank = (r) => {
+      if (r.source === 'machine') return at.get(r.id);
+      if (r.replaces != null && at.has(r.replaces)) return at.get(r.replaces) + 0.25;
+      let k = -1;
+      machine.forEach((m, i) => { if (m.box[1] <= r.box[1]) k = i; });
+      return k + 0.5;
+    };
+    const live = regions.filter((r) => (r.source === 'human'
+      ? true : r.status !== 'deleted' && r.status !== 'corrected' && !replaced.has(r.id)));
+    live.sort((a, b) => (rank(a) - rank(b)) || (a.id - b.id));
+    let uid = 0;
+    const lines = live.map((r) => ({
+      uid: ++uid, id: r.id, label: r.label, box: r.box.slice(), text: r.text || '', score: r.score,
+      source: r.source, status: r.status, chars: r.char_scores || null,
+      orig: { text: r.text || '', box: r.box.slice() }, checked: false, deleted: false,
+    }));
+    const first = lines.find(lineUncertain) || lines[0];
+    item.edit = { lines, cur: first ? first.uid : null, uid };
+    return item.edit;
+  }
+  const curLine = (E) => (E.cur == null ? null : E.lines.find((l) => l.uid === E.cur) || null);
+
+  function buildLineReview() {
+    const btn = (id, text, key, onclick, cls) => h('button', { type: 'button', id, class: cls || '', onclick, 'aria-keyshortcuts': key.aria },
+      text, ' ', h('kbd', { 'aria-hidden': 'true' }, key.shown));
+    const then = (what, arg) => () => { lineAct(what, arg); focusLine(); };
+    const text = h('textarea', {
+      id: 'line-text', class: 'line-text', rows: 1, spellcheck: 'false', autocomplete: 'off', autocapitalize: 'off',
+      'aria-label': 'Text of the current line', 'aria-describedby': 'line-info line-hints',
+      oninput: () => lineAct('type'),
+    });
+    const hint = (keys, what) => h('li', {}, keys.flatMap((k, i) => [i ? ' ' : null, h('kbd', {}, k)]), ' ', what);
+    showMain(h('div', { class: 'review lines', id: 'review' },
+      h('section', { class: 'line-editor', 'aria-label': 'Current line' },
+        h('div', { class: 'crop-wrap', id: 'crop-wrap' }, h('canvas', { id: 'crop', class: 'crop', role: 'img', 'aria-label': 'The current line, enlarged' })),
+        h('div', { class: 'field-wrap' }, h('div', { id: 'marks', class: 'marks', 'aria-hidden': 'true' }), text),
+        h('p', { id: 'line-info', class: 'line-info', 'aria-live': 'polite' }),
+        h('ul', { id: 'line-hints', class: 'key-hints', 'aria-label': 'Keys' },
+          hint(['Tab', 'Enter'], 'keep, next uncertain'), hint(['⇧Tab'], 'back'), hint(['Esc'], 'undo line'),
+          hint(['Ctrl+Del'], 'delete line'), hint(['Ctrl+I'], 'add line'), hint(['Alt+arrows'], 'move box'),
+          hint(['Ctrl+Enter'], 'save page'), hint(['Ctrl+/'], 'all keys'))),
+      h('section', { class: 'stage-col', 'aria-label': 'Page' },
+        h('div', { id: 'stage', class: 'stage box-stage line-stage', tabindex: '-1' }),
+        h('p', { id: 'why', class: 'why' })),
+      h('section', { class: 'panel', 'aria-label': 'Lines' },
+        h('div', { id: 'line-banner', class: 'banner', role: 'status', hidden: true }),
+        h('div', { class: 'actions-row' },
+          btn('accept', 'Save page', { shown: 'Ctrl+Enter', aria: 'Control+Enter Control+S' }, () => act('accept'), 'primary')),
+        h('div', { class: 'actions-row' },
+          btn('next-line', 'Next uncertain', { shown: 'Tab', aria: 'Tab Enter' }, then('next', 1)),
+          btn('revert-line', 'Undo line', { shown: 'Esc', aria: 'Escape' }, then('revert'))),
+        h('div', { class: 'actions-row' },
+          btn('delete-line', 'Delete line', { shown: 'Ctrl+Del', aria: 'Control+Delete' }, then('delete')),
+          btn('add-line', 'Add line', { shown: 'Ctrl+I', aria: 'Control+I Insert' }, then('add'))),
+        h('div', { class: 'actions-row' },
+          btn('skip', 'Skip page', { shown: 'PgDn', aria: 'PageDown' }, () => act('skip')),
+          btn('help', 'Keys', { shown: 'Ctrl+/', aria: 'Control+/' }, () => act('help'), 'ghost')),
+        h('h2', { class: 'legend-title' }, 'Lines'),
+        h('p', { class: 'legend-key' },
+          ['review', 'accepted', 'yours', 'deleted'].map((s) => h('span', { class: 'ls', dataset: { state: s } }, h('span', { class: 'dot', 'aria-hidden': 'true' }), LINE_STATE_TEXT[s]))),
+        h('ol', { id: 'line-list', class: 'line-list', 'aria-label': 'Lines of the page' }),
+        h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
+    R.filterEl = null;
+    R.done = 0;
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode !== 'lines';
+    updatePending();
+  }
+  function focusLine() { const t = $('#line-text'); if (t && !t.disabled) t.focus({ preventScroll: true }); else focusStage(); }
+
+  async function renderLines(t0) {
+    const session = R;
+    const item = R.current;
+    const stage = $('#stage');
+    $('#count').textContent = `${R.done} page${R.done === 1 ? '' : 's'} saved in this session`;
+    if (R.L && R.L.ro) R.L.ro.disconnect();
+    R.L = null;
+    if (!item) {
+      stage.replaceChildren(h('p', { class: 'empty' }, R.fetching ? 'Loading…' : 'Nothing left to review in this list.'));
+      stage.dataset.itemId = '';
+      $('#why').textContent = '';
+      $('#line-list').replaceChildren();
+      lineField(null);
+      return;
+    }
+    if (!item.url && !item.error && item.ready) {
+      await item.ready;
+      if (R !== session || R.current !== item) return;
+    }
+    stage.dataset.itemId = String(item.id);
+    stage.dataset.pred = '';
+    if (item.error) {
+      stage.replaceChildren(h('p', { class: 'error' }, 'The page could not be shown: ' + item.error));
+      lineField(null);
+      return;
+    }
+    const E = lineEdit(item);
+    const W = Number(item.width) || item.natural[0], H = Number(item.height) || item.natural[1];
+    const img = h('img', { src: item.url, alt: `Page ${item.client_id}`, class: 'box-img', width: W, height: H, draggable: 'false' });
+    const layer = svg('g', { class: 'lines-layer' });
+    const overlay = svg('svg', { class: 'box-svg line-svg', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'group', 'aria-label': `${E.lines.length} lines` }, layer);
+    const wrap = h('div', { class: 'box-wrap' }, img, overlay);
+    const L = { item, E, W, H, svg: overlay, layer, els: new Map(), drag: null };
+    R.L = L;
+    stage.replaceChildren(wrap, h('p', { class: 'item-id' }, `#${item.id} · ${item.client_id} · ${W} × ${H} px`));
+    overlay.addEventListener('pointerdown', lineDown);
+    overlay.addEventListener('pointermove', lineMove);
+    overlay.addEventListener('pointerup', lineUp);
+    overlay.addEventListener('pointercancel', lineUp);
+    L.ro = new ResizeObserver(() => drawCrop());
+    L.ro.observe($('#crop-wrap'));
+    const why = [];
+    if (item.audit || R.strategy === 'audit') why.push('Audit sample: every line on it tests the threshold, so all are uncertain.');
+    else why.push(`Picked by ${R.strategy}.`);
+    if (R.tier) why.push(`Your tier: ${R.tier}.`);
+    L.why = why.join(' ');
+    drawLines();
+    showLine();
+    focusLine();
+    logNext(t0);
+  }
+
+  /** Every line's rectangle on the page (a few dozen: redrawn whole). */
+  function drawLines() {
+    const L = R && R.L;
+    if (!L) return;
+    L.els.clear();
+    L.layer.replaceChildren(...L.E.lines.map((l) => {
+      const el = svg('rect', { class: 'ln', 'vector-effect': 'non-scaling-stroke', dataset: { uid: l.uid } });
+      setRect(el, l.box);
+      L.els.set(l.uid, el);
+      paintLine(l);
+      return el;
+    }));
+    const list = $('#line-list');
+    list.replaceChildren(...L.E.lines.map((l, i) => {
+      const li = h('li', { dataset: { uid: l.uid }, onclick: () => { lineAct('select', l.uid); focusLine(); } },
+        h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { class: 'n' }, i + 1),
+        h('span', { class: 'lt' }), h('span', { class: 'sc' }));
+      L.els.set('li' + l.uid, li);
+      paintLine(l);
+      return li;
+    }));
+  }
+
+  /** One line's rectangle and list entry, after a change to it. */
+  function paintLine(l) {
+    const L = R.L;
+    const state = lineState(l);
+    const cur = L.E.cur === l.uid;
+    const el = L.els.get(l.uid);
+    if (el) {
+      el.dataset.state = state;
+      el.classList.toggle('cur', cur);
+    }
+    const li = L.els.get('li' + l.uid);
+    if (li) {
+      li.dataset.state = state;
+      li.classList.toggle('cur', cur);
+      if (cur) li.setAttribute('aria-current', 'true'); else li.removeAttribute('aria-current');
+      li.querySelector('.lt').textContent = l.text || '(empty)';
+      li.querySelector('.sc').textContent = state === 'yours' || state === 'deleted' || l.score == null ? LINE_STATE_TEXT[state] : Number(l.score).toFixed(2);
+      li.title = `${LINE_STATE_TEXT[state]}: ${l.text}`;
+    }
+  }
+
+  /** The field, the marks, the crop and the info line for the current line. */
+  function showLine() {
+    const L = R && R.L;
+    if (!L) return;
+    const E = L.E;
+    for (const l of E.lines) paintLine(l);
+    const l = curLine(E);
+    lineField(l);
+    drawCrop();
+    if (l) showInView(L, l);
+    const left = E.lines.filter((x) => lineUncertain(x) && !x.checked && !x.deleted).length;
+    $('#why').textContent = `${L.why} ${left} uncertain line${left === 1 ? '' : 's'} (orange) left of ${E.lines.length}.`;
+  }
+
+  /** Scroll the current line into view: in the list (that list only), and
+   *  on the page, in the window below the pinned editor. */
+  function showInView(L, l) {
+    const li = L.els.get('li' + l.uid);
+    const list = $('#line-list');
+    if (li && list) {
+      const d = li.getBoundingClientRect(), b = list.getBoundingClientRect();
+      if (d.top < b.top) list.scrollTop -= b.top - d.top;
+      else if (d.bottom > b.bottom) list.scrollTop += d.bottom - b.bottom;
+    }
+    const el = L.els.get(l.uid);
+    const ed = document.querySelector('.line-editor');
+    if (!el || !ed) return;
+    const r = el.getBoundingClientRect();
+    const top = ed.getBoundingClientRect().bottom + 8, bottom = window.innerHeight - 8;
+    if (r.top < top || r.bottom > bottom) window.scrollBy(0, r.top - (top + bottom) / 2 + r.height / 2);
+  }
+
+  /** The text field (and its marks) for line `l`, or disabled with no line. */
+  function lineField(l) {
+    const t = $('#line-text');
+    const info = $('#line-info');
+    if (!t) return;
+    if (!l) {
+      t.value = '';
+      t.disabled = true;
+      $('#marks').replaceChildren();
+      info.textContent = R && R.current ? 'No line on this page. Ctrl+I adds one, or drag on the page to draw it.' : '';
+      return;
+    }
+    t.disabled = false;
+    t.readOnly = l.deleted;
+    if (t.value !== l.text) t.value = l.text;
+    t.classList.toggle('deleted', l.deleted);
+    const E = R.L.E;
+    const n = E.lines.indexOf(l) + 1;
+    const state = lineState(l);
+    const low = markChars(l);
+    const bits = [`Line ${n} of ${E.lines.length}`];
+    if (l.deleted) bits.push('deleted: Ctrl+Del brings it back');
+    else if (l.id == null) bits.push('your new line: type its text; Alt+arrows move it, Alt+Shift+arrows resize it');
+    else if (state === 'yours') bits.push(l.source === 'human' ? 'your line' : `edited (model ${Number(l.score).toFixed(2)}); Esc restores the model's`);
+    else bits.push(`${lineUncertain(l) ? (l.checked ? 'uncertain, checked' : 'uncertain') : 'accepted'} · score ${Number(l.score).toFixed(2)}`);
+    if (low != null) bits.push(low ? `${low} character${low === 1 ? '' : 's'} below ${LOW_CHAR} marked` : `no character below ${LOW_CHAR}`);
+    info.textContent = bits.join(' · ');
+    sizeField();
+  }
+
+  /** Mark the characters read below LOW_CHAR, while the text is the machine's. Returns how many (null: no scores apply). */
+  function markChars(l) {
+    const m = $('#marks');
+    const chars = Array.from(l.text);
+    if (!l.chars || l.deleted || l.text !== l.orig.text || l.chars.length !== chars.length) {
+      m.replaceChildren(l.text);
+      m.dataset.low = '';
+      return null;
+    }
+    const kids = [];
+    let run = '';
+    let low = 0;
+    chars.forEach((c, i) => {
+      const p = l.chars[i];
+      if (p >= LOW_CHAR) { run += c; return; }
+      if (run) { kids.push(run); run = ''; }
+      low++;
+      kids.push(h('mark', { class: p < VERY_LOW_CHAR ? 'low very' : 'low', dataset: { i, p } }, c));
+    });
+    if (run) kids.push(run);
+    m.replaceChildren(...kids);
+    m.dataset.low = String(low);
+    return low;
+  }
+
+  /** The field grows with its text, so it never scrolls under its marks. */
+  function sizeField() {
+    const t = $('#line-text');
+    t.style.height = 'auto';
+    t.style.height = t.scrollHeight + 'px';
+  }
+
+  /** The current line's crop, enlarged: the page's pixels around its box. */
+  function drawCrop() {
+    const L = R && R.L;
+    const c = $('#crop');
+    if (!c) return;
+    const l = L ? curLine(L.E) : null;
+    const img = L && L.item.img;
+    const ctx = c.getContext('2d');
+    if (!l || !img || !img.naturalWidth) {
+      c.width = 1; c.height = 1;
+      c.style.width = '0px'; c.style.height = '0px';
+      return;
+    }
+    const [x0, y0, x1, y1] = l.box;
+    const lh = Math.max(1, y1 - y0);
+    const pad = 0.35 * lh;
+    const sx = Math.max(0, x0 - pad), sy = Math.max(0, y0 - pad);
+    const sw = Math.min(L.W, x1 + pad) - sx, sh = Math.min(L.H, y1 + pad) - sy;
+    const avail = Math.max(50, $('#crop-wrap').clientWidth - 2);
+    let k = avail / sw;
+    if (k * sh > CROP_MAX_H) k = CROP_MAX_H / sh;
+    if (k * lh < CROP_MIN_TEXT) k = CROP_MIN_TEXT / lh; // too long to fit: the crop scrolls sideways
+    const dpr = window.devicePixelRatio || 1;
+    const cw = Math.round(sw * k), ch = Math.round(sh * k);
+    c.width = Math.max(1, Math.round(cw * dpr)); c.height = Math.max(1, Math.round(ch * dpr));
+    c.style.width = cw + 'px'; c.style.height = ch + 'px';
+    // The box is in the API's pixels; the decoded image may differ (EXIF).
+    const fx = img.naturalWidth / L.W, fy = img.naturalHeight / L.H;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(img, sx * fx, sy * fy, sw * fx, sh * fy, 0, 0, cw, ch);
+    ctx.strokeStyle = l.deleted ? '#b3261e' : 'rgba(31, 78, 121, .55)';
+    ctx.lineWidth = 1;
+    ctx.setLineDash(l.deleted ? [6, 4] : []);
+    ctx.strokeRect((x0 - sx) * k + 0.5, (y0 - sy) * k + 0.5, (x1 - x0) * k - 1, (y1 - y0) * k - 1);
+    c.setAttribute('aria-label', `Line ${L.E.lines.indexOf(l) + 1}, enlarged ${k.toFixed(1)}×`);
+    const wrap = $('#crop-wrap');
+    wrap.scrollLeft = 0;
+  }
+
+  /** Every line action, from a key, a button or the mouse. */
+  function lineAct(what, arg, ev) {
+    const L = R && R.L;
+    if (!L) return;
+    const E = L.E;
+    const t0 = ev ? ev.timeStamp : performance.now();
+    const l = curLine(E);
+    const banner = $('#line-banner');
+    const go = (uid) => { E.cur = uid; banner.hidden = true; };
+    switch (what) {
+      case 'type': {
+        if (!l || l.deleted) return;
+        const t = $('#line-text');
+        // A line is one line: a pasted line break becomes a space.
+        const v = t.value.replace(/\r\n|[\r\n]/g, ' ');
+        if (v !== t.value) t.value = v;
+        l.text = v;
+        paintLine(l);
+        lineField(l);
+        return; // typing repaints one line, nothing else
+      }
+      case 'select': go(arg); break;
+      case 'step': {
+        if (!E.lines.length) return;
+        const i = l ? E.lines.indexOf(l) : (arg > 0 ? -1 : 0);
+        go(E.lines[(i + arg + E.lines.length) % E.lines.length].uid);
+        break;
+      }
+      case 'next': {
+        // Tab or Enter: the line is kept as it reads; on to the next uncertain one.
+        if (l && arg > 0) l.checked = true;
+        const n = E.lines.length;
+        const i = l ? E.lines.indexOf(l) : -1;
+        let found = null;
+        for (let k = 1; k <= n; k++) {
+          const x = E.lines[(((i + arg * k) % n) + n) % n];
+          if (lineUncertain(x) && !x.deleted && (arg < 0 || !x.checked)) { found = x; break; }
+        }
+        if (found) { go(found.uid); break; }
+        if (arg > 0) {
+          banner.textContent = 'Every uncertain line is checked. Ctrl+Enter saves the page (Ctrl+↓ ↑ visit the other lines).';
+          banner.hidden = false;
+        } else say('No uncertain line before this one.');
+        break;
+      }
+      case 'delete': {
+        if (!l) { say('No line to delete.'); return; }
+        if (l.id == null) {
+          // A line of yours that was never saved just goes.
+          const i = E.lines.indexOf(l);
+          E.lines.splice(i, 1);
+          E.cur = E.lines.length ? E.lines[Math.min(i, E.lines.length - 1)].uid : null;
+          drawLines();
+          say('Removed your new line.');
+          break;
+        }
+        l.deleted = !l.deleted;
+        if (!l.deleted) { say(`Line ${E.lines.indexOf(l) + 1} is back.`); break; }
+        say(`Deleted line ${E.lines.indexOf(l) + 1}. Ctrl+Del on it brings it back.`);
+        // On to the next uncertain line, else stay (the deleted line shows struck out).
+        const i = E.lines.indexOf(l);
+        const nx = [...E.lines.slice(i + 1), ...E.lines.slice(0, i)].find((x) => lineUncertain(x) && !x.checked && !x.deleted);
+        if (nx) go(nx.uid);
+        break;
+      }
+      case 'revert': {
+        if (!l) return;
+        if (l.id == null) { say('A new line has nothing to go back to: Ctrl+Del removes it.'); return; }
+        l.text = l.orig.text;
+        l.box = l.orig.box.slice();
+        l.deleted = false;
+        setRect(L.els.get(l.uid), l.box);
+        say(`Line ${E.lines.indexOf(l) + 1} is as it was.`);
+        break;
+      }
+      case 'add': {
+        const b = arg || newLineBox(L, l);
+        const nl = { uid: ++E.uid, id: null, label: R.project.labels[0], box: b, text: '', score: null, source: 'human',
+          status: 'added', chars: null, orig: { text: '', box: b.slice() }, checked: true, deleted: false };
+        // After the line it was added below, or where its top falls in the order.
+        let i = l && !arg ? E.lines.indexOf(l) + 1 : E.lines.findIndex((x) => x.box[1] > b[1]);
+        if (i < 0) i = E.lines.length;
+        E.lines.splice(i, 0, nl);
+        go(nl.uid);
+        drawLines();
+        say('Added a line: type its text. Alt+arrows move its box, Alt+Shift+arrows resize it.');
+        break;
+      }
+      case 'move': case 'grow': {
+        if (!l || l.deleted) return;
+        const [dx, dy] = arg;
+        const b = l.box.slice();
+        if (what === 'move') {
+          const mx = clamp(dx, -b[0], L.W - b[2]), my = clamp(dy, -b[1], L.H - b[3]);
+          b[0] += mx; b[2] += mx; b[1] += my; b[3] += my;
+        } else {
+          b[2] = clamp(b[2] + dx, b[0] + LINE_STEP, L.W);
+          b[3] = clamp(b[3] + dy, b[1] + LINE_STEP, L.H);
+        }
+        l.box = b;
+        setRect(L.els.get(l.uid), b);
+        break;
+      }
+      default: return;
+    }
+    showLine();
+    requestAnimationFrame(() => logMs(window.__ll_line_latencies, { what, ms: performance.now() - t0 }));
+  }
+
+  /** A new line's box: below the line `l` (above it at the page's foot), its size; with no line, across the top. */
+  function newLineBox(L, l) {
+    if (!l) {
+      const hh = Math.max(12, Math.round(L.H * 0.02));
+      return [Math.round(L.W * 0.1), Math.round(L.H * 0.05), Math.round(L.W * 0.9), Math.round(L.H * 0.05) + hh];
+    }
+    const [x0, y0, x1, y1] = l.box;
+    const hh = y1 - y0, gap = Math.round(hh * 0.4);
+    let top = y1 + gap;
+    if (top + hh > L.H) top = Math.max(0, y0 - gap - hh);
+    return [x0, top, x1, Math.min(L.H, top + hh)];
+  }
+
+  // The mouse on the page: a click picks a line, a drag on empty space draws one.
+  function lineDown(e) {
+    const L = R && R.L;
+    if (!L || e.button !== 0) return;
+    e.preventDefault();
+    const r = L.svg.getBoundingClientRect();
+    const g = e.target.closest && e.target.closest('.ln');
+    L.drag = { left: r.left, top: r.top, kx: L.W / r.width, ky: L.H / r.height, uid: g ? Number(g.dataset.uid) : null, moved: false };
+    const d = L.drag;
+    d.start = [clamp((e.clientX - d.left) * d.kx, 0, L.W), clamp((e.clientY - d.top) * d.ky, 0, L.H)];
+    d.box = [d.start[0], d.start[1], d.start[0], d.start[1]];
+    L.svg.setPointerCapture(e.pointerId);
+  }
+  function lineMove(e) {
+    const L = R && R.L;
+    const d = L && L.drag;
+    if (!d) return;
+    const x = clamp((e.clientX - d.left) * d.kx, 0, L.W), y = clamp((e.clientY - d.top) * d.ky, 0, L.H);
+    d.moved = d.moved || Math.abs(x - d.start[0]) / d.kx > 3 || Math.abs(y - d.start[1]) / d.ky > 3;
+    if (!d.moved) return;
+    d.box = [Math.min(d.start[0], x), Math.min(d.start[1], y), Math.max(d.start[0], x), Math.max(d.start[1], y)];
+    if (!d.el) { d.el = svg('rect', { class: 'ln drawing', 'vector-effect': 'non-scaling-stroke' }); L.svg.append(d.el); }
+    setRect(d.el, d.box);
+  }
+  function lineUp(e) {
+    const L = R && R.L;
+    const d = L && L.drag;
+    if (!d) return;
+    if (e.type === 'pointerup') lineMove(e);
+    L.drag = null;
+    if (d.el) d.el.remove();
+    const [x0, y0, x1, y1] = d.box;
+    if (d.moved && x1 - x0 >= LINE_STEP && y1 - y0 >= LINE_STEP) lineAct('add', d.box);
+    else if (!d.moved && d.uid != null) lineAct('select', d.uid);
+    focusLine();
+  }
+
+  // ---- saving a page: its lines in one PUT ------------------------------------
+
+  async function acceptLines(t0) {
+    const session = R;
+    const L = R.L;
+    if (!L || L.sending) return;
+    const item = L.item;
+    const kept = L.E.lines.filter((l) => !l.deleted);
+    const body = {
+      regions: kept.map((l) => {
+        const r = { label: l.label || R.project.labels[0], box: l.box.slice(), text: l.text };
+        return l.id != null ? { id: l.id, ...r } : r;
+      }),
+    };
+    const unchecked = kept.filter((l) => lineUncertain(l) && !l.checked).length;
+    L.sending = true;
+    say(`Saving ${body.regions.length} lines…`);
+    try {
+      await api('PUT', `/v1/projects/${R.project.id}/items/${item.id}/regions`, body);
+    } catch (e) {
+      L.sending = false;
+      if (R !== session) return;
+      // The edits stay on the page; a named line is made current.
+      const m = /regions\[(\d+)\]/.exec(e.message || '');
+      let msg = `Page #${item.id} was not saved: ${readable(e)}`;
+      if (m && kept[Number(m[1])]) {
+        msg += ` (line ${L.E.lines.indexOf(kept[Number(m[1])]) + 1}, now current).`;
+        L.E.cur = kept[Number(m[1])].uid;
+        showLine();
+      }
+      alertBox(msg + ' Your edits are kept: fix them and press Ctrl+Enter again.');
+      say('Not saved.');
+      focusLine();
+      return;
+    }
+    if (R !== session) return;
+    alertBox(null);
+    R.done++;
+    window.__ll_saved = (window.__ll_saved || 0) + 1;
+    say(`#${item.id}: ${body.regions.length} lines saved${unchecked ? ` (${unchecked} uncertain kept as read)` : ''}.`);
+    return next(t0);
+  }
+
+  function lineKeys(e) {
+    const k = e.key;
+    if (e.isComposing) return false; // an input method is composing: its keys are its own
+    const t = e.target;
+    const inField = t && t.id === 'line-text';
+    const ctrl = e.ctrlKey || e.metaKey;
+    if (t && (t.tagName === 'BUTTON' || t.tagName === 'A') && (k === 'Enter' || k === ' ')) return false;
+    if (ctrl && !e.altKey) {
+      switch (k) {
+        case 'Enter': case 's': case 'S': act('accept'); return true;
+        case '/': act('help'); return true;
+        case 'Delete': lineAct('delete', null, e); focusLine(); return true;
+        case 'i': case 'I': lineAct('add', null, e); focusLine(); return true;
+        case 'ArrowDown': lineAct('step', 1, e); focusLine(); return true;
+        case 'ArrowUp': lineAct('step', -1, e); focusLine(); return true;
+        default: return false;
+      }
+    }
+    if (e.altKey && !ctrl) {
+      const d = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[k];
+      if (!d) return false;
+      lineAct(e.shiftKey ? 'grow' : 'move', [d[0] * LINE_STEP, d[1] * LINE_STEP], e);
+      return true;
+    }
+    const onPage = inField || !t || t === document.body || t.id === 'stage' || t.id === 'main' || t.closest('#stage');
+    switch (k) {
+      case 'Tab': if (!onPage) return false; lineAct('next', e.shiftKey ? -1 : 1, e); focusLine(); return true;
+      case 'Enter': lineAct('next', e.shiftKey ? -1 : 1, e); focusLine(); return true;
+      case 'Escape': lineAct('revert', null, e); focusLine(); return true;
+      case 'PageDown': act('skip'); return true;
+      case 'Insert': lineAct('add', null, e); focusLine(); return true;
+      default: break;
+    }
+    if (inField) return false; // everything else is typing
+    switch (k) {
+      case 'Delete': lineAct('delete', null, e); focusLine(); return true;
+      case '?': act('help'); return true;
+      default: return false;
+    }
+  }
+
   function toggleHelp() {
     const d = $('#keys');
     if (d.open) d.close(); else d.showModal();
   }
 
   document.addEventListener('keydown', (e) => {
-    if ($('#keys').open) { if (e.key === '?' && !e.ctrlKey && !e.metaKey && !e.altKey) { e.preventDefault(); toggleHelp(); } return; }
+    if ($('#keys').open) {
+      const ctrl = e.ctrlKey || e.metaKey;
+      if ((e.key === '?' && !ctrl && !e.altKey) || (e.key === '/' && ctrl)) { e.preventDefault(); toggleHelp(); }
+      return;
+    }
     if (R && R.boxes) { if (boxKeys(e)) e.preventDefault(); return; }
+    if (R && R.lines) { if (lineKeys(e)) e.preventDefault(); return; }
     if (R && R.sound) { if (soundKeys(e)) e.preventDefault(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (!R) return;
