@@ -427,6 +427,7 @@ mod tests {
             bbox: Some(BoxPx::from(b)),
             segment: None,
             text: Some(text.into()),
+            char_scores: None,
             score: Some(0.9),
             uncertainty: None,
             status: "review".into(),
