@@ -6,7 +6,9 @@ DIR/simulation-boxes.json (the design, the bound, every seed's audit image
 ids and per-class thresholds) and DIR/box-outcomes.jsonl (per image: the
 matched proposals as [class, score, correct], true and missed counts), and
 (for a `simulate --segments` run) simulation-segments.json and
-segment-outcomes.jsonl, recordings for images and segments for boxes; and
+segment-outcomes.jsonl, recordings for images and segments for boxes, (for a
+`simulate --lines` run) simulation-lines.json and line-outcomes.jsonl, pages
+and lines; and
 recomputes the thresholds with an independent numpy implementation of
 Learn-then-Test (fixed sequence over the audit boxes' distinct scores,
 strict to loose, stop at the first failure) on the per-image
@@ -42,11 +44,13 @@ from scipy.stats import binom
 
 
 def load(run_dir):
-    # A speech run (`simulate --segments`) writes the same two files under
-    # its own names: recordings for images, segments for boxes.
-    speech = os.path.exists(os.path.join(run_dir, "simulation-segments.json"))
-    names = ("simulation-segments.json", "segment-outcomes.jsonl") if speech else (
-        "simulation-boxes.json", "box-outcomes.jsonl")
+    # A speech run (`simulate --segments`) and an OCR run (`simulate
+    # --lines`) write the same two files under their own names: recordings
+    # or pages for images, segments or lines for boxes.
+    names = ("simulation-boxes.json", "box-outcomes.jsonl")
+    for kind in ("segment", "line"):
+        if os.path.exists(os.path.join(run_dir, f"simulation-{kind}s.json")):
+            names = (f"simulation-{kind}s.json", f"{kind}-outcomes.jsonl")
     with open(os.path.join(run_dir, names[0])) as f:
         report = json.load(f)
     images = {}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 mod boxes;
+mod cache;
 mod lines;
 mod segments;
 

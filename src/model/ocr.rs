@@ -455,9 +455,22 @@ impl OcrEngine {
 
     /// Detect, crop, recognise and order one page's lines.
     pub fn run_page(&self, page: &Page) -> Result<OcrPage, ModelError> {
+        let t0 = std::time::Instant::now();
         let quads = self.detect(page)?;
+        let t1 = std::time::Instant::now();
         let crops: Vec<Crop> = quads.iter().map(|q| crop_quad(page, q)).collect();
+        let t2 = std::time::Instant::now();
         let texts = self.recognize(&crops)?;
+        // Where a page's time goes (`LABELLOOP_LOG=labelloop::model::ocr=debug`;
+        // scripts/ocr_profile.sh sums it).
+        tracing::debug!(
+            target: "labelloop::model::ocr",
+            detect_ms = (t1 - t0).as_secs_f64() * 1e3,
+            crop_ms = (t2 - t1).as_secs_f64() * 1e3,
+            recognize_ms = t2.elapsed().as_secs_f64() * 1e3,
+            lines = crops.len(),
+            "ocr page"
+        );
         let sx = f64::from(page.source[0]) / f64::from(page.width);
         let sy = f64::from(page.source[1]) / f64::from(page.height);
         let (w, h) = (f64::from(page.source[0]), f64::from(page.source[1]));
@@ -569,6 +582,7 @@ impl OcrEngine {
         let th = self.spec.rec_height;
         let infer = |e: ort::Error| ModelError::Inference(e.to_string());
         for group in order.chunks(self.spec.rec_batch) {
+            let started = std::time::Instant::now();
             let min_ratio = f64::from(self.spec.rec_min_width) / f64::from(th);
             let max_ratio = group
                 .iter()
@@ -590,6 +604,7 @@ impl OcrEngine {
                     }
                 }
             }
+            let staged = std::time::Instant::now();
             let mut session = self.rec.acquire()?;
             let t = TensorRef::from_array_view((
                 vec![group.len(), 3, th as usize, tw as usize],
@@ -620,10 +635,28 @@ impl OcrEngine {
                     group.len()
                 )));
             }
+            let ran = std::time::Instant::now();
             for (row, &i) in group.iter().enumerate() {
                 let rows = &probs[row * steps * classes..(row + 1) * steps * classes];
                 out[i] = ctc_greedy(rows, classes, &self.classes);
             }
+            // Padding: the batch's pixels against its crops' own widths.
+            let own: u64 = group
+                .iter()
+                .map(|&i| {
+                    ((f64::from(th) * ratio(&crops[i])).ceil() as u64).clamp(1, u64::from(tw))
+                })
+                .sum();
+            tracing::debug!(
+                target: "labelloop::model::ocr",
+                crops = group.len(),
+                width = tw,
+                own_width = own,
+                stage_ms = (staged - started).as_secs_f64() * 1e3,
+                run_ms = (ran - staged).as_secs_f64() * 1e3,
+                decode_ms = ran.elapsed().as_secs_f64() * 1e3,
+                "ocr batch"
+            );
         }
         Ok(out)
     }

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::super::{EXIT_MODEL_LOAD, EXIT_NOTHING_LABELED, EXIT_OUTPUT, EXIT_USAGE};
-use super::{usage, SimulateArgs};
+use super::{cache, usage, SimulateArgs};
 use crate::calibrate::{BoxDesign, BoxOptions, RiskBound};
-use crate::model::pipeline::{self, PipelineOptions};
+use crate::model::pipeline::PipelineOptions;
 use crate::model::{registry, Input, LoadOptions, Model, Task};
 use crate::region::BoxPx;
 use crate::runtime::SessionOptions;
@@ -55,14 +55,6 @@ struct CocoCategory {
 type Proposal = (usize, f64, [f64; 4]);
 /// One image of the COCO file: its `file_name` and true boxes.
 type TruthImage = (String, Vec<(BoxPx, usize)>);
-
-/// The proposals of every image, as read from the model or the cache.
-#[derive(Serialize, Deserialize)]
-struct Proposals {
-    key: String,
-    /// Per image, in the COCO file's order: (class, score, [x0, y0, x1, y1]).
-    boxes: Vec<Vec<Proposal>>,
-}
 
 /// The COCO file read into images with true boxes, classes in the model's
 /// label order. Errors name what is wrong.
@@ -201,6 +193,16 @@ pub(super) fn threads(args: &SimulateArgs) -> usize {
         .max(1)
 }
 
+/// Pipeline options for pre-labeling on `threads` threads: as many
+/// runners, each with its own session, up to 4.
+pub(super) fn sessions(threads: usize) -> PipelineOptions {
+    PipelineOptions {
+        workers: threads,
+        runners: threads.min(4),
+        ..PipelineOptions::default()
+    }
+}
+
 pub fn run(args: SimulateArgs) -> ExitCode {
     let (design, bound, audit_rate) = match options(&args) {
         Ok(x) => x,
@@ -213,8 +215,6 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         Ok(m) => m,
         Err(code) => return code,
     };
-    let threads = threads(&args);
-    let sessions = threads.min(4);
     let labels: Vec<String> = model.labels().iter().cloned().collect();
     let (images, labels) = match read_coco(&coco_path, &labels) {
         Ok(x) => x,
@@ -230,83 +230,30 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let key = format!(
-        "{}|{}|{}|{}",
-        model.name(),
-        model.version(),
-        coco_path.display(),
-        images.len()
-    );
-    let cached: Option<Proposals> = args
-        .cache
-        .as_ref()
-        .and_then(|c| std::fs::read(c).ok())
-        .and_then(|b| serde_json::from_slice::<Proposals>(&b).ok())
-        .filter(|p| p.key == key && p.boxes.len() == images.len());
-    let proposals = match cached {
-        Some(p) => p,
-        None => {
-            let inputs: Vec<_> = images
+    let items = images
+        .iter()
+        .map(|(file, _)| (file.clone(), Input::ImagePath(root.join(file))))
+        .collect();
+    let opts = PipelineOptions {
+        batch_size: 8,
+        ..sessions(threads(&args))
+    };
+    let proposals = match cache::answers(&args, &model, &coco_path, items, opts, |p| {
+        let d = p.detections.ok_or("no detections in the answer")?;
+        Ok::<Vec<Proposal>, String>(
+            d.boxes
                 .iter()
-                .map(|(file, _)| Ok(Input::ImagePath(root.join(file))))
-                .collect();
-            let pb = crate::cli::progress_bar(
-                images.len() as u64,
-                "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
-            );
-            let mut boxes: Vec<Option<Vec<Proposal>>> = vec![None; images.len()];
-            let mut failed: Vec<String> = Vec::new();
-            let popts = PipelineOptions {
-                batch_size: 8,
-                workers: threads,
-                runners: sessions,
-                ..PipelineOptions::default()
-            };
-            pipeline::label_all(&model, inputs, popts, |i, r| {
-                pb.inc(1);
-                match r.map(|p| p.detections) {
-                    Ok(Some(d)) => {
-                        boxes[i] = Some(
-                            d.boxes
-                                .iter()
-                                .map(|b| (b.class, f64::from(b.score), b.bbox))
-                                .collect(),
-                        )
-                    }
-                    Ok(None) => {
-                        failed.push(format!("{}: no detections in the answer", images[i].0))
-                    }
-                    Err(e) => failed.push(format!("{}: {e}", images[i].0)),
-                }
-            });
-            pb.finish_and_clear();
-            if let Some(first) = failed.first() {
-                // Leaving images out would change what the audit is a sample of.
-                eprintln!(
-                    "error: {} image(s) could not be pre-labeled, the first: {first}",
-                    failed.len()
-                );
-                return ExitCode::from(EXIT_NOTHING_LABELED);
-            }
-            let p = Proposals {
-                key: key.clone(),
-                boxes: boxes.into_iter().map(Option::unwrap_or_default).collect(),
-            };
-            if let Some(c) = &args.cache {
-                if let Err(err) = serde_json::to_vec(&p)
-                    .map_err(std::io::Error::other)
-                    .and_then(|b| std::fs::write(c, b))
-                {
-                    tracing::warn!(cache = %c.display(), error = %err, "could not write the proposal cache");
-                }
-            }
-            p
-        }
+                .map(|b| (b.class, f64::from(b.score), b.bbox))
+                .collect(),
+        )
+    }) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let data = BoxDataset {
         images: images
             .into_iter()
-            .zip(proposals.boxes)
+            .zip(proposals)
             .map(|((id, truth), props)| BoxImage {
                 id,
                 preds: props

@@ -22,9 +22,8 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use super::super::EXIT_NOTHING_LABELED;
-use super::boxes::{finish, load_model, options, threads};
-use super::{usage, SimulateArgs};
-use crate::model::pipeline::{self, PipelineOptions};
+use super::boxes::{finish, load_model, options, sessions, threads};
+use super::{cache, usage, SimulateArgs};
 use crate::model::{Input, Task};
 use crate::region::BoxPx;
 use crate::simulate::boxes::{BoxDataset, BoxImage};
@@ -49,12 +48,6 @@ struct Line {
 
 /// One page's machine lines as cached: `(score, line)`.
 type Answer = Vec<(f64, Line)>;
-
-#[derive(Serialize, Deserialize)]
-struct Answers {
-    key: String,
-    answers: Vec<Answer>,
-}
 
 fn centre(b: &[f64; 4]) -> [f64; 2] {
     [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0]
@@ -136,38 +129,36 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         eprintln!("error: {} holds no pages", truth_path.display());
         return ExitCode::from(EXIT_NOTHING_LABELED);
     }
-    let key = format!(
-        "{}|{}|{}|{}",
-        model.name(),
-        model.version(),
-        truth_path.display(),
-        pages.len()
-    );
-    let cached: Option<Answers> = args
-        .cache
-        .as_ref()
-        .and_then(|c| std::fs::read(c).ok())
-        .and_then(|b| serde_json::from_slice::<Answers>(&b).ok())
-        .filter(|a| a.key == key && a.answers.len() == pages.len());
-    let answers = match cached {
-        Some(a) => a.answers,
-        None => match pre_label(&model, &pages, threads(&args)) {
-            Ok(answers) => {
-                if let Some(c) = &args.cache {
-                    let a = Answers { key, answers };
-                    if let Err(err) = serde_json::to_vec(&a)
-                        .map_err(std::io::Error::other)
-                        .and_then(|b| std::fs::write(c, b))
-                    {
-                        tracing::warn!(cache = %c.display(), error = %err, "could not write the answer cache");
-                    }
-                    a.answers
-                } else {
-                    answers
-                }
-            }
-            Err(code) => return code,
+    let items = pages
+        .iter()
+        .map(|(path, page)| (page.id.clone(), Input::ImagePath(path.clone())))
+        .collect();
+    let answers = match cache::answers(
+        &args,
+        &model,
+        &truth_path,
+        items,
+        sessions(threads(&args)),
+        |p| {
+            let page = p.ocr.ok_or("no lines in the answer")?;
+            Ok::<Answer, String>(
+                page.lines
+                    .into_iter()
+                    .map(|l| {
+                        (
+                            f64::from(l.score),
+                            Line {
+                                text: l.text,
+                                bbox: l.bbox,
+                            },
+                        )
+                    })
+                    .collect(),
+            )
         },
+    ) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let images = pages
         .iter()
@@ -202,62 +193,6 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             .unwrap_or_default()
     );
     finish(&args, &data, fit, "lines", &title)
-}
-
-/// Every page through the engine, as `labelloop label` reads them. Any
-/// failure stops the run: leaving pages out would change what the audit is
-/// a sample of.
-fn pre_label(
-    model: &crate::model::Model,
-    pages: &[(PathBuf, Page)],
-    threads: usize,
-) -> Result<Vec<Answer>, ExitCode> {
-    let inputs: Vec<_> = pages
-        .iter()
-        .map(|(path, _)| Ok(Input::ImagePath(path.clone())))
-        .collect();
-    let pb = crate::cli::progress_bar(
-        pages.len() as u64,
-        "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
-    );
-    let mut answers: Vec<Answer> = vec![Vec::new(); pages.len()];
-    let mut failed: Vec<String> = Vec::new();
-    let popts = PipelineOptions {
-        workers: threads,
-        runners: threads.min(4),
-        ..PipelineOptions::default()
-    };
-    pipeline::label_all(model, inputs, popts, |i, r| {
-        pb.inc(1);
-        match r.map(|p| p.ocr) {
-            Ok(Some(page)) => {
-                answers[i] = page
-                    .lines
-                    .into_iter()
-                    .map(|l| {
-                        (
-                            f64::from(l.score),
-                            Line {
-                                text: l.text,
-                                bbox: l.bbox,
-                            },
-                        )
-                    })
-                    .collect();
-            }
-            Ok(None) => failed.push(format!("{}: no lines in the answer", pages[i].1.id)),
-            Err(e) => failed.push(format!("{}: {e}", pages[i].1.id)),
-        }
-    });
-    pb.finish_and_clear();
-    if let Some(first) = failed.first() {
-        eprintln!(
-            "error: {} page(s) could not be read, the first: {first}",
-            failed.len()
-        );
-        return Err(ExitCode::from(EXIT_NOTHING_LABELED));
-    }
-    Ok(answers)
 }
 
 #[cfg(test)]

@@ -14,12 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::super::EXIT_NOTHING_LABELED;
-use super::boxes::{finish, load_model, options, threads};
-use super::{usage, SimulateArgs};
-use crate::model::pipeline::{self, PipelineOptions};
+use super::boxes::{finish, load_model, options, sessions, threads};
+use super::{cache, usage, SimulateArgs};
 use crate::model::{Input, Task};
 use crate::region::Span;
 use crate::service::regions::{undecided_time, UNDECIDED_STRETCH_SECONDS};
@@ -36,13 +35,6 @@ struct Recording {
 /// One recording's answer as cached: its segments `(start, end, score)`
 /// and whether an undecided stretch holds it for a person.
 type Answer = (Vec<(f64, f64, f64)>, bool);
-
-/// Every recording's answer, as read from the model or the `--cache` file.
-#[derive(Serialize, Deserialize)]
-struct Answers {
-    key: String,
-    answers: Vec<Answer>,
-}
 
 /// The recordings of `path`, audio paths resolved against its folder.
 /// Errors name the line and what is wrong with it.
@@ -102,38 +94,30 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         eprintln!("error: {} holds no recordings", truth_path.display());
         return ExitCode::from(EXIT_NOTHING_LABELED);
     }
-    let key = format!(
-        "{}|{}|{}|{}",
-        model.name(),
-        model.version(),
-        truth_path.display(),
-        recordings.len()
-    );
-    let cached: Option<Answers> = args
-        .cache
-        .as_ref()
-        .and_then(|c| std::fs::read(c).ok())
-        .and_then(|b| serde_json::from_slice::<Answers>(&b).ok())
-        .filter(|a| a.key == key && a.answers.len() == recordings.len());
-    let answers = match cached {
-        Some(a) => a.answers,
-        None => match pre_label(&model, &recordings, threads(&args)) {
-            Ok(answers) => {
-                if let Some(c) = &args.cache {
-                    let a = Answers { key, answers };
-                    if let Err(err) = serde_json::to_vec(&a)
-                        .map_err(std::io::Error::other)
-                        .and_then(|b| std::fs::write(c, b))
-                    {
-                        tracing::warn!(cache = %c.display(), error = %err, "could not write the answer cache");
-                    }
-                    a.answers
-                } else {
-                    answers
-                }
-            }
-            Err(code) => return code,
+    let items = recordings
+        .iter()
+        .map(|r| (r.id.clone(), Input::AudioPath(r.audio.clone())))
+        .collect();
+    let answers = match cache::answers(
+        &args,
+        &model,
+        &truth_path,
+        items,
+        sessions(threads(&args)),
+        |p| {
+            let seg = p.segments.ok_or("no segments in the answer")?;
+            let (_, longest) = undecided_time(&seg.frames, seg.frame_seconds);
+            Ok::<Answer, String>((
+                seg.segments
+                    .iter()
+                    .map(|s| (s.start, s.end, f64::from(s.score)))
+                    .collect(),
+                longest >= UNDECIDED_STRETCH_SECONDS,
+            ))
         },
+    ) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let images = recordings
         .iter()
@@ -171,55 +155,4 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             .unwrap_or_default()
     );
     finish(&args, &data, fit, "segments", &title)
-}
-
-/// Every recording through the engine, batched as `labelloop label` does.
-/// Any failure stops the run: leaving recordings out would change what the
-/// audit is a sample of.
-fn pre_label(
-    model: &crate::model::Model,
-    recordings: &[Recording],
-    threads: usize,
-) -> Result<Vec<Answer>, ExitCode> {
-    let inputs: Vec<_> = recordings
-        .iter()
-        .map(|r| Ok(Input::AudioPath(r.audio.clone())))
-        .collect();
-    let pb = crate::cli::progress_bar(
-        recordings.len() as u64,
-        "pre-labeling {wide_bar} {pos}/{len} ({per_sec})",
-    );
-    let mut answers: Vec<Answer> = vec![(Vec::new(), false); recordings.len()];
-    let mut failed: Vec<String> = Vec::new();
-    let popts = PipelineOptions {
-        workers: threads,
-        runners: threads.min(4),
-        ..PipelineOptions::default()
-    };
-    pipeline::label_all(model, inputs, popts, |i, r| {
-        pb.inc(1);
-        match r.map(|p| p.segments) {
-            Ok(Some(seg)) => {
-                let (_, longest) = undecided_time(&seg.frames, seg.frame_seconds);
-                answers[i] = (
-                    seg.segments
-                        .iter()
-                        .map(|s| (s.start, s.end, f64::from(s.score)))
-                        .collect(),
-                    longest >= UNDECIDED_STRETCH_SECONDS,
-                );
-            }
-            Ok(None) => failed.push(format!("{}: no segments in the answer", recordings[i].id)),
-            Err(e) => failed.push(format!("{}: {e}", recordings[i].id)),
-        }
-    });
-    pb.finish_and_clear();
-    if let Some(first) = failed.first() {
-        eprintln!(
-            "error: {} recording(s) could not be pre-labeled, the first: {first}",
-            failed.len()
-        );
-        return Err(ExitCode::from(EXIT_NOTHING_LABELED));
-    }
-    Ok(answers)
 }
