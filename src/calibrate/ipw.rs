@@ -755,8 +755,8 @@ mod tests {
             let (mut d, mut l, mut free) = audit(&s, &y, 150, 0.3, seed);
             let audit_draws = d.clone();
             let mut rng = Rng::new(seed ^ 0x7777);
-            let mut at = d.len() as u64;
-            for _ in 0..400 {
+            let first = d.len() as u64;
+            for at in first..first + 400 {
                 let idx: Vec<usize> = (0..s.len()).filter(|&i| free[i]).collect();
                 let sc: Vec<f64> = idx.iter().map(|&i| s[i]).collect();
                 let open: Vec<bool> = sc.iter().map(|&x| x < 0.97).collect();
@@ -782,7 +782,6 @@ mod tests {
                     at,
                     kind: DrawKind::Review,
                 });
-                at += 1;
             }
             let fit = fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
             if let Some(t) = fit.threshold {

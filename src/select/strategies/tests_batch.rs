@@ -286,8 +286,8 @@ fn margin_diverse_skips_near_duplicates() {
                     .iter()
                     .map(|&x| x + 0.001 * gaussian(&mut rng)),
             );
-            margins.push(0.99);
         }
+        margins.extend(std::iter::repeat_n(0.99, 9));
     }
     let family = |i: usize| if i < n0 { i } else { originals[(i - n0) / 9] };
     let plain = top_by_score(&margins, 6);
