@@ -13,12 +13,16 @@
 #
 #   scripts/ocr_profile.sh [N] [OUT]      (default OUT: .cache/ocr-profile)
 #
-# Needs scripts/ocr_figures.sh's .venv-ocrref and a release build.
+# Needs a release build; makes .venv-ocrref (rapidocr) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-6}
 OUT=${2:-.cache/ocr-profile}
 BIN=${CARGO_TARGET_DIR:-target}/release/labelloop
+if [ ! -x .venv-ocrref/bin/python ]; then
+    python3 -m venv .venv-ocrref
+fi
+.venv-ocrref/bin/pip install --quiet --disable-pip-version-check -r scripts/ocr_reference.requirements.txt
 mkdir -p "$OUT"
 root=$(cd data/ocr-pages && pwd)
 head -n "$N" data/ocr-pages/pages.jsonl \
@@ -36,7 +40,8 @@ cputime "$OUT/rapidocr.time" .venv-ocrref/bin/python scripts/ocr_profile.py "$OU
 python3 - "$OUT" "$N" <<'PY'
 import re, sys
 out, n = sys.argv[1], int(sys.argv[2])
-kv = lambda line: {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", line)}
+# The log may be coloured (ANSI escapes around keys): strip them first.
+kv = lambda line: {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", re.sub(r"\x1b\[[0-9;]*m", "", line))}
 pages = [kv(l) for l in open(f"{out}/labelloop.log") if "ocr page" in l]
 batches = [kv(l) for l in open(f"{out}/labelloop.log") if "ocr batch" in l]
 cpu = lambda f: sum(map(float, open(f).read().split()[:2]))
