@@ -321,3 +321,19 @@ pub(crate) fn wanted(app: &App, project: &crate::store::Project) -> ServiceResul
         Wanted::ImageChoices
     })
 }
+
+/// The machine region a drawn result names by its id (`m<region id>`, as
+/// `/predict` wrote it), unless another result already claimed it: how the
+/// lines and segments webhooks pair a person's result with the machine's
+/// before falling back to overlap.
+fn named_machine<'a, S>(
+    id: Option<&str>,
+    claimed: &std::collections::HashSet<i64>,
+    machine: &'a [(&'a crate::store::RegionRecord, S)],
+) -> Option<&'a (&'a crate::store::RegionRecord, S)> {
+    let id = id?.strip_prefix('m')?.parse::<i64>().ok()?;
+    if claimed.contains(&id) {
+        return None;
+    }
+    machine.iter().find(|(m, _)| m.id == id)
+}

@@ -313,12 +313,7 @@ pub(super) fn segments_of(
     let mut claimed: HashSet<i64> = HashSet::new();
     let mut out = Vec::with_capacity(drawn.len());
     for d in drawn {
-        let named =
-            d.id.as_deref()
-                .and_then(|id| id.strip_prefix('m'))
-                .and_then(|id| id.parse::<i64>().ok())
-                .filter(|id| !claimed.contains(id))
-                .and_then(|id| machine.iter().find(|(m, _)| m.id == id));
+        let named = super::named_machine(d.id.as_deref(), &claimed, &machine);
         let found = named.or_else(|| {
             machine
                 .iter()
