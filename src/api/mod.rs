@@ -159,6 +159,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Admin, routes!(screening::screen)))
         .routes(guarded(Read, routes!(screening::get_screening)))
         .routes(guarded(Read, routes!(screening::issues)))
+        .routes(guarded(Annotate, routes!(screening::verdict, screening::undo_verdict)))
+        .routes(guarded(Read, routes!(screening::item_screening)))
         // Any valid token, predictor included: the handler answers 401 itself.
         .routes(guarded(Public, routes!(me::me)))
         .routes(guarded(Read, routes!(me::strategies)))

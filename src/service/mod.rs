@@ -24,4 +24,5 @@ pub mod regions;
 pub mod review;
 pub mod screening;
 pub mod secret;
+pub mod verdicts;
 pub mod worker;

@@ -27,6 +27,8 @@ pub struct Progress {
     /// Not pre-labeled yet, and failed to pre-label.
     pub pending: i64,
     pub failed: i64,
+    /// Screened outliers a person rejected: out of the data (status `rejected`).
+    pub rejected: i64,
     /// Audit items still waiting for a label, and audit labels given.
     pub audit_pending: i64,
     pub audit_spent: i64,
@@ -77,6 +79,7 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
         needs_confirmation: counts.needs_confirmation,
         pending: counts.pending,
         failed: counts.failed,
+        rejected: counts.rejected,
         audit_pending: audit.pending,
         audit_spent: audit.spent,
         precision_target: project.precision_target,

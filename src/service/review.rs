@@ -463,6 +463,15 @@ pub async fn record(
     annotator: &Annotator,
 ) -> ServiceResult<Annotated> {
     let item = app.store.get_item(item_id).await?;
+    if item.status == "rejected" {
+        return Err(ServiceError::new(
+            Code::Conflict,
+            format!(
+                "item {item_id} was rejected as an outlier (a screening verdict): undo the verdict (DELETE /v1/projects/{}/issues/{{issue}}/verdict) before labeling it",
+                item.project_id
+            ),
+        ));
+    }
     let project = app.store.get_project(item.project_id).await?;
     if super::regions::has_regions(&project.task) {
         return Err(ServiceError::new(

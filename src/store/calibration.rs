@@ -69,6 +69,8 @@ pub struct StatusCounts {
     pub needs_confirmation: i64,
     pub labeled: i64,
     pub failed: i64,
+    /// Outliers a person rejected (issue 25).
+    pub rejected: i64,
 }
 
 /// One annotation with what agreement needs.
@@ -412,6 +414,7 @@ impl Store {
                 "needs_confirmation" => c.needs_confirmation = n,
                 "labeled" => c.labeled = n,
                 "failed" => c.failed = n,
+                "rejected" => c.rejected = n,
                 _ => {}
             }
         }

@@ -503,6 +503,9 @@ pub enum Status {
     /// A lower tier's label awaiting a top-tier confirmation.
     NeedsConfirmation,
     Failed,
+    /// A screen's outlier a person rejected (issue 25): out of the data,
+    /// neither accepted nor waiting for review.
+    Rejected,
 }
 
 impl Status {
@@ -514,6 +517,7 @@ impl Status {
             Status::Labeled => "labeled",
             Status::NeedsConfirmation => "needs_confirmation",
             Status::Failed => "failed",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -525,6 +529,7 @@ impl Status {
             "labeled" => Status::Labeled,
             "needs_confirmation" => Status::NeedsConfirmation,
             "failed" => Status::Failed,
+            "rejected" => Status::Rejected,
             _ => return None,
         })
     }

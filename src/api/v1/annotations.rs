@@ -32,6 +32,7 @@ pub struct AnnotationIn {
         ("text" = (summary = "An item of a ham/spam project", value = json!({"label": "spam"}))))),
     responses((status = 201, description = "The item, with the annotation, and the annotation's id", body = Annotated),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The item was rejected as an outlier (a screening verdict): undo the verdict first (`conflict`)", body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn annotate(
     State(state): State<AppState>,

@@ -239,7 +239,7 @@ async fn read_multipart(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// pending, auto_accepted, needs_review, needs_confirmation, labeled or failed.
+    /// pending, auto_accepted, needs_review, needs_confirmation, labeled, failed or rejected.
     #[param(schema_with = status_schema)]
     status: Option<String>,
     /// The `next_cursor` of the previous page.
@@ -258,6 +258,7 @@ fn status_schema() -> utoipa::openapi::Object {
             Status::NeedsConfirmation,
             Status::Labeled,
             Status::Failed,
+            Status::Rejected,
         ]
         .map(|s| s.as_str().to_string()),
         "Only items in this status.",
@@ -285,7 +286,7 @@ pub async fn list_items(
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             ApiError::invalid(
                 "status",
-                format!("{s:?} is not one of pending, auto_accepted, needs_review, needs_confirmation, labeled, failed"),
+                format!("{s:?} is not one of pending, auto_accepted, needs_review, needs_confirmation, labeled, failed, rejected"),
             )
         })?),
         None => None,

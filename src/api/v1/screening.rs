@@ -7,11 +7,13 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiResult, ErrorBody};
-use crate::api::extract::{parse_object, Body, Id, Query};
+use crate::api::extract::{parse_object, Body, Id, Ids, Query};
 use crate::api::v1::jobs::JobView;
 use crate::api::AppState;
 use crate::service::screening::{self, IssuePage, ScreenSettings, ScreeningView};
+use crate::service::verdicts::{self, ItemScreening, Verdict, VerdictView};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -117,5 +119,80 @@ pub async fn issues(
             q.limit,
         )
         .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictIn {
+    /// `confirm` or `reject`.
+    verdict: Verdict,
+}
+
+/// A person's verdict on one of the last screen's issues, as the caller (the
+/// token's name). `confirm`: an outlier is in-domain after all (its hold
+/// goes; labeled, it joins the outlier test's reference), a duplicate
+/// group's member is a duplicate (grouping and propagation stay), a leak is
+/// a copy. `reject`: an outlier leaves the data (item status `rejected`: out
+/// of exports, review lists and counts of accepted or waiting items), a
+/// member is not a duplicate (it leaves its group, a label it took from the
+/// group goes, and it is reviewed on its own), a leak is not a copy (the
+/// issue goes). The same verdict again writes nothing (`recorded: false`).
+#[utoipa::path(post, path = "/v1/projects/{id}/issues/{issue}/verdict", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1),
+           ("issue" = i64, Path, description = "Issue id (`id` of `GET …/issues`)", example = 1)),
+    request_body(content = VerdictIn, example = json!({"verdict": "reject"})),
+    responses((status = 200, description = "The verdict, and the item's status now", body = VerdictView),
+        (status = 404, description = "No such project, or no such issue in it", body = ErrorBody),
+        (status = 409, description = "The issue already has the other verdict: undo it first (`conflict`)", body = ErrorBody),
+        (status = 422, description = "A verdict other than `confirm` or `reject`, an issue type that takes none (quality, PII, conflict), or a duplicate group's representative (give it on a member) (`invalid_field`)", body = ErrorBody)))]
+pub async fn verdict(
+    State(state): State<AppState>,
+    caller: Caller,
+    Ids(project_id, issue_id): Ids,
+    Body(body): Body,
+) -> ApiResult<Json<VerdictView>> {
+    let req: VerdictIn = parse_object(&body)?;
+    let me = caller.acting_as(None)?;
+    Ok(Json(
+        verdicts::give(&state.app, project_id, issue_id, req.verdict, &me.name).await?,
+    ))
+}
+
+/// Undo the verdict on an issue: what it changed comes back (a rejected
+/// outlier's status, a member's place in its group and the label it had
+/// taken, an outlier's hold). Only the verdict's author or an admin may.
+#[utoipa::path(delete, path = "/v1/projects/{id}/issues/{issue}/verdict", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1),
+           ("issue" = i64, Path, description = "Issue id the verdict was given on", example = 1)),
+    responses((status = 200, description = "The verdict that was undone, and the item's status now", body = VerdictView),
+        (status = 403, description = "Neither the verdict's author nor an admin", body = ErrorBody),
+        (status = 404, description = "No such project, or no verdict on that issue", body = ErrorBody)))]
+pub async fn undo_verdict(
+    State(state): State<AppState>,
+    caller: Caller,
+    Ids(project_id, issue_id): Ids,
+) -> ApiResult<Json<VerdictView>> {
+    let me = caller.acting_as(None)?;
+    let admin = caller.role() == Some(Role::Admin);
+    Ok(Json(
+        verdicts::undo(&state.app, project_id, issue_id, &me.name, admin).await?,
+    ))
+}
+
+/// One item's outlier, duplicate and leak issues, the other members of its
+/// duplicate groups, and the verdicts on them: what the review page shows
+/// side by side.
+#[utoipa::path(get, path = "/v1/projects/{id}/items/{item}/screening", tag = "screening",
+    params(("id" = i64, Path, description = "Project id", example = 1),
+           ("item" = i64, Path, description = "Item id", example = 1)),
+    responses((status = 200, body = ItemScreening),
+        (status = 404, description = "No such project, or no such item in it", body = ErrorBody)))]
+pub async fn item_screening(
+    State(state): State<AppState>,
+    Ids(project_id, item_id): Ids,
+) -> ApiResult<Json<ItemScreening>> {
+    Ok(Json(
+        verdicts::item_screening(&state.app, project_id, item_id).await?,
     ))
 }
