@@ -13,6 +13,8 @@
   };
 
   const app = { me: null, strategies: null };
+  const SCREEN_LISTS = ['duplicates', 'outliers', 'leaks'];
+  const DUP_TYPES = ['exact_duplicate', 'near_duplicate'];
   let R = null; // the review session, while the review page is shown
   window.__ll_latencies = [];
 
@@ -461,6 +463,9 @@
     R.boxes = project.task === 'detect';
     R.sound = project.task === 'segments';
     R.lines = project.task === 'lines';
+    // The screening lists (issue 25): a pair side by side, C confirms, X rejects.
+    R.screen = !R.boxes && !R.sound && !R.lines && SCREEN_LISTS.includes(strategy) ? strategy : null;
+    R.vstack = [];
     window.__ll_review = R;
     if (R.boxes) buildBoxReview(); else if (R.sound) buildSoundReview();
     else if (R.lines) buildLineReview(); else buildReview();
@@ -511,6 +516,7 @@
         .catch((e) => { item.error = readable(e); });
       return;
     }
+    if (R && R.screen && !item.other) item.scrReady = loadScreen(item);
     item.ready = (async () => {
       const resp = await api('GET', `/v1/items/${item.id}/content?project=${item.project_id}`, undefined, { raw: true });
       if (item.kind === 'text') { item.text = await resp.text(); return; }
@@ -565,6 +571,9 @@
           btn('accept', 'Accept', { shown: 'Enter', aria: 'Enter' }, () => act('accept'), 'primary'),
           btn('skip', 'Skip', { shown: 'Space', aria: 'Space' }, () => act('skip')),
           btn('undo', 'Undo', { shown: 'U', aria: 'U Backspace' }, () => act('undo'))),
+        R.screen ? h('div', { class: 'actions-row verdict-row' },
+          btn('confirm', R.screen === 'outliers' ? 'In domain' : 'Confirm', { shown: 'C', aria: 'C' }, () => act('confirm'), 'primary'),
+          btn('reject', R.screen === 'outliers' ? 'Reject item' : 'Not a copy', { shown: 'X', aria: 'X' }, () => act('reject'), 'danger')) : null,
         h('h2', { class: 'sr-only' }, 'Labels'),
         labels.length > 10 ? filter : null,
         h('div', { id: 'labels', class: 'labels', role: 'group', 'aria-label': 'Labels' },
@@ -576,7 +585,7 @@
           btn('help', 'Keys', { shown: '?', aria: '?' }, () => act('help'), 'ghost')),
         h('p', { class: 'muted small' }, h('span', { id: 'count' }), ' · ', h('span', { id: 'pending' })))));
     if (labels.length <= 10) R.filterEl = null; else R.filterEl = filter;
-    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = d.dataset.mode !== 'classify';
+    for (const d of document.querySelectorAll('#keys .keys')) d.hidden = !(d.dataset.mode === 'classify' || (R.screen && d.dataset.mode === 'screening'));
     renderLabels();
     updatePending();
   }
@@ -638,11 +647,20 @@
       if (R !== session) return;
       if ((R.view >= 0 ? R.history[R.view].item : R.current) !== item) return;
     }
+    if (R.screen && item.scrReady) {
+      await item.scrReady;
+      const p = pendingIssue(item);
+      const o = p && p.other != null ? item.others[p.other] : null;
+      if (o && o.ready) await o.ready;
+      if (R !== session) return;
+      if ((R.view >= 0 ? R.history[R.view].item : R.current) !== item) return;
+    }
     let media;
     if (item.error) media = h('p', { class: 'error' }, 'The content could not be shown: ' + item.error);
     else if (item.text != null) media = h('pre', { class: 'text-item' }, item.text);
     else media = h('img', { src: item.url, alt: `Item ${item.client_id}`, class: 'item-img', width: 280, height: 280 });
-    stage.replaceChildren(media, h('p', { class: 'item-id' }, `#${item.id} · ${item.client_id}`));
+    const screenWhy = R.screen && !viewing ? renderScreen(item, stage, media) : null;
+    if (!screenWhy) stage.replaceChildren(media, h('p', { class: 'item-id' }, `#${item.id} · ${item.client_id}`));
     stage.dataset.itemId = String(item.id);
     stage.dataset.pred = item.prediction ? item.prediction.label : '';
     const pred = item.prediction;
@@ -667,7 +685,7 @@
     }
     if (item.guarantee === 'no_guarantee') why.push('Auto-accepted by a fixed threshold: no guarantee.');
     if (R.tier) why.push(`Your tier: ${R.tier}.`);
-    $('#why').textContent = why.join(' ');
+    $('#why').textContent = screenWhy || why.join(' ');
     if (viewing) {
       const gb = document.querySelector(`#labels .label[data-label="${CSS.escape(viewing.label)}"]`);
       if (gb) gb.classList.add('given');
@@ -708,6 +726,11 @@
       return renderCurrent();
     }
     if (what === 'undo') return undo();
+    if (what === 'confirm' || what === 'reject') {
+      if (!R.screen) return;
+      if (R.view >= 0) { say('Press → to return to the current item first.'); return; }
+      return giveVerdict(what, t0);
+    }
     if (R.view >= 0) { say('This item is already answered. Press → to return to the current item, or U to undo the last answer.'); return; }
     const item = R.current;
     if (!item) return;
@@ -721,7 +744,7 @@
     const label = what === 'accept' ? (item.prediction && item.prediction.label) : arg;
     if (!label) { say('There is no model label to accept; pick one.'); return; }
     const key = `${item.id}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-    const entry = { key, item, label, state: 'queued', annotationId: null };
+    const entry = { key, item, label, state: 'queued', annotationId: null, at: performance.now() };
     entries.set(key, entry);
     R.history.push(entry);
     enqueue({ key, item: item.id, label, project: R.project.id });
@@ -743,6 +766,8 @@
   async function undo() {
     const session = R;
     const entry = session.history[session.history.length - 1];
+    const verdict = session.vstack[session.vstack.length - 1];
+    if (verdict && (!entry || verdict.at > (entry.at || 0))) return undoVerdict(verdict);
     if (!entry) { say('Nothing to undo.'); return; }
     if (entry.undoing) return;
     entry.undoing = true;
@@ -766,6 +791,209 @@
     session.current = entry.item;
     session.view = -1;
     say(`Undid ${entry.label} on #${entry.item.id}.`);
+    focusStage();
+    renderCurrent();
+  }
+
+  // ---- screening lists (strategy duplicates, outliers, leaks) ------------------
+  // The item beside the one its issue names: a duplicate group's
+  // representative beside each member in turn (with a pixel difference for
+  // images, the differing words marked for texts), a leak beside what it
+  // copies, an outlier with its score. C confirms, X rejects (one request
+  // each, not queued offline); U undoes the last verdict or label.
+
+  /** The item's screening issues and its group's members, and their content. */
+  async function loadScreen(item) {
+    try {
+      const d = await api('GET', `/v1/projects/${item.project_id}/items/${item.id}/screening`);
+      item.scr = { issues: d.issues, verdicts: d.verdicts };
+      item.others = {};
+      const ids = new Set();
+      for (const is of d.issues) {
+        if (is.item_id !== item.id) ids.add(is.item_id);
+        if (is.of != null && is.of !== item.id) ids.add(is.of);
+      }
+      for (const id of [...ids].slice(0, 50)) {
+        const o = { id, project_id: item.project_id, kind: item.kind, client_id: '', other: true };
+        const is = d.issues.find((x) => x.item_id === id) || d.issues.find((x) => x.of === id);
+        o.client_id = is ? (is.item_id === id ? is.client_id : is.of_client_id || '') : '';
+        prefetch(o);
+        item.others[id] = o;
+      }
+    } catch (e) {
+      item.scr = { issues: [], verdicts: [], error: readable(e) };
+      item.others = {};
+    }
+  }
+
+  const judged = (item, is) => item.scr.verdicts.some((v) => v.item_id === is.item_id && v.type === is.type);
+
+  /** The issue waiting for a verdict on this item, and the item to show beside it. */
+  function pendingIssue(item) {
+    const s = item.scr;
+    if (!s) return null;
+    if (R.screen === 'duplicates') {
+      const m = s.issues.find((is) => DUP_TYPES.includes(is.type) && is.of === item.id && is.item_id !== item.id && !judged(item, is));
+      return m ? { issue: m, other: m.item_id } : null;
+    }
+    const type = R.screen === 'outliers' ? 'outlier' : 'leak';
+    const o = s.issues.find((is) => is.type === type && is.item_id === item.id && !judged(item, is));
+    return o ? { issue: o, other: type === 'leak' ? o.of : null } : null;
+  }
+
+  /** Draw the pair on the stage; returns the line under it. */
+  function renderScreen(item, stage, media) {
+    const s = item.scr || { issues: [], verdicts: [] };
+    const p = pendingIssue(item);
+    const fig = (title, el, id) => h('figure', { class: 'pane', dataset: { itemId: id == null ? '' : String(id) } }, el, h('figcaption', {}, title));
+    const panes = [];
+    let line;
+    const mine = s.issues.filter((is) => is.item_id === item.id);
+    if (p && p.other != null) {
+      const o = item.others[p.other];
+      const isText = item.text != null;
+      let a = media; let b;
+      if (!o || o.error) b = h('p', { class: 'error' }, 'The other item could not be shown' + (o && o.error ? ': ' + o.error : '.'));
+      else if (isText) {
+        const [ma, mb] = textDiff(item.text, o.text || '');
+        a = h('pre', { class: 'text-item diff-text' }, ma);
+        b = h('pre', { class: 'text-item diff-text' }, mb);
+      } else b = h('img', { src: o.url, alt: `Item ${o.client_id}`, class: 'item-img', width: 280, height: 280 });
+      const first = R.screen === 'duplicates' ? 'Representative' : 'This item';
+      const second = R.screen === 'duplicates' ? 'Member' : (p.issue.of_split ? `Copies (${p.issue.of_split})` : 'Copies');
+      panes.push(fig(`${first} #${item.id} · ${item.client_id}`, a, item.id));
+      panes.push(fig(`${second} #${p.other} · ${(o && o.client_id) || ''}`, b, p.other));
+      if (!isText && o && o.img && item.img) {
+        const d = pixelDiff(item.img, o.img);
+        if (d) panes.push(fig(`Difference (mean ${d.mean.toFixed(1)}, max ${d.max} of 255)`, d.canvas, null));
+      }
+      const left = s.issues.filter((is) => DUP_TYPES.includes(is.type) && is.of === item.id && !judged(item, is)).length;
+      line = R.screen === 'duplicates'
+        ? `${p.issue.type.replace('_', ' ')} group ${p.issue.group}, similarity ${Number(p.issue.score).toFixed(3)}; ${left} member${left === 1 ? '' : 's'} to judge. C: a duplicate (it keeps the representative's label), X: not one (reviewed on its own).`
+        : `Leak: similarity ${Number(p.issue.score).toFixed(3)} to an item of another split. C: a copy, X: not a copy.`;
+    } else {
+      panes.push(fig(`#${item.id} · ${item.client_id}`, media, item.id));
+      const out = mine.find((is) => is.type === 'outlier');
+      const done = s.verdicts.filter((v) => R.screen === 'duplicates' ? DUP_TYPES.includes(v.type) && v.item_id !== item.id : v.item_id === item.id);
+      if (p) line = `Outlier: k-NN distance ${Number(p.issue.score).toFixed(2)}× the threshold (above 1 is flagged). C: in domain (then label it, and it joins the reference), X: reject it (out of the data).`;
+      else if (s.error) line = 'The screening could not be read: ' + s.error;
+      else {
+        const c = done.filter((v) => v.verdict === 'confirm').length;
+        const r = done.length - c;
+        line = (R.screen === 'duplicates' ? `Group judged: ${c} confirmed, ${r} rejected.` : out || done.length ? 'Judged.' : 'No open issue.')
+          + ' Label it (1–9, Enter accepts the model\'s) or skip (Space).';
+      }
+    }
+    const box = h('div', { class: 'pair', id: 'pair' }, panes);
+    box.dataset.issue = p ? String(p.issue.id) : '';
+    box.dataset.other = p && p.other != null ? String(p.other) : '';
+    stage.replaceChildren(box);
+    return line;
+  }
+
+  /** |a − b| per pixel of two images of one size, drawn red on black, 10× with no smoothing. */
+  function pixelDiff(ia, ib) {
+    const w = ia.naturalWidth; const hgt = ia.naturalHeight;
+    if (!w || !hgt || w !== ib.naturalWidth || hgt !== ib.naturalHeight || w * hgt > 4096 * 4096) return null;
+    const read = (img) => {
+      const c = document.createElement('canvas');
+      c.width = w; c.height = hgt;
+      const g = c.getContext('2d');
+      g.drawImage(img, 0, 0);
+      return g.getImageData(0, 0, w, hgt).data;
+    };
+    const a = read(ia); const b = read(ib);
+    const c = document.createElement('canvas');
+    c.width = w; c.height = hgt;
+    c.className = 'item-img diff';
+    c.setAttribute('role', 'img');
+    const g = c.getContext('2d');
+    const out = g.createImageData(w, hgt);
+    let sum = 0; let max = 0;
+    for (let i = 0; i < a.length; i += 4) {
+      const d = Math.round((Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2])) / 3);
+      sum += d; if (d > max) max = d;
+      out.data[i] = d; out.data[i + 1] = d >> 2; out.data[i + 2] = d >> 2; out.data[i + 3] = 255;
+    }
+    g.putImageData(out, 0, 0);
+    const mean = sum / (w * hgt);
+    c.setAttribute('aria-label', `Pixel difference: mean ${mean.toFixed(1)}, max ${max}`);
+    return { canvas: c, mean, max };
+  }
+
+  /** Both texts with the words the other lacks marked (longest common subsequence of words). */
+  function textDiff(x, y) {
+    const ta = x.split(/(\s+)/); const tb = y.split(/(\s+)/);
+    const n = ta.length; const m = tb.length;
+    if (n * m > 4e6) return [[x], [y]];
+    const L = Array.from({ length: n + 1 }, () => new Uint16Array(m + 1));
+    for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) {
+      L[i][j] = ta[i] === tb[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+    }
+    const oa = []; const ob = [];
+    let i = 0; let j = 0;
+    const put = (out, t, mark) => out.push(mark && t.trim() ? h('mark', { class: 'diff-mark' }, t) : t);
+    while (i < n && j < m) {
+      if (ta[i] === tb[j]) { put(oa, ta[i++], false); put(ob, tb[j++], false); }
+      else if (L[i + 1][j] >= L[i][j + 1]) put(oa, ta[i++], true);
+      else put(ob, tb[j++], true);
+    }
+    while (i < n) put(oa, ta[i++], true);
+    while (j < m) put(ob, tb[j++], true);
+    return [oa, ob];
+  }
+
+  async function giveVerdict(what, t0) {
+    const session = R;
+    const item = session.current;
+    if (!item) return;
+    if (!item.scr) { say('The screening is still loading.'); return; }
+    const p = pendingIssue(item);
+    if (!p) { say('Nothing left to judge here: label it (1–9, Enter) or skip (Space).'); return; }
+    if (session.judging) return;
+    session.judging = true;
+    let v;
+    try {
+      v = await api('POST', `/v1/projects/${session.project.id}/issues/${p.issue.id}/verdict`, { verdict: what });
+    } catch (e) {
+      alertBox('Could not record the verdict: ' + readable(e));
+      return;
+    } finally {
+      session.judging = false;
+    }
+    if (R !== session) return;
+    alertBox('');
+    item.scr.verdicts.push(v);
+    session.vstack.push({ at: performance.now(), issue: p.issue, item, verdict: what });
+    window.__ll_verdicts = (window.__ll_verdicts || 0) + 1;
+    const on = p.other != null ? `#${p.other}` : `#${item.id}`;
+    say(`${what === 'confirm' ? 'Confirmed' : 'Rejected'} ${on} (${p.issue.type.replace('_', ' ')}).`);
+    focusStage();
+    if (v.item_status === 'rejected' && v.item_id === item.id) return next(t0);
+    return renderCurrent(t0);
+  }
+
+  async function undoVerdict(entry) {
+    const session = R;
+    if (entry.undoing) return;
+    entry.undoing = true;
+    try {
+      await api('DELETE', `/v1/projects/${session.project.id}/issues/${entry.issue.id}/verdict`);
+    } catch (e) {
+      entry.undoing = false;
+      alertBox('Could not undo the verdict: ' + readable(e));
+      return;
+    }
+    if (R !== session) return;
+    session.vstack.pop();
+    const s = entry.item.scr;
+    s.verdicts = s.verdicts.filter((v) => !(v.item_id === entry.issue.item_id && v.type === entry.issue.type));
+    if (session.current !== entry.item) {
+      if (session.current) session.queue.unshift(session.current);
+      session.current = entry.item;
+    }
+    session.view = -1;
+    say(`Undid the verdict on issue ${entry.issue.id}.`);
     focusStage();
     renderCurrent();
   }
@@ -2378,6 +2606,8 @@
     else if (k === 'Backspace' || k === 'u' || k === 'U') act('undo');
     else if (k === '?') act('help');
     else if (k === '/' && R.filterEl) R.filterEl.focus();
+    else if (R.screen && (k === 'c' || k === 'C')) act('confirm');
+    else if (R.screen && (k === 'x' || k === 'X')) act('reject');
     else handled = false;
     if (handled) e.preventDefault();
   });
