@@ -159,7 +159,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(guarded(Admin, routes!(screening::screen)))
         .routes(guarded(Read, routes!(screening::get_screening)))
         .routes(guarded(Read, routes!(screening::issues)))
-        .routes(guarded(Annotate, routes!(screening::verdict, screening::undo_verdict)))
+        .routes(guarded(
+            Annotate,
+            routes!(screening::verdict, screening::undo_verdict),
+        ))
         .routes(guarded(Read, routes!(screening::item_screening)))
         // Any valid token, predictor included: the handler answers 401 itself.
         .routes(guarded(Public, routes!(me::me)))

@@ -161,7 +161,11 @@ pub async fn give(
     Ok(view(&stored, true, item.status))
 }
 
-async fn same_or_conflict(app: &App, v: &VerdictRow, verdict: Verdict) -> ServiceResult<VerdictView> {
+async fn same_or_conflict(
+    app: &App,
+    v: &VerdictRow,
+    verdict: Verdict,
+) -> ServiceResult<VerdictView> {
     if v.verdict == verdict.as_str() {
         let item = app.store.get_item(v.item_id).await?;
         return Ok(view(v, false, item.status));
@@ -194,7 +198,9 @@ pub async fn undo(
         .await?
         .filter(|v| v.project_id == project_id)
         .ok_or_else(|| {
-            ServiceError::not_found(format!("verdict on issue {issue_id} of project {project_id}"))
+            ServiceError::not_found(format!(
+                "verdict on issue {issue_id} of project {project_id}"
+            ))
         })?;
     if !admin && v.annotator != by {
         return Err(ServiceError::forbidden(format!(
@@ -212,7 +218,11 @@ pub async fn undo(
 
 /// The item's screening issues and its duplicate groups' members, with the
 /// verdicts given on them.
-pub async fn item_screening(app: &App, project_id: i64, item_id: i64) -> ServiceResult<ItemScreening> {
+pub async fn item_screening(
+    app: &App,
+    project_id: i64,
+    item_id: i64,
+) -> ServiceResult<ItemScreening> {
     app.store.get_project(project_id).await?;
     let item = app.store.get_item(item_id).await?;
     if item.project_id != project_id {

@@ -321,7 +321,10 @@ impl Store {
             }
             // People's verdicts (migration 0024) outlive the screen.
             for sql in super::verdicts::REAPPLY {
-                sqlx::query(sql).bind(run.project_id).execute(&mut *tx).await?;
+                sqlx::query(sql)
+                    .bind(run.project_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             let moved = sqlx::query(&move_sql)
                 .bind(run.project_id)

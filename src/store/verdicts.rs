@@ -255,7 +255,8 @@ impl Store {
         );
         let select_issues = format!("SELECT {ISSUE_COLS} FROM screen_issues WHERE ");
         let duplicate = issue.kind == "exact_duplicate" || issue.kind == "near_duplicate";
-        with_pool!(self, |p| async {
+        with_pool!(self, |p| {
+            async {
             let mut tx = p.begin().await?;
             let Some(row) = sqlx::query(&insert)
                 .bind(issue.project_id)
@@ -401,7 +402,8 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Ok(stored))
         }
-        .await)?
+        .await
+        })?
     }
 
     /// Undo verdict `v`: delete it and put back what it changed (issues it
@@ -412,7 +414,8 @@ impl Store {
         let insert = format!(
             "INSERT INTO screen_issues ({ISSUE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
         );
-        with_pool!(self, |p| async {
+        with_pool!(self, |p| {
+            async {
             let mut tx = p.begin().await?;
             let body: Option<String> =
                 sqlx::query_scalar("DELETE FROM screen_verdicts WHERE id = $1 RETURNING restore")
@@ -467,6 +470,7 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Ok(()))
         }
-        .await)?
+        .await
+        })?
     }
 }
