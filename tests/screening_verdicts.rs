@@ -105,7 +105,7 @@ async fn verdicts(db: TestDb) {
     let admin = create_token(&db.url, "admin", "boss");
     let alice = create_token(&db.url, "annotator", "alice");
     let bob = create_token(&db.url, "annotator", "bob");
-    let s = Server::start(&db.url, &[]);
+    let s = Server::start(&db.url, &[]).with_token(&admin);
     let test = common::fashion_mnist_test();
     let png = |p: &std::path::Path| b64(&std::fs::read(p).unwrap());
 

@@ -274,6 +274,12 @@ async fn screening_lists_in_chromium() {
     )
     .await;
     labels_sent(&c).await;
+    // The planted brightened copy, if its group comes next: the difference shows.
+    let near = js(&c, "const p = document.querySelector('#pair'); return p && p.dataset.issue !== '' && document.querySelector('#pair canvas.diff') ? document.querySelector('#pair canvas.diff').getAttribute('aria-label') : null;").await;
+    if let Some(d) = near.as_str() {
+        eprintln!("next pair: {d}");
+        screenshot(&c, common::root(), "screening-near-duplicate-1280x800").await;
+    }
 
     // 3. Outliers: reject one, undo it (u), reject it again.
     c.goto(&format!(
@@ -452,6 +458,90 @@ async fn screening_lists_in_chromium() {
     )
     .await;
     assert_eq!(code, 403, "{err}");
+    // 5. Texts: a real SMS and a copy with one word replaced, side by side,
+    // the differing words marked; rejected with `x`.
+    let (sms, _) = {
+        let (code, p) = s
+            .post_as(
+                &admin,
+                "/v1/projects",
+                &json!({"name": "sms", "model": "minilm-l6", "labels": ["ham", "spam"],
+                        "settings": {"audit_rate": 0.0}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{p}");
+        (p["id"].as_i64().unwrap(), ())
+    };
+    let raw = std::fs::read_to_string(common::require(
+        &common::root().join("data/sms-spam/sms.jsonl"),
+    ))
+    .unwrap();
+    let mut texts: Vec<String> = Vec::new();
+    for l in raw.lines() {
+        let t = serde_json::from_str::<Value>(l).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if t.len() >= 80 && t.split(' ').count() >= 12 && !texts.contains(&t) {
+            texts.push(t);
+        }
+        if texts.len() == 40 {
+            break;
+        }
+    }
+    let words: Vec<&str> = texts[0].split(' ').collect();
+    let replaced = words[5].to_string();
+    let mut edited = words.clone();
+    edited[5] = "WINNER";
+    let mut sms_items: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": format!("sms-{i}"), "text": t}))
+        .collect();
+    sms_items.push(json!({"id": "sms-0-edited", "text": edited.join(" ")}));
+    ingest(&s, &admin, sms, &sms_items).await;
+    let (code, job) = s
+        .post_as(&admin, &format!("/v1/projects/{sms}/screen"), &json!({}))
+        .await;
+    assert_eq!(code, 202, "{job}");
+    wait_job(&s, &admin, job["id"].as_i64().unwrap()).await;
+    c.goto(&format!(
+        "{}/ui/projects/{sms}/review?strategy=duplicates",
+        s.url
+    ))
+    .await
+    .unwrap();
+    let (t_rep, t_member, _) = shown_pair(&c, -1).await;
+    let t_member = t_member.expect("the edited copy beside the text");
+    let marks = js(
+        &c,
+        "return [...document.querySelectorAll('#pair .pane')].map((p) => [...p.querySelectorAll('mark.diff-mark')].map((m) => m.textContent));",
+    )
+    .await;
+    eprintln!("text pair #{t_rep} / #{t_member}: marked {marks}");
+    let (a, b) = if item(&s, &admin, t_rep).await["client_id"] == "sms-0" {
+        (json!([replaced]), json!(["WINNER"]))
+    } else {
+        (json!(["WINNER"]), json!([replaced]))
+    };
+    assert_eq!(
+        marks,
+        json!([a, b]),
+        "exactly the replaced word is marked on each side"
+    );
+    screenshot(&c, common::root(), "screening-text-1280x800").await;
+    press(&c, 'x').await;
+    verdicts_given(&c, 1).await;
+    let sc = screening_of(&s, &admin, sms, t_member).await;
+    assert!(
+        !sc["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["item_id"] == t_member),
+        "the edited copy left its group: {sc}"
+    );
+
     // The served OpenAPI document has the routes, typed.
     let (code, doc) = s.get_as(&admin, "/v1/openapi.json").await;
     assert_eq!(code, 200);
