@@ -865,7 +865,7 @@
       panes.push(fig(`${second} #${p.other} · ${(o && o.client_id) || ''}`, b, p.other));
       if (!isText && o && o.img && item.img) {
         const d = pixelDiff(item.img, o.img);
-        if (d) panes.push(fig(`Difference (mean ${d.mean.toFixed(1)}, max ${d.max} of 255)`, d.canvas, null));
+        if (d) panes.push(fig(`Difference (mean ${d.mean.toFixed(1)}, max ${d.max} of 255; brightest = max)`, d.canvas, null));
       }
       const left = s.issues.filter((is) => DUP_TYPES.includes(is.type) && is.of === item.id && !judged(item, is)).length;
       line = R.screen === 'duplicates'
@@ -891,7 +891,7 @@
     return line;
   }
 
-  /** |a − b| per pixel of two images of one size, drawn red on black, 10× with no smoothing. */
+  /** |a − b| per pixel of two images of one size, red on black scaled to the largest difference, drawn with no smoothing. */
   function pixelDiff(ia, ib) {
     const w = ia.naturalWidth; const hgt = ia.naturalHeight;
     if (!w || !hgt || w !== ib.naturalWidth || hgt !== ib.naturalHeight || w * hgt > 4096 * 4096) return null;
@@ -909,11 +909,16 @@
     c.setAttribute('role', 'img');
     const g = c.getContext('2d');
     const out = g.createImageData(w, hgt);
+    const diff = new Uint8Array(w * hgt);
     let sum = 0; let max = 0;
-    for (let i = 0; i < a.length; i += 4) {
+    for (let i = 0, p = 0; i < a.length; i += 4, p++) {
       const d = Math.round((Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2])) / 3);
-      sum += d; if (d > max) max = d;
-      out.data[i] = d; out.data[i + 1] = d >> 2; out.data[i + 2] = d >> 2; out.data[i + 3] = 255;
+      diff[p] = d; sum += d; if (d > max) max = d;
+    }
+    // Scaled to its maximum, so a small uniform change shows as well as a large local one.
+    for (let p = 0; p < diff.length; p++) {
+      const v = max ? Math.round((255 * diff[p]) / max) : 0;
+      out.data[4 * p] = v; out.data[4 * p + 1] = v >> 2; out.data[4 * p + 2] = v >> 2; out.data[4 * p + 3] = 255;
     }
     g.putImageData(out, 0, 0);
     const mean = sum / (w * hgt);
