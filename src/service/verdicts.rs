@@ -58,7 +58,8 @@ pub struct ItemScreening {
     /// The item's outlier, duplicate and leak issues, and the issues of the
     /// other members of its duplicate groups (representative first, by type).
     pub issues: Vec<IssueView>,
-    /// Verdicts on those items, one per (item, type).
+    /// Verdicts on those items, one per (item, type) (`recorded` is false:
+    /// nothing is written by reading them).
     pub verdicts: Vec<VerdictView>,
 }
 
