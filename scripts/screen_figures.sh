@@ -78,7 +78,7 @@ screen pii minilm-l6 "$DATA/pii/pii.jsonl"
 PII=$($PY scripts/screen_score.py pii --issues "$OUT/pii.issues.jsonl" --truth "$DATA/pii/pii.truth.jsonl")
 # 7. Leaks: Fashion-MNIST test against train.
 screen leaks fashion-mnist-cnn "$DATA/fashion/test.jsonl" --reference "$DATA/fashion/train.jsonl"
-LEAKS=$($PY scripts/screen_leaks.py --issues "$OUT/leaks.issues.jsonl" --data "$DATA" --out "$OUT")
+LEAKS=$($PY scripts/screen_leaks.py --issues "$OUT/leaks.issues.jsonl" --data "$DATA" --out "$OUT" --labels tests/fixtures/fashion_leaks_top200.jsonl)
 # 8. Speed against Datalab (near_duplicate + outlier) on the same CNN embeddings, 10k and 60k, alternating runs.
 for n in 10k 60k; do
     data=$DATA/fashion/test.jsonl
