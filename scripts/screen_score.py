@@ -145,8 +145,9 @@ def cmd_outliers(a):
     if a.predictions:
         conf = {}
         for l in read_jsonl(a.predictions):
-            if "confidence" in l:
-                conf[l["id"]] = l["confidence"]
+            # `labelloop label` writes the top class's probability as `score`.
+            if "score" in l:
+                conf[l["id"]] = l["score"]
         confident = [i for i in truth if conf.get(i, 0) >= 0.95]
         res["digits_confidence_ge_0.95"] = round(len(confident) / len(truth), 4)
         res["of_those_not_flagged"] = sum(1 for i in confident if i not in flagged)
