@@ -1312,9 +1312,15 @@ impl IpwState {
                 adj[*p] = score(row);
             }
         }
-        // The statement is about the items no person labeled.
+        // The statement is about the items no person labeled; the candidates
+        // are read from them and the audited ones (which items the audit
+        // drew must not move the thresholds it tests).
         let population: Vec<f64> = (0..npool)
             .filter(|&p| ann.kind[p] == Kind::None)
+            .map(|p| adj[p].1)
+            .collect();
+        let grid: Vec<f64> = (0..npool)
+            .filter(|&p| matches!(ann.kind[p], Kind::None | Kind::Audit))
             .map(|p| adj[p].1)
             .collect();
         // Per round: the highest fit-time score of an item that was
@@ -1371,6 +1377,7 @@ impl IpwState {
         let fit = fit_ipw(
             &draws,
             &labeled,
+            &grid,
             &population,
             npool,
             opts.target,
