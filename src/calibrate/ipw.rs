@@ -712,9 +712,12 @@ mod tests {
                 }
             }
         }
-        eprintln!("null: {false_rejections}/{runs} false rejections ({accepted} accepted anything)");
+        eprintln!(
+            "null: {false_rejections}/{runs} false rejections ({accepted} accepted anything)"
+        );
         assert!(
-            false_rejections as f64 <= delta * runs as f64 + 3.0 * (delta * (1.0 - delta) * runs as f64).sqrt(),
+            false_rejections as f64
+                <= delta * runs as f64 + 3.0 * (delta * (1.0 - delta) * runs as f64).sqrt(),
             "{false_rejections}/{runs} false rejections at δ = {delta}"
         );
     }
@@ -831,8 +834,16 @@ mod tests {
                 }
             }
             // The same reviewed items not counted: only in the offsets.
-            let fit0 =
-                fit_ipw(&audit_draws, &l, &s, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            let fit0 = fit_ipw(
+                &audit_draws,
+                &l,
+                &s,
+                &unlabeled(&s, &free),
+                s.len(),
+                0.95,
+                0.05,
+            )
+            .unwrap();
             cov_without += fit0.coverage;
         }
         let n = runs as f64;
