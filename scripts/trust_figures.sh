@@ -20,6 +20,7 @@
 #   METHODS="current pooled" bash scripts/trust_figures.sh  # a subset (current pooled ipw ipw-review)
 #   FINISH=0 bash scripts/trust_figures.sh        # skip the `simulate --finish` shares
 #   FINISH_ONLY=1 bash scripts/trust_figures.sh   # only the `simulate --finish` shares
+#   SKIP_SETUP=1 bash scripts/trust_figures.sh    # data and models already in place
 #
 # Writes target/trust-figures/figures.md (also printed) and every run under
 # target/trust-figures/. Python side: .venv-figures (as calibration_figures.sh).
@@ -33,7 +34,7 @@ SHARE=${SHARE:-0.2}
 OUT=${OUT:-$ROOT/target/trust-figures}
 log() { printf '[trust] %s\n' "$*" >&2; }
 
-bash scripts/setup.sh >/dev/null
+[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh >/dev/null
 if [ -z "${BIN:-}" ]; then
     log "building the release binary"
     cargo build --release --quiet

@@ -98,6 +98,7 @@ fn options(method: Method, design: AuditDesign, seeds: usize) -> SimOptions {
         audit_labels: Some(240),
         // Six rounds of 40 audit labels: the head is retrained between draws.
         audit_per_round: Some(40),
+        audit_stop_gain: None,
         calibrate_every: 0,
         drift_at: None,
         drift_swap: None,

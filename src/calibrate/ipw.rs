@@ -40,8 +40,9 @@
 //! draw so far — anytime valid: the fit may be repeated after every draw,
 //! and may stop whenever it likes, without inflating δ.
 //!
-//! Candidates are thresholds at fixed shares of the eligible population
-//! (by fit-time score: label-free), tested strict to loose from a label-free
+//! Candidates are thresholds at fixed shares of the eligible items, audited
+//! ones included (by fit-time score: label-free, and not moved by which items
+//! the audit happened to draw), tested strict to loose from a label-free
 //! start, stopping at the first non-rejection (fixed sequence): FWER ≤ δ, so
 //! P(precision of the accepted set ≥ τ) ≥ 1 − δ.
 //!
@@ -284,7 +285,7 @@ pub fn draw(q: &[f64], r: f64) -> usize {
 pub struct IpwFit {
     /// The threshold on the fit-time score, `None`: accept nothing.
     pub threshold: Option<f64>,
-    /// Share of the population at or above it (label-free).
+    /// Share of the population (the unlabeled items) at or above it (label-free).
     pub coverage: f64,
     /// Horvitz–Thompson estimate of its precision (`None` without draws above it).
     pub precision: Option<f64>,
@@ -424,16 +425,21 @@ pub fn e_value(
     best.exp()
 }
 
-/// The fixed-sequence scan over the population's score shares.
+/// The fixed-sequence scan over score shares.
 ///
-/// `population_scores`: the fit-time scores of every item the thresholds
-/// apply to, i.e. no person labeled it (label-free; they fix the candidates
-/// and the coverage); `population`: the constant N of the weights; `draws`
-/// in draw order (audit and counted review draws); `labeled`: every item a
-/// person labeled after the seed set (audit and review, counted or not).
+/// `grid_scores`: the fit-time scores the candidates are read from (label
+/// free, and **not a function of the audit draws**: every item no seed or
+/// review label took out, audited ones included — reading them from the
+/// unaudited items alone would let the draws move the candidates they are
+/// then tested on); `population_scores`: the fit-time scores of every item
+/// the thresholds apply to, i.e. no person labeled it (the coverage);
+/// `population`: the constant N of the weights; `draws` in draw order
+/// (audit and counted review draws); `labeled`: every item a person labeled
+/// after the seed set (audit and review, counted or not).
 pub fn fit_ipw(
     draws: &[IpwDraw],
     labeled: &[Labeled],
+    grid_scores: &[f64],
     population_scores: &[f64],
     population: usize,
     target: f64,
@@ -448,13 +454,15 @@ pub fn fit_ipw(
             index: i,
         });
     }
-    if let Some(i) = population_scores.iter().position(|s| !s.is_finite()) {
-        return Err(CalibrateError::NonFinite {
-            what: "population_scores",
-            index: i,
-        });
+    for (what, v) in [
+        ("grid_scores", grid_scores),
+        ("population_scores", population_scores),
+    ] {
+        if let Some(i) = v.iter().position(|s| !s.is_finite()) {
+            return Err(CalibrateError::NonFinite { what, index: i });
+        }
     }
-    let mut sorted = population_scores.to_vec();
+    let mut sorted = grid_scores.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
     let m = sorted.len();
     let nothing = IpwFit {
@@ -466,7 +474,7 @@ pub fn fit_ipw(
         tested: 0,
         start_share: 0.0,
     };
-    if m == 0 || draws.is_empty() {
+    if m == 0 || population_scores.is_empty() || draws.is_empty() {
         return Ok(nothing);
     }
     let cut_at = |share: f64| -> f64 {
@@ -499,7 +507,8 @@ pub fn fit_ipw(
             ..nothing
         });
     };
-    let coverage = sorted.iter().filter(|&&s| s >= lambda).count() as f64 / m as f64;
+    let coverage = population_scores.iter().filter(|&&s| s >= lambda).count() as f64
+        / population_scores.len() as f64;
     let n = population.max(1) as f64;
     let (mut right, mut all) = (0.0, 0.0);
     for d in draws.iter().filter(|d| d.score >= lambda) {
@@ -663,7 +672,7 @@ mod tests {
         for seed in 0..runs {
             let (s, y) = population(5000, seed, 1.5);
             let (d, l, free) = audit(&s, &y, 600, 0.3, seed);
-            let fit = fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            let fit = fit_ipw(&d, &l, &s, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
             if let Some(t) = fit.threshold {
                 coverage += fit.coverage;
                 if realised(&s, &y, &free, t) < 0.95 {
@@ -679,6 +688,40 @@ mod tests {
         assert!(coverage / runs as f64 > 0.1, "coverage {coverage}");
     }
 
+    /// The null case: every top share of the pool is exactly at (or just
+    /// below) the target — one wrong item in every 20 by score, the first
+    /// one wrong — so any threshold accepted at a realised precision below
+    /// the target is a false rejection. Over many audits the scan may make
+    /// one at most δ of the time (here δ = 0.1, so that a rate above δ
+    /// shows in 400 runs: the bound allows 40, three standard deviations
+    /// above it is 58).
+    #[test]
+    fn at_the_target_the_scan_rejects_at_most_delta_of_the_time() {
+        let (runs, delta) = (400, 0.1);
+        let (mut s, _) = population(3000, 7, 1.0);
+        s.sort_by(|a, b| b.total_cmp(a));
+        let y: Vec<bool> = (0..s.len()).map(|i| i % 20 != 0).collect();
+        let (mut false_rejections, mut accepted) = (0, 0);
+        for seed in 0..runs {
+            let (d, l, free) = audit(&s, &y, 300, 0.2, seed);
+            let fit = fit_ipw(&d, &l, &s, &unlabeled(&s, &free), s.len(), 0.95, delta).unwrap();
+            if let Some(t) = fit.threshold {
+                accepted += 1;
+                if realised(&s, &y, &free, t) < 0.95 {
+                    false_rejections += 1;
+                }
+            }
+        }
+        eprintln!(
+            "null: {false_rejections}/{runs} false rejections ({accepted} accepted anything)"
+        );
+        assert!(
+            false_rejections as f64
+                <= delta * runs as f64 + 3.0 * (delta * (1.0 - delta) * runs as f64).sqrt(),
+            "{false_rejections}/{runs} false rejections at δ = {delta}"
+        );
+    }
+
     #[test]
     fn favouring_the_region_beats_uniform_when_the_region_is_small() {
         // Half the items are hopeless (score 0.5–0.6, right 40%).
@@ -692,7 +735,7 @@ mod tests {
             }
             for (j, u) in [1.0, 0.2].into_iter().enumerate() {
                 let (d, l, free) = audit(&s, &y, 300, u, seed);
-                cov[j] += fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05)
+                cov[j] += fit_ipw(&d, &l, &s, &unlabeled(&s, &free), s.len(), 0.95, 0.05)
                     .unwrap()
                     .coverage;
             }
@@ -723,11 +766,11 @@ mod tests {
         ] {
             let d = IpwDraw { p, p_min, ..ok };
             assert!(
-                fit_ipw(&[ok, d], &[], &[0.9], 100, 0.95, 0.05).is_err(),
+                fit_ipw(&[ok, d], &[], &[0.9], &[0.9], 100, 0.95, 0.05).is_err(),
                 "{p} {p_min}"
             );
         }
-        assert!(fit_ipw(&[ok], &[], &[0.9], 100, 0.95, 0.05).is_ok());
+        assert!(fit_ipw(&[ok], &[], &[0.9], &[0.9], 100, 0.95, 0.05).is_ok());
         for u in [-0.1, 1.1, f64::NAN] {
             assert!(review_design(&[0.9], &[true], u).is_err());
         }
@@ -783,7 +826,7 @@ mod tests {
                     kind: DrawKind::Review,
                 });
             }
-            let fit = fit_ipw(&d, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            let fit = fit_ipw(&d, &l, &s, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
             if let Some(t) = fit.threshold {
                 cov_with += fit.coverage;
                 if realised(&s, &y, &free, t) < 0.95 {
@@ -791,8 +834,16 @@ mod tests {
                 }
             }
             // The same reviewed items not counted: only in the offsets.
-            let fit0 =
-                fit_ipw(&audit_draws, &l, &unlabeled(&s, &free), s.len(), 0.95, 0.05).unwrap();
+            let fit0 = fit_ipw(
+                &audit_draws,
+                &l,
+                &s,
+                &unlabeled(&s, &free),
+                s.len(),
+                0.95,
+                0.05,
+            )
+            .unwrap();
             cov_without += fit0.coverage;
         }
         let n = runs as f64;

@@ -140,6 +140,12 @@ pub struct SimulateArgs {
     /// Audit labels answered per round (default: the whole sample in the first round).
     #[arg(long)]
     audit_per_round: Option<usize>,
+    /// --audit-design ipw: stop auditing once a round's audit draws raise
+    /// the auto-accepted coverage by less than this, in [0, 1] (the betting
+    /// test is anytime valid, so stopping costs no validity); --audit-labels
+    /// stays the cap. Unset: audit up to the cap.
+    #[arg(long)]
+    audit_stop_gain: Option<f64>,
     /// Refit after this many new audit labels (0: only on the first round and after head retrains).
     #[arg(long, default_value_t = DEFAULT_CALIBRATE_EVERY as usize)]
     calibrate_every: usize,
@@ -234,6 +240,17 @@ fn check_flags(args: &SimulateArgs) -> Result<(Predictor, Method), ExitCode> {
             "--seeds",
             format!("{} is not in [1, 1000]", args.seeds),
         ));
+    }
+    if let Some(g) = args.audit_stop_gain {
+        if !(g.is_finite() && (0.0..=1.0).contains(&g)) {
+            return Err(usage("--audit-stop-gain", format!("{g} is not in [0, 1]")));
+        }
+        if args.audit_design != "ipw" {
+            return Err(usage(
+                "--audit-stop-gain",
+                "needs --audit-design ipw (only its test may stop whenever it likes)",
+            ));
+        }
     }
     if args.audit_per_round == Some(0) {
         return Err(usage("--audit-per-round", "must be at least 1"));
@@ -589,6 +606,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
         audit_rate: args.audit_rate.unwrap_or(CLASSIFY_AUDIT_RATE),
         audit_labels: args.audit_labels,
         audit_per_round: args.audit_per_round,
+        audit_stop_gain: args.audit_stop_gain,
         calibrate_every: args.calibrate_every,
         drift_at: args.drift_at,
         drift_swap: swap,

@@ -124,6 +124,11 @@ pub struct SimOptions {
     pub audit_design: AuditDesign,
     /// How the review batches are chosen.
     pub review_sampling: ReviewSampling,
+    /// ipw only (an anytime-valid test may stop whenever it likes): stop
+    /// auditing once a round's new audit draws raised the auto-accepted
+    /// items, as a share of the pool, by less than this (`None`: audit up
+    /// to the budget).
+    pub audit_stop_gain: Option<f64>,
 }
 
 /// How the review batches are chosen.
@@ -796,8 +801,10 @@ fn run_one(
         // 2. Scores for every pool item.
         let (probs, head) = predict(ctx, &train_pos, &ann, &all_pos)?;
         // 2b. ipw: this round's audit draws, from the current scores.
+        let mut audited_now = false;
         if let Some(u) = ipw_share {
             if audit_answered < want && !ipw.stuck {
+                audited_now = true;
                 ipw.draw_round(
                     ctx,
                     seed,
@@ -968,6 +975,16 @@ fn run_one(
                 audit_answered
             },
         });
+        // An anytime-valid audit may stop when it stops paying.
+        if let (true, Some(gain)) = (audited_now && due, opts.audit_stop_gain) {
+            // Accepted items as a share of the pool (a review batch shrinks
+            // the machine-decided set, which alone would raise the coverage).
+            let now = covered as f64 / npool.max(1) as f64;
+            if ipw.best_coverage.is_some_and(|best| now < best + gain) {
+                ipw.stuck = true;
+            }
+            ipw.best_coverage = Some(ipw.best_coverage.map_or(now, |b| b.max(now)));
+        }
         progress(strategy, round);
         last_probs = probs;
         last_version_scores = scores;
@@ -1124,8 +1141,11 @@ struct IpwState {
     /// Distinct audited positions, in first-draw order.
     audited: Vec<usize>,
     /// The draw budget ran out before enough distinct items (every eligible
-    /// item audited): stop asking for more.
+    /// item audited), or the coverage stopped growing
+    /// (`audit_stop_gain`): stop asking for more.
     stuck: bool,
+    /// The best auto-accepted coverage after a round with new audit draws.
+    best_coverage: Option<f64>,
 }
 
 /// The score the design ranks by: the version in force's calibrated top
@@ -1312,9 +1332,15 @@ impl IpwState {
                 adj[*p] = score(row);
             }
         }
-        // The statement is about the items no person labeled.
+        // The statement is about the items no person labeled; the candidates
+        // are read from them and the audited ones (which items the audit
+        // drew must not move the thresholds it tests).
         let population: Vec<f64> = (0..npool)
             .filter(|&p| ann.kind[p] == Kind::None)
+            .map(|p| adj[p].1)
+            .collect();
+        let grid: Vec<f64> = (0..npool)
+            .filter(|&p| matches!(ann.kind[p], Kind::None | Kind::Audit))
             .map(|p| adj[p].1)
             .collect();
         // Per round: the highest fit-time score of an item that was
@@ -1371,6 +1397,7 @@ impl IpwState {
         let fit = fit_ipw(
             &draws,
             &labeled,
+            &grid,
             &population,
             npool,
             opts.target,
