@@ -1210,3 +1210,6 @@ pub use box_calibration::BoxCoverage;
 
 mod screening;
 pub use screening::{IssueRow, KindFilter, NewIssue, Propagated, ScreenRow, ScreenRun};
+
+mod export;
+pub use export::{Exclude, REJECTED};
