@@ -324,3 +324,142 @@ async fn export_filters_on_postgres() {
     };
     export_filters(db).await;
 }
+
+async fn label(s: &Server, item: i64, label: &str) {
+    let (code, body) = s
+        .post(
+            &format!("/v1/items/{item}/annotations"),
+            &json!({"label": label, "annotator": "alice"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+}
+
+/// The screen takes duplicate members and leaked items out of the audit
+/// sample; the audit draw's query names exactly them; calibration counts
+/// no audit label on them, and reports the figures with the leaked item's
+/// audit label beside the default ones.
+async fn audit_of_representatives(db: TestDb) {
+    let s = Server::start(&db.url, &["--no-auth"]);
+    // Every item is drawn into the audit sample, and nothing refits by itself.
+    let project = project(
+        &s,
+        "sms audit representatives",
+        json!({"audit_rate": 1.0, "calibrate_every": 0}),
+    )
+    .await;
+    let t = distinct_texts(16);
+    let truth: BTreeMap<String, String> = t
+        .iter()
+        .enumerate()
+        .map(|(i, (_, l))| (format!("{i}"), l.clone()))
+        .collect();
+    let mut items: Vec<Value> = Vec::new();
+    // (client id, text index)
+    let mut text_of: Vec<(String, usize)> = Vec::new();
+    for i in 0..12 {
+        text_of.push((format!("train-{i}"), i));
+    }
+    for i in 12..16 {
+        text_of.push((format!("test-{i}"), i));
+    }
+    // Copies: two of train-0 inside train (members), train-1 and train-2 in
+    // test (leaks).
+    text_of.push(("dup-a".into(), 0));
+    text_of.push(("dup-b".into(), 0));
+    text_of.push(("leak-a".into(), 1));
+    text_of.push(("leak-b".into(), 2));
+    for (cid, i) in &text_of {
+        let split = if cid.starts_with("test") || cid.starts_with("leak") {
+            "test"
+        } else {
+            "train"
+        };
+        items.push(json!({"id": cid, "text": t[*i].0, "split": split}));
+    }
+    ingest(&s, project, &items).await;
+    let label_of = |cid: &str| {
+        let i = text_of.iter().find(|(c, _)| c == cid).unwrap().1;
+        truth[&i.to_string()].clone()
+    };
+    let before = items_by_client(&s, project).await;
+    assert!(
+        before
+            .values()
+            .all(|v| v["audit"] == true && v["status"] == "needs_review"),
+        "every item is in the audit sample before the screen"
+    );
+    let id = |cid: &str| before[cid]["id"].as_i64().unwrap();
+    // Audit labels given before the screen: on a copy and on a leak.
+    label(&s, id("dup-a"), &label_of("dup-a")).await;
+    label(&s, id("leak-a"), &label_of("leak-a")).await;
+
+    screen(&s, project).await;
+    let after = items_by_client(&s, project).await;
+    for (cid, v) in &after {
+        // Waiting members and leaks left the sample; labeled ones keep
+        // their flag (calibration does not count them, below).
+        let want = !matches!(cid.as_str(), "dup-b" | "leak-b");
+        assert_eq!(v["audit"], want, "{cid}: {v}");
+    }
+    // The waiting member is no audit item now: the label a person gave its
+    // group before the screen reaches it.
+    assert_eq!(
+        after["dup-b"]["final_source"], "propagated",
+        "{}",
+        after["dup-b"]
+    );
+    assert_eq!(after["dup-b"]["propagated_from"], id("dup-a"));
+    // Without the screen's change it would have stayed an audit item.
+    assert_eq!(after["leak-b"]["status"], "needs_review");
+    // The audit draw skips exactly the members and leaks.
+    let store = labelloop::store::Store::connect(&db.url).await.unwrap();
+    let all: Vec<i64> = after.values().map(|v| v["id"].as_i64().unwrap()).collect();
+    let mut skipped = store.off_audit(project, &all).await.unwrap();
+    skipped.sort_unstable();
+    let mut want: Vec<i64> = ["dup-a", "dup-b", "leak-a", "leak-b"]
+        .iter()
+        .map(|c| id(c))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(skipped, want);
+    // Every representative's audit label, then a fit.
+    for i in 0..16 {
+        let cid = if i < 12 {
+            format!("train-{i}")
+        } else {
+            format!("test-{i}")
+        };
+        label(&s, id(&cid), &label_of(&cid)).await;
+    }
+    let (code, job) = s
+        .post(&format!("/v1/projects/{project}/calibrate"), &json!({}))
+        .await;
+    assert_eq!(code, 202, "{job}");
+    s.wait_job(job["id"].as_i64().unwrap(), Duration::from_secs(120))
+        .await;
+    let (code, cal) = s.get(&format!("/v1/projects/{project}/calibration")).await;
+    assert_eq!(code, 200, "{cal}");
+    let fit = &cal;
+    // 16 representatives (train-0..11, test-12..15): not dup-a, not leak-a.
+    assert_eq!(fit["audit_labels"], 16, "{cal}");
+    let w = &fit["with_leaked"];
+    assert_eq!(w["leaked_audit_labels"], 1, "{cal}");
+    assert_eq!(w["audit_labels"], 17, "{cal}");
+    let (code, progress) = s.get(&format!("/v1/projects/{project}/progress")).await;
+    assert_eq!(code, 200, "{progress}");
+    assert_eq!(progress["with_leaked"], *w, "{progress}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_of_representatives_on_sqlite() {
+    audit_of_representatives(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_of_representatives_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    audit_of_representatives(db).await;
+}
