@@ -124,8 +124,8 @@ pub struct Summary {
     /// Rows that took a person's label from their representative.
     pub propagated: usize,
     /// Rows auto-accepted (with screening: members of an auto-accepted
-    /// representative too), their share of the rows not labeled by a
-    /// person, and their precision against each row's truth.
+    /// representative too), their share of all rows, and their precision
+    /// against each row's truth.
     pub auto_accepted: usize,
     pub coverage: f64,
     pub auto_precision: Option<f64>,
@@ -212,7 +212,7 @@ pub fn summarise(
                 complete,
                 propagated,
                 auto_accepted: auto,
-                coverage: share(auto, rows - human - propagated).unwrap_or(0.0),
+                coverage: share(auto, rows).unwrap_or(0.0),
                 auto_precision: share(auto_right, auto),
                 guaranteed_precision: guaranteed,
                 guarantee_met: guaranteed.is_none_or(|p| p >= target),
@@ -385,7 +385,7 @@ mod tests {
             (5, 2, 1, 1)
         );
         assert_eq!(s.auto_accepted, 3);
-        assert_eq!(s.coverage, 1.0);
+        assert_eq!(s.coverage, 3.0 / 5.0);
         assert_eq!(s.auto_precision, Some(2.0 / 3.0));
         assert_eq!(s.guaranteed_precision, Some(1.0));
         assert!(s.guarantee_met && s.complete);
