@@ -8,16 +8,19 @@
 #
 #   bash scripts/screen_loop_sms.sh                       # 5 seeds
 #   SEEDS=3 BIN=target/debug/labelloop bash scripts/screen_loop_sms.sh
+#   PLAIN=0 bash scripts/screen_loop_sms.sh   # skip the separate plain run
 #
 # Reads .cache/sms-spam.csv (scripts/setup.sh). Writes under
 # target/screen-loop/: raw.jsonl (every CSV row, as scripts/screen_data.py's
 # sms/raw.jsonl), off/ (plain `simulate`, every row in the loop), on/
 # (`simulate --screen`: both sides on the same embeddings and seeds,
 # screening.json), and figures.md (also printed). The "without" side of
-# --screen is checked against the plain run (same human labels per seed).
+# --screen is checked against the plain run (same human labels per seed)
+# unless PLAIN=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-5}
+PLAIN=${PLAIN:-1}
 THREADS=${THREADS:-2}
 BIN=${BIN:-target/release/labelloop}
 OUT=${OUT:-target/screen-loop}
@@ -48,16 +51,20 @@ PY
 COMMON=(--model minilm-l6 --data "$OUT/raw.jsonl" --cache "$OUT/cache.json"
     --strategy margin --seed-size 20 --batch 50 --audit-labels 300 --finish
     --target 0.95 --delta 0.05 --seeds "$SEEDS" --threads "$THREADS")
-log "without screening: $BIN simulate ${COMMON[*]} --out $OUT/off"
-nice -n 19 "$BIN" simulate "${COMMON[@]}" --out "$OUT/off" >"$OUT/off.txt" 2>"$OUT/off.log"
+if [ "$PLAIN" = 1 ]; then
+    log "without screening: $BIN simulate ${COMMON[*]} --out $OUT/off"
+    nice -n 19 "$BIN" simulate "${COMMON[@]}" --out "$OUT/off" >"$OUT/off.txt" 2>"$OUT/off.log"
+else
+    rm -rf "$OUT/off"
+fi
 log "with screening: $BIN simulate ${COMMON[*]} --screen --out $OUT/on"
 nice -n 19 "$BIN" simulate "${COMMON[@]}" --screen --out "$OUT/on" >"$OUT/on.txt" 2>"$OUT/on.log"
 
 python3 - "$OUT" "$SEEDS" <<'PY' | tee "$OUT/figures.md"
-import json, statistics as st, sys
+import json, os, statistics as st, sys
 out, seeds = sys.argv[1], int(sys.argv[2])
 c = json.load(open(f"{out}/on/screening.json"))
-plain = json.load(open(f"{out}/off/simulation.json"))
+plain = json.load(open(f"{out}/off/simulation.json")) if os.path.exists(f"{out}/off") else {"runs": []}
 # The --screen run's "without" side is plain simulate: same human labels per seed.
 for run in plain["runs"]:
     for r in run["results"]:
