@@ -590,11 +590,13 @@ async fn propagation(db: TestDb) {
     )
     .await;
     screen(&s, audited).await;
+    // The audit sample keeps the representative only (a): the copy left it.
     let got = items_by_client(&s, audited).await;
-    assert_eq!(got["b"]["audit"], true, "{}", got["b"]);
-    label(&s, got["a"]["id"].as_i64().unwrap(), "ham", "alice").await;
+    assert_eq!(got["a"]["audit"], true, "{}", got["a"]);
+    assert_eq!(got["b"]["audit"], false, "{}", got["b"]);
+    label(&s, got["b"]["id"].as_i64().unwrap(), "ham", "alice").await;
     let got = items_by_client(&s, audited).await;
-    assert_eq!(got["b"]["status"], "needs_review", "{}", got["b"]);
+    assert_eq!(got["a"]["status"], "needs_review", "{}", got["a"]);
 }
 
 async fn hook(s: &Server, project: i64, body: &Value) {

@@ -9,6 +9,7 @@ use clap::Args;
 mod boxes;
 mod cache;
 mod lines;
+mod screened;
 mod segments;
 
 use super::inputs;
@@ -176,6 +177,12 @@ pub struct SimulateArgs {
     threads: Option<usize>,
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
+    /// Text data: run the loop twice on the same embeddings and seeds, over
+    /// every row and over the representatives of the exact and near
+    /// duplicate groups (labels propagated to the groups); writes
+    /// screening.json. Needs --finish.
+    #[arg(long, requires = "finish")]
+    screen: bool,
 }
 
 /// A usage error naming the flag: exit code 2.
@@ -627,6 +634,9 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             simulate::ReviewSampling::TopK
         },
     };
+    if args.screen {
+        return screened::run(&args, &data, &opts, &data_path);
+    }
     let pb = super::progress_bar(
         (args.seeds * strategies.len() * (args.rounds + 1)) as u64,
         "simulating {wide_bar} {pos}/{len} rounds {msg}",

@@ -67,8 +67,30 @@ pub struct Stored {
     /// precision ≥ target with probability ≥ 1 − δ).
     pub precision: Option<f64>,
     pub lower_bound: Option<f64>,
+    /// The same figures with the audit labels of leaked items counted
+    /// (issue 25): the ones above leave them out. Absent on versions fitted
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_leaked: Option<WithLeaked>,
     /// Suspected human label errors (confident learning), most suspicious first.
     pub suspects: Vec<SuspectView>,
+}
+
+/// A fit's evaluation figures with the audit labels of leaked items
+/// counted too: items the last screen found copying an earlier split's item
+/// (or the reference project's) and a person labeled in the audit sample
+/// before that screen. They never enter the fit; the default figures
+/// leave them out, these add them (descriptive: no guarantee rests on them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WithLeaked {
+    /// Audit labels on leaked items, added here.
+    pub leaked_audit_labels: usize,
+    /// Audit labels counted: the fit's uniform sample plus the leaked ones.
+    pub audit_labels: usize,
+    /// Pooled precision of the accepted audit items, leaked ones included,
+    /// and its Clopper–Pearson lower bound at 1 − δ.
+    pub precision: Option<f64>,
+    pub lower_bound: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -801,6 +823,7 @@ async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
         fitted,
         suspects,
         temperature_labels,
+        with_leaked,
     } = fitted;
     // Decide every machine item under the fit before storing it, so the
     // stored version carries its own coverage.
@@ -841,6 +864,7 @@ async fn run(cal: &Calibrator, project_id: i64) -> ServiceResult<i64> {
         });
     }
     let mut body = scorer_stored;
+    body.with_leaked = Some(with_leaked);
     let (all, auto) = per_class
         .iter()
         .fold((0, 0), |acc, c| (acc.0 + c.0, acc.1 + c.1));
@@ -874,12 +898,15 @@ struct FitResult {
     fitted: calibrate::Fitted,
     suspects: Vec<SuspectView>,
     temperature_labels: usize,
+    with_leaked: WithLeaked,
 }
 
 /// The probability rows of labeled items, split as the guarantee needs:
 /// out-of-sample scores for every row (cross-fitted heads for head
 /// projects), temperature rows = non-audit labels plus audit labels thinned
-/// out of the uniform sample, audit rows = the uniform audit sample.
+/// out of the uniform sample, audit rows = the uniform audit sample. Audit
+/// labels of leaked items ([`LabeledRow::leaked_audit`]) are in neither:
+/// they only join the audit rows in the [`WithLeaked`] figures.
 fn fit_rows(
     labels: &[String],
     rows: &[LabeledRow],
@@ -908,8 +935,11 @@ fn fit_rows(
                         && index.contains_key(rows[i].label.as_str())
                 })
                 .collect();
-            // Audit rows: the current head never trained on them.
-            for &i in usable.iter().filter(|&&i| rows[i].audit) {
+            // Audit rows (and leaked ones): the current head never trained on them.
+            for &i in usable
+                .iter()
+                .filter(|&&i| rows[i].audit || rows[i].leaked_audit)
+            {
                 if let Some(e) = &rows[i].embedding {
                     if let Ok(p) = h.predict_proba(e) {
                         scored.push((i, index[rows[i].label.as_str()], to64(&p)));
@@ -917,7 +947,11 @@ fn fit_rows(
                 }
             }
             // Training rows: cross-fitted, so that no row is scored by a head that saw it.
-            let train: Vec<usize> = usable.iter().copied().filter(|&i| !rows[i].audit).collect();
+            let train: Vec<usize> = usable
+                .iter()
+                .copied()
+                .filter(|&i| !rows[i].audit && !rows[i].leaked_audit)
+                .collect();
             scored.extend(cross_fit(labels, rows, &train, dim, &index));
         }
         None => {
@@ -957,11 +991,11 @@ fn fit_rows(
             .collect()
     };
     let (mut tp, mut ty, mut ap, mut ay) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (j, (_, y, p)) in scored.iter().enumerate() {
+    for (j, (i, y, p)) in scored.iter().enumerate() {
         if kept.contains(&j) {
             ap.extend_from_slice(p);
             ay.push(*y);
-        } else {
+        } else if !rows[*i].leaked_audit {
             tp.extend_from_slice(p);
             ty.push(*y);
         }
@@ -986,6 +1020,7 @@ fn fit_rows(
         &opts,
     )
     .map_err(|e| ServiceError::invalid("calibration", e.to_string()))?;
+    let with_leaked = with_leaked(&fitted, rows, &scored, &kept, opts.delta);
     // Confident learning on every out-of-sample row.
     let all_p: Vec<f64> = scored.iter().flat_map(|s| s.2.iter().copied()).collect();
     let all_y: Vec<usize> = scored.iter().map(|s| s.1).collect();
@@ -1015,7 +1050,42 @@ fn fit_rows(
         fitted,
         suspects,
         temperature_labels: ty.len(),
+        with_leaked,
     })
+}
+
+/// The fit's pooled audit precision and its lower bound at 1 − `delta`,
+/// over the audit rows it tested (`kept`) plus the audit labels of leaked
+/// items, under its own thresholds.
+fn with_leaked(
+    fitted: &calibrate::Fitted,
+    rows: &[LabeledRow],
+    scored: &[(usize, usize, Vec<f64>)],
+    kept: &HashSet<usize>,
+    delta: f64,
+) -> WithLeaked {
+    let (mut counted, mut leaked, mut accepted, mut right) = (0usize, 0usize, 0u64, 0u64);
+    for (j, (i, y, p)) in scored.iter().enumerate() {
+        let leak = rows[*i].leaked_audit;
+        if !(leak || kept.contains(&j)) {
+            continue;
+        }
+        counted += 1;
+        leaked += usize::from(leak);
+        let d = fitted.decide(p);
+        if d.auto_accept {
+            accepted += 1;
+            right += u64::from(d.predicted == *y);
+        }
+    }
+    WithLeaked {
+        leaked_audit_labels: leaked,
+        audit_labels: counted,
+        precision: (accepted > 0).then(|| right as f64 / accepted as f64),
+        lower_bound: (accepted > 0)
+            .then(|| calibrate::binomial::lower_bound(right, accepted, delta).ok())
+            .flatten(),
+    }
 }
 
 /// K-fold out-of-sample probabilities of `train` rows (each scored by a head
@@ -1109,6 +1179,7 @@ fn stored(
         coverage: 0.0,
         precision: t.precision,
         lower_bound: t.lower_bound,
+        with_leaked: None,
         suspects,
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::app::App;
 use super::box_calibration;
-use super::calibration::Stored;
+use super::calibration::{Stored, WithLeaked};
 use super::error::{ServiceError, ServiceResult};
 use crate::store::Guarantee;
 
@@ -46,13 +46,18 @@ pub struct Progress {
     /// at 1 − δ.
     pub precision: Option<f64>,
     pub lower_bound: Option<f64>,
+    /// The same figures with the audit labels of leaked items counted
+    /// (the ones above leave them out); absent on a box calibration and on
+    /// versions fitted before it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with_leaked: Option<WithLeaked>,
 }
 
 pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
     let project = app.store.get_project(project_id).await?;
     let counts = app.store.status_counts(project_id).await?;
     let audit = app.store.audit_counts(project_id).await?;
-    // (version, coverage, precision, lower bound) of the version in force.
+    // (version, coverage, precision, lower bound, with leaked items) of the version in force.
     let fit = match app.store.current_calibration(project_id).await? {
         Some(row) => Some(match box_calibration::parse(&row.body) {
             Some(b) => (
@@ -60,12 +65,19 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
                 b.coverage,
                 b.precision,
                 b.fdp_upper.map(|u| 1.0 - u),
+                None,
             ),
             None => {
                 let s = serde_json::from_str::<Stored>(&row.body).map_err(|e| {
                     ServiceError::internal(format!("calibration {}: {e}", row.version))
                 })?;
-                (row.version, s.coverage, s.precision, s.lower_bound)
+                (
+                    row.version,
+                    s.coverage,
+                    s.precision,
+                    s.lower_bound,
+                    s.with_leaked,
+                )
             }
         }),
         None => None,
@@ -83,10 +95,11 @@ pub async fn progress(app: &App, project_id: i64) -> ServiceResult<Progress> {
         audit_pending: audit.pending,
         audit_spent: audit.spent,
         precision_target: project.precision_target,
-        guarantee: Guarantee::of(fit.map(|f| f.0), project.threshold),
-        calibration_version: fit.map(|f| f.0),
-        coverage: fit.map(|f| f.1),
-        precision: fit.and_then(|f| f.2),
-        lower_bound: fit.and_then(|f| f.3),
+        guarantee: Guarantee::of(fit.as_ref().map(|f| f.0), project.threshold),
+        calibration_version: fit.as_ref().map(|f| f.0),
+        coverage: fit.as_ref().map(|f| f.1),
+        precision: fit.as_ref().and_then(|f| f.2),
+        lower_bound: fit.as_ref().and_then(|f| f.3),
+        with_leaked: fit.and_then(|f| f.4),
     })
 }

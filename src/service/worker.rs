@@ -329,12 +329,22 @@ async fn record(
 /// each with the project's rate, or with certainty while its class has fewer
 /// than `audit_min` audit items. The counts come from the store once per
 /// batch, for the classes this batch predicted only, each up to the minimum
-/// (past it the rate applies whatever the count).
+/// (past it the rate applies whatever the count). Items the last screen
+/// found to be duplicate members or leaked are never drawn (the audit is a
+/// sample of representatives; one query per batch).
 async fn draw_audit(
     ctx: &WorkerContext,
     project: &crate::store::Project,
     outcomes: &mut [(i64, Outcome)],
 ) -> Result<(), String> {
+    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+    let skip: std::collections::HashSet<i64> = ctx
+        .store
+        .off_audit(project.id, &ids)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
     let mut audited: HashMap<String, i64> = HashMap::new();
     if let Some(min) = project.settings.audit_min {
         let mut labels: Vec<&str> = outcomes
@@ -360,7 +370,7 @@ async fn draw_audit(
                 let seen = audited.entry(label.clone()).or_insert(0);
                 let prob = calibration::audit_probability(&project.settings, *seen);
                 p.audit_p = Some(prob);
-                p.audit = calibration::audit_uniform(project.id, *id) < prob;
+                p.audit = !skip.contains(id) && calibration::audit_uniform(project.id, *id) < prob;
                 if p.audit {
                     *seen += 1;
                 }

@@ -25,6 +25,7 @@
 
 pub mod boxes;
 mod plot;
+pub mod screened;
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -20,7 +20,13 @@ pub struct CalibrationRow {
 #[derive(Debug, Clone)]
 pub struct LabeledRow {
     pub id: i64,
+    /// In the audit sample, and counted: not a duplicate member or a leaked
+    /// item of the last screen.
     pub audit: bool,
+    /// An audit item the last screen found leaked (and `audit` false),
+    /// whether or not it is also a duplicate member: left out of the fit,
+    /// counted only in the figures `with_leaked`.
+    pub leaked_audit: bool,
     /// The audit draw's inclusion probability (audit items only).
     pub audit_p: Option<f64>,
     /// The human label in force.
@@ -214,6 +220,7 @@ impl Store {
         struct Raw {
             id: i64,
             audit: i64,
+            leaked_audit: i64,
             audit_p: Option<f64>,
             final_label: Option<String>,
             pred_label: Option<String>,
@@ -221,22 +228,32 @@ impl Store {
             embedding: Option<Vec<u8>>,
             labeled_at: Option<i64>,
         }
+        // Audit labels on duplicate members and leaked items of the last
+        // screen do not count (the audit is a sample of representatives);
+        // a leaked one (a copy across splits is often a member of its
+        // original's group too) is kept aside for the figures with leaked items.
+        let (member, leaked) = (
+            super::screening::dup_member("i"),
+            super::screening::leaked("i"),
+        );
+        let sql = format!(
+            "SELECT i.id, \
+             CAST(CASE WHEN i.audit = 1 AND NOT {member} AND NOT {leaked} THEN 1 ELSE 0 END AS BIGINT) AS audit, \
+             CAST(CASE WHEN i.audit = 1 AND {leaked} THEN 1 ELSE 0 END AS BIGINT) AS leaked_audit, \
+             i.audit_p, i.final_label, i.pred_label, i.raw_scores, i.embedding, \
+             (SELECT MAX(a.created_at) FROM annotations a WHERE a.item_id = i.id) AS labeled_at \
+             FROM items i WHERE i.project_id = $1 AND i.status = 'labeled' AND i.final_source = 'human' \
+             ORDER BY labeled_at, i.id"
+        );
         let rows: Vec<Raw> = with_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT i.id, i.audit, i.audit_p, i.final_label, i.pred_label, i.raw_scores, i.embedding, \
-                 (SELECT MAX(a.created_at) FROM annotations a WHERE a.item_id = i.id) AS labeled_at \
-                 FROM items i WHERE i.project_id = $1 AND i.status = 'labeled' AND i.final_source = 'human' \
-                 ORDER BY labeled_at, i.id",
-            )
-            .bind(project_id)
-            .fetch_all(p)
-            .await
+            sqlx::query_as(&sql).bind(project_id).fetch_all(p).await
         })?;
         Ok(rows
             .into_iter()
             .map(|r| LabeledRow {
                 id: r.id,
                 audit: r.audit != 0,
+                leaked_audit: r.leaked_audit != 0,
                 audit_p: r.audit_p,
                 label: r.final_label.unwrap_or_default(),
                 pred_label: r.pred_label,

@@ -1213,3 +1213,6 @@ pub use screening::{IssueRow, KindFilter, NewIssue, Propagated, ScreenRow, Scree
 
 mod verdicts;
 pub use verdicts::{ScreenIssue, VerdictRow, VERDICT_KINDS};
+
+mod export;
+pub use export::{Exclude, REJECTED};

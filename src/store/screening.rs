@@ -109,6 +109,25 @@ const CHUNK: usize = 500;
 pub(crate) const HELD: &str =
     "EXISTS (SELECT 1 FROM screen_issues s WHERE s.item_id = items.id AND s.hold = 1)";
 
+/// An item of the table (or alias) `t` that is a member of a duplicate
+/// group of the last screen other than its representative: never in the
+/// audit sample, its audit label (given before the screen) never counted.
+pub(crate) fn dup_member(t: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM screen_issues sm WHERE sm.item_id = {t}.id \
+         AND sm.kind IN ('exact_duplicate', 'near_duplicate') AND sm.of_item IS NOT NULL)"
+    )
+}
+
+/// An item of `t` the last screen found leaked (a copy of an earlier
+/// split's item or of the reference project's): out of the audit sample
+/// and, by default, out of the evaluation figures.
+pub(crate) fn leaked(t: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM screen_issues sl WHERE sl.item_id = {t}.id AND sl.kind = 'leak')"
+    )
+}
+
 impl Store {
     /// Items of a project, and how many of them have an embedding.
     pub async fn embedded_counts(&self, project_id: i64) -> Result<(i64, i64)> {
@@ -255,6 +274,12 @@ impl Store {
                  WHERE project_id = $1 AND status = 'auto_accepted' AND {HELD}"
             )
         };
+        let unaudit_sql = format!(
+            "UPDATE items SET audit = 0 WHERE project_id = $1 AND audit = 1 \
+             AND NOT (status = 'labeled' AND final_source = 'human') AND ({} OR {})",
+            dup_member("items"),
+            leaked("items")
+        );
         let moved = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
             if postgres {
@@ -331,6 +356,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            // The audit sample keeps representatives only: duplicate
+            // members and leaked items a person has not labeled yet leave
+            // it (a labeled one keeps its flag; calibration does not count
+            // it, see `labeled_rows`).
+            sqlx::query(&unaudit_sql)
+                .bind(run.project_id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(moved)
         })?;
@@ -837,6 +870,32 @@ impl Store {
             })
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         })
+    }
+
+    /// Of `ids` (the project's items), those the audit draw must skip: duplicate
+    /// members and leaked items of the last screen ([`dup_member`], [`leaked`]).
+    pub async fn off_audit(&self, project_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut sql = self.params("SELECT id FROM items WHERE project_id = ");
+            sql.param()
+                .push(" AND id IN (")
+                .list(chunk.len())
+                .push(&format!(
+                    ") AND ({} OR {})",
+                    dup_member("items"),
+                    leaked("items")
+                ));
+            let found: Vec<i64> = with_pool!(self, |p| {
+                let mut q = sqlx::query_scalar(&sql.sql).bind(project_id);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(found);
+        }
+        Ok(out)
     }
 
     /// Whether the project was ever screened (one row per project).

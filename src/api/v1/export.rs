@@ -20,6 +20,10 @@ pub struct ExportQuery {
     /// coco and yolo: final (default) or machine.
     #[param(schema_with = boxes_schema)]
     boxes: Option<String>,
+    /// Flagged items to leave out, comma-separated: duplicates, leaked,
+    /// outliers, quality, pii, conflicts, held.
+    #[param(example = "duplicates,leaked")]
+    exclude: Option<String>,
 }
 
 fn format_schema() -> utoipa::openapi::Object {
@@ -57,6 +61,12 @@ fn boxes_schema() -> utoipa::openapi::Object {
 /// per line a `rectanglelabels` and a `textarea` result sharing one region
 /// id; `hocr` is one hOCR document, an `ocr_page` per settled page with
 /// `ocr_line` spans (`bbox x0 y0 x1 y1; x_wconf NN`).
+///
+/// Every format leaves out the items a person rejected (status
+/// `rejected`), and the flagged items `exclude` names, by the project's
+/// last screen: `duplicates` (the members of a duplicate group other than
+/// its representative), `leaked`, `outliers`, `quality`, `pii`,
+/// `conflicts`, `held`; an unknown name is 422 naming `exclude`.
 #[utoipa::path(get, path = "/v1/projects/{id}/export", tag = "export",
     params(("id" = i64, Path, description = "Project id", example = 1), ExportQuery),
     responses((status = 200, description = "The export, streamed: JSON lines, CSV, Label Studio's task list or a COCO document (JSON), or a YOLO dataset (zip)", content(
@@ -74,6 +84,7 @@ pub async fn export(
         project_id,
         q.format.as_deref(),
         q.boxes.as_deref(),
+        q.exclude.as_deref(),
     )
     .await?;
     let mut response = (

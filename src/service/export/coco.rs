@@ -22,13 +22,19 @@ use serde_json::{json, Value};
 use super::boxes::{self, BoxSet};
 use super::{produce, store_error, ByteStream, Sink, PAGE};
 use crate::region::BoxPx;
-use crate::store::{Project, Store};
+use crate::store::{Exclude, Project, Store};
 
-pub fn stream(store: Store, project: Project, set: BoxSet) -> ByteStream {
-    produce(move |sink| write(store, project, set, sink))
+pub fn stream(store: Store, project: Project, set: BoxSet, exclude: Exclude) -> ByteStream {
+    produce(move |sink| write(store, project, set, exclude, sink))
 }
 
-async fn write(store: Store, project: Project, set: BoxSet, sink: Sink) -> io::Result<()> {
+async fn write(
+    store: Store,
+    project: Project,
+    set: BoxSet,
+    exclude: Exclude,
+    sink: Sink,
+) -> io::Result<()> {
     let categories: Vec<Value> = project
         .labels
         .iter()
@@ -53,7 +59,7 @@ async fn write(store: Store, project: Project, set: BoxSet, sink: Sink) -> io::R
     let mut cursor = 0i64;
     loop {
         let page = store
-            .list_items(project.id, None, Some(cursor), PAGE)
+            .export_items(project.id, &exclude, cursor, PAGE)
             .await
             .map_err(store_error)?;
         let mut out = Vec::new();
@@ -87,7 +93,7 @@ async fn write(store: Store, project: Project, set: BoxSet, sink: Sink) -> io::R
     let mut cursor = 0i64;
     while !kept.is_empty() {
         let mut page = store
-            .list_items(project.id, None, Some(cursor), PAGE)
+            .export_items(project.id, &exclude, cursor, PAGE)
             .await
             .map_err(store_error)?;
         let next = page

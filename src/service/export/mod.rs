@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use super::error::{Code, ServiceError, ServiceResult};
 use super::regions::{DETECT, LINES, SEGMENTS};
 use super::screening::{self, ExportFlags};
-use crate::store::{ItemRecord, Store};
+use crate::store::{Exclude, ItemRecord, Store};
 
 /// Items read from the store per chunk of output.
 const PAGE: i64 = 500;
@@ -130,19 +130,37 @@ pub struct Export {
     pub body: ByteStream,
 }
 
+/// `exclude=`: comma-separated names of [`Exclude::NAMES`] (blanks
+/// ignored); any other name is 422 naming `exclude`.
+pub fn parse_exclude(words: Option<&str>) -> ServiceResult<Exclude> {
+    let mut out = Exclude::default();
+    for name in words.unwrap_or_default().split(',').map(str::trim) {
+        if !name.is_empty() && !out.set(name) {
+            return Err(ServiceError::invalid(
+                "exclude",
+                format!("{name:?} is not one of {}", Exclude::NAMES.join(", ")),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Open an export from the query's words: the project (404), the `format`
 /// (default `jsonl`; 422 listing the valid ones), the `boxes` set (COCO
-/// and YOLO only; default `final`), and a boxes-only format on a project
-/// that has no boxes (422 naming the format and the project's task). The
-/// store is checked before the first byte; a failure later can only end
-/// the stream.
+/// and YOLO only; default `final`), the flagged items to leave out
+/// ([`parse_exclude`]), and a boxes-only format on a project that has no
+/// boxes (422 naming the format and the project's task). Items a person
+/// rejected (`rejected`) never export. The store is checked before the
+/// first byte; a failure later can only end the stream.
 pub async fn open(
     store: &Store,
     project_id: i64,
     format: Option<&str>,
     boxes: Option<&str>,
+    exclude: Option<&str>,
 ) -> ServiceResult<Export> {
     let project = store.get_project(project_id).await?;
+    let exclude = parse_exclude(exclude)?;
     let name = format.unwrap_or("jsonl");
     let format = ExportFormat::parse(name).ok_or_else(|| {
         ServiceError::invalid(
@@ -209,9 +227,15 @@ pub async fn open(
     let file_name =
         (format == ExportFormat::Yolo).then(|| format!("project-{project_id}-yolo.zip"));
     let body: ByteStream = match format {
-        ExportFormat::Coco => coco::stream(store.clone(), project, set),
-        ExportFormat::Yolo => yolo::stream(store.clone(), project, set),
-        _ => Box::pin(stream_items(store.clone(), project_id, format, detect)),
+        ExportFormat::Coco => coco::stream(store.clone(), project, set, exclude),
+        ExportFormat::Yolo => yolo::stream(store.clone(), project, set, exclude),
+        _ => Box::pin(stream_items(
+            store.clone(),
+            project_id,
+            format,
+            detect,
+            exclude,
+        )),
     };
     Ok(Export {
         format,
@@ -228,7 +252,7 @@ pub async fn start(
     project_id: i64,
     format: ExportFormat,
 ) -> ServiceResult<ByteStream> {
-    Ok(open(store, project_id, Some(format.as_str()), None)
+    Ok(open(store, project_id, Some(format.as_str()), None, None)
         .await?
         .body)
 }
@@ -292,7 +316,7 @@ pub fn stream(
     project_id: i64,
     format: ExportFormat,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
-    stream_items(store, project_id, format, None)
+    stream_items(store, project_id, format, None, Exclude::default())
 }
 
 /// [`stream`], with each item's regions (machine and human, with
@@ -304,6 +328,7 @@ fn stream_items(
     project_id: i64,
     format: ExportFormat,
     regions: Option<&'static str>,
+    exclude: Exclude,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     // The state: the cursor, whether this is the first page, and whether
     // the project was screened (asked once, with the first page).
@@ -321,7 +346,7 @@ fn stream_items(
                 }
                 (None, _) => false,
             };
-            let mut page = match store.list_items(project_id, None, Some(cursor), PAGE).await {
+            let mut page = match store.export_items(project_id, &exclude, cursor, PAGE).await {
                 Ok(p) => p,
                 Err(e) => return Some((Err(io::Error::other(e.to_string())), None)),
             };

@@ -31,10 +31,10 @@ use zip::{CompressionMethod, ZipWriter};
 
 use super::boxes::{self, BoxSet};
 use super::{produce, store_error, ByteStream, Sink, PAGE};
-use crate::store::{Project, Store};
+use crate::store::{Exclude, Project, Store};
 
-pub fn stream(store: Store, project: Project, set: BoxSet) -> ByteStream {
-    produce(move |sink| write(store, project, set, sink))
+pub fn stream(store: Store, project: Project, set: BoxSet, exclude: Exclude) -> ByteStream {
+    produce(move |sink| write(store, project, set, exclude, sink))
 }
 
 /// The zip's output, shared with the producer, which takes what was
@@ -77,7 +77,13 @@ fn entry(zip: &mut ZipWriter<StreamWriter<Shared>>, name: &str, bytes: &[u8]) ->
     zip.write_all(bytes)
 }
 
-async fn write(store: Store, project: Project, set: BoxSet, sink: Sink) -> io::Result<()> {
+async fn write(
+    store: Store,
+    project: Project,
+    set: BoxSet,
+    exclude: Exclude,
+    sink: Sink,
+) -> io::Result<()> {
     let shared = Shared::default();
     let mut zip = ZipWriter::new_stream(shared.clone());
     let mut stems = Stems::default();
@@ -96,7 +102,7 @@ async fn write(store: Store, project: Project, set: BoxSet, sink: Sink) -> io::R
     let mut cursor = 0i64;
     loop {
         let mut page = store
-            .list_items(project.id, None, Some(cursor), PAGE)
+            .export_items(project.id, &exclude, cursor, PAGE)
             .await
             .map_err(store_error)?;
         let next = page
