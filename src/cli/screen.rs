@@ -17,7 +17,7 @@ use crate::model::{registry, Input, LoadOptions, Model};
 use crate::runtime::SessionOptions;
 use crate::screen::image_near::ImageNearOptions;
 use crate::screen::outliers::OutlierOptions;
-use crate::screen::report::{self, Content, Of, ScreenItem, ScreenOptions};
+use crate::screen::report::{self, Content, Of, ScreenItem, ScreenOptions, Stages};
 use crate::screen::text_near::TextNearOptions;
 
 #[derive(Args, Debug)]
@@ -70,6 +70,76 @@ pub struct ScreenArgs {
     /// Folder that holds model folders, for --model given as a name.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
+    /// Take the items' embeddings from this .npy file (float32 or float64,
+    /// one row per readable input line, in order) instead of running the
+    /// model: the speed comparison feeds Datalab and this screen the same
+    /// file. Not with --reference.
+    #[arg(long, conflicts_with = "reference")]
+    embeddings: Option<PathBuf>,
+    /// Run only these detectors: a comma list of exact, near, outliers,
+    /// leaks, quality (default: all).
+    #[arg(long, default_value = "all")]
+    only: String,
+}
+
+/// Read a 2-D little-endian float32/float64 C-order .npy array as rows.
+fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bad = |why: &str| format!("{} is not a 2-D float .npy array: {why}", path.display());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no NUMPY magic"));
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unknown version")),
+    };
+    let header = bytes
+        .get(start..start + hlen)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("short header"))?;
+    let width = if header.contains("'<f4'") {
+        4
+    } else if header.contains("'<f8'") {
+        8
+    } else {
+        return Err(bad("dtype must be <f4 or <f8"));
+    };
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran order"));
+    }
+    let shape = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .map(|r| r.trim().trim_start_matches('('))
+        .ok_or_else(|| bad("no shape"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<usize>().map_err(|_| bad("shape")))
+        .collect::<Result<_, _>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(bad("not 2-D"));
+    };
+    let body = &bytes[start + hlen..];
+    if cols == 0 || rows.checked_mul(cols).and_then(|c| c.checked_mul(width)) != Some(body.len()) {
+        return Err(bad("size does not match the shape"));
+    }
+    let data = if width == 4 {
+        body.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
+        body.chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect()
+    };
+    Ok((data, rows, cols))
 }
 
 #[derive(Deserialize)]
@@ -262,11 +332,25 @@ pub fn run(args: ScreenArgs) -> ExitCode {
             ..ImageNearOptions::default()
         },
         train_split: args.train_split.clone(),
+        stages: match Stages::parse(&args.only) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: --only: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
     };
     if let Err(e) = crate::screen::outliers::check_alpha(args.alpha) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
+    let given = match args.embeddings.as_deref().map(read_npy).transpose() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: --embeddings: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -278,23 +362,32 @@ pub fn run(args: ScreenArgs) -> ExitCode {
         tracing::debug!(%e, "rayon's pool was already set up");
     }
     let dir = registry::resolve(&args.model, &args.models_dir);
-    let model = match Model::load(
-        &dir,
-        LoadOptions {
-            session: SessionOptions {
-                intra_threads: threads,
-                spinning: false,
+    let model = if given.is_some() {
+        None
+    } else {
+        match Model::load(
+            &dir,
+            LoadOptions {
+                session: SessionOptions {
+                    intra_threads: threads,
+                    spinning: false,
+                },
+                sessions: 1,
+                embeddings: true,
+                ..LoadOptions::default()
             },
-            sessions: 1,
-            embeddings: true,
-            ..LoadOptions::default()
-        },
-    ) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_MODEL_LOAD);
+        ) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_MODEL_LOAD);
+            }
         }
+    };
+    let model_name = match (&model, &args.embeddings) {
+        (Some(m), _) => m.name().to_string(),
+        (None, Some(p)) => format!("embeddings from {}", p.display()),
+        (None, None) => args.model.clone(),
     };
 
     let started = Instant::now();
@@ -310,11 +403,28 @@ pub fn run(args: ScreenArgs) -> ExitCode {
             items.push(item);
             inputs.push(input);
         }
-        let bad = embed(&model, &mut items, inputs, args.batch_size, threads);
+        let bad = match (&model, &given) {
+            (Some(model), _) => embed(model, &mut items, inputs, args.batch_size, threads),
+            (None, Some((data, rows, cols))) => {
+                if *rows != items.len() {
+                    eprintln!(
+                        "error: --embeddings holds {rows} rows for {} readable items of {}",
+                        items.len(),
+                        path.display()
+                    );
+                    return Err(ExitCode::from(EXIT_USAGE));
+                }
+                for (it, row) in items.iter_mut().zip(data.chunks_exact(*cols)) {
+                    it.embedding = Some(row.to_vec());
+                }
+                0
+            }
+            (None, None) => items.len(),
+        };
         if bad > 0 || items.iter().any(|i| i.embedding.is_none()) {
             eprintln!(
                 "error: {} gives no embedding for {} of {} items of {}; screening needs a model with an embedding output",
-                model.name(),
+                model_name,
                 items.iter().filter(|i| i.embedding.is_none()).count(),
                 items.len(),
                 path.display()
@@ -431,7 +541,7 @@ pub fn run(args: ScreenArgs) -> ExitCode {
     if let Some(obj) = summary.as_object_mut() {
         obj.insert("flagged".into(), flagged.into());
         obj.insert("rejected".into(), rejected.len().into());
-        obj.insert("model".into(), model.name().into());
+        obj.insert("model".into(), model_name.clone().into());
         obj.insert("read_and_embed_seconds".into(), embed_secs.into());
         obj.insert("screen_seconds".into(), screen_secs.into());
     }
@@ -445,7 +555,7 @@ pub fn run(args: ScreenArgs) -> ExitCode {
     eprintln!(
         "screened {} items with {} in {screen_secs:.2}s (reading and embedding {embed_secs:.2}s): {flagged} flagged, {} unreadable",
         s.items,
-        model.name(),
+        model_name,
         rejected.len()
     );
     eprintln!(

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::neighbors::{BruteForce, NeighborIndex};
+use super::neighbors::{BruteForce, Neighbor, NeighborIndex};
 use super::ScreenError;
 
 /// Side of the square grey thumbnails compared here.
@@ -206,6 +206,7 @@ fn candidates(
     queries: &ImageSet,
     reference: Option<&ImageSet>,
     k: usize,
+    emb_knn: Option<&[Vec<Neighbor>]>,
 ) -> Result<Vec<(u32, u32)>, ScreenError> {
     let mut out = Vec::new();
     let within = reference.is_none();
@@ -221,8 +222,12 @@ fn candidates(
     for (i, ns) in knn.iter().enumerate() {
         out.extend(ns.iter().map(|n| (i as u32, n.index)));
     }
-    // Embeddings.
-    if let (Some((qe, qd)), Some((re, rd))) = (queries.embeddings, reference.embeddings) {
+    // Embeddings: a leave-one-out search done already, or one here.
+    if let Some(knn) = emb_knn.filter(|knn| within && knn.len() == queries.thumbs.len()) {
+        for (i, ns) in knn.iter().enumerate() {
+            out.extend(ns.iter().take(k).map(|n| (i as u32, n.index)));
+        }
+    } else if let (Some((qe, qd)), Some((re, rd))) = (queries.embeddings, reference.embeddings) {
         if qd != rd {
             return Err(ScreenError::Shape(format!(
                 "embeddings of dimension {qd} against {rd}"
@@ -269,7 +274,20 @@ fn verify(
 pub fn near_pairs(set: &ImageSet, opts: ImageNearOptions) -> Result<Vec<ImagePair>, ScreenError> {
     opts.check()?;
     set.check()?;
-    let cands = candidates(set, None, opts.k)?;
+    near_pairs_with(set, opts, None)
+}
+
+/// [`near_pairs`], the embeddings' leave-one-out neighbours (nearest first,
+/// at least `opts.k` each) given by the caller, who needs them anyway for
+/// the within-pool outlier score: one search over the embeddings, not two.
+pub fn near_pairs_with(
+    set: &ImageSet,
+    opts: ImageNearOptions,
+    emb_knn: Option<&[Vec<Neighbor>]>,
+) -> Result<Vec<ImagePair>, ScreenError> {
+    opts.check()?;
+    set.check()?;
+    let cands = candidates(set, None, opts.k, emb_knn)?;
     Ok(verify(cands, set.thumbs, set.thumbs, opts))
 }
 
@@ -282,7 +300,7 @@ pub fn pairs_across(
     opts.check()?;
     queries.check()?;
     reference.check()?;
-    let cands = candidates(queries, Some(reference), opts.k)?;
+    let cands = candidates(queries, Some(reference), opts.k, None)?;
     Ok(verify(cands, queries.thumbs, reference.thumbs, opts))
 }
 

@@ -65,6 +65,65 @@ pub struct ScreenOptions {
     /// The training split: leaks are looked for in every other split
     /// against it first (then each split against those before it by name).
     pub train_split: String,
+    /// Which detectors run (all by default).
+    pub stages: Stages,
+}
+
+/// The detectors a screen runs. Near duplicates are looked for among one
+/// item per exact group when `exact` runs, among all items otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    pub exact: bool,
+    pub near: bool,
+    pub outliers: bool,
+    pub leaks: bool,
+    /// Quality and personal data.
+    pub quality: bool,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages {
+            exact: true,
+            near: true,
+            outliers: true,
+            leaks: true,
+            quality: true,
+        }
+    }
+}
+
+impl Stages {
+    /// Parse a comma-separated list of `exact`, `near`, `outliers`, `leaks`,
+    /// `quality` (or `all`).
+    pub fn parse(list: &str) -> Result<Stages, ScreenError> {
+        let mut s = Stages {
+            exact: false,
+            near: false,
+            outliers: false,
+            leaks: false,
+            quality: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "all" => s = Stages::default(),
+                "exact" => s.exact = true,
+                "near" => s.near = true,
+                "outliers" | "outlier" => s.outliers = true,
+                "leaks" | "leak" => s.leaks = true,
+                "quality" => s.quality = true,
+                other => {
+                    return Err(ScreenError::Setting(format!(
+                        "unknown stage {other:?}: use exact, near, outliers, leaks, quality or all"
+                    )))
+                }
+            }
+        }
+        if !(s.exact || s.near || s.outliers || s.leaks || s.quality) {
+            return Err(ScreenError::Setting("no stage named".into()));
+        }
+        Ok(s)
+    }
 }
 
 impl Default for ScreenOptions {
@@ -74,6 +133,7 @@ impl Default for ScreenOptions {
             text: TextNearOptions::default(),
             image: ImageNearOptions::default(),
             train_split: "train".into(),
+            stages: Stages::default(),
         }
     }
 }
@@ -303,7 +363,11 @@ pub fn screen_with(
             })
         })
         .collect();
-    let exact_groups = exact::groups(&keys);
+    let exact_groups = if opts.stages.exact {
+        exact::groups(&keys)
+    } else {
+        Vec::new()
+    };
     let mut group_id = 0usize;
     let mut unique = vec![true; n];
     for g in &exact_groups {
@@ -318,13 +382,23 @@ pub fn screen_with(
         }
         group_id += 1;
     }
-    lap("exact", &mut seconds);
+    if opts.stages.exact {
+        lap("exact", &mut seconds);
+    }
 
     // Near duplicates, among the unique items (one per exact group).
     let reps: Vec<usize> = (0..n).filter(|&i| unique[i]).collect();
     let rs = split(items, &reps);
     let mut near_pairs: Vec<(usize, usize, f64)> = Vec::new();
-    if !rs.texts.is_empty() {
+    let near = opts.stages.near;
+    let emb = if opts.stages.outliers {
+        embeddings(items)?
+    } else {
+        None
+    };
+    let shared = opts.stages.outliers && reference.is_none() && outlier_reference.is_none();
+    let mut pool_knn: Option<Vec<Vec<super::neighbors::Neighbor>>> = None;
+    if near && !rs.texts.is_empty() {
         let texts: Vec<&str> = rs.texts.iter().map(|t| t.1).collect();
         let sk = Sketches::new(&texts, opts.text)?;
         near_pairs.extend(
@@ -334,7 +408,7 @@ pub fn screen_with(
         );
         lap("near_text", &mut seconds);
     }
-    if !rs.images.is_empty() {
+    if near && !rs.images.is_empty() {
         let idx: Vec<usize> = rs.images.iter().map(|x| x.0).collect();
         let thumbs: Vec<Vec<f32>> = rs.images.iter().map(|x| x.2.clone()).collect();
         let emb = sub_embeddings(items, &idx);
@@ -342,8 +416,16 @@ pub fn screen_with(
             thumbs: &thumbs,
             embeddings: emb.as_ref().map(|(e, d)| (e.as_slice(), *d)),
         };
+        // Within the pool, over every item, the outlier score needs the
+        // embeddings' leave-one-out neighbours too: search once for both.
+        if shared && idx.len() == n {
+            if let Some((e, dim)) = &emb {
+                let k = opts.outliers.k.max(opts.image.k);
+                pool_knn = Some(BruteForce::new(e.clone(), *dim)?.self_knn(k)?);
+            }
+        }
         near_pairs.extend(
-            image_near::near_pairs(&set, opts.image)?
+            image_near::near_pairs_with(&set, opts.image, pool_knn.as_deref())?
                 .into_iter()
                 .map(|p| (idx[p.a], idx[p.b], p.score)),
         );
@@ -370,7 +452,6 @@ pub fn screen_with(
     }
 
     // Outliers.
-    let emb = embeddings(items)?;
     let mut outlier_method = None;
     let mut outlier_threshold = None;
     let mut outlier_raw = None;
@@ -390,8 +471,10 @@ pub fn screen_with(
                 outliers::conformal(&index, e, opts.outliers)?
             }
             None => {
-                let index = BruteForce::new(e.clone(), *dim)?;
-                let knn = index.self_knn(opts.outliers.k)?;
+                let knn = match pool_knn.take() {
+                    Some(knn) => knn,
+                    None => BruteForce::new(e.clone(), *dim)?.self_knn(opts.outliers.k)?,
+                };
                 outliers::within_pool(&knn, opts.outliers.k)
             }
         };
@@ -409,7 +492,7 @@ pub fn screen_with(
     // Leaks: copies of the reference's items, and copies across splits.
     let mut against = Vec::new();
     let mut found: Vec<(usize, Of, f64)> = Vec::new();
-    if let Some(r) = reference {
+    if let Some(r) = reference.filter(|_| opts.stages.leaks) {
         let all: Vec<usize> = (0..n).collect();
         let rall: Vec<usize> = (0..r.len()).collect();
         found.extend(
@@ -420,7 +503,7 @@ pub fn screen_with(
         against.push("reference".to_string());
     }
     let order = split_order(items.iter(), &opts.train_split);
-    if order.len() > 1 {
+    if opts.stages.leaks && order.len() > 1 {
         // Each split against every split before it: a test item copying a
         // training item is the test item's leak, never the other way round,
         // and copies inside one split are duplicates, not leaks.
@@ -470,7 +553,9 @@ pub fn screen_with(
             Content::Text(_) => None,
         })
         .collect();
-    let image_thresholds = (!stats.is_empty()).then(|| quality::image_thresholds(&stats));
+    let quality_on = opts.stages.quality;
+    let image_thresholds =
+        (quality_on && !stats.is_empty()).then(|| quality::image_thresholds(&stats));
     let texts: Vec<&str> = items
         .iter()
         .filter_map(|i| match &i.content {
@@ -478,8 +563,8 @@ pub fn screen_with(
             Content::Image { .. } => None,
         })
         .collect();
-    let text_length = (!texts.is_empty()).then(|| quality::text_thresholds(&texts));
-    for (i, it) in items.iter().enumerate() {
+    let text_length = (quality_on && !texts.is_empty()).then(|| quality::text_thresholds(&texts));
+    for (i, it) in items.iter().enumerate().filter(|_| quality_on) {
         match &it.content {
             Content::Image { stats, .. } => {
                 if let Some(t) = &image_thresholds {
@@ -506,7 +591,9 @@ pub fn screen_with(
             }
         }
     }
-    lap("quality_pii", &mut seconds);
+    if quality_on {
+        lap("quality_pii", &mut seconds);
+    }
 
     let mut counts = BTreeMap::new();
     for is in issues.iter().flatten() {

@@ -6,8 +6,13 @@
 //! candidate with probability `1 − (1 − s^r)^b`: the defaults (40 × 3)
 //! give 0.995 at s = 0.5 and 0.93 at s = 0.4, so the exact check, not the
 //! sketch, decides nearly every pair above the threshold.
-
-use std::collections::HashMap;
+//!
+//! Cost: each shingle is hashed once (a rolling polynomial over the
+//! characters, mixed once); each of the `b·r` permutations is then one
+//! multiply-add of that 64-bit hash (`a_p·h + c_p` mod 2⁶⁴, `a_p` odd, a
+//! bijection), not a fresh hash. LSH buckets are a sorted array of
+//! (band key, text), not a hash map of vectors. Texts are sketched in
+//! parallel, with scratch buffers reused per thread.
 
 use rayon::prelude::*;
 
@@ -74,6 +79,15 @@ fn mix(mut z: u64) -> u64 {
 /// or digit a space, runs of spaces one.
 pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut chars = Vec::new();
+    normalise_into(text, &mut chars);
+    out.extend(chars);
+    out
+}
+
+/// [`normalise`] into a reused buffer of characters.
+fn normalise_into(text: &str, out: &mut Vec<char>) {
+    out.clear();
     let mut space = true;
     for c in text.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() {
@@ -84,31 +98,47 @@ pub fn normalise(text: &str) -> String {
             space = true;
         }
     }
-    if out.ends_with(' ') {
+    if out.last() == Some(&' ') {
         out.pop();
     }
-    out
 }
+
+/// Odd multiplier of the rolling shingle hash.
+const ROLL: u64 = 0x100_0000_01b3;
 
 /// The sorted, distinct hashes of a text's character n-grams (a text shorter
 /// than n is one shingle; an empty text has none).
 pub fn shingles(text: &str, n: usize) -> Vec<u64> {
-    let norm = normalise(text);
-    let chars: Vec<char> = norm.chars().collect();
-    let hash = |w: &[char]| {
-        w.iter()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, &c| mix(h ^ c as u64))
-    };
-    let mut out: Vec<u64> = if chars.is_empty() {
-        Vec::new()
-    } else if chars.len() < n {
-        vec![hash(&chars)]
-    } else {
-        chars.windows(n).map(hash).collect()
-    };
+    let mut chars = Vec::new();
+    let mut out = Vec::new();
+    shingles_into(text, n, &mut chars, &mut out);
+    out
+}
+
+/// [`shingles`] with reused buffers: `chars` is scratch, `out` the result.
+fn shingles_into(text: &str, n: usize, chars: &mut Vec<char>, out: &mut Vec<u64>) {
+    normalise_into(text, chars);
+    out.clear();
+    if chars.is_empty() {
+        return;
+    }
+    let w = n.min(chars.len());
+    // h = Σ c_i·ROLL^(w−1−i) over the window, rolled one character at a time.
+    let top = (1..w).fold(1u64, |p, _| p.wrapping_mul(ROLL));
+    let mut h = 0u64;
+    for &c in &chars[..w] {
+        h = h.wrapping_mul(ROLL).wrapping_add(c as u64 + 1);
+    }
+    out.push(mix(h ^ w as u64));
+    for i in w..chars.len() {
+        h = h
+            .wrapping_sub((chars[i - w] as u64 + 1).wrapping_mul(top))
+            .wrapping_mul(ROLL)
+            .wrapping_add(chars[i] as u64 + 1);
+        out.push(mix(h ^ w as u64));
+    }
     out.sort_unstable();
     out.dedup();
-    out
 }
 
 /// Jaccard similarity of two sorted, distinct sets.
@@ -134,7 +164,7 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
 /// Shingles and MinHash signatures of a set of texts.
 pub struct Sketches {
     shingles: Vec<Vec<u64>>,
-    /// `bands` band keys per text (0 for an empty text: never a candidate).
+    /// `bands` band keys per text (none for an empty text: never a candidate).
     bands: Vec<Vec<u64>>,
     opts: TextNearOptions,
 }
@@ -146,30 +176,37 @@ impl Sketches {
     ) -> Result<Self, ScreenError> {
         opts.check()?;
         let perms = opts.bands * opts.rows;
-        let seeds: Vec<u64> = (0..perms as u64).map(|p| mix(opts.seed ^ mix(p))).collect();
+        // Permutation p: h ↦ a_p·h + c_p (mod 2⁶⁴), a_p odd.
+        let mul: Vec<u64> = (0..perms as u64)
+            .map(|p| mix(opts.seed ^ mix(2 * p)) | 1)
+            .collect();
+        let add: Vec<u64> = (0..perms as u64)
+            .map(|p| mix(opts.seed ^ mix(2 * p + 1)))
+            .collect();
         let (shingles, bands): (Vec<_>, Vec<_>) = texts
             .par_iter()
-            .map(|t| {
-                let sh = shingles(t.as_ref(), opts.ngram);
-                if sh.is_empty() {
-                    return (sh, Vec::new());
-                }
-                let mut sig = vec![u64::MAX; perms];
-                for &h in &sh {
-                    for (s, seed) in sig.iter_mut().zip(&seeds) {
-                        let v = mix(h ^ seed);
-                        if v < *s {
-                            *s = v;
+            .map_init(
+                || (Vec::new(), vec![0u64; perms]),
+                |(chars, sig), t| {
+                    let mut sh = Vec::new();
+                    shingles_into(t.as_ref(), opts.ngram, chars, &mut sh);
+                    if sh.is_empty() {
+                        return (sh, Vec::new());
+                    }
+                    sig.fill(u64::MAX);
+                    for &h in &sh {
+                        for ((s, &a), &c) in sig.iter_mut().zip(&mul).zip(&add) {
+                            *s = (*s).min(a.wrapping_mul(h).wrapping_add(c));
                         }
                     }
-                }
-                let bands = sig
-                    .chunks_exact(opts.rows)
-                    .enumerate()
-                    .map(|(b, rows)| rows.iter().fold(mix(b as u64), |h, &v| mix(h ^ v)))
-                    .collect();
-                (sh, bands)
-            })
+                    let bands = sig
+                        .chunks_exact(opts.rows)
+                        .enumerate()
+                        .map(|(b, rows)| rows.iter().fold(mix(b as u64), |h, &v| mix(h ^ v)))
+                        .collect();
+                    (sh, bands)
+                },
+            )
             .unzip();
         Ok(Sketches {
             shingles,
@@ -185,23 +222,30 @@ impl Sketches {
         self.shingles.is_empty()
     }
 
-    fn buckets(&self) -> HashMap<(usize, u64), Vec<u32>> {
-        let mut buckets: HashMap<(usize, u64), Vec<u32>> = HashMap::new();
-        for (i, bands) in self.bands.iter().enumerate() {
-            for (b, &key) in bands.iter().enumerate() {
-                buckets.entry((b, key)).or_default().push(i as u32);
-            }
-        }
-        buckets
+    /// Every (band key, text) pair, sorted: a bucket is a run of equal keys.
+    /// A band key mixes in its band's number, so keys of different bands do
+    /// not meet (short of a 64-bit collision, which the exact check catches).
+    fn buckets(&self) -> Vec<(u64, u32)> {
+        let mut keys: Vec<(u64, u32)> = self
+            .bands
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bands)| bands.iter().map(move |&k| (k, i as u32)))
+            .collect();
+        keys.par_sort_unstable();
+        keys
     }
 
     /// Pairs within this set at or above the threshold, each once (a < b).
     pub fn pairs_within(&self) -> Vec<NearPair> {
+        let keys = self.buckets();
         let mut candidates: Vec<(u32, u32)> = Vec::new();
-        for members in self.buckets().into_values() {
-            for (x, &a) in members.iter().enumerate() {
-                for &b in &members[x + 1..] {
-                    candidates.push((a, b));
+        for run in keys.chunk_by(|x, y| x.0 == y.0) {
+            for (x, &(_, a)) in run.iter().enumerate() {
+                for &(_, b) in &run[x + 1..] {
+                    if a != b {
+                        candidates.push((a.min(b), a.max(b)));
+                    }
                 }
             }
         }
@@ -210,13 +254,17 @@ impl Sketches {
 
     /// Pairs (query in `self`, item in `reference`) at or above the threshold.
     pub fn pairs_across(&self, reference: &Sketches) -> Vec<NearPair> {
-        let buckets = reference.buckets();
+        let keys = reference.buckets();
         let mut candidates: Vec<(u32, u32)> = Vec::new();
         for (i, bands) in self.bands.iter().enumerate() {
-            for (b, &key) in bands.iter().enumerate() {
-                if let Some(members) = buckets.get(&(b, key)) {
-                    candidates.extend(members.iter().map(|&r| (i as u32, r)));
-                }
+            for &key in bands {
+                let from = keys.partition_point(|x| x.0 < key);
+                candidates.extend(
+                    keys[from..]
+                        .iter()
+                        .take_while(|x| x.0 == key)
+                        .map(|&(_, r)| (i as u32, r)),
+                );
             }
         }
         self.verify(candidates, &reference.shingles)
@@ -271,6 +319,19 @@ mod tests {
             .any(|&(a, b)| a == 2 || b == 2 || a == 4 || b == 5));
         let groups = super::super::components(texts.len(), got);
         assert_eq!(groups, vec![vec![0, 1, 3]]);
+    }
+
+    #[test]
+    fn rolling_shingle_hashes_depend_on_the_window_only() {
+        let whole = shingles("xx Abcde, yy", 5);
+        let alone = shingles("abcde", 5);
+        assert_eq!(alone.len(), 1);
+        assert!(whole.contains(&alone[0]));
+        // "xx abcde yy" has 7 windows of 5, all distinct.
+        assert_eq!(whole.len(), 7);
+        assert_eq!(shingles("aaaaaaa", 5).len(), 1);
+        assert!(shingles(" ,; ", 5).is_empty());
+        assert_ne!(shingles("abc", 5), shingles("abd", 5));
     }
 
     #[test]
