@@ -7,6 +7,30 @@ use sqlx::Row;
 
 use super::{bytes_embedding, Content, Result, Store};
 
+/// An [`IssueRow`] from a row whose columns are, in order: id, item_id,
+/// client_id, kind, score, grp, of_item, of_client_id, of_reference, hold,
+/// split, of_split (the issues list and an item's own issues both select them
+/// so). A macro, not a function: the row is SQLite's or PostgreSQL's.
+macro_rules! issue_row {
+    ($r:expr) => {
+        IssueRow {
+            id: $r.try_get(0)?,
+            item_id: $r.try_get(1)?,
+            client_id: $r.try_get(2)?,
+            kind: $r.try_get(3)?,
+            score: $r.try_get(4)?,
+            group: $r.try_get(5)?,
+            of_item: $r.try_get(6)?,
+            of_client_id: $r.try_get(7)?,
+            of_reference: $r.try_get(8)?,
+            hold: $r.try_get::<i64, _>(9)? != 0,
+            split: $r.try_get(10)?,
+            of_split: $r.try_get(11)?,
+        }
+    };
+}
+pub(crate) use issue_row;
+
 /// An item as a screen reads it: its content and stored embedding.
 #[derive(Debug, Clone)]
 pub struct ScreenRow {
@@ -484,22 +508,7 @@ impl Store {
             q.fetch_all(p)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(IssueRow {
-                        id: r.try_get(0)?,
-                        item_id: r.try_get(1)?,
-                        client_id: r.try_get(2)?,
-                        kind: r.try_get(3)?,
-                        score: r.try_get(4)?,
-                        group: r.try_get(5)?,
-                        of_item: r.try_get(6)?,
-                        of_client_id: r.try_get(7)?,
-                        of_reference: r.try_get(8)?,
-                        hold: r.try_get::<i64, _>(9)? != 0,
-                        split: r.try_get(10)?,
-                        of_split: r.try_get(11)?,
-                    })
-                })
+                .map(|r| Ok(issue_row!(r)))
                 .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         })
     }

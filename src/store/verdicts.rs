@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::screening::issue_row;
 use super::{now_ms, IssueRow, Result, Store, StoreError};
 
 /// The issue types a person gives verdicts on.
@@ -209,22 +210,7 @@ impl Store {
                 .fetch_all(p)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(IssueRow {
-                        id: r.try_get(0)?,
-                        item_id: r.try_get(1)?,
-                        client_id: r.try_get(2)?,
-                        kind: r.try_get(3)?,
-                        score: r.try_get(4)?,
-                        group: r.try_get(5)?,
-                        of_item: r.try_get(6)?,
-                        of_client_id: r.try_get(7)?,
-                        of_reference: r.try_get(8)?,
-                        hold: r.try_get::<i64, _>(9)? != 0,
-                        split: r.try_get(10)?,
-                        of_split: r.try_get(11)?,
-                    })
-                })
+                .map(|r| Ok(issue_row!(r)))
                 .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         })
     }
