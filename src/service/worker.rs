@@ -188,6 +188,7 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
     let mut outcomes = Vec::with_capacity(claimed);
     let mut ids: Vec<i64> = Vec::with_capacity(claimed);
     let mut inputs: Vec<Input> = Vec::with_capacity(claimed);
+    let off_audit: Vec<i64> = items.iter().filter(|i| i.off_audit).map(|i| i.id).collect();
     for item in items {
         match input_for(item.content, root.as_ref()) {
             Ok(input) => {
@@ -284,7 +285,7 @@ pub async fn step(ctx: &WorkerContext) -> Result<usize, String> {
         };
         outcomes.push((id, outcome));
     }
-    draw_audit(ctx, &project, &mut outcomes[first_predicted..]).await?;
+    draw_audit(ctx, &project, &off_audit, &mut outcomes[first_predicted..]).await?;
     record(
         ctx, job_id, started, claimed, claim_ms, predict_ms, outcomes,
     )
@@ -331,20 +332,14 @@ async fn record(
 /// batch, for the classes this batch predicted only, each up to the minimum
 /// (past it the rate applies whatever the count). Items the last screen
 /// found to be duplicate members or leaked are never drawn (the audit is a
-/// sample of representatives; one query per batch).
+/// sample of representatives; the claim reads which, see
+/// [`crate::store::ClaimedItem::off_audit`]).
 async fn draw_audit(
     ctx: &WorkerContext,
     project: &crate::store::Project,
+    off_audit: &[i64],
     outcomes: &mut [(i64, Outcome)],
 ) -> Result<(), String> {
-    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
-    let skip: std::collections::HashSet<i64> = ctx
-        .store
-        .off_audit(project.id, &ids)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
     let mut audited: HashMap<String, i64> = HashMap::new();
     if let Some(min) = project.settings.audit_min {
         let mut labels: Vec<&str> = outcomes
@@ -370,7 +365,8 @@ async fn draw_audit(
                 let seen = audited.entry(label.clone()).or_insert(0);
                 let prob = calibration::audit_probability(&project.settings, *seen);
                 p.audit_p = Some(prob);
-                p.audit = !skip.contains(id) && calibration::audit_uniform(project.id, *id) < prob;
+                p.audit =
+                    !off_audit.contains(id) && calibration::audit_uniform(project.id, *id) < prob;
                 if p.audit {
                     *seen += 1;
                 }

@@ -595,7 +595,10 @@ impl Store {
             "UPDATE items SET lease_owner = $1, lease_until = $2 WHERE id IN (\
                SELECT id FROM items WHERE job_id = $3 AND status = 'pending' \
                AND (lease_until IS NULL OR lease_until < $4) ORDER BY id LIMIT $5{lock}) \
-             RETURNING id, project_id, kind, text, image, path"
+             RETURNING id, project_id, kind, text, image, path, \
+             CASE WHEN {} OR {} THEN 1 ELSE 0 END AS off_audit",
+            screening::dup_member("items"),
+            screening::leaked("items"),
         );
         with_pool!(self, |p| async {
             let jobs: Vec<(i64, i64, Option<i64>)> = sqlx::query(
@@ -657,6 +660,7 @@ impl Store {
                 for r in &rows {
                     items.push(ClaimedItem {
                         id: r.try_get("id")?,
+                        off_audit: r.try_get::<i32, _>("off_audit")? != 0,
                         content: Content::from_columns(
                             r.try_get("kind")?,
                             r.try_get("text")?,

@@ -389,6 +389,10 @@ pub struct Claim {
 pub struct ClaimedItem {
     pub id: i64,
     pub content: Content,
+    /// The last screen found it a duplicate member (not its group's
+    /// representative) or leaked: never drawn into the audit sample. Read by
+    /// the claim itself, so a batch costs no extra statement.
+    pub off_audit: bool,
 }
 
 /// The result of labeling one claimed item.
